@@ -1,0 +1,236 @@
+//! Conversions between protobuf messages and `fundtrail_core` types.
+
+use fundtrail_core::limits::PAYLOAD_BYTES_MAX;
+use fundtrail_core::model::{self as m, AccountKind, Role};
+use fundtrail_core::money::Fen;
+use fundtrail_core::{Code, Rejection};
+use prost::Message;
+
+use crate::pb;
+
+/// Decodes signed payload bytes into the request they carry.
+pub fn decode_request(payload: &[u8]) -> Result<m::Request, Rejection> {
+    if payload.is_empty() {
+        return Err(Rejection::invalid("payload", "the signed payload is empty"));
+    }
+    if payload.len() > PAYLOAD_BYTES_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            "payload",
+            format!("the signed payload is {} bytes; at most {PAYLOAD_BYTES_MAX} are accepted", payload.len()),
+        ));
+    }
+    let request = pb::Request::decode(payload)
+        .map_err(|e| Rejection::invalid("payload", format!("the signed payload is not a fundtrail.v1.Request ({e})")))?;
+    request_to_core(request)
+}
+
+fn key32(field: &str, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
+    bytes
+        .try_into()
+        .map_err(|_| Rejection::invalid(field, format!("{field} must be a 32-byte Ed25519 public key, got {} bytes", bytes.len())))
+}
+
+fn role(field: &str, value: i32) -> Result<Role, Rejection> {
+    match pb::OrgRole::try_from(value) {
+        Ok(pb::OrgRole::Administrator) => Ok(Role::Administrator),
+        Ok(pb::OrgRole::Finance) => Ok(Role::Finance),
+        Ok(pb::OrgRole::Auditor) => Ok(Role::Auditor),
+        Ok(pb::OrgRole::Witness) => Ok(Role::Witness),
+        _ => Err(Rejection::invalid(field, "the org role must be ADMINISTRATOR, FINANCE, AUDITOR or WITNESS")),
+    }
+}
+
+pub fn role_to_pb(role: Role) -> pb::OrgRole {
+    match role {
+        Role::Administrator => pb::OrgRole::Administrator,
+        Role::Finance => pb::OrgRole::Finance,
+        Role::Auditor => pb::OrgRole::Auditor,
+        Role::Witness => pb::OrgRole::Witness,
+    }
+}
+
+fn account_kind(field: &str, value: i32) -> Result<AccountKind, Rejection> {
+    match pb::AccountKind::try_from(value) {
+        Ok(pb::AccountKind::Treasury) => Ok(AccountKind::Treasury),
+        Ok(pb::AccountKind::Programme) => Ok(AccountKind::Programme),
+        Ok(pb::AccountKind::Pool) => Ok(AccountKind::Pool),
+        Ok(pb::AccountKind::Project) => Ok(AccountKind::Project),
+        Ok(pb::AccountKind::Household) => Ok(AccountKind::Household),
+        _ => Err(Rejection::invalid(field, "the account kind must be TREASURY, PROGRAMME, POOL, PROJECT or HOUSEHOLD")),
+    }
+}
+
+pub fn account_kind_to_pb(kind: AccountKind) -> pb::AccountKind {
+    match kind {
+        AccountKind::Treasury => pb::AccountKind::Treasury,
+        AccountKind::Programme => pb::AccountKind::Programme,
+        AccountKind::Pool => pb::AccountKind::Pool,
+        AccountKind::Project => pb::AccountKind::Project,
+        AccountKind::Household => pb::AccountKind::Household,
+    }
+}
+
+fn earmarks(sources: Vec<pb::SourceAmount>) -> Vec<m::Earmark> {
+    sources
+        .into_iter()
+        .map(|s| m::Earmark { source_seq: s.source_seq, amount: Fen(s.amount_fen) })
+        .collect()
+}
+
+/// A decoded `Request` as a domain request.
+pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
+    use pb::request::Body as B;
+    let body = match request.body {
+        None => return Err(Rejection::invalid("body", "the request says nothing to do (no body)")),
+        Some(B::Genesis(g)) => m::Body::Genesis(m::Genesis {
+            root_public_key: key32("genesis.root_public_key", &g.root_public_key)?,
+            log_public_key: key32("genesis.log_public_key", &g.log_public_key)?,
+            root_org_id: g.root_org_id,
+            root_org_name: g.root_org_name,
+            division_code: g.division_code,
+        }),
+        Some(B::RegisterOrg(r)) => m::Body::RegisterOrg(m::RegisterOrg {
+            role: role("register_org.role", r.role)?,
+            public_key: key32("register_org.public_key", &r.public_key)?,
+            org_id: r.org_id,
+            name: r.name,
+            division_code: r.division_code,
+        }),
+        Some(B::AddKey(a)) => m::Body::AddKey(m::AddKey {
+            public_key: key32("add_key.public_key", &a.public_key)?,
+            org_id: a.org_id,
+        }),
+        Some(B::RevokeKey(r)) => m::Body::RevokeKey(m::RevokeKey { key_id: r.key_id, reason: r.reason }),
+        Some(B::OpenAccount(o)) => m::Body::OpenAccount(m::OpenAccount {
+            kind: account_kind("open_account.kind", o.kind)?,
+            account_id: o.account_id,
+            name: o.name,
+            programme_code: o.programme_code,
+            household_ref: o.household_ref,
+        }),
+        Some(B::Appropriation(a)) => m::Body::Appropriation(m::Appropriation {
+            account_id: a.account_id,
+            amount: Fen(a.amount_fen),
+            programme_code: a.programme_code,
+            fiscal_year: a.fiscal_year,
+            document_no: a.document_no,
+            purpose: a.purpose,
+            memo: a.memo,
+        }),
+        Some(B::Transfer(t)) => m::Body::Transfer(m::Transfer {
+            from_account_id: t.from_account_id,
+            to_account_id: t.to_account_id,
+            amount: Fen(t.amount_fen),
+            sources: earmarks(t.sources),
+            document_no: t.document_no,
+            purpose: t.purpose,
+            memo: t.memo,
+        }),
+        Some(B::Disbursement(d)) => m::Body::Disbursement(m::Disbursement {
+            from_account_id: d.from_account_id,
+            household_account_id: d.household_account_id,
+            amount: Fen(d.amount_fen),
+            sources: earmarks(d.sources),
+            programme_code: d.programme_code,
+            period: d.period,
+            document_no: d.document_no,
+            memo: d.memo,
+        }),
+        Some(B::Reversal(r)) => m::Body::Reversal(m::Reversal {
+            target_seq: r.target_seq,
+            document_no: r.document_no,
+            reason: r.reason,
+        }),
+    };
+    Ok(m::Request {
+        ledger_id: request.ledger_id,
+        idempotency_key: request.idempotency_key,
+        signed_at_ms: request.signed_at_ms,
+        body,
+    })
+}
+
+pub fn effects_to_pb(effects: &m::Effects) -> pb::Effects {
+    pb::Effects {
+        signer_org_id: effects.signer_org_id.clone(),
+        legs: effects
+            .legs
+            .iter()
+            .map(|leg| pb::Leg {
+                from_account_id: leg.from_account_id.clone().unwrap_or_default(),
+                to_account_id: leg.to_account_id.clone().unwrap_or_default(),
+                source_seq: leg.source_seq,
+                amount_fen: leg.amount.0,
+            })
+            .collect(),
+        registered_key_id: effects.registered_key_id.clone().unwrap_or_default(),
+    }
+}
+
+/// The record kind of a decoded request body, as named in the API.
+pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
+    use pb::request::Body as B;
+    match body {
+        None => "Unknown",
+        Some(B::Genesis(_)) => "Genesis",
+        Some(B::RegisterOrg(_)) => "RegisterOrg",
+        Some(B::AddKey(_)) => "AddKey",
+        Some(B::RevokeKey(_)) => "RevokeKey",
+        Some(B::OpenAccount(_)) => "OpenAccount",
+        Some(B::Appropriation(_)) => "Appropriation",
+        Some(B::Transfer(_)) => "Transfer",
+        Some(B::Disbursement(_)) => "Disbursement",
+        Some(B::Reversal(_)) => "Reversal",
+    }
+}
+
+pub fn org_to_pb(org: &m::Org, keys: Vec<pb::OrgKey>) -> pb::Org {
+    pb::Org {
+        org_id: org.org_id.clone(),
+        name: org.name.clone(),
+        role: role_to_pb(org.role) as i32,
+        division_code: org.division_code.clone(),
+        parent_org_id: org.parent_org_id.clone().unwrap_or_default(),
+        registered_seq: org.registered_seq,
+        keys,
+    }
+}
+
+pub fn key_to_pb(key: &m::Key) -> pb::OrgKey {
+    pb::OrgKey {
+        key_id: key.key_id.clone(),
+        public_key: key.public_key.to_vec(),
+        added_seq: key.added_seq,
+        revoked_seq: key.revoked_seq,
+    }
+}
+
+/// An account with its balance per source; `source` looks up a source's details.
+pub fn account_to_pb(account: &m::Account, source: impl Fn(u64) -> Option<m::Source>) -> pb::Account {
+    pb::Account {
+        account_id: account.account_id.clone(),
+        owner_org_id: account.owner_org_id.clone(),
+        kind: account_kind_to_pb(account.kind) as i32,
+        name: account.name.clone(),
+        programme_code: account.programme_code.clone(),
+        household_ref: account.household_ref.clone(),
+        division_code: account.division_code.clone(),
+        opened_seq: account.opened_seq,
+        balance_fen: u64::try_from(account.balance()).unwrap_or(u64::MAX),
+        balances: account
+            .balances
+            .iter()
+            .map(|(&source_seq, amount)| {
+                let details = source(source_seq);
+                pb::SourceBalance {
+                    source_seq,
+                    amount_fen: amount.0,
+                    programme_code: details.as_ref().map(|s| s.programme_code.clone()).unwrap_or_default(),
+                    document_no: details.as_ref().map(|s| s.document_no.clone()).unwrap_or_default(),
+                    fiscal_year: details.as_ref().map(|s| s.fiscal_year).unwrap_or_default(),
+                }
+            })
+            .collect(),
+    }
+}

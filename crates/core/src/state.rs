@@ -1,0 +1,154 @@
+//! Derived state as a key–value map, and the key schema.
+//!
+//! The core decides what is stored under which key and how values are
+//! encoded (postcard, deterministic), so that two replays of one journal give
+//! byte-identical state whatever engine holds it. Storage engines implement
+//! [`Kv`]; tests use [`MemoryKv`].
+
+use std::collections::BTreeMap;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::model::*;
+use crate::Rejection;
+
+/// Read access to derived state. A storage failure is a [`Rejection`] with
+/// code `Unavailable`.
+pub trait Kv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection>;
+}
+
+/// Derived state held in memory: for tests and offline tools.
+pub type MemoryKv = BTreeMap<Vec<u8>, Vec<u8>>;
+
+impl Kv for MemoryKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
+        Ok(BTreeMap::get(self, key).cloned())
+    }
+}
+
+/// Key prefixes. Every key of derived state starts with one of these.
+pub mod key {
+    pub const LEDGER: &[u8] = b"l";
+    pub const ORG: u8 = b'o';
+    pub const KEY: u8 = b'k';
+    pub const ACCOUNT: u8 = b'a';
+    pub const SOURCE: u8 = b's';
+    pub const MOVEMENT: u8 = b'm';
+    pub const IDEMPOTENCY: u8 = b'i';
+    /// Index: account id ‖ 0x00 ‖ seq (big-endian) → empty, for each record
+    /// that moved money in or out of the account.
+    pub const ACCOUNT_ENTRY: u8 = b'x';
+
+    pub fn named(prefix: u8, name: &str) -> Vec<u8> {
+        let mut key = Vec::with_capacity(1 + name.len());
+        key.push(prefix);
+        key.extend_from_slice(name.as_bytes());
+        key
+    }
+
+    pub fn seq(prefix: u8, seq: u64) -> Vec<u8> {
+        let mut key = Vec::with_capacity(9);
+        key.push(prefix);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    pub fn idempotency(key_id: &str, idempotency_key: &str) -> Vec<u8> {
+        let mut key = named(IDEMPOTENCY, key_id);
+        key.push(0);
+        key.extend_from_slice(idempotency_key.as_bytes());
+        key
+    }
+
+    /// Prefix of all index keys of one account.
+    pub fn account_entries(account_id: &str) -> Vec<u8> {
+        let mut key = named(ACCOUNT_ENTRY, account_id);
+        key.push(0);
+        key
+    }
+
+    pub fn account_entry(account_id: &str, seq: u64) -> Vec<u8> {
+        let mut key = account_entries(account_id);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+}
+
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding our own plain structs into a Vec cannot fail.
+    postcard::to_stdvec(value).expect("postcard encodes plain structs")
+}
+
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
+    postcard::from_bytes(bytes)
+        .map_err(|e| Rejection::unavailable(format!("derived state is corrupt ({e}); rebuild it from the journal")))
+}
+
+/// Typed reads over any [`Kv`].
+pub trait StateRead: Kv {
+    fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Rejection> {
+        match self.get(key)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+    fn ledger(&self) -> Result<Option<LedgerMeta>, Rejection> {
+        self.read(key::LEDGER)
+    }
+    fn org(&self, org_id: &str) -> Result<Option<Org>, Rejection> {
+        self.read(&key::named(key::ORG, org_id))
+    }
+    fn key(&self, key_id: &str) -> Result<Option<Key>, Rejection> {
+        self.read(&key::named(key::KEY, key_id))
+    }
+    fn account(&self, account_id: &str) -> Result<Option<Account>, Rejection> {
+        self.read(&key::named(key::ACCOUNT, account_id))
+    }
+    fn source(&self, source_seq: u64) -> Result<Option<Source>, Rejection> {
+        self.read(&key::seq(key::SOURCE, source_seq))
+    }
+    fn movement(&self, seq: u64) -> Result<Option<Movement>, Rejection> {
+        self.read(&key::seq(key::MOVEMENT, seq))
+    }
+    fn idempotency(&self, key_id: &str, idempotency_key: &str) -> Result<Option<IdempotencyEntry>, Rejection> {
+        self.read(&key::idempotency(key_id, idempotency_key))
+    }
+}
+
+impl<K: Kv + ?Sized> StateRead for K {}
+
+/// Writes staged over a base state. Reads see the staged writes first. A
+/// request is applied into a fresh `Txn`; only when it is accepted are the
+/// writes handed on, so a refused request changes nothing.
+pub struct Txn<'a, K: Kv + ?Sized> {
+    base: &'a K,
+    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl<'a, K: Kv + ?Sized> Txn<'a, K> {
+    pub fn new(base: &'a K) -> Self {
+        Txn { base, writes: BTreeMap::new() }
+    }
+
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
+        self.writes.insert(key, encode(value));
+    }
+
+    pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, value);
+    }
+
+    pub fn into_writes(self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.writes
+    }
+}
+
+impl<K: Kv + ?Sized> Kv for Txn<'_, K> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
+        match self.writes.get(key) {
+            Some(value) => Ok(Some(value.clone())),
+            None => self.base.get(key),
+        }
+    }
+}

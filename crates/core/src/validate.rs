@@ -1,0 +1,299 @@
+//! Checks of a request's fields that need no state: syntax, lengths, amounts,
+//! and the rule that no personal data enters the immutable log.
+
+use std::collections::BTreeSet;
+
+use crate::limits::*;
+use crate::model::*;
+use crate::money::Fen;
+use crate::Rejection;
+
+/// Checks every field of `request` on its own.
+pub fn request(request: &Request) -> Result<(), Rejection> {
+    id("idempotency_key", &request.idempotency_key)?;
+    if request.ledger_id.is_empty() {
+        return Err(Rejection::invalid("ledger_id", "the ledger id is missing"));
+    }
+    match &request.body {
+        Body::Genesis(g) => {
+            id("genesis.root_org_id", &g.root_org_id)?;
+            name("genesis.root_org_name", &g.root_org_name)?;
+            division_code("genesis.division_code", &g.division_code)
+        }
+        Body::RegisterOrg(r) => {
+            id("register_org.org_id", &r.org_id)?;
+            name("register_org.name", &r.name)?;
+            division_code("register_org.division_code", &r.division_code)
+        }
+        Body::AddKey(a) => id("add_key.org_id", &a.org_id),
+        Body::RevokeKey(r) => {
+            id("revoke_key.key_id", &r.key_id)?;
+            text("revoke_key.reason", &r.reason, TEXT_CHARS_MAX)
+        }
+        Body::OpenAccount(o) => {
+            id("open_account.account_id", &o.account_id)?;
+            name("open_account.name", &o.name)?;
+            optional_code("open_account.programme_code", &o.programme_code)?;
+            match (o.kind, o.household_ref.is_empty()) {
+                (AccountKind::Household, true) => Err(Rejection::invalid(
+                    "open_account.household_ref",
+                    "a household account needs the household registry's id (household_ref)",
+                )),
+                (AccountKind::Household, false) => id("open_account.household_ref", &o.household_ref),
+                (_, false) => Err(Rejection::invalid(
+                    "open_account.household_ref",
+                    "household_ref is only for household accounts",
+                )),
+                (_, true) => Ok(()),
+            }
+        }
+        Body::Appropriation(a) => {
+            id("appropriation.account_id", &a.account_id)?;
+            amount("appropriation.amount_fen", a.amount)?;
+            code("appropriation.programme_code", &a.programme_code)?;
+            fiscal_year("appropriation.fiscal_year", a.fiscal_year)?;
+            document_no("appropriation.document_no", &a.document_no)?;
+            text("appropriation.purpose", &a.purpose, TEXT_CHARS_MAX)?;
+            text("appropriation.memo", &a.memo, TEXT_CHARS_MAX)
+        }
+        Body::Transfer(t) => {
+            id("transfer.from_account_id", &t.from_account_id)?;
+            id("transfer.to_account_id", &t.to_account_id)?;
+            if t.from_account_id == t.to_account_id {
+                return Err(Rejection::invalid(
+                    "transfer.to_account_id",
+                    "a transfer must go to a different account",
+                ));
+            }
+            amount("transfer.amount_fen", t.amount)?;
+            earmarks("transfer.sources", &t.sources, t.amount)?;
+            document_no("transfer.document_no", &t.document_no)?;
+            text("transfer.purpose", &t.purpose, TEXT_CHARS_MAX)?;
+            text("transfer.memo", &t.memo, TEXT_CHARS_MAX)
+        }
+        Body::Disbursement(d) => {
+            id("disbursement.from_account_id", &d.from_account_id)?;
+            id("disbursement.household_account_id", &d.household_account_id)?;
+            amount("disbursement.amount_fen", d.amount)?;
+            earmarks("disbursement.sources", &d.sources, d.amount)?;
+            code("disbursement.programme_code", &d.programme_code)?;
+            period("disbursement.period", &d.period)?;
+            document_no("disbursement.document_no", &d.document_no)?;
+            text("disbursement.memo", &d.memo, TEXT_CHARS_MAX)
+        }
+        Body::Reversal(r) => {
+            document_no("reversal.document_no", &r.document_no)?;
+            text("reversal.reason", &r.reason, TEXT_CHARS_MAX)?;
+            if r.reason.trim().is_empty() {
+                return Err(Rejection::invalid("reversal.reason", "a reversal must give its reason"));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Identifiers: 1–64 bytes of ASCII letters, digits and `.`, `_`, `-`, `:`,
+/// starting with a letter or digit.
+pub fn id(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::invalid(field, format!("{field} is missing")));
+    }
+    if value.len() > ID_BYTES_MAX {
+        return Err(Rejection::invalid(field, format!("{field} is longer than {ID_BYTES_MAX} characters")));
+    }
+    let first_ok = value.as_bytes()[0].is_ascii_alphanumeric();
+    let rest_ok = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':'));
+    if !first_ok || !rest_ok {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} {value:?} may only hold letters, digits and . _ - : and must start with a letter or digit"),
+        ));
+    }
+    Ok(())
+}
+
+/// GB/T 2260 division code: 6 digits, or 9/12-digit township/village codes.
+pub fn division_code(field: &str, value: &str) -> Result<(), Rejection> {
+    let ok = matches!(value.len(), 6 | 9 | 12) && value.bytes().all(|b| b.is_ascii_digit());
+    if !ok {
+        return Err(Rejection::invalid(
+            field,
+            format!("{value:?} is not a division code: use the 6-digit GB/T 2260 code (000000 for the central level), or a 9/12-digit township/village code"),
+        ));
+    }
+    Ok(())
+}
+
+fn name(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::invalid(field, format!("{field} is missing")));
+    }
+    text(field, value, NAME_CHARS_MAX)
+}
+
+/// A programme code (资金项目/科目 code): required, short, no spaces.
+fn code(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        return Err(Rejection::invalid(field, format!("{field} (the fund programme code) is missing")));
+    }
+    optional_code(field, value)
+}
+
+fn optional_code(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.is_empty() {
+        return Ok(());
+    }
+    id(field, value)
+}
+
+/// 文号: required on every money movement, since every movement must cite
+/// the document that authorised it.
+fn document_no(field: &str, value: &str) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::invalid(
+            field,
+            "the authorising document number (文号) is missing",
+        ));
+    }
+    text(field, value, DOCUMENT_NO_CHARS_MAX)
+}
+
+/// Free text: bounded, no control characters, no personal data.
+pub fn text(field: &str, value: &str, chars_max: usize) -> Result<(), Rejection> {
+    if value.chars().count() > chars_max {
+        return Err(Rejection::invalid(field, format!("{field} is longer than {chars_max} characters")));
+    }
+    if value.chars().any(|c| c.is_control()) {
+        return Err(Rejection::invalid(field, format!("{field} contains control characters")));
+    }
+    personal_data_free(field, value)
+}
+
+/// Refuses runs of 15 or more digits (possibly ending in X): the shape of
+/// resident ID numbers (15 or 18 characters) and bank card numbers. The log
+/// is immutable, so personal data must never enter it.
+pub fn personal_data_free(field: &str, value: &str) -> Result<(), Rejection> {
+    const DIGIT_RUN_MAX: usize = 14;
+    let mut run = 0usize;
+    for c in value.chars() {
+        if c.is_ascii_digit() || (run >= 14 && matches!(c, 'X' | 'x')) {
+            run += 1;
+            if run > DIGIT_RUN_MAX {
+                return Err(Rejection::invalid(
+                    field,
+                    format!("{field} contains what looks like an ID or bank card number; personal data may not be written to the permanent ledger"),
+                ));
+            }
+        } else {
+            run = 0;
+        }
+    }
+    Ok(())
+}
+
+pub fn amount(field: &str, amount: Fen) -> Result<(), Rejection> {
+    if amount.0 == 0 {
+        return Err(Rejection::invalid(field, "the amount must be greater than zero"));
+    }
+    if amount.0 > AMOUNT_FEN_MAX {
+        return Err(Rejection::invalid(
+            field,
+            format!("the amount {amount} is above the largest single amount {}", Fen(AMOUNT_FEN_MAX)),
+        ));
+    }
+    Ok(())
+}
+
+fn fiscal_year(field: &str, year: u32) -> Result<(), Rejection> {
+    if !(2000..=2100).contains(&year) {
+        return Err(Rejection::invalid(field, format!("fiscal year {year} is not a year between 2000 and 2100")));
+    }
+    Ok(())
+}
+
+/// "YYYY-MM".
+fn period(field: &str, value: &str) -> Result<(), Rejection> {
+    let b = value.as_bytes();
+    let ok = b.len() == 7
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[5..].iter().all(u8::is_ascii_digit)
+        && matches!(&value[5..], "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12");
+    if !ok {
+        return Err(Rejection::invalid(field, format!("the payment period {value:?} must be a month like 2026-03")));
+    }
+    Ok(())
+}
+
+/// Earmarks, when given: each source once, each amount above zero, adding up
+/// exactly to the movement's amount.
+fn earmarks(field: &str, earmarks: &[Earmark], total: Fen) -> Result<(), Rejection> {
+    if earmarks.is_empty() {
+        return Ok(());
+    }
+    if earmarks.len() > EARMARKS_MAX {
+        return Err(Rejection::new(
+            crate::Code::ResourceExhausted,
+            field,
+            format!("at most {EARMARKS_MAX} sources may be named in one movement"),
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    let mut sum: u128 = 0;
+    for earmark in earmarks {
+        if !seen.insert(earmark.source_seq) {
+            return Err(Rejection::invalid(
+                field,
+                format!("source {} is named twice", earmark.source_seq),
+            ));
+        }
+        amount(field, earmark.amount)?;
+        sum += u128::from(earmark.amount.0);
+    }
+    if sum != u128::from(total.0) {
+        return Err(Rejection::invalid(
+            field,
+            format!("the named sources add up to {} but the amount is {total}", Fen(u64::try_from(sum).unwrap_or(u64::MAX))),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        assert!(id("f", "gansu-fin").is_ok());
+        assert!(id("f", "").is_err());
+        assert!(id("f", "-x").is_err());
+        assert!(id("f", "a b").is_err());
+        assert!(id("f", &"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn personal_data_is_refused() {
+        assert!(personal_data_free("memo", "付给 51343119800101123X 的补贴").is_err());
+        assert!(personal_data_free("memo", "card 6222021234567890123").is_err());
+        assert!(personal_data_free("memo", "财农〔2026〕12号 2026年第1批").is_ok());
+        assert!(personal_data_free("memo", "amount 12345678901234").is_ok());
+    }
+
+    #[test]
+    fn division_codes() {
+        assert!(division_code("d", "513431").is_ok());
+        assert!(division_code("d", "000000").is_ok());
+        assert!(division_code("d", "51343").is_err());
+        assert!(division_code("d", "51343a").is_err());
+    }
+
+    #[test]
+    fn periods() {
+        assert!(period("p", "2026-03").is_ok());
+        assert!(period("p", "2026-13").is_err());
+        assert!(period("p", "2026-3").is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! Derived state in sled: the core's key–value state, the journal offset of
+//! every record, and the watermark saying how much of the journal it holds.
+//!
+//! Keys beginning with `~` belong to this module; all others to
+//! `fundtrail_core::state`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use fundtrail_core::state::Kv;
+use fundtrail_core::Rejection;
+
+const WATERMARK_KEY: &[u8] = b"~w";
+const OFFSET_PREFIX: &[u8] = b"~o";
+
+/// How much of the journal the derived state holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Watermark {
+    /// Records applied: the next record gets this seq.
+    pub record_count: u64,
+    /// Journal byte offset just past the last applied record.
+    pub journal_end: u64,
+    /// SHA-256 of the last applied record's bytes (zero when none): lets
+    /// start-up check the journal still holds that very record.
+    pub last_record_sha256: [u8; 32],
+}
+
+impl Watermark {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(48);
+        out.extend_from_slice(&self.record_count.to_be_bytes());
+        out.extend_from_slice(&self.journal_end.to_be_bytes());
+        out.extend_from_slice(&self.last_record_sha256);
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Watermark> {
+        if bytes.len() != 48 {
+            return None;
+        }
+        Some(Watermark {
+            record_count: u64::from_be_bytes(bytes[0..8].try_into().ok()?),
+            journal_end: u64::from_be_bytes(bytes[8..16].try_into().ok()?),
+            last_record_sha256: bytes[16..48].try_into().ok()?,
+        })
+    }
+}
+
+/// Where a record's frame is in the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLocation {
+    pub seq: u64,
+    pub offset: u64,
+}
+
+fn offset_key(seq: u64) -> Vec<u8> {
+    let mut key = OFFSET_PREFIX.to_vec();
+    key.extend_from_slice(&seq.to_be_bytes());
+    key
+}
+
+#[derive(Clone)]
+pub struct StateDb {
+    db: sled::Db,
+}
+
+fn unavailable(e: sled::Error) -> Rejection {
+    Rejection::unavailable(format!("the state store failed: {e}"))
+}
+
+impl StateDb {
+    pub fn open(path: &Path) -> sled::Result<StateDb> {
+        let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).open()?;
+        Ok(StateDb { db })
+    }
+
+    pub fn watermark(&self) -> Result<Watermark, Rejection> {
+        match self.db.get(WATERMARK_KEY).map_err(unavailable)? {
+            None => Ok(Watermark::default()),
+            Some(bytes) => Watermark::decode(&bytes)
+                .ok_or_else(|| Rejection::unavailable("the state watermark is corrupt; rebuild the state from the journal")),
+        }
+    }
+
+    /// Commits a batch of applied records atomically: the core's writes, the
+    /// records' journal offsets and the new watermark. Not fsynced: the
+    /// journal is the durable copy and start-up replays past the watermark.
+    pub fn commit(
+        &self,
+        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        locations: &[RecordLocation],
+        watermark: Watermark,
+    ) -> Result<(), Rejection> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in writes {
+            assert!(!key.starts_with(b"~"), "core keys never start with ~");
+            batch.insert(key, value);
+        }
+        for location in locations {
+            batch.insert(offset_key(location.seq), &location.offset.to_be_bytes());
+        }
+        batch.insert(WATERMARK_KEY, watermark.encode());
+        self.db.apply_batch(batch).map_err(unavailable)
+    }
+
+    /// The journal offset of record `seq`'s frame.
+    pub fn record_offset(&self, seq: u64) -> Result<Option<u64>, Rejection> {
+        let Some(bytes) = self.db.get(offset_key(seq)).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| Rejection::unavailable(format!("the stored offset of record {seq} is corrupt")))?;
+        Ok(Some(u64::from_be_bytes(bytes)))
+    }
+
+    /// Up to `limit` (key, value) pairs with `prefix`, starting at `start`
+    /// (which must begin with `prefix`).
+    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Rejection> {
+        let mut out = Vec::new();
+        for item in self.db.range(start.to_vec()..) {
+            let (key, value) = item.map_err(unavailable)?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every key and value, in key order: for comparing two states.
+    pub fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Rejection> {
+        let mut out = BTreeMap::new();
+        for item in self.db.iter() {
+            let (key, value) = item.map_err(unavailable)?;
+            out.insert(key.to_vec(), value.to_vec());
+        }
+        Ok(out)
+    }
+
+    /// Flushes sled's own files (used at clean shutdown).
+    pub fn flush(&self) -> Result<(), Rejection> {
+        self.db.flush().map(|_| ()).map_err(unavailable)
+    }
+}
+
+impl Kv for StateDb {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
+        Ok(self.db.get(key).map_err(unavailable)?.map(|v| v.to_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_is_read_back_with_watermark() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(&dir.path().join("state")).unwrap();
+        assert_eq!(db.watermark().unwrap(), Watermark::default());
+        let mut writes = BTreeMap::new();
+        writes.insert(b"a1".to_vec(), b"v".to_vec());
+        let watermark = Watermark { record_count: 1, journal_end: 40, last_record_sha256: [9; 32] };
+        db.commit(writes, &[RecordLocation { seq: 0, offset: 0 }], watermark).unwrap();
+        assert_eq!(db.watermark().unwrap(), watermark);
+        assert_eq!(db.get(b"a1").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(db.record_offset(0).unwrap(), Some(0));
+        assert_eq!(db.record_offset(1).unwrap(), None);
+        assert_eq!(db.scan(b"a", b"a", 10).unwrap().len(), 1);
+    }
+}
