@@ -16,6 +16,7 @@
 
 pub mod apply;
 pub mod error;
+pub mod keyfile;
 pub mod limits;
 pub mod model;
 pub mod money;

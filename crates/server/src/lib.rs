@@ -1,1 +1,77 @@
-//! placeholder
+//! The fundtrail server: the sequencer with group commit ([`engine`]), the
+//! gRPC services, and [`serve`], which runs them with the standard health
+//! and reflection services on one listener.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), String> {
+//! use fundtrail_server::{engine::EngineConfig, serve, ServeConfig};
+//! let config = ServeConfig {
+//!     engine: EngineConfig { data_dir: "./fundtrail-data".into(), skew_ms_max: 300_000 },
+//!     listen: "127.0.0.1:50051".parse().unwrap(),
+//! };
+//! serve(config, std::future::pending()).await
+//! # }
+//! ```
+
+pub mod engine;
+pub mod genesis;
+pub mod service;
+pub mod status;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use engine::{Engine, EngineConfig};
+use fundtrail_api::pb;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+/// Largest gRPC message accepted: a full PostBatch of maximal payloads.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 24 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub engine: EngineConfig,
+    pub listen: SocketAddr,
+}
+
+/// Opens the ledger and serves it on `config.listen` until `shutdown` resolves.
+pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let engine = Engine::open(config.engine)?;
+    serve_on(engine, listener, shutdown).await
+}
+
+/// Serves an opened engine on a bound listener until `shutdown` resolves.
+pub async fn serve_on(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
+    health.set_serving::<pb::query_server::QueryServer<service::QueryService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fundtrail_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| format!("cannot build the reflection service: {e}"))?;
+    let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService { engine: engine.clone() })
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let query = pb::query_server::QueryServer::new(service::QueryService { engine: engine.clone() })
+        .max_decoding_message_size(64 * 1024)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    info!(%addr, ledger_id = %engine.meta().ledger_id, "fundtrail serving");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ledger)
+        .add_service(query)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| format!("server failed: {e}"))?;
+    engine.state().flush().map_err(|e| e.message)?;
+    info!("fundtrail stopped");
+    Ok(())
+}

@@ -9,6 +9,7 @@
 //! and rebuilt by replaying the journal.
 
 pub mod journal;
+pub mod secret;
 pub mod state;
 
 pub use journal::{Journal, JournalReader};

@@ -1,0 +1,111 @@
+//! Creating a ledger: the log key, the root org's key, and record 0.
+
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::SigningKey;
+use fundtrail_api::{effects_to_pb, pb};
+use fundtrail_core::apply::{apply, Context, Outcome};
+use fundtrail_core::keyfile::KeyFile;
+use fundtrail_core::state::MemoryKv;
+use fundtrail_core::{signing, validate};
+use fundtrail_store::secret::write_secret_file;
+use fundtrail_store::Journal;
+use prost::Message;
+use rand::rngs::OsRng;
+
+use crate::engine::now_ms;
+
+pub const LOG_KEY_FILE_NAME: &str = "log.key";
+pub const ROOT_KEY_FILE_NAME: &str = "root.key";
+
+/// Who the root org is.
+#[derive(Debug, Clone)]
+pub struct RootOrg {
+    pub org_id: String,
+    pub name: String,
+    pub division_code: String,
+}
+
+impl Default for RootOrg {
+    fn default() -> Self {
+        RootOrg { org_id: "mof".into(), name: "中华人民共和国财政部".into(), division_code: "000000".into() }
+    }
+}
+
+/// What `init` made.
+#[derive(Debug, Clone)]
+pub struct Genesis {
+    pub ledger_id: String,
+    pub root_org_id: String,
+    pub root_key_id: String,
+    pub root_key_path: PathBuf,
+    pub log_key_path: PathBuf,
+}
+
+/// Whether `data_dir` already holds a ledger (a non-empty journal).
+pub fn exists(data_dir: &Path) -> bool {
+    std::fs::metadata(data_dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME)).is_ok_and(|m| m.len() > 0)
+}
+
+/// Creates a new ledger in `data_dir`: generates the log key and the root
+/// org's key (written to files only the owner can read) and writes the
+/// genesis record, signed by the root key, durably to the journal.
+pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
+    if exists(data_dir) {
+        return Err(format!("{} already holds a ledger", data_dir.display()));
+    }
+    validate::id("root org id", &root.org_id).map_err(|e| e.message)?;
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let log_key = SigningKey::generate(&mut OsRng);
+    let root_key = SigningKey::generate(&mut OsRng);
+    let ledger_id = format!("fundtrail-{}", hex::encode(rand::random::<[u8; 6]>()));
+    let request = pb::Request {
+        ledger_id: ledger_id.clone(),
+        idempotency_key: "genesis".into(),
+        signed_at_ms: now_ms(),
+        body: Some(pb::request::Body::Genesis(pb::Genesis {
+            root_org_id: root.org_id.clone(),
+            root_org_name: root.name.clone(),
+            division_code: root.division_code.clone(),
+            root_public_key: root_key.verifying_key().to_bytes().to_vec(),
+            log_public_key: log_key.verifying_key().to_bytes().to_vec(),
+        })),
+    };
+    let payload = request.encode_to_vec();
+    let root_key_id = signing::key_id(&root_key.verifying_key().to_bytes());
+    let signed = pb::SignedRequest {
+        payload: payload.clone(),
+        key_id: root_key_id.clone(),
+        signature: signing::sign(&root_key, &payload).to_vec(),
+    };
+    let decoded = fundtrail_api::decode_request(&payload).map_err(|e| e.message)?;
+    let commit_time_ms = now_ms();
+    let ctx = Context {
+        seq: 0,
+        commit_time_ms,
+        key_id: &root_key_id,
+        payload: &payload,
+        signature: &signed.signature,
+        verified_public_key: None,
+        skew_ms_max: None,
+    };
+    let effects = match apply(&MemoryKv::new(), &ctx, &decoded).map_err(|e| e.message)? {
+        Outcome::Accepted { effects, .. } => effects_to_pb(&effects),
+        Outcome::Duplicate { .. } => return Err("genesis cannot be a duplicate".into()),
+    };
+    let record = pb::Record { seq: 0, commit_time_ms, request: Some(signed), effects: Some(effects) };
+
+    let log_key_path = data_dir.join(LOG_KEY_FILE_NAME);
+    let root_key_path = data_dir.join(ROOT_KEY_FILE_NAME);
+    let write_key = |path: &Path, label: &str, key: &SigningKey| {
+        write_secret_file(path, KeyFile::new(label, key).to_json().as_bytes())
+            .map_err(|e| format!("cannot write key file {}: {e}", path.display()))
+    };
+    write_key(&log_key_path, "log", &log_key)?;
+    write_key(&root_key_path, &format!("root org {}", root.org_id), &root_key)?;
+    let mut journal = Journal::open(data_dir).map_err(|e| format!("cannot open journal: {e}"))?;
+    journal
+        .append(&[record.encode_to_vec()])
+        .map_err(|e| format!("cannot write the genesis record: {e}"))?;
+    Ok(Genesis { ledger_id, root_org_id: root.org_id.clone(), root_key_id, root_key_path, log_key_path })
+}

@@ -1,0 +1,28 @@
+//! The one mapping from domain refusals to gRPC statuses (DESIGN.md §8).
+
+use fundtrail_core::{Code, Rejection};
+use tonic_types::{ErrorDetails, StatusExt};
+
+pub fn code(code: Code) -> tonic::Code {
+    match code {
+        Code::InvalidArgument => tonic::Code::InvalidArgument,
+        Code::Unauthenticated => tonic::Code::Unauthenticated,
+        Code::PermissionDenied => tonic::Code::PermissionDenied,
+        Code::NotFound => tonic::Code::NotFound,
+        Code::FailedPrecondition => tonic::Code::FailedPrecondition,
+        Code::AlreadyExists => tonic::Code::AlreadyExists,
+        Code::ResourceExhausted => tonic::Code::ResourceExhausted,
+        Code::Unavailable => tonic::Code::Unavailable,
+    }
+}
+
+/// A status whose message is the clerk-readable text and whose rich error
+/// details (google.rpc.BadRequest) name the field at fault.
+pub fn status(rejection: Rejection) -> tonic::Status {
+    let code = code(rejection.code);
+    if rejection.field.is_empty() {
+        return tonic::Status::new(code, rejection.message);
+    }
+    let details = ErrorDetails::with_bad_request_violation(rejection.field, rejection.message.clone());
+    tonic::Status::with_error_details(code, rejection.message, details)
+}
