@@ -1,1 +1,285 @@
-fn main() {}
+//! `fundtrail`: run the ledger service, create ledgers and keys, post signed
+//! requests and read the ledger. Thin: the work lives in `crates/`.
+
+mod bench;
+mod output;
+mod post;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use fundtrail_api::pb;
+use fundtrail_client::Client;
+use fundtrail_core::keyfile::KeyFile;
+use fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT;
+use fundtrail_server::engine::EngineConfig;
+use fundtrail_server::genesis::{self, RootOrg};
+use fundtrail_server::ServeConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "fundtrail",
+    version,
+    about = "A signed, append-only, Merkle-verifiable ledger of government fund flows",
+    long_about = "fundtrail records fund flows — appropriations, transfers down the levels of government, \
+and payments to registered households — as Ed25519-signed records in an append-only log, \
+and answers where the money went.\n\nStart a service with `fundtrail serve`; every other \
+command talks to it over gRPC (--server) or works on files."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct DataDir {
+    /// Directory holding the journal, derived state and key files.
+    #[arg(long, env = "FUNDTRAIL_DATA_DIR", default_value = "./fundtrail-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(Args, Clone)]
+struct Server {
+    /// URL of the fundtrail service.
+    #[arg(long, env = "FUNDTRAIL_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Clone)]
+struct RootArgs {
+    /// Id of the root org created at genesis.
+    #[arg(long, default_value = "mof")]
+    root_org_id: String,
+    /// Name of the root org.
+    #[arg(long, default_value = "中华人民共和国财政部")]
+    root_org_name: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a new ledger: the log key, the root org's key and the genesis
+    /// record. Key files are written readable by their owner only.
+    Init {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(flatten)]
+        root: RootArgs,
+    },
+    /// Run the gRPC service (Ledger, Query, health, reflection). Creates the
+    /// ledger first when the data directory holds none.
+    Serve {
+        #[command(flatten)]
+        data: DataDir,
+        #[command(flatten)]
+        root: RootArgs,
+        /// Address to listen on.
+        #[arg(long, env = "FUNDTRAIL_LISTEN", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// Largest accepted distance between a request's signing time and the
+        /// server's clock, in milliseconds.
+        #[arg(long, env = "FUNDTRAIL_MAX_SKEW_MS", default_value_t = SIGNING_SKEW_MS_DEFAULT)]
+        max_skew_ms: u64,
+    },
+    /// Generate an Ed25519 key pair into a new key file (mode 0600) and print
+    /// its key id and public key, to register with `post register-org` or
+    /// `post add-key`.
+    Keygen {
+        /// Where to write the key file; refuses to overwrite.
+        #[arg(long)]
+        out: PathBuf,
+        /// A note on what the key is for.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// Sign a request with an org key and post it.
+    Post(post::PostArgs),
+    /// Show one record: what was signed, by which key, and what it did.
+    Entry {
+        #[command(flatten)]
+        server: Server,
+        /// The record's sequence number.
+        seq: u64,
+    },
+    /// List records in sequence order.
+    Entries {
+        #[command(flatten)]
+        server: Server,
+        /// Only records that moved money in or out of this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Records per page (at most 1000).
+        #[arg(long, default_value_t = 50)]
+        page_size: u32,
+        /// Continue from a previous page.
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Show an account and its balance by source.
+    Account {
+        #[command(flatten)]
+        server: Server,
+        account_id: String,
+    },
+    /// List accounts.
+    Accounts {
+        #[command(flatten)]
+        server: Server,
+        /// Only accounts of this org.
+        #[arg(long, default_value = "")]
+        owner: String,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
+    /// Show an org and its keys.
+    Org {
+        #[command(flatten)]
+        server: Server,
+        org_id: String,
+    },
+    /// Show the ledger's id and size.
+    Ledger {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Measure write throughput and latency against a fresh in-process
+    /// server on a temporary data directory.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli.command))
+}
+
+fn root_org(root: &RootArgs) -> RootOrg {
+    RootOrg { org_id: root.root_org_id.clone(), name: root.root_org_name.clone(), ..RootOrg::default() }
+}
+
+fn print_genesis(created: &genesis::Genesis) {
+    println!("created ledger {}", created.ledger_id);
+    println!("  root org:      {} (key {})", created.root_org_id, created.root_key_id);
+    println!("  root key file: {}", created.root_key_path.display());
+    println!("  log key file:  {}", created.log_key_path.display());
+    println!("keep both key files secret: they can sign for the root org and for the log");
+}
+
+async fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Init { data, root } => {
+            let created = genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
+            print_genesis(&created);
+        }
+        Command::Serve { data, root, listen, max_skew_ms } => {
+            if max_skew_ms > fundtrail_core::limits::SIGNING_SKEW_MS_MAX {
+                bail!("--max-skew-ms may be at most {}", fundtrail_core::limits::SIGNING_SKEW_MS_MAX);
+            }
+            if !genesis::exists(&data.data_dir) {
+                let created = genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
+                print_genesis(&created);
+            }
+            let config = ServeConfig {
+                engine: EngineConfig { data_dir: data.data_dir.clone(), skew_ms_max: max_skew_ms },
+                listen,
+            };
+            fundtrail_server::serve(config, shutdown_signal()).await.map_err(anyhow::Error::msg)?;
+        }
+        Command::Keygen { out, label } => keygen(&out, &label)?,
+        Command::Post(args) => post::run(args).await?,
+        Command::Entry { server, seq } => {
+            let mut client = connect(&server).await?;
+            let entry = client.query.get_entry(pb::GetEntryRequest { seq }).await.map_err(status)?.into_inner();
+            output::entry(&entry, server.json);
+        }
+        Command::Entries { server, account, page_size, page_token } => {
+            let mut client = connect(&server).await?;
+            let page = client
+                .query
+                .list_entries(pb::ListEntriesRequest { page_size, page_token, account_id: account.unwrap_or_default() })
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::entries(&page, server.json);
+        }
+        Command::Account { server, account_id } => {
+            let mut client = connect(&server).await?;
+            let account = client.query.get_account(pb::GetAccountRequest { account_id }).await.map_err(status)?.into_inner();
+            output::account(&account, server.json);
+        }
+        Command::Accounts { server, owner, page_size, page_token } => {
+            let mut client = connect(&server).await?;
+            let page = client
+                .query
+                .list_accounts(pb::ListAccountsRequest { page_size, page_token, owner_org_id: owner })
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::accounts(&page, server.json);
+        }
+        Command::Org { server, org_id } => {
+            let mut client = connect(&server).await?;
+            let org = client.query.get_org(pb::GetOrgRequest { org_id }).await.map_err(status)?.into_inner();
+            output::org(&org, server.json);
+        }
+        Command::Ledger { server } => {
+            let mut client = connect(&server).await?;
+            let info = client.query.get_ledger(pb::GetLedgerRequest {}).await.map_err(status)?.into_inner();
+            output::ledger(&info, server.json);
+        }
+        Command::Bench(args) => bench::run(args).await?,
+    }
+    Ok(())
+}
+
+/// A gRPC refusal as an error a person can read.
+pub fn status(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("refused ({:?}): {}", status.code(), status.message())
+}
+
+async fn connect(server: &Server) -> Result<Client> {
+    Client::connect(&server.server).await.with_context(|| format!("is `fundtrail serve` running at {}?", server.server))
+}
+
+fn keygen(out: &Path, label: &str) -> Result<()> {
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let file = KeyFile::new(label, &key);
+    fundtrail_store::secret::write_secret_file(out, file.to_json().as_bytes())
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    println!("key id:     {}", file.key_id);
+    println!("public key: {}", file.public_key_hex);
+    println!("key file:   {} (readable by you only)", out.display());
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

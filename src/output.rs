@@ -1,0 +1,265 @@
+//! How the CLI prints answers: text for people (amounts as ¥1,234.56), JSON
+//! for scripts (amounts in integer fen, never floats).
+
+use fundtrail_api::pb;
+use fundtrail_core::money::Fen;
+use serde_json::{json, Value};
+
+fn yuan(fen: u64) -> String {
+    Fen(fen).to_string()
+}
+
+/// Unix milliseconds as an ISO 8601 UTC time.
+pub fn utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn sources_json(sources: &[pb::SourceAmount]) -> Value {
+    sources.iter().map(|s| json!({"source_seq": s.source_seq, "amount_fen": s.amount_fen})).collect()
+}
+
+fn effects_json(effects: &Option<pb::Effects>) -> Value {
+    let Some(effects) = effects else { return Value::Null };
+    json!({
+        "signer_org_id": effects.signer_org_id,
+        "registered_key_id": effects.registered_key_id,
+        "legs": effects.legs.iter().map(|l| json!({
+            "from_account_id": l.from_account_id,
+            "to_account_id": l.to_account_id,
+            "source_seq": l.source_seq,
+            "amount_fen": l.amount_fen,
+        })).collect::<Value>(),
+    })
+}
+
+fn body_json(body: &Option<pb::request::Body>) -> Value {
+    use pb::request::Body as B;
+    match body {
+        None => Value::Null,
+        Some(B::Genesis(g)) => json!({"root_org_id": g.root_org_id, "root_org_name": g.root_org_name, "division_code": g.division_code,
+            "root_public_key": hex::encode(&g.root_public_key), "log_public_key": hex::encode(&g.log_public_key)}),
+        Some(B::RegisterOrg(r)) => json!({"org_id": r.org_id, "name": r.name, "role": r.role().as_str_name(),
+            "division_code": r.division_code, "public_key": hex::encode(&r.public_key)}),
+        Some(B::AddKey(a)) => json!({"org_id": a.org_id, "public_key": hex::encode(&a.public_key)}),
+        Some(B::RevokeKey(r)) => json!({"key_id": r.key_id, "reason": r.reason}),
+        Some(B::OpenAccount(o)) => json!({"account_id": o.account_id, "kind": o.kind().as_str_name(), "name": o.name,
+            "programme_code": o.programme_code, "household_ref": o.household_ref}),
+        Some(B::Appropriation(a)) => json!({"account_id": a.account_id, "amount_fen": a.amount_fen, "programme_code": a.programme_code,
+            "fiscal_year": a.fiscal_year, "document_no": a.document_no, "purpose": a.purpose, "memo": a.memo}),
+        Some(B::Transfer(t)) => json!({"from_account_id": t.from_account_id, "to_account_id": t.to_account_id, "amount_fen": t.amount_fen,
+            "sources": sources_json(&t.sources), "document_no": t.document_no, "purpose": t.purpose, "memo": t.memo}),
+        Some(B::Disbursement(d)) => json!({"from_account_id": d.from_account_id, "household_account_id": d.household_account_id,
+            "amount_fen": d.amount_fen, "sources": sources_json(&d.sources), "programme_code": d.programme_code,
+            "period": d.period, "document_no": d.document_no, "memo": d.memo}),
+        Some(B::Reversal(r)) => json!({"target_seq": r.target_seq, "document_no": r.document_no, "reason": r.reason}),
+    }
+}
+
+fn entry_json(entry: &pb::Entry) -> Value {
+    let request = entry.request.clone().unwrap_or_default();
+    let body = entry.body.clone().unwrap_or_default();
+    json!({
+        "seq": entry.seq,
+        "commit_time_ms": entry.commit_time_ms,
+        "commit_time": utc(entry.commit_time_ms),
+        "kind": fundtrail_api::body_kind(&body.body),
+        "key_id": request.key_id,
+        "signature": hex::encode(&request.signature),
+        "payload": hex::encode(&request.payload),
+        "ledger_id": body.ledger_id,
+        "idempotency_key": body.idempotency_key,
+        "signed_at_ms": body.signed_at_ms,
+        "body": body_json(&body.body),
+        "effects": effects_json(&entry.effects),
+        "reversed_by_seq": entry.reversed_by_seq,
+    })
+}
+
+fn entry_text(entry: &pb::Entry) -> String {
+    let request = entry.request.clone().unwrap_or_default();
+    let body = entry.body.clone().unwrap_or_default();
+    let effects = entry.effects.clone().unwrap_or_default();
+    let mut out = format!(
+        "#{:<6} {}  {:<13} signed by {} (key {})",
+        entry.seq,
+        utc(entry.commit_time_ms),
+        fundtrail_api::body_kind(&body.body),
+        effects.signer_org_id,
+        request.key_id
+    );
+    if let Some(by) = entry.reversed_by_seq {
+        out.push_str(&format!("  [REVERSED by #{by}]"));
+    }
+    use pb::request::Body as B;
+    let detail = match &body.body {
+        Some(B::Genesis(g)) => format!("ledger {} root org {} {}", body.ledger_id, g.root_org_id, g.root_org_name),
+        Some(B::RegisterOrg(r)) => format!("org {} {} ({}, {})", r.org_id, r.name, r.role().as_str_name(), r.division_code),
+        Some(B::AddKey(a)) => format!("key {} for org {}", effects.registered_key_id, a.org_id),
+        Some(B::RevokeKey(r)) => format!("key {} revoked: {}", r.key_id, r.reason),
+        Some(B::OpenAccount(o)) => format!("account {} {} ({})", o.account_id, o.name, o.kind().as_str_name()),
+        Some(B::Appropriation(a)) => format!("{} into {}  programme {} FY{}  文号 {}  {}", yuan(a.amount_fen), a.account_id, a.programme_code, a.fiscal_year, a.document_no, a.purpose),
+        Some(B::Transfer(t)) => format!("{} {} → {}  文号 {}  {}", yuan(t.amount_fen), t.from_account_id, t.to_account_id, t.document_no, t.purpose),
+        Some(B::Disbursement(d)) => format!("{} {} → household {}  programme {} period {}  文号 {}", yuan(d.amount_fen), d.from_account_id, d.household_account_id, d.programme_code, d.period, d.document_no),
+        Some(B::Reversal(r)) => format!("reverses #{}  文号 {}  {}", r.target_seq, r.document_no, r.reason),
+        None => String::new(),
+    };
+    out.push_str(&format!("\n        {detail}"));
+    for leg in &effects.legs {
+        let from = if leg.from_account_id.is_empty() { "(appropriated)" } else { &leg.from_account_id };
+        let to = if leg.to_account_id.is_empty() { "(withdrawn)" } else { &leg.to_account_id };
+        out.push_str(&format!("\n        {:>18}  source #{:<5} {from} → {to}", yuan(leg.amount_fen), leg.source_seq));
+    }
+    out
+}
+
+pub fn entry(entry: &pb::Entry, json: bool) {
+    if json {
+        print_json(&entry_json(entry));
+    } else {
+        println!("{}", entry_text(entry));
+    }
+}
+
+pub fn entries(page: &pb::ListEntriesResponse, json: bool) {
+    if json {
+        print_json(&json!({
+            "entries": page.entries.iter().map(entry_json).collect::<Value>(),
+            "next_page_token": page.next_page_token,
+        }));
+        return;
+    }
+    for entry in &page.entries {
+        println!("{}", entry_text(entry));
+    }
+    if !page.next_page_token.is_empty() {
+        println!("(more: --page-token {})", page.next_page_token);
+    }
+}
+
+fn account_json(account: &pb::Account) -> Value {
+    json!({
+        "account_id": account.account_id,
+        "owner_org_id": account.owner_org_id,
+        "kind": account.kind().as_str_name(),
+        "name": account.name,
+        "programme_code": account.programme_code,
+        "household_ref": account.household_ref,
+        "division_code": account.division_code,
+        "opened_seq": account.opened_seq,
+        "balance_fen": account.balance_fen,
+        "balances": account.balances.iter().map(|b| json!({
+            "source_seq": b.source_seq, "amount_fen": b.amount_fen, "programme_code": b.programme_code,
+            "document_no": b.document_no, "fiscal_year": b.fiscal_year,
+        })).collect::<Value>(),
+    })
+}
+
+pub fn account(account: &pb::Account, json: bool) {
+    if json {
+        print_json(&account_json(account));
+        return;
+    }
+    println!("{}  {}  ({}, owner {}, division {})", account.account_id, account.name, account.kind().as_str_name(), account.owner_org_id, account.division_code);
+    println!("balance {}", yuan(account.balance_fen));
+    for b in &account.balances {
+        println!("  {:>18}  source #{:<5} {} FY{} 文号 {}", yuan(b.amount_fen), b.source_seq, b.programme_code, b.fiscal_year, b.document_no);
+    }
+}
+
+pub fn accounts(page: &pb::ListAccountsResponse, json: bool) {
+    if json {
+        print_json(&json!({
+            "accounts": page.accounts.iter().map(account_json).collect::<Value>(),
+            "next_page_token": page.next_page_token,
+        }));
+        return;
+    }
+    for a in &page.accounts {
+        println!("{:<32} {:>20}  {:<24} {} ({})", a.account_id, yuan(a.balance_fen), a.kind().as_str_name(), a.name, a.owner_org_id);
+    }
+    if !page.next_page_token.is_empty() {
+        println!("(more: --page-token {})", page.next_page_token);
+    }
+}
+
+pub fn org(org: &pb::Org, json: bool) {
+    if json {
+        print_json(&json!({
+            "org_id": org.org_id, "name": org.name, "role": org.role().as_str_name(), "division_code": org.division_code,
+            "parent_org_id": org.parent_org_id, "registered_seq": org.registered_seq,
+            "keys": org.keys.iter().map(|k| json!({"key_id": k.key_id, "public_key": hex::encode(&k.public_key),
+                "added_seq": k.added_seq, "revoked_seq": k.revoked_seq})).collect::<Value>(),
+        }));
+        return;
+    }
+    println!("{}  {}  ({}, division {}, parent {}, registered #{})", org.org_id, org.name, org.role().as_str_name(), org.division_code, org.parent_org_id, org.registered_seq);
+    for k in &org.keys {
+        let state = match k.revoked_seq {
+            Some(seq) => format!("revoked at #{seq}"),
+            None => "active".into(),
+        };
+        println!("  key {}  added #{}  {state}", k.key_id, k.added_seq);
+    }
+}
+
+pub fn ledger(info: &pb::LedgerInfo, json: bool) {
+    if json {
+        print_json(&json!({
+            "ledger_id": info.ledger_id, "root_org_id": info.root_org_id, "record_count": info.record_count,
+            "writable": info.writable, "read_only_reason": info.read_only_reason,
+            "log_public_key": hex::encode(&info.log_public_key),
+        }));
+        return;
+    }
+    println!("ledger {}  root org {}  {} records", info.ledger_id, info.root_org_id, info.record_count);
+    if !info.writable {
+        println!("READ-ONLY: {}", info.read_only_reason);
+    }
+}
+
+pub fn posted(posted: &pb::PostResponse, idempotency_key: &str, json: bool) {
+    if json {
+        print_json(&json!({
+            "seq": posted.seq, "commit_time_ms": posted.commit_time_ms, "duplicate": posted.duplicate,
+            "idempotency_key": idempotency_key, "effects": effects_json(&posted.effects),
+        }));
+        return;
+    }
+    let again = if posted.duplicate { " (already recorded: this was a retry)" } else { "" };
+    println!("recorded as #{} at {}{again}  (idempotency key {idempotency_key})", posted.seq, utc(posted.commit_time_ms));
+    let effects = posted.effects.clone().unwrap_or_default();
+    if !effects.registered_key_id.is_empty() {
+        println!("  registered key {}", effects.registered_key_id);
+    }
+    for leg in &effects.legs {
+        let from = if leg.from_account_id.is_empty() { "(appropriated)" } else { &leg.from_account_id };
+        let to = if leg.to_account_id.is_empty() { "(withdrawn)" } else { &leg.to_account_id };
+        println!("  {:>18}  source #{:<5} {from} → {to}", yuan(leg.amount_fen), leg.source_seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(super::utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc(1_709_210_096_000), "2024-02-29T12:34:56Z");
+    }
+}
