@@ -162,7 +162,11 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(run(cli.command))
+    if let Err(error) = runtime.block_on(run(cli.command)) {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn root_org(root: &RootArgs) -> RootOrg {

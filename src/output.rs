@@ -27,6 +27,11 @@ pub fn utc(ms: i64) -> String {
     format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
+/// An enum value's name without its type prefix: "PROGRAMME", "FINANCE".
+fn short(name: &str) -> &str {
+    name.trim_start_matches("ACCOUNT_KIND_").trim_start_matches("ORG_ROLE_")
+}
+
 fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
@@ -110,7 +115,7 @@ fn entry_text(entry: &pb::Entry) -> String {
     use pb::request::Body as B;
     let detail = match &body.body {
         Some(B::Genesis(g)) => format!("ledger {} root org {} {}", body.ledger_id, g.root_org_id, g.root_org_name),
-        Some(B::RegisterOrg(r)) => format!("org {} {} ({}, {})", r.org_id, r.name, r.role().as_str_name(), r.division_code),
+        Some(B::RegisterOrg(r)) => format!("org {} {} ({}, {})", r.org_id, r.name, short(r.role().as_str_name()), r.division_code),
         Some(B::AddKey(a)) => format!("key {} for org {}", effects.registered_key_id, a.org_id),
         Some(B::RevokeKey(r)) => format!("key {} revoked: {}", r.key_id, r.reason),
         Some(B::OpenAccount(o)) => format!("account {} {} ({})", o.account_id, o.name, o.kind().as_str_name()),
@@ -176,7 +181,7 @@ pub fn account(account: &pb::Account, json: bool) {
         print_json(&account_json(account));
         return;
     }
-    println!("{}  {}  ({}, owner {}, division {})", account.account_id, account.name, account.kind().as_str_name(), account.owner_org_id, account.division_code);
+    println!("{}  {}  ({}, owner {}, division {})", account.account_id, account.name, short(account.kind().as_str_name()), account.owner_org_id, account.division_code);
     println!("balance {}", yuan(account.balance_fen));
     for b in &account.balances {
         println!("  {:>18}  source #{:<5} {} FY{} 文号 {}", yuan(b.amount_fen), b.source_seq, b.programme_code, b.fiscal_year, b.document_no);
@@ -192,7 +197,7 @@ pub fn accounts(page: &pb::ListAccountsResponse, json: bool) {
         return;
     }
     for a in &page.accounts {
-        println!("{:<32} {:>20}  {:<24} {} ({})", a.account_id, yuan(a.balance_fen), a.kind().as_str_name(), a.name, a.owner_org_id);
+        println!("{:<32} {:>20}  {:<24} {} ({})", a.account_id, yuan(a.balance_fen), short(a.kind().as_str_name()), a.name, a.owner_org_id);
     }
     if !page.next_page_token.is_empty() {
         println!("(more: --page-token {})", page.next_page_token);
@@ -209,7 +214,7 @@ pub fn org(org: &pb::Org, json: bool) {
         }));
         return;
     }
-    println!("{}  {}  ({}, division {}, parent {}, registered #{})", org.org_id, org.name, org.role().as_str_name(), org.division_code, org.parent_org_id, org.registered_seq);
+    println!("{}  {}  ({}, division {}, parent {}, registered #{})", org.org_id, org.name, short(org.role().as_str_name()), org.division_code, org.parent_org_id, org.registered_seq);
     for k in &org.keys {
         let state = match k.revoked_seq {
             Some(seq) => format!("revoked at #{seq}"),

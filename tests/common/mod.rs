@@ -1,0 +1,215 @@
+//! Shared set-up for the end-to-end tests: a real server (in this process) on
+//! a real sled directory, reached over real gRPC on a loopback port.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
+use fundtrail_client::{Client, Signer};
+use fundtrail_server::engine::{Engine, EngineConfig};
+use fundtrail_server::genesis::{self, RootOrg};
+
+pub const SKEW_MS_MAX: u64 = 300_000;
+
+pub struct TestServer {
+    pub engine: Arc<Engine>,
+    pub url: String,
+    pub data_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+}
+
+/// Opens the engine, retrying while a previous server's sled lock is released.
+pub async fn open_engine(data_dir: &Path) -> Arc<Engine> {
+    let mut last = String::new();
+    for _ in 0..100 {
+        match Engine::open(EngineConfig { data_dir: data_dir.to_path_buf(), skew_ms_max: SKEW_MS_MAX }) {
+            Ok(engine) => return engine,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("engine did not open: {last}");
+}
+
+impl TestServer {
+    /// Starts a server on `data_dir`, creating the ledger if there is none.
+    pub async fn start(data_dir: &Path) -> TestServer {
+        if !genesis::exists(data_dir) {
+            genesis::init(data_dir, &RootOrg::default()).expect("init");
+        }
+        let engine = open_engine(data_dir).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(fundtrail_server::serve_on(engine.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        TestServer { engine, url, data_dir: data_dir.to_path_buf(), stop: Some(stop), task: Some(task) }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url).await.expect("connect")
+    }
+
+    pub fn root(&self) -> Signer {
+        Signer::from_key_file(&self.data_dir.join("root.key")).expect("root key")
+    }
+
+    /// Every key and value of derived state.
+    pub fn dump(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.engine.state().dump().expect("dump")
+    }
+
+    /// Stops serving and releases the data directory.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("join").expect("server");
+        }
+    }
+}
+
+pub fn new_signer() -> Signer {
+    Signer::new(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))
+}
+
+/// Posts and expects success.
+pub async fn ok(client: &mut Client, signer: &Signer, body: B) -> pb::PostResponse {
+    let what = format!("{body:?}");
+    match client.post(signer, body).await {
+        Ok(response) => response,
+        Err(status) => panic!("post refused: {status:?}\nrequest: {what}"),
+    }
+}
+
+pub fn open_account(id: &str, kind: pb::AccountKind, name: &str) -> B {
+    B::OpenAccount(pb::OpenAccount { account_id: id.into(), kind: kind as i32, name: name.into(), ..Default::default() })
+}
+
+pub fn household(id: &str, registry_ref: &str) -> B {
+    B::OpenAccount(pb::OpenAccount {
+        account_id: id.into(),
+        kind: pb::AccountKind::Household as i32,
+        name: "建档立卡户".into(),
+        household_ref: registry_ref.into(),
+        ..Default::default()
+    })
+}
+
+pub fn register_org(id: &str, name: &str, role: pb::OrgRole, division: &str, key: &Signer) -> B {
+    B::RegisterOrg(pb::RegisterOrg {
+        org_id: id.into(),
+        name: name.into(),
+        role: role as i32,
+        division_code: division.into(),
+        public_key: key.public_key().to_vec(),
+    })
+}
+
+pub fn appropriation(account: &str, amount_fen: u64, document: &str) -> B {
+    B::Appropriation(pb::Appropriation {
+        account_id: account.into(),
+        amount_fen,
+        programme_code: "2130599".into(),
+        fiscal_year: 2026,
+        document_no: document.into(),
+        purpose: "中央财政衔接推进乡村振兴补助资金".into(),
+        memo: String::new(),
+    })
+}
+
+pub fn transfer(from: &str, to: &str, amount_fen: u64, document: &str) -> B {
+    B::Transfer(pb::Transfer {
+        from_account_id: from.into(),
+        to_account_id: to.into(),
+        amount_fen,
+        sources: Vec::new(),
+        document_no: document.into(),
+        purpose: "下达资金".into(),
+        memo: String::new(),
+    })
+}
+
+pub fn disbursement(from: &str, household: &str, amount_fen: u64) -> B {
+    B::Disbursement(pb::Disbursement {
+        from_account_id: from.into(),
+        household_account_id: household.into(),
+        amount_fen,
+        sources: Vec::new(),
+        programme_code: "2130599".into(),
+        period: "2026-03".into(),
+        document_no: "东财农〔2026〕3号".into(),
+        memo: String::new(),
+    })
+}
+
+pub async fn balance(client: &mut Client, account: &str) -> u64 {
+    client
+        .query
+        .get_account(pb::GetAccountRequest { account_id: account.into() })
+        .await
+        .expect("get account")
+        .into_inner()
+        .balance_fen
+}
+
+/// A small national chain: 财政部 → 甘肃省财政厅 → 东乡县 / 临夏县 财政局, an
+/// audit office, household accounts, and money moved down to a household.
+pub struct Chain {
+    pub root: Signer,
+    pub province: Signer,
+    pub dongxiang: Signer,
+    pub linxia: Signer,
+    pub auditor: Signer,
+    /// A key of the province that was revoked.
+    pub revoked: Signer,
+    /// Seq of the central appropriation (its source id).
+    pub central_source: u64,
+    /// Seq of a transfer that has been reversed.
+    pub reversed_transfer: u64,
+}
+
+pub const CENTRAL_FEN: u64 = 100_000_000_00; // ¥100,000,000.00
+
+pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
+    use pb::AccountKind as K;
+    use pb::OrgRole as R;
+    let province = new_signer();
+    let dongxiang = new_signer();
+    let linxia = new_signer();
+    let auditor = new_signer();
+    let revoked = new_signer();
+    ok(client, &root, open_account("mof-xczx", K::Programme, "中央财政衔接推进乡村振兴补助资金")).await;
+    let central_source = ok(client, &root, appropriation("mof-xczx", CENTRAL_FEN, "财农〔2026〕12号")).await.seq;
+    ok(client, &root, register_org("gs-czt", "甘肃省财政厅", R::Finance, "620000", &province)).await;
+    ok(client, &root, register_org("cnao", "审计署", R::Auditor, "000000", &auditor)).await;
+    ok(client, &province, register_org("dx-czj", "东乡族自治县财政局", R::Finance, "622926", &dongxiang)).await;
+    ok(client, &province, register_org("lx-czj", "临夏县财政局", R::Finance, "622921", &linxia)).await;
+    ok(client, &province, B::AddKey(pb::AddKey { org_id: "gs-czt".into(), public_key: revoked.public_key().to_vec() })).await;
+    ok(client, &province, B::RevokeKey(pb::RevokeKey { key_id: revoked.key_id().into(), reason: "密钥保管人员调离".into() })).await;
+    ok(client, &province, open_account("gs-xczx", K::Programme, "甘肃省衔接资金")).await;
+    ok(client, &dongxiang, open_account("dx-xczx", K::Programme, "东乡县衔接资金")).await;
+    ok(client, &dongxiang, household("dx-hh-0001", "HH-622926-0001")).await;
+    ok(client, &linxia, open_account("lx-xczx", K::Programme, "临夏县衔接资金")).await;
+    ok(client, &linxia, household("lx-hh-0001", "HH-622921-0001")).await;
+    ok(client, &root, transfer("mof-xczx", "gs-xczx", 40_000_000_00, "财农〔2026〕20号")).await;
+    ok(client, &province, transfer("gs-xczx", "dx-xczx", 10_000_000_00, "甘财农〔2026〕7号")).await;
+    ok(client, &province, transfer("gs-xczx", "lx-xczx", 5_000_000_00, "甘财农〔2026〕8号")).await;
+    ok(client, &dongxiang, disbursement("dx-xczx", "dx-hh-0001", 3_000_00)).await;
+    let reversed_transfer = ok(client, &province, transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号")).await.seq;
+    ok(
+        client,
+        &linxia,
+        B::Reversal(pb::Reversal { target_seq: reversed_transfer, document_no: "临财〔2026〕1号".into(), reason: "重复下达".into() }),
+    )
+    .await;
+    Chain { root, province, dongxiang, linxia, auditor, revoked, central_source, reversed_transfer }
+}
