@@ -189,6 +189,25 @@ async fn health_and_reflection_are_served() {
             .into_inner();
         assert_eq!(answer.status(), tonic_health::pb::health_check_response::ServingStatus::Serving, "{service}");
     }
+    // Reflection lists the services, so grpcurl-style tools need no .proto files.
+    use tonic_reflection::pb::v1 as reflection;
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone()).unwrap().connect().await.unwrap();
+    let mut client = reflection::server_reflection_client::ServerReflectionClient::new(channel);
+    let ask = reflection::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(reflection::server_reflection_request::MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client.server_reflection_info(tokio_stream::iter(vec![ask])).await.unwrap().into_inner();
+    let answer = answers.message().await.unwrap().expect("an answer");
+    let names: Vec<String> = match answer.message_response {
+        Some(reflection::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("expected a service list, got {other:?}"),
+    };
+    for service in ["fundtrail.v1.Ledger", "fundtrail.v1.Query", "grpc.health.v1.Health"] {
+        assert!(names.iter().any(|n| n == service), "{service} missing from {names:?}");
+    }
     server.stop().await;
 }
 
