@@ -40,10 +40,20 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let (data_dir, temporary) = match args.data_dir {
         Some(dir) => (dir, false),
-        None => (std::env::temp_dir().join(format!("fundtrail-bench-{}", hex::encode(rand::random::<[u8; 6]>()))), true),
+        None => (
+            std::env::temp_dir().join(format!(
+                "fundtrail-bench-{}",
+                hex::encode(rand::random::<[u8; 6]>())
+            )),
+            true,
+        ),
     };
     let created = genesis::init(&data_dir, &RootOrg::default()).map_err(anyhow::Error::msg)?;
-    let engine = Engine::open(EngineConfig { data_dir: data_dir.clone(), skew_ms_max: 300_000 }).map_err(anyhow::Error::msg)?;
+    let engine = Engine::open(EngineConfig {
+        data_dir: data_dir.clone(),
+        skew_ms_max: 300_000,
+    })
+    .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -54,20 +64,34 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let root = Signer::from_key_file(&created.root_key_path)?;
     let mut client = Client::connect(&url).await?;
     use pb::request::Body as B;
-    for (account_id, kind) in [("bench-treasury", pb::AccountKind::Treasury), ("bench-county", pb::AccountKind::Programme)] {
+    for (account_id, kind) in [
+        ("bench-treasury", pb::AccountKind::Treasury),
+        ("bench-county", pb::AccountKind::Programme),
+    ] {
         client
-            .post(&root, B::OpenAccount(pb::OpenAccount { account_id: account_id.into(), kind: kind as i32, name: account_id.into(), ..Default::default() }))
+            .post(
+                &root,
+                B::OpenAccount(pb::OpenAccount {
+                    account_id: account_id.into(),
+                    kind: kind as i32,
+                    name: account_id.into(),
+                    ..Default::default()
+                }),
+            )
             .await?;
     }
     client
-        .post(&root, B::Appropriation(pb::Appropriation {
-            account_id: "bench-treasury".into(),
-            amount_fen: args.records * 100,
-            programme_code: "BENCH".into(),
-            fiscal_year: 2026,
-            document_no: "财农〔2026〕1号".into(),
-            ..Default::default()
-        }))
+        .post(
+            &root,
+            B::Appropriation(pb::Appropriation {
+                account_id: "bench-treasury".into(),
+                amount_fen: args.records * 100,
+                programme_code: "BENCH".into(),
+                fiscal_year: 2026,
+                document_no: "财农〔2026〕1号".into(),
+                ..Default::default()
+            }),
+        )
         .await?;
 
     let root = Arc::new(root);
@@ -106,7 +130,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     println!("  records:    {}", latencies.len());
     println!("  clients:    {}", args.clients);
     println!("  elapsed:    {:.2} s", elapsed.as_secs_f64());
-    println!("  throughput: {:.0} records/s", latencies.len() as f64 / elapsed.as_secs_f64());
+    println!(
+        "  throughput: {:.0} records/s",
+        latencies.len() as f64 / elapsed.as_secs_f64()
+    );
     println!(
         "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
         percentile(&latencies, 50.0).as_secs_f64() * 1e3,

@@ -43,7 +43,11 @@ struct DataDir {
 #[derive(Args, Clone)]
 struct Server {
     /// URL of the fundtrail service.
-    #[arg(long, env = "FUNDTRAIL_SERVER", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "FUNDTRAIL_SERVER",
+        default_value = "http://127.0.0.1:50051"
+    )]
     server: String,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
@@ -161,7 +165,9 @@ fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     if let Err(error) = runtime.block_on(run(cli.command)) {
         eprintln!("error: {error:#}");
         std::process::exit(1);
@@ -170,12 +176,19 @@ fn main() -> Result<()> {
 }
 
 fn root_org(root: &RootArgs) -> RootOrg {
-    RootOrg { org_id: root.root_org_id.clone(), name: root.root_org_name.clone(), ..RootOrg::default() }
+    RootOrg {
+        org_id: root.root_org_id.clone(),
+        name: root.root_org_name.clone(),
+        ..RootOrg::default()
+    }
 }
 
 fn print_genesis(created: &genesis::Genesis) {
     println!("created ledger {}", created.ledger_id);
-    println!("  root org:      {} (key {})", created.root_org_id, created.root_key_id);
+    println!(
+        "  root org:      {} (key {})",
+        created.root_org_id, created.root_key_id
+    );
     println!("  root key file: {}", created.root_key_path.display());
     println!("  log key file:  {}", created.log_key_path.display());
     println!("keep both key files secret: they can sign for the root org and for the log");
@@ -184,35 +197,64 @@ fn print_genesis(created: &genesis::Genesis) {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Init { data, root } => {
-            let created = genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
+            let created =
+                genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
             print_genesis(&created);
         }
-        Command::Serve { data, root, listen, max_skew_ms } => {
+        Command::Serve {
+            data,
+            root,
+            listen,
+            max_skew_ms,
+        } => {
             if max_skew_ms > fundtrail_core::limits::SIGNING_SKEW_MS_MAX {
-                bail!("--max-skew-ms may be at most {}", fundtrail_core::limits::SIGNING_SKEW_MS_MAX);
+                bail!(
+                    "--max-skew-ms may be at most {}",
+                    fundtrail_core::limits::SIGNING_SKEW_MS_MAX
+                );
             }
             if !genesis::exists(&data.data_dir) {
-                let created = genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
+                let created =
+                    genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
                 print_genesis(&created);
             }
             let config = ServeConfig {
-                engine: EngineConfig { data_dir: data.data_dir.clone(), skew_ms_max: max_skew_ms },
+                engine: EngineConfig {
+                    data_dir: data.data_dir.clone(),
+                    skew_ms_max: max_skew_ms,
+                },
                 listen,
             };
-            fundtrail_server::serve(config, shutdown_signal()).await.map_err(anyhow::Error::msg)?;
+            fundtrail_server::serve(config, shutdown_signal())
+                .await
+                .map_err(anyhow::Error::msg)?;
         }
         Command::Keygen { out, label } => keygen(&out, &label)?,
         Command::Post(args) => post::run(args).await?,
         Command::Entry { server, seq } => {
             let mut client = connect(&server).await?;
-            let entry = client.query.get_entry(pb::GetEntryRequest { seq }).await.map_err(status)?.into_inner();
+            let entry = client
+                .query
+                .get_entry(pb::GetEntryRequest { seq })
+                .await
+                .map_err(status)?
+                .into_inner();
             output::entry(&entry, server.json);
         }
-        Command::Entries { server, account, page_size, page_token } => {
+        Command::Entries {
+            server,
+            account,
+            page_size,
+            page_token,
+        } => {
             let mut client = connect(&server).await?;
             let page = client
                 .query
-                .list_entries(pb::ListEntriesRequest { page_size, page_token, account_id: account.unwrap_or_default() })
+                .list_entries(pb::ListEntriesRequest {
+                    page_size,
+                    page_token,
+                    account_id: account.unwrap_or_default(),
+                })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -220,14 +262,28 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Account { server, account_id } => {
             let mut client = connect(&server).await?;
-            let account = client.query.get_account(pb::GetAccountRequest { account_id }).await.map_err(status)?.into_inner();
+            let account = client
+                .query
+                .get_account(pb::GetAccountRequest { account_id })
+                .await
+                .map_err(status)?
+                .into_inner();
             output::account(&account, server.json);
         }
-        Command::Accounts { server, owner, page_size, page_token } => {
+        Command::Accounts {
+            server,
+            owner,
+            page_size,
+            page_token,
+        } => {
             let mut client = connect(&server).await?;
             let page = client
                 .query
-                .list_accounts(pb::ListAccountsRequest { page_size, page_token, owner_org_id: owner })
+                .list_accounts(pb::ListAccountsRequest {
+                    page_size,
+                    page_token,
+                    owner_org_id: owner,
+                })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -235,12 +291,22 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Org { server, org_id } => {
             let mut client = connect(&server).await?;
-            let org = client.query.get_org(pb::GetOrgRequest { org_id }).await.map_err(status)?.into_inner();
+            let org = client
+                .query
+                .get_org(pb::GetOrgRequest { org_id })
+                .await
+                .map_err(status)?
+                .into_inner();
             output::org(&org, server.json);
         }
         Command::Ledger { server } => {
             let mut client = connect(&server).await?;
-            let info = client.query.get_ledger(pb::GetLedgerRequest {}).await.map_err(status)?.into_inner();
+            let info = client
+                .query
+                .get_ledger(pb::GetLedgerRequest {})
+                .await
+                .map_err(status)?
+                .into_inner();
             output::ledger(&info, server.json);
         }
         Command::Bench(args) => bench::run(args).await?,
@@ -254,7 +320,9 @@ pub fn status(status: tonic::Status) -> anyhow::Error {
 }
 
 async fn connect(server: &Server) -> Result<Client> {
-    Client::connect(&server.server).await.with_context(|| format!("is `fundtrail serve` running at {}?", server.server))
+    Client::connect(&server.server)
+        .await
+        .with_context(|| format!("is `fundtrail serve` running at {}?", server.server))
 }
 
 fn keygen(out: &Path, label: &str) -> Result<()> {
@@ -272,13 +340,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

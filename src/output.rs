@@ -24,24 +24,38 @@ pub fn utc(ms: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// An enum value's name without its type prefix: "PROGRAMME", "FINANCE".
 fn short(name: &str) -> &str {
-    name.trim_start_matches("ACCOUNT_KIND_").trim_start_matches("ORG_ROLE_")
+    name.trim_start_matches("ACCOUNT_KIND_")
+        .trim_start_matches("ORG_ROLE_")
 }
 
 fn print_json(value: &Value) {
-    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
 }
 
 fn sources_json(sources: &[pb::SourceAmount]) -> Value {
-    sources.iter().map(|s| json!({"source_seq": s.source_seq, "amount_fen": s.amount_fen})).collect()
+    sources
+        .iter()
+        .map(|s| json!({"source_seq": s.source_seq, "amount_fen": s.amount_fen}))
+        .collect()
 }
 
 fn effects_json(effects: &Option<pb::Effects>) -> Value {
-    let Some(effects) = effects else { return Value::Null };
+    let Some(effects) = effects else {
+        return Value::Null;
+    };
     json!({
         "signer_org_id": effects.signer_org_id,
         "registered_key_id": effects.registered_key_id,
@@ -58,22 +72,36 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
     use pb::request::Body as B;
     match body {
         None => Value::Null,
-        Some(B::Genesis(g)) => json!({"root_org_id": g.root_org_id, "root_org_name": g.root_org_name, "division_code": g.division_code,
-            "root_public_key": hex::encode(&g.root_public_key), "log_public_key": hex::encode(&g.log_public_key)}),
-        Some(B::RegisterOrg(r)) => json!({"org_id": r.org_id, "name": r.name, "role": r.role().as_str_name(),
-            "division_code": r.division_code, "public_key": hex::encode(&r.public_key)}),
+        Some(B::Genesis(g)) => {
+            json!({"root_org_id": g.root_org_id, "root_org_name": g.root_org_name, "division_code": g.division_code,
+            "root_public_key": hex::encode(&g.root_public_key), "log_public_key": hex::encode(&g.log_public_key)})
+        }
+        Some(B::RegisterOrg(r)) => {
+            json!({"org_id": r.org_id, "name": r.name, "role": r.role().as_str_name(),
+            "division_code": r.division_code, "public_key": hex::encode(&r.public_key)})
+        }
         Some(B::AddKey(a)) => json!({"org_id": a.org_id, "public_key": hex::encode(&a.public_key)}),
         Some(B::RevokeKey(r)) => json!({"key_id": r.key_id, "reason": r.reason}),
-        Some(B::OpenAccount(o)) => json!({"account_id": o.account_id, "kind": o.kind().as_str_name(), "name": o.name,
-            "programme_code": o.programme_code, "household_ref": o.household_ref}),
-        Some(B::Appropriation(a)) => json!({"account_id": a.account_id, "amount_fen": a.amount_fen, "programme_code": a.programme_code,
-            "fiscal_year": a.fiscal_year, "document_no": a.document_no, "purpose": a.purpose, "memo": a.memo}),
-        Some(B::Transfer(t)) => json!({"from_account_id": t.from_account_id, "to_account_id": t.to_account_id, "amount_fen": t.amount_fen,
-            "sources": sources_json(&t.sources), "document_no": t.document_no, "purpose": t.purpose, "memo": t.memo}),
-        Some(B::Disbursement(d)) => json!({"from_account_id": d.from_account_id, "household_account_id": d.household_account_id,
+        Some(B::OpenAccount(o)) => {
+            json!({"account_id": o.account_id, "kind": o.kind().as_str_name(), "name": o.name,
+            "programme_code": o.programme_code, "household_ref": o.household_ref})
+        }
+        Some(B::Appropriation(a)) => {
+            json!({"account_id": a.account_id, "amount_fen": a.amount_fen, "programme_code": a.programme_code,
+            "fiscal_year": a.fiscal_year, "document_no": a.document_no, "purpose": a.purpose, "memo": a.memo})
+        }
+        Some(B::Transfer(t)) => {
+            json!({"from_account_id": t.from_account_id, "to_account_id": t.to_account_id, "amount_fen": t.amount_fen,
+            "sources": sources_json(&t.sources), "document_no": t.document_no, "purpose": t.purpose, "memo": t.memo})
+        }
+        Some(B::Disbursement(d)) => {
+            json!({"from_account_id": d.from_account_id, "household_account_id": d.household_account_id,
             "amount_fen": d.amount_fen, "sources": sources_json(&d.sources), "programme_code": d.programme_code,
-            "period": d.period, "document_no": d.document_no, "memo": d.memo}),
-        Some(B::Reversal(r)) => json!({"target_seq": r.target_seq, "document_no": r.document_no, "reason": r.reason}),
+            "period": d.period, "document_no": d.document_no, "memo": d.memo})
+        }
+        Some(B::Reversal(r)) => {
+            json!({"target_seq": r.target_seq, "document_no": r.document_no, "reason": r.reason})
+        }
     }
 }
 
@@ -114,22 +142,74 @@ fn entry_text(entry: &pb::Entry) -> String {
     }
     use pb::request::Body as B;
     let detail = match &body.body {
-        Some(B::Genesis(g)) => format!("ledger {} root org {} {}", body.ledger_id, g.root_org_id, g.root_org_name),
-        Some(B::RegisterOrg(r)) => format!("org {} {} ({}, {})", r.org_id, r.name, short(r.role().as_str_name()), r.division_code),
+        Some(B::Genesis(g)) => format!(
+            "ledger {} root org {} {}",
+            body.ledger_id, g.root_org_id, g.root_org_name
+        ),
+        Some(B::RegisterOrg(r)) => format!(
+            "org {} {} ({}, {})",
+            r.org_id,
+            r.name,
+            short(r.role().as_str_name()),
+            r.division_code
+        ),
         Some(B::AddKey(a)) => format!("key {} for org {}", effects.registered_key_id, a.org_id),
         Some(B::RevokeKey(r)) => format!("key {} revoked: {}", r.key_id, r.reason),
-        Some(B::OpenAccount(o)) => format!("account {} {} ({})", o.account_id, o.name, o.kind().as_str_name()),
-        Some(B::Appropriation(a)) => format!("{} into {}  programme {} FY{}  文号 {}  {}", yuan(a.amount_fen), a.account_id, a.programme_code, a.fiscal_year, a.document_no, a.purpose),
-        Some(B::Transfer(t)) => format!("{} {} → {}  文号 {}  {}", yuan(t.amount_fen), t.from_account_id, t.to_account_id, t.document_no, t.purpose),
-        Some(B::Disbursement(d)) => format!("{} {} → household {}  programme {} period {}  文号 {}", yuan(d.amount_fen), d.from_account_id, d.household_account_id, d.programme_code, d.period, d.document_no),
-        Some(B::Reversal(r)) => format!("reverses #{}  文号 {}  {}", r.target_seq, r.document_no, r.reason),
+        Some(B::OpenAccount(o)) => format!(
+            "account {} {} ({})",
+            o.account_id,
+            o.name,
+            o.kind().as_str_name()
+        ),
+        Some(B::Appropriation(a)) => format!(
+            "{} into {}  programme {} FY{}  文号 {}  {}",
+            yuan(a.amount_fen),
+            a.account_id,
+            a.programme_code,
+            a.fiscal_year,
+            a.document_no,
+            a.purpose
+        ),
+        Some(B::Transfer(t)) => format!(
+            "{} {} → {}  文号 {}  {}",
+            yuan(t.amount_fen),
+            t.from_account_id,
+            t.to_account_id,
+            t.document_no,
+            t.purpose
+        ),
+        Some(B::Disbursement(d)) => format!(
+            "{} {} → household {}  programme {} period {}  文号 {}",
+            yuan(d.amount_fen),
+            d.from_account_id,
+            d.household_account_id,
+            d.programme_code,
+            d.period,
+            d.document_no
+        ),
+        Some(B::Reversal(r)) => format!(
+            "reverses #{}  文号 {}  {}",
+            r.target_seq, r.document_no, r.reason
+        ),
         None => String::new(),
     };
     out.push_str(&format!("\n        {detail}"));
     for leg in &effects.legs {
-        let from = if leg.from_account_id.is_empty() { "(appropriated)" } else { &leg.from_account_id };
-        let to = if leg.to_account_id.is_empty() { "(withdrawn)" } else { &leg.to_account_id };
-        out.push_str(&format!("\n        {:>18}  source #{:<5} {from} → {to}", yuan(leg.amount_fen), leg.source_seq));
+        let from = if leg.from_account_id.is_empty() {
+            "(appropriated)"
+        } else {
+            &leg.from_account_id
+        };
+        let to = if leg.to_account_id.is_empty() {
+            "(withdrawn)"
+        } else {
+            &leg.to_account_id
+        };
+        out.push_str(&format!(
+            "\n        {:>18}  source #{:<5} {from} → {to}",
+            yuan(leg.amount_fen),
+            leg.source_seq
+        ));
     }
     out
 }
@@ -181,10 +261,24 @@ pub fn account(account: &pb::Account, json: bool) {
         print_json(&account_json(account));
         return;
     }
-    println!("{}  {}  ({}, owner {}, division {})", account.account_id, account.name, short(account.kind().as_str_name()), account.owner_org_id, account.division_code);
+    println!(
+        "{}  {}  ({}, owner {}, division {})",
+        account.account_id,
+        account.name,
+        short(account.kind().as_str_name()),
+        account.owner_org_id,
+        account.division_code
+    );
     println!("balance {}", yuan(account.balance_fen));
     for b in &account.balances {
-        println!("  {:>18}  source #{:<5} {} FY{} 文号 {}", yuan(b.amount_fen), b.source_seq, b.programme_code, b.fiscal_year, b.document_no);
+        println!(
+            "  {:>18}  source #{:<5} {} FY{} 文号 {}",
+            yuan(b.amount_fen),
+            b.source_seq,
+            b.programme_code,
+            b.fiscal_year,
+            b.document_no
+        );
     }
 }
 
@@ -197,7 +291,14 @@ pub fn accounts(page: &pb::ListAccountsResponse, json: bool) {
         return;
     }
     for a in &page.accounts {
-        println!("{:<32} {:>20}  {:<24} {} ({})", a.account_id, yuan(a.balance_fen), short(a.kind().as_str_name()), a.name, a.owner_org_id);
+        println!(
+            "{:<32} {:>20}  {:<24} {} ({})",
+            a.account_id,
+            yuan(a.balance_fen),
+            short(a.kind().as_str_name()),
+            a.name,
+            a.owner_org_id
+        );
     }
     if !page.next_page_token.is_empty() {
         println!("(more: --page-token {})", page.next_page_token);
@@ -214,7 +315,15 @@ pub fn org(org: &pb::Org, json: bool) {
         }));
         return;
     }
-    println!("{}  {}  ({}, division {}, parent {}, registered #{})", org.org_id, org.name, short(org.role().as_str_name()), org.division_code, org.parent_org_id, org.registered_seq);
+    println!(
+        "{}  {}  ({}, division {}, parent {}, registered #{})",
+        org.org_id,
+        org.name,
+        short(org.role().as_str_name()),
+        org.division_code,
+        org.parent_org_id,
+        org.registered_seq
+    );
     for k in &org.keys {
         let state = match k.revoked_seq {
             Some(seq) => format!("revoked at #{seq}"),
@@ -233,7 +342,10 @@ pub fn ledger(info: &pb::LedgerInfo, json: bool) {
         }));
         return;
     }
-    println!("ledger {}  root org {}  {} records", info.ledger_id, info.root_org_id, info.record_count);
+    println!(
+        "ledger {}  root org {}  {} records",
+        info.ledger_id, info.root_org_id, info.record_count
+    );
     if !info.writable {
         println!("READ-ONLY: {}", info.read_only_reason);
     }
@@ -247,16 +359,36 @@ pub fn posted(posted: &pb::PostResponse, idempotency_key: &str, json: bool) {
         }));
         return;
     }
-    let again = if posted.duplicate { " (already recorded: this was a retry)" } else { "" };
-    println!("recorded as #{} at {}{again}  (idempotency key {idempotency_key})", posted.seq, utc(posted.commit_time_ms));
+    let again = if posted.duplicate {
+        " (already recorded: this was a retry)"
+    } else {
+        ""
+    };
+    println!(
+        "recorded as #{} at {}{again}  (idempotency key {idempotency_key})",
+        posted.seq,
+        utc(posted.commit_time_ms)
+    );
     let effects = posted.effects.clone().unwrap_or_default();
     if !effects.registered_key_id.is_empty() {
         println!("  registered key {}", effects.registered_key_id);
     }
     for leg in &effects.legs {
-        let from = if leg.from_account_id.is_empty() { "(appropriated)" } else { &leg.from_account_id };
-        let to = if leg.to_account_id.is_empty() { "(withdrawn)" } else { &leg.to_account_id };
-        println!("  {:>18}  source #{:<5} {from} → {to}", yuan(leg.amount_fen), leg.source_seq);
+        let from = if leg.from_account_id.is_empty() {
+            "(appropriated)"
+        } else {
+            &leg.from_account_id
+        };
+        let to = if leg.to_account_id.is_empty() {
+            "(withdrawn)"
+        } else {
+            &leg.to_account_id
+        };
+        println!(
+            "  {:>18}  source #{:<5} {from} → {to}",
+            yuan(leg.amount_fen),
+            leg.source_seq
+        );
     }
 }
 

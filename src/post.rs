@@ -50,9 +50,13 @@ fn yuan(text: &str) -> Result<u64, String> {
 
 /// "SOURCE_SEQ:YUAN", e.g. "12:5000.00".
 fn earmark(text: &str) -> Result<pb::SourceAmount, String> {
-    let (seq, amount) = text.split_once(':').ok_or("an earmark is SOURCE_SEQ:YUAN, e.g. 12:5000.00")?;
+    let (seq, amount) = text
+        .split_once(':')
+        .ok_or("an earmark is SOURCE_SEQ:YUAN, e.g. 12:5000.00")?;
     Ok(pb::SourceAmount {
-        source_seq: seq.parse().map_err(|_| format!("{seq:?} is not a source sequence number"))?,
+        source_seq: seq
+            .parse()
+            .map_err(|_| format!("{seq:?} is not a source sequence number"))?,
         amount_fen: yuan(amount)?,
     })
 }
@@ -178,7 +182,8 @@ fn public_key(text: &str) -> Result<Vec<u8>> {
     if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(hex::decode(text)?);
     }
-    let json = std::fs::read_to_string(text).with_context(|| format!("{text:?} is neither 64 hex digits nor a readable key file"))?;
+    let json = std::fs::read_to_string(text)
+        .with_context(|| format!("{text:?} is neither 64 hex digits nor a readable key file"))?;
     let (file, _) = KeyFile::from_json(&json).map_err(anyhow::Error::msg)?;
     Ok(hex::decode(file.public_key_hex)?)
 }
@@ -186,7 +191,13 @@ fn public_key(text: &str) -> Result<Vec<u8>> {
 fn body(request: PostRequest) -> Result<pb::request::Body> {
     use pb::request::Body as B;
     Ok(match request {
-        PostRequest::RegisterOrg { org_id, name, role, division, public_key: key } => B::RegisterOrg(pb::RegisterOrg {
+        PostRequest::RegisterOrg {
+            org_id,
+            name,
+            role,
+            division,
+            public_key: key,
+        } => B::RegisterOrg(pb::RegisterOrg {
             org_id,
             name,
             role: match role {
@@ -198,9 +209,21 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             division_code: division,
             public_key: public_key(&key)?,
         }),
-        PostRequest::AddKey { org_id, public_key: key } => B::AddKey(pb::AddKey { org_id, public_key: public_key(&key)? }),
+        PostRequest::AddKey {
+            org_id,
+            public_key: key,
+        } => B::AddKey(pb::AddKey {
+            org_id,
+            public_key: public_key(&key)?,
+        }),
         PostRequest::RevokeKey { key_id, reason } => B::RevokeKey(pb::RevokeKey { key_id, reason }),
-        PostRequest::OpenAccount { account_id, kind, name, programme, household_ref } => B::OpenAccount(pb::OpenAccount {
+        PostRequest::OpenAccount {
+            account_id,
+            kind,
+            name,
+            programme,
+            household_ref,
+        } => B::OpenAccount(pb::OpenAccount {
             account_id,
             kind: match kind {
                 Kind::Treasury => pb::AccountKind::Treasury,
@@ -213,18 +236,32 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             programme_code: programme,
             household_ref,
         }),
-        PostRequest::Appropriate { account, amount, programme, fiscal_year, document, purpose, memo } => {
-            B::Appropriation(pb::Appropriation {
-                account_id: account,
-                amount_fen: amount,
-                programme_code: programme,
-                fiscal_year,
-                document_no: document,
-                purpose,
-                memo,
-            })
-        }
-        PostRequest::Transfer { from, to, amount, sources, document, purpose, memo } => B::Transfer(pb::Transfer {
+        PostRequest::Appropriate {
+            account,
+            amount,
+            programme,
+            fiscal_year,
+            document,
+            purpose,
+            memo,
+        } => B::Appropriation(pb::Appropriation {
+            account_id: account,
+            amount_fen: amount,
+            programme_code: programme,
+            fiscal_year,
+            document_no: document,
+            purpose,
+            memo,
+        }),
+        PostRequest::Transfer {
+            from,
+            to,
+            amount,
+            sources,
+            document,
+            purpose,
+            memo,
+        } => B::Transfer(pb::Transfer {
             from_account_id: from,
             to_account_id: to,
             amount_fen: amount,
@@ -233,21 +270,34 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             purpose,
             memo,
         }),
-        PostRequest::Disburse { from, household, amount, sources, programme, period, document, memo } => {
-            B::Disbursement(pb::Disbursement {
-                from_account_id: from,
-                household_account_id: household,
-                amount_fen: amount,
-                sources,
-                programme_code: programme,
-                period,
-                document_no: document,
-                memo,
-            })
-        }
-        PostRequest::Reverse { seq, document, reason } => {
-            B::Reversal(pb::Reversal { target_seq: seq, document_no: document, reason })
-        }
+        PostRequest::Disburse {
+            from,
+            household,
+            amount,
+            sources,
+            programme,
+            period,
+            document,
+            memo,
+        } => B::Disbursement(pb::Disbursement {
+            from_account_id: from,
+            household_account_id: household,
+            amount_fen: amount,
+            sources,
+            programme_code: programme,
+            period,
+            document_no: document,
+            memo,
+        }),
+        PostRequest::Reverse {
+            seq,
+            document,
+            reason,
+        } => B::Reversal(pb::Reversal {
+            target_seq: seq,
+            document_no: document,
+            reason,
+        }),
     })
 }
 
@@ -260,7 +310,10 @@ pub async fn run(args: PostArgs) -> Result<()> {
         bail!("--idempotency-key may not be empty");
     }
     let request = client.request_with_key(body, idempotency_key.clone());
-    let posted = client.post_signed(signer.sign(&request)).await.map_err(status)?;
+    let posted = client
+        .post_signed(signer.sign(&request))
+        .await
+        .map_err(status)?;
     output::posted(&posted, &idempotency_key, args.server.json);
     Ok(())
 }

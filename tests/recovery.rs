@@ -14,7 +14,12 @@ fn journal_path(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 async fn ledger_info(client: &mut fundtrail_client::Client) -> pb::LedgerInfo {
-    client.query.get_ledger(pb::GetLedgerRequest {}).await.unwrap().into_inner()
+    client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,15 +41,33 @@ async fn a_torn_tail_is_cut_and_writing_goes_on() {
     let mut half = Vec::new();
     fundtrail_store::journal::encode_frame(b"another one, cut short by the crash", &mut half);
     tail.extend_from_slice(&half[..20]);
-    std::fs::OpenOptions::new().append(true).open(&journal).unwrap().write_all(&tail).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&journal)
+        .unwrap()
+        .write_all(&tail)
+        .unwrap();
 
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let info = ledger_info(&mut client).await;
-    assert!(info.writable, "a torn tail is not damage: {}", info.read_only_reason);
+    assert!(
+        info.writable,
+        "a torn tail is not damage: {}",
+        info.read_only_reason
+    );
     assert_eq!(info.record_count, count);
-    assert_eq!(std::fs::metadata(&journal).unwrap().len(), good_len, "the torn tail was cut off");
-    let next = ok(&mut client, &chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 100_00)).await;
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        good_len,
+        "the torn tail was cut off"
+    );
+    let next = ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 100_00),
+    )
+    .await;
     assert_eq!(next.seq, count, "no gap after the cut");
     server.stop().await;
 }
@@ -64,7 +87,10 @@ async fn a_lost_state_directory_is_rebuilt_from_the_journal() {
     assert!(ledger_info(&mut client).await.writable);
     let rebuilt = server.dump();
     assert_eq!(rebuilt.len(), live.len());
-    assert!(rebuilt == live, "replaying the journal gives the identical derived state");
+    assert!(
+        rebuilt == live,
+        "replaying the journal gives the identical derived state"
+    );
     assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_000_00);
     server.stop().await;
 }
@@ -76,11 +102,19 @@ async fn a_journal_missing_acknowledged_records_stops_writes() {
     let mut client = server.client().await;
     let chain = build_chain(&mut client, server.root()).await;
     let count = ledger_info(&mut client).await.record_count;
-    let last_offset = server.engine.state().record_offset(count - 1).unwrap().unwrap();
+    let last_offset = server
+        .engine
+        .state()
+        .record_offset(count - 1)
+        .unwrap()
+        .unwrap();
     server.stop().await;
 
     // Someone deletes the last acknowledged record from the journal.
-    let journal = std::fs::OpenOptions::new().write(true).open(journal_path(dir.path())).unwrap();
+    let journal = std::fs::OpenOptions::new()
+        .write(true)
+        .open(journal_path(dir.path()))
+        .unwrap();
     journal.set_len(last_offset).unwrap();
     drop(journal);
 
@@ -88,8 +122,16 @@ async fn a_journal_missing_acknowledged_records_stops_writes() {
     let mut client = server.client().await;
     let info = ledger_info(&mut client).await;
     assert!(!info.writable);
-    assert!(info.read_only_reason.contains(&format!("record {}", count - 1)), "names the record: {}", info.read_only_reason);
-    let refused = client.post(&chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 100)).await.unwrap_err();
+    assert!(
+        info.read_only_reason
+            .contains(&format!("record {}", count - 1)),
+        "names the record: {}",
+        info.read_only_reason
+    );
+    let refused = client
+        .post(&chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 100))
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);
     // Reading still works.
     assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_000_00);
@@ -102,7 +144,12 @@ async fn damage_far_before_the_end_is_not_mistaken_for_a_torn_tail() {
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let root = server.root();
-    ok(&mut client, &root, open_account("mof-a", pb::AccountKind::Programme, "A")).await;
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-a", pb::AccountKind::Programme, "A"),
+    )
+    .await;
     let count = ledger_info(&mut client).await.record_count;
     server.stop().await;
 
@@ -115,15 +162,33 @@ async fn damage_far_before_the_end_is_not_mistaken_for_a_torn_tail() {
     fundtrail_store::journal::encode_frame(b"x", &mut frame);
     frame[4] ^= 1;
     bytes.extend_from_slice(&frame);
-    bytes.resize(bytes.len() + fundtrail_store::journal::BATCH_BYTES_MAX as usize + 1, 0xab);
+    bytes.resize(
+        bytes.len() + fundtrail_store::journal::BATCH_BYTES_MAX as usize + 1,
+        0xab,
+    );
     std::fs::write(&journal, &bytes).unwrap();
 
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let info = ledger_info(&mut client).await;
-    assert!(!info.writable, "damage followed by more than a batch is corruption");
-    assert!(info.read_only_reason.contains(&format!("byte {damaged_at}")), "{}", info.read_only_reason);
-    assert_eq!(info.record_count, count, "the good records before the damage are served");
-    assert_eq!(std::fs::metadata(&journal).unwrap().len(), bytes.len() as u64, "nothing was cut");
+    assert!(
+        !info.writable,
+        "damage followed by more than a batch is corruption"
+    );
+    assert!(
+        info.read_only_reason
+            .contains(&format!("byte {damaged_at}")),
+        "{}",
+        info.read_only_reason
+    );
+    assert_eq!(
+        info.record_count, count,
+        "the good records before the damage are served"
+    );
+    assert_eq!(
+        std::fs::metadata(&journal).unwrap().len(),
+        bytes.len() as u64,
+        "nothing was cut"
+    );
     server.stop().await;
 }

@@ -28,7 +28,10 @@ pub struct TestServer {
 pub async fn open_engine(data_dir: &Path) -> Arc<Engine> {
     let mut last = String::new();
     for _ in 0..100 {
-        match Engine::open(EngineConfig { data_dir: data_dir.to_path_buf(), skew_ms_max: SKEW_MS_MAX }) {
+        match Engine::open(EngineConfig {
+            data_dir: data_dir.to_path_buf(),
+            skew_ms_max: SKEW_MS_MAX,
+        }) {
             Ok(engine) => return engine,
             Err(e) => last = e,
         }
@@ -44,13 +47,25 @@ impl TestServer {
             genesis::init(data_dir, &RootOrg::default()).expect("init");
         }
         let engine = open_engine(data_dir).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(fundtrail_server::serve_on(engine.clone(), listener, async {
-            let _ = stopped.await;
-        }));
-        TestServer { engine, url, data_dir: data_dir.to_path_buf(), stop: Some(stop), task: Some(task) }
+        let task = tokio::spawn(fundtrail_server::serve_on(
+            engine.clone(),
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        TestServer {
+            engine,
+            url,
+            data_dir: data_dir.to_path_buf(),
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 
     pub async fn client(&self) -> Client {
@@ -91,7 +106,12 @@ pub async fn ok(client: &mut Client, signer: &Signer, body: B) -> pb::PostRespon
 }
 
 pub fn open_account(id: &str, kind: pb::AccountKind, name: &str) -> B {
-    B::OpenAccount(pb::OpenAccount { account_id: id.into(), kind: kind as i32, name: name.into(), ..Default::default() })
+    B::OpenAccount(pb::OpenAccount {
+        account_id: id.into(),
+        kind: kind as i32,
+        name: name.into(),
+        ..Default::default()
+    })
 }
 
 pub fn household(id: &str, registry_ref: &str) -> B {
@@ -154,7 +174,9 @@ pub fn disbursement(from: &str, household: &str, amount_fen: u64) -> B {
 pub async fn balance(client: &mut Client, account: &str) -> u64 {
     client
         .query
-        .get_account(pb::GetAccountRequest { account_id: account.into() })
+        .get_account(pb::GetAccountRequest {
+            account_id: account.into(),
+        })
         .await
         .expect("get account")
         .into_inner()
@@ -187,29 +209,141 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
     let linxia = new_signer();
     let auditor = new_signer();
     let revoked = new_signer();
-    ok(client, &root, open_account("mof-xczx", K::Programme, "中央财政衔接推进乡村振兴补助资金")).await;
-    let central_source = ok(client, &root, appropriation("mof-xczx", CENTRAL_FEN, "财农〔2026〕12号")).await.seq;
-    ok(client, &root, register_org("gs-czt", "甘肃省财政厅", R::Finance, "620000", &province)).await;
-    ok(client, &root, register_org("cnao", "审计署", R::Auditor, "000000", &auditor)).await;
-    ok(client, &province, register_org("dx-czj", "东乡族自治县财政局", R::Finance, "622926", &dongxiang)).await;
-    ok(client, &province, register_org("lx-czj", "临夏县财政局", R::Finance, "622921", &linxia)).await;
-    ok(client, &province, B::AddKey(pb::AddKey { org_id: "gs-czt".into(), public_key: revoked.public_key().to_vec() })).await;
-    ok(client, &province, B::RevokeKey(pb::RevokeKey { key_id: revoked.key_id().into(), reason: "密钥保管人员调离".into() })).await;
-    ok(client, &province, open_account("gs-xczx", K::Programme, "甘肃省衔接资金")).await;
-    ok(client, &dongxiang, open_account("dx-xczx", K::Programme, "东乡县衔接资金")).await;
-    ok(client, &dongxiang, household("dx-hh-0001", "HH-622926-0001")).await;
-    ok(client, &linxia, open_account("lx-xczx", K::Programme, "临夏县衔接资金")).await;
-    ok(client, &linxia, household("lx-hh-0001", "HH-622921-0001")).await;
-    ok(client, &root, transfer("mof-xczx", "gs-xczx", 40_000_000_00, "财农〔2026〕20号")).await;
-    ok(client, &province, transfer("gs-xczx", "dx-xczx", 10_000_000_00, "甘财农〔2026〕7号")).await;
-    ok(client, &province, transfer("gs-xczx", "lx-xczx", 5_000_000_00, "甘财农〔2026〕8号")).await;
-    ok(client, &dongxiang, disbursement("dx-xczx", "dx-hh-0001", 3_000_00)).await;
-    let reversed_transfer = ok(client, &province, transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号")).await.seq;
+    ok(
+        client,
+        &root,
+        open_account("mof-xczx", K::Programme, "中央财政衔接推进乡村振兴补助资金"),
+    )
+    .await;
+    let central_source = ok(
+        client,
+        &root,
+        appropriation("mof-xczx", CENTRAL_FEN, "财农〔2026〕12号"),
+    )
+    .await
+    .seq;
+    ok(
+        client,
+        &root,
+        register_org("gs-czt", "甘肃省财政厅", R::Finance, "620000", &province),
+    )
+    .await;
+    ok(
+        client,
+        &root,
+        register_org("cnao", "审计署", R::Auditor, "000000", &auditor),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        register_org(
+            "dx-czj",
+            "东乡族自治县财政局",
+            R::Finance,
+            "622926",
+            &dongxiang,
+        ),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        register_org("lx-czj", "临夏县财政局", R::Finance, "622921", &linxia),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        B::AddKey(pb::AddKey {
+            org_id: "gs-czt".into(),
+            public_key: revoked.public_key().to_vec(),
+        }),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        B::RevokeKey(pb::RevokeKey {
+            key_id: revoked.key_id().into(),
+            reason: "密钥保管人员调离".into(),
+        }),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        open_account("gs-xczx", K::Programme, "甘肃省衔接资金"),
+    )
+    .await;
+    ok(
+        client,
+        &dongxiang,
+        open_account("dx-xczx", K::Programme, "东乡县衔接资金"),
+    )
+    .await;
+    ok(
+        client,
+        &dongxiang,
+        household("dx-hh-0001", "HH-622926-0001"),
+    )
+    .await;
     ok(
         client,
         &linxia,
-        B::Reversal(pb::Reversal { target_seq: reversed_transfer, document_no: "临财〔2026〕1号".into(), reason: "重复下达".into() }),
+        open_account("lx-xczx", K::Programme, "临夏县衔接资金"),
     )
     .await;
-    Chain { root, province, dongxiang, linxia, auditor, revoked, central_source, reversed_transfer }
+    ok(client, &linxia, household("lx-hh-0001", "HH-622921-0001")).await;
+    ok(
+        client,
+        &root,
+        transfer("mof-xczx", "gs-xczx", 40_000_000_00, "财农〔2026〕20号"),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        transfer("gs-xczx", "dx-xczx", 10_000_000_00, "甘财农〔2026〕7号"),
+    )
+    .await;
+    ok(
+        client,
+        &province,
+        transfer("gs-xczx", "lx-xczx", 5_000_000_00, "甘财农〔2026〕8号"),
+    )
+    .await;
+    ok(
+        client,
+        &dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 3_000_00),
+    )
+    .await;
+    let reversed_transfer = ok(
+        client,
+        &province,
+        transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号"),
+    )
+    .await
+    .seq;
+    ok(
+        client,
+        &linxia,
+        B::Reversal(pb::Reversal {
+            target_seq: reversed_transfer,
+            document_no: "临财〔2026〕1号".into(),
+            reason: "重复下达".into(),
+        }),
+    )
+    .await;
+    Chain {
+        root,
+        province,
+        dongxiang,
+        linxia,
+        auditor,
+        revoked,
+        central_source,
+        reversed_transfer,
+    }
 }

@@ -17,18 +17,31 @@ pub fn decode_request(payload: &[u8]) -> Result<m::Request, Rejection> {
         return Err(Rejection::new(
             Code::ResourceExhausted,
             "payload",
-            format!("the signed payload is {} bytes; at most {PAYLOAD_BYTES_MAX} are accepted", payload.len()),
+            format!(
+                "the signed payload is {} bytes; at most {PAYLOAD_BYTES_MAX} are accepted",
+                payload.len()
+            ),
         ));
     }
-    let request = pb::Request::decode(payload)
-        .map_err(|e| Rejection::invalid("payload", format!("the signed payload is not a fundtrail.v1.Request ({e})")))?;
+    let request = pb::Request::decode(payload).map_err(|e| {
+        Rejection::invalid(
+            "payload",
+            format!("the signed payload is not a fundtrail.v1.Request ({e})"),
+        )
+    })?;
     request_to_core(request)
 }
 
 fn key32(field: &str, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
-    bytes
-        .try_into()
-        .map_err(|_| Rejection::invalid(field, format!("{field} must be a 32-byte Ed25519 public key, got {} bytes", bytes.len())))
+    bytes.try_into().map_err(|_| {
+        Rejection::invalid(
+            field,
+            format!(
+                "{field} must be a 32-byte Ed25519 public key, got {} bytes",
+                bytes.len()
+            ),
+        )
+    })
 }
 
 fn role(field: &str, value: i32) -> Result<Role, Rejection> {
@@ -37,7 +50,10 @@ fn role(field: &str, value: i32) -> Result<Role, Rejection> {
         Ok(pb::OrgRole::Finance) => Ok(Role::Finance),
         Ok(pb::OrgRole::Auditor) => Ok(Role::Auditor),
         Ok(pb::OrgRole::Witness) => Ok(Role::Witness),
-        _ => Err(Rejection::invalid(field, "the org role must be ADMINISTRATOR, FINANCE, AUDITOR or WITNESS")),
+        _ => Err(Rejection::invalid(
+            field,
+            "the org role must be ADMINISTRATOR, FINANCE, AUDITOR or WITNESS",
+        )),
     }
 }
 
@@ -57,7 +73,10 @@ fn account_kind(field: &str, value: i32) -> Result<AccountKind, Rejection> {
         Ok(pb::AccountKind::Pool) => Ok(AccountKind::Pool),
         Ok(pb::AccountKind::Project) => Ok(AccountKind::Project),
         Ok(pb::AccountKind::Household) => Ok(AccountKind::Household),
-        _ => Err(Rejection::invalid(field, "the account kind must be TREASURY, PROGRAMME, POOL, PROJECT or HOUSEHOLD")),
+        _ => Err(Rejection::invalid(
+            field,
+            "the account kind must be TREASURY, PROGRAMME, POOL, PROJECT or HOUSEHOLD",
+        )),
     }
 }
 
@@ -74,7 +93,10 @@ pub fn account_kind_to_pb(kind: AccountKind) -> pb::AccountKind {
 fn earmarks(sources: Vec<pb::SourceAmount>) -> Vec<m::Earmark> {
     sources
         .into_iter()
-        .map(|s| m::Earmark { source_seq: s.source_seq, amount: Fen(s.amount_fen) })
+        .map(|s| m::Earmark {
+            source_seq: s.source_seq,
+            amount: Fen(s.amount_fen),
+        })
         .collect()
 }
 
@@ -82,7 +104,12 @@ fn earmarks(sources: Vec<pb::SourceAmount>) -> Vec<m::Earmark> {
 pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
     use pb::request::Body as B;
     let body = match request.body {
-        None => return Err(Rejection::invalid("body", "the request says nothing to do (no body)")),
+        None => {
+            return Err(Rejection::invalid(
+                "body",
+                "the request says nothing to do (no body)",
+            ))
+        }
         Some(B::Genesis(g)) => m::Body::Genesis(m::Genesis {
             root_public_key: key32("genesis.root_public_key", &g.root_public_key)?,
             log_public_key: key32("genesis.log_public_key", &g.log_public_key)?,
@@ -101,7 +128,10 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             public_key: key32("add_key.public_key", &a.public_key)?,
             org_id: a.org_id,
         }),
-        Some(B::RevokeKey(r)) => m::Body::RevokeKey(m::RevokeKey { key_id: r.key_id, reason: r.reason }),
+        Some(B::RevokeKey(r)) => m::Body::RevokeKey(m::RevokeKey {
+            key_id: r.key_id,
+            reason: r.reason,
+        }),
         Some(B::OpenAccount(o)) => m::Body::OpenAccount(m::OpenAccount {
             kind: account_kind("open_account.kind", o.kind)?,
             account_id: o.account_id,
@@ -207,7 +237,10 @@ pub fn key_to_pb(key: &m::Key) -> pb::OrgKey {
 }
 
 /// An account with its balance per source; `source` looks up a source's details.
-pub fn account_to_pb(account: &m::Account, source: impl Fn(u64) -> Option<m::Source>) -> pb::Account {
+pub fn account_to_pb(
+    account: &m::Account,
+    source: impl Fn(u64) -> Option<m::Source>,
+) -> pb::Account {
     pb::Account {
         account_id: account.account_id.clone(),
         owner_org_id: account.owner_org_id.clone(),
@@ -226,8 +259,14 @@ pub fn account_to_pb(account: &m::Account, source: impl Fn(u64) -> Option<m::Sou
                 pb::SourceBalance {
                     source_seq,
                     amount_fen: amount.0,
-                    programme_code: details.as_ref().map(|s| s.programme_code.clone()).unwrap_or_default(),
-                    document_no: details.as_ref().map(|s| s.document_no.clone()).unwrap_or_default(),
+                    programme_code: details
+                        .as_ref()
+                        .map(|s| s.programme_code.clone())
+                        .unwrap_or_default(),
+                    document_no: details
+                        .as_ref()
+                        .map(|s| s.document_no.clone())
+                        .unwrap_or_default(),
                     fiscal_year: details.as_ref().map(|s| s.fiscal_year).unwrap_or_default(),
                 }
             })

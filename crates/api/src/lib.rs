@@ -15,6 +15,7 @@ pub mod pb {
 }
 
 /// The encoded `FileDescriptorSet` of the API, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fundtrail_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/fundtrail_descriptor.bin"));
 
 pub use convert::*;

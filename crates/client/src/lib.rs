@@ -55,7 +55,10 @@ impl Signer {
     }
 
     pub fn from_key_file(path: &Path) -> Result<Signer, ClientError> {
-        let fail = |reason: String| ClientError::KeyFile { path: path.display().to_string(), reason };
+        let fail = |reason: String| ClientError::KeyFile {
+            path: path.display().to_string(),
+            reason,
+        };
         let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
         let (_, key) = KeyFile::from_json(&text).map_err(fail)?;
         Ok(Signer::new(key))
@@ -73,7 +76,11 @@ impl Signer {
     pub fn sign(&self, request: &pb::Request) -> pb::SignedRequest {
         let payload = request.encode_to_vec();
         let signature = signing::sign(&self.key, &payload).to_vec();
-        pb::SignedRequest { payload, key_id: self.key_id.clone(), signature }
+        pb::SignedRequest {
+            payload,
+            key_id: self.key_id.clone(),
+            signature,
+        }
     }
 }
 
@@ -100,16 +107,28 @@ pub struct Client {
 impl Client {
     /// Connects and learns the ledger's id.
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let fail = |reason: String| ClientError::Connect { url: url.to_string(), reason };
+        let fail = |reason: String| ClientError::Connect {
+            url: url.to_string(),
+            reason,
+        };
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())
             .map_err(|e| fail(e.to_string()))?
             .connect()
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let ledger = pb::ledger_client::LedgerClient::new(channel.clone()).max_decoding_message_size(32 << 20);
-        let mut query = pb::query_client::QueryClient::new(channel).max_decoding_message_size(32 << 20);
-        let info = query.get_ledger(pb::GetLedgerRequest {}).await?.into_inner();
-        Ok(Client { ledger, query, ledger_id: info.ledger_id })
+        let ledger = pb::ledger_client::LedgerClient::new(channel.clone())
+            .max_decoding_message_size(32 << 20);
+        let mut query =
+            pb::query_client::QueryClient::new(channel).max_decoding_message_size(32 << 20);
+        let info = query
+            .get_ledger(pb::GetLedgerRequest {})
+            .await?
+            .into_inner();
+        Ok(Client {
+            ledger,
+            query,
+            ledger_id: info.ledger_id,
+        })
     }
 
     pub fn ledger_id(&self) -> &str {
@@ -121,21 +140,45 @@ impl Client {
         self.request_with_key(body, new_idempotency_key())
     }
 
-    pub fn request_with_key(&self, body: pb::request::Body, idempotency_key: String) -> pb::Request {
-        pb::Request { ledger_id: self.ledger_id.clone(), idempotency_key, signed_at_ms: now_ms(), body: Some(body) }
+    pub fn request_with_key(
+        &self,
+        body: pb::request::Body,
+        idempotency_key: String,
+    ) -> pb::Request {
+        pb::Request {
+            ledger_id: self.ledger_id.clone(),
+            idempotency_key,
+            signed_at_ms: now_ms(),
+            body: Some(body),
+        }
     }
 
     /// Signs and posts `body`; answers once the record is durable.
-    pub async fn post(&mut self, signer: &Signer, body: pb::request::Body) -> Result<pb::PostResponse, tonic::Status> {
+    pub async fn post(
+        &mut self,
+        signer: &Signer,
+        body: pb::request::Body,
+    ) -> Result<pb::PostResponse, tonic::Status> {
         let request = self.request(body);
         self.post_signed(signer.sign(&request)).await
     }
 
-    pub async fn post_signed(&mut self, signed: pb::SignedRequest) -> Result<pb::PostResponse, tonic::Status> {
+    pub async fn post_signed(
+        &mut self,
+        signed: pb::SignedRequest,
+    ) -> Result<pb::PostResponse, tonic::Status> {
         Ok(self.ledger.post(signed).await?.into_inner())
     }
 
-    pub async fn post_batch(&mut self, requests: Vec<pb::SignedRequest>) -> Result<Vec<pb::PostResult>, tonic::Status> {
-        Ok(self.ledger.post_batch(pb::PostBatchRequest { requests }).await?.into_inner().results)
+    pub async fn post_batch(
+        &mut self,
+        requests: Vec<pb::SignedRequest>,
+    ) -> Result<Vec<pb::PostResult>, tonic::Status> {
+        Ok(self
+            .ledger
+            .post_batch(pb::PostBatchRequest { requests })
+            .await?
+            .into_inner()
+            .results)
     }
 }

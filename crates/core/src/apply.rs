@@ -43,7 +43,11 @@ pub enum Outcome {
 }
 
 /// Decides request `request` signed as in `ctx` against `state`.
-pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Result<Outcome, Rejection> {
+pub fn apply<K: Kv + ?Sized>(
+    state: &K,
+    ctx: &Context,
+    request: &Request,
+) -> Result<Outcome, Rejection> {
     validate::request(request)?;
     let payload_sha256 = signing::sha256(ctx.payload);
     let mut txn = Txn::new(state);
@@ -51,9 +55,15 @@ pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Res
         let effects = apply_genesis(&mut txn, ctx, request, genesis)?;
         txn.put(
             key::idempotency(ctx.key_id, &request.idempotency_key),
-            &IdempotencyEntry { seq: ctx.seq, payload_sha256 },
+            &IdempotencyEntry {
+                seq: ctx.seq,
+                payload_sha256,
+            },
         );
-        return Ok(Outcome::Accepted { effects, writes: txn.into_writes() });
+        return Ok(Outcome::Accepted {
+            effects,
+            writes: txn.into_writes(),
+        });
     }
 
     let ledger = state
@@ -85,7 +95,10 @@ pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Res
     if let Some(revoked_seq) = signer.revoked_seq {
         return Err(Rejection::unauthenticated(
             "key_id",
-            format!("key {} was revoked by record {revoked_seq} and may no longer sign", signer.key_id),
+            format!(
+                "key {} was revoked by record {revoked_seq} and may no longer sign",
+                signer.key_id
+            ),
         ));
     }
     if let Some(skew_ms_max) = ctx.skew_ms_max {
@@ -102,10 +115,16 @@ pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Res
         }
     }
     let org = state.org(&signer.org_id)?.ok_or_else(|| {
-        Rejection::unavailable(format!("derived state lacks org {} of key {}", signer.org_id, signer.key_id))
+        Rejection::unavailable(format!(
+            "derived state lacks org {} of key {}",
+            signer.org_id, signer.key_id
+        ))
     })?;
 
-    let mut effects = Effects { signer_org_id: org.org_id.clone(), ..Effects::default() };
+    let mut effects = Effects {
+        signer_org_id: org.org_id.clone(),
+        ..Effects::default()
+    };
     match &request.body {
         Body::Genesis(_) => unreachable!("handled above"),
         Body::RegisterOrg(r) => register_org(&mut txn, ctx, &org, r, &mut effects)?,
@@ -119,14 +138,34 @@ pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Res
             if to.kind == AccountKind::Household {
                 return Err(Rejection::precondition(
                     "transfer.to_account_id",
-                    format!("{} is a household account; pay households with a Disbursement", to.account_id),
+                    format!(
+                        "{} is a household account; pay households with a Disbursement",
+                        to.account_id
+                    ),
                 ));
             }
-            move_money(&mut txn, from, to, t.amount, &t.sources, "transfer.sources", &mut effects)?;
+            move_money(
+                &mut txn,
+                from,
+                to,
+                t.amount,
+                &t.sources,
+                "transfer.sources",
+                &mut effects,
+            )?;
         }
         Body::Disbursement(d) => {
-            let from = debit_account(&txn, &org, "disbursement.from_account_id", &d.from_account_id)?;
-            let to = credit_account(&txn, "disbursement.household_account_id", &d.household_account_id)?;
+            let from = debit_account(
+                &txn,
+                &org,
+                "disbursement.from_account_id",
+                &d.from_account_id,
+            )?;
+            let to = credit_account(
+                &txn,
+                "disbursement.household_account_id",
+                &d.household_account_id,
+            )?;
             if to.kind != AccountKind::Household {
                 return Err(Rejection::precondition(
                     "disbursement.household_account_id",
@@ -142,13 +181,24 @@ pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Res
                     ),
                 ));
             }
-            move_money(&mut txn, from, to, d.amount, &d.sources, "disbursement.sources", &mut effects)?;
+            move_money(
+                &mut txn,
+                from,
+                to,
+                d.amount,
+                &d.sources,
+                "disbursement.sources",
+                &mut effects,
+            )?;
         }
         Body::Reversal(r) => reversal(&mut txn, ctx, &org, r, &mut effects)?,
     }
     txn.put(
         key::idempotency(ctx.key_id, &request.idempotency_key),
-        &IdempotencyEntry { seq: ctx.seq, payload_sha256 },
+        &IdempotencyEntry {
+            seq: ctx.seq,
+            payload_sha256,
+        },
     );
     if !effects.legs.is_empty() {
         let movement = Movement {
@@ -160,12 +210,18 @@ pub fn apply<K: Kv + ?Sized>(state: &K, ctx: &Context, request: &Request) -> Res
         };
         txn.put(key::seq(key::MOVEMENT, ctx.seq), &movement);
         for leg in &effects.legs {
-            for account_id in [&leg.from_account_id, &leg.to_account_id].into_iter().flatten() {
+            for account_id in [&leg.from_account_id, &leg.to_account_id]
+                .into_iter()
+                .flatten()
+            {
                 txn.put_raw(key::account_entry(account_id, ctx.seq), Vec::new());
             }
         }
     }
-    Ok(Outcome::Accepted { effects, writes: txn.into_writes() })
+    Ok(Outcome::Accepted {
+        effects,
+        writes: txn.into_writes(),
+    })
 }
 
 /// The signing key, if it is registered and the signature is its.
@@ -189,13 +245,19 @@ fn apply_genesis<K: Kv + ?Sized>(
     genesis: &Genesis,
 ) -> Result<Effects, Rejection> {
     if ctx.seq != 0 || txn.ledger()?.is_some() {
-        return Err(Rejection::precondition("genesis", "this ledger already has its genesis record"));
+        return Err(Rejection::precondition(
+            "genesis",
+            "this ledger already has its genesis record",
+        ));
     }
     let root_key = signing::parse_public_key("genesis.root_public_key", &genesis.root_public_key)?;
     signing::parse_public_key("genesis.log_public_key", &genesis.log_public_key)?;
     let key_id = signing::key_id(&root_key);
     if ctx.key_id != key_id {
-        return Err(Rejection::unauthenticated("key_id", "genesis must be signed by the root org's key"));
+        return Err(Rejection::unauthenticated(
+            "key_id",
+            "genesis must be signed by the root org's key",
+        ));
     }
     signing::verify(&root_key, ctx.payload, ctx.signature)?;
     txn.put(
@@ -220,9 +282,19 @@ fn apply_genesis<K: Kv + ?Sized>(
     );
     txn.put(
         key::named(key::KEY, &key_id),
-        &Key { key_id: key_id.clone(), org_id: genesis.root_org_id.clone(), public_key: root_key, added_seq: ctx.seq, revoked_seq: None },
+        &Key {
+            key_id: key_id.clone(),
+            org_id: genesis.root_org_id.clone(),
+            public_key: root_key,
+            added_seq: ctx.seq,
+            revoked_seq: None,
+        },
     );
-    Ok(Effects { signer_org_id: genesis.root_org_id.clone(), legs: Vec::new(), registered_key_id: Some(key_id) })
+    Ok(Effects {
+        signer_org_id: genesis.root_org_id.clone(),
+        legs: Vec::new(),
+        registered_key_id: Some(key_id),
+    })
 }
 
 /// Registers `public_key` for `org`, refusing a key already in the ledger.
@@ -236,19 +308,31 @@ fn register_key<K: Kv + ?Sized>(
     let public_key = signing::parse_public_key(field, public_key)?;
     let key_id = signing::key_id(&public_key);
     if txn.key(&key_id)?.is_some() {
-        return Err(Rejection::exists(field, format!("this public key is already registered (key {key_id}); generate a new key")));
+        return Err(Rejection::exists(
+            field,
+            format!("this public key is already registered (key {key_id}); generate a new key"),
+        ));
     }
     if org.key_ids.len() >= ORG_KEYS_MAX {
         return Err(Rejection::new(
             Code::ResourceExhausted,
             field,
-            format!("org {} already has {ORG_KEYS_MAX} keys, the most one org may register", org.org_id),
+            format!(
+                "org {} already has {ORG_KEYS_MAX} keys, the most one org may register",
+                org.org_id
+            ),
         ));
     }
     org.key_ids.push(key_id.clone());
     txn.put(
         key::named(key::KEY, &key_id),
-        &Key { key_id: key_id.clone(), org_id: org.org_id.clone(), public_key, added_seq: ctx.seq, revoked_seq: None },
+        &Key {
+            key_id: key_id.clone(),
+            org_id: org.org_id.clone(),
+            public_key,
+            added_seq: ctx.seq,
+            revoked_seq: None,
+        },
     );
     Ok(key_id)
 }
@@ -263,11 +347,17 @@ fn register_org<K: Kv + ?Sized>(
     if !signer_org.role.handles_money() {
         return Err(Rejection::denied(
             "key_id",
-            format!("{} is an {:?} org and may not register orgs", signer_org.org_id, signer_org.role),
+            format!(
+                "{} is an {:?} org and may not register orgs",
+                signer_org.org_id, signer_org.role
+            ),
         ));
     }
     if txn.org(&r.org_id)?.is_some() {
-        return Err(Rejection::exists("register_org.org_id", format!("org id {:?} is already registered", r.org_id)));
+        return Err(Rejection::exists(
+            "register_org.org_id",
+            format!("org id {:?} is already registered", r.org_id),
+        ));
     }
     let mut org = Org {
         org_id: r.org_id.clone(),
@@ -286,7 +376,8 @@ fn register_org<K: Kv + ?Sized>(
 
 /// Whether `signer_org` may manage the keys of `target`: its own, or a child's.
 fn manages(signer_org: &Org, target: &Org) -> bool {
-    signer_org.org_id == target.org_id || target.parent_org_id.as_deref() == Some(signer_org.org_id.as_str())
+    signer_org.org_id == target.org_id
+        || target.parent_org_id.as_deref() == Some(signer_org.org_id.as_str())
 }
 
 fn add_key<K: Kv + ?Sized>(
@@ -296,13 +387,19 @@ fn add_key<K: Kv + ?Sized>(
     a: &AddKey,
     effects: &mut Effects,
 ) -> Result<(), Rejection> {
-    let mut target = txn
-        .org(&a.org_id)?
-        .ok_or_else(|| Rejection::not_found("add_key.org_id", format!("org {:?} is not registered", a.org_id)))?;
+    let mut target = txn.org(&a.org_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            "add_key.org_id",
+            format!("org {:?} is not registered", a.org_id),
+        )
+    })?;
     if !manages(signer_org, &target) {
         return Err(Rejection::denied(
             "add_key.org_id",
-            format!("{} may only add keys to itself or to orgs it registered, not to {}", signer_org.org_id, target.org_id),
+            format!(
+                "{} may only add keys to itself or to orgs it registered, not to {}",
+                signer_org.org_id, target.org_id
+            ),
         ));
     }
     let key_id = register_key(txn, ctx, &mut target, "add_key.public_key", &a.public_key)?;
@@ -311,10 +408,18 @@ fn add_key<K: Kv + ?Sized>(
     Ok(())
 }
 
-fn revoke_key<K: Kv + ?Sized>(txn: &mut Txn<K>, ctx: &Context, signer_org: &Org, r: &RevokeKey) -> Result<(), Rejection> {
-    let mut key = txn
-        .key(&r.key_id)?
-        .ok_or_else(|| Rejection::not_found("revoke_key.key_id", format!("key {:?} is not registered", r.key_id)))?;
+fn revoke_key<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    signer_org: &Org,
+    r: &RevokeKey,
+) -> Result<(), Rejection> {
+    let mut key = txn.key(&r.key_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            "revoke_key.key_id",
+            format!("key {:?} is not registered", r.key_id),
+        )
+    })?;
     let owner = txn
         .org(&key.org_id)?
         .ok_or_else(|| Rejection::unavailable(format!("derived state lacks org {}", key.org_id)))?;
@@ -325,19 +430,39 @@ fn revoke_key<K: Kv + ?Sized>(txn: &mut Txn<K>, ctx: &Context, signer_org: &Org,
         ));
     }
     if let Some(revoked_seq) = key.revoked_seq {
-        return Err(Rejection::precondition("revoke_key.key_id", format!("key {} was already revoked by record {revoked_seq}", key.key_id)));
+        return Err(Rejection::precondition(
+            "revoke_key.key_id",
+            format!(
+                "key {} was already revoked by record {revoked_seq}",
+                key.key_id
+            ),
+        ));
     }
     key.revoked_seq = Some(ctx.seq);
     txn.put(key::named(key::KEY, &key.key_id), &key);
     Ok(())
 }
 
-fn open_account<K: Kv + ?Sized>(txn: &mut Txn<K>, ctx: &Context, org: &Org, o: &OpenAccount) -> Result<(), Rejection> {
+fn open_account<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    org: &Org,
+    o: &OpenAccount,
+) -> Result<(), Rejection> {
     if !org.role.handles_money() {
-        return Err(Rejection::denied("key_id", format!("{} is an {:?} org and may not hold accounts", org.org_id, org.role)));
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "{} is an {:?} org and may not hold accounts",
+                org.org_id, org.role
+            ),
+        ));
     }
     if txn.account(&o.account_id)?.is_some() {
-        return Err(Rejection::exists("open_account.account_id", format!("account id {:?} is already taken", o.account_id)));
+        return Err(Rejection::exists(
+            "open_account.account_id",
+            format!("account id {:?} is already taken", o.account_id),
+        ));
     }
     let account = Account {
         account_id: o.account_id.clone(),
@@ -362,21 +487,36 @@ fn appropriation<K: Kv + ?Sized>(
     effects: &mut Effects,
 ) -> Result<(), Rejection> {
     if !org.role.handles_money() {
-        return Err(Rejection::denied("key_id", format!("{} is an {:?} org and may not appropriate funds", org.org_id, org.role)));
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "{} is an {:?} org and may not appropriate funds",
+                org.org_id, org.role
+            ),
+        ));
     }
     let mut account = txn.account(&a.account_id)?.ok_or_else(|| {
-        Rejection::not_found("appropriation.account_id", format!("account {:?} does not exist", a.account_id))
+        Rejection::not_found(
+            "appropriation.account_id",
+            format!("account {:?} does not exist", a.account_id),
+        )
     })?;
     if account.owner_org_id != org.org_id {
         return Err(Rejection::denied(
             "appropriation.account_id",
-            format!("account {} belongs to {}; {} may only appropriate into its own accounts", account.account_id, account.owner_org_id, org.org_id),
+            format!(
+                "account {} belongs to {}; {} may only appropriate into its own accounts",
+                account.account_id, account.owner_org_id, org.org_id
+            ),
         ));
     }
     if !matches!(account.kind, AccountKind::Treasury | AccountKind::Programme) {
         return Err(Rejection::precondition(
             "appropriation.account_id",
-            format!("appropriations go into a treasury or programme account; {} is a {:?} account", account.account_id, account.kind),
+            format!(
+                "appropriations go into a treasury or programme account; {} is a {:?} account",
+                account.account_id, account.kind
+            ),
         ));
     }
     credit(&mut account, ctx.seq, a.amount, "appropriation.account_id")?;
@@ -393,20 +533,33 @@ fn appropriation<K: Kv + ?Sized>(
             document_no: a.document_no.clone(),
         },
     );
-    effects.legs.push(Leg { from_account_id: None, to_account_id: Some(account.account_id), source_seq: ctx.seq, amount: a.amount });
+    effects.legs.push(Leg {
+        from_account_id: None,
+        to_account_id: Some(account.account_id),
+        source_seq: ctx.seq,
+        amount: a.amount,
+    });
     Ok(())
 }
 
 /// The account `org` wants to debit: it must exist, be `org`'s own, and not
 /// be a household account (households are final recipients).
-fn debit_account<K: Kv + ?Sized>(txn: &Txn<K>, org: &Org, field: &str, account_id: &str) -> Result<Account, Rejection> {
-    let account = txn
-        .account(account_id)?
-        .ok_or_else(|| Rejection::not_found(field, format!("account {account_id:?} does not exist")))?;
+fn debit_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    org: &Org,
+    field: &str,
+    account_id: &str,
+) -> Result<Account, Rejection> {
+    let account = txn.account(account_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("account {account_id:?} does not exist"))
+    })?;
     if account.owner_org_id != org.org_id {
         return Err(Rejection::denied(
             field,
-            format!("account {account_id} belongs to {}; a key of {} may not pay out of it", account.owner_org_id, org.org_id),
+            format!(
+                "account {account_id} belongs to {}; a key of {} may not pay out of it",
+                account.owner_org_id, org.org_id
+            ),
         ));
     }
     if account.kind == AccountKind::Household {
@@ -418,32 +571,63 @@ fn debit_account<K: Kv + ?Sized>(txn: &Txn<K>, org: &Org, field: &str, account_i
     Ok(account)
 }
 
-fn credit_account<K: Kv + ?Sized>(txn: &Txn<K>, field: &str, account_id: &str) -> Result<Account, Rejection> {
-    txn.account(account_id)?
-        .ok_or_else(|| Rejection::not_found(field, format!("account {account_id:?} does not exist")))
+fn credit_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    field: &str,
+    account_id: &str,
+) -> Result<Account, Rejection> {
+    txn.account(account_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("account {account_id:?} does not exist"))
+    })
 }
 
-fn credit(account: &mut Account, source_seq: u64, amount: Fen, field: &str) -> Result<(), Rejection> {
+fn credit(
+    account: &mut Account,
+    source_seq: u64,
+    amount: Fen,
+    field: &str,
+) -> Result<(), Rejection> {
     let balance = account.balances.entry(source_seq).or_insert(Fen::ZERO);
     *balance = balance.checked_add(amount).ok_or_else(|| {
-        Rejection::invalid(field, format!("the balance of account {} would overflow", account.account_id))
+        Rejection::invalid(
+            field,
+            format!(
+                "the balance of account {} would overflow",
+                account.account_id
+            ),
+        )
     })?;
     if account.balances.len() > ACCOUNT_SOURCES_MAX {
         return Err(Rejection::new(
             Code::ResourceExhausted,
             field,
-            format!("account {} would hold more than {ACCOUNT_SOURCES_MAX} sources", account.account_id),
+            format!(
+                "account {} would hold more than {ACCOUNT_SOURCES_MAX} sources",
+                account.account_id
+            ),
         ));
     }
     Ok(())
 }
 
-fn debit(account: &mut Account, source_seq: u64, amount: Fen, field: &str) -> Result<(), Rejection> {
-    let held = account.balances.get(&source_seq).copied().unwrap_or(Fen::ZERO);
+fn debit(
+    account: &mut Account,
+    source_seq: u64,
+    amount: Fen,
+    field: &str,
+) -> Result<(), Rejection> {
+    let held = account
+        .balances
+        .get(&source_seq)
+        .copied()
+        .unwrap_or(Fen::ZERO);
     let left = held.checked_sub(amount).ok_or_else(|| {
         Rejection::precondition(
             field,
-            format!("account {} holds {held} of source {source_seq}, less than the {amount} asked for", account.account_id),
+            format!(
+                "account {} holds {held} of source {source_seq}, less than the {amount} asked for",
+                account.account_id
+            ),
         )
     })?;
     if left == Fen::ZERO {
@@ -457,10 +641,19 @@ fn debit(account: &mut Account, source_seq: u64, amount: Fen, field: &str) -> Re
 /// Which sources pay `amount` out of `account`: the earmarks when given,
 /// otherwise oldest source first (lowest source seq), which is deterministic
 /// and spends money in the order it arrived.
-pub fn attribute(account: &Account, amount: Fen, earmarks: &[Earmark], field: &str) -> Result<Vec<Earmark>, Rejection> {
+pub fn attribute(
+    account: &Account,
+    amount: Fen,
+    earmarks: &[Earmark],
+    field: &str,
+) -> Result<Vec<Earmark>, Rejection> {
     if !earmarks.is_empty() {
         for earmark in earmarks {
-            let held = account.balances.get(&earmark.source_seq).copied().unwrap_or(Fen::ZERO);
+            let held = account
+                .balances
+                .get(&earmark.source_seq)
+                .copied()
+                .unwrap_or(Fen::ZERO);
             if held < earmark.amount {
                 return Err(Rejection::precondition(
                     field,
@@ -480,7 +673,10 @@ pub fn attribute(account: &Account, amount: Fen, earmarks: &[Earmark], field: &s
             break;
         }
         let take = held.min(left);
-        picked.push(Earmark { source_seq, amount: take });
+        picked.push(Earmark {
+            source_seq,
+            amount: take,
+        });
         left = Fen(left.0 - take.0);
     }
     if left != Fen::ZERO {
@@ -518,7 +714,11 @@ fn move_money<K: Kv + ?Sized>(
             amount: part.amount,
         });
     }
-    assert_eq!(moved, u128::from(amount.0), "attribution must cover the amount exactly");
+    assert_eq!(
+        moved,
+        u128::from(amount.0),
+        "attribution must cover the amount exactly"
+    );
     txn.put(key::named(key::ACCOUNT, &from.account_id), &from);
     txn.put(key::named(key::ACCOUNT, &to.account_id), &to);
     Ok(())
@@ -533,23 +733,50 @@ fn reversal<K: Kv + ?Sized>(
 ) -> Result<(), Rejection> {
     let field = "reversal.target_seq";
     if r.target_seq >= ctx.seq {
-        return Err(Rejection::not_found(field, format!("record {} does not exist yet", r.target_seq)));
+        return Err(Rejection::not_found(
+            field,
+            format!("record {} does not exist yet", r.target_seq),
+        ));
     }
     let mut target = txn.movement(r.target_seq)?.ok_or_else(|| {
-        Rejection::precondition(field, format!("record {} did not move money, so there is nothing to reverse", r.target_seq))
+        Rejection::precondition(
+            field,
+            format!(
+                "record {} did not move money, so there is nothing to reverse",
+                r.target_seq
+            ),
+        )
     })?;
     if target.is_reversal {
-        return Err(Rejection::precondition(field, format!("record {} is itself a reversal; post the movement again instead", r.target_seq)));
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "record {} is itself a reversal; post the movement again instead",
+                r.target_seq
+            ),
+        ));
     }
     if let Some(by) = target.reversed_by {
-        return Err(Rejection::precondition(field, format!("record {} was already reversed by record {by}", r.target_seq)));
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "record {} was already reversed by record {by}",
+                r.target_seq
+            ),
+        ));
     }
     // Undo legs last-first, each debiting what the original credited. Accounts
     // are staged in a map so a leg sees the effect of earlier ones.
     let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
     for leg in target.legs.iter().rev() {
         let Some(debited_id) = &leg.to_account_id else {
-            return Err(Rejection::precondition(field, format!("record {} took money out of the ledger and cannot be reversed", r.target_seq)));
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "record {} took money out of the ledger and cannot be reversed",
+                    r.target_seq
+                ),
+            ));
         };
         if !accounts.contains_key(debited_id) {
             let account = credit_account(txn, field, debited_id)?;
@@ -578,14 +805,19 @@ fn reversal<K: Kv + ?Sized>(
                 credit(credited, leg.source_seq, leg.amount, field)?;
             }
             None => {
-                let mut source = txn
-                    .source(leg.source_seq)?
-                    .ok_or_else(|| Rejection::unavailable(format!("derived state lacks source {}", leg.source_seq)))?;
+                let mut source = txn.source(leg.source_seq)?.ok_or_else(|| {
+                    Rejection::unavailable(format!("derived state lacks source {}", leg.source_seq))
+                })?;
                 source.withdrawn = source
                     .withdrawn
                     .checked_add(leg.amount)
                     .filter(|w| *w <= source.amount)
-                    .ok_or_else(|| Rejection::unavailable(format!("source {} would be withdrawn beyond its amount", leg.source_seq)))?;
+                    .ok_or_else(|| {
+                        Rejection::unavailable(format!(
+                            "source {} would be withdrawn beyond its amount",
+                            leg.source_seq
+                        ))
+                    })?;
                 txn.put(key::seq(key::SOURCE, source.source_seq), &source);
             }
         }

@@ -32,7 +32,8 @@ impl KeyFile {
 
     /// Parses a key file and checks that its parts agree.
     pub fn from_json(text: &str) -> Result<(KeyFile, SigningKey), String> {
-        let file: KeyFile = serde_json::from_str(text).map_err(|e| format!("not a fundtrail key file: {e}"))?;
+        let file: KeyFile =
+            serde_json::from_str(text).map_err(|e| format!("not a fundtrail key file: {e}"))?;
         let secret: [u8; 32] = hex::decode(&file.secret_key_hex)
             .ok()
             .and_then(|b| b.try_into().ok())

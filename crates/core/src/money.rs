@@ -5,7 +5,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// An amount of money in fen (分). Never a float.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct Fen(pub u64);
 
 impl Fen {
@@ -40,7 +42,9 @@ impl Fen {
             return Err(bad());
         }
         if frac.len() > 2 || !frac.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("{text:?} has more than two decimals; the smallest unit is one fen (0.01)"));
+            return Err(format!(
+                "{text:?} has more than two decimals; the smallest unit is one fen (0.01)"
+            ));
         }
         let yuan: u64 = whole.parse().map_err(|_| bad())?;
         let mut fen_part: u64 = 0;

@@ -35,10 +35,16 @@ pub fn sign(key: &SigningKey, payload: &[u8]) -> [u8; 64] {
 /// Checks that `signature` is `public_key`'s signature over `payload`.
 pub fn verify(public_key: &[u8; 32], payload: &[u8], signature: &[u8]) -> Result<(), Rejection> {
     let key = VerifyingKey::from_bytes(public_key).map_err(|_| {
-        Rejection::unauthenticated("key_id", "the registered public key is not a valid Ed25519 key")
+        Rejection::unauthenticated(
+            "key_id",
+            "the registered public key is not a valid Ed25519 key",
+        )
     })?;
     let signature = Signature::from_slice(signature).map_err(|_| {
-        Rejection::unauthenticated("signature", "the signature must be 64 bytes of Ed25519 signature")
+        Rejection::unauthenticated(
+            "signature",
+            "the signature must be 64 bytes of Ed25519 signature",
+        )
     })?;
     key.verify_strict(&signed_message(payload), &signature).map_err(|_| {
         Rejection::unauthenticated(
@@ -50,13 +56,16 @@ pub fn verify(public_key: &[u8; 32], payload: &[u8], signature: &[u8]) -> Result
 
 /// Checks that `bytes` is a usable Ed25519 public key.
 pub fn parse_public_key(field: &str, bytes: &[u8]) -> Result<[u8; 32], Rejection> {
-    let key: [u8; 32] = bytes
-        .try_into()
-        .map_err(|_| Rejection::invalid(field, "a public key must be 32 bytes of Ed25519 public key"))?;
+    let key: [u8; 32] = bytes.try_into().map_err(|_| {
+        Rejection::invalid(field, "a public key must be 32 bytes of Ed25519 public key")
+    })?;
     let parsed = VerifyingKey::from_bytes(&key)
         .map_err(|_| Rejection::invalid(field, "the public key is not a valid Ed25519 key"))?;
     if parsed.is_weak() {
-        return Err(Rejection::invalid(field, "the public key is a weak Ed25519 key"));
+        return Err(Rejection::invalid(
+            field,
+            "the public key is a weak Ed25519 key",
+        ));
     }
     Ok(key)
 }
@@ -82,6 +91,8 @@ mod tests {
     fn key_id_is_16_hex_chars() {
         let id = key_id(&[1; 32]);
         assert_eq!(id.len(), 16);
-        assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
     }
 }

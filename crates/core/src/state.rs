@@ -81,8 +81,11 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
-    postcard::from_bytes(bytes)
-        .map_err(|e| Rejection::unavailable(format!("derived state is corrupt ({e}); rebuild it from the journal")))
+    postcard::from_bytes(bytes).map_err(|e| {
+        Rejection::unavailable(format!(
+            "derived state is corrupt ({e}); rebuild it from the journal"
+        ))
+    })
 }
 
 /// Typed reads over any [`Kv`].
@@ -111,7 +114,11 @@ pub trait StateRead: Kv {
     fn movement(&self, seq: u64) -> Result<Option<Movement>, Rejection> {
         self.read(&key::seq(key::MOVEMENT, seq))
     }
-    fn idempotency(&self, key_id: &str, idempotency_key: &str) -> Result<Option<IdempotencyEntry>, Rejection> {
+    fn idempotency(
+        &self,
+        key_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<IdempotencyEntry>, Rejection> {
         self.read(&key::idempotency(key_id, idempotency_key))
     }
 }
@@ -128,7 +135,10 @@ pub struct Txn<'a, K: Kv + ?Sized> {
 
 impl<'a, K: Kv + ?Sized> Txn<'a, K> {
     pub fn new(base: &'a K) -> Self {
-        Txn { base, writes: BTreeMap::new() }
+        Txn {
+            base,
+            writes: BTreeMap::new(),
+        }
     }
 
     pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {

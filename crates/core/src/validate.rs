@@ -39,7 +39,9 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
                     "open_account.household_ref",
                     "a household account needs the household registry's id (household_ref)",
                 )),
-                (AccountKind::Household, false) => id("open_account.household_ref", &o.household_ref),
+                (AccountKind::Household, false) => {
+                    id("open_account.household_ref", &o.household_ref)
+                }
                 (_, false) => Err(Rejection::invalid(
                     "open_account.household_ref",
                     "household_ref is only for household accounts",
@@ -85,7 +87,10 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
             document_no("reversal.document_no", &r.document_no)?;
             text("reversal.reason", &r.reason, TEXT_CHARS_MAX)?;
             if r.reason.trim().is_empty() {
-                return Err(Rejection::invalid("reversal.reason", "a reversal must give its reason"));
+                return Err(Rejection::invalid(
+                    "reversal.reason",
+                    "a reversal must give its reason",
+                ));
             }
             Ok(())
         }
@@ -99,7 +104,10 @@ pub fn id(field: &str, value: &str) -> Result<(), Rejection> {
         return Err(Rejection::invalid(field, format!("{field} is missing")));
     }
     if value.len() > ID_BYTES_MAX {
-        return Err(Rejection::invalid(field, format!("{field} is longer than {ID_BYTES_MAX} characters")));
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} is longer than {ID_BYTES_MAX} characters"),
+        ));
     }
     let first_ok = value.as_bytes()[0].is_ascii_alphanumeric();
     let rest_ok = value
@@ -136,7 +144,10 @@ fn name(field: &str, value: &str) -> Result<(), Rejection> {
 /// A programme code (资金项目/科目 code): required, short, no spaces.
 fn code(field: &str, value: &str) -> Result<(), Rejection> {
     if value.is_empty() {
-        return Err(Rejection::invalid(field, format!("{field} (the fund programme code) is missing")));
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} (the fund programme code) is missing"),
+        ));
     }
     optional_code(field, value)
 }
@@ -163,10 +174,16 @@ fn document_no(field: &str, value: &str) -> Result<(), Rejection> {
 /// Free text: bounded, no control characters, no personal data.
 pub fn text(field: &str, value: &str, chars_max: usize) -> Result<(), Rejection> {
     if value.chars().count() > chars_max {
-        return Err(Rejection::invalid(field, format!("{field} is longer than {chars_max} characters")));
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} is longer than {chars_max} characters"),
+        ));
     }
     if value.chars().any(|c| c.is_control()) {
-        return Err(Rejection::invalid(field, format!("{field} contains control characters")));
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} contains control characters"),
+        ));
     }
     personal_data_free(field, value)
 }
@@ -195,12 +212,18 @@ pub fn personal_data_free(field: &str, value: &str) -> Result<(), Rejection> {
 
 pub fn amount(field: &str, amount: Fen) -> Result<(), Rejection> {
     if amount.0 == 0 {
-        return Err(Rejection::invalid(field, "the amount must be greater than zero"));
+        return Err(Rejection::invalid(
+            field,
+            "the amount must be greater than zero",
+        ));
     }
     if amount.0 > AMOUNT_FEN_MAX {
         return Err(Rejection::invalid(
             field,
-            format!("the amount {amount} is above the largest single amount {}", Fen(AMOUNT_FEN_MAX)),
+            format!(
+                "the amount {amount} is above the largest single amount {}",
+                Fen(AMOUNT_FEN_MAX)
+            ),
         ));
     }
     Ok(())
@@ -208,7 +231,10 @@ pub fn amount(field: &str, amount: Fen) -> Result<(), Rejection> {
 
 fn fiscal_year(field: &str, year: u32) -> Result<(), Rejection> {
     if !(2000..=2100).contains(&year) {
-        return Err(Rejection::invalid(field, format!("fiscal year {year} is not a year between 2000 and 2100")));
+        return Err(Rejection::invalid(
+            field,
+            format!("fiscal year {year} is not a year between 2000 and 2100"),
+        ));
     }
     Ok(())
 }
@@ -220,9 +246,15 @@ fn period(field: &str, value: &str) -> Result<(), Rejection> {
         && b[..4].iter().all(u8::is_ascii_digit)
         && b[4] == b'-'
         && b[5..].iter().all(u8::is_ascii_digit)
-        && matches!(&value[5..], "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12");
+        && matches!(
+            &value[5..],
+            "01" | "02" | "03" | "04" | "05" | "06" | "07" | "08" | "09" | "10" | "11" | "12"
+        );
     if !ok {
-        return Err(Rejection::invalid(field, format!("the payment period {value:?} must be a month like 2026-03")));
+        return Err(Rejection::invalid(
+            field,
+            format!("the payment period {value:?} must be a month like 2026-03"),
+        ));
     }
     Ok(())
 }
@@ -255,7 +287,10 @@ fn earmarks(field: &str, earmarks: &[Earmark], total: Fen) -> Result<(), Rejecti
     if sum != u128::from(total.0) {
         return Err(Rejection::invalid(
             field,
-            format!("the named sources add up to {} but the amount is {total}", Fen(u64::try_from(sum).unwrap_or(u64::MAX))),
+            format!(
+                "the named sources add up to {} but the amount is {total}",
+                Fen(u64::try_from(sum).unwrap_or(u64::MAX))
+            ),
         ));
     }
     Ok(())

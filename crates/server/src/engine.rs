@@ -88,11 +88,19 @@ impl Engine {
     /// state's watermark, cuts a torn tail, and starts the sequencer. Fails if
     /// there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
-        std::fs::create_dir_all(&config.data_dir)
-            .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-        let mut journal = Journal::open(&config.data_dir).map_err(|e| format!("cannot open journal: {e}"))?;
-        let state = StateDb::open(&state_dir(&config.data_dir)).map_err(|e| format!("cannot open state store: {e}"))?;
-        let reader = journal.reader().map_err(|e| format!("cannot open journal: {e}"))?;
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            format!(
+                "cannot create data directory {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
+        let mut journal =
+            Journal::open(&config.data_dir).map_err(|e| format!("cannot open journal: {e}"))?;
+        let state = StateDb::open(&state_dir(&config.data_dir))
+            .map_err(|e| format!("cannot open state store: {e}"))?;
+        let reader = journal
+            .reader()
+            .map_err(|e| format!("cannot open journal: {e}"))?;
         let recovery = recover(&mut journal, &state, &reader).map_err(|e| e.message)?;
         let watermark = state.watermark().map_err(|e| e.message)?;
         if watermark.record_count == 0 {
@@ -126,7 +134,14 @@ impl Engine {
             .name("sequencer".into())
             .spawn(move || sequencer.run(rx))
             .map_err(|e| format!("cannot start the sequencer: {e}"))?;
-        Ok(Arc::new(Engine { state, reader, meta, record_count, read_only, tx }))
+        Ok(Arc::new(Engine {
+            state,
+            reader,
+            meta,
+            record_count,
+            read_only,
+            tx,
+        }))
     }
 
     pub fn meta(&self) -> &LedgerMeta {
@@ -144,7 +159,10 @@ impl Engine {
 
     /// Why writes are refused, if they are.
     pub fn read_only_reason(&self) -> Option<String> {
-        self.read_only.lock().map(|r| r.clone()).unwrap_or_else(|_| Some("the engine failed".into()))
+        self.read_only
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_else(|_| Some("the engine failed".into()))
     }
 
     /// Posts one signed request; answers once its record is durable.
@@ -154,7 +172,10 @@ impl Engine {
     }
 
     /// Posts signed requests in order, each answered on its own.
-    pub async fn submit_all(&self, requests: Vec<pb::SignedRequest>) -> Vec<Result<Committed, Rejection>> {
+    pub async fn submit_all(
+        &self,
+        requests: Vec<pb::SignedRequest>,
+    ) -> Vec<Result<Committed, Rejection>> {
         // Queue them all first, in order, so they share commits; then wait.
         let mut pending = Vec::with_capacity(requests.len());
         for signed in requests {
@@ -171,15 +192,26 @@ impl Engine {
     }
 
     /// Checks what can be checked without the sequencer and queues the request.
-    async fn enqueue(&self, signed: pb::SignedRequest) -> Result<oneshot::Receiver<Result<Committed, Rejection>>, Rejection> {
+    async fn enqueue(
+        &self,
+        signed: pb::SignedRequest,
+    ) -> Result<oneshot::Receiver<Result<Committed, Rejection>>, Rejection> {
         if let Some(reason) = self.read_only_reason() {
-            return Err(Rejection::unavailable(format!("the ledger is not accepting writes: {reason}")));
+            return Err(Rejection::unavailable(format!(
+                "the ledger is not accepting writes: {reason}"
+            )));
         }
         if signed.key_id.is_empty() {
-            return Err(Rejection::unauthenticated("key_id", "the request is not signed: key_id is missing"));
+            return Err(Rejection::unauthenticated(
+                "key_id",
+                "the request is not signed: key_id is missing",
+            ));
         }
         if signed.signature.is_empty() {
-            return Err(Rejection::unauthenticated("signature", "the request is not signed: signature is missing"));
+            return Err(Rejection::unauthenticated(
+                "signature",
+                "the request is not signed: signature is missing",
+            ));
         }
         let request = decode_request(&signed.payload)?;
         // Check the signature here, in parallel with other handlers, when the
@@ -193,7 +225,12 @@ impl Engine {
             None => None,
         };
         let (reply, answer) = oneshot::channel();
-        let submission = Submission { signed, request, verified_public_key, reply };
+        let submission = Submission {
+            signed,
+            request,
+            verified_public_key,
+            reply,
+        };
         self.tx
             .send(submission)
             .await
@@ -201,7 +238,10 @@ impl Engine {
         Ok(answer)
     }
 
-    async fn await_answer(&self, answer: oneshot::Receiver<Result<Committed, Rejection>>) -> Result<Committed, Rejection> {
+    async fn await_answer(
+        &self,
+        answer: oneshot::Receiver<Result<Committed, Rejection>>,
+    ) -> Result<Committed, Rejection> {
         let mut committed = answer
             .await
             .map_err(|_| Rejection::unavailable("the sequencer stopped before answering"))??;
@@ -217,7 +257,13 @@ impl Engine {
     pub fn record_bytes(&self, seq: u64) -> Result<Vec<u8>, Rejection> {
         let count = self.record_count();
         if seq >= count {
-            return Err(Rejection::not_found("seq", format!("record {seq} does not exist; the ledger holds {count} records (0 to {})", count.saturating_sub(1))));
+            return Err(Rejection::not_found(
+                "seq",
+                format!(
+                    "record {seq} does not exist; the ledger holds {count} records (0 to {})",
+                    count.saturating_sub(1)
+                ),
+            ));
         }
         let offset = self
             .state
@@ -230,7 +276,8 @@ impl Engine {
 
     pub fn record(&self, seq: u64) -> Result<pb::Record, Rejection> {
         let bytes = self.record_bytes(seq)?;
-        pb::Record::decode(bytes.as_slice()).map_err(|e| internal(format!("record {seq} in the journal does not decode: {e}")))
+        pb::Record::decode(bytes.as_slice())
+            .map_err(|e| internal(format!("record {seq} in the journal does not decode: {e}")))
     }
 
     /// Record `seq` decoded for reading.
@@ -255,7 +302,11 @@ impl Engine {
 
 /// Brings derived state up to the journal. Returns why writes must be
 /// refused, if they must; errors only when the stores cannot be read at all.
-fn recover(journal: &mut Journal, state: &StateDb, reader: &JournalReader) -> Result<Option<String>, Rejection> {
+fn recover(
+    journal: &mut Journal,
+    state: &StateDb,
+    reader: &JournalReader,
+) -> Result<Option<String>, Rejection> {
     let watermark = state.watermark()?;
     if watermark.record_count > 0 {
         let last = watermark.record_count - 1;
@@ -287,17 +338,27 @@ fn recover(journal: &mut Journal, state: &StateDb, reader: &JournalReader) -> Re
                 torn_at = Some((offset, reason));
                 break;
             }
-            Err(JournalError::Io(e)) => return Err(internal(format!("cannot read the journal: {e}"))),
+            Err(JournalError::Io(e)) => {
+                return Err(internal(format!("cannot read the journal: {e}")))
+            }
         };
         let seq = watermark.record_count;
         if let Err(reason) = replay_record(&mut txn_writes, seq, &frame.record) {
-            problem = Some(format!("record {seq} (journal byte {}) cannot be replayed: {reason}", frame.offset));
+            problem = Some(format!(
+                "record {seq} (journal byte {}) cannot be replayed: {reason}",
+                frame.offset
+            ));
             break;
         }
-        locations.push(RecordLocation { seq, offset: frame.offset });
+        locations.push(RecordLocation {
+            seq,
+            offset: frame.offset,
+        });
         watermark = Watermark {
             record_count: seq + 1,
-            journal_end: frame.offset + fundtrail_store::journal::FRAME_HEADER_BYTES + frame.record.len() as u64,
+            journal_end: frame.offset
+                + fundtrail_store::journal::FRAME_HEADER_BYTES
+                + frame.record.len() as u64,
             last_record_sha256: signing::sha256(&frame.record),
         };
         replayed += 1;
@@ -310,7 +371,11 @@ fn recover(journal: &mut Journal, state: &StateDb, reader: &JournalReader) -> Re
     drop(scan);
     state.commit(txn_writes.into_writes(), &locations, watermark)?;
     if replayed > 0 {
-        info!(replayed, records = watermark.record_count, "replayed journal into state");
+        info!(
+            replayed,
+            records = watermark.record_count,
+            "replayed journal into state"
+        );
     }
     if let Some(reason) = problem {
         return Ok(Some(reason));
@@ -404,7 +469,9 @@ impl Sequencer {
     fn commit_batch(&mut self, batch: Vec<Submission>) {
         if self.is_read_only() {
             for submission in batch {
-                let _ = submission.reply.send(Err(Rejection::unavailable("the ledger is not accepting writes")));
+                let _ = submission.reply.send(Err(Rejection::unavailable(
+                    "the ledger is not accepting writes",
+                )));
             }
             return;
         }
@@ -416,7 +483,12 @@ impl Sequencer {
         let mut records: Vec<Vec<u8>> = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         for submission in batch {
-            let Submission { signed, request, verified_public_key, reply } = submission;
+            let Submission {
+                signed,
+                request,
+                verified_public_key,
+                reply,
+            } = submission;
             let ctx = Context {
                 seq: next_seq,
                 commit_time_ms,
@@ -428,18 +500,31 @@ impl Sequencer {
             };
             let answer = match apply(&txn, &ctx, &request) {
                 Err(rejection) => Err(rejection),
-                Ok(Outcome::Duplicate { seq }) => {
-                    Ok(Committed { seq, commit_time_ms: 0, duplicate: true, effects: pb::Effects::default() })
-                }
+                Ok(Outcome::Duplicate { seq }) => Ok(Committed {
+                    seq,
+                    commit_time_ms: 0,
+                    duplicate: true,
+                    effects: pb::Effects::default(),
+                }),
                 Ok(Outcome::Accepted { effects, writes }) => {
                     let effects = effects_to_pb(&effects);
-                    let record = pb::Record { seq: next_seq, commit_time_ms, request: Some(signed.clone()), effects: Some(effects.clone()) };
+                    let record = pb::Record {
+                        seq: next_seq,
+                        commit_time_ms,
+                        request: Some(signed.clone()),
+                        effects: Some(effects.clone()),
+                    };
                     records.push(record.encode_to_vec());
                     for (key, value) in writes {
                         txn.put_raw(key, value);
                     }
                     next_seq += 1;
-                    Ok(Committed { seq: ctx.seq, commit_time_ms, duplicate: false, effects })
+                    Ok(Committed {
+                        seq: ctx.seq,
+                        commit_time_ms,
+                        duplicate: false,
+                        effects,
+                    })
                 }
             };
             replies.push((reply, answer));
@@ -451,7 +536,10 @@ impl Sequencer {
                     let locations: Vec<RecordLocation> = offsets
                         .iter()
                         .enumerate()
-                        .map(|(i, &offset)| RecordLocation { seq: first_seq + i as u64, offset })
+                        .map(|(i, &offset)| RecordLocation {
+                            seq: first_seq + i as u64,
+                            offset,
+                        })
                         .collect();
                     let last = records.last().expect("records is not empty");
                     self.watermark = Watermark {
@@ -459,7 +547,11 @@ impl Sequencer {
                         journal_end: self.journal.end_offset(),
                         last_record_sha256: signing::sha256(last),
                     };
-                    assert_eq!(self.watermark.record_count - first_seq, records.len() as u64, "one seq per record, no gaps");
+                    assert_eq!(
+                        self.watermark.record_count - first_seq,
+                        records.len() as u64,
+                        "one seq per record, no gaps"
+                    );
                     self.last_commit_ms = commit_time_ms;
                     // The records are durable now; a failure to update derived
                     // state only stops further writes (start-up replays them).
@@ -469,10 +561,16 @@ impl Sequencer {
                     self.record_count.store(next_seq, Ordering::Release);
                 }
                 Err(e) => {
-                    self.set_read_only(format!("the journal could not be written: {e}; restart the server to recover"));
+                    self.set_read_only(format!(
+                        "the journal could not be written: {e}; restart the server to recover"
+                    ));
                     for (_, answer) in replies.iter_mut() {
                         if matches!(answer, Ok(c) if c.seq >= first_seq) {
-                            *answer = Err(Rejection::new(Code::Unavailable, "", "the journal could not be written; the request was not recorded"));
+                            *answer = Err(Rejection::new(
+                                Code::Unavailable,
+                                "",
+                                "the journal could not be written; the request was not recorded",
+                            ));
                         }
                     }
                 }

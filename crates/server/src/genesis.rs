@@ -28,7 +28,11 @@ pub struct RootOrg {
 
 impl Default for RootOrg {
     fn default() -> Self {
-        RootOrg { org_id: "mof".into(), name: "中华人民共和国财政部".into(), division_code: "000000".into() }
+        RootOrg {
+            org_id: "mof".into(),
+            name: "中华人民共和国财政部".into(),
+            division_code: "000000".into(),
+        }
     }
 }
 
@@ -44,7 +48,8 @@ pub struct Genesis {
 
 /// Whether `data_dir` already holds a ledger (a non-empty journal).
 pub fn exists(data_dir: &Path) -> bool {
-    std::fs::metadata(data_dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME)).is_ok_and(|m| m.len() > 0)
+    std::fs::metadata(data_dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME))
+        .is_ok_and(|m| m.len() > 0)
 }
 
 /// Creates a new ledger in `data_dir`: generates the log key and the root
@@ -55,7 +60,8 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
         return Err(format!("{} already holds a ledger", data_dir.display()));
     }
     validate::id("root org id", &root.org_id).map_err(|e| e.message)?;
-    std::fs::create_dir_all(data_dir).map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let log_key = SigningKey::generate(&mut OsRng);
     let root_key = SigningKey::generate(&mut OsRng);
     let ledger_id = format!("fundtrail-{}", hex::encode(rand::random::<[u8; 6]>()));
@@ -93,7 +99,12 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
         Outcome::Accepted { effects, .. } => effects_to_pb(&effects),
         Outcome::Duplicate { .. } => return Err("genesis cannot be a duplicate".into()),
     };
-    let record = pb::Record { seq: 0, commit_time_ms, request: Some(signed), effects: Some(effects) };
+    let record = pb::Record {
+        seq: 0,
+        commit_time_ms,
+        request: Some(signed),
+        effects: Some(effects),
+    };
 
     let log_key_path = data_dir.join(LOG_KEY_FILE_NAME);
     let root_key_path = data_dir.join(ROOT_KEY_FILE_NAME);
@@ -102,10 +113,20 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
             .map_err(|e| format!("cannot write key file {}: {e}", path.display()))
     };
     write_key(&log_key_path, "log", &log_key)?;
-    write_key(&root_key_path, &format!("root org {}", root.org_id), &root_key)?;
+    write_key(
+        &root_key_path,
+        &format!("root org {}", root.org_id),
+        &root_key,
+    )?;
     let mut journal = Journal::open(data_dir).map_err(|e| format!("cannot open journal: {e}"))?;
     journal
         .append(&[record.encode_to_vec()])
         .map_err(|e| format!("cannot write the genesis record: {e}"))?;
-    Ok(Genesis { ledger_id, root_org_id: root.org_id.clone(), root_key_id, root_key_path, log_key_path })
+    Ok(Genesis {
+        ledger_id,
+        root_org_id: root.org_id.clone(),
+        root_key_id,
+        root_key_path,
+        log_key_path,
+    })
 }

@@ -47,21 +47,33 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
 }
 
 /// Serves an opened engine on a bound listener until `shutdown` resolves.
-pub async fn serve_on(engine: Arc<Engine>, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+pub async fn serve_on(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>().await;
-    health.set_serving::<pb::query_server::QueryServer<service::QueryService>>().await;
+    health
+        .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
+        .await;
+    health
+        .set_serving::<pb::query_server::QueryServer<service::QueryService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fundtrail_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| format!("cannot build the reflection service: {e}"))?;
-    let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService { engine: engine.clone() })
-        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let query = pb::query_server::QueryServer::new(service::QueryService { engine: engine.clone() })
-        .max_decoding_message_size(64 * 1024)
-        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let query = pb::query_server::QueryServer::new(service::QueryService {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(64 * 1024)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     info!(%addr, ledger_id = %engine.meta().ledger_id, "fundtrail serving");
     tonic::transport::Server::builder()
         .add_service(health_service)

@@ -35,21 +35,37 @@ fn post_response(committed: Committed) -> pb::PostResponse {
 
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
-    async fn post(&self, request: Request<pb::SignedRequest>) -> Result<Response<pb::PostResponse>, Status> {
-        let committed = self.engine.submit(request.into_inner()).await.map_err(status)?;
+    async fn post(
+        &self,
+        request: Request<pb::SignedRequest>,
+    ) -> Result<Response<pb::PostResponse>, Status> {
+        let committed = self
+            .engine
+            .submit(request.into_inner())
+            .await
+            .map_err(status)?;
         Ok(Response::new(post_response(committed)))
     }
 
-    async fn post_batch(&self, request: Request<pb::PostBatchRequest>) -> Result<Response<pb::PostBatchResponse>, Status> {
+    async fn post_batch(
+        &self,
+        request: Request<pb::PostBatchRequest>,
+    ) -> Result<Response<pb::PostBatchResponse>, Status> {
         let requests = request.into_inner().requests;
         if requests.is_empty() {
-            return Err(status(Rejection::invalid("requests", "the batch holds no requests")));
+            return Err(status(Rejection::invalid(
+                "requests",
+                "the batch holds no requests",
+            )));
         }
         if requests.len() > POST_BATCH_REQUESTS_MAX {
             return Err(status(Rejection::new(
                 Code::ResourceExhausted,
                 "requests",
-                format!("the batch holds {} requests; at most {POST_BATCH_REQUESTS_MAX} are accepted", requests.len()),
+                format!(
+                    "the batch holds {} requests; at most {POST_BATCH_REQUESTS_MAX} are accepted",
+                    requests.len()
+                ),
             )));
         }
         let results = self
@@ -89,9 +105,9 @@ fn seq_token(token: &str) -> Result<u64, Rejection> {
     if token.is_empty() {
         return Ok(0);
     }
-    token
-        .parse()
-        .map_err(|_| Rejection::invalid("page_token", "the page token is not one this server issued"))
+    token.parse().map_err(|_| {
+        Rejection::invalid("page_token", "the page token is not one this server issued")
+    })
 }
 
 impl QueryService {
@@ -103,7 +119,10 @@ impl QueryService {
 
 #[tonic::async_trait]
 impl pb::query_server::Query for QueryService {
-    async fn get_ledger(&self, _: Request<pb::GetLedgerRequest>) -> Result<Response<pb::LedgerInfo>, Status> {
+    async fn get_ledger(
+        &self,
+        _: Request<pb::GetLedgerRequest>,
+    ) -> Result<Response<pb::LedgerInfo>, Status> {
         let meta = self.engine.meta();
         let reason = self.engine.read_only_reason();
         Ok(Response::new(pb::LedgerInfo {
@@ -116,12 +135,21 @@ impl pb::query_server::Query for QueryService {
         }))
     }
 
-    async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
-        let entry = self.engine.entry(request.into_inner().seq).map_err(status)?;
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::Entry>, Status> {
+        let entry = self
+            .engine
+            .entry(request.into_inner().seq)
+            .map_err(status)?;
         Ok(Response::new(entry))
     }
 
-    async fn list_entries(&self, request: Request<pb::ListEntriesRequest>) -> Result<Response<pb::ListEntriesResponse>, Status> {
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let request = request.into_inner();
         let limit = page_size(request.page_size).map_err(status)?;
         let start = seq_token(&request.page_token).map_err(status)?;
@@ -131,8 +159,15 @@ impl pb::query_server::Query for QueryService {
         } else {
             validate::id("account_id", &request.account_id).map_err(status)?;
             let state = self.engine.state();
-            if state.account(&request.account_id).map_err(status)?.is_none() {
-                return Err(status(Rejection::not_found("account_id", format!("account {:?} does not exist", request.account_id))));
+            if state
+                .account(&request.account_id)
+                .map_err(status)?
+                .is_none()
+            {
+                return Err(status(Rejection::not_found(
+                    "account_id",
+                    format!("account {:?} does not exist", request.account_id),
+                )));
             }
             let prefix = key::account_entries(&request.account_id);
             let from = key::account_entry(&request.account_id, start);
@@ -152,10 +187,16 @@ impl pb::query_server::Query for QueryService {
             Some(&last) if seqs.len() == limit && last + 1 < count => (last + 1).to_string(),
             _ => String::new(),
         };
-        Ok(Response::new(pb::ListEntriesResponse { entries, next_page_token }))
+        Ok(Response::new(pb::ListEntriesResponse {
+            entries,
+            next_page_token,
+        }))
     }
 
-    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         let account_id = request.into_inner().account_id;
         validate::id("account_id", &account_id).map_err(status)?;
         let account = self
@@ -163,11 +204,19 @@ impl pb::query_server::Query for QueryService {
             .state()
             .account(&account_id)
             .map_err(status)?
-            .ok_or_else(|| status(Rejection::not_found("account_id", format!("account {account_id:?} does not exist"))))?;
+            .ok_or_else(|| {
+                status(Rejection::not_found(
+                    "account_id",
+                    format!("account {account_id:?} does not exist"),
+                ))
+            })?;
         Ok(Response::new(self.account_pb(&account)))
     }
 
-    async fn list_accounts(&self, request: Request<pb::ListAccountsRequest>) -> Result<Response<pb::ListAccountsResponse>, Status> {
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let request = request.into_inner();
         let limit = page_size(request.page_size).map_err(status)?;
         let prefix = [key::ACCOUNT];
@@ -176,7 +225,11 @@ impl pb::query_server::Query for QueryService {
             // Start just after the last account of the previous page.
             from.push(0);
         }
-        let rows = self.engine.state().scan(&prefix, &from, LIST_SCAN_ROWS_MAX).map_err(status)?;
+        let rows = self
+            .engine
+            .state()
+            .scan(&prefix, &from, LIST_SCAN_ROWS_MAX)
+            .map_err(status)?;
         let mut accounts = Vec::new();
         let mut last_examined = None;
         let mut stopped_early = false;
@@ -192,18 +245,30 @@ impl pb::query_server::Query for QueryService {
             }
         }
         let more = stopped_early || rows.len() == LIST_SCAN_ROWS_MAX;
-        let next_page_token = if more { last_examined.unwrap_or_default() } else { String::new() };
-        Ok(Response::new(pb::ListAccountsResponse { accounts, next_page_token }))
+        let next_page_token = if more {
+            last_examined.unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::ListAccountsResponse {
+            accounts,
+            next_page_token,
+        }))
     }
 
-    async fn get_org(&self, request: Request<pb::GetOrgRequest>) -> Result<Response<pb::Org>, Status> {
+    async fn get_org(
+        &self,
+        request: Request<pb::GetOrgRequest>,
+    ) -> Result<Response<pb::Org>, Status> {
         let org_id = request.into_inner().org_id;
         validate::id("org_id", &org_id).map_err(status)?;
         let state = self.engine.state();
-        let org = state
-            .org(&org_id)
-            .map_err(status)?
-            .ok_or_else(|| status(Rejection::not_found("org_id", format!("org {org_id:?} is not registered"))))?;
+        let org = state.org(&org_id).map_err(status)?.ok_or_else(|| {
+            status(Rejection::not_found(
+                "org_id",
+                format!("org {org_id:?} is not registered"),
+            ))
+        })?;
         let mut keys = Vec::with_capacity(org.key_ids.len());
         for key_id in &org.key_ids {
             if let Some(key) = state.key(key_id).map_err(status)? {

@@ -23,6 +23,7 @@ pub fn status(rejection: Rejection) -> tonic::Status {
     if rejection.field.is_empty() {
         return tonic::Status::new(code, rejection.message);
     }
-    let details = ErrorDetails::with_bad_request_violation(rejection.field, rejection.message.clone());
+    let details =
+        ErrorDetails::with_bad_request_violation(rejection.field, rejection.message.clone());
     tonic::Status::with_error_details(code, rejection.message, details)
 }

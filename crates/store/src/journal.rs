@@ -57,13 +57,21 @@ impl Journal {
     pub fn open(dir: &Path) -> io::Result<Journal> {
         let path = dir.join(JOURNAL_FILE_NAME);
         let existed = path.exists();
-        let file = OpenOptions::new().read(true).append(true).create(true).open(&path)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)?;
         if !existed {
             // Make the new directory entry durable too.
             File::open(dir)?.sync_all()?;
         }
         let end_offset = file.metadata()?.len();
-        Ok(Journal { file, path, end_offset })
+        Ok(Journal {
+            file,
+            path,
+            end_offset,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -76,22 +84,33 @@ impl Journal {
     }
 
     pub fn reader(&self) -> io::Result<JournalReader> {
-        Ok(JournalReader { file: Arc::new(File::open(&self.path)?) })
+        Ok(JournalReader {
+            file: Arc::new(File::open(&self.path)?),
+        })
     }
 
     /// Appends `records` as one write and `fdatasync`s. Returns the offset of
     /// each record's frame. On error nothing may be acknowledged, and the
     /// caller must stop writing: the file may hold part of the batch.
     pub fn append(&mut self, records: &[Vec<u8>]) -> io::Result<Vec<u64>> {
-        let bytes_total: usize = records.iter().map(|r| r.len() + FRAME_HEADER_BYTES as usize).sum();
+        let bytes_total: usize = records
+            .iter()
+            .map(|r| r.len() + FRAME_HEADER_BYTES as usize)
+            .sum();
         if bytes_total as u64 > BATCH_BYTES_MAX {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "journal batch above BATCH_BYTES_MAX"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "journal batch above BATCH_BYTES_MAX",
+            ));
         }
         let mut buffer = Vec::with_capacity(bytes_total);
         let mut offsets = Vec::with_capacity(records.len());
         for record in records {
             if record.len() > RECORD_BYTES_MAX {
-                return Err(io::Error::new(io::ErrorKind::InvalidInput, "record above RECORD_BYTES_MAX"));
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "record above RECORD_BYTES_MAX",
+                ));
             }
             offsets.push(self.end_offset + buffer.len() as u64);
             encode_frame(record, &mut buffer);
@@ -119,7 +138,12 @@ impl Journal {
         let len = file.metadata()?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
         io::Seek::seek(&mut reader, io::SeekFrom::Start(offset))?;
-        Ok(Scan { reader, offset, len, done: false })
+        Ok(Scan {
+            reader,
+            offset,
+            len,
+            done: false,
+        })
     }
 }
 
@@ -135,7 +159,10 @@ pub fn encode_frame(record: &[u8], out: &mut Vec<u8>) {
 fn check_frame(offset: u64, header: [u8; 8], record: &[u8]) -> Result<(), JournalError> {
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if crc32c::crc32c(record) != crc {
-        return Err(JournalError::BadFrame { offset, reason: "checksum mismatch".into() });
+        return Err(JournalError::BadFrame {
+            offset,
+            reason: "checksum mismatch".into(),
+        });
     }
     Ok(())
 }
@@ -143,7 +170,10 @@ fn check_frame(offset: u64, header: [u8; 8], record: &[u8]) -> Result<(), Journa
 fn frame_len(offset: u64, header: [u8; 8]) -> Result<usize, JournalError> {
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if len == 0 || len > RECORD_BYTES_MAX {
-        return Err(JournalError::BadFrame { offset, reason: format!("impossible record length {len}") });
+        return Err(JournalError::BadFrame {
+            offset,
+            reason: format!("impossible record length {len}"),
+        });
     }
     Ok(len)
 }
@@ -173,13 +203,19 @@ impl Scan {
         }
         let offset = self.offset;
         if self.len - offset < FRAME_HEADER_BYTES {
-            return Err(JournalError::BadFrame { offset, reason: "frame header cut short".into() });
+            return Err(JournalError::BadFrame {
+                offset,
+                reason: "frame header cut short".into(),
+            });
         }
         let mut header = [0u8; 8];
         self.reader.read_exact(&mut header)?;
         let len = frame_len(offset, header)?;
         if self.len - offset - FRAME_HEADER_BYTES < len as u64 {
-            return Err(JournalError::BadFrame { offset, reason: "record cut short".into() });
+            return Err(JournalError::BadFrame {
+                offset,
+                reason: "record cut short".into(),
+            });
         }
         let mut record = vec![0u8; len];
         self.reader.read_exact(&mut record)?;
@@ -217,7 +253,8 @@ impl JournalReader {
         self.file.read_exact_at(&mut header, offset)?;
         let len = frame_len(offset, header)?;
         let mut record = vec![0u8; len];
-        self.file.read_exact_at(&mut record, offset + FRAME_HEADER_BYTES)?;
+        self.file
+            .read_exact_at(&mut record, offset + FRAME_HEADER_BYTES)?;
         check_frame(offset, header, &record)?;
         Ok(record)
     }
@@ -231,13 +268,21 @@ mod tests {
     fn appends_scans_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let mut journal = Journal::open(dir.path()).unwrap();
-        let offsets = journal.append(&[b"one".to_vec(), b"two!".to_vec()]).unwrap();
+        let offsets = journal
+            .append(&[b"one".to_vec(), b"two!".to_vec()])
+            .unwrap();
         let more = journal.append(&[b"three".to_vec()]).unwrap();
         assert_eq!(offsets, vec![0, 11]);
         assert_eq!(more, vec![23]);
         let frames: Vec<Frame> = journal.scan(0).unwrap().map(|f| f.unwrap()).collect();
         assert_eq!(frames.len(), 3);
-        assert_eq!(frames[2], Frame { offset: 23, record: b"three".to_vec() });
+        assert_eq!(
+            frames[2],
+            Frame {
+                offset: 23,
+                record: b"three".to_vec()
+            }
+        );
         let reader = journal.reader().unwrap();
         assert_eq!(reader.read(11).unwrap(), b"two!");
         // Reopening finds the same end.

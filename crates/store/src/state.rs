@@ -70,15 +70,21 @@ fn unavailable(e: sled::Error) -> Rejection {
 
 impl StateDb {
     pub fn open(path: &Path) -> sled::Result<StateDb> {
-        let db = sled::Config::new().path(path).cache_capacity(256 * 1024 * 1024).open()?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(256 * 1024 * 1024)
+            .open()?;
         Ok(StateDb { db })
     }
 
     pub fn watermark(&self) -> Result<Watermark, Rejection> {
         match self.db.get(WATERMARK_KEY).map_err(unavailable)? {
             None => Ok(Watermark::default()),
-            Some(bytes) => Watermark::decode(&bytes)
-                .ok_or_else(|| Rejection::unavailable("the state watermark is corrupt; rebuild the state from the journal")),
+            Some(bytes) => Watermark::decode(&bytes).ok_or_else(|| {
+                Rejection::unavailable(
+                    "the state watermark is corrupt; rebuild the state from the journal",
+                )
+            }),
         }
     }
 
@@ -108,16 +114,20 @@ impl StateDb {
         let Some(bytes) = self.db.get(offset_key(seq)).map_err(unavailable)? else {
             return Ok(None);
         };
-        let bytes: [u8; 8] = bytes
-            .as_ref()
-            .try_into()
-            .map_err(|_| Rejection::unavailable(format!("the stored offset of record {seq} is corrupt")))?;
+        let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
+            Rejection::unavailable(format!("the stored offset of record {seq} is corrupt"))
+        })?;
         Ok(Some(u64::from_be_bytes(bytes)))
     }
 
     /// Up to `limit` (key, value) pairs with `prefix`, starting at `start`
     /// (which must begin with `prefix`).
-    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Rejection> {
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Rejection> {
         let mut out = Vec::new();
         for item in self.db.range(start.to_vec()..) {
             let (key, value) = item.map_err(unavailable)?;
@@ -162,8 +172,13 @@ mod tests {
         assert_eq!(db.watermark().unwrap(), Watermark::default());
         let mut writes = BTreeMap::new();
         writes.insert(b"a1".to_vec(), b"v".to_vec());
-        let watermark = Watermark { record_count: 1, journal_end: 40, last_record_sha256: [9; 32] };
-        db.commit(writes, &[RecordLocation { seq: 0, offset: 0 }], watermark).unwrap();
+        let watermark = Watermark {
+            record_count: 1,
+            journal_end: 40,
+            last_record_sha256: [9; 32],
+        };
+        db.commit(writes, &[RecordLocation { seq: 0, offset: 0 }], watermark)
+            .unwrap();
         assert_eq!(db.watermark().unwrap(), watermark);
         assert_eq!(db.get(b"a1").unwrap(), Some(b"v".to_vec()));
         assert_eq!(db.record_offset(0).unwrap(), Some(0));
