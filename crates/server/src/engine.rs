@@ -362,7 +362,7 @@ fn recover(
             last_record_sha256: signing::sha256(&frame.record),
         };
         replayed += 1;
-        if replayed % REPLAY_COMMIT_RECORDS == 0 {
+        if replayed.is_multiple_of(REPLAY_COMMIT_RECORDS) {
             let writes = std::mem::replace(&mut txn_writes, Txn::new(state)).into_writes();
             state.commit(writes, &std::mem::take(&mut locations), watermark)?;
         }

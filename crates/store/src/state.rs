@@ -13,6 +13,9 @@ use fundtrail_core::Rejection;
 const WATERMARK_KEY: &[u8] = b"~w";
 const OFFSET_PREFIX: &[u8] = b"~o";
 
+/// One key and its value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
 /// How much of the journal the derived state holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Watermark {
@@ -122,12 +125,7 @@ impl StateDb {
 
     /// Up to `limit` (key, value) pairs with `prefix`, starting at `start`
     /// (which must begin with `prefix`).
-    pub fn scan(
-        &self,
-        prefix: &[u8],
-        start: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Rejection> {
+    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
         let mut out = Vec::new();
         for item in self.db.range(start.to_vec()..) {
             let (key, value) = item.map_err(unavailable)?;
