@@ -22,7 +22,7 @@ use fundtrail_core::state::{Kv, StateRead, Txn};
 use fundtrail_core::{signing, Code, Rejection};
 use fundtrail_store::journal::{JournalError, BATCH_BYTES_MAX};
 use fundtrail_store::state::RecordLocation;
-use fundtrail_store::{Journal, JournalReader, StateDb, Watermark};
+use fundtrail_store::{Journal, JournalReader, PendingTree, StateDb, Watermark};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
@@ -327,6 +327,7 @@ fn recover(
         .map_err(|e| internal(format!("cannot read the journal: {e}")))?;
     let mut watermark = watermark;
     let mut txn_writes = Txn::new(state);
+    let mut tree = PendingTree::new(state, watermark.record_count);
     let mut locations = Vec::new();
     let mut replayed: u64 = 0;
     let mut problem = None;
@@ -350,6 +351,8 @@ fn recover(
             ));
             break;
         }
+        tree.append(&frame.record)
+            .map_err(|e| internal(format!("cannot extend the Merkle tree: {e}")))?;
         locations.push(RecordLocation {
             seq,
             offset: frame.offset,
@@ -364,12 +367,14 @@ fn recover(
         replayed += 1;
         if replayed.is_multiple_of(REPLAY_COMMIT_RECORDS) {
             let writes = std::mem::replace(&mut txn_writes, Txn::new(state)).into_writes();
-            state.commit(writes, &std::mem::take(&mut locations), watermark)?;
+            let chunk =
+                std::mem::replace(&mut tree, PendingTree::new(state, watermark.record_count));
+            state.commit(writes, &std::mem::take(&mut locations), chunk, watermark)?;
         }
     }
     let journal_len = journal.end_offset();
     drop(scan);
-    state.commit(txn_writes.into_writes(), &locations, watermark)?;
+    state.commit(txn_writes.into_writes(), &locations, tree, watermark)?;
     if replayed > 0 {
         info!(
             replayed,
@@ -480,6 +485,8 @@ impl Sequencer {
         let first_seq = self.watermark.record_count;
         let mut next_seq = first_seq;
         let mut txn = Txn::new(&self.state);
+        let mut tree = PendingTree::new(&self.state, first_seq);
+        let mut tree_error: Option<String> = None;
         let mut records: Vec<Vec<u8>> = Vec::new();
         let mut replies = Vec::with_capacity(batch.len());
         for submission in batch {
@@ -514,7 +521,11 @@ impl Sequencer {
                         request: Some(signed.clone()),
                         effects: Some(effects.clone()),
                     };
-                    records.push(record.encode_to_vec());
+                    let record = record.encode_to_vec();
+                    if let Err(e) = tree.append(&record) {
+                        tree_error.get_or_insert(e.to_string());
+                    }
+                    records.push(record);
                     for (key, value) in writes {
                         txn.put_raw(key, value);
                     }
@@ -529,9 +540,16 @@ impl Sequencer {
             };
             replies.push((reply, answer));
         }
+        let appended = match tree_error {
+            Some(e) => Err(std::io::Error::other(format!(
+                "the Merkle tree cannot be extended: {e}"
+            ))),
+            None if records.is_empty() => Ok(Vec::new()),
+            None => self.journal.append(&records),
+        };
         if !records.is_empty() {
             let writes = txn.into_writes();
-            match self.journal.append(&records) {
+            match appended {
                 Ok(offsets) => {
                     let locations: Vec<RecordLocation> = offsets
                         .iter()
@@ -555,7 +573,7 @@ impl Sequencer {
                     self.last_commit_ms = commit_time_ms;
                     // The records are durable now; a failure to update derived
                     // state only stops further writes (start-up replays them).
-                    if let Err(e) = self.state.commit(writes, &locations, self.watermark) {
+                    if let Err(e) = self.state.commit(writes, &locations, tree, self.watermark) {
                         self.set_read_only(format!("the state store failed: {}", e.message));
                     }
                     self.record_count.store(next_seq, Ordering::Release);

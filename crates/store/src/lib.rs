@@ -11,6 +11,8 @@
 pub mod journal;
 pub mod secret;
 pub mod state;
+pub mod tree;
 
 pub use journal::{Journal, JournalReader};
 pub use state::{StateDb, Watermark};
+pub use tree::PendingTree;

@@ -9,9 +9,13 @@ use std::path::Path;
 
 use fundtrail_core::state::Kv;
 use fundtrail_core::Rejection;
+use fundtrail_tlog::{Hash, HashReader};
+
+use crate::tree::PendingTree;
 
 const WATERMARK_KEY: &[u8] = b"~w";
 const OFFSET_PREFIX: &[u8] = b"~o";
+const HASH_PREFIX: &[u8] = b"~h";
 
 /// One key and its value.
 pub type Row = (Vec<u8>, Vec<u8>);
@@ -56,6 +60,12 @@ pub struct RecordLocation {
     pub offset: u64,
 }
 
+fn hash_key(index: u64) -> Vec<u8> {
+    let mut key = HASH_PREFIX.to_vec();
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
 fn offset_key(seq: u64) -> Vec<u8> {
     let mut key = OFFSET_PREFIX.to_vec();
     key.extend_from_slice(&seq.to_be_bytes());
@@ -92,15 +102,26 @@ impl StateDb {
     }
 
     /// Commits a batch of applied records atomically: the core's writes, the
-    /// records' journal offsets and the new watermark. Not fsynced: the
-    /// journal is the durable copy and start-up replays past the watermark.
+    /// records' journal offsets, the Merkle tree hashes they add and the new
+    /// watermark. Not fsynced: the journal is the durable copy and start-up
+    /// replays past the watermark.
     pub fn commit(
         &self,
         writes: BTreeMap<Vec<u8>, Vec<u8>>,
         locations: &[RecordLocation],
+        tree: PendingTree,
         watermark: Watermark,
     ) -> Result<(), Rejection> {
+        assert_eq!(
+            tree.record_count(),
+            watermark.record_count,
+            "the tree holds every applied record"
+        );
         let mut batch = sled::Batch::default();
+        let (first_index, hashes) = tree.into_parts();
+        for (i, hash) in hashes.iter().enumerate() {
+            batch.insert(hash_key(first_index + i as u64), &hash[..]);
+        }
         for (key, value) in writes {
             assert!(!key.starts_with(b"~"), "core keys never start with ~");
             batch.insert(key, value);
@@ -153,6 +174,24 @@ impl StateDb {
     }
 }
 
+impl HashReader for StateDb {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, fundtrail_tlog::Error> {
+        indexes
+            .iter()
+            .map(|&index| {
+                let value = self
+                    .db
+                    .get(hash_key(index))
+                    .map_err(|e| fundtrail_tlog::Error::Storage(Box::new(e)))?
+                    .ok_or(fundtrail_tlog::Error::MissingHash { index })?;
+                value.as_ref().try_into().map_err(|_| {
+                    fundtrail_tlog::Error::Storage("a stored tree hash is not 32 bytes".into())
+                })
+            })
+            .collect()
+    }
+}
+
 impl Kv for StateDb {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
         Ok(self.db.get(key).map_err(unavailable)?.map(|v| v.to_vec()))
@@ -175,8 +214,19 @@ mod tests {
             journal_end: 40,
             last_record_sha256: [9; 32],
         };
-        db.commit(writes, &[RecordLocation { seq: 0, offset: 0 }], watermark)
-            .unwrap();
+        let mut tree = PendingTree::new(&db, 0);
+        tree.append(b"record 0").unwrap();
+        db.commit(
+            writes,
+            &[RecordLocation { seq: 0, offset: 0 }],
+            tree,
+            watermark,
+        )
+        .unwrap();
+        assert_eq!(
+            fundtrail_tlog::tree_hash(1, &db).unwrap(),
+            fundtrail_tlog::record_hash(b"record 0")
+        );
         assert_eq!(db.watermark().unwrap(), watermark);
         assert_eq!(db.get(b"a1").unwrap(), Some(b"v".to_vec()));
         assert_eq!(db.record_offset(0).unwrap(), Some(0));
