@@ -50,8 +50,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     };
     let created = genesis::init(&data_dir, &RootOrg::default()).map_err(anyhow::Error::msg)?;
     let engine = Engine::open(EngineConfig {
-        data_dir: data_dir.clone(),
-        skew_ms_max: 300_000,
+        scrub_on_start: false,
+        ..EngineConfig::new(data_dir.clone())
     })
     .map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

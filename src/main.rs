@@ -220,8 +220,8 @@ async fn run(command: Command) -> Result<()> {
             }
             let config = ServeConfig {
                 engine: EngineConfig {
-                    data_dir: data.data_dir.clone(),
                     skew_ms_max: max_skew_ms,
+                    ..EngineConfig::new(data.data_dir.clone())
                 },
                 listen,
             };

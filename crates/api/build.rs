@@ -8,8 +8,13 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["records.proto", "ledger.proto", "query.proto"]
-        .map(|name| proto_root.join("fundtrail/v1").join(name));
+    let files = [
+        "records.proto",
+        "ledger.proto",
+        "query.proto",
+        "audit.proto",
+    ]
+    .map(|name| proto_root.join("fundtrail/v1").join(name));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());
     }

@@ -29,8 +29,8 @@ pub async fn open_engine(data_dir: &Path) -> Arc<Engine> {
     let mut last = String::new();
     for _ in 0..100 {
         match Engine::open(EngineConfig {
-            data_dir: data_dir.to_path_buf(),
             skew_ms_max: SKEW_MS_MAX,
+            ..EngineConfig::new(data_dir)
         }) {
             Ok(engine) => return engine,
             Err(e) => last = e,

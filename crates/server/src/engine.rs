@@ -25,6 +25,10 @@ use fundtrail_store::state::RecordLocation;
 use fundtrail_store::{Journal, JournalReader, PendingTree, StateDb, Watermark};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::checkpoints::{CheckpointPolicy, Checkpoints};
+use crate::genesis::LOG_KEY_FILE_NAME;
+use fundtrail_tlog::HashReader;
 use tracing::{info, warn};
 
 /// Requests waiting for the sequencer. Senders wait when it is full.
@@ -37,6 +41,22 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// Largest allowed |commit time − signing time|.
     pub skew_ms_max: u64,
+    pub checkpoints: CheckpointPolicy,
+    /// Replay the whole journal in the background after start-up and stop
+    /// writes if it disagrees with the tree, the checkpoints or the state.
+    pub scrub_on_start: bool,
+}
+
+impl EngineConfig {
+    /// The defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> EngineConfig {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            skew_ms_max: fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT,
+            checkpoints: CheckpointPolicy::default(),
+            scrub_on_start: true,
+        }
+    }
 }
 
 /// A request accepted into the log.
@@ -65,6 +85,7 @@ pub struct Engine {
     /// Why writes are refused, if they are.
     read_only: Arc<Mutex<Option<String>>>,
     tx: mpsc::Sender<Submission>,
+    checkpoints: Arc<Checkpoints>,
 }
 
 pub fn now_ms() -> i64 {
@@ -114,6 +135,16 @@ impl Engine {
             .ledger()
             .map_err(|e| e.message)?
             .ok_or("the state has records but no ledger identity")?;
+        let checkpoints = Arc::new(open_checkpoints(&config.data_dir, &meta)?);
+        let recovery = match recovery {
+            Some(reason) => Some(reason),
+            None => check_checkpoint(&state, &reader, &checkpoints, watermark.record_count)?,
+        };
+        if recovery.is_none() {
+            checkpoints
+                .sign(watermark.record_count, &state)
+                .map_err(|e| e.message)?;
+        }
         if let Some(reason) = &recovery {
             warn!(%reason, "serving read-only");
         }
@@ -121,7 +152,21 @@ impl Engine {
         let record_count = Arc::new(AtomicU64::new(watermark.record_count));
         let read_only = Arc::new(Mutex::new(recovery));
         let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE_MAX);
+        let (checkpoint_due, checkpoint_wait) = std::sync::mpsc::channel::<()>();
+        let checkpointer = Checkpointer {
+            checkpoints: checkpoints.clone(),
+            state: state.clone(),
+            record_count: record_count.clone(),
+            read_only: read_only.clone(),
+            every_ms: config.checkpoints.every_ms,
+        };
+        std::thread::Builder::new()
+            .name("checkpointer".into())
+            .spawn(move || checkpointer.run(checkpoint_wait))
+            .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
         let sequencer = Sequencer {
+            checkpoint_due,
+            checkpoint_every_records: config.checkpoints.every_records.max(1),
             journal,
             state: state.clone(),
             record_count: record_count.clone(),
@@ -134,14 +179,32 @@ impl Engine {
             .name("sequencer".into())
             .spawn(move || sequencer.run(rx))
             .map_err(|e| format!("cannot start the sequencer: {e}"))?;
-        Ok(Arc::new(Engine {
+        let engine = Arc::new(Engine {
             state,
             reader,
             meta,
             record_count,
             read_only,
             tx,
-        }))
+            checkpoints,
+        });
+        if config.scrub_on_start {
+            let scrubbed = engine.clone();
+            std::thread::Builder::new()
+                .name("scrub".into())
+                .spawn(move || {
+                    let report = crate::verify::scrub(&scrubbed);
+                    match report.problem {
+                        Some(problem) => scrubbed.set_read_only(format!("scrub: {problem}")),
+                        None => info!(
+                            records = report.records_checked,
+                            "scrub found the log intact"
+                        ),
+                    }
+                })
+                .map_err(|e| format!("cannot start the scrub: {e}"))?;
+        }
+        Ok(engine)
     }
 
     pub fn meta(&self) -> &LedgerMeta {
@@ -150,6 +213,22 @@ impl Engine {
 
     pub fn state(&self) -> &StateDb {
         &self.state
+    }
+
+    pub fn checkpoints(&self) -> &Checkpoints {
+        &self.checkpoints
+    }
+
+    pub fn journal_reader(&self) -> &JournalReader {
+        &self.reader
+    }
+
+    /// Stops writes from now on, saying why.
+    pub fn set_read_only(&self, reason: String) {
+        warn!(%reason, "refusing writes from now on");
+        if let Ok(mut slot) = self.read_only.lock() {
+            slot.get_or_insert(reason);
+        }
     }
 
     /// Number of durable records.
@@ -404,7 +483,11 @@ fn recover(
 /// Applies one journal record to `txn`, checking it is record `seq`, that
 /// its signature and authority hold, and that recomputing its effects gives
 /// exactly what the record says.
-fn replay_record<K: Kv + ?Sized>(txn: &mut Txn<K>, seq: u64, bytes: &[u8]) -> Result<(), String> {
+pub fn replay_record<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    seq: u64,
+    bytes: &[u8],
+) -> Result<(), String> {
     let record = pb::Record::decode(bytes).map_err(|e| format!("does not decode: {e}"))?;
     if record.seq != seq {
         return Err(format!("it says it is record {}", record.seq));
@@ -435,6 +518,8 @@ fn replay_record<K: Kv + ?Sized>(txn: &mut Txn<K>, seq: u64, bytes: &[u8]) -> Re
 }
 
 struct Sequencer {
+    checkpoint_due: std::sync::mpsc::Sender<()>,
+    checkpoint_every_records: u64,
     journal: Journal,
     state: StateDb,
     record_count: Arc<AtomicU64>,
@@ -577,6 +662,11 @@ impl Sequencer {
                         self.set_read_only(format!("the state store failed: {}", e.message));
                     }
                     self.record_count.store(next_seq, Ordering::Release);
+                    if first_seq / self.checkpoint_every_records
+                        != next_seq / self.checkpoint_every_records
+                    {
+                        let _ = self.checkpoint_due.send(());
+                    }
                 }
                 Err(e) => {
                     self.set_read_only(format!(
@@ -596,6 +686,108 @@ impl Sequencer {
         }
         for (reply, answer) in replies {
             let _ = reply.send(answer);
+        }
+    }
+}
+
+/// The origin line (and note key name) of this ledger's checkpoints.
+pub fn checkpoint_origin(ledger_id: &str) -> String {
+    format!("fundtrail/{ledger_id}")
+}
+
+/// Loads the log's signing key from the data directory, checks it is the key
+/// genesis named, and opens the checkpoint log.
+fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<Checkpoints, String> {
+    let path = data_dir.join(LOG_KEY_FILE_NAME);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the log key {}: {e}", path.display()))?;
+    let (_, key) = fundtrail_core::keyfile::KeyFile::from_json(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if key.verifying_key().to_bytes() != meta.log_public_key {
+        return Err(format!(
+            "{} is not the log key named in this ledger's genesis record",
+            path.display()
+        ));
+    }
+    let origin = checkpoint_origin(&meta.ledger_id);
+    let signer =
+        fundtrail_tlog::NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
+    Checkpoints::open(data_dir, signer, origin)
+}
+
+/// Checks the journal against the newest signed checkpoint: it must hold at
+/// least that many records, the tree must have that root, and every record
+/// after it must still hash to its stored leaf hash. Returns why writes must
+/// be refused, if they must.
+fn check_checkpoint(
+    state: &StateDb,
+    reader: &JournalReader,
+    checkpoints: &Checkpoints,
+    record_count: u64,
+) -> Result<Option<String>, String> {
+    let Some(latest) = checkpoints.latest().map_err(|e| e.message)? else {
+        return Ok(None);
+    };
+    let signed = &latest.checkpoint;
+    if record_count < signed.tree_size {
+        return Ok(Some(format!(
+            "the journal holds {record_count} records but the log signed a checkpoint of {} records: records {record_count} to {} are missing",
+            signed.tree_size,
+            signed.tree_size - 1
+        )));
+    }
+    let root = fundtrail_tlog::tree_hash(signed.tree_size, state).map_err(|e| e.to_string())?;
+    if root != signed.root_hash {
+        return Ok(Some(format!(
+            "records before {} were changed: the tree no longer has the root of the signed checkpoint of that size",
+            signed.tree_size
+        )));
+    }
+    for seq in signed.tree_size..record_count {
+        let stored = state
+            .read_hashes(&[fundtrail_tlog::stored_hash_index(0, seq)])
+            .map_err(|e| e.to_string())?;
+        let offset = state.record_offset(seq).map_err(|e| e.message)?;
+        let current = offset
+            .and_then(|offset| reader.read(offset).ok())
+            .map(|bytes| fundtrail_tlog::record_hash(&bytes));
+        if current.as_ref() != stored.first() {
+            return Ok(Some(format!(
+                "record {seq} in the journal was changed after it was written"
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// Signs checkpoints: when the sequencer says enough records arrived, and
+/// otherwise every `every_ms` when the tree grew.
+struct Checkpointer {
+    checkpoints: Arc<Checkpoints>,
+    state: StateDb,
+    record_count: Arc<AtomicU64>,
+    read_only: Arc<Mutex<Option<String>>>,
+    every_ms: u64,
+}
+
+impl Checkpointer {
+    fn run(self, due: std::sync::mpsc::Receiver<()>) {
+        let every = std::time::Duration::from_millis(self.every_ms.max(1));
+        loop {
+            match due.recv_timeout(every) {
+                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if self.read_only.lock().map(|r| r.is_some()).unwrap_or(true) {
+                continue;
+            }
+            let tree_size = self.record_count.load(Ordering::Acquire);
+            if let Err(e) = self.checkpoints.sign(tree_size, &self.state) {
+                warn!(reason = %e.message, "cannot sign a checkpoint; refusing writes");
+                if let Ok(mut slot) = self.read_only.lock() {
+                    slot.get_or_insert(e.message);
+                }
+            }
         }
     }
 }

@@ -6,17 +6,20 @@
 //! # async fn run() -> Result<(), String> {
 //! use fundtrail_server::{engine::EngineConfig, serve, ServeConfig};
 //! let config = ServeConfig {
-//!     engine: EngineConfig { data_dir: "./fundtrail-data".into(), skew_ms_max: 300_000 },
+//!     engine: EngineConfig::new("./fundtrail-data"),
 //!     listen: "127.0.0.1:50051".parse().unwrap(),
 //! };
 //! serve(config, std::future::pending()).await
 //! # }
 //! ```
 
+pub mod audit;
+pub mod checkpoints;
 pub mod engine;
 pub mod genesis;
 pub mod service;
 pub mod status;
+pub mod verify;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,6 +63,9 @@ pub async fn serve_on(
     health
         .set_serving::<pb::query_server::QueryServer<service::QueryService>>()
         .await;
+    health
+        .set_serving::<pb::audit_server::AuditServer<audit::AuditService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fundtrail_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -80,6 +86,9 @@ pub async fn serve_on(
         .add_service(reflection)
         .add_service(ledger)
         .add_service(query)
+        .add_service(pb::audit_server::AuditServer::new(audit::AuditService {
+            engine: engine.clone(),
+        }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| format!("server failed: {e}"))?;

@@ -55,7 +55,13 @@ pub struct Frame {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir`.
     pub fn open(dir: &Path) -> io::Result<Journal> {
-        let path = dir.join(JOURNAL_FILE_NAME);
+        Journal::open_named(dir, JOURNAL_FILE_NAME)
+    }
+
+    /// Opens (creating if needed) a file of the journal's frame format in
+    /// `dir`: the checkpoint log and log exports use it too.
+    pub fn open_named(dir: &Path, file_name: &str) -> io::Result<Journal> {
+        let path = dir.join(file_name);
         let existed = path.exists();
         let file = OpenOptions::new()
             .read(true)

@@ -1,0 +1,293 @@
+//! The `fundtrail.v1.Audit` service: the log key, signed checkpoints,
+//! inclusion and consistency proofs, export, witness cosignatures, scrub.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use fundtrail_api::pb;
+use fundtrail_core::model::Role;
+use fundtrail_core::state::StateRead;
+use fundtrail_tlog::ed25519_dalek::VerifyingKey;
+use fundtrail_tlog::{
+    open_note, prove_record, prove_tree, Checkpoint, CosignatureVerifier, Verifier,
+};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::engine::Engine;
+use crate::status::status;
+
+/// Largest cosigned note accepted.
+pub const COSIGNED_NOTE_BYTES_MAX: usize = 64 * 1024;
+/// Records an export stream buffers ahead of the client.
+const EXPORT_BUFFER_RECORDS: usize = 256;
+
+pub struct AuditService {
+    pub engine: Arc<Engine>,
+}
+
+fn beyond(what: &str, size: u64, count: u64) -> Status {
+    Status::out_of_range(format!(
+        "{what} {size} is beyond the log, which holds {count} records"
+    ))
+}
+
+fn hashes(proof: Vec<fundtrail_tlog::Hash>) -> Vec<Vec<u8>> {
+    proof.into_iter().map(|h| h.to_vec()).collect()
+}
+
+fn tlog_error(e: fundtrail_tlog::Error) -> Status {
+    Status::unavailable(format!("the tree cannot be read: {e}"))
+}
+
+#[tonic::async_trait]
+impl pb::audit_server::Audit for AuditService {
+    async fn get_log_key(
+        &self,
+        _: Request<pb::GetLogKeyRequest>,
+    ) -> Result<Response<pb::GetLogKeyResponse>, Status> {
+        Ok(Response::new(pb::GetLogKeyResponse {
+            vkey: self.engine.checkpoints().verifier().vkey(),
+        }))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        let tree_size = request.into_inner().tree_size;
+        let checkpoints = self.engine.checkpoints();
+        let signed = if tree_size == 0 {
+            checkpoints.latest()
+        } else {
+            checkpoints.get(tree_size)
+        }
+        .map_err(status)?
+        .ok_or_else(|| {
+            Status::not_found(format!(
+                "the log signed no checkpoint of {tree_size} records"
+            ))
+        })?;
+        Ok(Response::new(pb::GetCheckpointResponse {
+            note: signed.note_with_cosignatures(),
+            tree_size: signed.checkpoint.tree_size,
+            root_hash: signed.checkpoint.root_hash.to_vec(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let request = request.into_inner();
+        let count = self.engine.record_count();
+        let tree_size = match request.tree_size {
+            0 => self
+                .engine
+                .checkpoints()
+                .latest()
+                .map_err(status)?
+                .map(|s| s.checkpoint.tree_size)
+                .unwrap_or(0),
+            size => size,
+        };
+        if tree_size > count {
+            return Err(beyond("tree_size", tree_size, count));
+        }
+        if request.index >= tree_size {
+            return Err(Status::invalid_argument(format!(
+                "record {} is not in a tree of {tree_size} records (indexes start at 0)",
+                request.index
+            )));
+        }
+        let proof =
+            prove_record(tree_size, request.index, self.engine.state()).map_err(tlog_error)?;
+        let record = self.engine.record_bytes(request.index).map_err(status)?;
+        Ok(Response::new(pb::GetInclusionProofResponse {
+            index: request.index,
+            tree_size,
+            record,
+            hashes: hashes(proof),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let request = request.into_inner();
+        let count = self.engine.record_count();
+        if request.second_size > count {
+            return Err(beyond("second_size", request.second_size, count));
+        }
+        if request.first_size > request.second_size {
+            return Err(Status::invalid_argument(format!(
+                "first_size {} is larger than second_size {}: a consistency proof goes from an older, smaller tree to a newer one",
+                request.first_size, request.second_size
+            )));
+        }
+        let proof = prove_tree(request.second_size, request.first_size, self.engine.state())
+            .map_err(tlog_error)?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            hashes: hashes(proof),
+        }))
+    }
+
+    type ExportLogStream = ReceiverStream<Result<pb::ExportLogRecord, Status>>;
+
+    async fn export_log(
+        &self,
+        request: Request<pb::ExportLogRequest>,
+    ) -> Result<Response<Self::ExportLogStream>, Status> {
+        let request = request.into_inner();
+        let count = self.engine.record_count();
+        let end = if request.end == 0 { count } else { request.end };
+        if end > count {
+            return Err(beyond("end", end, count));
+        }
+        if request.start > end {
+            return Err(Status::invalid_argument(format!(
+                "start {} is after end {end}",
+                request.start
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER_RECORDS);
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            for index in request.start..end {
+                let item = engine
+                    .record_bytes(index)
+                    .map(|record| pb::ExportLogRecord { index, record })
+                    .map_err(status);
+                let failed = item.is_err();
+                if tx.blocking_send(item).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn add_cosignature(
+        &self,
+        request: Request<pb::AddCosignatureRequest>,
+    ) -> Result<Response<pb::AddCosignatureResponse>, Status> {
+        let note = request.into_inner().cosigned_note;
+        if note.len() > COSIGNED_NOTE_BYTES_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "the note is {} bytes; at most {COSIGNED_NOTE_BYTES_MAX} are accepted",
+                note.len()
+            )));
+        }
+        let checkpoints = self.engine.checkpoints();
+        let log = checkpoints.verifier();
+        let opened = open_note(&note, &[log as &dyn Verifier]).map_err(|e| {
+            Status::unauthenticated(format!(
+                "the note does not carry this log's valid signature: {e}"
+            ))
+        })?;
+        let checkpoint = Checkpoint::parse(&opened.text)
+            .map_err(|e| Status::invalid_argument(format!("the note is not a checkpoint: {e}")))?;
+        let signed = checkpoints
+            .get(checkpoint.tree_size)
+            .map_err(status)?
+            .filter(|s| s.checkpoint == checkpoint)
+            .ok_or_else(|| Status::not_found("the log never signed this checkpoint"))?;
+        let state = self.engine.state();
+        let mut accepted = Vec::new();
+        let mut refused = Vec::new();
+        for line in &opened.unverified {
+            let name = line
+                .trim_start_matches('—')
+                .trim_start()
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let org = match state.org(&name).map_err(status)? {
+                Some(org) if org.role == Role::Witness => org,
+                _ => {
+                    refused.push(format!("{name:?} is not a registered witness"));
+                    continue;
+                }
+            };
+            let mut verified = None;
+            for key_id in &org.key_ids {
+                let Some(key) = state.key(key_id).map_err(status)? else {
+                    continue;
+                };
+                if key.revoked_seq.is_some() {
+                    continue;
+                }
+                let Ok(public) = VerifyingKey::from_bytes(&key.public_key) else {
+                    continue;
+                };
+                let Ok(cosigner) = CosignatureVerifier::new(&name, public) else {
+                    continue;
+                };
+                if let Ok(with_cosigner) = open_note(&note, &[&cosigner as &dyn Verifier]) {
+                    if let Some(signature) = with_cosigner.verified.first() {
+                        let mut raw = signature.key_id.to_be_bytes().to_vec();
+                        raw.extend_from_slice(&signature.signature);
+                        verified = Some(format!(
+                            "— {name} {}\n",
+                            base64::engine::general_purpose::STANDARD.encode(raw)
+                        ));
+                        break;
+                    }
+                }
+            }
+            match verified {
+                Some(line) => accepted.push((name, line)),
+                None => refused.push(format!(
+                    "the cosignature of witness {name} does not verify with its registered keys"
+                )),
+            }
+        }
+        if accepted.is_empty() {
+            return Err(if refused.is_empty() {
+                Status::invalid_argument("the note carries no cosignature")
+            } else if refused
+                .iter()
+                .all(|r| r.contains("is not a registered witness"))
+            {
+                Status::not_found(format!("unknown witness: {}", refused.join("; ")))
+            } else {
+                Status::unauthenticated(refused.join("; "))
+            });
+        }
+        let mut witnesses = Vec::new();
+        for (name, line) in accepted {
+            checkpoints
+                .add_cosignature(signed.checkpoint.tree_size, &name, line)
+                .map_err(status)?;
+            witnesses.push(name);
+        }
+        Ok(Response::new(pb::AddCosignatureResponse {
+            witnesses,
+            tree_size: signed.checkpoint.tree_size,
+        }))
+    }
+
+    async fn scrub(
+        &self,
+        _: Request<pb::ScrubRequest>,
+    ) -> Result<Response<pb::ScrubResponse>, Status> {
+        let engine = self.engine.clone();
+        let report = tokio::task::spawn_blocking(move || {
+            let report = crate::verify::scrub(&engine);
+            if let Some(problem) = &report.problem {
+                engine.set_read_only(format!("scrub: {problem}"));
+            }
+            report
+        })
+        .await
+        .map_err(|e| Status::unavailable(format!("the scrub failed: {e}")))?;
+        Ok(Response::new(pb::ScrubResponse {
+            records_checked: report.records_checked,
+            ok: report.problem.is_none(),
+            first_bad_seq: report.first_bad_seq,
+            problem: report.problem.unwrap_or_default(),
+        }))
+    }
+}

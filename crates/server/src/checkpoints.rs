@@ -1,0 +1,256 @@
+//! Signed checkpoints: the log signs the tree's size and root at least every
+//! `every_records` records or `every_ms` milliseconds, keeps every checkpoint
+//! it signed (and the witness cosignatures it accepted) in an append-only,
+//! fsynced file, and never signs a checkpoint that is not consistent with the
+//! one before it.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use fundtrail_core::Rejection;
+use fundtrail_store::Journal;
+use fundtrail_tlog::{
+    check_tree, open_note, prove_tree, sign_checkpoint, tree_hash, Checkpoint, HashReader,
+    NoteSigner, NoteVerifier, Verifier,
+};
+
+/// The checkpoint log's file name inside the data directory.
+pub const CHECKPOINTS_FILE_NAME: &str = "checkpoints.log";
+/// Cosignature lines kept per checkpoint.
+pub const COSIGNATURES_MAX: usize = 32;
+
+/// How often checkpoints are signed.
+#[derive(Debug, Clone, Copy)]
+pub struct CheckpointPolicy {
+    pub every_records: u64,
+    pub every_ms: u64,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        CheckpointPolicy {
+            every_records: 1_000,
+            every_ms: 1_000,
+        }
+    }
+}
+
+/// One checkpoint the log signed, with accepted cosignature lines.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub checkpoint: Checkpoint,
+    /// The note as the log signed it (checkpoint body and the log's line).
+    pub note: String,
+    /// Accepted witness cosignature lines ("— name base64\n"), by witness.
+    pub cosignatures: BTreeMap<String, String>,
+}
+
+impl Signed {
+    /// The note with every accepted cosignature.
+    pub fn note_with_cosignatures(&self) -> String {
+        let mut note = self.note.clone();
+        for line in self.cosignatures.values() {
+            note.push_str(line);
+        }
+        note
+    }
+}
+
+struct Inner {
+    file: Journal,
+    by_size: BTreeMap<u64, Signed>,
+}
+
+pub struct Checkpoints {
+    signer: NoteSigner,
+    verifier: NoteVerifier,
+    origin: String,
+    inner: Mutex<Inner>,
+}
+
+fn unavailable(message: String) -> Rejection {
+    Rejection::unavailable(message)
+}
+
+/// The body text and signature lines of a note: the body ends at the first
+/// blank line.
+fn signature_lines(note: &str) -> Vec<String> {
+    match note.split_once("\n\n") {
+        Some((_, signatures)) => signatures.lines().map(|l| format!("{l}\n")).collect(),
+        None => Vec::new(),
+    }
+}
+
+impl Checkpoints {
+    /// Loads every checkpoint signed so far from `data_dir`.
+    pub fn open(
+        data_dir: &Path,
+        signer: NoteSigner,
+        origin: String,
+    ) -> Result<Checkpoints, String> {
+        let file = Journal::open_named(data_dir, CHECKPOINTS_FILE_NAME)
+            .map_err(|e| format!("cannot open {CHECKPOINTS_FILE_NAME}: {e}"))?;
+        let verifier = signer.verifier();
+        let mut by_size: BTreeMap<u64, Signed> = BTreeMap::new();
+        let scan = file
+            .scan(0)
+            .map_err(|e| format!("cannot read {CHECKPOINTS_FILE_NAME}: {e}"))?;
+        for frame in scan {
+            let frame = frame.map_err(|e| format!("{CHECKPOINTS_FILE_NAME} is damaged: {e}"))?;
+            let text = String::from_utf8(frame.record)
+                .map_err(|_| format!("{CHECKPOINTS_FILE_NAME} holds a note that is not text"))?;
+            let opened = open_note(&text, &[&verifier as &dyn Verifier]).map_err(|e| {
+                format!("{CHECKPOINTS_FILE_NAME} holds a note the log did not sign: {e}")
+            })?;
+            let checkpoint = Checkpoint::parse(&opened.text)
+                .map_err(|e| format!("{CHECKPOINTS_FILE_NAME} holds a bad checkpoint: {e}"))?;
+            let mut note = opened.text.clone();
+            note.push('\n');
+            let mut cosignatures = BTreeMap::new();
+            for line in signature_lines(&text) {
+                let name = line
+                    .trim_start_matches("— ")
+                    .split(' ')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                if name == origin {
+                    note.push_str(&line);
+                } else {
+                    cosignatures.insert(name, line);
+                }
+            }
+            if let Some(earlier) = by_size.get(&checkpoint.tree_size) {
+                if earlier.checkpoint != checkpoint {
+                    return Err(format!(
+                        "{CHECKPOINTS_FILE_NAME} holds two different checkpoints of size {}",
+                        checkpoint.tree_size
+                    ));
+                }
+            }
+            by_size.insert(
+                checkpoint.tree_size,
+                Signed {
+                    checkpoint,
+                    note,
+                    cosignatures,
+                },
+            );
+        }
+        Ok(Checkpoints {
+            signer,
+            verifier,
+            origin,
+            inner: Mutex::new(Inner { file, by_size }),
+        })
+    }
+
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    pub fn verifier(&self) -> &NoteVerifier {
+        &self.verifier
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Rejection> {
+        self.inner
+            .lock()
+            .map_err(|_| unavailable("the checkpoint store failed".into()))
+    }
+
+    /// The newest checkpoint, if any was signed.
+    pub fn latest(&self) -> Result<Option<Signed>, Rejection> {
+        Ok(self.lock()?.by_size.values().next_back().cloned())
+    }
+
+    pub fn get(&self, tree_size: u64) -> Result<Option<Signed>, Rejection> {
+        Ok(self.lock()?.by_size.get(&tree_size).cloned())
+    }
+
+    /// Every signed checkpoint, oldest first.
+    pub fn all(&self) -> Result<Vec<Signed>, Rejection> {
+        Ok(self.lock()?.by_size.values().cloned().collect())
+    }
+
+    /// Signs a checkpoint for the tree of `tree_size` records, if it is newer
+    /// than the newest one, after proving it consistent with that one.
+    pub fn sign(
+        &self,
+        tree_size: u64,
+        tree: &impl HashReader,
+    ) -> Result<Option<Signed>, Rejection> {
+        let mut inner = self.lock()?;
+        let previous = inner.by_size.values().next_back().cloned();
+        if previous
+            .as_ref()
+            .is_some_and(|p| p.checkpoint.tree_size >= tree_size)
+        {
+            return Ok(None);
+        }
+        let root_hash = tree_hash(tree_size, tree)
+            .map_err(|e| unavailable(format!("cannot compute the tree root: {e}")))?;
+        if let Some(previous) = &previous {
+            let old = &previous.checkpoint;
+            let proof = prove_tree(tree_size, old.tree_size, tree)
+                .map_err(|e| unavailable(format!("cannot prove consistency: {e}")))?;
+            check_tree(&proof, tree_size, &root_hash, old.tree_size, &old.root_hash).map_err(|e| {
+                unavailable(format!(
+                    "refusing to sign: the tree of {tree_size} records is not consistent with the signed checkpoint of {} records ({e})",
+                    old.tree_size
+                ))
+            })?;
+        }
+        let checkpoint = Checkpoint {
+            origin: self.origin.clone(),
+            tree_size,
+            root_hash,
+        };
+        let note = sign_checkpoint(&checkpoint, &self.signer)
+            .map_err(|e| unavailable(format!("cannot sign: {e}")))?;
+        inner
+            .file
+            .append(&[note.clone().into_bytes()])
+            .map_err(|e| unavailable(format!("cannot store the checkpoint: {e}")))?;
+        let signed = Signed {
+            checkpoint,
+            note,
+            cosignatures: BTreeMap::new(),
+        };
+        inner.by_size.insert(tree_size, signed.clone());
+        Ok(Some(signed))
+    }
+
+    /// Stores an accepted cosignature line for the checkpoint of `tree_size`.
+    pub fn add_cosignature(
+        &self,
+        tree_size: u64,
+        witness: &str,
+        line: String,
+    ) -> Result<(), Rejection> {
+        let mut inner = self.lock()?;
+        let Some(mut signed) = inner.by_size.get(&tree_size).cloned() else {
+            return Err(Rejection::not_found(
+                "cosigned_note",
+                "the log never signed this checkpoint",
+            ));
+        };
+        if signed.cosignatures.len() >= COSIGNATURES_MAX
+            && !signed.cosignatures.contains_key(witness)
+        {
+            return Err(Rejection::new(
+                fundtrail_core::Code::ResourceExhausted,
+                "cosigned_note",
+                format!("this checkpoint already carries {COSIGNATURES_MAX} cosignatures"),
+            ));
+        }
+        signed.cosignatures.insert(witness.to_string(), line);
+        inner
+            .file
+            .append(&[signed.note_with_cosignatures().into_bytes()])
+            .map_err(|e| unavailable(format!("cannot store the cosignature: {e}")))?;
+        inner.by_size.insert(tree_size, signed);
+        Ok(())
+    }
+}
