@@ -2,6 +2,7 @@
 //! requests and read the ledger. Thin: the work lives in `crates/`.
 
 mod bench;
+mod logcmd;
 mod output;
 mod post;
 
@@ -155,6 +156,51 @@ enum Command {
     /// Measure write throughput and latency against a fresh in-process
     /// server on a temporary data directory.
     Bench(bench::BenchArgs),
+    /// Print the log's verifier key (name+key id+base64 key) to pin once.
+    LogKey {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Print the newest signed checkpoint (a C2SP signed note), with cosignatures.
+    Checkpoint {
+        #[command(flatten)]
+        server: Server,
+        /// A specific checkpoint by its tree size.
+        #[arg(long, default_value_t = 0)]
+        tree_size: u64,
+    },
+    /// Fetch an inclusion or consistency proof as JSON, for `fundtrail verify`.
+    #[command(subcommand)]
+    Prove(logcmd::ProveCommand),
+    /// Check a proof offline against a pinned log key and signed checkpoints.
+    #[command(subcommand)]
+    Verify(logcmd::VerifyCommand),
+    /// Export records (the exact leaf bytes) to a file for `fundtrail audit`.
+    Export {
+        #[command(flatten)]
+        server: Server,
+        /// The file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        start: u64,
+        /// One past the last record; 0 means up to the newest.
+        #[arg(long, default_value_t = 0)]
+        end: u64,
+    },
+    /// Replay an export from genesis: check every signature and key's
+    /// authority, recompute the Merkle root against a signed checkpoint and
+    /// every balance, and print a summary or the first record that fails.
+    Audit(logcmd::AuditArgs),
+    /// Act as a witness: cosign the log's checkpoints, refusing any that is
+    /// not consistent with the last one cosigned.
+    Witness(logcmd::WitnessArgs),
+    /// Ask the server to re-check its whole journal against the tree, the
+    /// signed checkpoints and its derived state.
+    Scrub {
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 fn main() -> Result<()> {
@@ -310,6 +356,19 @@ async fn run(command: Command) -> Result<()> {
             output::ledger(&info, server.json);
         }
         Command::Bench(args) => bench::run(args).await?,
+        Command::LogKey { server } => logcmd::log_key(&server).await?,
+        Command::Checkpoint { server, tree_size } => logcmd::checkpoint(&server, tree_size).await?,
+        Command::Prove(command) => logcmd::prove(command).await?,
+        Command::Verify(command) => logcmd::verify(command)?,
+        Command::Export {
+            server,
+            out,
+            start,
+            end,
+        } => logcmd::export(&server, &out, start, end).await?,
+        Command::Audit(args) => logcmd::audit(args)?,
+        Command::Witness(args) => logcmd::witness(args).await?,
+        Command::Scrub { server } => logcmd::scrub(&server).await?,
     }
     Ok(())
 }

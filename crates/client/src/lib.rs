@@ -31,6 +31,9 @@ use tonic::transport::Channel;
 
 pub use fundtrail_api;
 
+pub mod proofs;
+pub mod witness;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("cannot read key file {path}: {reason}")]
@@ -101,6 +104,7 @@ pub fn new_idempotency_key() -> String {
 pub struct Client {
     pub ledger: pb::ledger_client::LedgerClient<Channel>,
     pub query: pb::query_client::QueryClient<Channel>,
+    pub audit: pb::audit_client::AuditClient<Channel>,
     ledger_id: String,
 }
 
@@ -118,6 +122,8 @@ impl Client {
             .map_err(|e| fail(e.to_string()))?;
         let ledger = pb::ledger_client::LedgerClient::new(channel.clone())
             .max_decoding_message_size(32 << 20);
+        let audit =
+            pb::audit_client::AuditClient::new(channel.clone()).max_decoding_message_size(32 << 20);
         let mut query =
             pb::query_client::QueryClient::new(channel).max_decoding_message_size(32 << 20);
         let info = query
@@ -127,6 +133,7 @@ impl Client {
         Ok(Client {
             ledger,
             query,
+            audit,
             ledger_id: info.ledger_id,
         })
     }

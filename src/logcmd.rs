@@ -1,0 +1,437 @@
+//! The verifiable-log commands: log key, checkpoints, proofs, offline
+//! verification, export, full audit of an export, witness, scrub.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use fundtrail_api::pb;
+use fundtrail_client::proofs::{
+    open_pinned, verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof,
+};
+use fundtrail_client::witness::{witness_round, Round, WitnessState};
+use fundtrail_core::keyfile::KeyFile;
+use fundtrail_core::money::Fen;
+use fundtrail_server::verify::Replay;
+use fundtrail_store::Journal;
+use prost::Message;
+
+use crate::{connect, status, Server};
+
+#[derive(Subcommand)]
+pub enum ProveCommand {
+    /// Proof that record SEQ is in the tree (of the newest checkpoint, or --tree-size), as JSON.
+    Inclusion {
+        #[command(flatten)]
+        server: Server,
+        #[arg(long)]
+        seq: u64,
+        /// Tree size to prove against; default: the newest checkpoint's.
+        #[arg(long, default_value_t = 0)]
+        tree_size: u64,
+    },
+    /// Proof that the tree of --new-size records extends the one of --old-size, as JSON.
+    Consistency {
+        #[command(flatten)]
+        server: Server,
+        #[arg(long)]
+        old_size: u64,
+        #[arg(long)]
+        new_size: u64,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VerifyCommand {
+    /// Check an inclusion proof against a signed checkpoint.
+    Inclusion {
+        /// The log's verifier key, pinned (from `fundtrail log-key`).
+        #[arg(long)]
+        vkey: String,
+        /// File holding the signed checkpoint note.
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// File holding the proof (`fundtrail prove inclusion`).
+        #[arg(long)]
+        proof: PathBuf,
+    },
+    /// Check that a newer checkpoint extends an older one.
+    Consistency {
+        #[arg(long)]
+        vkey: String,
+        /// The older checkpoint note.
+        #[arg(long)]
+        old: PathBuf,
+        /// The newer checkpoint note.
+        #[arg(long)]
+        new: PathBuf,
+        #[arg(long)]
+        proof: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The export file (`fundtrail export`).
+    #[arg(long)]
+    export: PathBuf,
+    /// The log's pinned verifier key.
+    #[arg(long)]
+    vkey: String,
+    /// A signed checkpoint to compare the recomputed root with.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct WitnessArgs {
+    #[command(flatten)]
+    server: Server,
+    /// The log's pinned verifier key.
+    #[arg(long)]
+    vkey: String,
+    /// The witness's key file; its public key is registered to the witness org.
+    #[arg(long)]
+    key: PathBuf,
+    /// The witness org's id: the name in its cosignatures.
+    #[arg(long)]
+    name: String,
+    /// Where the witness keeps the last checkpoint it cosigned.
+    #[arg(long)]
+    state: PathBuf,
+    /// Run one round and stop.
+    #[arg(long)]
+    once: bool,
+    /// Time between rounds.
+    #[arg(long, default_value_t = 10_000)]
+    interval_ms: u64,
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+pub async fn log_key(server: &Server) -> Result<()> {
+    let mut client = connect(server).await?;
+    let vkey = client
+        .audit
+        .get_log_key(pb::GetLogKeyRequest {})
+        .await
+        .map_err(status)?
+        .into_inner()
+        .vkey;
+    println!("{vkey}");
+    Ok(())
+}
+
+pub async fn checkpoint(server: &Server, tree_size: u64) -> Result<()> {
+    let mut client = connect(server).await?;
+    let cp = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size })
+        .await
+        .map_err(status)?
+        .into_inner();
+    if server.json {
+        let value = serde_json::json!({"note": cp.note, "tree_size": cp.tree_size, "root_hash": B64.encode(&cp.root_hash)});
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", cp.note);
+    }
+    Ok(())
+}
+
+pub async fn prove(command: ProveCommand) -> Result<()> {
+    match command {
+        ProveCommand::Inclusion {
+            server,
+            seq,
+            tree_size,
+        } => {
+            let mut client = connect(&server).await?;
+            let proof = client
+                .audit
+                .get_inclusion_proof(pb::GetInclusionProofRequest {
+                    index: seq,
+                    tree_size,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&InclusionProof::from(proof))?
+            );
+        }
+        ProveCommand::Consistency {
+            server,
+            old_size,
+            new_size,
+        } => {
+            let mut client = connect(&server).await?;
+            let proof = client
+                .audit
+                .get_consistency_proof(pb::GetConsistencyProofRequest {
+                    first_size: old_size,
+                    second_size: new_size,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            let proof = ConsistencyProof {
+                first_size: old_size,
+                second_size: new_size,
+                hashes: proof.hashes.iter().map(|h| B64.encode(h)).collect(),
+            };
+            println!("{}", serde_json::to_string_pretty(&proof)?);
+        }
+    }
+    Ok(())
+}
+
+pub fn verify(command: VerifyCommand) -> Result<()> {
+    match command {
+        VerifyCommand::Inclusion {
+            vkey,
+            checkpoint,
+            proof,
+        } => {
+            let note = read(&checkpoint)?;
+            let proof: InclusionProof = serde_json::from_str(&read(&proof)?)
+                .context("the proof file is not an inclusion proof")?;
+            let record = verify_inclusion(&vkey, &note, &proof).map_err(|e| anyhow!(e))?;
+            let request = record.request.unwrap_or_default();
+            let kind = pb::Request::decode(request.payload.as_slice())
+                .map(|r| fundtrail_api::body_kind(&r.body))
+                .unwrap_or("Unknown");
+            println!(
+                "OK: record #{} ({kind}, signed by key {}) is in the log's tree of {} records",
+                proof.index, request.key_id, proof.tree_size
+            );
+        }
+        VerifyCommand::Consistency {
+            vkey,
+            old,
+            new,
+            proof,
+        } => {
+            let proof: ConsistencyProof = serde_json::from_str(&read(&proof)?)
+                .context("the proof file is not a consistency proof")?;
+            verify_consistency(&vkey, &read(&old)?, &read(&new)?, &proof)
+                .map_err(|e| anyhow!(e))?;
+            println!(
+                "OK: the tree of {} records extends the tree of {} records: the log was only appended to",
+                proof.second_size, proof.first_size
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn export(server: &Server, out: &Path, start: u64, end: u64) -> Result<()> {
+    let mut client = connect(server).await?;
+    if out.exists() {
+        bail!("{} exists; export writes a new file", out.display());
+    }
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = out
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("bad output file name"))?;
+    let mut file = Journal::open_named(dir, name)?;
+    let mut stream = client
+        .audit
+        .export_log(pb::ExportLogRequest { start, end })
+        .await
+        .map_err(status)?
+        .into_inner();
+    let mut batch = Vec::new();
+    let mut count = 0u64;
+    let mut expected = start;
+    while let Some(item) = stream.message().await.map_err(status)? {
+        if item.index != expected {
+            bail!(
+                "the server sent record {} where {expected} was due",
+                item.index
+            );
+        }
+        expected += 1;
+        batch.push(item.record);
+        if batch.len() == 1_000 {
+            count += batch.len() as u64;
+            file.append(&std::mem::take(&mut batch))?;
+        }
+    }
+    count += batch.len() as u64;
+    if !batch.is_empty() {
+        file.append(&batch)?;
+    }
+    eprintln!(
+        "exported {count} records (from #{start}) to {}",
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn audit(args: AuditArgs) -> Result<()> {
+    let note = read(&args.checkpoint)?;
+    let checkpoint = open_pinned(&args.vkey, &note).map_err(|e| anyhow!(e))?;
+    let dir = args
+        .export
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = args
+        .export
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| anyhow!("bad export file name"))?;
+    if !args.export.exists() {
+        bail!("{} does not exist", args.export.display());
+    }
+    let file = Journal::open_named(dir, name)?;
+    let bytes_total = file.end_offset();
+    let progress = indicatif::ProgressBar::new(bytes_total);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let started = Instant::now();
+    let mut replay = Replay::new();
+    for frame in file.scan(0)? {
+        let frame = frame.map_err(|e| anyhow!("the export is damaged: {e}"))?;
+        let seq = replay.record_count();
+        if let Err(reason) = replay.push(&frame.record) {
+            progress.abandon();
+            bail!("audit FAILED at record #{seq}: {reason}");
+        }
+        if seq % 4_096 == 0 {
+            progress.set_position(frame.offset);
+        }
+    }
+    progress.finish_and_clear();
+    let elapsed = started.elapsed();
+    let records = replay.record_count();
+    if checkpoint.tree_size > records {
+        bail!(
+            "audit FAILED: the checkpoint covers {} records but the export holds only {records}",
+            checkpoint.tree_size
+        );
+    }
+    let root = replay.root(checkpoint.tree_size).map_err(|e| anyhow!(e))?;
+    if root != checkpoint.root_hash {
+        bail!(
+            "audit FAILED: the export's first {} records do not give the root of the signed checkpoint",
+            checkpoint.tree_size
+        );
+    }
+    let summary = replay.summary().map_err(|e| anyhow!("audit FAILED: {e}"))?;
+    let rate = records as f64 / elapsed.as_secs_f64().max(1e-9);
+    let yuan = |fen: u128| Fen(u64::try_from(fen).unwrap_or(u64::MAX)).to_string();
+    if args.json {
+        let value = serde_json::json!({
+            "ok": true, "records": summary.records, "orgs": summary.orgs, "accounts": summary.accounts,
+            "sources": summary.sources, "appropriated_fen": summary.appropriated_fen as u64,
+            "withdrawn_fen": summary.withdrawn_fen as u64, "disbursed_fen": summary.disbursed_fen as u64,
+            "idle_fen": summary.idle_fen as u64, "checkpoint_tree_size": checkpoint.tree_size,
+            "replay_records_per_second": rate.round(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "audit OK: every signature, key authority, effect and balance checks out"
+    )?;
+    writeln!(out, "  records:       {}", summary.records)?;
+    writeln!(
+        out,
+        "  checkpoint:    root of the first {} records matches the signed checkpoint",
+        checkpoint.tree_size
+    )?;
+    writeln!(out, "  orgs:          {}", summary.orgs)?;
+    writeln!(out, "  accounts:      {}", summary.accounts)?;
+    writeln!(out, "  sources:       {}", summary.sources)?;
+    writeln!(out, "  appropriated:  {}", yuan(summary.appropriated_fen))?;
+    writeln!(out, "  withdrawn:     {}", yuan(summary.withdrawn_fen))?;
+    writeln!(
+        out,
+        "  disbursed:     {} (held by households)",
+        yuan(summary.disbursed_fen)
+    )?;
+    writeln!(
+        out,
+        "  idle:          {} (held by every other account)",
+        yuan(summary.idle_fen)
+    )?;
+    writeln!(
+        out,
+        "  replay:        {:.2} s, {:.0} records/s",
+        elapsed.as_secs_f64(),
+        rate
+    )?;
+    Ok(())
+}
+
+pub async fn witness(args: WitnessArgs) -> Result<()> {
+    let text = read(&args.key)?;
+    let (_, key) = KeyFile::from_json(&text).map_err(|e| anyhow!(e))?;
+    let mut client = connect(&args.server).await?;
+    let mut state = WitnessState::load(&args.state).map_err(|e| anyhow!(e))?;
+    loop {
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        match witness_round(&mut client, &args.vkey, &args.name, &key, &mut state, now_s).await {
+            Ok(Round::Cosigned { tree_size }) => {
+                state.save(&args.state).map_err(|e| anyhow!(e))?;
+                println!("cosigned the checkpoint of {tree_size} records");
+            }
+            Ok(Round::Unchanged { tree_size }) => {
+                println!("no new checkpoint (still {tree_size} records)")
+            }
+            Err(reason) => bail!("{reason}"),
+        }
+        if args.once {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(args.interval_ms)).await;
+    }
+}
+
+pub async fn scrub(server: &Server) -> Result<()> {
+    let mut client = connect(server).await?;
+    let report = client
+        .audit
+        .scrub(pb::ScrubRequest {})
+        .await
+        .map_err(status)?
+        .into_inner();
+    if report.ok {
+        println!(
+            "scrub OK: {} records match the tree, the signed checkpoints and the derived state",
+            report.records_checked
+        );
+        Ok(())
+    } else {
+        bail!(
+            "scrub FAILED after {} records: {}",
+            report.records_checked,
+            report.problem
+        )
+    }
+}
