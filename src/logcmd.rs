@@ -317,7 +317,7 @@ pub fn audit(args: AuditArgs) -> Result<()> {
             progress.abandon();
             bail!("audit FAILED at record #{seq}: {reason}");
         }
-        if seq % 4_096 == 0 {
+        if seq.is_multiple_of(4_096) {
             progress.set_position(frame.offset);
         }
     }

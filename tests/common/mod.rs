@@ -11,6 +11,7 @@ use std::time::Duration;
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::{Client, Signer};
+use fundtrail_server::checkpoints::CheckpointPolicy;
 use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::genesis::{self, RootOrg};
 
@@ -24,12 +25,21 @@ pub struct TestServer {
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
 
+/// Checkpoints signed quickly, so tests need not wait.
+pub fn fast_checkpoints() -> CheckpointPolicy {
+    CheckpointPolicy {
+        every_records: 16,
+        every_ms: 20,
+    }
+}
+
 /// Opens the engine, retrying while a previous server's sled lock is released.
-pub async fn open_engine(data_dir: &Path) -> Arc<Engine> {
+pub async fn open_engine(data_dir: &Path, checkpoints: CheckpointPolicy) -> Arc<Engine> {
     let mut last = String::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         match Engine::open(EngineConfig {
             skew_ms_max: SKEW_MS_MAX,
+            checkpoints,
             ..EngineConfig::new(data_dir)
         }) {
             Ok(engine) => return engine,
@@ -43,10 +53,14 @@ pub async fn open_engine(data_dir: &Path) -> Arc<Engine> {
 impl TestServer {
     /// Starts a server on `data_dir`, creating the ledger if there is none.
     pub async fn start(data_dir: &Path) -> TestServer {
+        TestServer::start_with(data_dir, fast_checkpoints()).await
+    }
+
+    pub async fn start_with(data_dir: &Path, checkpoints: CheckpointPolicy) -> TestServer {
         if !genesis::exists(data_dir) {
             genesis::init(data_dir, &RootOrg::default()).expect("init");
         }
-        let engine = open_engine(data_dir).await;
+        let engine = open_engine(data_dir, checkpoints).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -346,4 +360,59 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
         central_source,
         reversed_transfer,
     }
+}
+
+/// Waits until the newest signed checkpoint covers every record.
+pub async fn checkpoint_of_all(client: &mut Client) -> pb::GetCheckpointResponse {
+    let count = client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .expect("ledger")
+        .into_inner()
+        .record_count;
+    for _ in 0..500 {
+        let cp = client
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+            .await
+            .expect("checkpoint")
+            .into_inner();
+        if cp.tree_size == count {
+            return cp;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no checkpoint of {count} records was signed");
+}
+
+/// Waits until the server refuses writes and returns why.
+pub async fn read_only_reason(client: &mut Client) -> String {
+    for _ in 0..1_000 {
+        let info = client
+            .query
+            .get_ledger(pb::GetLedgerRequest {})
+            .await
+            .expect("ledger")
+            .into_inner();
+        if !info.writable {
+            return info.read_only_reason;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the server kept accepting writes");
+}
+
+/// Rewrites the journal frame at `offset` with `change` applied to its record
+/// bytes and a checksum that matches them again, as a careful forger would.
+pub fn forge_record(journal: &Path, offset: u64, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut bytes = std::fs::read(journal).expect("read journal");
+    let start = offset as usize;
+    let len = u32::from_le_bytes(bytes[start..start + 4].try_into().unwrap()) as usize;
+    let mut record = bytes[start + 8..start + 8 + len].to_vec();
+    change(&mut record);
+    assert_eq!(record.len(), len, "a forgery keeps the frame length");
+    bytes[start + 4..start + 8].copy_from_slice(&crc32c::crc32c(&record).to_le_bytes());
+    bytes[start + 8..start + 8 + len].copy_from_slice(&record);
+    std::fs::write(journal, bytes).expect("write journal");
 }

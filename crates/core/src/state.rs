@@ -75,6 +75,31 @@ pub mod key {
     }
 }
 
+/// A derived-state key in words, for reports: "account dx-xczx".
+pub fn describe_key(key: &[u8]) -> String {
+    let Some((&prefix, rest)) = key.split_first() else {
+        return "the empty key".into();
+    };
+    let text = || String::from_utf8_lossy(rest).replace('\0', " ");
+    let seq = || {
+        rest.try_into()
+            .map(u64::from_be_bytes)
+            .map(|s| s.to_string())
+            .unwrap_or_else(|_| text())
+    };
+    match prefix {
+        b'l' => "the ledger identity".into(),
+        key::ORG => format!("org {}", text()),
+        key::KEY => format!("key {}", text()),
+        key::ACCOUNT => format!("account {}", text()),
+        key::SOURCE => format!("source {}", seq()),
+        key::MOVEMENT => format!("the movement of record {}", seq()),
+        key::IDEMPOTENCY => format!("idempotency entry {}", text()),
+        key::ACCOUNT_ENTRY => format!("the entry index of account {}", text()),
+        _ => format!("key {:?}", String::from_utf8_lossy(key)),
+    }
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding our own plain structs into a Vec cannot fail.
     postcard::to_stdvec(value).expect("postcard encodes plain structs")

@@ -773,11 +773,10 @@ struct Checkpointer {
 impl Checkpointer {
     fn run(self, due: std::sync::mpsc::Receiver<()>) {
         let every = std::time::Duration::from_millis(self.every_ms.max(1));
-        loop {
-            match due.recv_timeout(every) {
-                Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            }
+        // Wakes when the sequencer says N records arrived, or every T ms;
+        // ends when the sequencer is gone.
+        use std::sync::mpsc::RecvTimeoutError::Timeout;
+        while let Ok(()) | Err(Timeout) = due.recv_timeout(every) {
             if self.read_only.lock().map(|r| r.is_some()).unwrap_or(true) {
                 continue;
             }

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use engine::{Engine, EngineConfig};
 use fundtrail_api::pb;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tracing::info;
 
 /// Largest gRPC message accepted: a full PostBatch of maximal payloads.
@@ -89,7 +88,11 @@ pub async fn serve_on(
         .add_service(pb::audit_server::AuditServer::new(audit::AuditService {
             engine: engine.clone(),
         }))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(
+            // Without TCP_NODELAY small answers wait ~40 ms for delayed ACKs.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await
         .map_err(|e| format!("server failed: {e}"))?;
     engine.state().flush().map_err(|e| e.message)?;

@@ -197,10 +197,10 @@ pub fn scrub(engine: &Engine) -> ScrubReport {
             .keys()
             .chain(replayed.keys())
             .find(|k| stored_core.get(*k) != replayed.get(*k))
-            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .map(|k| fundtrail_core::state::describe_key(k))
             .unwrap_or_default();
         report.problem = Some(format!(
-            "the derived state differs from the journal at key {differing:?}; stop the server, move the state directory away and restart to rebuild it"
+            "the derived state differs from the journal at {differing}; stop the server, move the state directory away and restart to rebuild it"
         ));
     }
     report
