@@ -1,0 +1,656 @@
+//! The verifiable log end to end: signed checkpoints and proofs that check
+//! against a pinned key, witnesses, export and the offline audit, and tamper
+//! evidence on a stopped server's files.
+
+mod common;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_client::proofs::{
+    open_pinned, verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof,
+};
+use fundtrail_client::witness::{log_signed_note, witness_round, Round, WitnessState};
+use fundtrail_server::checkpoints::CheckpointPolicy;
+use fundtrail_tlog::ed25519_dalek::SigningKey;
+use fundtrail_tlog::{verify_cosignature, CosignatureVerifier, CosignerKey};
+use tonic::Code;
+
+fn journal_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME)
+}
+
+async fn vkey(client: &mut fundtrail_client::Client) -> String {
+    client
+        .audit
+        .get_log_key(pb::GetLogKeyRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .vkey
+}
+
+async fn inclusion(
+    client: &mut fundtrail_client::Client,
+    index: u64,
+    tree_size: u64,
+) -> InclusionProof {
+    client
+        .audit
+        .get_inclusion_proof(pb::GetInclusionProofRequest { index, tree_size })
+        .await
+        .unwrap()
+        .into_inner()
+        .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_record_is_proven_in_the_signed_tree_and_the_tree_only_grows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let vkey = vkey(&mut client).await;
+    let old = checkpoint_of_all(&mut client).await;
+    assert_eq!(
+        open_pinned(&vkey, &old.note).unwrap().root_hash.to_vec(),
+        old.root_hash
+    );
+
+    // Every record, proven against the signed checkpoint.
+    for index in 0..old.tree_size {
+        let proof = inclusion(&mut client, index, old.tree_size).await;
+        let record = verify_inclusion(&vkey, &old.note, &proof).unwrap();
+        assert_eq!(record.seq, index);
+        // One hash too many or too few is refused, and so is another record.
+        let mut longer = proof.clone();
+        longer.hashes.push(
+            longer
+                .hashes
+                .first()
+                .cloned()
+                .unwrap_or_else(|| proof.record.clone()),
+        );
+        assert!(
+            verify_inclusion(&vkey, &old.note, &longer).is_err(),
+            "extra hash accepted at {index}"
+        );
+        if !proof.hashes.is_empty() {
+            let mut shorter = proof.clone();
+            shorter.hashes.pop();
+            assert!(
+                verify_inclusion(&vkey, &old.note, &shorter).is_err(),
+                "short proof accepted at {index}"
+            );
+        }
+        let mut other = proof.clone();
+        other.index = (index + 1) % old.tree_size;
+        assert!(
+            verify_inclusion(&vkey, &old.note, &other).is_err(),
+            "proof for the wrong leaf accepted"
+        );
+    }
+    // A checkpoint signed by another key is refused.
+    let stranger =
+        fundtrail_tlog::NoteSigner::new("fundtrail/someone-else", SigningKey::from_bytes(&[3; 32]))
+            .unwrap();
+    assert!(open_pinned(&stranger.verifier().vkey(), &old.note).is_err());
+
+    // More records; the new checkpoint extends the old one.
+    for _ in 0..20 {
+        ok(
+            &mut client,
+            &chain.dongxiang,
+            disbursement("dx-xczx", "dx-hh-0001", 10_00),
+        )
+        .await;
+    }
+    let new = checkpoint_of_all(&mut client).await;
+    assert!(new.tree_size > old.tree_size);
+    let proof = client
+        .audit
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            first_size: old.tree_size,
+            second_size: new.tree_size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let proof = ConsistencyProof {
+        first_size: old.tree_size,
+        second_size: new.tree_size,
+        hashes: proof
+            .hashes
+            .iter()
+            .map(|h| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, h))
+            .collect(),
+    };
+    verify_consistency(&vkey, &old.note, &new.note, &proof).unwrap();
+    let mut broken = proof.clone();
+    broken.hashes.reverse();
+    assert!(verify_consistency(&vkey, &old.note, &new.note, &broken).is_err());
+    let mut short = proof.clone();
+    short.hashes.pop();
+    assert!(verify_consistency(&vkey, &old.note, &new.note, &short).is_err());
+
+    // Requests outside the tree get clear errors.
+    let a = &mut client.audit;
+    let count = new.tree_size;
+    assert_eq!(
+        code(
+            a.get_inclusion_proof(pb::GetInclusionProofRequest {
+                index: 0,
+                tree_size: count + 5
+            })
+            .await
+        ),
+        Some(Code::OutOfRange)
+    );
+    assert_eq!(
+        code(
+            a.get_inclusion_proof(pb::GetInclusionProofRequest {
+                index: count,
+                tree_size: count
+            })
+            .await
+        ),
+        Some(Code::InvalidArgument)
+    );
+    assert_eq!(
+        code(
+            a.get_consistency_proof(pb::GetConsistencyProofRequest {
+                first_size: 5,
+                second_size: count + 1
+            })
+            .await
+        ),
+        Some(Code::OutOfRange)
+    );
+    assert_eq!(
+        code(
+            a.get_consistency_proof(pb::GetConsistencyProofRequest {
+                first_size: 9,
+                second_size: 4
+            })
+            .await
+        ),
+        Some(Code::InvalidArgument)
+    );
+    assert_eq!(
+        code(
+            a.get_checkpoint(pb::GetCheckpointRequest {
+                tree_size: count + 100
+            })
+            .await
+        ),
+        Some(Code::NotFound)
+    );
+    assert_eq!(
+        code(
+            a.export_log(pb::ExportLogRequest {
+                start: 0,
+                end: count + 1
+            })
+            .await
+        ),
+        Some(Code::OutOfRange)
+    );
+    assert_eq!(
+        code(
+            a.export_log(pb::ExportLogRequest { start: 5, end: 2 })
+                .await
+        ),
+        Some(Code::InvalidArgument)
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_cosigns_consistent_checkpoints_and_refuses_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let witness_key = SigningKey::from_bytes(&[21; 32]);
+    let witness_signer = fundtrail_client::Signer::new(witness_key.clone());
+    ok(
+        &mut client,
+        &root,
+        register_org(
+            "cnao-witness",
+            "审计署见证节点",
+            pb::OrgRole::Witness,
+            "000000",
+            &witness_signer,
+        ),
+    )
+    .await;
+    let vkey = vkey(&mut client).await;
+    checkpoint_of_all(&mut client).await;
+
+    let mut state = WitnessState::default();
+    let first = witness_round(
+        &mut client,
+        &vkey,
+        "cnao-witness",
+        &witness_key,
+        &mut state,
+        1_800_000_000,
+    )
+    .await
+    .unwrap();
+    let Round::Cosigned { tree_size } = first else {
+        panic!("expected a cosignature, got {first:?}")
+    };
+    // The log serves the checkpoint with the witness's cosignature.
+    let served = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size })
+        .await
+        .unwrap()
+        .into_inner();
+    let cosigner = CosignatureVerifier::new("cnao-witness", witness_key.verifying_key()).unwrap();
+    assert_eq!(
+        verify_cosignature(&served.note, &cosigner).unwrap(),
+        1_800_000_000
+    );
+    open_pinned(&vkey, &served.note).expect("still verifies with the log key");
+    // Nothing new: nothing to cosign.
+    let again = witness_round(
+        &mut client,
+        &vkey,
+        "cnao-witness",
+        &witness_key,
+        &mut state,
+        1_800_000_001,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again, Round::Unchanged { tree_size });
+
+    // The log grows; the witness checks consistency and cosigns the new checkpoint.
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-a", pb::AccountKind::Treasury, "A"),
+    )
+    .await;
+    checkpoint_of_all(&mut client).await;
+    let next = witness_round(
+        &mut client,
+        &vkey,
+        "cnao-witness",
+        &witness_key,
+        &mut state,
+        1_800_000_002,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(next, Round::Cosigned { tree_size: t } if t > tree_size));
+
+    // A witness that remembers another tree of the same past size refuses:
+    // the log key itself signs a forged old checkpoint here.
+    let log_key = fundtrail_core::keyfile::KeyFile::from_json(
+        &std::fs::read_to_string(dir.path().join("log.key")).unwrap(),
+    )
+    .unwrap()
+    .1;
+    let origin = vkey.split('+').next().unwrap();
+    let forged = fundtrail_tlog::Checkpoint {
+        origin: origin.into(),
+        tree_size: 2,
+        root_hash: [7; 32],
+    };
+    let forged_note = fundtrail_tlog::sign_checkpoint(
+        &forged,
+        &fundtrail_tlog::NoteSigner::new(origin, log_key).unwrap(),
+    )
+    .unwrap();
+    let mut fooled = WitnessState {
+        note: Some(forged_note),
+        tree_size: 2,
+    };
+    let refused = witness_round(
+        &mut client,
+        &vkey,
+        "cnao-witness",
+        &witness_key,
+        &mut fooled,
+        1_800_000_003,
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.contains("refusing"), "{refused}");
+    assert_eq!(fooled.tree_size, 2, "a refused round keeps the state");
+
+    // The log refuses cosignatures from unknown witnesses and bad cosignatures.
+    let latest = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let body = open_pinned(&vkey, &latest.note).unwrap().to_body();
+    let log_only = log_signed_note(&latest.note, origin);
+    let stranger = CosignerKey::new("not-a-witness", SigningKey::from_bytes(&[22; 32])).unwrap();
+    let note = format!(
+        "{log_only}{}",
+        stranger.cosign(&body, 1_800_000_004).unwrap()
+    );
+    let status = client
+        .audit
+        .add_cosignature(pb::AddCosignatureRequest {
+            cosigned_note: note,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message());
+    let impostor = CosignerKey::new("cnao-witness", SigningKey::from_bytes(&[23; 32])).unwrap();
+    let note = format!(
+        "{log_only}{}",
+        impostor.cosign(&body, 1_800_000_005).unwrap()
+    );
+    let status = client
+        .audit
+        .add_cosignature(pb::AddCosignatureRequest {
+            cosigned_note: note,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+    let honest = CosignerKey::new("cnao-witness", witness_key.clone()).unwrap();
+    let not_signed_by_log = format!("{body}\n{}", honest.cosign(&body, 1_800_000_006).unwrap());
+    let status = client
+        .audit
+        .add_cosignature(pb::AddCosignatureRequest {
+            cosigned_note: not_signed_by_log,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{}", status.message());
+    server.stop().await;
+}
+
+fn fundtrail(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run fundtrail")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_then_audit_checks_everything_and_names_a_forged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    let cp = checkpoint_of_all(&mut client).await;
+    let vkey = vkey(&mut client).await;
+    let work = tempfile::tempdir().unwrap();
+    let checkpoint = work.path().join("checkpoint.txt");
+    std::fs::write(&checkpoint, &cp.note).unwrap();
+    let export = work.path().join("export.log");
+    let out = fundtrail(&[
+        "export",
+        "--server",
+        &server.url,
+        "--out",
+        export.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let audit = |export: &std::path::Path| {
+        fundtrail(&[
+            "audit",
+            "--export",
+            export.to_str().unwrap(),
+            "--vkey",
+            &vkey,
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--json",
+        ])
+    };
+    let out = audit(&export);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["records"], cp.tree_size);
+    assert_eq!(summary["appropriated_fen"], CENTRAL_FEN);
+    assert_eq!(summary["disbursed_fen"], 3_000_00);
+    assert_eq!(summary["idle_fen"], CENTRAL_FEN - 3_000_00);
+
+    // Forge record 14 (a transfer): one byte of its amount, checksum fixed up.
+    let offset = server.engine.state().record_offset(14).unwrap().unwrap();
+    let forged = work.path().join("forged.log");
+    std::fs::copy(&export, &forged).unwrap();
+    let bytes = std::fs::read(&forged).unwrap();
+    let export_offset = find(
+        &bytes,
+        &std::fs::read(journal_path(dir.path())).unwrap()[offset as usize..offset as usize + 64],
+    );
+    forge_record(&forged, export_offset as u64, |record| {
+        let at = record.len() / 2;
+        record[at] ^= 0x01;
+    });
+    let out = audit(&forged);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("record #14"),
+        "names the forged record: {stderr}"
+    );
+
+    // A checkpoint signed by another key is refused.
+    let other =
+        fundtrail_tlog::NoteSigner::new("fundtrail/other", SigningKey::from_bytes(&[5; 32]))
+            .unwrap();
+    let out = fundtrail(&[
+        "audit",
+        "--export",
+        export.to_str().unwrap(),
+        "--vkey",
+        &other.verifier().vkey(),
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    server.stop().await;
+}
+
+fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<Code> {
+    r.err().map(|s| s.code())
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("frame present in the export")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_old_record_is_found_by_the_scrub() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    checkpoint_of_all(&mut client).await;
+    let offset = server.engine.state().record_offset(5).unwrap().unwrap();
+    server.stop().await;
+
+    forge_record(&journal_path(dir.path()), offset, |record| {
+        let last = record.len() - 1;
+        record[last] ^= 0x01;
+    });
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let reason = read_only_reason(&mut client).await;
+    assert!(
+        reason.contains("record 5"),
+        "the background scrub names the record: {reason}"
+    );
+    let report = client
+        .audit
+        .scrub(pb::ScrubRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!report.ok);
+    assert_eq!(report.first_bad_seq, Some(5), "{}", report.problem);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_balance_in_the_state_store_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    let report = client
+        .audit
+        .scrub(pb::ScrubRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        report.ok,
+        "an untouched ledger scrubs clean: {}",
+        report.problem
+    );
+    server.stop().await;
+
+    // Someone adds ¥1,000,000.00 to a county account directly in sled.
+    {
+        // The stopped server's threads let go of the sled lock shortly.
+        let path = fundtrail_server::engine::state_dir(dir.path());
+        let db = (0..500)
+            .find_map(|_| {
+                sled::open(&path).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("sled opens once the server is gone");
+        let key = fundtrail_core::state::key::named(fundtrail_core::state::key::ACCOUNT, "dx-xczx");
+        let mut account: fundtrail_core::model::Account =
+            fundtrail_core::state::decode(&db.get(&key).unwrap().unwrap()).unwrap();
+        for amount in account.balances.values_mut() {
+            amount.0 += 1_000_000_00;
+        }
+        db.insert(key, fundtrail_core::state::encode(&account))
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let reason = read_only_reason(&mut client).await;
+    assert!(
+        reason.contains("account dx-xczx"),
+        "names the changed account: {reason}"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_checks_the_journal_against_the_newest_checkpoint() {
+    // Checkpoints only at start-up, so later records are not yet covered.
+    let rarely = CheckpointPolicy {
+        every_records: 1_000_000,
+        every_ms: 3_600_000,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), rarely).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    server.stop().await;
+
+    // Restart: a checkpoint of every record is signed at start-up.
+    let server = TestServer::start_with(dir.path(), rarely).await;
+    let mut client = server.client().await;
+    let covered = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .tree_size;
+    let after = ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 1_00),
+    )
+    .await
+    .seq;
+    assert_eq!(
+        after, covered,
+        "the new record is past the newest checkpoint"
+    );
+    let offset = server.engine.state().record_offset(after).unwrap().unwrap();
+    server.stop().await;
+
+    // (1) A record after the newest checkpoint is changed: found at start-up.
+    let journal = journal_path(dir.path());
+    let pristine = std::fs::read(&journal).unwrap();
+    forge_record(&journal, offset, |record| {
+        let last = record.len() - 1;
+        record[last] ^= 0x01;
+    });
+    let server = TestServer::start_with(dir.path(), rarely).await;
+    let mut client = server.client().await;
+    let info = client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!info.writable);
+    assert!(
+        info.read_only_reason.contains(&format!("record {after}")),
+        "{}",
+        info.read_only_reason
+    );
+    server.stop().await;
+
+    // (2) The state is lost and the last records are deleted: the signed
+    // checkpoint says how many there were.
+    let cut_at = server_offset_of(&pristine, covered - 2);
+    std::fs::write(&journal, &pristine[..cut_at]).unwrap();
+    std::fs::remove_dir_all(fundtrail_server::engine::state_dir(dir.path())).unwrap();
+    let server = TestServer::start_with(dir.path(), rarely).await;
+    let mut client = server.client().await;
+    let info = client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!info.writable);
+    assert!(
+        info.read_only_reason.contains(&format!(
+            "records {} to {} are missing",
+            covered - 2,
+            covered - 1
+        )),
+        "{}",
+        info.read_only_reason
+    );
+    server.stop().await;
+}
+
+/// The byte offset of frame `seq` in a journal's bytes.
+fn server_offset_of(journal: &[u8], seq: u64) -> usize {
+    let mut offset = 0usize;
+    for _ in 0..seq {
+        let len = u32::from_le_bytes(journal[offset..offset + 4].try_into().unwrap()) as usize;
+        offset += 8 + len;
+    }
+    offset
+}
