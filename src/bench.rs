@@ -1,6 +1,12 @@
-//! `fundtrail bench`: write throughput and latency of concurrent single posts
-//! (each answered only after its group-commit fdatasync), against a fresh
-//! in-process server on a temporary data directory, over real gRPC.
+//! `fundtrail bench`: measured, not guessed. Against a fresh in-process
+//! server on a temporary data directory, over real loopback gRPC:
+//!
+//! 1. writes: concurrent posts of transfers, each answered only after its
+//!    group-commit fdatasync (single `Post`s, or `PostBatch` calls);
+//! 2. optionally, inclusion-proof requests against the signed tree;
+//! 3. optionally, the audit's full replay of the journal.
+//!
+//! Each prints throughput and latency percentiles.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,110 +15,132 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use clap::Args;
 use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::{Client, Signer};
 use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::genesis::{self, RootOrg};
+use fundtrail_server::verify::Replay;
+use fundtrail_store::Journal;
 
 #[derive(Args)]
 pub struct BenchArgs {
     /// Transfers to post in total.
     #[arg(long, default_value_t = 20_000)]
     records: u64,
-    /// Concurrent clients, each posting one request at a time.
+    /// Concurrent clients.
     #[arg(long, default_value_t = 64)]
     clients: u64,
     /// Data directory to create (must not exist); default: a temporary one, removed afterwards.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Requests per call: 1 posts each on its own (Post); more use PostBatch.
+    #[arg(long, default_value_t = 1)]
+    batch: u64,
+    /// Then measure inclusion-proof requests for this many seconds (0: skip).
+    #[arg(long, default_value_t = 0)]
+    proof_seconds: u64,
+    /// Then replay the journal as `fundtrail audit` does and report its rate.
+    #[arg(long)]
+    audit: bool,
 }
 
-fn percentile(sorted: &[Duration], pct: f64) -> Duration {
+fn percentile(sorted: &[Duration], pct: usize) -> f64 {
     if sorted.is_empty() {
-        return Duration::ZERO;
+        return 0.0;
     }
-    let rank = ((sorted.len() - 1) as f64 * pct / 100.0).round() as usize;
-    sorted[rank.min(sorted.len() - 1)]
+    let rank = (sorted.len() - 1) * pct / 100;
+    sorted[rank].as_secs_f64() * 1e3
+}
+
+fn report(what: &str, count: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
+    latencies.sort();
+    println!("{what}");
+    println!("  count:      {count}");
+    println!("  elapsed:    {:.2} s", elapsed.as_secs_f64());
+    println!("  throughput: {:.0} /s", count as f64 / elapsed.as_secs_f64());
+    if !latencies.is_empty() {
+        println!(
+            "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
+            percentile(&latencies, 50),
+            percentile(&latencies, 90),
+            percentile(&latencies, 99),
+            percentile(&latencies, 100),
+        );
+    }
+}
+
+fn transfer() -> B {
+    B::Transfer(pb::Transfer {
+        from_account_id: "bench-treasury".into(),
+        to_account_id: "bench-county".into(),
+        amount_fen: 100,
+        document_no: "甘财农〔2026〕7号".into(),
+        ..Default::default()
+    })
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if args.clients == 0 || args.records == 0 {
-        bail!("--clients and --records must be above zero");
+    if args.clients == 0 || args.records == 0 || args.batch == 0 {
+        bail!("--clients, --records and --batch must be above zero");
+    }
+    if args.batch > fundtrail_core::limits::POST_BATCH_REQUESTS_MAX as u64 {
+        bail!("--batch may be at most {}", fundtrail_core::limits::POST_BATCH_REQUESTS_MAX);
     }
     let (data_dir, temporary) = match args.data_dir {
         Some(dir) => (dir, false),
         None => (
-            std::env::temp_dir().join(format!(
-                "fundtrail-bench-{}",
-                hex::encode(rand::random::<[u8; 6]>())
-            )),
+            std::env::temp_dir().join(format!("fundtrail-bench-{}", hex::encode(rand::random::<[u8; 6]>()))),
             true,
         ),
     };
     let created = genesis::init(&data_dir, &RootOrg::default()).map_err(anyhow::Error::msg)?;
-    let engine = Engine::open(EngineConfig {
-        scrub_on_start: false,
-        ..EngineConfig::new(data_dir.clone())
-    })
-    .map_err(anyhow::Error::msg)?;
+    let config = EngineConfig { scrub_on_start: false, ..EngineConfig::new(data_dir.clone()) };
+    let engine = Engine::open(config).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fundtrail_server::serve_on(engine, listener, async {
+    let server = tokio::spawn(fundtrail_server::serve_on(engine.clone(), listener, async {
         let _ = stopped.await;
     }));
 
-    let root = Signer::from_key_file(&created.root_key_path)?;
+    let root = Arc::new(Signer::from_key_file(&created.root_key_path)?);
     let mut client = Client::connect(&url).await?;
-    use pb::request::Body as B;
-    for (account_id, kind) in [
-        ("bench-treasury", pb::AccountKind::Treasury),
-        ("bench-county", pb::AccountKind::Programme),
-    ] {
-        client
-            .post(
-                &root,
-                B::OpenAccount(pb::OpenAccount {
-                    account_id: account_id.into(),
-                    kind: kind as i32,
-                    name: account_id.into(),
-                    ..Default::default()
-                }),
-            )
-            .await?;
+    for (account_id, kind) in [("bench-treasury", pb::AccountKind::Treasury), ("bench-county", pb::AccountKind::Programme)] {
+        let open = pb::OpenAccount { account_id: account_id.into(), kind: kind as i32, name: account_id.into(), ..Default::default() };
+        client.post(&root, B::OpenAccount(open)).await?;
     }
-    client
-        .post(
-            &root,
-            B::Appropriation(pb::Appropriation {
-                account_id: "bench-treasury".into(),
-                amount_fen: args.records * 100,
-                programme_code: "BENCH".into(),
-                fiscal_year: 2026,
-                document_no: "财农〔2026〕1号".into(),
-                ..Default::default()
-            }),
-        )
-        .await?;
+    let appropriation = pb::Appropriation {
+        account_id: "bench-treasury".into(),
+        amount_fen: args.records * 100,
+        programme_code: "2130599".into(),
+        fiscal_year: 2026,
+        document_no: "财农〔2026〕1号".into(),
+        ..Default::default()
+    };
+    client.post(&root, B::Appropriation(appropriation)).await?;
 
-    let root = Arc::new(root);
+    // 1. Writes.
+    let calls = args.records.div_ceil(args.batch);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for worker in 0..args.clients {
-        let count = args.records / args.clients + u64::from(worker < args.records % args.clients);
+        let my_calls = calls / args.clients + u64::from(worker < calls % args.clients);
         let mut client = client.clone();
         let root = root.clone();
+        let batch = args.batch;
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(count as usize);
-            for _ in 0..count {
-                let body = B::Transfer(pb::Transfer {
-                    from_account_id: "bench-treasury".into(),
-                    to_account_id: "bench-county".into(),
-                    amount_fen: 100,
-                    document_no: "甘财农〔2026〕7号".into(),
-                    ..Default::default()
-                });
+            let mut latencies = Vec::with_capacity(my_calls as usize);
+            for _ in 0..my_calls {
                 let t = Instant::now();
-                client.post(&root, body).await?;
+                if batch == 1 {
+                    client.post(&root, transfer()).await?;
+                } else {
+                    let requests = (0..batch).map(|_| root.sign(&client.request(transfer()))).collect();
+                    let results = client.post_batch(requests).await?;
+                    if let Some(failed) = results.iter().find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_)))) {
+                        return Err(tonic::Status::internal(format!("a batched post failed: {failed:?}")));
+                    }
+                }
                 latencies.push(t.elapsed());
             }
             Ok::<_, tonic::Status>(latencies)
@@ -122,25 +150,65 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     for task in tasks {
         latencies.extend(task.await??);
     }
-    let elapsed = started.elapsed();
-    latencies.sort();
+    let what = if args.batch == 1 {
+        format!("writes: concurrent single posts from {} clients (latency per post)", args.clients)
+    } else {
+        format!("writes: PostBatch of {} from {} clients (latency per call)", args.batch, args.clients)
+    };
+    report(&what, (calls * args.batch) as usize, started.elapsed(), latencies);
+
+    // 2. Inclusion proofs against the newest checkpoint.
+    if args.proof_seconds > 0 {
+        let record_count = engine.record_count();
+        engine.checkpoints().sign(record_count, engine.state()).map_err(|e| anyhow::anyhow!(e.message))?;
+        let started = Instant::now();
+        let until = started + Duration::from_secs(args.proof_seconds);
+        let mut tasks = Vec::new();
+        for worker in 0..args.clients {
+            let mut client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut index = worker.wrapping_mul(7_919) % record_count;
+                while Instant::now() < until {
+                    index = (index * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407) % record_count;
+                    let t = Instant::now();
+                    let proof = client
+                        .audit
+                        .get_inclusion_proof(pb::GetInclusionProofRequest { index, tree_size: record_count })
+                        .await?
+                        .into_inner();
+                    latencies.push(t.elapsed());
+                    if proof.hashes.is_empty() && record_count > 1 {
+                        return Err(tonic::Status::internal("an empty proof"));
+                    }
+                }
+                Ok::<_, tonic::Status>(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for task in tasks {
+            latencies.extend(task.await??);
+        }
+        let what = format!("inclusion proofs: GetInclusionProof from {} clients, tree of {record_count} records", args.clients);
+        report(&what, latencies.len(), started.elapsed(), latencies);
+    }
+
     let _ = stop.send(());
     server.await?.map_err(anyhow::Error::msg)?;
-    println!("concurrent single posts (each acknowledged after its batch's fdatasync)");
-    println!("  records:    {}", latencies.len());
-    println!("  clients:    {}", args.clients);
-    println!("  elapsed:    {:.2} s", elapsed.as_secs_f64());
-    println!(
-        "  throughput: {:.0} records/s",
-        latencies.len() as f64 / elapsed.as_secs_f64()
-    );
-    println!(
-        "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
-        percentile(&latencies, 50.0).as_secs_f64() * 1e3,
-        percentile(&latencies, 90.0).as_secs_f64() * 1e3,
-        percentile(&latencies, 99.0).as_secs_f64() * 1e3,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
-    );
+    drop(engine);
+
+    // 3. The audit's replay: every signature, authority, effect, leaf hash.
+    if args.audit {
+        let journal = Journal::open(&data_dir)?;
+        let started = Instant::now();
+        let mut replay = Replay::new();
+        for frame in journal.scan(0)? {
+            let frame = frame.map_err(|e| anyhow::anyhow!("{e}"))?;
+            replay.push(&frame.record).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        replay.summary().map_err(|e| anyhow::anyhow!(e))?;
+        report("audit replay: full check of every record from genesis", replay.record_count() as usize, started.elapsed(), Vec::new());
+    }
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
     }
