@@ -57,7 +57,10 @@ fn report(what: &str, count: usize, elapsed: Duration, mut latencies: Vec<Durati
     println!("{what}");
     println!("  count:      {count}");
     println!("  elapsed:    {:.2} s", elapsed.as_secs_f64());
-    println!("  throughput: {:.0} /s", count as f64 / elapsed.as_secs_f64());
+    println!(
+        "  throughput: {:.0} /s",
+        count as f64 / elapsed.as_secs_f64()
+    );
     if !latencies.is_empty() {
         println!(
             "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
@@ -84,29 +87,50 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         bail!("--clients, --records and --batch must be above zero");
     }
     if args.batch > fundtrail_core::limits::POST_BATCH_REQUESTS_MAX as u64 {
-        bail!("--batch may be at most {}", fundtrail_core::limits::POST_BATCH_REQUESTS_MAX);
+        bail!(
+            "--batch may be at most {}",
+            fundtrail_core::limits::POST_BATCH_REQUESTS_MAX
+        );
     }
     let (data_dir, temporary) = match args.data_dir {
         Some(dir) => (dir, false),
         None => (
-            std::env::temp_dir().join(format!("fundtrail-bench-{}", hex::encode(rand::random::<[u8; 6]>()))),
+            std::env::temp_dir().join(format!(
+                "fundtrail-bench-{}",
+                hex::encode(rand::random::<[u8; 6]>())
+            )),
             true,
         ),
     };
     let created = genesis::init(&data_dir, &RootOrg::default()).map_err(anyhow::Error::msg)?;
-    let config = EngineConfig { scrub_on_start: false, ..EngineConfig::new(data_dir.clone()) };
+    let config = EngineConfig {
+        scrub_on_start: false,
+        ..EngineConfig::new(data_dir.clone())
+    };
     let engine = Engine::open(config).map_err(anyhow::Error::msg)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(fundtrail_server::serve_on(engine.clone(), listener, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(fundtrail_server::serve_on(
+        engine.clone(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
 
     let root = Arc::new(Signer::from_key_file(&created.root_key_path)?);
     let mut client = Client::connect(&url).await?;
-    for (account_id, kind) in [("bench-treasury", pb::AccountKind::Treasury), ("bench-county", pb::AccountKind::Programme)] {
-        let open = pb::OpenAccount { account_id: account_id.into(), kind: kind as i32, name: account_id.into(), ..Default::default() };
+    for (account_id, kind) in [
+        ("bench-treasury", pb::AccountKind::Treasury),
+        ("bench-county", pb::AccountKind::Programme),
+    ] {
+        let open = pb::OpenAccount {
+            account_id: account_id.into(),
+            kind: kind as i32,
+            name: account_id.into(),
+            ..Default::default()
+        };
         client.post(&root, B::OpenAccount(open)).await?;
     }
     let appropriation = pb::Appropriation {
@@ -135,10 +159,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 if batch == 1 {
                     client.post(&root, transfer()).await?;
                 } else {
-                    let requests = (0..batch).map(|_| root.sign(&client.request(transfer()))).collect();
+                    let requests = (0..batch)
+                        .map(|_| root.sign(&client.request(transfer())))
+                        .collect();
                     let results = client.post_batch(requests).await?;
-                    if let Some(failed) = results.iter().find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_)))) {
-                        return Err(tonic::Status::internal(format!("a batched post failed: {failed:?}")));
+                    if let Some(failed) = results
+                        .iter()
+                        .find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_))))
+                    {
+                        return Err(tonic::Status::internal(format!(
+                            "a batched post failed: {failed:?}"
+                        )));
                     }
                 }
                 latencies.push(t.elapsed());
@@ -151,16 +182,30 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         latencies.extend(task.await??);
     }
     let what = if args.batch == 1 {
-        format!("writes: concurrent single posts from {} clients (latency per post)", args.clients)
+        format!(
+            "writes: concurrent single posts from {} clients (latency per post)",
+            args.clients
+        )
     } else {
-        format!("writes: PostBatch of {} from {} clients (latency per call)", args.batch, args.clients)
+        format!(
+            "writes: PostBatch of {} from {} clients (latency per call)",
+            args.batch, args.clients
+        )
     };
-    report(&what, (calls * args.batch) as usize, started.elapsed(), latencies);
+    report(
+        &what,
+        (calls * args.batch) as usize,
+        started.elapsed(),
+        latencies,
+    );
 
     // 2. Inclusion proofs against the newest checkpoint.
     if args.proof_seconds > 0 {
         let record_count = engine.record_count();
-        engine.checkpoints().sign(record_count, engine.state()).map_err(|e| anyhow::anyhow!(e.message))?;
+        engine
+            .checkpoints()
+            .sign(record_count, engine.state())
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         let started = Instant::now();
         let until = started + Duration::from_secs(args.proof_seconds);
         let mut tasks = Vec::new();
@@ -170,11 +215,15 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 let mut latencies = Vec::new();
                 let mut index = worker.wrapping_mul(7_919) % record_count;
                 while Instant::now() < until {
-                    index = (index * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407) % record_count;
+                    index = (index * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407)
+                        % record_count;
                     let t = Instant::now();
                     let proof = client
                         .audit
-                        .get_inclusion_proof(pb::GetInclusionProofRequest { index, tree_size: record_count })
+                        .get_inclusion_proof(pb::GetInclusionProofRequest {
+                            index,
+                            tree_size: record_count,
+                        })
                         .await?
                         .into_inner();
                     latencies.push(t.elapsed());
@@ -189,7 +238,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         for task in tasks {
             latencies.extend(task.await??);
         }
-        let what = format!("inclusion proofs: GetInclusionProof from {} clients, tree of {record_count} records", args.clients);
+        let what = format!(
+            "inclusion proofs: GetInclusionProof from {} clients, tree of {record_count} records",
+            args.clients
+        );
         report(&what, latencies.len(), started.elapsed(), latencies);
     }
 
@@ -207,7 +259,12 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             replay.push(&frame.record).map_err(|e| anyhow::anyhow!(e))?;
         }
         replay.summary().map_err(|e| anyhow::anyhow!(e))?;
-        report("audit replay: full check of every record from genesis", replay.record_count() as usize, started.elapsed(), Vec::new());
+        report(
+            "audit replay: full check of every record from genesis",
+            replay.record_count() as usize,
+            started.elapsed(),
+            Vec::new(),
+        );
     }
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
