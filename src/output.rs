@@ -195,23 +195,28 @@ fn entry_text(entry: &pb::Entry) -> String {
     };
     out.push_str(&format!("\n        {detail}"));
     for leg in &effects.legs {
-        let from = if leg.from_account_id.is_empty() {
-            "(appropriated)"
-        } else {
-            &leg.from_account_id
-        };
-        let to = if leg.to_account_id.is_empty() {
-            "(withdrawn)"
-        } else {
-            &leg.to_account_id
-        };
-        out.push_str(&format!(
-            "\n        {:>18}  source #{:<5} {from} → {to}",
-            yuan(leg.amount_fen),
-            leg.source_seq
-        ));
+        out.push_str(&format!("\n      {}", leg_line(leg)));
     }
     out
+}
+
+/// One leg: amount, source, from → to.
+fn leg_line(leg: &pb::Leg) -> String {
+    let from = if leg.from_account_id.is_empty() {
+        "(appropriated)"
+    } else {
+        &leg.from_account_id
+    };
+    let to = if leg.to_account_id.is_empty() {
+        "(withdrawn)"
+    } else {
+        &leg.to_account_id
+    };
+    format!(
+        "{:>18}  source #{:<5} {from} → {to}",
+        yuan(leg.amount_fen),
+        leg.source_seq
+    )
 }
 
 pub fn entry(entry: &pb::Entry, json: bool) {
@@ -374,21 +379,7 @@ pub fn posted(posted: &pb::PostResponse, idempotency_key: &str, json: bool) {
         println!("  registered key {}", effects.registered_key_id);
     }
     for leg in &effects.legs {
-        let from = if leg.from_account_id.is_empty() {
-            "(appropriated)"
-        } else {
-            &leg.from_account_id
-        };
-        let to = if leg.to_account_id.is_empty() {
-            "(withdrawn)"
-        } else {
-            &leg.to_account_id
-        };
-        println!(
-            "  {:>18}  source #{:<5} {from} → {to}",
-            yuan(leg.amount_fen),
-            leg.source_seq
-        );
+        println!("  {}", leg_line(leg));
     }
 }
 
