@@ -2,6 +2,7 @@
 //! requests and read the ledger. Thin: the work lives in `crates/`.
 
 mod bench;
+mod demo;
 mod logcmd;
 mod output;
 mod post;
@@ -17,7 +18,6 @@ use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT;
 use fundtrail_server::engine::EngineConfig;
 use fundtrail_server::genesis::{self, RootOrg};
-use fundtrail_server::ServeConfig;
 
 #[derive(Parser)]
 #[command(
@@ -89,6 +89,11 @@ enum Command {
         /// server's clock, in milliseconds.
         #[arg(long, env = "FUNDTRAIL_MAX_SKEW_MS", default_value_t = SIGNING_SKEW_MS_DEFAULT)]
         max_skew_ms: u64,
+        /// Seed a deterministic national demo scenario (三区三州 provinces,
+        /// counties, projects, 10,000 households, months of history) into an
+        /// empty data directory; a directory holding a ledger is served unchanged.
+        #[arg(long)]
+        demo: bool,
     },
     /// Generate an Ed25519 key pair into a new key file (mode 0600) and print
     /// its key id and public key, to register with `post register-org` or
@@ -252,6 +257,7 @@ async fn run(command: Command) -> Result<()> {
             root,
             listen,
             max_skew_ms,
+            demo,
         } => {
             if max_skew_ms > fundtrail_core::limits::SIGNING_SKEW_MS_MAX {
                 bail!(
@@ -259,19 +265,25 @@ async fn run(command: Command) -> Result<()> {
                     fundtrail_core::limits::SIGNING_SKEW_MS_MAX
                 );
             }
-            if !genesis::exists(&data.data_dir) {
-                let created =
+            let created = !genesis::exists(&data.data_dir);
+            if created {
+                let genesis =
                     genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
-                print_genesis(&created);
+                print_genesis(&genesis);
             }
-            let config = ServeConfig {
-                engine: EngineConfig {
-                    skew_ms_max: max_skew_ms,
-                    ..EngineConfig::new(data.data_dir.clone())
-                },
-                listen,
+            let config = EngineConfig {
+                skew_ms_max: max_skew_ms,
+                ..EngineConfig::new(data.data_dir.clone())
             };
-            fundtrail_server::serve(config, shutdown_signal())
+            let engine =
+                fundtrail_server::engine::Engine::open(config).map_err(anyhow::Error::msg)?;
+            if demo {
+                demo::prepare(engine.clone(), &data.data_dir, created).await?;
+            }
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            fundtrail_server::serve_on(engine, listener, shutdown_signal())
                 .await
                 .map_err(anyhow::Error::msg)?;
         }
@@ -300,6 +312,7 @@ async fn run(command: Command) -> Result<()> {
                     page_size,
                     page_token,
                     account_id: account.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await
                 .map_err(status)?
@@ -310,7 +323,10 @@ async fn run(command: Command) -> Result<()> {
             let mut client = connect(&server).await?;
             let account = client
                 .query
-                .get_account(pb::GetAccountRequest { account_id })
+                .get_account(pb::GetAccountRequest {
+                    account_id,
+                    ..Default::default()
+                })
                 .await
                 .map_err(status)?
                 .into_inner();

@@ -64,6 +64,7 @@ fn effects_json(effects: &Option<pb::Effects>) -> Value {
             "to_account_id": l.to_account_id,
             "source_seq": l.source_seq,
             "amount_fen": l.amount_fen,
+            "from_arrival_seq": l.from_arrival_seq,
         })).collect::<Value>(),
     })
 }
@@ -102,6 +103,35 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
         Some(B::Reversal(r)) => {
             json!({"target_seq": r.target_seq, "document_no": r.document_no, "reason": r.reason})
         }
+        Some(B::Consolidation(c)) => {
+            json!({"from_account_id": c.from_account_id, "pool_account_id": c.pool_account_id,
+            "amount_fen": c.amount_fen, "sources": sources_json(&c.sources), "plan_document_no": c.plan_document_no, "memo": c.memo})
+        }
+        Some(B::RegisterProject(r)) => {
+            json!({"account_id": r.account_id, "name": r.name, "category": r.category,
+            "location_code": r.location_code, "budget_fen": r.budget_fen, "performance_targets": r.performance_targets,
+            "responsible_unit": r.responsible_unit, "fiscal_year": r.fiscal_year})
+        }
+        Some(B::AnnounceProject(a)) => {
+            json!({"account_id": a.account_id, "document_no": a.document_no, "memo": a.memo})
+        }
+        Some(B::Allocation(a)) => {
+            json!({"pool_account_id": a.pool_account_id, "project_account_id": a.project_account_id,
+            "amount_fen": a.amount_fen, "sources": sources_json(&a.sources), "document_no": a.document_no, "memo": a.memo})
+        }
+        Some(B::RegisterHousehold(r)) => {
+            json!({"account_id": r.account_id, "household_ref": r.household_ref,
+            "village_code": r.village_code, "basis": r.basis().as_str_name(), "members": r.members})
+        }
+        Some(B::SetHouseholdStatus(h)) => {
+            json!({"account_id": h.account_id, "status": h.status().as_str_name(),
+            "document_no": h.document_no, "reason": h.reason})
+        }
+        Some(B::Return(r)) => {
+            json!({"from_account_id": r.from_account_id, "to_account_id": r.to_account_id,
+            "amount_fen": r.amount_fen, "sources": sources_json(&r.sources), "kind": r.kind().as_str_name(),
+            "document_no": r.document_no, "reason": r.reason})
+        }
     }
 }
 
@@ -121,6 +151,8 @@ fn entry_json(entry: &pb::Entry) -> Value {
         "signed_at_ms": body.signed_at_ms,
         "body": body_json(&body.body),
         "effects": effects_json(&entry.effects),
+        "value_date": entry.effects.as_ref().map(|e| fundtrail_core::dates::format_date(e.value_day)),
+        "imported": body.imported,
         "reversed_by_seq": entry.reversed_by_seq,
     })
 }
@@ -190,6 +222,54 @@ fn entry_text(entry: &pb::Entry) -> String {
         Some(B::Reversal(r)) => format!(
             "reverses #{}  文号 {}  {}",
             r.target_seq, r.document_no, r.reason
+        ),
+        Some(B::Consolidation(c)) => format!(
+            "{} {} → pool {}  整合方案 {}",
+            yuan(c.amount_fen),
+            c.from_account_id,
+            c.pool_account_id,
+            c.plan_document_no
+        ),
+        Some(B::RegisterProject(r)) => format!(
+            "project {} {} ({}, {}) budget {}  绩效目标: {}",
+            r.account_id,
+            r.name,
+            r.category,
+            r.location_code,
+            yuan(r.budget_fen),
+            r.performance_targets.join("; ")
+        ),
+        Some(B::AnnounceProject(a)) => {
+            format!("project {} announced  文号 {}", a.account_id, a.document_no)
+        }
+        Some(B::Allocation(a)) => format!(
+            "{} pool {} → project {}  文号 {}",
+            yuan(a.amount_fen),
+            a.pool_account_id,
+            a.project_account_id,
+            a.document_no
+        ),
+        Some(B::RegisterHousehold(r)) => format!(
+            "household {} (registry {}, village {}, {} members)",
+            r.account_id, r.household_ref, r.village_code, r.members
+        ),
+        Some(B::SetHouseholdStatus(h)) => format!(
+            "household {} → {}  文号 {}  {}",
+            h.account_id,
+            h.status()
+                .as_str_name()
+                .trim_start_matches("HOUSEHOLD_STATUS_"),
+            h.document_no,
+            h.reason
+        ),
+        Some(B::Return(r)) => format!(
+            "{} {} → {} returned ({})  文号 {}  {}",
+            yuan(r.amount_fen),
+            r.from_account_id,
+            r.to_account_id,
+            r.kind().as_str_name().trim_start_matches("RETURN_KIND_"),
+            r.document_no,
+            r.reason
         ),
         None => String::new(),
     };

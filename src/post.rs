@@ -22,6 +22,13 @@ pub struct PostArgs {
     /// returns the first result instead of recording twice. Default: random.
     #[arg(long)]
     idempotency_key: Option<String>,
+    /// Business date (记账日期), YYYY-MM-DD; default today. Past dates only
+    /// with --imported (or for household status changes).
+    #[arg(long, global = true)]
+    value_date: Option<String>,
+    /// The record is carried over from an earlier system.
+    #[arg(long, global = true)]
+    imported: bool,
     #[command(subcommand)]
     request: PostRequest,
 }
@@ -35,12 +42,30 @@ enum Role {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Basis {
+    PerHousehold,
+    PerPerson,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Status {
+    Registered,
+    Exited,
+    Ineligible,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ReturnKind {
+    IdleRecovery,
+    Clawback,
+    Surplus,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Kind {
     Treasury,
     Programme,
     Pool,
-    Project,
-    Household,
 }
 
 /// An amount given in yuan ("1234.56") and turned into fen exactly.
@@ -104,9 +129,6 @@ enum PostRequest {
         /// Fund programme code the account holds.
         #[arg(long, default_value = "")]
         programme: String,
-        /// Household registry id (household accounts only; never a name or ID number).
-        #[arg(long, default_value = "")]
-        household_ref: String,
     },
     /// Appropriate money into an account of the signing org (creates a source).
     Appropriate {
@@ -166,6 +188,109 @@ enum PostRequest {
         #[arg(long, default_value = "")]
         memo: String,
     },
+    /// Move programme money into the county's consolidated pool (统筹整合).
+    Consolidate {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        pool: String,
+        #[arg(long, value_parser = yuan)]
+        amount: u64,
+        #[arg(long = "source", value_parser = earmark)]
+        sources: Vec<pb::SourceAmount>,
+        /// 文号 of the integration plan (整合方案).
+        #[arg(long)]
+        plan: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Enter a project into the county project library and open its account.
+    RegisterProject {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        category: String,
+        /// Division code where it is built.
+        #[arg(long)]
+        location: String,
+        #[arg(long, value_parser = yuan)]
+        budget: u64,
+        /// A performance target (绩效目标); repeatable. Without one the project may not receive money.
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        #[arg(long)]
+        responsible_unit: String,
+        #[arg(long)]
+        fiscal_year: u32,
+    },
+    /// Record a project's public announcement (公告公示).
+    AnnounceProject {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Allocate pool money to a library project.
+    Allocate {
+        #[arg(long)]
+        pool: String,
+        #[arg(long)]
+        project: String,
+        #[arg(long, value_parser = yuan)]
+        amount: u64,
+        #[arg(long = "source", value_parser = earmark)]
+        sources: Vec<pb::SourceAmount>,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value = "")]
+        memo: String,
+    },
+    /// Register a household (registry id only: never a name or ID number).
+    RegisterHousehold {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        household_ref: String,
+        /// 9- or 12-digit township/village code.
+        #[arg(long)]
+        village: String,
+        #[arg(long, value_enum, default_value = "per-household")]
+        basis: Basis,
+        #[arg(long, default_value_t = 1)]
+        members: u32,
+    },
+    /// Change a household's status from --value-date on.
+    SetHouseholdStatus {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long, value_enum)]
+        status: Status,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Send money back up (idle-fund recovery, clawback, surplus).
+    Return {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_parser = yuan)]
+        amount: u64,
+        #[arg(long = "source", value_parser = earmark)]
+        sources: Vec<pb::SourceAmount>,
+        #[arg(long, value_enum)]
+        kind: ReturnKind,
+        #[arg(long)]
+        document: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// Reverse an earlier movement with a compensating record.
     Reverse {
         /// Sequence number of the record to reverse.
@@ -222,19 +347,16 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             kind,
             name,
             programme,
-            household_ref,
         } => B::OpenAccount(pb::OpenAccount {
             account_id,
             kind: match kind {
                 Kind::Treasury => pb::AccountKind::Treasury,
                 Kind::Programme => pb::AccountKind::Programme,
                 Kind::Pool => pb::AccountKind::Pool,
-                Kind::Project => pb::AccountKind::Project,
-                Kind::Household => pb::AccountKind::Household,
             } as i32,
             name,
             programme_code: programme,
-            household_ref,
+            household_ref: String::new(),
         }),
         PostRequest::Appropriate {
             account,
@@ -289,6 +411,116 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             document_no: document,
             memo,
         }),
+        PostRequest::Consolidate {
+            from,
+            pool,
+            amount,
+            sources,
+            plan,
+            memo,
+        } => B::Consolidation(pb::Consolidation {
+            from_account_id: from,
+            pool_account_id: pool,
+            amount_fen: amount,
+            sources,
+            plan_document_no: plan,
+            memo,
+        }),
+        PostRequest::RegisterProject {
+            account_id,
+            name,
+            category,
+            location,
+            budget,
+            targets,
+            responsible_unit,
+            fiscal_year,
+        } => B::RegisterProject(pb::RegisterProject {
+            account_id,
+            name,
+            category,
+            location_code: location,
+            budget_fen: budget,
+            performance_targets: targets,
+            responsible_unit,
+            fiscal_year,
+        }),
+        PostRequest::AnnounceProject {
+            account_id,
+            document,
+            memo,
+        } => B::AnnounceProject(pb::AnnounceProject {
+            account_id,
+            document_no: document,
+            memo,
+        }),
+        PostRequest::Allocate {
+            pool,
+            project,
+            amount,
+            sources,
+            document,
+            memo,
+        } => B::Allocation(pb::Allocation {
+            pool_account_id: pool,
+            project_account_id: project,
+            amount_fen: amount,
+            sources,
+            document_no: document,
+            memo,
+        }),
+        PostRequest::RegisterHousehold {
+            account_id,
+            household_ref,
+            village,
+            basis,
+            members,
+        } => B::RegisterHousehold(pb::RegisterHousehold {
+            account_id,
+            household_ref,
+            village_code: village,
+            basis: match basis {
+                Basis::PerHousehold => pb::SubsidyBasis::PerHousehold,
+                Basis::PerPerson => pb::SubsidyBasis::PerPerson,
+            } as i32,
+            members,
+        }),
+        PostRequest::SetHouseholdStatus {
+            account_id,
+            status,
+            document,
+            reason,
+        } => B::SetHouseholdStatus(pb::SetHouseholdStatus {
+            account_id,
+            status: match status {
+                Status::Registered => pb::HouseholdStatus::Registered,
+                Status::Exited => pb::HouseholdStatus::Exited,
+                Status::Ineligible => pb::HouseholdStatus::Ineligible,
+            } as i32,
+            document_no: document,
+            reason,
+        }),
+        PostRequest::Return {
+            from,
+            to,
+            amount,
+            sources,
+            kind,
+            document,
+            reason,
+        } => B::Return(pb::Return {
+            from_account_id: from,
+            to_account_id: to,
+            amount_fen: amount,
+            sources,
+            kind: match kind {
+                ReturnKind::IdleRecovery => pb::ReturnKind::IdleRecovery,
+                ReturnKind::Clawback => pb::ReturnKind::Clawback,
+                ReturnKind::Surplus => pb::ReturnKind::Surplus,
+            } as i32,
+            document_no: document,
+            reason,
+        }),
         PostRequest::Reverse {
             seq,
             document,
@@ -309,7 +541,9 @@ pub async fn run(args: PostArgs) -> Result<()> {
     if idempotency_key.is_empty() {
         bail!("--idempotency-key may not be empty");
     }
-    let request = client.request_with_key(body, idempotency_key.clone());
+    let mut request = client.request_with_key(body, idempotency_key.clone());
+    request.value_date = args.value_date.unwrap_or_default();
+    request.imported = args.imported;
     let posted = client
         .post_signed(signer.sign(&request))
         .await

@@ -463,7 +463,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
             "household account without registry id",
             signed(county, household("dx-hh-0002", "")),
             Code::InvalidArgument,
-            Some("open_account.household_ref"),
+            Some("register_household.household_ref"),
         ),
         case(
             "unknown account kind",
@@ -610,7 +610,8 @@ async fn queries_refuse_bad_input() {
     assert_eq!(
         code(
             q.get_account(pb::GetAccountRequest {
-                account_id: "nope".into()
+                account_id: "nope".into(),
+                ..Default::default()
             })
             .await
         ),
@@ -619,7 +620,8 @@ async fn queries_refuse_bad_input() {
     assert_eq!(
         code(
             q.get_account(pb::GetAccountRequest {
-                account_id: "bad id!".into()
+                account_id: "bad id!".into(),
+                ..Default::default()
             })
             .await
         ),
@@ -730,6 +732,7 @@ fn a_signed_request_is_plain_protobuf() {
         idempotency_key: "k".into(),
         signed_at_ms: 1,
         body: None,
+        ..Default::default()
     };
     let bytes = request.encode_to_vec();
     assert_eq!(pb::Request::decode(bytes.as_slice()).unwrap(), request);

@@ -271,6 +271,7 @@ async fn list_all_entries(client: &mut Client) -> Vec<pb::Entry> {
                 page_size: 1000,
                 page_token: page_token.clone(),
                 account_id: String::new(),
+                ..Default::default()
             })
             .await
             .expect("ListEntries")

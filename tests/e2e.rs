@@ -40,6 +40,7 @@ async fn transfer_chain_to_a_household_survives_restart() {
         .query
         .get_account(pb::GetAccountRequest {
             account_id: "dx-hh-0001".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -350,6 +351,7 @@ async fn earmarked_sources_are_spent_as_named_and_otherwise_oldest_first() {
         .query
         .get_account(pb::GetAccountRequest {
             account_id: "mof-a".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

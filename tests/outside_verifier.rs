@@ -175,7 +175,7 @@ fn parse_record(bytes: &[u8]) -> Result<Record<'_>, String> {
     })
 }
 
-const BODY_KINDS: [(u64, &str); 9] = [
+const BODY_KINDS: [(u64, &str); 16] = [
     (10, "genesis"),
     (11, "register_org"),
     (12, "add_key"),
@@ -185,6 +185,13 @@ const BODY_KINDS: [(u64, &str); 9] = [
     (16, "transfer"),
     (17, "disbursement"),
     (18, "reversal"),
+    (19, "consolidation"),
+    (20, "register_project"),
+    (21, "announce_project"),
+    (22, "allocation"),
+    (23, "register_household"),
+    (24, "set_household_status"),
+    (25, "return"),
 ];
 
 struct Request<'a> {
@@ -200,7 +207,7 @@ fn parse_request(payload: &[u8]) -> Result<Request<'_>, String> {
         .fields
         .iter()
         .filter_map(|(n, v)| match v {
-            Value::Len(b) if (10..=18).contains(n) => Some((*n, *b)),
+            Value::Len(b) if (10..=25).contains(n) => Some((*n, *b)),
             _ => None,
         })
         .collect();

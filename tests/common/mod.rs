@@ -129,12 +129,12 @@ pub fn open_account(id: &str, kind: pb::AccountKind, name: &str) -> B {
 }
 
 pub fn household(id: &str, registry_ref: &str) -> B {
-    B::OpenAccount(pb::OpenAccount {
+    B::RegisterHousehold(pb::RegisterHousehold {
         account_id: id.into(),
-        kind: pb::AccountKind::Household as i32,
-        name: "建档立卡户".into(),
         household_ref: registry_ref.into(),
-        ..Default::default()
+        village_code: "622926100201".into(),
+        basis: pb::SubsidyBasis::PerHousehold as i32,
+        members: 4,
     })
 }
 
@@ -190,6 +190,7 @@ pub async fn balance(client: &mut Client, account: &str) -> u64 {
         .query
         .get_account(pb::GetAccountRequest {
             account_id: account.into(),
+            ..Default::default()
         })
         .await
         .expect("get account")

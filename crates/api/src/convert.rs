@@ -172,13 +172,122 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             document_no: r.document_no,
             reason: r.reason,
         }),
+        Some(B::Consolidation(c)) => m::Body::Consolidation(m::Consolidation {
+            from_account_id: c.from_account_id,
+            pool_account_id: c.pool_account_id,
+            amount: Fen(c.amount_fen),
+            sources: earmarks(c.sources),
+            plan_document_no: c.plan_document_no,
+            memo: c.memo,
+        }),
+        Some(B::RegisterProject(r)) => m::Body::RegisterProject(m::RegisterProject {
+            account_id: r.account_id,
+            name: r.name,
+            category: r.category,
+            location_code: r.location_code,
+            budget: Fen(r.budget_fen),
+            performance_targets: r.performance_targets,
+            responsible_unit: r.responsible_unit,
+            fiscal_year: r.fiscal_year,
+        }),
+        Some(B::AnnounceProject(a)) => m::Body::AnnounceProject(m::AnnounceProject {
+            account_id: a.account_id,
+            document_no: a.document_no,
+            memo: a.memo,
+        }),
+        Some(B::Allocation(a)) => m::Body::Allocation(m::Allocation {
+            pool_account_id: a.pool_account_id,
+            project_account_id: a.project_account_id,
+            amount: Fen(a.amount_fen),
+            sources: earmarks(a.sources),
+            document_no: a.document_no,
+            memo: a.memo,
+        }),
+        Some(B::RegisterHousehold(r)) => m::Body::RegisterHousehold(m::RegisterHousehold {
+            basis: match pb::SubsidyBasis::try_from(r.basis) {
+                Ok(pb::SubsidyBasis::PerHousehold) => m::SubsidyBasis::PerHousehold,
+                Ok(pb::SubsidyBasis::PerPerson) => m::SubsidyBasis::PerPerson,
+                _ => {
+                    return Err(Rejection::invalid(
+                        "register_household.basis",
+                        "the subsidy basis must be PER_HOUSEHOLD or PER_PERSON",
+                    ))
+                }
+            },
+            account_id: r.account_id,
+            household_ref: r.household_ref,
+            village_code: r.village_code,
+            members: r.members,
+        }),
+        Some(B::SetHouseholdStatus(s)) => m::Body::SetHouseholdStatus(m::SetHouseholdStatus {
+            status: household_status("set_household_status.status", s.status)?,
+            account_id: s.account_id,
+            document_no: s.document_no,
+            reason: s.reason,
+        }),
+        Some(B::Return(r)) => m::Body::Return(m::Return {
+            kind: match pb::ReturnKind::try_from(r.kind) {
+                Ok(pb::ReturnKind::IdleRecovery) => m::ReturnKind::IdleRecovery,
+                Ok(pb::ReturnKind::Clawback) => m::ReturnKind::Clawback,
+                Ok(pb::ReturnKind::Surplus) => m::ReturnKind::Surplus,
+                _ => {
+                    return Err(Rejection::invalid(
+                        "return.kind",
+                        "the return kind must be IDLE_RECOVERY, CLAWBACK or SURPLUS",
+                    ))
+                }
+            },
+            from_account_id: r.from_account_id,
+            to_account_id: r.to_account_id,
+            amount: Fen(r.amount_fen),
+            sources: earmarks(r.sources),
+            document_no: r.document_no,
+            reason: r.reason,
+        }),
+    };
+    let value_date = if request.value_date.is_empty() {
+        None
+    } else {
+        Some(
+            fundtrail_core::dates::parse_date(&request.value_date).ok_or_else(|| {
+                Rejection::invalid(
+                    "value_date",
+                    format!(
+                        "the value date {:?} is not a date like 2026-03-15",
+                        request.value_date
+                    ),
+                )
+            })?,
+        )
     };
     Ok(m::Request {
         ledger_id: request.ledger_id,
         idempotency_key: request.idempotency_key,
         signed_at_ms: request.signed_at_ms,
+        value_date,
+        imported: request.imported,
         body,
     })
+}
+
+fn household_status(field: &str, value: i32) -> Result<m::HouseholdStatus, Rejection> {
+    match pb::HouseholdStatus::try_from(value) {
+        Ok(pb::HouseholdStatus::Registered) => Ok(m::HouseholdStatus::Registered),
+        Ok(pb::HouseholdStatus::Exited) => Ok(m::HouseholdStatus::Exited),
+        Ok(pb::HouseholdStatus::Ineligible) => Ok(m::HouseholdStatus::Ineligible),
+        _ => Err(Rejection::invalid(
+            field,
+            "the status must be REGISTERED, EXITED or INELIGIBLE",
+        )),
+    }
+}
+
+pub fn household_status_to_pb(status: m::HouseholdStatus) -> pb::HouseholdStatus {
+    match status {
+        m::HouseholdStatus::Registered => pb::HouseholdStatus::Registered,
+        m::HouseholdStatus::Exited => pb::HouseholdStatus::Exited,
+        m::HouseholdStatus::Ineligible => pb::HouseholdStatus::Ineligible,
+    }
 }
 
 pub fn effects_to_pb(effects: &m::Effects) -> pb::Effects {
@@ -192,9 +301,11 @@ pub fn effects_to_pb(effects: &m::Effects) -> pb::Effects {
                 to_account_id: leg.to_account_id.clone().unwrap_or_default(),
                 source_seq: leg.source_seq,
                 amount_fen: leg.amount.0,
+                from_arrival_seq: leg.from_arrival_seq,
             })
             .collect(),
         registered_key_id: effects.registered_key_id.clone().unwrap_or_default(),
+        value_day: effects.value_day,
     }
 }
 
@@ -212,6 +323,13 @@ pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
         Some(B::Transfer(_)) => "Transfer",
         Some(B::Disbursement(_)) => "Disbursement",
         Some(B::Reversal(_)) => "Reversal",
+        Some(B::Consolidation(_)) => "Consolidation",
+        Some(B::RegisterProject(_)) => "RegisterProject",
+        Some(B::AnnounceProject(_)) => "AnnounceProject",
+        Some(B::Allocation(_)) => "Allocation",
+        Some(B::RegisterHousehold(_)) => "RegisterHousehold",
+        Some(B::SetHouseholdStatus(_)) => "SetHouseholdStatus",
+        Some(B::Return(_)) => "Return",
     }
 }
 
@@ -252,13 +370,13 @@ pub fn account_to_pb(
         opened_seq: account.opened_seq,
         balance_fen: u64::try_from(account.balance()).unwrap_or(u64::MAX),
         balances: account
-            .balances
-            .iter()
-            .map(|(&source_seq, amount)| {
+            .balances()
+            .into_iter()
+            .map(|(source_seq, amount)| {
                 let details = source(source_seq);
                 pb::SourceBalance {
                     source_seq,
-                    amount_fen: amount.0,
+                    amount_fen: u64::try_from(amount).unwrap_or(u64::MAX),
                     programme_code: details
                         .as_ref()
                         .map(|s| s.programme_code.clone())

@@ -157,6 +157,7 @@ impl Client {
             idempotency_key,
             signed_at_ms: now_ms(),
             body: Some(body),
+            ..Default::default()
         }
     }
 

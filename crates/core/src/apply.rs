@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::limits::ACCOUNT_SOURCES_MAX;
+use crate::dates::Day;
+use crate::limits::ACCOUNT_LOTS_MAX;
 use crate::model::*;
 use crate::money::Fen;
 use crate::state::{key, Kv, StateRead, Txn};
@@ -60,6 +61,7 @@ pub fn apply<K: Kv + ?Sized>(
                 payload_sha256,
             },
         );
+        index_record(&mut txn, ctx.seq, &effects.signer_org_id, &request.body);
         return Ok(Outcome::Accepted {
             effects,
             writes: txn.into_writes(),
@@ -120,79 +122,201 @@ pub fn apply<K: Kv + ?Sized>(
             signer.org_id, signer.key_id
         ))
     })?;
+    let day = value_day(ctx, request)?;
 
     let mut effects = Effects {
         signer_org_id: org.org_id.clone(),
+        value_day: day,
         ..Effects::default()
+    };
+    let mut m = Mover {
+        txn: &mut txn,
+        seq: ctx.seq,
+        day,
+        legs: Vec::new(),
     };
     match &request.body {
         Body::Genesis(_) => unreachable!("handled above"),
-        Body::RegisterOrg(r) => register_org(&mut txn, ctx, &org, r, &mut effects)?,
-        Body::AddKey(a) => add_key(&mut txn, ctx, &org, a, &mut effects)?,
-        Body::RevokeKey(r) => revoke_key(&mut txn, ctx, &org, r)?,
-        Body::OpenAccount(o) => open_account(&mut txn, ctx, &org, o)?,
-        Body::Appropriation(a) => appropriation(&mut txn, ctx, &org, a, &mut effects)?,
+        Body::RegisterOrg(r) => register_org(m.txn, ctx, &org, r, &mut effects)?,
+        Body::AddKey(a) => add_key(m.txn, ctx, &org, a, &mut effects)?,
+        Body::RevokeKey(r) => revoke_key(m.txn, ctx, &org, r)?,
+        Body::OpenAccount(o) => open_account(m.txn, ctx, &org, o)?,
+        Body::RegisterProject(r) => register_project(m.txn, ctx, &org, r)?,
+        Body::AnnounceProject(a) => announce_project(m.txn, ctx, &org, a)?,
+        Body::RegisterHousehold(r) => register_household(m.txn, ctx, &org, r)?,
+        Body::SetHouseholdStatus(s) => set_household_status(m.txn, ctx, &org, s, day)?,
+        Body::Appropriation(a) => appropriation(&mut m, &org, a)?,
         Body::Transfer(t) => {
-            let from = debit_account(&txn, &org, "transfer.from_account_id", &t.from_account_id)?;
-            let to = credit_account(&txn, "transfer.to_account_id", &t.to_account_id)?;
-            if to.kind == AccountKind::Household {
+            let from = debit_account(m.txn, &org, "transfer.from_account_id", &t.from_account_id)?;
+            let to = credit_account(m.txn, "transfer.to_account_id", &t.to_account_id)?;
+            match to.kind {
+                AccountKind::Household => {
+                    return Err(Rejection::precondition(
+                        "transfer.to_account_id",
+                        format!("{} is a household account; pay households with a Disbursement", to.account_id),
+                    ))
+                }
+                AccountKind::Project => {
+                    return Err(Rejection::precondition(
+                        "transfer.to_account_id",
+                        format!("{} is a library project; fund projects with an Allocation from the county pool", to.account_id),
+                    ))
+                }
+                _ => {}
+            }
+            m.move_money(from, to, t.amount, &t.sources, "transfer.sources")?;
+        }
+        Body::Consolidation(c) => {
+            let from = debit_account(
+                m.txn,
+                &org,
+                "consolidation.from_account_id",
+                &c.from_account_id,
+            )?;
+            if from.kind != AccountKind::Programme {
                 return Err(Rejection::precondition(
-                    "transfer.to_account_id",
+                    "consolidation.from_account_id",
                     format!(
-                        "{} is a household account; pay households with a Disbursement",
-                        to.account_id
+                        "consolidation takes programme money; {} is a {:?} account",
+                        from.account_id, from.kind
                     ),
                 ));
             }
-            move_money(
-                &mut txn,
-                from,
-                to,
-                t.amount,
-                &t.sources,
-                "transfer.sources",
-                &mut effects,
+            let to = credit_account(m.txn, "consolidation.pool_account_id", &c.pool_account_id)?;
+            if to.kind != AccountKind::Pool || to.owner_org_id != org.org_id {
+                return Err(Rejection::precondition(
+                    "consolidation.pool_account_id",
+                    format!(
+                        "{} is not a consolidated pool of {}",
+                        to.account_id, org.org_id
+                    ),
+                ));
+            }
+            m.move_money(from, to, c.amount, &c.sources, "consolidation.sources")?;
+        }
+        Body::Allocation(a) => {
+            let from = debit_account(
+                m.txn,
+                &org,
+                "allocation.pool_account_id",
+                &a.pool_account_id,
             )?;
+            if from.kind != AccountKind::Pool {
+                return Err(Rejection::precondition(
+                    "allocation.pool_account_id",
+                    format!("allocations come from the county's consolidated pool; {} is a {:?} account", from.account_id, from.kind),
+                ));
+            }
+            let to = credit_account(
+                m.txn,
+                "allocation.project_account_id",
+                &a.project_account_id,
+            )?;
+            let field = "allocation.project_account_id";
+            let mut project = m.txn.project(&to.account_id)?.ok_or_else(|| {
+                Rejection::precondition(
+                    field,
+                    format!("{} is not in a county project library", to.account_id),
+                )
+            })?;
+            if project.owner_org_id != org.org_id {
+                return Err(Rejection::precondition(
+                    field,
+                    format!(
+                        "project {} is in the library of {}, not of {}",
+                        project.account_id, project.owner_org_id, org.org_id
+                    ),
+                ));
+            }
+            if project.performance_targets.is_empty() {
+                return Err(Rejection::precondition(
+                    field,
+                    format!(
+                        "project {} has no performance target (绩效目标) and may not receive money",
+                        project.account_id
+                    ),
+                ));
+            }
+            let allocated = project.allocated.checked_add(a.amount).filter(|total| *total <= project.budget).ok_or_else(|| {
+                Rejection::precondition(
+                    field,
+                    format!(
+                        "project {} has a budget of {} and has been allocated {}; {} more would exceed it",
+                        project.account_id, project.budget, project.allocated, a.amount
+                    ),
+                )
+            })?;
+            project.allocated = allocated;
+            m.txn
+                .put(key::named(key::PROJECT, &project.account_id), &project);
+            m.move_money(from, to, a.amount, &a.sources, "allocation.sources")?;
         }
         Body::Disbursement(d) => {
             let from = debit_account(
-                &txn,
+                m.txn,
                 &org,
                 "disbursement.from_account_id",
                 &d.from_account_id,
             )?;
             let to = credit_account(
-                &txn,
+                m.txn,
                 "disbursement.household_account_id",
                 &d.household_account_id,
             )?;
-            if to.kind != AccountKind::Household {
+            let field = "disbursement.household_account_id";
+            let mut household = m.txn.household(&to.account_id)?.ok_or_else(|| {
+                Rejection::precondition(
+                    field,
+                    format!("{} is not a registered household", to.account_id),
+                )
+            })?;
+            if household.owner_org_id != org.org_id {
                 return Err(Rejection::precondition(
-                    "disbursement.household_account_id",
-                    format!("{} is not a registered household account", to.account_id),
-                ));
-            }
-            if to.owner_org_id != org.org_id {
-                return Err(Rejection::precondition(
-                    "disbursement.household_account_id",
+                    field,
                     format!(
                         "household {} is registered with {}, not with {}; only the county that registered a household pays it",
-                        to.account_id, to.owner_org_id, org.org_id
+                        to.account_id, household.owner_org_id, org.org_id
                     ),
                 ));
             }
-            move_money(
-                &mut txn,
-                from,
-                to,
-                d.amount,
-                &d.sources,
-                "disbursement.sources",
-                &mut effects,
-            )?;
+            if household.status_on(day) == HouseholdStatus::Ineligible {
+                return Err(Rejection::precondition(
+                    field,
+                    format!(
+                        "household {} is not eligible on {}",
+                        to.account_id,
+                        crate::dates::format_date(day)
+                    ),
+                ));
+            }
+            household.payments.push(HouseholdPayment {
+                seq: ctx.seq,
+                day,
+                amount: d.amount,
+                programme_code: d.programme_code.clone(),
+                period: d.period.clone(),
+                reversed: false,
+            });
+            m.txn.put(
+                key::named(key::HOUSEHOLD, &household.account_id),
+                &household,
+            );
+            m.move_money(from, to, d.amount, &d.sources, "disbursement.sources")?;
         }
-        Body::Reversal(r) => reversal(&mut txn, ctx, &org, r, &mut effects)?,
+        Body::Return(r) => {
+            let from = return_account(m.txn, &org, "return.from_account_id", &r.from_account_id)?;
+            let to = credit_account(m.txn, "return.to_account_id", &r.to_account_id)?;
+            if matches!(to.kind, AccountKind::Household | AccountKind::Project) {
+                return Err(Rejection::precondition(
+                    "return.to_account_id",
+                    format!("money is returned to a treasury, programme or pool account; {} is a {:?} account", to.account_id, to.kind),
+                ));
+            }
+            m.move_money(from, to, r.amount, &r.sources, "return.sources")?;
+        }
+        Body::Reversal(r) => reversal(&mut m, &org, r)?,
     }
+    effects.legs = std::mem::take(&mut m.legs);
     txn.put(
         key::idempotency(ctx.key_id, &request.idempotency_key),
         &IdempotencyEntry {
@@ -200,9 +324,12 @@ pub fn apply<K: Kv + ?Sized>(
             payload_sha256,
         },
     );
+    index_record(&mut txn, ctx.seq, &org.org_id, &request.body);
     if !effects.legs.is_empty() {
         let movement = Movement {
             seq: ctx.seq,
+            kind: request.body.kind().to_string(),
+            value_day: day,
             signer_org_id: org.org_id.clone(),
             legs: effects.legs.clone(),
             is_reversal: matches!(request.body, Body::Reversal(_)),
@@ -216,12 +343,77 @@ pub fn apply<K: Kv + ?Sized>(
             {
                 txn.put_raw(key::account_entry(account_id, ctx.seq), Vec::new());
             }
+            txn.put_raw(key::source_entry(leg.source_seq, ctx.seq), Vec::new());
+            if let (Some(from), Some(arrival)) = (&leg.from_account_id, leg.from_arrival_seq) {
+                txn.put_raw(
+                    key::lot_spend(from, leg.source_seq, arrival, ctx.seq),
+                    Vec::new(),
+                );
+            }
         }
     }
     Ok(Outcome::Accepted {
         effects,
         writes: txn.into_writes(),
     })
+}
+
+/// Indexes every record by signer org, kind and document number.
+fn index_record<K: Kv + ?Sized>(txn: &mut Txn<K>, seq: u64, org_id: &str, body: &Body) {
+    txn.put_raw(key::org_entry(org_id, seq), Vec::new());
+    txn.put_raw(key::kind_entry(body.kind(), seq), Vec::new());
+    if let Some(document_no) = document_no(body) {
+        txn.put_raw(key::document_entry(document_no, seq), Vec::new());
+    }
+}
+
+/// The authorising document a record cites, if it cites one.
+pub fn document_no(body: &Body) -> Option<&str> {
+    match body {
+        Body::Appropriation(a) => Some(&a.document_no),
+        Body::Transfer(t) => Some(&t.document_no),
+        Body::Disbursement(d) => Some(&d.document_no),
+        Body::Reversal(r) => Some(&r.document_no),
+        Body::Consolidation(c) => Some(&c.plan_document_no),
+        Body::AnnounceProject(a) => Some(&a.document_no),
+        Body::Allocation(a) => Some(&a.document_no),
+        Body::SetHouseholdStatus(s) => Some(&s.document_no),
+        Body::Return(r) => Some(&r.document_no),
+        _ => None,
+    }
+}
+
+/// The record's business date: the commit day unless the request names one.
+/// Never after the commit day; before it only for imported records and for
+/// household status changes (a finding about the past, made today).
+fn value_day(ctx: &Context, request: &Request) -> Result<Day, Rejection> {
+    let commit_day = crate::dates::day_of_ms(ctx.commit_time_ms);
+    let Some(day) = request.value_date else {
+        return Ok(commit_day);
+    };
+    if day > commit_day {
+        return Err(Rejection::invalid(
+            "value_date",
+            format!(
+                "the value date {} is after today ({}); a record cannot be dated in the future",
+                crate::dates::format_date(day),
+                crate::dates::format_date(commit_day)
+            ),
+        ));
+    }
+    let backdating_allowed =
+        request.imported || matches!(request.body, Body::SetHouseholdStatus(_));
+    if day < commit_day && !backdating_allowed {
+        return Err(Rejection::invalid(
+            "value_date",
+            format!(
+                "the value date {} is before today ({}); only records imported from an earlier system may carry past dates",
+                crate::dates::format_date(day),
+                crate::dates::format_date(commit_day)
+            ),
+        ));
+    }
+    Ok(day)
 }
 
 /// The signing key, if it is registered and the signature is its.
@@ -291,6 +483,7 @@ fn apply_genesis<K: Kv + ?Sized>(
         },
     );
     Ok(Effects {
+        value_day: crate::dates::day_of_ms(ctx.commit_time_ms),
         signer_org_id: genesis.root_org_id.clone(),
         legs: Vec::new(),
         registered_key_id: Some(key_id),
@@ -443,12 +636,16 @@ fn revoke_key<K: Kv + ?Sized>(
     Ok(())
 }
 
-fn open_account<K: Kv + ?Sized>(
-    txn: &mut Txn<K>,
+/// Checks that `org` may hold accounts and that `account_id` is free.
+fn new_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
     ctx: &Context,
     org: &Org,
-    o: &OpenAccount,
-) -> Result<(), Rejection> {
+    field: &str,
+    account_id: &str,
+    kind: AccountKind,
+    name: &str,
+) -> Result<Account, Rejection> {
     if !org.role.handles_money() {
         return Err(Rejection::denied(
             "key_id",
@@ -458,93 +655,232 @@ fn open_account<K: Kv + ?Sized>(
             ),
         ));
     }
-    if txn.account(&o.account_id)?.is_some() {
+    if txn.account(account_id)?.is_some() {
         return Err(Rejection::exists(
-            "open_account.account_id",
-            format!("account id {:?} is already taken", o.account_id),
+            field,
+            format!("account id {account_id:?} is already taken"),
         ));
     }
-    let account = Account {
-        account_id: o.account_id.clone(),
+    Ok(Account {
+        account_id: account_id.to_string(),
         owner_org_id: org.org_id.clone(),
-        kind: o.kind,
-        name: o.name.clone(),
-        programme_code: o.programme_code.clone(),
-        household_ref: o.household_ref.clone(),
+        kind,
+        name: name.to_string(),
+        programme_code: String::new(),
+        household_ref: String::new(),
         division_code: org.division_code.clone(),
         opened_seq: ctx.seq,
-        balances: BTreeMap::new(),
-    };
+        lots: BTreeMap::new(),
+    })
+}
+
+fn open_account<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    org: &Org,
+    o: &OpenAccount,
+) -> Result<(), Rejection> {
+    let field = "open_account.kind";
+    match o.kind {
+        AccountKind::Project => {
+            return Err(Rejection::invalid(
+                field,
+                "project accounts are opened by RegisterProject, with the project's library entry",
+            ))
+        }
+        AccountKind::Household => {
+            return Err(Rejection::invalid(
+                field,
+                "household accounts are opened by RegisterHousehold",
+            ))
+        }
+        _ => {}
+    }
+    let mut account = new_account(
+        txn,
+        ctx,
+        org,
+        "open_account.account_id",
+        &o.account_id,
+        o.kind,
+        &o.name,
+    )?;
+    account.programme_code = o.programme_code.clone();
     txn.put(key::named(key::ACCOUNT, &account.account_id), &account);
     Ok(())
 }
 
-fn appropriation<K: Kv + ?Sized>(
+fn register_project<K: Kv + ?Sized>(
     txn: &mut Txn<K>,
     ctx: &Context,
     org: &Org,
-    a: &Appropriation,
-    effects: &mut Effects,
+    r: &RegisterProject,
 ) -> Result<(), Rejection> {
-    if !org.role.handles_money() {
-        return Err(Rejection::denied(
-            "key_id",
-            format!(
-                "{} is an {:?} org and may not appropriate funds",
-                org.org_id, org.role
-            ),
-        ));
-    }
-    let mut account = txn.account(&a.account_id)?.ok_or_else(|| {
-        Rejection::not_found(
-            "appropriation.account_id",
-            format!("account {:?} does not exist", a.account_id),
-        )
-    })?;
-    if account.owner_org_id != org.org_id {
-        return Err(Rejection::denied(
-            "appropriation.account_id",
-            format!(
-                "account {} belongs to {}; {} may only appropriate into its own accounts",
-                account.account_id, account.owner_org_id, org.org_id
-            ),
-        ));
-    }
-    if !matches!(account.kind, AccountKind::Treasury | AccountKind::Programme) {
-        return Err(Rejection::precondition(
-            "appropriation.account_id",
-            format!(
-                "appropriations go into a treasury or programme account; {} is a {:?} account",
-                account.account_id, account.kind
-            ),
-        ));
-    }
-    credit(&mut account, ctx.seq, a.amount, "appropriation.account_id")?;
+    let account = new_account(
+        txn,
+        ctx,
+        org,
+        "register_project.account_id",
+        &r.account_id,
+        AccountKind::Project,
+        &r.name,
+    )?;
+    let project = Project {
+        account_id: r.account_id.clone(),
+        owner_org_id: org.org_id.clone(),
+        name: r.name.clone(),
+        category: r.category.clone(),
+        location_code: r.location_code.clone(),
+        budget: r.budget,
+        performance_targets: r.performance_targets.clone(),
+        responsible_unit: r.responsible_unit.clone(),
+        fiscal_year: r.fiscal_year,
+        registered_seq: ctx.seq,
+        allocated: Fen::ZERO,
+        announced_seq: None,
+        announcement_document_no: String::new(),
+    };
     txn.put(key::named(key::ACCOUNT, &account.account_id), &account);
-    txn.put(
-        key::seq(key::SOURCE, ctx.seq),
-        &Source {
-            source_seq: ctx.seq,
-            account_id: account.account_id.clone(),
-            amount: a.amount,
-            withdrawn: Fen::ZERO,
-            programme_code: a.programme_code.clone(),
-            fiscal_year: a.fiscal_year,
-            document_no: a.document_no.clone(),
-        },
-    );
-    effects.legs.push(Leg {
-        from_account_id: None,
-        to_account_id: Some(account.account_id),
-        source_seq: ctx.seq,
-        amount: a.amount,
-    });
+    txn.put(key::named(key::PROJECT, &project.account_id), &project);
     Ok(())
 }
+
+fn announce_project<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    org: &Org,
+    a: &AnnounceProject,
+) -> Result<(), Rejection> {
+    let field = "announce_project.account_id";
+    let mut project = txn.project(&a.account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            field,
+            format!("project {:?} is not in any project library", a.account_id),
+        )
+    })?;
+    if project.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "project {} belongs to {}",
+                project.account_id, project.owner_org_id
+            ),
+        ));
+    }
+    if let Some(seq) = project.announced_seq {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "project {} was already announced by record {seq}",
+                project.account_id
+            ),
+        ));
+    }
+    project.announced_seq = Some(ctx.seq);
+    project.announcement_document_no = a.document_no.clone();
+    txn.put(key::named(key::PROJECT, &project.account_id), &project);
+    Ok(())
+}
+
+fn register_household<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    org: &Org,
+    r: &RegisterHousehold,
+) -> Result<(), Rejection> {
+    let mut account = new_account(
+        txn,
+        ctx,
+        org,
+        "register_household.account_id",
+        &r.account_id,
+        AccountKind::Household,
+        "建档立卡户",
+    )?;
+    account.household_ref = r.household_ref.clone();
+    let household = Household {
+        account_id: r.account_id.clone(),
+        owner_org_id: org.org_id.clone(),
+        household_ref: r.household_ref.clone(),
+        village_code: r.village_code.clone(),
+        basis: r.basis,
+        members: r.members,
+        registered_seq: ctx.seq,
+        statuses: Vec::new(),
+        payments: Vec::new(),
+    };
+    txn.put(key::named(key::ACCOUNT, &account.account_id), &account);
+    txn.put(
+        key::named(key::HOUSEHOLD, &household.account_id),
+        &household,
+    );
+    Ok(())
+}
+
+fn set_household_status<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    org: &Org,
+    s: &SetHouseholdStatus,
+    day: Day,
+) -> Result<(), Rejection> {
+    let field = "set_household_status.account_id";
+    let mut household = txn.household(&s.account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            field,
+            format!("{:?} is not a registered household", s.account_id),
+        )
+    })?;
+    if household.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "household {} is registered with {}; only that county may change its status",
+                household.account_id, household.owner_org_id
+            ),
+        ));
+    }
+    if household.statuses.len() >= HOUSEHOLD_STATUS_CHANGES_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "household {} already has {HOUSEHOLD_STATUS_CHANGES_MAX} status changes",
+                household.account_id
+            ),
+        ));
+    }
+    household.statuses.push((day, s.status, ctx.seq));
+    txn.put(
+        key::named(key::HOUSEHOLD, &household.account_id),
+        &household,
+    );
+    Ok(())
+}
+
+/// Status changes one household may have.
+pub const HOUSEHOLD_STATUS_CHANGES_MAX: usize = 64;
 
 /// The account `org` wants to debit: it must exist, be `org`'s own, and not
 /// be a household account (households are final recipients).
 fn debit_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    org: &Org,
+    field: &str,
+    account_id: &str,
+) -> Result<Account, Rejection> {
+    let account = return_account(txn, org, field, account_id)?;
+    if account.kind == AccountKind::Household {
+        return Err(Rejection::precondition(
+            field,
+            format!("{account_id} is a household account; money paid to a household can only come back by a Return or by reversing the payment"),
+        ));
+    }
+    Ok(account)
+}
+
+/// The account `org` sends money back from: its own, household ones included.
+fn return_account<K: Kv + ?Sized>(
     txn: &Txn<K>,
     org: &Org,
     field: &str,
@@ -562,12 +898,6 @@ fn debit_account<K: Kv + ?Sized>(
             ),
         ));
     }
-    if account.kind == AccountKind::Household {
-        return Err(Rejection::precondition(
-            field,
-            format!("{account_id} is a household account; money paid to a household can only come back by reversing the payment"),
-        ));
-    }
     Ok(account)
 }
 
@@ -581,14 +911,87 @@ fn credit_account<K: Kv + ?Sized>(
     })
 }
 
-fn credit(
-    account: &mut Account,
-    source_seq: u64,
+/// Which lots pay `amount` out of `account` on `day`: of the named sources
+/// when earmarks are given, otherwise of any source; within that, oldest
+/// first (earliest arrival date, then earliest arrival record), which is
+/// deterministic and spends money in the order it arrived. Money that
+/// arrived after `day` cannot pay on `day`.
+pub fn pick_lots(
+    account: &Account,
     amount: Fen,
+    earmarks: &[Earmark],
+    day: Day,
+    field: &str,
+) -> Result<Vec<(LotKey, Fen)>, Rejection> {
+    let mut by_age: Vec<(&LotKey, &Lot)> = account
+        .lots
+        .iter()
+        .filter(|(_, lot)| lot.arrival_day <= day)
+        .collect();
+    by_age.sort_by_key(|(key, lot)| (lot.arrival_day, key.arrival_seq, key.source_seq));
+    let wants: Vec<(Option<u64>, Fen)> = if earmarks.is_empty() {
+        vec![(None, amount)]
+    } else {
+        earmarks
+            .iter()
+            .map(|e| (Some(e.source_seq), e.amount))
+            .collect()
+    };
+    let mut picked = Vec::new();
+    for (source, want) in wants {
+        let mut left = want;
+        for (key, lot) in by_age
+            .iter()
+            .filter(|(key, _)| source.is_none_or(|s| key.source_seq == s))
+        {
+            if left == Fen::ZERO {
+                break;
+            }
+            let take = lot.amount.min(left);
+            picked.push((**key, take));
+            left = Fen(left.0 - take.0);
+        }
+        if left != Fen::ZERO {
+            let held = match source {
+                Some(s) => account.balance_of(s),
+                None => account.balance(),
+            };
+            let what = source
+                .map(|s| format!(" of source {s}"))
+                .unwrap_or_default();
+            let later = if held >= u128::from(want.0) {
+                format!(
+                    "; part of it arrived after {}",
+                    crate::dates::format_date(day)
+                )
+            } else {
+                String::new()
+            };
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "insufficient funds: account {} holds {}{what}, the request needs {want}{later}",
+                    account.account_id,
+                    Fen(u64::try_from(held).unwrap_or(u64::MAX))
+                ),
+            ));
+        }
+    }
+    Ok(picked)
+}
+
+fn add_lot(
+    account: &mut Account,
+    key: LotKey,
+    amount: Fen,
+    arrival_day: Day,
     field: &str,
 ) -> Result<(), Rejection> {
-    let balance = account.balances.entry(source_seq).or_insert(Fen::ZERO);
-    *balance = balance.checked_add(amount).ok_or_else(|| {
+    let lot = account.lots.entry(key).or_insert(Lot {
+        amount: Fen::ZERO,
+        arrival_day,
+    });
+    lot.amount = lot.amount.checked_add(amount).ok_or_else(|| {
         Rejection::invalid(
             field,
             format!(
@@ -597,12 +1000,12 @@ fn credit(
             ),
         )
     })?;
-    if account.balances.len() > ACCOUNT_SOURCES_MAX {
+    if account.lots.len() > ACCOUNT_LOTS_MAX {
         return Err(Rejection::new(
             Code::ResourceExhausted,
             field,
             format!(
-                "account {} would hold more than {ACCOUNT_SOURCES_MAX} sources",
+                "account {} would hold more than {ACCOUNT_LOTS_MAX} lots",
                 account.account_id
             ),
         ));
@@ -610,135 +1013,179 @@ fn credit(
     Ok(())
 }
 
-fn debit(
+fn take_lot(
     account: &mut Account,
-    source_seq: u64,
+    key: LotKey,
     amount: Fen,
     field: &str,
-) -> Result<(), Rejection> {
-    let held = account
-        .balances
-        .get(&source_seq)
-        .copied()
-        .unwrap_or(Fen::ZERO);
-    let left = held.checked_sub(amount).ok_or_else(|| {
+) -> Result<Day, Rejection> {
+    let lot = account.lots.get_mut(&key).ok_or_else(|| {
         Rejection::precondition(
             field,
             format!(
-                "account {} holds {held} of source {source_seq}, less than the {amount} asked for",
-                account.account_id
+                "account {} holds nothing of lot {}/{}",
+                account.account_id, key.source_seq, key.arrival_seq
             ),
         )
     })?;
-    if left == Fen::ZERO {
-        account.balances.remove(&source_seq);
-    } else {
-        account.balances.insert(source_seq, left);
-    }
-    Ok(())
-}
-
-/// Which sources pay `amount` out of `account`: the earmarks when given,
-/// otherwise oldest source first (lowest source seq), which is deterministic
-/// and spends money in the order it arrived.
-pub fn attribute(
-    account: &Account,
-    amount: Fen,
-    earmarks: &[Earmark],
-    field: &str,
-) -> Result<Vec<Earmark>, Rejection> {
-    if !earmarks.is_empty() {
-        for earmark in earmarks {
-            let held = account
-                .balances
-                .get(&earmark.source_seq)
-                .copied()
-                .unwrap_or(Fen::ZERO);
-            if held < earmark.amount {
-                return Err(Rejection::precondition(
-                    field,
-                    format!(
-                        "insufficient funds: account {} holds {held} of source {}, the request names {}",
-                        account.account_id, earmark.source_seq, earmark.amount
-                    ),
-                ));
-            }
-        }
-        return Ok(earmarks.to_vec());
-    }
-    let mut left = amount;
-    let mut picked = Vec::new();
-    for (&source_seq, &held) in &account.balances {
-        if left == Fen::ZERO {
-            break;
-        }
-        let take = held.min(left);
-        picked.push(Earmark {
-            source_seq,
-            amount: take,
-        });
-        left = Fen(left.0 - take.0);
-    }
-    if left != Fen::ZERO {
-        return Err(Rejection::precondition(
+    let day = lot.arrival_day;
+    lot.amount = lot.amount.checked_sub(amount).ok_or_else(|| {
+        Rejection::precondition(
             field,
             format!(
-                "insufficient funds: account {} holds {}, the request needs {amount}",
-                account.account_id,
-                Fen(u64::try_from(account.balance()).unwrap_or(u64::MAX))
+                "account {} holds {} of lot {}/{}, less than {amount}",
+                account.account_id, lot.amount, key.source_seq, key.arrival_seq
+            ),
+        )
+    })?;
+    if lot.amount == Fen::ZERO {
+        account.lots.remove(&key);
+    }
+    Ok(day)
+}
+
+/// Moves money for one record: picks lots, writes accounts, collects legs.
+struct Mover<'t, 'a, K: Kv + ?Sized> {
+    txn: &'t mut Txn<'a, K>,
+    seq: u64,
+    day: Day,
+    legs: Vec<Leg>,
+}
+
+impl<K: Kv + ?Sized> Mover<'_, '_, K> {
+    /// Moves `amount` from `from` to `to`; the money forms new lots at `to`
+    /// named by this record, dated by its value date.
+    fn move_money(
+        &mut self,
+        mut from: Account,
+        mut to: Account,
+        amount: Fen,
+        earmarks: &[Earmark],
+        field: &str,
+    ) -> Result<(), Rejection> {
+        let picked = pick_lots(&from, amount, earmarks, self.day, field)?;
+        let mut moved: u128 = 0;
+        for (lot, part) in picked {
+            take_lot(&mut from, lot, part, field)?;
+            add_lot(
+                &mut to,
+                LotKey {
+                    source_seq: lot.source_seq,
+                    arrival_seq: self.seq,
+                },
+                part,
+                self.day,
+                field,
+            )?;
+            moved += u128::from(part.0);
+            self.legs.push(Leg {
+                from_account_id: Some(from.account_id.clone()),
+                to_account_id: Some(to.account_id.clone()),
+                source_seq: lot.source_seq,
+                amount: part,
+                from_arrival_seq: Some(lot.arrival_seq),
+            });
+        }
+        assert_eq!(
+            moved,
+            u128::from(amount.0),
+            "attribution must cover the amount exactly"
+        );
+        self.txn
+            .put(key::named(key::ACCOUNT, &from.account_id), &from);
+        self.txn.put(key::named(key::ACCOUNT, &to.account_id), &to);
+        for account in [&from, &to] {
+            if account.kind != AccountKind::Household {
+                self.txn
+                    .put_raw(key::named(key::HOLDER, &account.account_id), Vec::new());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn appropriation<K: Kv + ?Sized>(
+    m: &mut Mover<K>,
+    org: &Org,
+    a: &Appropriation,
+) -> Result<(), Rejection> {
+    if !org.role.handles_money() {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "{} is an {:?} org and may not appropriate funds",
+                org.org_id, org.role
             ),
         ));
     }
-    Ok(picked)
-}
-
-fn move_money<K: Kv + ?Sized>(
-    txn: &mut Txn<K>,
-    mut from: Account,
-    mut to: Account,
-    amount: Fen,
-    earmarks: &[Earmark],
-    field: &str,
-    effects: &mut Effects,
-) -> Result<(), Rejection> {
-    let parts = attribute(&from, amount, earmarks, field)?;
-    let mut moved: u128 = 0;
-    for part in &parts {
-        debit(&mut from, part.source_seq, part.amount, field)?;
-        credit(&mut to, part.source_seq, part.amount, field)?;
-        moved += u128::from(part.amount.0);
-        effects.legs.push(Leg {
-            from_account_id: Some(from.account_id.clone()),
-            to_account_id: Some(to.account_id.clone()),
-            source_seq: part.source_seq,
-            amount: part.amount,
-        });
+    let field = "appropriation.account_id";
+    let mut account = m.txn.account(&a.account_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("account {:?} does not exist", a.account_id))
+    })?;
+    if account.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "account {} belongs to {}; {} may only appropriate into its own accounts",
+                account.account_id, account.owner_org_id, org.org_id
+            ),
+        ));
     }
-    assert_eq!(
-        moved,
-        u128::from(amount.0),
-        "attribution must cover the amount exactly"
+    if !matches!(account.kind, AccountKind::Treasury | AccountKind::Programme) {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "appropriations go into a treasury or programme account; {} is a {:?} account",
+                account.account_id, account.kind
+            ),
+        ));
+    }
+    add_lot(
+        &mut account,
+        LotKey {
+            source_seq: m.seq,
+            arrival_seq: m.seq,
+        },
+        a.amount,
+        m.day,
+        field,
+    )?;
+    m.txn
+        .put(key::named(key::ACCOUNT, &account.account_id), &account);
+    m.txn
+        .put_raw(key::named(key::HOLDER, &account.account_id), Vec::new());
+    m.txn.put(
+        key::seq(key::SOURCE, m.seq),
+        &Source {
+            source_seq: m.seq,
+            account_id: account.account_id.clone(),
+            amount: a.amount,
+            withdrawn: Fen::ZERO,
+            appropriated_day: m.day,
+            programme_code: a.programme_code.clone(),
+            fiscal_year: a.fiscal_year,
+            document_no: a.document_no.clone(),
+        },
     );
-    txn.put(key::named(key::ACCOUNT, &from.account_id), &from);
-    txn.put(key::named(key::ACCOUNT, &to.account_id), &to);
+    m.legs.push(Leg {
+        from_account_id: None,
+        to_account_id: Some(account.account_id),
+        source_seq: m.seq,
+        amount: a.amount,
+        from_arrival_seq: None,
+    });
     Ok(())
 }
 
-fn reversal<K: Kv + ?Sized>(
-    txn: &mut Txn<K>,
-    ctx: &Context,
-    org: &Org,
-    r: &Reversal,
-    effects: &mut Effects,
-) -> Result<(), Rejection> {
+fn reversal<K: Kv + ?Sized>(m: &mut Mover<K>, org: &Org, r: &Reversal) -> Result<(), Rejection> {
     let field = "reversal.target_seq";
-    if r.target_seq >= ctx.seq {
+    if r.target_seq >= m.seq {
         return Err(Rejection::not_found(
             field,
             format!("record {} does not exist yet", r.target_seq),
         ));
     }
-    let mut target = txn.movement(r.target_seq)?.ok_or_else(|| {
+    let mut target = m.txn.movement(r.target_seq)?.ok_or_else(|| {
         Rejection::precondition(
             field,
             format!(
@@ -765,8 +1212,8 @@ fn reversal<K: Kv + ?Sized>(
             ),
         ));
     }
-    // Undo legs last-first, each debiting what the original credited. Accounts
-    // are staged in a map so a leg sees the effect of earlier ones.
+    // Undo legs last-first: take each back out of the lot the original made
+    // and return it to the lot it came from, with that lot's arrival date.
     let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
     for leg in target.legs.iter().rev() {
         let Some(debited_id) = &leg.to_account_id else {
@@ -779,7 +1226,7 @@ fn reversal<K: Kv + ?Sized>(
             ));
         };
         if !accounts.contains_key(debited_id) {
-            let account = credit_account(txn, field, debited_id)?;
+            let account = credit_account(m.txn, field, debited_id)?;
             if account.owner_org_id != org.org_id {
                 return Err(Rejection::denied(
                     field,
@@ -789,23 +1236,37 @@ fn reversal<K: Kv + ?Sized>(
             accounts.insert(debited_id.clone(), account);
         }
         let debited = accounts.get_mut(debited_id).expect("inserted above");
-        debit(debited, leg.source_seq, leg.amount, field).map_err(|_| {
+        take_lot(debited, LotKey { source_seq: leg.source_seq, arrival_seq: r.target_seq }, leg.amount, field).map_err(|_| {
             Rejection::precondition(
                 field,
                 format!("the money of record {} has moved on from account {debited_id}; reverse the later movements first", r.target_seq),
             )
         })?;
-        match &leg.from_account_id {
-            Some(credited_id) => {
+        match (&leg.from_account_id, leg.from_arrival_seq) {
+            (Some(credited_id), Some(arrival_seq)) => {
                 if !accounts.contains_key(credited_id) {
-                    let account = credit_account(txn, field, credited_id)?;
+                    let account = credit_account(m.txn, field, credited_id)?;
                     accounts.insert(credited_id.clone(), account);
                 }
+                let arrival_day = m
+                    .txn
+                    .movement(arrival_seq)?
+                    .map(|mv| mv.value_day)
+                    .unwrap_or(m.day);
                 let credited = accounts.get_mut(credited_id).expect("inserted above");
-                credit(credited, leg.source_seq, leg.amount, field)?;
+                add_lot(
+                    credited,
+                    LotKey {
+                        source_seq: leg.source_seq,
+                        arrival_seq,
+                    },
+                    leg.amount,
+                    arrival_day,
+                    field,
+                )?;
             }
-            None => {
-                let mut source = txn.source(leg.source_seq)?.ok_or_else(|| {
+            _ => {
+                let mut source = m.txn.source(leg.source_seq)?.ok_or_else(|| {
                     Rejection::unavailable(format!("derived state lacks source {}", leg.source_seq))
                 })?;
                 source.withdrawn = source
@@ -818,20 +1279,50 @@ fn reversal<K: Kv + ?Sized>(
                             leg.source_seq
                         ))
                     })?;
-                txn.put(key::seq(key::SOURCE, source.source_seq), &source);
+                m.txn.put(key::seq(key::SOURCE, source.source_seq), &source);
             }
         }
-        effects.legs.push(Leg {
+        m.legs.push(Leg {
             from_account_id: leg.to_account_id.clone(),
             to_account_id: leg.from_account_id.clone(),
             source_seq: leg.source_seq,
             amount: leg.amount,
+            from_arrival_seq: Some(r.target_seq),
         });
     }
     for account in accounts.values() {
-        txn.put(key::named(key::ACCOUNT, &account.account_id), account);
+        m.txn
+            .put(key::named(key::ACCOUNT, &account.account_id), account);
     }
-    target.reversed_by = Some(ctx.seq);
-    txn.put(key::seq(key::MOVEMENT, target.seq), &target);
+    // What the reversed record did to the registry is undone as well.
+    let amount = Fen(target.legs.iter().map(|l| l.amount.0).sum());
+    match target.kind.as_str() {
+        "Allocation" => {
+            if let Some(project_id) = target.legs.first().and_then(|l| l.to_account_id.clone()) {
+                if let Some(mut project) = m.txn.project(&project_id)? {
+                    project.allocated = project.allocated.checked_sub(amount).unwrap_or(Fen::ZERO);
+                    m.txn.put(key::named(key::PROJECT, &project_id), &project);
+                }
+            }
+        }
+        "Disbursement" => {
+            if let Some(household_id) = target.legs.first().and_then(|l| l.to_account_id.clone()) {
+                if let Some(mut household) = m.txn.household(&household_id)? {
+                    for payment in household
+                        .payments
+                        .iter_mut()
+                        .filter(|p| p.seq == target.seq)
+                    {
+                        payment.reversed = true;
+                    }
+                    m.txn
+                        .put(key::named(key::HOUSEHOLD, &household_id), &household);
+                }
+            }
+        }
+        _ => {}
+    }
+    target.reversed_by = Some(m.seq);
+    m.txn.put(key::seq(key::MOVEMENT, target.seq), &target);
     Ok(())
 }

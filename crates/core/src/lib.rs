@@ -15,6 +15,7 @@
 //! ```
 
 pub mod apply;
+pub mod dates;
 pub mod error;
 pub mod keyfile;
 pub mod limits;

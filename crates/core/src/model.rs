@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::dates::Day;
 use crate::money::Fen;
 
 /// An org's role (角色). Decides which acts its keys may sign.
@@ -46,6 +47,10 @@ pub struct Request {
     pub ledger_id: String,
     pub idempotency_key: String,
     pub signed_at_ms: i64,
+    /// The business date asked for; `None` means the commit day.
+    pub value_date: Option<Day>,
+    /// Carried over from an earlier system: past value dates allowed.
+    pub imported: bool,
     pub body: Body,
 }
 
@@ -60,6 +65,13 @@ pub enum Body {
     Transfer(Transfer),
     Disbursement(Disbursement),
     Reversal(Reversal),
+    Consolidation(Consolidation),
+    RegisterProject(RegisterProject),
+    AnnounceProject(AnnounceProject),
+    Allocation(Allocation),
+    RegisterHousehold(RegisterHousehold),
+    SetHouseholdStatus(SetHouseholdStatus),
+    Return(Return),
 }
 
 impl Body {
@@ -75,7 +87,28 @@ impl Body {
             Body::Transfer(_) => "Transfer",
             Body::Disbursement(_) => "Disbursement",
             Body::Reversal(_) => "Reversal",
+            Body::Consolidation(_) => "Consolidation",
+            Body::RegisterProject(_) => "RegisterProject",
+            Body::AnnounceProject(_) => "AnnounceProject",
+            Body::Allocation(_) => "Allocation",
+            Body::RegisterHousehold(_) => "RegisterHousehold",
+            Body::SetHouseholdStatus(_) => "SetHouseholdStatus",
+            Body::Return(_) => "Return",
         }
+    }
+
+    /// Whether the record moves money (and so has a business date and legs).
+    pub fn moves_money(&self) -> bool {
+        matches!(
+            self,
+            Body::Appropriation(_)
+                | Body::Transfer(_)
+                | Body::Disbursement(_)
+                | Body::Reversal(_)
+                | Body::Consolidation(_)
+                | Body::Allocation(_)
+                | Body::Return(_)
+        )
     }
 }
 
@@ -171,6 +204,104 @@ pub struct Reversal {
     pub reason: String,
 }
 
+/// County consolidation of programme money into its pool (统筹整合).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consolidation {
+    pub from_account_id: String,
+    pub pool_account_id: String,
+    pub amount: Fen,
+    pub sources: Vec<Earmark>,
+    pub plan_document_no: String,
+    pub memo: String,
+}
+
+/// A county project library entry (项目库).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterProject {
+    pub account_id: String,
+    pub name: String,
+    pub category: String,
+    pub location_code: String,
+    pub budget: Fen,
+    /// 绩效目标.
+    pub performance_targets: Vec<String>,
+    pub responsible_unit: String,
+    pub fiscal_year: u32,
+}
+
+/// Public announcement of a project (公告公示).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnnounceProject {
+    pub account_id: String,
+    pub document_no: String,
+    pub memo: String,
+}
+
+/// Pool → project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allocation {
+    pub pool_account_id: String,
+    pub project_account_id: String,
+    pub amount: Fen,
+    pub sources: Vec<Earmark>,
+    pub document_no: String,
+    pub memo: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SubsidyBasis {
+    PerHousehold,
+    PerPerson,
+}
+
+/// A household's standing (建档立卡 / 已脱贫 / 不符合条件).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HouseholdStatus {
+    Registered,
+    /// Exited poverty; still eligible (脱贫不脱政策).
+    Exited,
+    Ineligible,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisterHousehold {
+    pub account_id: String,
+    pub household_ref: String,
+    pub village_code: String,
+    pub basis: SubsidyBasis,
+    pub members: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetHouseholdStatus {
+    pub account_id: String,
+    pub status: HouseholdStatus,
+    pub document_no: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReturnKind {
+    /// 闲置资金收回.
+    IdleRecovery,
+    /// 追回虚报冒领.
+    Clawback,
+    /// 结余资金.
+    Surplus,
+}
+
+/// Money sent back up (资金收回).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Return {
+    pub from_account_id: String,
+    pub to_account_id: String,
+    pub amount: Fen,
+    pub sources: Vec<Earmark>,
+    pub kind: ReturnKind,
+    pub document_no: String,
+    pub reason: String,
+}
+
 /// One source's money moving between two accounts. `None` on the from side
 /// is money entering the ledger; `None` on the to side is money leaving it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +310,9 @@ pub struct Leg {
     pub to_account_id: Option<String>,
     pub source_seq: u64,
     pub amount: Fen,
+    /// The lot it came out of (the record that brought it into the from
+    /// account); `None` for money entering the ledger.
+    pub from_arrival_seq: Option<u64>,
 }
 
 /// What accepting a request did; stored in the record beside the request.
@@ -187,6 +321,8 @@ pub struct Effects {
     pub signer_org_id: String,
     pub legs: Vec<Leg>,
     pub registered_key_id: Option<String>,
+    /// The record's business date.
+    pub value_day: Day,
 }
 
 /// The ledger's identity, from genesis.
@@ -230,15 +366,115 @@ pub struct Account {
     pub household_ref: String,
     pub division_code: String,
     pub opened_seq: u64,
-    /// source seq → balance of that source; zero balances are removed.
-    pub balances: BTreeMap<u64, Fen>,
+    /// Money held, lot by lot; empty lots are removed.
+    pub lots: BTreeMap<LotKey, Lot>,
+}
+
+/// Names a lot: money of one source that arrived with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct LotKey {
+    pub source_seq: u64,
+    /// The record that brought the money into the account.
+    pub arrival_seq: u64,
+}
+
+/// Money of one source that arrived in an account with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    pub amount: Fen,
+    /// The business date it arrived: ages count from here.
+    pub arrival_day: Day,
 }
 
 impl Account {
-    /// The total balance over all sources.
+    /// The total balance over all lots.
     pub fn balance(&self) -> u128 {
-        self.balances.values().map(|f| u128::from(f.0)).sum()
+        self.lots.values().map(|lot| u128::from(lot.amount.0)).sum()
     }
+
+    /// The balance per source.
+    pub fn balances(&self) -> BTreeMap<u64, u128> {
+        let mut out = BTreeMap::new();
+        for (key, lot) in &self.lots {
+            *out.entry(key.source_seq).or_default() += u128::from(lot.amount.0);
+        }
+        out
+    }
+
+    /// The balance of one source.
+    pub fn balance_of(&self, source_seq: u64) -> u128 {
+        self.lots
+            .range(
+                LotKey {
+                    source_seq,
+                    arrival_seq: 0,
+                }..=LotKey {
+                    source_seq,
+                    arrival_seq: u64::MAX,
+                },
+            )
+            .map(|(_, lot)| u128::from(lot.amount.0))
+            .sum()
+    }
+}
+
+/// A county project library entry and what it has received.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Project {
+    pub account_id: String,
+    pub owner_org_id: String,
+    pub name: String,
+    pub category: String,
+    pub location_code: String,
+    pub budget: Fen,
+    pub performance_targets: Vec<String>,
+    pub responsible_unit: String,
+    pub fiscal_year: u32,
+    pub registered_seq: u64,
+    /// Σ allocated, net of reversals; never above the budget.
+    pub allocated: Fen,
+    /// The announcement record (公告公示), if any.
+    pub announced_seq: Option<u64>,
+    pub announcement_document_no: String,
+}
+
+/// A registered household (建档立卡户): registry id only, no personal data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Household {
+    pub account_id: String,
+    pub owner_org_id: String,
+    pub household_ref: String,
+    pub village_code: String,
+    pub basis: SubsidyBasis,
+    pub members: u32,
+    pub registered_seq: u64,
+    /// Status changes in record order: (effective day, status, record seq).
+    pub statuses: Vec<(Day, HouseholdStatus, u64)>,
+    /// Payments received (Disbursement records), in record order.
+    pub payments: Vec<HouseholdPayment>,
+}
+
+impl Household {
+    /// The status in force on `day`: the latest change effective by then.
+    pub fn status_on(&self, day: Day) -> HouseholdStatus {
+        self.statuses
+            .iter()
+            .filter(|(effective, _, _)| *effective <= day)
+            .max_by_key(|(effective, _, seq)| (*effective, *seq))
+            .map(|(_, status, _)| *status)
+            .unwrap_or(HouseholdStatus::Registered)
+    }
+}
+
+/// One payment to a household.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HouseholdPayment {
+    pub seq: u64,
+    pub day: Day,
+    pub amount: Fen,
+    pub programme_code: String,
+    pub period: String,
+    pub reversed: bool,
 }
 
 /// A source of money (资金来源): one appropriation.
@@ -249,6 +485,7 @@ pub struct Source {
     pub amount: Fen,
     /// Taken out of the ledger again by reversing the appropriation.
     pub withdrawn: Fen,
+    pub appropriated_day: Day,
     pub programme_code: String,
     pub fiscal_year: u32,
     pub document_no: String,
@@ -258,6 +495,8 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Movement {
     pub seq: u64,
+    pub kind: String,
+    pub value_day: Day,
     /// The org that signed the movement.
     pub signer_org_id: String,
     pub legs: Vec<Leg>,

@@ -36,9 +36,71 @@ pub mod key {
     pub const SOURCE: u8 = b's';
     pub const MOVEMENT: u8 = b'm';
     pub const IDEMPOTENCY: u8 = b'i';
+    pub const PROJECT: u8 = b'p';
+    pub const HOUSEHOLD: u8 = b'h';
     /// Index: account id ‖ 0x00 ‖ seq (big-endian) → empty, for each record
     /// that moved money in or out of the account.
     pub const ACCOUNT_ENTRY: u8 = b'x';
+    /// Index: source seq ‖ seq → empty, for each record that carried the source.
+    pub const SOURCE_ENTRY: u8 = b'f';
+    /// Index: account ‖ 0x00 ‖ source seq ‖ arrival seq ‖ seq → empty, for
+    /// each record that spent from that lot.
+    pub const LOT_SPEND: u8 = b'z';
+    /// Index: signer org ‖ 0x00 ‖ seq.
+    pub const ORG_ENTRY: u8 = b'g';
+    /// Index: record kind ‖ 0x00 ‖ seq.
+    pub const KIND_ENTRY: u8 = b't';
+    /// Index: 文号 ‖ 0x00 ‖ seq.
+    pub const DOCUMENT_ENTRY: u8 = b'd';
+    /// Index: non-household accounts that ever held money (for idle funds).
+    pub const HOLDER: u8 = b'b';
+
+    /// name ‖ 0x00 ‖ seq under `prefix`.
+    pub fn named_seq(prefix: u8, name: &str, seq: u64) -> Vec<u8> {
+        let mut key = named(prefix, name);
+        key.push(0);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// name ‖ 0x00 under `prefix`: the prefix of all `named_seq` keys of `name`.
+    pub fn named_prefix(prefix: u8, name: &str) -> Vec<u8> {
+        let mut key = named(prefix, name);
+        key.push(0);
+        key
+    }
+
+    pub fn source_entry(source_seq: u64, seq: u64) -> Vec<u8> {
+        let mut key = self::seq(SOURCE_ENTRY, source_seq);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    /// Prefix of the spends of one lot.
+    pub fn lot_spends(account_id: &str, source_seq: u64, arrival_seq: u64) -> Vec<u8> {
+        let mut key = named_prefix(LOT_SPEND, account_id);
+        key.extend_from_slice(&source_seq.to_be_bytes());
+        key.extend_from_slice(&arrival_seq.to_be_bytes());
+        key
+    }
+
+    pub fn lot_spend(account_id: &str, source_seq: u64, arrival_seq: u64, seq: u64) -> Vec<u8> {
+        let mut key = lot_spends(account_id, source_seq, arrival_seq);
+        key.extend_from_slice(&seq.to_be_bytes());
+        key
+    }
+
+    pub fn org_entry(org_id: &str, seq: u64) -> Vec<u8> {
+        named_seq(ORG_ENTRY, org_id, seq)
+    }
+
+    pub fn kind_entry(kind: &str, seq: u64) -> Vec<u8> {
+        named_seq(KIND_ENTRY, kind, seq)
+    }
+
+    pub fn document_entry(document_no: &str, seq: u64) -> Vec<u8> {
+        named_seq(DOCUMENT_ENTRY, document_no, seq)
+    }
 
     pub fn named(prefix: u8, name: &str) -> Vec<u8> {
         let mut key = Vec::with_capacity(1 + name.len());
@@ -95,7 +157,17 @@ pub fn describe_key(key: &[u8]) -> String {
         key::SOURCE => format!("source {}", seq()),
         key::MOVEMENT => format!("the movement of record {}", seq()),
         key::IDEMPOTENCY => format!("idempotency entry {}", text()),
+        key::PROJECT => format!("project {}", text()),
+        key::HOUSEHOLD => format!("household {}", text()),
         key::ACCOUNT_ENTRY => format!("the entry index of account {}", text()),
+        key::SOURCE_ENTRY
+        | key::LOT_SPEND
+        | key::ORG_ENTRY
+        | key::KIND_ENTRY
+        | key::DOCUMENT_ENTRY => {
+            format!("an index entry ({})", text())
+        }
+        key::HOLDER => format!("the holder index of account {}", text()),
         _ => format!("key {:?}", String::from_utf8_lossy(key)),
     }
 }
@@ -135,6 +207,12 @@ pub trait StateRead: Kv {
     }
     fn source(&self, source_seq: u64) -> Result<Option<Source>, Rejection> {
         self.read(&key::seq(key::SOURCE, source_seq))
+    }
+    fn project(&self, account_id: &str) -> Result<Option<Project>, Rejection> {
+        self.read(&key::named(key::PROJECT, account_id))
+    }
+    fn household(&self, account_id: &str) -> Result<Option<Household>, Rejection> {
+        self.read(&key::named(key::HOUSEHOLD, account_id))
     }
     fn movement(&self, seq: u64) -> Result<Option<Movement>, Rejection> {
         self.read(&key::seq(key::MOVEMENT, seq))

@@ -34,20 +34,106 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
             id("open_account.account_id", &o.account_id)?;
             name("open_account.name", &o.name)?;
             optional_code("open_account.programme_code", &o.programme_code)?;
-            match (o.kind, o.household_ref.is_empty()) {
-                (AccountKind::Household, true) => Err(Rejection::invalid(
-                    "open_account.household_ref",
-                    "a household account needs the household registry's id (household_ref)",
+            match o.kind {
+                AccountKind::Project => Err(Rejection::invalid(
+                    "open_account.kind",
+                    "project accounts are opened by RegisterProject, with the project's library entry",
                 )),
-                (AccountKind::Household, false) => {
-                    id("open_account.household_ref", &o.household_ref)
-                }
-                (_, false) => Err(Rejection::invalid(
-                    "open_account.household_ref",
-                    "household_ref is only for household accounts",
+                AccountKind::Household => Err(Rejection::invalid(
+                    "open_account.kind",
+                    "household accounts are opened by RegisterHousehold",
                 )),
-                (_, true) => Ok(()),
+                _ if !o.household_ref.is_empty() => Err(Rejection::invalid(
+                    "open_account.household_ref",
+                    "household_ref is only for RegisterHousehold",
+                )),
+                _ => Ok(()),
             }
+        }
+        Body::Consolidation(c) => {
+            id("consolidation.from_account_id", &c.from_account_id)?;
+            id("consolidation.pool_account_id", &c.pool_account_id)?;
+            amount("consolidation.amount_fen", c.amount)?;
+            earmarks("consolidation.sources", &c.sources, c.amount)?;
+            document_no("consolidation.plan_document_no", &c.plan_document_no)?;
+            text("consolidation.memo", &c.memo, TEXT_CHARS_MAX)
+        }
+        Body::RegisterProject(r) => {
+            id("register_project.account_id", &r.account_id)?;
+            name("register_project.name", &r.name)?;
+            name("register_project.category", &r.category)?;
+            division_code("register_project.location_code", &r.location_code)?;
+            amount("register_project.budget_fen", r.budget)?;
+            if r.performance_targets.len() > PERFORMANCE_TARGETS_MAX {
+                return Err(Rejection::new(
+                    crate::Code::ResourceExhausted,
+                    "register_project.performance_targets",
+                    format!("at most {PERFORMANCE_TARGETS_MAX} performance targets"),
+                ));
+            }
+            for target in &r.performance_targets {
+                name("register_project.performance_targets", target)?;
+            }
+            name("register_project.responsible_unit", &r.responsible_unit)?;
+            fiscal_year("register_project.fiscal_year", r.fiscal_year)
+        }
+        Body::AnnounceProject(a) => {
+            id("announce_project.account_id", &a.account_id)?;
+            document_no("announce_project.document_no", &a.document_no)?;
+            text("announce_project.memo", &a.memo, TEXT_CHARS_MAX)
+        }
+        Body::Allocation(a) => {
+            id("allocation.pool_account_id", &a.pool_account_id)?;
+            id("allocation.project_account_id", &a.project_account_id)?;
+            amount("allocation.amount_fen", a.amount)?;
+            earmarks("allocation.sources", &a.sources, a.amount)?;
+            document_no("allocation.document_no", &a.document_no)?;
+            text("allocation.memo", &a.memo, TEXT_CHARS_MAX)
+        }
+        Body::RegisterHousehold(r) => {
+            id("register_household.account_id", &r.account_id)?;
+            id("register_household.household_ref", &r.household_ref)?;
+            let village = r.village_code.len();
+            if !matches!(village, 9 | 12) {
+                return Err(Rejection::invalid(
+                    "register_household.village_code",
+                    "a household's village code is the 9-digit township or 12-digit village statistical code",
+                ));
+            }
+            division_code("register_household.village_code", &r.village_code)?;
+            if !(1..=HOUSEHOLD_MEMBERS_MAX).contains(&r.members) {
+                return Err(Rejection::invalid(
+                    "register_household.members",
+                    format!("a household has between 1 and {HOUSEHOLD_MEMBERS_MAX} members"),
+                ));
+            }
+            Ok(())
+        }
+        Body::SetHouseholdStatus(s) => {
+            id("set_household_status.account_id", &s.account_id)?;
+            document_no("set_household_status.document_no", &s.document_no)?;
+            text("set_household_status.reason", &s.reason, TEXT_CHARS_MAX)
+        }
+        Body::Return(r) => {
+            id("return.from_account_id", &r.from_account_id)?;
+            id("return.to_account_id", &r.to_account_id)?;
+            if r.from_account_id == r.to_account_id {
+                return Err(Rejection::invalid(
+                    "return.to_account_id",
+                    "money must be returned to a different account",
+                ));
+            }
+            amount("return.amount_fen", r.amount)?;
+            earmarks("return.sources", &r.sources, r.amount)?;
+            document_no("return.document_no", &r.document_no)?;
+            text("return.reason", &r.reason, TEXT_CHARS_MAX)?;
+            if r.reason.trim().is_empty() {
+                return Err(Rejection::invalid(
+                    "return.reason",
+                    "a return must give its reason",
+                ));
+            }
+            Ok(())
         }
         Body::Appropriation(a) => {
             id("appropriation.account_id", &a.account_id)?;
@@ -96,6 +182,9 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
         }
     }
 }
+
+/// Members one registered household may have.
+pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
 
 /// Identifiers: 1–64 bytes of ASCII letters, digits and `.`, `_`, `-`, `:`,
 /// starting with a letter or digit.

@@ -44,6 +44,8 @@ impl Ledger {
             ledger_id: LEDGER.into(),
             idempotency_key: format!("k{}", self.log.len() + 1_000 * self.seq as usize),
             signed_at_ms: 1_000,
+            value_date: None,
+            imported: false,
             body,
         };
         // Any bytes unique to the request stand for its encoding here.
@@ -110,17 +112,23 @@ fn genesis() -> Ledger {
         ledger
             .post(
                 owner,
-                Body::OpenAccount(OpenAccount {
-                    account_id: account_id.into(),
-                    kind,
-                    name: account_id.into(),
-                    programme_code: String::new(),
-                    household_ref: if kind == AccountKind::Household {
-                        "HH-1".into()
-                    } else {
-                        String::new()
-                    },
-                }),
+                if kind == AccountKind::Household {
+                    Body::RegisterHousehold(RegisterHousehold {
+                        account_id: account_id.into(),
+                        household_ref: "HH-1".into(),
+                        village_code: "622926100".into(),
+                        basis: SubsidyBasis::PerHousehold,
+                        members: 3,
+                    })
+                } else {
+                    Body::OpenAccount(OpenAccount {
+                        account_id: account_id.into(),
+                        kind,
+                        name: account_id.into(),
+                        programme_code: String::new(),
+                        household_ref: String::new(),
+                    })
+                },
             )
             .expect("open");
     }
@@ -259,9 +267,9 @@ fn check_conservation(state: &MemoryKv) {
     let sources: Vec<Source> = values(state, key::SOURCE);
     let mut held: BTreeMap<u64, u128> = BTreeMap::new();
     for account in &accounts {
-        for (&source, &amount) in &account.balances {
-            assert!(amount.0 > 0, "zero balances are removed");
-            *held.entry(source).or_default() += u128::from(amount.0);
+        for (lot, held_lot) in &account.lots {
+            assert!(held_lot.amount.0 > 0, "empty lots are removed");
+            *held.entry(lot.source_seq).or_default() += u128::from(held_lot.amount.0);
         }
     }
     for source in &sources {

@@ -76,6 +76,7 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
             root_public_key: root_key.verifying_key().to_bytes().to_vec(),
             log_public_key: log_key.verifying_key().to_bytes().to_vec(),
         })),
+        ..Default::default()
     };
     let payload = request.encode_to_vec();
     let root_key_id = signing::key_id(&root_key.verifying_key().to_bytes());

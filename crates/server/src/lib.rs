@@ -19,6 +19,7 @@ pub mod engine;
 pub mod genesis;
 pub mod service;
 pub mod status;
+pub mod trace;
 pub mod verify;
 
 use std::future::Future;

@@ -101,6 +101,130 @@ fn page_size(requested: u32) -> Result<usize, Rejection> {
     }
 }
 
+/// The first seq whose commit time is at least `time_ms`: commit times never
+/// go backwards, so a binary search over O(log n) records finds it.
+fn first_seq_at(engine: &Engine, time_ms: i64, count: u64) -> Result<u64, Rejection> {
+    let (mut low, mut high) = (0u64, count);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if engine.record(mid)?.commit_time_ms < time_ms {
+            low = mid + 1;
+        } else {
+            high = mid;
+        }
+    }
+    Ok(low)
+}
+
+/// Whether an entry passes every filter of `request`.
+fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> bool {
+    let effects = entry.effects.clone().unwrap_or_default();
+    let body = entry.body.clone().unwrap_or_default();
+    let touches = |account: &str| {
+        effects
+            .legs
+            .iter()
+            .any(|l| l.from_account_id == account || l.to_account_id == account)
+    };
+    (request.account_id.is_empty() || touches(&request.account_id))
+        && (request.org_id.is_empty() || effects.signer_org_id == request.org_id)
+        && (request.kind.is_empty() || fundtrail_api::body_kind(&body.body) == request.kind)
+        && request
+            .source_seq
+            .is_none_or(|s| effects.legs.iter().any(|l| l.source_seq == s))
+        && (request.document_no.is_empty()
+            || crate::trace::document_of(&body) == request.document_no)
+}
+
+fn list_entries(
+    engine: &Engine,
+    request: &pb::ListEntriesRequest,
+) -> Result<pb::ListEntriesResponse, Rejection> {
+    let limit = page_size(request.page_size)?;
+    let count = engine.record_count();
+    let mut start = seq_token(&request.page_token)?;
+    if request.from_time_ms > 0 {
+        start = start.max(first_seq_at(engine, request.from_time_ms, count)?);
+    }
+    let end = if request.to_time_ms > 0 {
+        first_seq_at(engine, request.to_time_ms, count)?
+    } else {
+        count
+    };
+    let state = engine.state();
+    // The most selective index given, else the log itself.
+    let index: Option<(Vec<u8>, Vec<u8>)> = if !request.account_id.is_empty() {
+        validate::id("account_id", &request.account_id)?;
+        if state.account(&request.account_id)?.is_none() {
+            return Err(Rejection::not_found(
+                "account_id",
+                format!("account {:?} does not exist", request.account_id),
+            ));
+        }
+        Some((
+            key::account_entries(&request.account_id),
+            key::account_entry(&request.account_id, start),
+        ))
+    } else if !request.document_no.is_empty() {
+        Some((
+            key::named_prefix(key::DOCUMENT_ENTRY, &request.document_no),
+            key::document_entry(&request.document_no, start),
+        ))
+    } else if let Some(source) = request.source_seq {
+        Some((
+            key::seq(key::SOURCE_ENTRY, source),
+            key::source_entry(source, start),
+        ))
+    } else if !request.org_id.is_empty() {
+        validate::id("org_id", &request.org_id)?;
+        Some((
+            key::named_prefix(key::ORG_ENTRY, &request.org_id),
+            key::org_entry(&request.org_id, start),
+        ))
+    } else if !request.kind.is_empty() {
+        validate::id("kind", &request.kind)?;
+        Some((
+            key::named_prefix(key::KIND_ENTRY, &request.kind),
+            key::kind_entry(&request.kind, start),
+        ))
+    } else {
+        None
+    };
+    let candidates: Vec<u64> = match &index {
+        Some((prefix, from)) => state
+            .scan(prefix, from, LIST_SCAN_ROWS_MAX)?
+            .into_iter()
+            .filter_map(|(k, _)| {
+                k.len()
+                    .checked_sub(8)
+                    .and_then(|at| k[at..].try_into().ok())
+                    .map(u64::from_be_bytes)
+            })
+            .filter(|&seq| seq < end)
+            .collect(),
+        None => (start..end).take(LIST_SCAN_ROWS_MAX).collect(),
+    };
+    let mut entries = Vec::new();
+    let mut next = None;
+    for (i, &seq) in candidates.iter().enumerate() {
+        if entries.len() == limit {
+            next = Some(seq);
+            break;
+        }
+        let entry = engine.entry(seq)?;
+        if entry_matches(&entry, request) {
+            entries.push(entry);
+        }
+        if i + 1 == LIST_SCAN_ROWS_MAX && seq + 1 < end {
+            next = Some(seq + 1);
+        }
+    }
+    Ok(pb::ListEntriesResponse {
+        entries,
+        next_page_token: next.map(|s| s.to_string()).unwrap_or_default(),
+    })
+}
+
 fn seq_token(token: &str) -> Result<u64, Rejection> {
     if token.is_empty() {
         return Ok(0);
@@ -150,54 +274,16 @@ impl pb::query_server::Query for QueryService {
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let request = request.into_inner();
-        let limit = page_size(request.page_size).map_err(status)?;
-        let start = seq_token(&request.page_token).map_err(status)?;
-        let count = self.engine.record_count();
-        let seqs: Vec<u64> = if request.account_id.is_empty() {
-            (start..count).take(limit).collect()
-        } else {
-            validate::id("account_id", &request.account_id).map_err(status)?;
-            let state = self.engine.state();
-            if state
-                .account(&request.account_id)
-                .map_err(status)?
-                .is_none()
-            {
-                return Err(status(Rejection::not_found(
-                    "account_id",
-                    format!("account {:?} does not exist", request.account_id),
-                )));
-            }
-            let prefix = key::account_entries(&request.account_id);
-            let from = key::account_entry(&request.account_id, start);
-            state
-                .scan(&prefix, &from, limit)
-                .map_err(status)?
-                .into_iter()
-                .filter_map(|(k, _)| k[prefix.len()..].try_into().ok().map(u64::from_be_bytes))
-                .filter(|&seq| seq < count)
-                .collect()
-        };
-        let mut entries = Vec::with_capacity(seqs.len());
-        for &seq in &seqs {
-            entries.push(self.engine.entry(seq).map_err(status)?);
-        }
-        let next_page_token = match seqs.last() {
-            Some(&last) if seqs.len() == limit && last + 1 < count => (last + 1).to_string(),
-            _ => String::new(),
-        };
-        Ok(Response::new(pb::ListEntriesResponse {
-            entries,
-            next_page_token,
-        }))
+        let page = list_entries(&self.engine, &request.into_inner()).map_err(status)?;
+        Ok(Response::new(page))
     }
 
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let account_id = request.into_inner().account_id;
+        let request = request.into_inner();
+        let account_id = request.account_id;
         validate::id("account_id", &account_id).map_err(status)?;
         let account = self
             .engine
@@ -210,7 +296,115 @@ impl pb::query_server::Query for QueryService {
                     format!("account {account_id:?} does not exist"),
                 ))
             })?;
-        Ok(Response::new(self.account_pb(&account)))
+        let mut answer = self.account_pb(&account);
+        if let Some(as_of_seq) = request.as_of_seq {
+            let count = self.engine.record_count();
+            if as_of_seq >= count {
+                return Err(status(Rejection::not_found(
+                    "as_of_seq",
+                    format!("record {as_of_seq} does not exist; the ledger holds {count} records"),
+                )));
+            }
+            if as_of_seq < account.opened_seq {
+                return Err(status(Rejection::precondition(
+                    "as_of_seq",
+                    format!(
+                        "account {account_id} was opened by record {}, after record {as_of_seq}",
+                        account.opened_seq
+                    ),
+                )));
+            }
+            let balances =
+                crate::trace::balances_as_of(&self.engine, &account, as_of_seq).map_err(status)?;
+            let state = self.engine.state();
+            answer.balance_fen = balances
+                .values()
+                .map(|a| u64::try_from(*a).unwrap_or(0))
+                .sum();
+            answer.balances = balances
+                .into_iter()
+                .map(|(source_seq, amount)| {
+                    let source = state.source(source_seq).ok().flatten();
+                    pb::SourceBalance {
+                        source_seq,
+                        amount_fen: u64::try_from(amount).unwrap_or(0),
+                        programme_code: source
+                            .as_ref()
+                            .map(|s| s.programme_code.clone())
+                            .unwrap_or_default(),
+                        document_no: source
+                            .as_ref()
+                            .map(|s| s.document_no.clone())
+                            .unwrap_or_default(),
+                        fiscal_year: source.as_ref().map(|s| s.fiscal_year).unwrap_or_default(),
+                    }
+                })
+                .collect();
+        }
+        Ok(Response::new(answer))
+    }
+
+    async fn trace_forward(
+        &self,
+        request: Request<pb::TraceForwardRequest>,
+    ) -> Result<Response<pb::FlowGraph>, Status> {
+        let engine = self.engine.clone();
+        let request = request.into_inner();
+        let graph =
+            tokio::task::spawn_blocking(move || crate::trace::trace_forward(&engine, &request))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .map_err(status)?;
+        Ok(Response::new(graph))
+    }
+
+    async fn trace_backward(
+        &self,
+        request: Request<pb::TraceBackwardRequest>,
+    ) -> Result<Response<pb::TraceBackwardResponse>, Status> {
+        let engine = self.engine.clone();
+        let request = request.into_inner();
+        let answer =
+            tokio::task::spawn_blocking(move || crate::trace::trace_backward(&engine, &request))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .map_err(status)?;
+        Ok(Response::new(answer))
+    }
+
+    async fn household_statement(
+        &self,
+        request: Request<pb::HouseholdStatementRequest>,
+    ) -> Result<Response<pb::HouseholdStatementResponse>, Status> {
+        let answer =
+            crate::trace::household_statement(&self.engine, &request.into_inner().account_id)
+                .map_err(status)?;
+        Ok(Response::new(answer))
+    }
+
+    async fn idle_funds(
+        &self,
+        request: Request<pb::IdleFundsRequest>,
+    ) -> Result<Response<pb::IdleFundsResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size).map_err(status)?;
+        let answer = crate::trace::idle_funds(&self.engine, &request, limit).map_err(status)?;
+        Ok(Response::new(answer))
+    }
+
+    async fn anomalies(
+        &self,
+        request: Request<pb::AnomaliesRequest>,
+    ) -> Result<Response<pb::AnomaliesResponse>, Status> {
+        let request = request.into_inner();
+        let limit = page_size(request.page_size).map_err(status)?;
+        let engine = self.engine.clone();
+        let answer =
+            tokio::task::spawn_blocking(move || crate::trace::anomalies(&engine, &request, limit))
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?
+                .map_err(status)?;
+        Ok(Response::new(answer))
     }
 
     async fn list_accounts(

@@ -79,8 +79,8 @@ impl Replay {
         };
         let mut held: BTreeMap<u64, u128> = BTreeMap::new();
         for account in &accounts {
-            for (&source, amount) in &account.balances {
-                *held.entry(source).or_default() += u128::from(amount.0);
+            for (source, amount) in account.balances() {
+                *held.entry(source).or_default() += amount;
             }
             if account.kind == AccountKind::Household {
                 summary.disbursed_fen += account.balance();

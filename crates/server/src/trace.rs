@@ -1,0 +1,968 @@
+//! The questions auditors ask (DESIGN.md §9), answered from indexes written
+//! when each record was applied: a trace reads the records that carried the
+//! money traced and nothing else, so its cost grows with the answer, not
+//! with the ledger.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use fundtrail_api::{account_kind_to_pb, household_status_to_pb, pb};
+use fundtrail_core::dates::{day_of_ms, Day};
+use fundtrail_core::model::{
+    Account, AccountKind, Household, HouseholdStatus, LotKey, Movement, Project, SubsidyBasis,
+};
+use fundtrail_core::state::{decode, key, StateRead};
+use fundtrail_core::{Code, Rejection};
+use prost::Message;
+
+use crate::engine::{now_ms, Engine};
+
+/// Records a forward-trace page examines at most.
+pub const TRACE_PAGE_RECORDS_MAX: u32 = 10_000;
+pub const TRACE_PAGE_RECORDS_DEFAULT: u32 = 2_000;
+/// Records a lot-following trace (from a record) and hops a backward trace
+/// may visit before the answer is refused or cut.
+pub const TRACE_RECORDS_MAX: usize = 10_000;
+/// Documents named per edge.
+const EDGE_DOCUMENTS_MAX: usize = 5;
+/// Rows an idle-funds or anomalies page examines at most.
+const SCAN_ROWS_MAX: usize = 5_000;
+
+fn too_big(what: &str) -> Rejection {
+    Rejection::new(
+        Code::ResourceExhausted,
+        "",
+        format!("{what} covers more than {TRACE_RECORDS_MAX} records; trace from the appropriation, page by page"),
+    )
+}
+
+fn fen(amount: u128) -> u64 {
+    u64::try_from(amount).unwrap_or(u64::MAX)
+}
+
+fn seq_from(key_bytes: &[u8]) -> Option<u64> {
+    key_bytes
+        .len()
+        .checked_sub(8)
+        .and_then(|at| key_bytes[at..].try_into().ok())
+        .map(u64::from_be_bytes)
+}
+
+/// Decoded request of record `seq` (for its 文号 and key).
+fn request_of(engine: &Engine, seq: u64) -> Result<(pb::Request, String), Rejection> {
+    let record = engine.record(seq)?;
+    let signed = record.request.unwrap_or_default();
+    let request = pb::Request::decode(signed.payload.as_slice()).unwrap_or_default();
+    Ok((request, signed.key_id))
+}
+
+/// The 文号 a decoded request cites.
+pub fn document_of(request: &pb::Request) -> String {
+    use pb::request::Body as B;
+    match &request.body {
+        Some(B::Appropriation(a)) => a.document_no.clone(),
+        Some(B::Transfer(t)) => t.document_no.clone(),
+        Some(B::Disbursement(d)) => d.document_no.clone(),
+        Some(B::Reversal(r)) => r.document_no.clone(),
+        Some(B::Consolidation(c)) => c.plan_document_no.clone(),
+        Some(B::Allocation(a)) => a.document_no.clone(),
+        Some(B::Return(r)) => r.document_no.clone(),
+        Some(B::AnnounceProject(a)) => a.document_no.clone(),
+        Some(B::SetHouseholdStatus(s)) => s.document_no.clone(),
+        _ => String::new(),
+    }
+}
+
+#[derive(Default)]
+struct Graph {
+    nodes: BTreeMap<String, (u128, Option<Account>)>,
+    edges: BTreeMap<(String, String), pb::FlowEdge>,
+    withdrawn: u128,
+}
+
+impl Graph {
+    fn add(
+        &mut self,
+        engine: &Engine,
+        movement: &Movement,
+        from: &Option<String>,
+        to: &Option<String>,
+        amount: u64,
+    ) -> Result<(), Rejection> {
+        match (from, to) {
+            (Some(from), Some(to)) => {
+                let edge = self
+                    .edges
+                    .entry((from.clone(), to.clone()))
+                    .or_insert_with(|| pb::FlowEdge {
+                        from_account_id: from.clone(),
+                        to_account_id: to.clone(),
+                        first_seq: movement.seq,
+                        ..Default::default()
+                    });
+                edge.amount_fen = edge.amount_fen.saturating_add(amount);
+                edge.records += 1;
+                edge.last_seq = movement.seq;
+                if !edge.kinds.contains(&movement.kind) {
+                    edge.kinds.push(movement.kind.clone());
+                }
+                if edge.document_nos.len() < EDGE_DOCUMENTS_MAX {
+                    let document = document_of(&request_of(engine, movement.seq)?.0);
+                    if !document.is_empty() && !edge.document_nos.contains(&document) {
+                        edge.document_nos.push(document);
+                    }
+                }
+                self.nodes.entry(from.clone()).or_default();
+                self.nodes.entry(to.clone()).or_default().0 += u128::from(amount);
+            }
+            (None, Some(to)) => self.nodes.entry(to.clone()).or_default().0 += u128::from(amount),
+            (Some(_), None) => self.withdrawn += u128::from(amount),
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
+
+/// Forward trace: from an appropriation, every record that carried its
+/// source (paged); from another record, the lots it made, followed onward.
+pub fn trace_forward(
+    engine: &Engine,
+    request: &pb::TraceForwardRequest,
+) -> Result<pb::FlowGraph, Rejection> {
+    let state = engine.state();
+    let movement = state
+        .movement(request.seq)?
+        .filter(|_| request.seq < engine.record_count())
+        .ok_or_else(|| {
+            Rejection::not_found(
+                "seq",
+                format!("record {} does not exist or moved no money", request.seq),
+            )
+        })?;
+    let page = match request.page_size {
+        0 => TRACE_PAGE_RECORDS_DEFAULT,
+        n if n > TRACE_PAGE_RECORDS_MAX => {
+            return Err(Rejection::new(
+                Code::ResourceExhausted,
+                "page_size",
+                format!("page_size may be at most {TRACE_PAGE_RECORDS_MAX}"),
+            ))
+        }
+        n => n,
+    } as usize;
+    let mut graph = Graph::default();
+    let mut next_page_token = String::new();
+    // Which lots the answer is about: (account, lot) pairs holding traced money.
+    let mut traced_lots: BTreeSet<(String, LotKey)> = BTreeSet::new();
+    let is_appropriation = movement.kind == "Appropriation";
+    let source_seq = movement
+        .legs
+        .first()
+        .map(|l| l.source_seq)
+        .unwrap_or(request.seq);
+    let traced_fen: u128;
+    if is_appropriation {
+        let start: u64 = if request.page_token.is_empty() {
+            0
+        } else {
+            request.page_token.parse().map_err(|_| {
+                Rejection::invalid("page_token", "the page token is not one this server issued")
+            })?
+        };
+        let prefix = key::seq(key::SOURCE_ENTRY, source_seq);
+        let from = key::source_entry(source_seq, start);
+        let rows = state.scan(&prefix, &from, page + 1)?;
+        for (i, (row, _)) in rows.iter().enumerate() {
+            let Some(seq) = seq_from(row) else { continue };
+            if seq >= engine.record_count() {
+                break;
+            }
+            if i == page {
+                next_page_token = seq.to_string();
+                break;
+            }
+            let Some(carrier) = state.movement(seq)? else {
+                continue;
+            };
+            for leg in carrier.legs.iter().filter(|l| l.source_seq == source_seq) {
+                graph.add(
+                    engine,
+                    &carrier,
+                    &leg.from_account_id,
+                    &leg.to_account_id,
+                    leg.amount.0,
+                )?;
+            }
+        }
+        let source = state.source(source_seq)?.ok_or_else(|| {
+            Rejection::unavailable(format!("derived state lacks source {source_seq}"))
+        })?;
+        traced_fen = u128::from(source.amount.0);
+    } else {
+        // Follow the lots this record made, through every record spending them.
+        let mut queue: VecDeque<(String, LotKey)> = VecDeque::new();
+        let mut moved: u128 = 0;
+        for leg in &movement.legs {
+            graph.add(
+                engine,
+                &movement,
+                &leg.from_account_id,
+                &leg.to_account_id,
+                leg.amount.0,
+            )?;
+            moved += u128::from(leg.amount.0);
+            if let Some(to) = &leg.to_account_id {
+                queue.push_back((
+                    to.clone(),
+                    LotKey {
+                        source_seq: leg.source_seq,
+                        arrival_seq: movement.seq,
+                    },
+                ));
+            }
+        }
+        traced_fen = moved;
+        let mut visited = 0usize;
+        while let Some((account_id, lot)) = queue.pop_front() {
+            if !traced_lots.insert((account_id.clone(), lot)) {
+                continue;
+            }
+            let prefix = key::lot_spends(&account_id, lot.source_seq, lot.arrival_seq);
+            for (row, _) in state.scan(&prefix, &prefix, TRACE_RECORDS_MAX + 1)? {
+                let Some(seq) = seq_from(&row) else { continue };
+                visited += 1;
+                if visited > TRACE_RECORDS_MAX {
+                    return Err(too_big("this trace"));
+                }
+                let Some(spender) = state.movement(seq)? else {
+                    continue;
+                };
+                for leg in spender.legs.iter().filter(|l| {
+                    l.from_account_id.as_deref() == Some(account_id.as_str())
+                        && l.source_seq == lot.source_seq
+                        && l.from_arrival_seq == Some(lot.arrival_seq)
+                }) {
+                    graph.add(
+                        engine,
+                        &spender,
+                        &leg.from_account_id,
+                        &leg.to_account_id,
+                        leg.amount.0,
+                    )?;
+                    if let Some(to) = &leg.to_account_id {
+                        // A reversal returns money to the lot it came from.
+                        let arrival = if spender.is_reversal {
+                            leg.from_arrival_seq.unwrap_or(spender.seq)
+                        } else {
+                            spender.seq
+                        };
+                        let arrival = if spender.is_reversal {
+                            original_lot(state, &spender, leg)?.unwrap_or(arrival)
+                        } else {
+                            arrival
+                        };
+                        queue.push_back((
+                            to.clone(),
+                            LotKey {
+                                source_seq: leg.source_seq,
+                                arrival_seq: arrival,
+                            },
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    // What each account holds of the traced money, and since when.
+    let source = state.source(source_seq)?;
+    let mut nodes = Vec::with_capacity(graph.nodes.len());
+    let mut households: u128 = 0;
+    for (account_id, (received, _)) in &graph.nodes {
+        let Some(account) = state.account(account_id)? else {
+            continue;
+        };
+        let held_lots: Vec<_> = account
+            .lots
+            .iter()
+            .filter(|(lot, _)| {
+                if is_appropriation {
+                    lot.source_seq == source_seq
+                } else {
+                    traced_lots.contains(&(account_id.clone(), **lot))
+                }
+            })
+            .collect();
+        let held: u128 = held_lots
+            .iter()
+            .map(|(_, lot)| u128::from(lot.amount.0))
+            .sum();
+        let since = held_lots
+            .iter()
+            .map(|(_, lot)| lot.arrival_day)
+            .min()
+            .unwrap_or(0);
+        if account.kind == AccountKind::Household {
+            households += held;
+        }
+        nodes.push(pb::FlowNode {
+            account_id: account.account_id.clone(),
+            owner_org_id: account.owner_org_id.clone(),
+            kind: account_kind_to_pb(account.kind) as i32,
+            name: account.name.clone(),
+            division_code: account.division_code.clone(),
+            received_fen: fen(*received),
+            held_fen: fen(held),
+            held_since_day: since,
+        });
+    }
+    Ok(pb::FlowGraph {
+        source_seq,
+        traced_fen: fen(traced_fen),
+        reached_households_fen: fen(households),
+        withdrawn_fen: fen(graph.withdrawn),
+        nodes,
+        edges: graph.edges.into_values().collect(),
+        next_page_token,
+        source_document_no: source
+            .as_ref()
+            .map(|s| s.document_no.clone())
+            .unwrap_or_default(),
+        programme_code: source.map(|s| s.programme_code).unwrap_or_default(),
+    })
+}
+
+/// The lot a reversal leg returned money to: the original leg's from-lot.
+fn original_lot<K: StateRead + ?Sized>(
+    state: &K,
+    reversal: &Movement,
+    leg: &fundtrail_core::model::Leg,
+) -> Result<Option<u64>, Rejection> {
+    let Some(target_seq) = leg.from_arrival_seq else {
+        return Ok(None);
+    };
+    let _ = reversal;
+    Ok(state.movement(target_seq)?.and_then(|original| {
+        original
+            .legs
+            .iter()
+            .find(|l| {
+                l.source_seq == leg.source_seq
+                    && l.from_account_id == leg.to_account_id
+                    && l.to_account_id == leg.from_account_id
+            })
+            .and_then(|l| l.from_arrival_seq)
+    }))
+}
+
+/// Backward trace: the chains of records that brought money to `target`.
+pub fn trace_backward(
+    engine: &Engine,
+    request: &pb::TraceBackwardRequest,
+) -> Result<pb::TraceBackwardResponse, Rejection> {
+    let state = engine.state();
+    // Starting points: (record, account it credited, source, lot it came from, amount).
+    let mut starts: Vec<(u64, String, u64, Option<u64>, u64)> = Vec::new();
+    match &request.target {
+        Some(pb::trace_backward_request::Target::AccountId(account_id)) => {
+            fundtrail_core::validate::id("account_id", account_id)?;
+            let account = state.account(account_id)?.ok_or_else(|| {
+                Rejection::not_found(
+                    "account_id",
+                    format!("account {account_id:?} does not exist"),
+                )
+            })?;
+            if account.kind == AccountKind::Household {
+                // Every payment it received, spent since or not.
+                let household = state.household(account_id)?;
+                for payment in household
+                    .iter()
+                    .flat_map(|h| h.payments.iter())
+                    .filter(|p| !p.reversed)
+                {
+                    push_legs_into(state, payment.seq, account_id, &mut starts)?;
+                }
+            } else {
+                for lot in account.lots.keys() {
+                    push_legs_into(state, lot.arrival_seq, account_id, &mut starts)?;
+                    starts.retain(|s| s.0 != lot.arrival_seq || s.2 == lot.source_seq);
+                }
+            }
+        }
+        Some(pb::trace_backward_request::Target::Seq(seq)) => {
+            let movement = state
+                .movement(*seq)?
+                .filter(|_| *seq < engine.record_count())
+                .ok_or_else(|| {
+                    Rejection::not_found(
+                        "seq",
+                        format!("record {seq} does not exist or moved no money"),
+                    )
+                })?;
+            for leg in &movement.legs {
+                starts.push((
+                    *seq,
+                    leg.to_account_id.clone().unwrap_or_default(),
+                    leg.source_seq,
+                    leg.from_arrival_seq,
+                    leg.amount.0,
+                ));
+            }
+        }
+        None => {
+            return Err(Rejection::invalid(
+                "target",
+                "name a household or account (account_id) or a record (seq)",
+            ))
+        }
+    }
+    let mut lineages = Vec::new();
+    let mut hops_total = 0usize;
+    let mut truncated = false;
+    for (seq, _to, source_seq, from_arrival, amount) in starts {
+        let mut hops = Vec::new();
+        let mut current = Some((seq, source_seq, from_arrival));
+        // Walk up: each leg names the lot it came from, whose arrival record
+        // brought it into the account one level up.
+        while let Some((at_seq, source, from_arrival)) = current.take() {
+            hops_total += 1;
+            if hops_total > TRACE_RECORDS_MAX {
+                truncated = true;
+                break;
+            }
+            let movement = state.movement(at_seq)?.ok_or_else(|| {
+                Rejection::unavailable(format!("no movement for record {at_seq}"))
+            })?;
+            let leg = movement
+                .legs
+                .iter()
+                .find(|l| l.source_seq == source && l.from_arrival_seq == from_arrival);
+            let (request, key_id) = request_of(engine, at_seq)?;
+            hops.push(pb::Hop {
+                seq: at_seq,
+                kind: movement.kind.clone(),
+                from_account_id: leg
+                    .and_then(|l| l.from_account_id.clone())
+                    .unwrap_or_default(),
+                to_account_id: leg
+                    .and_then(|l| l.to_account_id.clone())
+                    .unwrap_or_default(),
+                amount_fen: leg.map(|l| l.amount.0).unwrap_or(0),
+                document_no: document_of(&request),
+                signer_org_id: movement.signer_org_id.clone(),
+                key_id,
+                value_day: movement.value_day,
+            });
+            if let (Some(arrival), Some(from_account)) =
+                (from_arrival, leg.and_then(|l| l.from_account_id.clone()))
+            {
+                if arrival == at_seq {
+                    break;
+                }
+                // The leg of the arrival record that brought this lot into `from_account`.
+                let upstream = state.movement(arrival)?;
+                let up_leg = upstream.as_ref().and_then(|m| {
+                    m.legs.iter().find(|l| {
+                        l.source_seq == source
+                            && l.to_account_id.as_deref() == Some(from_account.as_str())
+                    })
+                });
+                if let Some(up_leg) = up_leg {
+                    current = Some((arrival, source, up_leg.from_arrival_seq));
+                }
+            }
+        }
+        hops.reverse();
+        let source = state.source(source_seq)?;
+        lineages.push(pb::Lineage {
+            source_seq,
+            amount_fen: amount,
+            source_document_no: source
+                .as_ref()
+                .map(|s| s.document_no.clone())
+                .unwrap_or_default(),
+            programme_code: source
+                .as_ref()
+                .map(|s| s.programme_code.clone())
+                .unwrap_or_default(),
+            appropriating_org_id: hops
+                .first()
+                .map(|h| h.signer_org_id.clone())
+                .unwrap_or_default(),
+            hops,
+        });
+        if truncated {
+            break;
+        }
+    }
+    Ok(pb::TraceBackwardResponse {
+        lineages,
+        truncated,
+    })
+}
+
+fn push_legs_into<K: StateRead + ?Sized>(
+    state: &K,
+    seq: u64,
+    account_id: &str,
+    starts: &mut Vec<(u64, String, u64, Option<u64>, u64)>,
+) -> Result<(), Rejection> {
+    if let Some(movement) = state.movement(seq)? {
+        for leg in movement
+            .legs
+            .iter()
+            .filter(|l| l.to_account_id.as_deref() == Some(account_id))
+        {
+            starts.push((
+                seq,
+                account_id.to_string(),
+                leg.source_seq,
+                leg.from_arrival_seq,
+                leg.amount.0,
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn household_statement(
+    engine: &Engine,
+    account_id: &str,
+) -> Result<pb::HouseholdStatementResponse, Rejection> {
+    fundtrail_core::validate::id("account_id", account_id)?;
+    let state = engine.state();
+    let household = state.household(account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            "account_id",
+            format!("{account_id:?} is not a registered household"),
+        )
+    })?;
+    let balance = state.account(account_id)?.map(|a| a.balance()).unwrap_or(0);
+    let mut payments = Vec::with_capacity(household.payments.len());
+    let mut received: u128 = 0;
+    for payment in &household.payments {
+        let movement = state.movement(payment.seq)?;
+        let legs: Vec<_> = movement
+            .iter()
+            .flat_map(|m| m.legs.iter())
+            .filter(|l| l.to_account_id.as_deref() == Some(account_id))
+            .collect();
+        let (request, _) = request_of(engine, payment.seq)?;
+        if !payment.reversed {
+            received += u128::from(payment.amount.0);
+        }
+        payments.push(pb::HouseholdPaymentLine {
+            seq: payment.seq,
+            value_day: payment.day,
+            amount_fen: payment.amount.0,
+            programme_code: payment.programme_code.clone(),
+            period: payment.period.clone(),
+            document_no: document_of(&request),
+            from_account_id: legs
+                .first()
+                .and_then(|l| l.from_account_id.clone())
+                .unwrap_or_default(),
+            reversed: payment.reversed,
+            sources: legs
+                .iter()
+                .map(|l| pb::SourceAmount {
+                    source_seq: l.source_seq,
+                    amount_fen: l.amount.0,
+                })
+                .collect(),
+        });
+    }
+    let today = day_of_ms(now_ms());
+    Ok(pb::HouseholdStatementResponse {
+        account_id: household.account_id.clone(),
+        owner_org_id: household.owner_org_id.clone(),
+        household_ref: household.household_ref.clone(),
+        village_code: household.village_code.clone(),
+        basis: match household.basis {
+            SubsidyBasis::PerHousehold => pb::SubsidyBasis::PerHousehold,
+            SubsidyBasis::PerPerson => pb::SubsidyBasis::PerPerson,
+        } as i32,
+        members: household.members,
+        status_today: household_status_to_pb(household.status_on(today)) as i32,
+        statuses: household
+            .statuses
+            .iter()
+            .map(|(day, status, seq)| pb::HouseholdStatusChange {
+                effective_day: *day,
+                status: household_status_to_pb(*status) as i32,
+                seq: *seq,
+            })
+            .collect(),
+        payments,
+        received_fen: fen(received),
+        balance_fen: fen(balance),
+    })
+}
+
+/// The level of government a division code belongs to.
+pub fn level_of(division_code: &str) -> &'static str {
+    if division_code == "000000" {
+        "central"
+    } else if division_code.len() == 6 && division_code.ends_with("0000") {
+        "province"
+    } else if division_code.len() == 6 && division_code.ends_with("00") {
+        "prefecture"
+    } else {
+        "county"
+    }
+}
+
+/// Age buckets in days: [0,30), [30,90), [90,365), [365,730), 730+.
+const AGE_BUCKET_DAYS: [i32; 4] = [30, 90, 365, 730];
+
+fn idle_row(
+    engine: &Engine,
+    account: &Account,
+    request: &pb::IdleFundsRequest,
+    today: Day,
+    programmes: &mut BTreeMap<u64, String>,
+) -> Result<Option<pb::IdleFundsRow>, Rejection> {
+    let mut buckets = [0u128; 5];
+    let mut balance: u128 = 0;
+    let mut idle: u128 = 0;
+    let mut oldest = i32::MAX;
+    for (lot_key, lot) in &account.lots {
+        if !request.programme_code.is_empty() {
+            let programme = match programmes.get(&lot_key.source_seq) {
+                Some(p) => p.clone(),
+                None => {
+                    let p = engine
+                        .state()
+                        .source(lot_key.source_seq)?
+                        .map(|s| s.programme_code)
+                        .unwrap_or_default();
+                    programmes.insert(lot_key.source_seq, p.clone());
+                    p
+                }
+            };
+            if programme != request.programme_code {
+                continue;
+            }
+        }
+        let age = today - lot.arrival_day;
+        let bucket = AGE_BUCKET_DAYS
+            .iter()
+            .position(|limit| age < *limit)
+            .unwrap_or(4);
+        buckets[bucket] += u128::from(lot.amount.0);
+        balance += u128::from(lot.amount.0);
+        if age >= i32::try_from(request.older_than_days).unwrap_or(i32::MAX) {
+            idle += u128::from(lot.amount.0);
+            oldest = oldest.min(lot.arrival_day);
+        }
+    }
+    if idle == 0 {
+        return Ok(None);
+    }
+    Ok(Some(pb::IdleFundsRow {
+        account_id: account.account_id.clone(),
+        owner_org_id: account.owner_org_id.clone(),
+        division_code: account.division_code.clone(),
+        level: level_of(&account.division_code).to_string(),
+        kind: account_kind_to_pb(account.kind) as i32,
+        name: account.name.clone(),
+        balance_fen: fen(balance),
+        idle_fen: fen(idle),
+        age_0_30_fen: fen(buckets[0]),
+        age_30_90_fen: fen(buckets[1]),
+        age_90_365_fen: fen(buckets[2]),
+        age_365_730_fen: fen(buckets[3]),
+        age_730_plus_fen: fen(buckets[4]),
+        oldest_day: oldest,
+    }))
+}
+
+pub fn idle_funds(
+    engine: &Engine,
+    request: &pb::IdleFundsRequest,
+    page_size: usize,
+) -> Result<pb::IdleFundsResponse, Rejection> {
+    if !matches!(
+        request.level.as_str(),
+        "" | "central" | "province" | "prefecture" | "county"
+    ) {
+        return Err(Rejection::invalid(
+            "level",
+            "level must be central, province, prefecture or county",
+        ));
+    }
+    let state = engine.state();
+    let today = day_of_ms(now_ms());
+    let prefix = [key::HOLDER];
+    let mut from = key::named(key::HOLDER, &request.page_token);
+    if !request.page_token.is_empty() {
+        from.push(0);
+    }
+    let rows = state.scan(&prefix, &from, SCAN_ROWS_MAX)?;
+    let mut out = Vec::new();
+    let mut programmes = BTreeMap::new();
+    let mut last = None;
+    for (row, _) in &rows {
+        if out.len() == page_size {
+            break;
+        }
+        let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
+        last = Some(account_id.clone());
+        let Some(account) = state.account(&account_id)? else {
+            continue;
+        };
+        if !request.level.is_empty() && level_of(&account.division_code) != request.level {
+            continue;
+        }
+        if !account.division_code.starts_with(&request.division_prefix) {
+            continue;
+        }
+        if let Some(row) = idle_row(engine, &account, request, today, &mut programmes)? {
+            out.push(row);
+        }
+    }
+    let more = out.len() == page_size || rows.len() == SCAN_ROWS_MAX;
+    Ok(pb::IdleFundsResponse {
+        rows: out,
+        next_page_token: if more {
+            last.unwrap_or_default()
+        } else {
+            String::new()
+        },
+        as_of_day: today,
+    })
+}
+
+/// Findings over households (duplicates, ineligible payments, households of
+/// another county), projects (allocations before announcement) and idle money.
+pub fn anomalies(
+    engine: &Engine,
+    request: &pb::AnomaliesRequest,
+    page_size: usize,
+) -> Result<pb::AnomaliesResponse, Rejection> {
+    let state = engine.state();
+    // The page token is the last key examined; households, then projects, then holders.
+    let token = request.page_token.as_bytes();
+    let mut findings = Vec::new();
+    let mut last_key: Option<Vec<u8>> = None;
+    let mut examined = 0usize;
+    for prefix in [key::HOUSEHOLD, key::PROJECT, key::HOLDER] {
+        let prefix_bytes = [prefix];
+        if !token.is_empty() && token[0] > prefix {
+            continue;
+        }
+        let mut from = prefix_bytes.to_vec();
+        if !token.is_empty() && token[0] == prefix {
+            from = token.to_vec();
+            from.push(0);
+        }
+        for (row, value) in state.scan(&prefix_bytes, &from, SCAN_ROWS_MAX)? {
+            if findings.len() >= page_size || examined >= SCAN_ROWS_MAX {
+                break;
+            }
+            examined += 1;
+            last_key = Some(row.clone());
+            match prefix {
+                key::HOUSEHOLD => {
+                    household_findings(engine, &decode::<Household>(&value)?, &mut findings)?
+                }
+                key::PROJECT => {
+                    project_findings(engine, &decode::<Project>(&value)?, &mut findings)?
+                }
+                _ => {
+                    let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
+                    if let Some(account) = state.account(&account_id)? {
+                        let threshold = if request.idle_older_than_days == 0 {
+                            365
+                        } else {
+                            request.idle_older_than_days
+                        };
+                        let idle_request = pb::IdleFundsRequest {
+                            older_than_days: threshold,
+                            ..Default::default()
+                        };
+                        if let Some(row) = idle_row(
+                            engine,
+                            &account,
+                            &idle_request,
+                            day_of_ms(now_ms()),
+                            &mut BTreeMap::new(),
+                        )? {
+                            findings.push(pb::Finding {
+                                kind: "IDLE_FUNDS".into(),
+                                account_id: account.account_id.clone(),
+                                seqs: account
+                                    .lots
+                                    .keys()
+                                    .map(|l| l.arrival_seq)
+                                    .collect::<BTreeSet<_>>()
+                                    .into_iter()
+                                    .take(20)
+                                    .collect(),
+                                amount_fen: row.idle_fen,
+                                detail: format!(
+                                    "{} has held {} for {} days or more (since {})",
+                                    account.account_id,
+                                    fundtrail_core::money::Fen(row.idle_fen),
+                                    threshold,
+                                    fundtrail_core::dates::format_date(row.oldest_day)
+                                ),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if findings.len() >= page_size || examined >= SCAN_ROWS_MAX {
+            break;
+        }
+    }
+    let done = findings.len() < page_size && examined < SCAN_ROWS_MAX;
+    Ok(pb::AnomaliesResponse {
+        findings,
+        next_page_token: if done {
+            String::new()
+        } else {
+            last_key
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .unwrap_or_default()
+        },
+    })
+}
+
+fn household_findings(
+    engine: &Engine,
+    household: &Household,
+    findings: &mut Vec<pb::Finding>,
+) -> Result<(), Rejection> {
+    let live: Vec<_> = household.payments.iter().filter(|p| !p.reversed).collect();
+    let mut by_period: BTreeMap<(&str, &str), Vec<&fundtrail_core::model::HouseholdPayment>> =
+        BTreeMap::new();
+    for payment in &live {
+        by_period
+            .entry((payment.programme_code.as_str(), payment.period.as_str()))
+            .or_default()
+            .push(payment);
+    }
+    for ((programme, period), payments) in by_period.into_iter().filter(|(_, p)| p.len() > 1) {
+        findings.push(pb::Finding {
+            kind: "DUPLICATE_PAYMENT".into(),
+            account_id: household.account_id.clone(),
+            seqs: payments.iter().map(|p| p.seq).collect(),
+            amount_fen: payments.iter().skip(1).map(|p| p.amount.0).sum(),
+            detail: format!(
+                "household {} was paid {} times for programme {programme}, period {period}",
+                household.account_id,
+                payments.len()
+            ),
+        });
+    }
+    let ineligible: Vec<_> = live
+        .iter()
+        .filter(|p| household.status_on(p.day) == HouseholdStatus::Ineligible)
+        .collect();
+    if !ineligible.is_empty() {
+        findings.push(pb::Finding {
+            kind: "INELIGIBLE_PAYMENT".into(),
+            account_id: household.account_id.clone(),
+            seqs: ineligible.iter().map(|p| p.seq).collect(),
+            amount_fen: ineligible.iter().map(|p| p.amount.0).sum(),
+            detail: format!("household {} was paid while not eligible (a later status change took effect before the payment date)", household.account_id),
+        });
+    }
+    let county = engine
+        .state()
+        .org(&household.owner_org_id)?
+        .map(|o| o.division_code)
+        .unwrap_or_default();
+    if !live.is_empty() && county.len() == 6 && !household.village_code.starts_with(&county) {
+        findings.push(pb::Finding {
+            kind: "OTHER_COUNTY_HOUSEHOLD".into(),
+            account_id: household.account_id.clone(),
+            seqs: live.iter().map(|p| p.seq).collect(),
+            amount_fen: live.iter().map(|p| p.amount.0).sum(),
+            detail: format!(
+                "household {} lives in village {} outside county {county} of {}, which paid it",
+                household.account_id, household.village_code, household.owner_org_id
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn project_findings(
+    engine: &Engine,
+    project: &Project,
+    findings: &mut Vec<pb::Finding>,
+) -> Result<(), Rejection> {
+    let announced = project.announced_seq.unwrap_or(u64::MAX);
+    let prefix = key::account_entries(&project.account_id);
+    let mut early = Vec::new();
+    let mut amount = 0u64;
+    for (row, _) in engine.state().scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
+        let Some(seq) = seq_from(&row) else { continue };
+        if seq >= announced {
+            break;
+        }
+        if let Some(movement) = engine.state().movement(seq)? {
+            if movement.kind == "Allocation" && movement.reversed_by.is_none() {
+                early.push(seq);
+                amount += movement.legs.iter().map(|l| l.amount.0).sum::<u64>();
+            }
+        }
+    }
+    if !early.is_empty() {
+        findings.push(pb::Finding {
+            kind: "UNANNOUNCED_ALLOCATION".into(),
+            account_id: project.account_id.clone(),
+            seqs: early,
+            amount_fen: amount,
+            detail: match project.announced_seq {
+                Some(seq) => format!(
+                    "project {} received money before its announcement (record {seq})",
+                    project.account_id
+                ),
+                None => format!(
+                    "project {} received money but was never publicly announced (公告公示)",
+                    project.account_id
+                ),
+            },
+        });
+    }
+    Ok(())
+}
+
+/// An account's balance by source just after record `as_of_seq`: its current
+/// lots with every later movement undone, read from the account's index.
+pub fn balances_as_of(
+    engine: &Engine,
+    account: &Account,
+    as_of_seq: u64,
+) -> Result<BTreeMap<u64, i128>, Rejection> {
+    let mut balances: BTreeMap<u64, i128> = account
+        .balances()
+        .into_iter()
+        .map(|(s, a)| (s, a as i128))
+        .collect();
+    let prefix = key::account_entries(&account.account_id);
+    let from = key::account_entry(&account.account_id, as_of_seq.saturating_add(1));
+    let rows = engine.state().scan(&prefix, &from, TRACE_RECORDS_MAX + 1)?;
+    if rows.len() > TRACE_RECORDS_MAX {
+        return Err(too_big("this balance history"));
+    }
+    for (row, _) in &rows {
+        let Some(seq) = seq_from(row) else { continue };
+        let Some(movement) = engine.state().movement(seq)? else {
+            continue;
+        };
+        for leg in &movement.legs {
+            let amount = i128::from(leg.amount.0);
+            if leg.to_account_id.as_deref() == Some(account.account_id.as_str()) {
+                *balances.entry(leg.source_seq).or_default() -= amount;
+            }
+            if leg.from_account_id.as_deref() == Some(account.account_id.as_str()) {
+                *balances.entry(leg.source_seq).or_default() += amount;
+            }
+        }
+    }
+    balances.retain(|_, amount| *amount != 0);
+    Ok(balances)
+}
