@@ -61,7 +61,7 @@ const PROVINCES: &[Province] = &[
                     org: "zj-czj",
                     name: "昭觉县财政局",
                     code: "513431",
-                    households: 1_400,
+                    households: 1_800,
                 },
                 County {
                     org: "bt-czj",
@@ -541,7 +541,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path) -> Result<u64> {
         ),
     );
     seeder.flush().await?;
-    let duplicated = seeder.count - 1;
+    let duplicated = seeder.engine.record_count() - 1;
     seeder.add(
         &dongxiang,
         "2025-05-25",
