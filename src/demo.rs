@@ -309,7 +309,8 @@ fn register(org: &str, name: &str, role: pb::OrgRole, code: &str, key: &Signer) 
 }
 
 /// Seeds the scenario into a freshly created ledger; returns the record count.
-pub async fn seed(engine: Arc<Engine>, data_dir: &Path) -> Result<u64> {
+/// `scale` multiplies the households (and their payments).
+pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u64> {
     let root = Signer::from_key_file(&data_dir.join("root.key"))?;
     let keys_dir = data_dir.join("demo-keys");
     std::fs::create_dir_all(&keys_dir)?;
@@ -357,7 +358,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path) -> Result<u64> {
             "2025-03-15",
             B::Appropriation(pb::Appropriation {
                 account_id: format!("mof-{suffix}"),
-                amount_fen: yuan(per_county * counties_total),
+                amount_fen: yuan(per_county * counties_total * u64::from(scale)),
                 programme_code: (*code).into(),
                 fiscal_year: 2025,
                 document_no: format!("财农〔2025〕{}号", 10 + code.len()),
@@ -466,7 +467,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path) -> Result<u64> {
                 transfer(
                     &format!("mof-{suffix}"),
                     &account,
-                    yuan(per_county * p_counties),
+                    yuan(per_county * p_counties * u64::from(scale)),
                     &format!("财农〔2025〕{}号", 20 + suffix.len()),
                     &format!("下达{}", province.name),
                 ),
@@ -503,14 +504,14 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path) -> Result<u64> {
                     transfer(
                         &format!("{}-{suffix}", province.org),
                         &account,
-                        yuan(per_county * prefecture.counties.len() as u64),
+                        yuan(per_county * prefecture.counties.len() as u64 * u64::from(scale)),
                         &format!("{}财农〔2025〕{}号", &province.name[..3], 30 + suffix.len()),
                         "分配下达",
                     ),
                 );
             }
             for county in prefecture.counties {
-                seed_county(&mut seeder, &mut signer, &f, prefecture.org, county).await?;
+                seed_county(&mut seeder, &mut signer, &f, prefecture.org, county, scale).await?;
             }
         }
     }
@@ -587,6 +588,7 @@ async fn seed_county(
     prefecture_key: &Signer,
     prefecture_org: &str,
     county: &County,
+    scale: u32,
 ) -> Result<()> {
     use pb::AccountKind as K;
     let c = signer(county.org)?;
@@ -621,7 +623,7 @@ async fn seed_county(
             transfer(
                 &format!("{prefecture_org}-{suffix}"),
                 &account,
-                yuan(*per_county),
+                yuan(per_county * u64::from(scale)),
                 &format!("州财农〔2025〕{}号", 40 + suffix.len()),
                 "下达到县",
             ),
@@ -643,7 +645,7 @@ async fn seed_county(
             B::Consolidation(pb::Consolidation {
                 from_account_id: format!("{}-{suffix}", county.org),
                 pool_account_id: pool.clone(),
-                amount_fen: yuan(per_county - keep),
+                amount_fen: yuan((per_county - keep) * u64::from(scale)),
                 sources: Vec::new(),
                 plan_document_no: format!("{short}涉农资金统筹整合方案〔2025〕1号"),
                 memo: String::new(),
@@ -661,7 +663,7 @@ async fn seed_county(
                 name: format!("{short}{name}项目"),
                 category: category.into(),
                 location_code: county.code.into(),
-                budget_fen: yuan(budget),
+                budget_fen: yuan(budget * u64::from(scale)),
                 performance_targets: targets.iter().map(|t| t.to_string()).collect(),
                 responsible_unit: format!("{short}乡村振兴局"),
                 fiscal_year: 2025,
@@ -680,7 +682,7 @@ async fn seed_county(
         }
         // The training project has no performance target: it gets no money.
         if !targets.is_empty() {
-            let amount = if suffix == "cydh" { budget } else { budget / 2 };
+            let amount = (if suffix == "cydh" { budget } else { budget / 2 }) * u64::from(scale);
             seeder.add(
                 &c,
                 "2025-06-15",
@@ -697,7 +699,8 @@ async fn seed_county(
     }
     seeder.flush().await?;
     // Households: registry ids only, with village codes inside the county.
-    for h in 0..county.households {
+    let households = county.households * scale;
+    for h in 0..households {
         let village = format!("{}{:03}{:03}", county.code, 100 + h % 12, 200 + h % 30);
         // One household carries a village code of another county: an anomaly.
         let village = if h == 7 && county.org == "zj-czj" {
@@ -709,8 +712,8 @@ async fn seed_county(
             &c,
             "2025-08-01",
             B::RegisterHousehold(pb::RegisterHousehold {
-                account_id: format!("{}-hh-{:05}", county.code, h + 1),
-                household_ref: format!("JDLK-{}-{:05}", county.code, h + 1),
+                account_id: format!("{}-hh-{:06}", county.code, h + 1),
+                household_ref: format!("JDLK-{}-{:06}", county.code, h + 1),
                 village_code: village,
                 basis: if h % 3 == 0 {
                     pb::SubsidyBasis::PerPerson
@@ -725,7 +728,7 @@ async fn seed_county(
     // Monthly 产业到户奖补 payments from the project account.
     let project = format!("{}-cydh", county.org);
     for (period, date) in PAYMENT_MONTHS {
-        for h in 0..county.households {
+        for h in 0..households {
             let amount = if h % 3 == 0 {
                 300 * u64::from(1 + h % 6)
             } else {
@@ -736,7 +739,7 @@ async fn seed_county(
                 date,
                 B::Disbursement(pb::Disbursement {
                     from_account_id: project.clone(),
-                    household_account_id: format!("{}-hh-{:05}", county.code, h + 1),
+                    household_account_id: format!("{}-hh-{:06}", county.code, h + 1),
                     amount_fen: yuan(amount),
                     sources: Vec::new(),
                     programme_code: "2130599".into(),
@@ -751,7 +754,7 @@ async fn seed_county(
     // Planted anomalies: a duplicate payment, and a household found
     // ineligible from September on, after it had been paid.
     if county.org == "dx-czj" {
-        let hh = format!("{}-hh-00003", county.code);
+        let hh = format!("{}-hh-000003", county.code);
         seeder.add(
             &c,
             "2025-11-21",
@@ -766,7 +769,7 @@ async fn seed_county(
                 memo: "重复发放".into(),
             }),
         );
-        let hh = format!("{}-hh-00005", county.code);
+        let hh = format!("{}-hh-000005", county.code);
         seeder.add(
             &c,
             "2025-09-01",
@@ -798,7 +801,12 @@ async fn seed_county(
 
 /// `serve --demo` start-up: seed an empty data directory, or say the ledger
 /// there is served unchanged.
-pub async fn prepare(engine: Arc<Engine>, data_dir: &Path, created: bool) -> Result<()> {
+pub async fn prepare(
+    engine: Arc<Engine>,
+    data_dir: &Path,
+    created: bool,
+    scale: u32,
+) -> Result<()> {
     if !created {
         eprintln!(
             "{} already holds a ledger: serving it unchanged (no demo data added)",
@@ -807,7 +815,7 @@ pub async fn prepare(engine: Arc<Engine>, data_dir: &Path, created: bool) -> Res
         return Ok(());
     }
     let started = std::time::Instant::now();
-    let count = seed(engine, data_dir)
+    let count = seed(engine, data_dir, scale)
         .await
         .map_err(|e| anyhow!("seeding the demo failed: {e}"))?;
     eprintln!(

@@ -6,6 +6,7 @@ mod demo;
 mod logcmd;
 mod output;
 mod post;
+mod tracecmd;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,9 @@ enum Command {
         /// empty data directory; a directory holding a ledger is served unchanged.
         #[arg(long)]
         demo: bool,
+        /// With --demo: multiply the households (and their payments) by this.
+        #[arg(long, default_value_t = 1, requires = "demo")]
+        demo_scale: u32,
     },
     /// Generate an Ed25519 key pair into a new key file (mode 0600) and print
     /// its key id and public key, to register with `post register-org` or
@@ -122,6 +126,18 @@ enum Command {
         /// Only records that moved money in or out of this account.
         #[arg(long)]
         account: Option<String>,
+        /// Only records signed by this org.
+        #[arg(long, default_value = "")]
+        org: String,
+        /// Only records of this kind, e.g. Disbursement.
+        #[arg(long, default_value = "")]
+        kind: String,
+        /// Only records that carried money of this source (appropriation seq).
+        #[arg(long)]
+        source: Option<u64>,
+        /// Only records citing this 文号.
+        #[arg(long, default_value = "")]
+        document: String,
         /// Records per page (at most 1000).
         #[arg(long, default_value_t = 50)]
         page_size: u32,
@@ -161,6 +177,28 @@ enum Command {
     /// Measure write throughput and latency against a fresh in-process
     /// server on a temporary data directory.
     Bench(bench::BenchArgs),
+    /// Follow the money: forward from an appropriation or record, or back
+    /// from a household, account or record.
+    #[command(subcommand)]
+    Trace(tracecmd::TraceCommand),
+    /// Every payment a household received, with its status history.
+    Statement {
+        #[command(flatten)]
+        server: Server,
+        /// The household's account id.
+        household: String,
+    },
+    /// Money not yet paid out, by account and age.
+    Idle(tracecmd::IdleArgs),
+    /// Findings to follow up: duplicate or ineligible household payments,
+    /// households of another county, unannounced allocations, idle money.
+    Anomalies {
+        #[command(flatten)]
+        server: Server,
+        /// Money idle at least this many days is a finding.
+        #[arg(long, default_value_t = 365)]
+        idle_days: u32,
+    },
     /// Print the log's verifier key (name+key id+base64 key) to pin once.
     LogKey {
         #[command(flatten)]
@@ -258,12 +296,16 @@ async fn run(command: Command) -> Result<()> {
             listen,
             max_skew_ms,
             demo,
+            demo_scale,
         } => {
             if max_skew_ms > fundtrail_core::limits::SIGNING_SKEW_MS_MAX {
                 bail!(
                     "--max-skew-ms may be at most {}",
                     fundtrail_core::limits::SIGNING_SKEW_MS_MAX
                 );
+            }
+            if !(1..=100).contains(&demo_scale) {
+                bail!("--demo-scale must be between 1 and 100");
             }
             let created = !genesis::exists(&data.data_dir);
             if created {
@@ -278,7 +320,7 @@ async fn run(command: Command) -> Result<()> {
             let engine =
                 fundtrail_server::engine::Engine::open(config).map_err(anyhow::Error::msg)?;
             if demo {
-                demo::prepare(engine.clone(), &data.data_dir, created).await?;
+                demo::prepare(engine.clone(), &data.data_dir, created, demo_scale).await?;
             }
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
@@ -302,6 +344,10 @@ async fn run(command: Command) -> Result<()> {
         Command::Entries {
             server,
             account,
+            org,
+            kind,
+            source,
+            document,
             page_size,
             page_token,
         } => {
@@ -312,6 +358,10 @@ async fn run(command: Command) -> Result<()> {
                     page_size,
                     page_token,
                     account_id: account.unwrap_or_default(),
+                    org_id: org,
+                    kind,
+                    source_seq: source,
+                    document_no: document,
                     ..Default::default()
                 })
                 .await
@@ -373,6 +423,10 @@ async fn run(command: Command) -> Result<()> {
         }
         Command::Bench(args) => bench::run(args).await?,
         Command::LogKey { server } => logcmd::log_key(&server).await?,
+        Command::Trace(command) => tracecmd::trace(command).await?,
+        Command::Statement { server, household } => tracecmd::statement(&server, household).await?,
+        Command::Idle(args) => tracecmd::idle(args).await?,
+        Command::Anomalies { server, idle_days } => tracecmd::anomalies(&server, idle_days).await?,
         Command::Checkpoint { server, tree_size } => logcmd::checkpoint(&server, tree_size).await?,
         Command::Prove(command) => logcmd::prove(command).await?,
         Command::Verify(command) => logcmd::verify(command)?,

@@ -169,6 +169,13 @@ fn entry_text(entry: &pb::Entry) -> String {
         effects.signer_org_id,
         request.key_id
     );
+    if body.body.as_ref().is_some_and(|_| !effects.legs.is_empty()) {
+        let imported = if body.imported { ", imported" } else { "" };
+        out.push_str(&format!(
+            "  (value date {}{imported})",
+            fundtrail_core::dates::format_date(effects.value_day)
+        ));
+    }
     if let Some(by) = entry.reversed_by_seq {
         out.push_str(&format!("  [REVERSED by #{by}]"));
     }

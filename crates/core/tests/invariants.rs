@@ -1,31 +1,52 @@
 //! Property tests of DESIGN.md §7 invariants 1–3 over random sequences of
 //! valid and invalid operations: conservation per source, no balance below
 //! zero, every movement's legs adding up to its amount, and replayed state
-//! equal to live state byte for byte.
+//! equal to live state byte for byte. The operations include the county
+//! kinds (consolidation, allocation, return, household status) and records
+//! imported with past value dates; the movement legs kept in state must add
+//! up, source by source and lot by lot, to what the accounts hold.
 
 use std::collections::BTreeMap;
 
 use ed25519_dalek::SigningKey;
 use fundtrail_core::apply::{apply, Context, Outcome};
+use fundtrail_core::dates::{day_of_ms, days_from_civil, Day};
 use fundtrail_core::model::*;
 use fundtrail_core::money::Fen;
 use fundtrail_core::signing;
-use fundtrail_core::state::{decode, key, MemoryKv};
+use fundtrail_core::state::{decode, key, MemoryKv, StateRead};
 use proptest::prelude::*;
 
 const LEDGER: &str = "fundtrail-test";
 
+/// Every record is committed at 2026-03-15 10:00 China Standard Time.
+fn commit_ms() -> i64 {
+    (days_from_civil(2026, 3, 15) * 86_400 + 2 * 3_600) * 1_000
+}
+
+fn commit_day() -> Day {
+    day_of_ms(commit_ms())
+}
+
 /// Orgs: 0 = root (mof), 1 = province (child of root), 2 = county (child of province).
 const ORGS: [&str; 3] = ["mof", "gs-czt", "dx-czj"];
-/// Accounts and the org owning each; the last is the county's household.
-const ACCOUNTS: [(&str, usize, AccountKind); 6] = [
+/// Accounts and the org owning each.
+const ACCOUNTS: [(&str, usize, AccountKind); 7] = [
     ("mof-treasury", 0, AccountKind::Treasury),
     ("mof-xczx", 0, AccountKind::Programme),
     ("gs-xczx", 1, AccountKind::Programme),
     ("dx-xczx", 2, AccountKind::Programme),
     ("dx-pool", 2, AccountKind::Pool),
     ("dx-hh-1", 2, AccountKind::Household),
+    ("dx-proj", 2, AccountKind::Project),
 ];
+const N: usize = ACCOUNTS.len();
+const PROGRAMME: usize = 3;
+const POOL: usize = 4;
+const HOUSEHOLD: usize = 5;
+const PROJECT: usize = 6;
+/// The library project's budget: small enough that allocations hit it.
+const PROJECT_BUDGET: u64 = 20_000;
 
 fn key(org: usize) -> SigningKey {
     SigningKey::from_bytes(&[org as u8 + 1; 32])
@@ -38,14 +59,31 @@ struct Ledger {
     seq: u64,
 }
 
+/// The business date a request asks for: none (the commit day), or this
+/// many days before the commit day (negative: after it).
+#[derive(Debug, Clone, Copy, Default)]
+struct Dating {
+    days_before: Option<i32>,
+    imported: bool,
+}
+
 impl Ledger {
     fn post(&mut self, signer: usize, body: Body) -> Result<Effects, fundtrail_core::Rejection> {
+        self.post_dated(signer, body, Dating::default())
+    }
+
+    fn post_dated(
+        &mut self,
+        signer: usize,
+        body: Body,
+        dating: Dating,
+    ) -> Result<Effects, fundtrail_core::Rejection> {
         let request = Request {
             ledger_id: LEDGER.into(),
             idempotency_key: format!("k{}", self.log.len() + 1_000 * self.seq as usize),
-            signed_at_ms: 1_000,
-            value_date: None,
-            imported: false,
+            signed_at_ms: commit_ms(),
+            value_date: dating.days_before.map(|d| commit_day() - d),
+            imported: dating.imported,
             body,
         };
         // Any bytes unique to the request stand for its encoding here.
@@ -55,7 +93,7 @@ impl Ledger {
         let signature = signing::sign(&signing_key, &payload).to_vec();
         let ctx = Context {
             seq: self.seq,
-            commit_time_ms: 1_000,
+            commit_time_ms: commit_ms(),
             key_id: &key_id,
             payload: &payload,
             signature: &signature,
@@ -120,6 +158,17 @@ fn genesis() -> Ledger {
                         basis: SubsidyBasis::PerHousehold,
                         members: 3,
                     })
+                } else if kind == AccountKind::Project {
+                    Body::RegisterProject(RegisterProject {
+                        account_id: account_id.into(),
+                        name: "产业路".into(),
+                        category: "基础设施".into(),
+                        location_code: "622926100".into(),
+                        budget: Fen(PROJECT_BUDGET),
+                        performance_targets: vec!["修建产业路 2 公里".into()],
+                        responsible_unit: "县交通局".into(),
+                        fiscal_year: 2026,
+                    })
                 } else {
                     Body::OpenAccount(OpenAccount {
                         account_id: account_id.into(),
@@ -158,16 +207,62 @@ enum Op {
         signer: usize,
         target: u64,
     },
+    Consolidate {
+        signer: usize,
+        from: usize,
+        to: usize,
+        amount: u64,
+    },
+    Allocate {
+        signer: usize,
+        from: usize,
+        to: usize,
+        amount: u64,
+    },
+    Return {
+        signer: usize,
+        from: usize,
+        to: usize,
+        amount: u64,
+        kind: u8,
+        with_reason: bool,
+    },
+    SetStatus {
+        signer: usize,
+        status: u8,
+    },
+}
+
+/// Mostly the account the operation is meant for, sometimes any account.
+fn account_or(usual: usize) -> impl Strategy<Value = usize> {
+    prop_oneof![3 => Just(usual), 1 => 0..N]
+}
+
+fn dating() -> impl Strategy<Value = Dating> {
+    prop_oneof![
+        5 => Just(Dating::default()),
+        4 => (0i32..400, proptest::bool::weighted(0.85))
+            .prop_map(|(d, imported)| Dating { days_before: Some(d), imported }),
+        1 => (-2i32..0, any::<bool>())
+            .prop_map(|(d, imported)| Dating { days_before: Some(d), imported }),
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
     let amount = prop_oneof![1 => Just(0u64), 8 => 1u64..5_000, 1 => Just(u64::MAX)];
     prop_oneof![
-        2 => (0..8usize, 0..6usize, amount.clone()).prop_map(|(signer, account, amount)| Op::Appropriate { signer, account, amount }),
-        5 => (0..8usize, 0..6usize, 0..6usize, amount.clone(), proptest::option::of(0u64..40))
+        2 => (0..8usize, 0..N, amount.clone()).prop_map(|(signer, account, amount)| Op::Appropriate { signer, account, amount }),
+        5 => (0..8usize, 0..N, 0..N, amount.clone(), proptest::option::of(0u64..40))
             .prop_map(|(signer, from, to, amount, earmark_source)| Op::Transfer { signer, from, to, amount, earmark_source }),
-        2 => (0..8usize, 0..6usize, amount).prop_map(|(signer, from, amount)| Op::Disburse { signer, from, amount }),
+        2 => (0..8usize, 0..N, amount.clone()).prop_map(|(signer, from, amount)| Op::Disburse { signer, from, amount }),
         2 => (0..3usize, 0u64..60).prop_map(|(signer, target)| Op::Reverse { signer, target }),
+        2 => (0..8usize, account_or(PROGRAMME), account_or(POOL), amount.clone())
+            .prop_map(|(signer, from, to, amount)| Op::Consolidate { signer, from, to, amount }),
+        2 => (0..8usize, account_or(POOL), account_or(PROJECT), amount.clone())
+            .prop_map(|(signer, from, to, amount)| Op::Allocate { signer, from, to, amount }),
+        2 => (0..8usize, 0..N, 0..N, amount, 0..4u8, proptest::bool::weighted(0.9))
+            .prop_map(|(signer, from, to, amount, kind, with_reason)| Op::Return { signer, from, to, amount, kind, with_reason }),
+        1 => (0..8usize, 0..3u8).prop_map(|(signer, status)| Op::SetStatus { signer, status }),
     ]
 }
 
@@ -249,6 +344,79 @@ fn body(op: &Op) -> (usize, Body) {
                 reason: "录入错误".into(),
             }),
         ),
+        Op::Consolidate {
+            signer,
+            from,
+            to,
+            amount,
+        } => (
+            signer_for(signer, from),
+            Body::Consolidation(Consolidation {
+                from_account_id: ACCOUNTS[from].0.into(),
+                pool_account_id: ACCOUNTS[to].0.into(),
+                amount: Fen(amount),
+                sources: Vec::new(),
+                plan_document_no: "东政办〔2026〕9号".into(),
+                memo: String::new(),
+            }),
+        ),
+        Op::Allocate {
+            signer,
+            from,
+            to,
+            amount,
+        } => (
+            signer_for(signer, from),
+            Body::Allocation(Allocation {
+                pool_account_id: ACCOUNTS[from].0.into(),
+                project_account_id: ACCOUNTS[to].0.into(),
+                amount: Fen(amount),
+                sources: Vec::new(),
+                document_no: "东财农〔2026〕30号".into(),
+                memo: String::new(),
+            }),
+        ),
+        Op::Return {
+            signer,
+            from,
+            to,
+            amount,
+            kind,
+            with_reason,
+        } => (
+            signer_for(signer, from),
+            Body::Return(Return {
+                from_account_id: ACCOUNTS[from].0.into(),
+                to_account_id: ACCOUNTS[to].0.into(),
+                amount: Fen(amount),
+                sources: Vec::new(),
+                kind: [
+                    ReturnKind::IdleRecovery,
+                    ReturnKind::Clawback,
+                    ReturnKind::Surplus,
+                    ReturnKind::Clawback,
+                ][usize::from(kind % 4)],
+                document_no: "东财农〔2026〕40号".into(),
+                reason: if with_reason {
+                    "闲置资金收回".into()
+                } else {
+                    " ".into()
+                },
+            }),
+        ),
+        Op::SetStatus { signer, status } => (
+            signer_for(signer, HOUSEHOLD),
+            Body::SetHouseholdStatus(SetHouseholdStatus {
+                account_id: ACCOUNTS[HOUSEHOLD].0.into(),
+                status: [
+                    HouseholdStatus::Registered,
+                    HouseholdStatus::Exited,
+                    HouseholdStatus::Ineligible,
+                ][usize::from(status % 3)],
+                document_no: "东乡核查〔2026〕1号".into(),
+                reason: "入户核查".into(),
+            }),
+        ),
     }
 }
 
@@ -287,32 +455,241 @@ fn check_conservation(state: &MemoryKv) {
     );
 }
 
+/// The forward totals, from the movement legs kept in state (what the
+/// traces read): per source, the money that entered the ledger is the
+/// appropriation and the money that left it is what was withdrawn; replaying
+/// every leg in log order (a reversal leg returning money to the lot the
+/// reversed leg took it from) never overdraws a lot and ends with exactly the
+/// lots the accounts hold, each dated by the record that brought it. Money
+/// never pays out on a day before it arrived.
+fn check_movements(state: &MemoryKv) {
+    let movements: Vec<Movement> = values(state, key::MOVEMENT);
+    let by_seq: BTreeMap<u64, &Movement> = movements.iter().map(|m| (m.seq, m)).collect();
+    let mut entered: BTreeMap<u64, u128> = BTreeMap::new();
+    let mut left: BTreeMap<u64, u128> = BTreeMap::new();
+    let mut lots: BTreeMap<(String, u64, u64), i128> = BTreeMap::new();
+    for movement in &movements {
+        assert!(
+            !movement.legs.is_empty(),
+            "record {} kept a movement without legs",
+            movement.seq
+        );
+        // A reversal mirrors the reversed record's legs, last first.
+        let original = movement.is_reversal.then(|| {
+            let target = movement.legs[0]
+                .from_arrival_seq
+                .expect("a reversal leg names the reversed record");
+            let original = by_seq[&target];
+            assert_eq!(original.reversed_by, Some(movement.seq));
+            assert_eq!(original.legs.len(), movement.legs.len());
+            original
+        });
+        for (i, leg) in movement.legs.iter().enumerate() {
+            assert!(
+                leg.amount.0 > 0,
+                "record {}: a leg of nothing",
+                movement.seq
+            );
+            let amount = i128::from(leg.amount.0);
+            match (&leg.from_account_id, leg.from_arrival_seq) {
+                (None, _) => {
+                    assert_eq!(movement.kind, "Appropriation");
+                    assert_eq!(
+                        leg.source_seq, movement.seq,
+                        "an appropriation is its own source"
+                    );
+                    *entered.entry(leg.source_seq).or_default() += u128::from(leg.amount.0);
+                }
+                (Some(from), Some(arrival)) => {
+                    let lot = lots
+                        .entry((from.clone(), leg.source_seq, arrival))
+                        .or_default();
+                    *lot -= amount;
+                    assert!(
+                        *lot >= 0,
+                        "record {} took more out of lot {from}/{}/{arrival} than it held",
+                        movement.seq,
+                        leg.source_seq
+                    );
+                    if original.is_none() {
+                        assert!(
+                            by_seq[&arrival].value_day <= movement.value_day,
+                            "record {} paid out on day {} money that arrived on day {}",
+                            movement.seq,
+                            movement.value_day,
+                            by_seq[&arrival].value_day
+                        );
+                    }
+                }
+                (Some(from), None) => {
+                    panic!("record {}: a leg out of {from} names no lot", movement.seq)
+                }
+            }
+            let Some(to) = &leg.to_account_id else {
+                *left.entry(leg.source_seq).or_default() += u128::from(leg.amount.0);
+                continue;
+            };
+            let arrival = match original {
+                None => movement.seq,
+                Some(original) => {
+                    let mirrored = &original.legs[original.legs.len() - 1 - i];
+                    assert_eq!(
+                        (
+                            &mirrored.from_account_id,
+                            &mirrored.to_account_id,
+                            mirrored.source_seq,
+                            mirrored.amount
+                        ),
+                        (
+                            &leg.to_account_id,
+                            &leg.from_account_id,
+                            leg.source_seq,
+                            leg.amount
+                        ),
+                        "reversal {} mirrors record {}",
+                        movement.seq,
+                        original.seq
+                    );
+                    mirrored
+                        .from_arrival_seq
+                        .expect("money that came from an account goes back to its lot")
+                }
+            };
+            *lots
+                .entry((to.clone(), leg.source_seq, arrival))
+                .or_default() += amount;
+        }
+    }
+    lots.retain(|_, amount| *amount != 0);
+    let mut held: BTreeMap<(String, u64, u64), i128> = BTreeMap::new();
+    for account in values::<Account>(state, key::ACCOUNT) {
+        for (lot, held_lot) in &account.lots {
+            let arrived = by_seq.get(&lot.arrival_seq).unwrap_or_else(|| {
+                panic!(
+                    "lot {}/{} of {} arrived with no movement",
+                    lot.source_seq, lot.arrival_seq, account.account_id
+                )
+            });
+            assert_eq!(
+                held_lot.arrival_day, arrived.value_day,
+                "a lot is dated by the record that brought it"
+            );
+            held.insert(
+                (account.account_id.clone(), lot.source_seq, lot.arrival_seq),
+                i128::from(held_lot.amount.0),
+            );
+        }
+    }
+    assert_eq!(
+        lots, held,
+        "the legs, replayed, give the lots the accounts hold"
+    );
+    let sources: Vec<Source> = values(state, key::SOURCE);
+    assert_eq!(
+        entered.keys().copied().collect::<Vec<_>>(),
+        sources.iter().map(|s| s.source_seq).collect::<Vec<_>>(),
+        "money enters the ledger only by appropriation"
+    );
+    for source in &sources {
+        assert_eq!(
+            entered[&source.source_seq],
+            u128::from(source.amount.0),
+            "source {} entered once, in full",
+            source.source_seq
+        );
+        assert_eq!(
+            left.get(&source.source_seq).copied().unwrap_or(0),
+            u128::from(source.withdrawn.0),
+            "source {}: what left the ledger is what was withdrawn",
+            source.source_seq
+        );
+    }
+    // The registry follows the movements: the project's allocations net of
+    // reversals, within budget; the household's payments, reversed or not.
+    let live_into = |kind: &str, account: &str| -> Vec<(u64, u64, Day, bool)> {
+        movements
+            .iter()
+            .filter(|m| m.kind == kind && m.legs[0].to_account_id.as_deref() == Some(account))
+            .map(|m| {
+                (
+                    m.seq,
+                    m.legs.iter().map(|l| l.amount.0).sum(),
+                    m.value_day,
+                    m.reversed_by.is_some(),
+                )
+            })
+            .collect()
+    };
+    let project: Project = StateRead::project(state, ACCOUNTS[PROJECT].0)
+        .unwrap()
+        .expect("project");
+    let allocated: u64 = live_into("Allocation", ACCOUNTS[PROJECT].0)
+        .iter()
+        .filter(|a| !a.3)
+        .map(|a| a.1)
+        .sum();
+    assert_eq!(project.allocated.0, allocated);
+    assert!(
+        project.allocated.0 <= project.budget.0,
+        "allocated beyond the budget"
+    );
+    let household: Household = StateRead::household(state, ACCOUNTS[HOUSEHOLD].0)
+        .unwrap()
+        .expect("household");
+    assert_eq!(
+        household
+            .payments
+            .iter()
+            .map(|p| (p.seq, p.amount.0, p.day, p.reversed))
+            .collect::<Vec<_>>(),
+        live_into("Disbursement", ACCOUNTS[HOUSEHOLD].0)
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn conservation_and_replay_hold(ops in proptest::collection::vec(op(), 1..80)) {
+    fn conservation_and_replay_hold(ops in proptest::collection::vec((op(), dating()), 1..80)) {
         let mut ledger = genesis();
-        for op in &ops {
+        for (op, dating) in &ops {
             let (signer, body) = body(op);
             let before = ledger.state.clone();
             let amount = match &body {
                 Body::Appropriation(a) => Some(a.amount),
                 Body::Transfer(t) => Some(t.amount),
                 Body::Disbursement(d) => Some(d.amount),
+                Body::Consolidation(c) => Some(c.amount),
+                Body::Allocation(a) => Some(a.amount),
+                Body::Return(r) => Some(r.amount),
                 _ => None,
             };
-            match ledger.post(signer, body) {
+            let moves_money = body.moves_money();
+            let kind_name = body.kind();
+            let result = ledger.post_dated(signer, body, *dating);
+            eprintln!("STAT {} {} {}", kind_name, result.is_ok(), dating.days_before.is_some_and(|d| d > 0) && result.is_ok());
+            match result {
                 Ok(effects) => {
                     // Every record's legs move exactly its amount.
                     if let Some(amount) = amount {
                         let moved: u128 = effects.legs.iter().map(|l| u128::from(l.amount.0)).sum();
                         prop_assert_eq!(moved, u128::from(amount.0));
                     }
+                    prop_assert!(moves_money || effects.legs.is_empty());
+                    // The business date: asked for, or the commit day; never
+                    // later, and earlier only when imported (or a status change).
+                    let day = commit_day() - dating.days_before.unwrap_or(0);
+                    prop_assert_eq!(effects.value_day, day);
+                    prop_assert!(day <= commit_day(), "a record dated after its commit day");
+                    prop_assert!(
+                        day == commit_day() || dating.imported || matches!(op, Op::SetStatus { .. }),
+                        "a record that is not imported dated in the past"
+                    );
                 }
                 Err(_) => prop_assert!(before == ledger.state, "a refused request changed state"),
             }
             check_conservation(&ledger.state);
+            check_movements(&ledger.state);
         }
         // Invariant 3: replaying the accepted requests from genesis gives the
         // identical state, byte for byte.
@@ -320,7 +697,7 @@ proptest! {
         for (seq, key_id, payload, signature, request) in &ledger.log {
             let ctx = Context {
                 seq: *seq,
-                commit_time_ms: 1_000,
+                commit_time_ms: commit_ms(),
                 key_id,
                 payload,
                 signature,
@@ -334,4 +711,80 @@ proptest! {
         }
         prop_assert!(replayed == ledger.state, "replayed state differs from live state");
     }
+}
+
+/// A reversal takes the money back out of the lot the reversed record made.
+/// Dated before that record, it would take money out of an account before
+/// the money arrived there, which every other movement is refused for.
+#[test]
+fn a_reversal_is_not_dated_before_the_record_it_reverses() {
+    let mut ledger = genesis();
+    let (signer, appropriation) = body(&Op::Appropriate {
+        signer: 0,
+        account: 1,
+        amount: 1_000,
+    });
+    ledger
+        .post_dated(
+            signer,
+            appropriation,
+            Dating {
+                days_before: Some(30),
+                imported: true,
+            },
+        )
+        .expect("appropriation");
+    let transfer_seq = ledger.seq;
+    let (signer, transfer) = body(&Op::Transfer {
+        signer: 0,
+        from: 1,
+        to: 2,
+        amount: 100,
+        earmark_source: None,
+    });
+    ledger
+        .post_dated(
+            signer,
+            transfer,
+            Dating {
+                days_before: Some(5),
+                imported: true,
+            },
+        )
+        .expect("transfer");
+    let before = ledger.state.clone();
+    let early = ledger.post_dated(
+        1,
+        Body::Reversal(Reversal {
+            target_seq: transfer_seq,
+            document_no: "甘财〔2026〕1号".into(),
+            reason: "重复下达".into(),
+        }),
+        Dating {
+            days_before: Some(20),
+            imported: true,
+        },
+    );
+    assert!(
+        early.is_err(),
+        "a reversal dated 15 days before the transfer it reverses was accepted: {early:?}"
+    );
+    assert!(before == ledger.state, "a refused request changed state");
+    // Dated on or after the transfer, it is accepted.
+    ledger
+        .post_dated(
+            1,
+            Body::Reversal(Reversal {
+                target_seq: transfer_seq,
+                document_no: "甘财〔2026〕1号".into(),
+                reason: "重复下达".into(),
+            }),
+            Dating {
+                days_before: Some(5),
+                imported: true,
+            },
+        )
+        .expect("reversal on the transfer's day");
+    check_conservation(&ledger.state);
+    check_movements(&ledger.state);
 }

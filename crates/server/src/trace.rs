@@ -744,7 +744,8 @@ pub fn anomalies(
     let mut findings = Vec::new();
     let mut last_key: Option<Vec<u8>> = None;
     let mut examined = 0usize;
-    for prefix in [key::HOUSEHOLD, key::PROJECT, key::HOLDER] {
+    // In key order, so that the page token (the last key) orders the passes.
+    for prefix in [key::HOLDER, key::HOUSEHOLD, key::PROJECT] {
         let prefix_bytes = [prefix];
         if !token.is_empty() && token[0] > prefix {
             continue;
