@@ -247,6 +247,12 @@ enum Command {
 }
 
 fn main() -> Result<()> {
+    // Die quietly on a closed pipe (`fundtrail entries | head`), as Unix tools do.
+    #[cfg(unix)]
+    // SAFETY: resetting SIGPIPE to its default action before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),

@@ -1212,6 +1212,15 @@ fn reversal<K: Kv + ?Sized>(m: &mut Mover<K>, org: &Org, r: &Reversal) -> Result
             ),
         ));
     }
+    if m.day < target.value_day {
+        return Err(Rejection::precondition(
+            "value_date",
+            format!(
+                "a reversal cannot be dated before the record it reverses ({})",
+                crate::dates::format_date(target.value_day)
+            ),
+        ));
+    }
     // Undo legs last-first: take each back out of the lot the original made
     // and return it to the lot it came from, with that lot's arrival date.
     let mut accounts: BTreeMap<String, Account> = BTreeMap::new();

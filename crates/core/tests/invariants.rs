@@ -181,6 +181,81 @@ fn genesis() -> Ledger {
             )
             .expect("open");
     }
+    // Money at the top of the chain, carried over from an earlier system.
+    for (account, amount) in [(0, 50_000), (1, 100_000)] {
+        ledger
+            .post_dated(
+                0,
+                Body::Appropriation(Appropriation {
+                    account_id: ACCOUNTS[account].0.into(),
+                    amount: Fen(amount),
+                    programme_code: "2130599".into(),
+                    fiscal_year: 2024,
+                    document_no: "财农〔2024〕1号".into(),
+                    purpose: String::new(),
+                    memo: String::new(),
+                }),
+                Dating {
+                    days_before: Some(500),
+                    imported: true,
+                },
+            )
+            .expect("appropriation");
+    }
+    // ... and down to every level, on earlier business dates.
+    let seed = [
+        (
+            450,
+            Op::Transfer {
+                signer: 3,
+                from: 1,
+                to: 2,
+                amount: 60_000,
+                earmark_source: None,
+            },
+        ),
+        (
+            400,
+            Op::Transfer {
+                signer: 3,
+                from: 2,
+                to: PROGRAMME,
+                amount: 30_000,
+                earmark_source: None,
+            },
+        ),
+        (
+            300,
+            Op::Consolidate {
+                signer: 3,
+                from: PROGRAMME,
+                to: POOL,
+                amount: 15_000,
+            },
+        ),
+        (
+            200,
+            Op::Allocate {
+                signer: 3,
+                from: POOL,
+                to: PROJECT,
+                amount: 8_000,
+            },
+        ),
+    ];
+    for (days_before, op) in seed {
+        let (signer, body) = body(&op);
+        ledger
+            .post_dated(
+                signer,
+                body,
+                Dating {
+                    days_before: Some(days_before),
+                    imported: true,
+                },
+            )
+            .expect("seed movement");
+    }
     ledger
 }
 
@@ -206,6 +281,9 @@ enum Op {
     Reverse {
         signer: usize,
         target: u64,
+        /// `target` counts back from the latest live money record, and
+        /// signers 3 and above stand for the owner of the account it debits.
+        recent: bool,
     },
     Consolidate {
         signer: usize,
@@ -233,15 +311,20 @@ enum Op {
     },
 }
 
-/// Mostly the account the operation is meant for, sometimes any account.
-fn account_or(usual: usize) -> impl Strategy<Value = usize> {
-    prop_oneof![3 => Just(usual), 1 => 0..N]
+/// Mostly the accounts the operation is meant for, sometimes any account.
+fn account_or(usual: &'static [usize]) -> impl Strategy<Value = usize> {
+    prop_oneof![3 => proptest::sample::select(usual), 1 => 0..N]
+}
+
+/// Mostly a (from, to) pair the operation is meant for, sometimes any pair.
+fn pair_or(usual: &'static [(usize, usize)]) -> impl Strategy<Value = (usize, usize)> {
+    prop_oneof![3 => proptest::sample::select(usual), 1 => (0..N, 0..N)]
 }
 
 fn dating() -> impl Strategy<Value = Dating> {
     prop_oneof![
-        5 => Just(Dating::default()),
-        4 => (0i32..400, proptest::bool::weighted(0.85))
+        12 => Just(Dating::default()),
+        6 => (0i32..400, proptest::bool::weighted(0.9))
             .prop_map(|(d, imported)| Dating { days_before: Some(d), imported }),
         1 => (-2i32..0, any::<bool>())
             .prop_map(|(d, imported)| Dating { days_before: Some(d), imported }),
@@ -249,21 +332,65 @@ fn dating() -> impl Strategy<Value = Dating> {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let amount = prop_oneof![1 => Just(0u64), 8 => 1u64..5_000, 1 => Just(u64::MAX)];
+    let appropriated = prop_oneof![1 => Just(0u64), 20 => 1_000u64..20_000, 1 => Just(u64::MAX)];
+    let amount = prop_oneof![1 => Just(0u64), 20 => 1u64..3_000, 1 => Just(u64::MAX)];
+    // Down the chain, and across one level.
+    const TRANSFERS: &[(usize, usize)] = &[(0, 1), (1, 2), (2, 3), (1, 3), (3, 2), (0, 2)];
+    const RETURNS: &[(usize, usize)] = &[
+        (HOUSEHOLD, PROGRAMME),
+        (PROGRAMME, 2),
+        (POOL, PROGRAMME),
+        (PROJECT, POOL),
+        (2, 1),
+    ];
     prop_oneof![
-        2 => (0..8usize, 0..N, amount.clone()).prop_map(|(signer, account, amount)| Op::Appropriate { signer, account, amount }),
-        5 => (0..8usize, 0..N, 0..N, amount.clone(), proptest::option::of(0u64..40))
-            .prop_map(|(signer, from, to, amount, earmark_source)| Op::Transfer { signer, from, to, amount, earmark_source }),
-        2 => (0..8usize, 0..N, amount.clone()).prop_map(|(signer, from, amount)| Op::Disburse { signer, from, amount }),
-        2 => (0..3usize, 0u64..60).prop_map(|(signer, target)| Op::Reverse { signer, target }),
-        2 => (0..8usize, account_or(PROGRAMME), account_or(POOL), amount.clone())
-            .prop_map(|(signer, from, to, amount)| Op::Consolidate { signer, from, to, amount }),
-        2 => (0..8usize, account_or(POOL), account_or(PROJECT), amount.clone())
-            .prop_map(|(signer, from, to, amount)| Op::Allocate { signer, from, to, amount }),
-        2 => (0..8usize, 0..N, 0..N, amount, 0..4u8, proptest::bool::weighted(0.9))
-            .prop_map(|(signer, from, to, amount, kind, with_reason)| Op::Return { signer, from, to, amount, kind, with_reason }),
+        3 => (0..8usize, account_or(&[0, 1, 2, PROGRAMME]), appropriated)
+            .prop_map(|(signer, account, amount)| Op::Appropriate { signer, account, amount }),
+        5 => (0..8usize, pair_or(TRANSFERS), amount.clone(), proptest::option::weighted(0.2, 0u64..40))
+            .prop_map(|(signer, (from, to), amount, earmark_source)| Op::Transfer { signer, from, to, amount, earmark_source }),
+        2 => (0..8usize, account_or(&[PROGRAMME, PROJECT, POOL]), amount.clone())
+            .prop_map(|(signer, from, amount)| Op::Disburse { signer, from, amount }),
+        3 => (0..8usize, 0u64..60, proptest::bool::weighted(0.75))
+            .prop_map(|(signer, target, recent)| Op::Reverse { signer, target, recent }),
+        2 => (0..8usize, pair_or(&[(PROGRAMME, POOL)]), amount.clone())
+            .prop_map(|(signer, (from, to), amount)| Op::Consolidate { signer, from, to, amount }),
+        2 => (0..8usize, pair_or(&[(POOL, PROJECT)]), amount.clone())
+            .prop_map(|(signer, (from, to), amount)| Op::Allocate { signer, from, to, amount }),
+        2 => (0..8usize, pair_or(RETURNS), amount, 0..4u8, proptest::bool::weighted(0.9))
+            .prop_map(|(signer, (from, to), amount, kind, with_reason)| Op::Return { signer, from, to, amount, kind, with_reason }),
         1 => (0..8usize, 0..3u8).prop_map(|(signer, status)| Op::SetStatus { signer, status }),
     ]
+}
+
+/// Points a "recent" reversal at a live money record of `state`, signed by
+/// the owner of the account it debits when the signer says so.
+fn resolve(op: &Op, state: &MemoryKv) -> Op {
+    let Op::Reverse {
+        signer,
+        target,
+        recent: true,
+    } = *op
+    else {
+        return op.clone();
+    };
+    let live: Vec<Movement> = values::<Movement>(state, key::MOVEMENT)
+        .into_iter()
+        .filter(|m| !m.is_reversal && m.reversed_by.is_none())
+        .collect();
+    let Some(chosen) = live.iter().rev().nth(target as usize % live.len().max(1)) else {
+        return op.clone();
+    };
+    let debited = chosen.legs[0].to_account_id.as_deref();
+    let owner = ACCOUNTS
+        .iter()
+        .find(|a| Some(a.0) == debited)
+        .map(|a| a.1)
+        .unwrap_or(0);
+    Op::Reverse {
+        signer: if signer >= 3 { owner } else { signer },
+        target: chosen.seq,
+        recent: true,
+    }
 }
 
 /// Signers 0–2 are those orgs; 3 and above stand for "the owner of the
@@ -336,7 +463,7 @@ fn body(op: &Op) -> (usize, Body) {
                 memo: String::new(),
             }),
         ),
-        Op::Reverse { signer, target } => (
+        Op::Reverse { signer, target, .. } => (
             signer % 3,
             Body::Reversal(Reversal {
                 target_seq: target,
@@ -653,6 +780,7 @@ proptest! {
     fn conservation_and_replay_hold(ops in proptest::collection::vec((op(), dating()), 1..80)) {
         let mut ledger = genesis();
         for (op, dating) in &ops {
+            let op = &resolve(op, &ledger.state);
             let (signer, body) = body(op);
             let before = ledger.state.clone();
             let amount = match &body {
@@ -665,10 +793,7 @@ proptest! {
                 _ => None,
             };
             let moves_money = body.moves_money();
-            let kind_name = body.kind();
-            let result = ledger.post_dated(signer, body, *dating);
-            eprintln!("STAT {} {} {}", kind_name, result.is_ok(), dating.days_before.is_some_and(|d| d > 0) && result.is_ok());
-            match result {
+            match ledger.post_dated(signer, body, *dating) {
                 Ok(effects) => {
                     // Every record's legs move exactly its amount.
                     if let Some(amount) = amount {

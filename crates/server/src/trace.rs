@@ -3,7 +3,7 @@
 //! money traced and nothing else, so its cost grows with the answer, not
 //! with the ledger.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 
 use fundtrail_api::{account_kind_to_pb, household_status_to_pb, pb};
 use fundtrail_core::dates::{day_of_ms, Day};
@@ -153,6 +153,10 @@ pub fn trace_forward(
     let mut next_page_token = String::new();
     // Which lots the answer is about: (account, lot) pairs holding traced money.
     let mut traced_lots: BTreeSet<(String, LotKey)> = BTreeSet::new();
+    // From a record: what each account holds of its money, and what
+    // reversals returned.
+    let mut held_traced: BTreeMap<String, u128> = BTreeMap::new();
+    let mut returned: BTreeMap<String, u128> = BTreeMap::new();
     let is_appropriation = movement.kind == "Appropriation";
     let source_seq = movement
         .legs
@@ -198,8 +202,11 @@ pub fn trace_forward(
         })?;
         traced_fen = u128::from(source.amount.0);
     } else {
-        // Follow the lots this record made, through every record spending them.
-        let mut queue: VecDeque<(String, LotKey)> = VecDeque::new();
+        // Follow the money this record moved: lots are visited in arrival
+        // order, so a lot's traced inflow is complete before its spends are
+        // read. Within a lot, money is fungible; the rule is that traced
+        // money is spent first, which keeps every fen accounted for once.
+        let mut pending: BTreeMap<(u64, String, u64), u128> = BTreeMap::new();
         let mut moved: u128 = 0;
         for leg in &movement.legs {
             graph.add(
@@ -211,23 +218,24 @@ pub fn trace_forward(
             )?;
             moved += u128::from(leg.amount.0);
             if let Some(to) = &leg.to_account_id {
-                queue.push_back((
-                    to.clone(),
-                    LotKey {
-                        source_seq: leg.source_seq,
-                        arrival_seq: movement.seq,
-                    },
-                ));
+                *pending
+                    .entry((movement.seq, to.clone(), leg.source_seq))
+                    .or_default() += u128::from(leg.amount.0);
             }
         }
         traced_fen = moved;
         let mut visited = 0usize;
-        while let Some((account_id, lot)) = queue.pop_front() {
-            if !traced_lots.insert((account_id.clone(), lot)) {
-                continue;
-            }
-            let prefix = key::lot_spends(&account_id, lot.source_seq, lot.arrival_seq);
+        while let Some(((arrival_seq, account_id, source), inflow)) = pending.pop_first() {
+            let lot = LotKey {
+                source_seq: source,
+                arrival_seq,
+            };
+            let mut remaining = inflow;
+            let prefix = key::lot_spends(&account_id, source, arrival_seq);
             for (row, _) in state.scan(&prefix, &prefix, TRACE_RECORDS_MAX + 1)? {
+                if remaining == 0 {
+                    break;
+                }
                 let Some(seq) = seq_from(&row) else { continue };
                 visited += 1;
                 if visited > TRACE_RECORDS_MAX {
@@ -238,37 +246,37 @@ pub fn trace_forward(
                 };
                 for leg in spender.legs.iter().filter(|l| {
                     l.from_account_id.as_deref() == Some(account_id.as_str())
-                        && l.source_seq == lot.source_seq
-                        && l.from_arrival_seq == Some(lot.arrival_seq)
+                        && l.source_seq == source
+                        && l.from_arrival_seq == Some(arrival_seq)
                 }) {
+                    let part = remaining.min(u128::from(leg.amount.0));
+                    if part == 0 {
+                        break;
+                    }
+                    remaining -= part;
                     graph.add(
                         engine,
                         &spender,
                         &leg.from_account_id,
                         &leg.to_account_id,
-                        leg.amount.0,
+                        fen(part),
                     )?;
-                    if let Some(to) = &leg.to_account_id {
-                        // A reversal returns money to the lot it came from.
-                        let arrival = if spender.is_reversal {
-                            leg.from_arrival_seq.unwrap_or(spender.seq)
-                        } else {
-                            spender.seq
-                        };
-                        let arrival = if spender.is_reversal {
-                            original_lot(state, &spender, leg)?.unwrap_or(arrival)
-                        } else {
-                            arrival
-                        };
-                        queue.push_back((
-                            to.clone(),
-                            LotKey {
-                                source_seq: leg.source_seq,
-                                arrival_seq: arrival,
-                            },
-                        ));
+                    match (&leg.to_account_id, spender.is_reversal) {
+                        // Money a reversal returns is shown held where it
+                        // came back to; it rejoins an older lot there.
+                        (Some(to), true) => *returned.entry(to.clone()).or_default() += part,
+                        (Some(to), false) => {
+                            *pending
+                                .entry((spender.seq, to.clone(), source))
+                                .or_default() += part
+                        }
+                        (None, _) => {}
                     }
                 }
+            }
+            if remaining > 0 {
+                traced_lots.insert((account_id.clone(), lot));
+                *held_traced.entry(account_id).or_default() += remaining;
             }
         }
     }
@@ -291,10 +299,15 @@ pub fn trace_forward(
                 }
             })
             .collect();
-        let held: u128 = held_lots
-            .iter()
-            .map(|(_, lot)| u128::from(lot.amount.0))
-            .sum();
+        let held: u128 = if is_appropriation {
+            held_lots
+                .iter()
+                .map(|(_, lot)| u128::from(lot.amount.0))
+                .sum()
+        } else {
+            held_traced.get(account_id).copied().unwrap_or(0)
+                + returned.get(account_id).copied().unwrap_or(0)
+        };
         let since = held_lots
             .iter()
             .map(|(_, lot)| lot.arrival_day)
@@ -330,29 +343,6 @@ pub fn trace_forward(
     })
 }
 
-/// The lot a reversal leg returned money to: the original leg's from-lot.
-fn original_lot<K: StateRead + ?Sized>(
-    state: &K,
-    reversal: &Movement,
-    leg: &fundtrail_core::model::Leg,
-) -> Result<Option<u64>, Rejection> {
-    let Some(target_seq) = leg.from_arrival_seq else {
-        return Ok(None);
-    };
-    let _ = reversal;
-    Ok(state.movement(target_seq)?.and_then(|original| {
-        original
-            .legs
-            .iter()
-            .find(|l| {
-                l.source_seq == leg.source_seq
-                    && l.from_account_id == leg.to_account_id
-                    && l.to_account_id == leg.from_account_id
-            })
-            .and_then(|l| l.from_arrival_seq)
-    }))
-}
-
 /// Backward trace: the chains of records that brought money to `target`.
 pub fn trace_backward(
     engine: &Engine,
@@ -381,9 +371,22 @@ pub fn trace_backward(
                     push_legs_into(state, payment.seq, account_id, &mut starts)?;
                 }
             } else {
+                // What it holds now, lot by lot.
                 for lot in account.lots.keys() {
-                    push_legs_into(state, lot.arrival_seq, account_id, &mut starts)?;
-                    starts.retain(|s| s.0 != lot.arrival_seq || s.2 == lot.source_seq);
+                    if let Some(movement) = state.movement(lot.arrival_seq)? {
+                        for leg in movement.legs.iter().filter(|l| {
+                            l.to_account_id.as_deref() == Some(account_id.as_str())
+                                && l.source_seq == lot.source_seq
+                        }) {
+                            starts.push((
+                                lot.arrival_seq,
+                                account_id.clone(),
+                                leg.source_seq,
+                                leg.from_arrival_seq,
+                                leg.amount.0,
+                            ));
+                        }
+                    }
                 }
             }
         }
