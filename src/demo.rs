@@ -545,7 +545,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
     let duplicated = seeder.engine.record_count() - 1;
     seeder.add(
         &dongxiang,
-        "2025-05-25",
+        "2025-06-03",
         B::Reversal(pb::Reversal {
             target_seq: duplicated,
             document_no: "东财〔2025〕2号".into(),

@@ -1,0 +1,221 @@
+//! `fundtrail serve --demo` end to end: the real binary seeds the national
+//! scenario into an empty directory, the auditor's queries answer over gRPC,
+//! and a second start serves the same ledger unchanged.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fundtrail_api::pb;
+use fundtrail_client::Client;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn start(dir: &std::path::Path) -> (Server, Client, String) {
+    let port = free_port();
+    let log = std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+        .args(["serve", "--demo", "--data-dir"])
+        .arg(dir.join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let server = Server(child);
+    let url = format!("http://127.0.0.1:{port}");
+    for _ in 0..1_200 {
+        if let Ok(client) = Client::connect(&url).await {
+            let log =
+                std::fs::read_to_string(dir.join(format!("serve-{port}.log"))).unwrap_or_default();
+            return (server, client, log);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the demo server did not come up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_ledger_answers_the_auditors_questions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, mut client, log) = start(dir.path()).await;
+    assert!(log.contains("demo ledger seeded"), "{log}");
+    let info = client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(info.record_count > 40_000, "{} records", info.record_count);
+
+    // At least 10,000 registered households.
+    let mut households = 0;
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .query
+            .list_entries(pb::ListEntriesRequest {
+                kind: "RegisterHousehold".into(),
+                page_size: 1_000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        households += page.entries.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert!(households >= 10_000, "{households} households");
+
+    // The central 衔接资金 appropriation, traced page by page: every fen is
+    // held somewhere or withdrawn, and households hold part of it.
+    let appropriation = client
+        .query
+        .list_entries(pb::ListEntriesRequest {
+            kind: "Appropriation".into(),
+            org_id: "mof".into(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries[0]
+        .seq;
+    let mut held = std::collections::BTreeMap::new();
+    let mut page_token = String::new();
+    let (traced, withdrawn) = loop {
+        let page = client
+            .query
+            .trace_forward(pb::TraceForwardRequest {
+                seq: appropriation,
+                page_size: 5_000,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        for node in page.nodes {
+            held.insert(node.account_id.clone(), (node.held_fen, node.kind));
+        }
+        if page.next_page_token.is_empty() {
+            break (page.traced_fen, page.withdrawn_fen);
+        }
+        page_token = page.next_page_token;
+    };
+    let held_total: u64 = held.values().map(|(fen, _)| fen).sum();
+    assert_eq!(
+        held_total + withdrawn,
+        traced,
+        "conservation over the trace"
+    );
+    let at_households: u64 = held
+        .values()
+        .filter(|(_, kind)| *kind == pb::AccountKind::Household as i32)
+        .map(|(fen, _)| fen)
+        .sum();
+    assert!(at_households > 0 && at_households < traced);
+
+    // A household's money goes back to a central appropriation.
+    let back = client
+        .query
+        .trace_backward(pb::TraceBackwardRequest {
+            target: Some(pb::trace_backward_request::Target::AccountId(
+                "622926-hh-000003".into(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!back.lineages.is_empty());
+    for lineage in &back.lineages {
+        assert_eq!(
+            lineage.hops.first().map(|h| h.kind.as_str()),
+            Some("Appropriation")
+        );
+        assert_eq!(
+            lineage.hops.last().map(|h| h.kind.as_str()),
+            Some("Disbursement")
+        );
+    }
+
+    // Idle money at county level, and every planted anomaly.
+    let idle = client
+        .query
+        .idle_funds(pb::IdleFundsRequest {
+            older_than_days: 365,
+            level: "county".into(),
+            page_size: 1_000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(idle
+        .rows
+        .iter()
+        .any(|r| r.account_id == "bt-czj-ygdz" && r.idle_fen > 0));
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .query
+            .anomalies(pb::AnomaliesRequest {
+                idle_older_than_days: 365,
+                page_size: 1_000,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        kinds.extend(page.findings.into_iter().map(|f| f.kind));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    for kind in [
+        "DUPLICATE_PAYMENT",
+        "INELIGIBLE_PAYMENT",
+        "OTHER_COUNTY_HOUSEHOLD",
+        "UNANNOUNCED_ALLOCATION",
+        "IDLE_FUNDS",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    drop(client);
+    drop(server);
+
+    // Started again with --demo, the ledger is served unchanged.
+    let (_server, mut client, log) = start(dir.path()).await;
+    assert!(log.contains("serving it unchanged"), "{log}");
+    let again = client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (again.ledger_id, again.record_count),
+        (info.ledger_id, info.record_count)
+    );
+}
