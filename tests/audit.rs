@@ -542,8 +542,8 @@ async fn a_changed_balance_in_the_state_store_is_caught() {
         let key = fundtrail_core::state::key::named(fundtrail_core::state::key::ACCOUNT, "dx-xczx");
         let mut account: fundtrail_core::model::Account =
             fundtrail_core::state::decode(&db.get(&key).unwrap().unwrap()).unwrap();
-        for lot in account.lots.values_mut() {
-            lot.amount.0 += 1_000_000_00;
+        for amount in account.balances.values_mut() {
+            amount.0 += 1_000_000_00;
         }
         db.insert(key, fundtrail_core::state::encode(&account))
             .unwrap();

@@ -370,13 +370,13 @@ pub fn account_to_pb(
         opened_seq: account.opened_seq,
         balance_fen: u64::try_from(account.balance()).unwrap_or(u64::MAX),
         balances: account
-            .balances()
-            .into_iter()
-            .map(|(source_seq, amount)| {
+            .balances
+            .iter()
+            .map(|(&source_seq, amount)| {
                 let details = source(source_seq);
                 pb::SourceBalance {
                     source_seq,
-                    amount_fen: u64::try_from(amount).unwrap_or(u64::MAX),
+                    amount_fen: amount.0,
                     programme_code: details
                         .as_ref()
                         .map(|s| s.programme_code.clone())

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::dates::Day;
-use crate::limits::ACCOUNT_LOTS_MAX;
+use crate::limits::ACCOUNT_SOURCES_MAX;
 use crate::model::*;
 use crate::money::Fen;
 use crate::state::{key, Kv, StateRead, Txn};
@@ -37,7 +37,7 @@ pub enum Outcome {
     /// A new record: its effects and the state writes to commit with it.
     Accepted {
         effects: Effects,
-        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        writes: crate::state::Writes,
     },
     /// A retry of the request already recorded as this seq.
     Duplicate { seq: u64 },
@@ -670,7 +670,7 @@ fn new_account<K: Kv + ?Sized>(
         household_ref: String::new(),
         division_code: org.division_code.clone(),
         opened_seq: ctx.seq,
-        lots: BTreeMap::new(),
+        balances: BTreeMap::new(),
     })
 }
 
@@ -911,24 +911,23 @@ fn credit_account<K: Kv + ?Sized>(
     })
 }
 
+/// Lots read per scan while picking.
+const LOT_SCAN_CHUNK: usize = 256;
+
 /// Which lots pay `amount` out of `account` on `day`: of the named sources
 /// when earmarks are given, otherwise of any source; within that, oldest
 /// first (earliest arrival date, then earliest arrival record), which is
 /// deterministic and spends money in the order it arrived. Money that
-/// arrived after `day` cannot pay on `day`.
-pub fn pick_lots(
+/// arrived after `day` cannot pay on `day`. Returns (lot, its arrival day,
+/// amount taken from it).
+pub fn pick_lots<K: Kv + ?Sized>(
+    txn: &Txn<K>,
     account: &Account,
     amount: Fen,
     earmarks: &[Earmark],
     day: Day,
     field: &str,
-) -> Result<Vec<(LotKey, Fen)>, Rejection> {
-    let mut by_age: Vec<(&LotKey, &Lot)> = account
-        .lots
-        .iter()
-        .filter(|(_, lot)| lot.arrival_day <= day)
-        .collect();
-    by_age.sort_by_key(|(key, lot)| (lot.arrival_day, key.arrival_seq, key.source_seq));
+) -> Result<Vec<(LotKey, Day, Fen)>, Rejection> {
     let wants: Vec<(Option<u64>, Fen)> = if earmarks.is_empty() {
         vec![(None, amount)]
     } else {
@@ -937,19 +936,49 @@ pub fn pick_lots(
             .map(|e| (Some(e.source_seq), e.amount))
             .collect()
     };
+    let prefix = key::lots(&account.account_id);
     let mut picked = Vec::new();
     for (source, want) in wants {
         let mut left = want;
-        for (key, lot) in by_age
-            .iter()
-            .filter(|(key, _)| source.is_none_or(|s| key.source_seq == s))
-        {
-            if left == Fen::ZERO {
-                break;
+        let mut start = prefix.clone();
+        'scan: loop {
+            let rows = txn.scan(&prefix, &start, LOT_SCAN_CHUNK)?;
+            for (row, value) in &rows {
+                let (lot_day, arrival_seq, source_seq) = key::parse_lot(&account.account_id, row)
+                    .ok_or_else(|| {
+                    Rejection::unavailable(format!(
+                        "a lot key of account {} is corrupt",
+                        account.account_id
+                    ))
+                })?;
+                if lot_day > day {
+                    break 'scan;
+                }
+                if source.is_some_and(|s| s != source_seq) {
+                    continue;
+                }
+                let held: Fen = crate::state::decode(value)?;
+                let take = held.min(left);
+                picked.push((
+                    LotKey {
+                        source_seq,
+                        arrival_seq,
+                    },
+                    lot_day,
+                    take,
+                ));
+                left = Fen(left.0 - take.0);
+                if left == Fen::ZERO {
+                    break 'scan;
+                }
             }
-            let take = lot.amount.min(left);
-            picked.push((**key, take));
-            left = Fen(left.0 - take.0);
+            match rows.last() {
+                Some((last, _)) if rows.len() == LOT_SCAN_CHUNK => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => break,
+            }
         }
         if left != Fen::ZERO {
             let held = match source {
@@ -980,18 +1009,16 @@ pub fn pick_lots(
     Ok(picked)
 }
 
-fn add_lot(
+/// Adds `amount` to a lot of `account` (creating it) and to its balances.
+fn add_lot<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
     account: &mut Account,
-    key: LotKey,
+    lot: LotKey,
     amount: Fen,
     arrival_day: Day,
     field: &str,
 ) -> Result<(), Rejection> {
-    let lot = account.lots.entry(key).or_insert(Lot {
-        amount: Fen::ZERO,
-        arrival_day,
-    });
-    lot.amount = lot.amount.checked_add(amount).ok_or_else(|| {
+    let overflow = || {
         Rejection::invalid(
             field,
             format!(
@@ -999,13 +1026,24 @@ fn add_lot(
                 account.account_id
             ),
         )
-    })?;
-    if account.lots.len() > ACCOUNT_LOTS_MAX {
+    };
+    let lot_key = key::lot(
+        &account.account_id,
+        arrival_day,
+        lot.arrival_seq,
+        lot.source_seq,
+    );
+    let held: Fen = txn.read(&lot_key)?.unwrap_or(Fen::ZERO);
+    let held = held.checked_add(amount).ok_or_else(overflow)?;
+    txn.put(lot_key, &held);
+    let balance = account.balances.entry(lot.source_seq).or_insert(Fen::ZERO);
+    *balance = balance.checked_add(amount).ok_or_else(overflow)?;
+    if account.balances.len() > ACCOUNT_SOURCES_MAX {
         return Err(Rejection::new(
             Code::ResourceExhausted,
             field,
             format!(
-                "account {} would hold more than {ACCOUNT_LOTS_MAX} lots",
+                "account {} would hold money of more than {ACCOUNT_SOURCES_MAX} sources",
                 account.account_id
             ),
         ));
@@ -1013,35 +1051,50 @@ fn add_lot(
     Ok(())
 }
 
-fn take_lot(
+/// Takes `amount` out of a lot of `account` and out of its balances.
+fn take_lot<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
     account: &mut Account,
-    key: LotKey,
+    lot: LotKey,
+    arrival_day: Day,
     amount: Fen,
     field: &str,
-) -> Result<Day, Rejection> {
-    let lot = account.lots.get_mut(&key).ok_or_else(|| {
+) -> Result<(), Rejection> {
+    let lot_key = key::lot(
+        &account.account_id,
+        arrival_day,
+        lot.arrival_seq,
+        lot.source_seq,
+    );
+    let held: Fen = txn.read(&lot_key)?.unwrap_or(Fen::ZERO);
+    let left = held.checked_sub(amount).ok_or_else(|| {
         Rejection::precondition(
             field,
             format!(
-                "account {} holds nothing of lot {}/{}",
-                account.account_id, key.source_seq, key.arrival_seq
+                "account {} holds {held} of lot {}/{}, less than {amount}",
+                account.account_id, lot.source_seq, lot.arrival_seq
             ),
         )
     })?;
-    let day = lot.arrival_day;
-    lot.amount = lot.amount.checked_sub(amount).ok_or_else(|| {
-        Rejection::precondition(
-            field,
-            format!(
-                "account {} holds {} of lot {}/{}, less than {amount}",
-                account.account_id, lot.amount, key.source_seq, key.arrival_seq
-            ),
-        )
-    })?;
-    if lot.amount == Fen::ZERO {
-        account.lots.remove(&key);
+    if left == Fen::ZERO {
+        txn.delete(lot_key);
+    } else {
+        txn.put(lot_key, &left);
     }
-    Ok(day)
+    let balance = account
+        .balances
+        .get(&lot.source_seq)
+        .copied()
+        .unwrap_or(Fen::ZERO);
+    let balance = balance
+        .checked_sub(amount)
+        .expect("an account's balance covers each of its lots");
+    if balance == Fen::ZERO {
+        account.balances.remove(&lot.source_seq);
+    } else {
+        account.balances.insert(lot.source_seq, balance);
+    }
+    Ok(())
 }
 
 /// Moves money for one record: picks lots, writes accounts, collects legs.
@@ -1063,11 +1116,12 @@ impl<K: Kv + ?Sized> Mover<'_, '_, K> {
         earmarks: &[Earmark],
         field: &str,
     ) -> Result<(), Rejection> {
-        let picked = pick_lots(&from, amount, earmarks, self.day, field)?;
+        let picked = pick_lots(self.txn, &from, amount, earmarks, self.day, field)?;
         let mut moved: u128 = 0;
-        for (lot, part) in picked {
-            take_lot(&mut from, lot, part, field)?;
+        for (lot, lot_day, part) in picked {
+            take_lot(self.txn, &mut from, lot, lot_day, part, field)?;
             add_lot(
+                self.txn,
                 &mut to,
                 LotKey {
                     source_seq: lot.source_seq,
@@ -1141,6 +1195,7 @@ fn appropriation<K: Kv + ?Sized>(
         ));
     }
     add_lot(
+        m.txn,
         &mut account,
         LotKey {
             source_seq: m.seq,
@@ -1245,7 +1300,15 @@ fn reversal<K: Kv + ?Sized>(m: &mut Mover<K>, org: &Org, r: &Reversal) -> Result
             accounts.insert(debited_id.clone(), account);
         }
         let debited = accounts.get_mut(debited_id).expect("inserted above");
-        take_lot(debited, LotKey { source_seq: leg.source_seq, arrival_seq: r.target_seq }, leg.amount, field).map_err(|_| {
+        take_lot(
+            m.txn,
+            debited,
+            LotKey { source_seq: leg.source_seq, arrival_seq: r.target_seq },
+            target.value_day,
+            leg.amount,
+            field,
+        )
+        .map_err(|_| {
             Rejection::precondition(
                 field,
                 format!("the money of record {} has moved on from account {debited_id}; reverse the later movements first", r.target_seq),
@@ -1264,6 +1327,7 @@ fn reversal<K: Kv + ?Sized>(m: &mut Mover<K>, org: &Org, r: &Reversal) -> Result
                     .unwrap_or(m.day);
                 let credited = accounts.get_mut(credited_id).expect("inserted above");
                 add_lot(
+                    m.txn,
                     credited,
                     LotKey {
                         source_seq: leg.source_seq,

@@ -26,7 +26,7 @@ pub const PAGE_SIZE_DEFAULT: u32 = 100;
 pub const SIGNING_SKEW_MS_DEFAULT: u64 = 5 * 60 * 1000;
 /// Largest skew window a server may be configured with.
 pub const SIGNING_SKEW_MS_MAX: u64 = 24 * 60 * 60 * 1000;
-/// Lots (source × arrival) one account may hold at once.
-pub const ACCOUNT_LOTS_MAX: usize = 100_000;
+/// Sources one account may hold money of at once.
+pub const ACCOUNT_SOURCES_MAX: usize = 100_000;
 /// Performance targets one project may list, and characters each.
 pub const PERFORMANCE_TARGETS_MAX: usize = 32;

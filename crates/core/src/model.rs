@@ -366,8 +366,9 @@ pub struct Account {
     pub household_ref: String,
     pub division_code: String,
     pub opened_seq: u64,
-    /// Money held, lot by lot; empty lots are removed.
-    pub lots: BTreeMap<LotKey, Lot>,
+    /// Balance per source; zero balances are removed. The money itself is
+    /// held as lots, stored one key each (see `state::key::lot`).
+    pub balances: BTreeMap<u64, Fen>,
 }
 
 /// Names a lot: money of one source that arrived with one record.
@@ -387,34 +388,17 @@ pub struct Lot {
 }
 
 impl Account {
-    /// The total balance over all lots.
+    /// The total balance over all sources.
     pub fn balance(&self) -> u128 {
-        self.lots.values().map(|lot| u128::from(lot.amount.0)).sum()
-    }
-
-    /// The balance per source.
-    pub fn balances(&self) -> BTreeMap<u64, u128> {
-        let mut out = BTreeMap::new();
-        for (key, lot) in &self.lots {
-            *out.entry(key.source_seq).or_default() += u128::from(lot.amount.0);
-        }
-        out
+        self.balances.values().map(|f| u128::from(f.0)).sum()
     }
 
     /// The balance of one source.
     pub fn balance_of(&self, source_seq: u64) -> u128 {
-        self.lots
-            .range(
-                LotKey {
-                    source_seq,
-                    arrival_seq: 0,
-                }..=LotKey {
-                    source_seq,
-                    arrival_seq: u64::MAX,
-                },
-            )
-            .map(|(_, lot)| u128::from(lot.amount.0))
-            .sum()
+        self.balances
+            .get(&source_seq)
+            .map(|f| u128::from(f.0))
+            .unwrap_or(0)
     }
 }
 

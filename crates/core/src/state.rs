@@ -16,7 +16,17 @@ use crate::Rejection;
 /// code `Unavailable`.
 pub trait Kv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection>;
+
+    /// Up to `limit` (key, value) pairs whose key starts with `prefix`, from
+    /// `start` (which begins with `prefix`) on, in key order.
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection>;
 }
+
+/// One key and its value.
+pub type Row = (Vec<u8>, Vec<u8>);
+
+/// Changes to derived state: a value to store, or `None` to delete the key.
+pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 /// Derived state held in memory: for tests and offline tools.
 pub type MemoryKv = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -24,6 +34,25 @@ pub type MemoryKv = BTreeMap<Vec<u8>, Vec<u8>>;
 impl Kv for MemoryKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
         Ok(BTreeMap::get(self, key).cloned())
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+        Ok(self
+            .range(start.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+}
+
+/// Applies `writes` to an in-memory state.
+pub fn apply_writes(state: &mut MemoryKv, writes: Writes) {
+    for (key, value) in writes {
+        match value {
+            Some(value) => state.insert(key, value),
+            None => state.remove(&key),
+        };
     }
 }
 
@@ -54,6 +83,36 @@ pub mod key {
     pub const DOCUMENT_ENTRY: u8 = b'd';
     /// Index: non-household accounts that ever held money (for idle funds).
     pub const HOLDER: u8 = b'b';
+    /// Money held: account ‖ 0x00 ‖ arrival day ‖ arrival seq ‖ source seq
+    /// → amount (fen, big-endian). Key order is oldest money first.
+    pub const LOT: u8 = b'q';
+
+    /// Prefix of all lots of one account.
+    pub fn lots(account_id: &str) -> Vec<u8> {
+        named_prefix(LOT, account_id)
+    }
+
+    /// The key of one lot. Days are offset so that their big-endian bytes
+    /// sort like the signed numbers.
+    pub fn lot(account_id: &str, arrival_day: i32, arrival_seq: u64, source_seq: u64) -> Vec<u8> {
+        let mut key = lots(account_id);
+        key.extend_from_slice(&((arrival_day as u32) ^ 0x8000_0000).to_be_bytes());
+        key.extend_from_slice(&arrival_seq.to_be_bytes());
+        key.extend_from_slice(&source_seq.to_be_bytes());
+        key
+    }
+
+    /// (arrival day, arrival seq, source seq) of a lot key of `account_id`.
+    pub fn parse_lot(account_id: &str, key: &[u8]) -> Option<(i32, u64, u64)> {
+        let rest = key.get(account_id.len() + 2..)?;
+        if rest.len() != 20 {
+            return None;
+        }
+        let day = (u32::from_be_bytes(rest[0..4].try_into().ok()?) ^ 0x8000_0000) as i32;
+        let arrival = u64::from_be_bytes(rest[4..12].try_into().ok()?);
+        let source = u64::from_be_bytes(rest[12..20].try_into().ok()?);
+        Some((day, arrival, source))
+    }
 
     /// name ‖ 0x00 ‖ seq under `prefix`.
     pub fn named_seq(prefix: u8, name: &str, seq: u64) -> Vec<u8> {
@@ -168,6 +227,10 @@ pub fn describe_key(key: &[u8]) -> String {
             format!("an index entry ({})", text())
         }
         key::HOLDER => format!("the holder index of account {}", text()),
+        key::LOT => format!(
+            "a lot of account {}",
+            String::from_utf8_lossy(rest.split(|b| *b == 0).next().unwrap_or_default())
+        ),
         _ => format!("key {:?}", String::from_utf8_lossy(key)),
     }
 }
@@ -214,6 +277,29 @@ pub trait StateRead: Kv {
     fn household(&self, account_id: &str) -> Result<Option<Household>, Rejection> {
         self.read(&key::named(key::HOUSEHOLD, account_id))
     }
+    /// Up to `limit` lots of an account, oldest first.
+    fn lots(&self, account_id: &str, limit: usize) -> Result<Vec<(LotKey, Lot)>, Rejection> {
+        let prefix = key::lots(account_id);
+        let mut out = Vec::new();
+        for (k, v) in self.scan(&prefix, &prefix, limit)? {
+            let (day, arrival_seq, source_seq) =
+                key::parse_lot(account_id, &k).ok_or_else(|| {
+                    Rejection::unavailable(format!("a lot key of account {account_id} is corrupt"))
+                })?;
+            let amount: crate::money::Fen = decode(&v)?;
+            out.push((
+                LotKey {
+                    source_seq,
+                    arrival_seq,
+                },
+                Lot {
+                    amount,
+                    arrival_day: day,
+                },
+            ));
+        }
+        Ok(out)
+    }
     fn movement(&self, seq: u64) -> Result<Option<Movement>, Rejection> {
         self.read(&key::seq(key::MOVEMENT, seq))
     }
@@ -233,7 +319,7 @@ impl<K: Kv + ?Sized> StateRead for K {}
 /// writes handed on, so a refused request changes nothing.
 pub struct Txn<'a, K: Kv + ?Sized> {
     base: &'a K,
-    writes: BTreeMap<Vec<u8>, Vec<u8>>,
+    writes: Writes,
 }
 
 impl<'a, K: Kv + ?Sized> Txn<'a, K> {
@@ -245,14 +331,23 @@ impl<'a, K: Kv + ?Sized> Txn<'a, K> {
     }
 
     pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) {
-        self.writes.insert(key, encode(value));
+        self.writes.insert(key, Some(encode(value)));
     }
 
     pub fn put_raw(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert(key, value);
+        self.writes.insert(key, Some(value));
     }
 
-    pub fn into_writes(self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// Stages another transaction's writes on top of these.
+    pub fn extend(&mut self, writes: Writes) {
+        self.writes.extend(writes);
+    }
+
+    pub fn into_writes(self) -> Writes {
         self.writes
     }
 }
@@ -260,8 +355,40 @@ impl<'a, K: Kv + ?Sized> Txn<'a, K> {
 impl<K: Kv + ?Sized> Kv for Txn<'_, K> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
         match self.writes.get(key) {
-            Some(value) => Ok(Some(value.clone())),
+            Some(value) => Ok(value.clone()),
             None => self.base.get(key),
         }
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+        // Staged writes in range, and enough base rows that deletions
+        // staged over them cannot leave the page short.
+        let staged: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
+            .writes
+            .range(start.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .collect();
+        let deleted = staged.iter().filter(|(_, v)| v.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
+            .base
+            .scan(prefix, start, limit.saturating_add(deleted))?
+            .into_iter()
+            .map(|(k, v)| (k, Some(v)))
+            .collect();
+        let base_complete = merged.len() < limit.saturating_add(deleted);
+        let base_last = merged.keys().next_back().cloned();
+        for (key, value) in staged {
+            // Beyond the last base row read, base rows are unknown: stop there
+            // unless the base had no more.
+            if !base_complete && base_last.as_ref().is_some_and(|last| key > last) {
+                break;
+            }
+            merged.insert(key.clone(), value.clone());
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .take(limit)
+            .collect())
     }
 }

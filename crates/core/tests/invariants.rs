@@ -52,10 +52,13 @@ fn key(org: usize) -> SigningKey {
     SigningKey::from_bytes(&[org as u8 + 1; 32])
 }
 
+/// An accepted request as the log keeps it: seq, key id, payload, signature, request.
+type Posted = (u64, String, Vec<u8>, Vec<u8>, Request);
+
 struct Ledger {
     state: MemoryKv,
     /// Accepted requests in log order, with their contexts' data, for replay.
-    log: Vec<(u64, String, Vec<u8>, Vec<u8>, Request)>,
+    log: Vec<Posted>,
     seq: u64,
 }
 
@@ -103,7 +106,7 @@ impl Ledger {
         match apply(&self.state, &ctx, &request)? {
             Outcome::Duplicate { .. } => panic!("fresh idempotency keys never repeat"),
             Outcome::Accepted { effects, writes } => {
-                self.state.extend(writes);
+                fundtrail_core::state::apply_writes(&mut self.state, writes);
                 self.log
                     .push((self.seq, key_id, payload, signature, request));
                 self.seq += 1;
@@ -562,10 +565,22 @@ fn check_conservation(state: &MemoryKv) {
     let sources: Vec<Source> = values(state, key::SOURCE);
     let mut held: BTreeMap<u64, u128> = BTreeMap::new();
     for account in &accounts {
-        for (lot, held_lot) in &account.lots {
+        let mut by_source: BTreeMap<u64, u128> = BTreeMap::new();
+        for (lot, held_lot) in state.lots(&account.account_id, usize::MAX).expect("lots") {
             assert!(held_lot.amount.0 > 0, "empty lots are removed");
             *held.entry(lot.source_seq).or_default() += u128::from(held_lot.amount.0);
+            *by_source.entry(lot.source_seq).or_default() += u128::from(held_lot.amount.0);
         }
+        let balances: BTreeMap<u64, u128> = account
+            .balances
+            .iter()
+            .map(|(&s, a)| (s, u128::from(a.0)))
+            .collect();
+        assert_eq!(
+            balances, by_source,
+            "account {}'s balances are the sum of its lots",
+            account.account_id
+        );
     }
     for source in &sources {
         let net = u128::from(source.amount.0) - u128::from(source.withdrawn.0);
@@ -690,7 +705,7 @@ fn check_movements(state: &MemoryKv) {
     lots.retain(|_, amount| *amount != 0);
     let mut held: BTreeMap<(String, u64, u64), i128> = BTreeMap::new();
     for account in values::<Account>(state, key::ACCOUNT) {
-        for (lot, held_lot) in &account.lots {
+        for (lot, held_lot) in state.lots(&account.account_id, usize::MAX).expect("lots") {
             let arrived = by_seq.get(&lot.arrival_seq).unwrap_or_else(|| {
                 panic!(
                     "lot {}/{} of {} arrived with no movement",
@@ -830,7 +845,7 @@ proptest! {
                 skew_ms_max: None,
             };
             match apply(&replayed, &ctx, request).expect("replay accepts what was accepted") {
-                Outcome::Accepted { writes, .. } => replayed.extend(writes),
+                Outcome::Accepted { writes, .. } => fundtrail_core::state::apply_writes(&mut replayed, writes),
                 Outcome::Duplicate { .. } => panic!("replay saw a duplicate"),
             }
         }

@@ -509,9 +509,7 @@ pub fn replay_record<K: Kv + ?Sized>(
             if Some(effects_to_pb(&effects)) != record.effects {
                 return Err("its stored effects differ from the recomputed ones".into());
             }
-            for (key, value) in writes {
-                txn.put_raw(key, value);
-            }
+            txn.extend(writes);
             Ok(())
         }
     }
@@ -611,9 +609,7 @@ impl Sequencer {
                         tree_error.get_or_insert(e.to_string());
                     }
                     records.push(record);
-                    for (key, value) in writes {
-                        txn.put_raw(key, value);
-                    }
+                    txn.extend(writes);
                     next_seq += 1;
                     Ok(Committed {
                         seq: ctx.seq,

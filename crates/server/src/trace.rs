@@ -22,6 +22,8 @@ pub const TRACE_PAGE_RECORDS_DEFAULT: u32 = 2_000;
 /// Records a lot-following trace (from a record) and hops a backward trace
 /// may visit before the answer is refused or cut.
 pub const TRACE_RECORDS_MAX: usize = 10_000;
+/// Lots read of one account by a query: the oldest this many.
+const LOTS_READ_MAX: usize = 1_000_000;
 /// Documents named per edge.
 const EDGE_DOCUMENTS_MAX: usize = 5;
 /// Rows an idle-funds or anomalies page examines at most.
@@ -288,14 +290,14 @@ pub fn trace_forward(
         let Some(account) = state.account(account_id)? else {
             continue;
         };
-        let held_lots: Vec<_> = account
-            .lots
+        let lots = state.lots(account_id, LOTS_READ_MAX)?;
+        let held_lots: Vec<_> = lots
             .iter()
             .filter(|(lot, _)| {
                 if is_appropriation {
                     lot.source_seq == source_seq
                 } else {
-                    traced_lots.contains(&(account_id.clone(), **lot))
+                    traced_lots.contains(&(account_id.clone(), *lot))
                 }
             })
             .collect();
@@ -372,7 +374,7 @@ pub fn trace_backward(
                 }
             } else {
                 // What it holds now, lot by lot.
-                for lot in account.lots.keys() {
+                for (lot, _) in state.lots(account_id, LOTS_READ_MAX)? {
                     if let Some(movement) = state.movement(lot.arrival_seq)? {
                         for leg in movement.legs.iter().filter(|l| {
                             l.to_account_id.as_deref() == Some(account_id.as_str())
@@ -627,7 +629,7 @@ fn idle_row(
     let mut balance: u128 = 0;
     let mut idle: u128 = 0;
     let mut oldest = i32::MAX;
-    for (lot_key, lot) in &account.lots {
+    for (lot_key, lot) in engine.state().lots(&account.account_id, LOTS_READ_MAX)? {
         if !request.programme_code.is_empty() {
             let programme = match programmes.get(&lot_key.source_seq) {
                 Some(p) => p.clone(),
@@ -793,10 +795,10 @@ pub fn anomalies(
                             findings.push(pb::Finding {
                                 kind: "IDLE_FUNDS".into(),
                                 account_id: account.account_id.clone(),
-                                seqs: account
-                                    .lots
-                                    .keys()
-                                    .map(|l| l.arrival_seq)
+                                seqs: state
+                                    .lots(&account.account_id, LOTS_READ_MAX)?
+                                    .iter()
+                                    .map(|(l, _)| l.arrival_seq)
                                     .collect::<BTreeSet<_>>()
                                     .into_iter()
                                     .take(20)
@@ -942,9 +944,9 @@ pub fn balances_as_of(
     as_of_seq: u64,
 ) -> Result<BTreeMap<u64, i128>, Rejection> {
     let mut balances: BTreeMap<u64, i128> = account
-        .balances()
-        .into_iter()
-        .map(|(s, a)| (s, a as i128))
+        .balances
+        .iter()
+        .map(|(&s, a)| (s, i128::from(a.0)))
         .collect();
     let prefix = key::account_entries(&account.account_id);
     let from = key::account_entry(&account.account_id, as_of_seq.saturating_add(1));

@@ -48,7 +48,7 @@ impl Replay {
         let mut txn = Txn::new(&self.state);
         replay_record(&mut txn, seq, record)?;
         let writes = txn.into_writes();
-        self.state.extend(writes);
+        fundtrail_core::state::apply_writes(&mut self.state, writes);
         self.tree.append(record).map_err(|e| e.to_string())?;
         Ok(())
     }
@@ -79,8 +79,8 @@ impl Replay {
         };
         let mut held: BTreeMap<u64, u128> = BTreeMap::new();
         for account in &accounts {
-            for (source, amount) in account.balances() {
-                *held.entry(source).or_default() += amount;
+            for (&source, amount) in &account.balances {
+                *held.entry(source).or_default() += u128::from(amount.0);
             }
             if account.kind == AccountKind::Household {
                 summary.disbursed_fen += account.balance();

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use fundtrail_core::state::Kv;
+use fundtrail_core::state::{Kv, Row};
 use fundtrail_core::Rejection;
 use fundtrail_tlog::{Hash, HashReader};
 
@@ -16,9 +16,6 @@ use crate::tree::PendingTree;
 const WATERMARK_KEY: &[u8] = b"~w";
 const OFFSET_PREFIX: &[u8] = b"~o";
 const HASH_PREFIX: &[u8] = b"~h";
-
-/// One key and its value.
-pub type Row = (Vec<u8>, Vec<u8>);
 
 /// How much of the journal the derived state holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -107,7 +104,7 @@ impl StateDb {
     /// replays past the watermark.
     pub fn commit(
         &self,
-        writes: BTreeMap<Vec<u8>, Vec<u8>>,
+        writes: fundtrail_core::state::Writes,
         locations: &[RecordLocation],
         tree: PendingTree,
         watermark: Watermark,
@@ -124,7 +121,10 @@ impl StateDb {
         }
         for (key, value) in writes {
             assert!(!key.starts_with(b"~"), "core keys never start with ~");
-            batch.insert(key, value);
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
         }
         for location in locations {
             batch.insert(offset_key(location.seq), &location.offset.to_be_bytes());
@@ -196,6 +196,10 @@ impl Kv for StateDb {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
         Ok(self.db.get(key).map_err(unavailable)?.map(|v| v.to_vec()))
     }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+        StateDb::scan(self, prefix, start, limit)
+    }
 }
 
 #[cfg(test)]
@@ -208,7 +212,7 @@ mod tests {
         let db = StateDb::open(&dir.path().join("state")).unwrap();
         assert_eq!(db.watermark().unwrap(), Watermark::default());
         let mut writes = BTreeMap::new();
-        writes.insert(b"a1".to_vec(), b"v".to_vec());
+        writes.insert(b"a1".to_vec(), Some(b"v".to_vec()));
         let watermark = Watermark {
             record_count: 1,
             journal_end: 40,
