@@ -95,6 +95,16 @@ enum Command {
         /// empty data directory; a directory holding a ledger is served unchanged.
         #[arg(long)]
         demo: bool,
+        /// Sign a checkpoint at least every this many records…
+        #[arg(
+            long,
+            env = "FUNDTRAIL_CHECKPOINT_EVERY_RECORDS",
+            default_value_t = 1_000
+        )]
+        checkpoint_every_records: u64,
+        /// …and at least every this many milliseconds while records arrive.
+        #[arg(long, env = "FUNDTRAIL_CHECKPOINT_EVERY_MS", default_value_t = 1_000)]
+        checkpoint_every_ms: u64,
         /// With --demo: multiply the households (and their payments) by this.
         #[arg(long, default_value_t = 1, requires = "demo")]
         demo_scale: u32,
@@ -303,7 +313,12 @@ async fn run(command: Command) -> Result<()> {
             max_skew_ms,
             demo,
             demo_scale,
+            checkpoint_every_records,
+            checkpoint_every_ms,
         } => {
+            if checkpoint_every_records == 0 || checkpoint_every_ms == 0 {
+                bail!("--checkpoint-every-records and --checkpoint-every-ms must be above zero");
+            }
             if max_skew_ms > fundtrail_core::limits::SIGNING_SKEW_MS_MAX {
                 bail!(
                     "--max-skew-ms may be at most {}",
@@ -321,6 +336,10 @@ async fn run(command: Command) -> Result<()> {
             }
             let config = EngineConfig {
                 skew_ms_max: max_skew_ms,
+                checkpoints: fundtrail_server::checkpoints::CheckpointPolicy {
+                    every_records: checkpoint_every_records,
+                    every_ms: checkpoint_every_ms,
+                },
                 ..EngineConfig::new(data.data_dir.clone())
             };
             let engine =
