@@ -133,12 +133,12 @@ pub async fn witness_round(
 
 /// The note with only the signature lines of `log_name`.
 pub fn log_signed_note(note: &str, log_name: &str) -> String {
-    let Some((body, signatures)) = note.split_once("\n\n") else {
+    let Ok((text, lines)) = fundtrail_tlog::split_note(note) else {
         return note.to_string();
     };
-    let mut out = format!("{body}\n\n");
-    for line in signatures.lines() {
-        if line.trim_start_matches('—').trim_start().split(' ').next() == Some(log_name) {
+    let mut out = format!("{text}\n");
+    for line in lines {
+        if fundtrail_tlog::parse_signature_line(line).is_ok_and(|s| s.name == log_name) {
             out.push_str(line);
             out.push('\n');
         }

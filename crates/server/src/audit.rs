@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use fundtrail_api::pb;
 use fundtrail_core::model::Role;
 use fundtrail_core::state::StateRead;
 use fundtrail_tlog::ed25519_dalek::VerifyingKey;
 use fundtrail_tlog::{
-    open_note, prove_record, prove_tree, Checkpoint, CosignatureVerifier, Verifier,
+    open_note, parse_signature_line, prove_record, prove_tree, signature_line, Checkpoint,
+    CosignatureVerifier, Verifier,
 };
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -197,13 +197,10 @@ impl pb::audit_server::Audit for AuditService {
         let mut accepted = Vec::new();
         let mut refused = Vec::new();
         for line in &opened.unverified {
-            let name = line
-                .trim_start_matches('—')
-                .trim_start()
-                .split(' ')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+            let Ok(name) = parse_signature_line(line).map(|signature| signature.name) else {
+                refused.push(format!("{line:?} is not a signature line"));
+                continue;
+            };
             let org = match state.org(&name).map_err(status)? {
                 Some(org) if org.role == Role::Witness => org,
                 _ => {
@@ -227,11 +224,10 @@ impl pb::audit_server::Audit for AuditService {
                 };
                 if let Ok(with_cosigner) = open_note(&note, &[&cosigner as &dyn Verifier]) {
                     if let Some(signature) = with_cosigner.verified.first() {
-                        let mut raw = signature.key_id.to_be_bytes().to_vec();
-                        raw.extend_from_slice(&signature.signature);
-                        verified = Some(format!(
-                            "— {name} {}\n",
-                            base64::engine::general_purpose::STANDARD.encode(raw)
+                        verified = Some(signature_line(
+                            &name,
+                            signature.key_id,
+                            &signature.signature,
                         ));
                         break;
                     }

@@ -11,8 +11,8 @@ use std::sync::Mutex;
 use fundtrail_core::Rejection;
 use fundtrail_store::Journal;
 use fundtrail_tlog::{
-    check_tree, open_note, prove_tree, sign_checkpoint, tree_hash, Checkpoint, HashReader,
-    NoteSigner, NoteVerifier, Verifier,
+    check_tree, open_note, parse_signature_line, prove_tree, sign_checkpoint, split_note,
+    tree_hash, Checkpoint, HashReader, NoteSigner, NoteVerifier, Verifier,
 };
 
 /// The checkpoint log's file name inside the data directory.
@@ -73,15 +73,6 @@ fn unavailable(message: String) -> Rejection {
     Rejection::unavailable(message)
 }
 
-/// The body text and signature lines of a note: the body ends at the first
-/// blank line.
-fn signature_lines(note: &str) -> Vec<String> {
-    match note.split_once("\n\n") {
-        Some((_, signatures)) => signatures.lines().map(|l| format!("{l}\n")).collect(),
-        None => Vec::new(),
-    }
-}
-
 impl Checkpoints {
     /// Loads every checkpoint signed so far from `data_dir`.
     pub fn open(
@@ -108,17 +99,16 @@ impl Checkpoints {
             let mut note = opened.text.clone();
             note.push('\n');
             let mut cosignatures = BTreeMap::new();
-            for line in signature_lines(&text) {
-                let name = line
-                    .trim_start_matches("— ")
-                    .split(' ')
-                    .next()
-                    .unwrap_or_default()
-                    .to_string();
-                if name == origin {
+            let (_, lines) = split_note(&text)
+                .map_err(|e| format!("{CHECKPOINTS_FILE_NAME} holds a malformed note: {e}"))?;
+            for line in lines {
+                let signature = parse_signature_line(line)
+                    .map_err(|e| format!("{CHECKPOINTS_FILE_NAME} holds a malformed note: {e}"))?;
+                let line = format!("{line}\n");
+                if signature.name == origin {
                     note.push_str(&line);
                 } else {
-                    cosignatures.insert(name, line);
+                    cosignatures.insert(signature.name, line);
                 }
             }
             if let Some(earlier) = by_size.get(&checkpoint.tree_size) {

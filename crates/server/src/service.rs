@@ -132,8 +132,16 @@ fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> bool {
         && request
             .source_seq
             .is_none_or(|s| effects.legs.iter().any(|l| l.source_seq == s))
-        && (request.document_no.is_empty()
-            || crate::trace::document_of(&body) == request.document_no)
+        && (request.document_no.is_empty() || {
+            let payload = entry
+                .request
+                .as_ref()
+                .map(|r| r.payload.as_slice())
+                .unwrap_or_default();
+            fundtrail_api::decode_request(payload).is_ok_and(|r| {
+                fundtrail_core::apply::document_no(&r.body) == Some(request.document_no.as_str())
+            })
+        })
 }
 
 fn list_entries(

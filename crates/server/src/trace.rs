@@ -6,13 +6,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use fundtrail_api::{account_kind_to_pb, household_status_to_pb, pb};
+use fundtrail_core::apply::document_no;
 use fundtrail_core::dates::{day_of_ms, Day};
 use fundtrail_core::model::{
     Account, AccountKind, Household, HouseholdStatus, LotKey, Movement, Project, SubsidyBasis,
 };
 use fundtrail_core::state::{decode, key, StateRead};
 use fundtrail_core::{Code, Rejection};
-use prost::Message;
 
 use crate::engine::{now_ms, Engine};
 
@@ -49,29 +49,14 @@ fn seq_from(key_bytes: &[u8]) -> Option<u64> {
         .map(u64::from_be_bytes)
 }
 
-/// Decoded request of record `seq` (for its 文号 and key).
-fn request_of(engine: &Engine, seq: u64) -> Result<(pb::Request, String), Rejection> {
-    let record = engine.record(seq)?;
-    let signed = record.request.unwrap_or_default();
-    let request = pb::Request::decode(signed.payload.as_slice()).unwrap_or_default();
-    Ok((request, signed.key_id))
-}
-
-/// The 文号 a decoded request cites.
-pub fn document_of(request: &pb::Request) -> String {
-    use pb::request::Body as B;
-    match &request.body {
-        Some(B::Appropriation(a)) => a.document_no.clone(),
-        Some(B::Transfer(t)) => t.document_no.clone(),
-        Some(B::Disbursement(d)) => d.document_no.clone(),
-        Some(B::Reversal(r)) => r.document_no.clone(),
-        Some(B::Consolidation(c)) => c.plan_document_no.clone(),
-        Some(B::Allocation(a)) => a.document_no.clone(),
-        Some(B::Return(r)) => r.document_no.clone(),
-        Some(B::AnnounceProject(a)) => a.document_no.clone(),
-        Some(B::SetHouseholdStatus(s)) => s.document_no.clone(),
-        _ => String::new(),
-    }
+/// The 文号 record `seq` cites (empty if none) and the key that signed it.
+fn document_and_key(engine: &Engine, seq: u64) -> Result<(String, String), Rejection> {
+    let signed = engine.record(seq)?.request.unwrap_or_default();
+    let document = fundtrail_api::decode_request(&signed.payload)
+        .ok()
+        .and_then(|request| document_no(&request.body).map(str::to_string))
+        .unwrap_or_default();
+    Ok((document, signed.key_id))
 }
 
 #[derive(Default)]
@@ -108,7 +93,7 @@ impl Graph {
                     edge.kinds.push(movement.kind.clone());
                 }
                 if edge.document_nos.len() < EDGE_DOCUMENTS_MAX {
-                    let document = document_of(&request_of(engine, movement.seq)?.0);
+                    let document = document_and_key(engine, movement.seq)?.0;
                     if !document.is_empty() && !edge.document_nos.contains(&document) {
                         edge.document_nos.push(document);
                     }
@@ -440,7 +425,7 @@ pub fn trace_backward(
                 .legs
                 .iter()
                 .find(|l| l.source_seq == source && l.from_arrival_seq == from_arrival);
-            let (request, key_id) = request_of(engine, at_seq)?;
+            let (document, key_id) = document_and_key(engine, at_seq)?;
             hops.push(pb::Hop {
                 seq: at_seq,
                 kind: movement.kind.clone(),
@@ -451,7 +436,7 @@ pub fn trace_backward(
                     .and_then(|l| l.to_account_id.clone())
                     .unwrap_or_default(),
                 amount_fen: leg.map(|l| l.amount.0).unwrap_or(0),
-                document_no: document_of(&request),
+                document_no: document,
                 signer_org_id: movement.signer_org_id.clone(),
                 key_id,
                 value_day: movement.value_day,
@@ -550,7 +535,7 @@ pub fn household_statement(
             .flat_map(|m| m.legs.iter())
             .filter(|l| l.to_account_id.as_deref() == Some(account_id))
             .collect();
-        let (request, _) = request_of(engine, payment.seq)?;
+        let (document, _) = document_and_key(engine, payment.seq)?;
         if !payment.reversed {
             received += u128::from(payment.amount.0);
         }
@@ -560,7 +545,7 @@ pub fn household_statement(
             amount_fen: payment.amount.0,
             programme_code: payment.programme_code.clone(),
             period: payment.period.clone(),
-            document_no: document_of(&request),
+            document_no: document,
             from_account_id: legs
                 .first()
                 .and_then(|l| l.from_account_id.clone())

@@ -62,8 +62,9 @@ pub use cosignature::{
 };
 pub use error::{Error, Result};
 pub use note::{
-    check_key_name, key_id, open_note, sign_note, Note, NoteSignature, NoteSigner, NoteVerifier,
-    Verifier, MAX_NOTE_SIGNATURES, MAX_NOTE_SIZE, SIGNATURE_TYPE_ED25519,
+    check_key_name, key_id, open_note, parse_signature_line, sign_note, signature_line, split_note,
+    Note, NoteSignature, NoteSigner, NoteVerifier, Verifier, MAX_NOTE_SIGNATURES, MAX_NOTE_SIZE,
+    SIGNATURE_TYPE_ED25519,
 };
 pub use tree::{
     check_record, check_tree, node_hash, prove_record, prove_tree, record_hash,

@@ -321,7 +321,7 @@ pub fn open_note(note: &str, verifiers: &[&dyn Verifier]) -> Result<Note> {
 
 /// Splits a signed note into its text (with the final newline) and its
 /// signature lines (without newlines), checking size, characters and layout.
-pub(crate) fn split_note(note: &str) -> Result<(&str, Vec<&str>)> {
+pub fn split_note(note: &str) -> Result<(&str, Vec<&str>)> {
     if note.len() > MAX_NOTE_SIZE {
         return Err(Error::NoteTooLarge {
             size: note.len(),
@@ -350,7 +350,7 @@ pub(crate) fn split_note(note: &str) -> Result<(&str, Vec<&str>)> {
 }
 
 /// Parses one signature line, without its newline.
-pub(crate) fn parse_signature_line(line: &str) -> Result<NoteSignature> {
+pub fn parse_signature_line(line: &str) -> Result<NoteSignature> {
     let rest = line
         .strip_prefix(SIGNATURE_PREFIX)
         .ok_or(Error::MalformedNote(
@@ -376,7 +376,7 @@ pub(crate) fn parse_signature_line(line: &str) -> Result<NoteSignature> {
 }
 
 /// Returns the signature line `— <name> base64(key id || signature)\n`.
-pub(crate) fn signature_line(name: &str, key_id: u32, signature: &[u8]) -> String {
+pub fn signature_line(name: &str, key_id: u32, signature: &[u8]) -> String {
     let mut bytes = Vec::with_capacity(4 + signature.len());
     bytes.extend_from_slice(&key_id.to_be_bytes());
     bytes.extend_from_slice(signature);
