@@ -205,7 +205,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         engine
             .checkpoints()
             .sign(record_count, engine.state())
-            .map_err(|e| anyhow::anyhow!(e.message))?;
+            .map_err(|e| anyhow::anyhow!(e))?;
         let started = Instant::now();
         let until = started + Duration::from_secs(args.proof_seconds);
         let mut tasks = Vec::new();
@@ -251,7 +251,11 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 
     // 3. The audit's replay: every signature, authority, effect, leaf hash.
     if args.audit {
-        let journal = Journal::open(&data_dir)?;
+        let journal = Journal::open(
+            &data_dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME),
+            fundtrail_store::header::FileKind::Journal,
+            None,
+        )?;
         let started = Instant::now();
         let mut replay = Replay::new();
         for frame in journal.scan(0)? {

@@ -15,9 +15,10 @@ use fundtrail_client::proofs::{
 };
 use fundtrail_client::witness::{witness_round, Round, WitnessState};
 use fundtrail_core::keyfile::KeyFile;
-use fundtrail_core::money::Fen;
-use fundtrail_server::verify::Replay;
+use fundtrail_server::engine::ledger_of_origin;
+use fundtrail_store::header::FileKind;
 use fundtrail_store::Journal;
+use fundtrail_verify::Replay;
 use prost::Message;
 
 use crate::{connect, status, Server};
@@ -240,21 +241,22 @@ pub async fn export(server: &Server, out: &Path, start: u64, end: u64) -> Result
     if out.exists() {
         bail!("{} exists; export writes a new file", out.display());
     }
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = out
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("bad output file name"))?;
-    let mut file = Journal::open_named(dir, name)?;
+    let vkey = client
+        .audit
+        .get_log_key(pb::GetLogKeyRequest {})
+        .await
+        .map_err(status)?
+        .into_inner()
+        .vkey;
+    let ledger_id = ledger_of_origin(&vkey)
+        .ok_or_else(|| anyhow!("the server's log key {vkey:?} names no fundtrail ledger"))?;
     let mut stream = client
         .audit
         .export_log(pb::ExportLogRequest { start, end })
         .await
         .map_err(status)?
         .into_inner();
+    let mut file = Journal::create(out, FileKind::Export, ledger_id)?;
     let mut batch = Vec::new();
     let mut count = 0u64;
     let mut expected = start;
@@ -277,7 +279,7 @@ pub async fn export(server: &Server, out: &Path, start: u64, end: u64) -> Result
         file.append(&batch)?;
     }
     eprintln!(
-        "exported {count} records (from #{start}) to {}",
+        "exported {count} records (from #{start}) of ledger {ledger_id} to {}",
         out.display()
     );
     Ok(())
@@ -286,20 +288,16 @@ pub async fn export(server: &Server, out: &Path, start: u64, end: u64) -> Result
 pub fn audit(args: AuditArgs) -> Result<()> {
     let note = read(&args.checkpoint)?;
     let checkpoint = open_pinned(&args.vkey, &note).map_err(|e| anyhow!(e))?;
-    let dir = args
-        .export
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = args
-        .export
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("bad export file name"))?;
+    let ledger_id = ledger_of_origin(&checkpoint.origin).ok_or_else(|| {
+        anyhow!(
+            "the pinned checkpoint's origin {:?} names no fundtrail ledger",
+            checkpoint.origin
+        )
+    })?;
     if !args.export.exists() {
         bail!("{} does not exist", args.export.display());
     }
-    let file = Journal::open_named(dir, name)?;
+    let file = Journal::open(&args.export, FileKind::Export, Some(ledger_id))?;
     let bytes_total = file.end_offset();
     let progress = indicatif::ProgressBar::new(bytes_total);
     progress.set_style(
@@ -339,13 +337,18 @@ pub fn audit(args: AuditArgs) -> Result<()> {
     }
     let summary = replay.summary().map_err(|e| anyhow!("audit FAILED: {e}"))?;
     let rate = records as f64 / elapsed.as_secs_f64().max(1e-9);
-    let yuan = |fen: u128| Fen(u64::try_from(fen).unwrap_or(u64::MAX)).to_string();
+    let yuan = fundtrail_core::money::format_fen;
     if args.json {
+        // JSON numbers here are integer fen; a total past u64 is refused, not cut.
+        let fen = |total: u128| {
+            u64::try_from(total)
+                .map_err(|_| anyhow!("a total of {total} fen does not fit a JSON integer"))
+        };
         let value = serde_json::json!({
             "ok": true, "records": summary.records, "orgs": summary.orgs, "accounts": summary.accounts,
-            "sources": summary.sources, "appropriated_fen": summary.appropriated_fen as u64,
-            "withdrawn_fen": summary.withdrawn_fen as u64, "disbursed_fen": summary.disbursed_fen as u64,
-            "idle_fen": summary.idle_fen as u64, "checkpoint_tree_size": checkpoint.tree_size,
+            "sources": summary.sources, "appropriated_fen": fen(summary.appropriated_fen)?,
+            "withdrawn_fen": fen(summary.withdrawn_fen)?, "disbursed_fen": fen(summary.disbursed_fen)?,
+            "idle_fen": fen(summary.idle_fen)?, "checkpoint_tree_size": checkpoint.tree_size,
             "replay_records_per_second": rate.round(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);

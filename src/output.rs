@@ -65,7 +65,8 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
         None => Value::Null,
         Some(B::Genesis(g)) => {
             json!({"root_org_id": g.root_org_id, "root_org_name": g.root_org_name, "division_code": g.division_code,
-            "root_public_key": hex::encode(&g.root_public_key), "log_public_key": hex::encode(&g.log_public_key)})
+            "root_public_key": hex::encode(&g.root_public_key), "log_public_key": hex::encode(&g.log_public_key),
+            "rules_version": g.rules_version.max(1)})
         }
         Some(B::RegisterOrg(r)) => {
             json!({"org_id": r.org_id, "name": r.name, "role": r.role().as_str_name(),
@@ -121,6 +122,9 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
             json!({"from_account_id": r.from_account_id, "to_account_id": r.to_account_id,
             "amount_fen": r.amount_fen, "sources": sources_json(&r.sources), "kind": r.kind().as_str_name(),
             "document_no": r.document_no, "reason": r.reason})
+        }
+        Some(B::UpgradeRules(u)) => {
+            json!({"rules_version": u.rules_version, "document_no": u.document_no})
         }
     }
 }
@@ -267,6 +271,10 @@ fn entry_text(entry: &pb::Entry) -> String {
             r.kind().as_str_name().trim_start_matches("RETURN_KIND_"),
             r.document_no,
             r.reason
+        ),
+        Some(B::UpgradeRules(u)) => format!(
+            "the ledger runs rules version {} from the next record on  文号 {}",
+            u.rules_version, u.document_no
         ),
         None => String::new(),
     };

@@ -428,7 +428,7 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     assert_eq!(summary["idle_fen"], CENTRAL_FEN - 3_000_00);
 
     // Forge record 14 (a transfer): one byte of its amount, checksum fixed up.
-    let offset = server.engine.state().record_offset(14).unwrap().unwrap();
+    let offset = server.engine.state().record_location(14).unwrap().unwrap();
     let forged = work.path().join("forged.log");
     std::fs::copy(&export, &forged).unwrap();
     let bytes = std::fs::read(&forged).unwrap();
@@ -483,7 +483,7 @@ async fn a_forged_old_record_is_found_by_the_scrub() {
     let mut client = server.client().await;
     build_chain(&mut client, server.root()).await;
     checkpoint_of_all(&mut client).await;
-    let offset = server.engine.state().record_offset(5).unwrap().unwrap();
+    let offset = server.engine.state().record_location(5).unwrap().unwrap();
     server.stop().await;
 
     forge_record(&journal_path(dir.path()), offset, |record| {
@@ -593,7 +593,12 @@ async fn start_up_checks_the_journal_against_the_newest_checkpoint() {
         after, covered,
         "the new record is past the newest checkpoint"
     );
-    let offset = server.engine.state().record_offset(after).unwrap().unwrap();
+    let offset = server
+        .engine
+        .state()
+        .record_location(after)
+        .unwrap()
+        .unwrap();
     server.stop().await;
 
     // (1) A record after the newest checkpoint is changed: found at start-up.
@@ -647,7 +652,13 @@ async fn start_up_checks_the_journal_against_the_newest_checkpoint() {
 
 /// The byte offset of frame `seq` in a journal's bytes.
 fn server_offset_of(journal: &[u8], seq: u64) -> usize {
-    let mut offset = 0usize;
+    let (_, header_len) = fundtrail_store::header::FileHeader::read(
+        &mut &journal[..],
+        fundtrail_store::header::FileKind::Journal,
+        None,
+    )
+    .unwrap();
+    let mut offset = header_len as usize;
     for _ in 0..seq {
         let len = u32::from_le_bytes(journal[offset..offset + 4].try_into().unwrap()) as usize;
         offset += 8 + len;

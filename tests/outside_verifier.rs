@@ -762,10 +762,21 @@ async fn an_outside_verifier_checks_records_proofs_and_checkpoints_by_hand() {
         assert!(bare_key.verify_strict(record.payload, &signature).is_err());
     }
 
-    // The journal file: u32 LE length ‖ u32 LE CRC-32C ‖ record, the same
-    // bytes as served.
+    // The journal file: a header (magic, format version, ledger id, CRC),
+    // then u32 LE length ‖ u32 LE CRC-32C ‖ record, the same bytes as served.
     let journal = std::fs::read(dir.path().join("journal.log")).unwrap();
-    let mut pos = 0;
+    assert_eq!(&journal[0..8], b"FTJOURNL");
+    assert_eq!(u32::from_le_bytes(journal[8..12].try_into().unwrap()), 1);
+    let id_len = u16::from_le_bytes(journal[12..14].try_into().unwrap()) as usize;
+    let ledger_id = std::str::from_utf8(&journal[14..14 + id_len]).unwrap();
+    let genesis = parse_request(parse_record(&records[0]).unwrap().payload).unwrap();
+    assert_eq!(
+        ledger_id, genesis.ledger_id,
+        "the header names the genesis ledger"
+    );
+    let header_crc = u32::from_le_bytes(journal[14 + id_len..18 + id_len].try_into().unwrap());
+    assert_eq!(crc32c::crc32c(&journal[..14 + id_len]), header_crc);
+    let mut pos = 18 + id_len;
     let mut framed = Vec::new();
     while pos < journal.len() && framed.len() < records.len() {
         let len = u32::from_le_bytes(journal[pos..pos + 4].try_into().unwrap()) as usize;

@@ -105,7 +105,7 @@ async fn a_journal_missing_acknowledged_records_stops_writes() {
     let last_offset = server
         .engine
         .state()
-        .record_offset(count - 1)
+        .record_location(count - 1)
         .unwrap()
         .unwrap();
     server.stop().await;

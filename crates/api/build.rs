@@ -24,6 +24,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("fundtrail_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+    // Messages alone for the record format; with the service stubs for gRPC.
+    let messages = out_dir.join("messages");
+    std::fs::create_dir_all(&messages)?;
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(false)
+        .out_dir(&messages)
+        .compile_fds(descriptors.clone())?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }

@@ -116,6 +116,12 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             root_org_id: g.root_org_id,
             root_org_name: g.root_org_name,
             division_code: g.division_code,
+            // Genesis records from before rules versions carry none: rules 1.
+            rules_version: g.rules_version.max(1),
+        }),
+        Some(B::UpgradeRules(u)) => m::Body::UpgradeRules(m::UpgradeRules {
+            rules_version: u.rules_version,
+            document_no: u.document_no,
         }),
         Some(B::RegisterOrg(r)) => m::Body::RegisterOrg(m::RegisterOrg {
             role: role("register_org.role", r.role)?,
@@ -330,6 +336,7 @@ pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
         Some(B::RegisterHousehold(_)) => "RegisterHousehold",
         Some(B::SetHouseholdStatus(_)) => "SetHouseholdStatus",
         Some(B::Return(_)) => "Return",
+        Some(B::UpgradeRules(_)) => "UpgradeRules",
     }
 }
 

@@ -9,9 +9,17 @@
 pub mod convert;
 
 /// Generated messages and service stubs of package `fundtrail.v1`.
+#[cfg(feature = "grpc")]
 #[allow(clippy::all, missing_docs)]
 pub mod pb {
     tonic::include_proto!("fundtrail.v1");
+}
+
+/// Generated messages of package `fundtrail.v1` (built without `grpc`).
+#[cfg(not(feature = "grpc"))]
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/messages/fundtrail.v1.rs"));
 }
 
 /// The encoded `FileDescriptorSet` of the API, for server reflection.

@@ -20,7 +20,6 @@
 //! ```
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 use fundtrail_api::pb;
@@ -87,12 +86,7 @@ impl Signer {
     }
 }
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub use fundtrail_core::clock::now_ms;
 
 /// A fresh random idempotency key.
 pub fn new_idempotency_key() -> String {

@@ -16,7 +16,7 @@ pub enum Code {
     AlreadyExists,
     /// A limit was exceeded.
     ResourceExhausted,
-    /// The store cannot take writes.
+    /// The ledger is not taking writes (stopped after a fault, or read-only).
     Unavailable,
 }
 
@@ -66,5 +66,38 @@ impl Rejection {
 
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(Code::Unavailable, "", message)
+    }
+}
+
+/// The store failed: I/O, corruption, or our own stored data that does not
+/// decode. Never the client's fault, so never answered as a refusal: a fault
+/// while applying a batch stops writes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Fault(pub String);
+
+impl Fault {
+    pub fn new(message: impl Into<String>) -> Self {
+        Fault(message.into())
+    }
+}
+
+/// Why an operation did not happen: the request was refused, or the store
+/// failed. Callers that answer clients keep the two apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Refused(#[from] Rejection),
+    #[error("the ledger's store failed: {0}")]
+    Fault(#[from] Fault),
+}
+
+impl Error {
+    /// The refusal, if this is one.
+    pub fn refusal(&self) -> Option<&Rejection> {
+        match self {
+            Error::Refused(rejection) => Some(rejection),
+            Error::Fault(_) => None,
+        }
     }
 }

@@ -15,14 +15,16 @@
 //! ```
 
 pub mod apply;
+pub mod clock;
 pub mod dates;
 pub mod error;
 pub mod keyfile;
 pub mod limits;
 pub mod model;
 pub mod money;
+pub mod rules;
 pub mod signing;
 pub mod state;
 pub mod validate;
 
-pub use error::{Code, Rejection};
+pub use error::{Code, Error, Fault, Rejection};

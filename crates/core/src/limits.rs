@@ -1,4 +1,8 @@
-//! Every limit of the ledger, in one place, with its unit.
+//! Every limit of the ledger, in one place, with its unit. Limits that
+//! depend on each other are related by compile-time assertions below, so
+//! changing one cannot silently break another.
+
+// --- Requests ---------------------------------------------------------------
 
 /// Largest accepted encoded `Request` payload.
 pub const PAYLOAD_BYTES_MAX: usize = 16 * 1024;
@@ -6,7 +10,7 @@ pub const PAYLOAD_BYTES_MAX: usize = 16 * 1024;
 pub const AMOUNT_FEN_MAX: u64 = 1_000_000_000_000_000;
 /// Earmarked sources one movement may name.
 pub const EARMARKS_MAX: usize = 64;
-/// Identifiers (org, account, idempotency key, household ref).
+/// Identifiers (ledger, org, account, idempotency key, household ref).
 pub const ID_BYTES_MAX: usize = 64;
 /// Names of orgs and accounts.
 pub const NAME_CHARS_MAX: usize = 128;
@@ -14,19 +18,108 @@ pub const NAME_CHARS_MAX: usize = 128;
 pub const DOCUMENT_NO_CHARS_MAX: usize = 128;
 /// Purpose, memo, reason.
 pub const TEXT_CHARS_MAX: usize = 512;
+/// Performance targets one project may list, and characters each.
+pub const PERFORMANCE_TARGETS_MAX: usize = 32;
+/// Members one household may be registered with.
+pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
 /// Requests in one PostBatch call.
 pub const POST_BATCH_REQUESTS_MAX: usize = 1_000;
-/// Records the sequencer commits with one fdatasync.
-pub const COMMIT_BATCH_RECORDS_MAX: usize = 2_048;
-/// Largest list page.
-pub const PAGE_SIZE_MAX: u32 = 1_000;
-/// Page size when the client asks for 0.
-pub const PAGE_SIZE_DEFAULT: u32 = 100;
 /// Default allowed distance between a request's signing time and commit time.
 pub const SIGNING_SKEW_MS_DEFAULT: u64 = 5 * 60 * 1000;
 /// Largest skew window a server may be configured with.
 pub const SIGNING_SKEW_MS_MAX: u64 = 24 * 60 * 60 * 1000;
+
+// --- Registry and balances ---------------------------------------------------
+
 /// Sources one account may hold money of at once.
 pub const ACCOUNT_SOURCES_MAX: usize = 100_000;
-/// Performance targets one project may list, and characters each.
-pub const PERFORMANCE_TARGETS_MAX: usize = 32;
+/// Keys one org may have registered over its life.
+pub const ORG_KEYS_MAX: usize = 64;
+/// Status changes one household may have.
+pub const HOUSEHOLD_STATUS_CHANGES_MAX: usize = 64;
+/// Lots read per scan while picking which lots pay a movement.
+pub const LOT_SCAN_CHUNK: usize = 256;
+
+// --- Journal and sequencer ---------------------------------------------------
+
+/// Bytes of a journal frame's header: length and checksum.
+pub const FRAME_HEADER_BYTES: usize = 8;
+/// Largest record the journal holds. A request whose record would be larger
+/// (a movement spread over very many lots) is refused before the journal.
+pub const RECORD_BYTES_MAX: usize = 256 * 1024;
+/// Largest batch written with one fdatasync. Bounds how much a torn tail can
+/// hold: anything bad further from the end than this is corruption, not a
+/// torn write. The sequencer closes a batch before it would pass this.
+pub const BATCH_BYTES_MAX: u64 = 16 * 1024 * 1024;
+/// Records the sequencer commits with one fdatasync.
+pub const COMMIT_BATCH_RECORDS_MAX: usize = 2_048;
+/// Requests waiting for the sequencer. Senders wait when it is full.
+pub const SEQUENCER_QUEUE_MAX: usize = 8_192;
+/// Records replay applies per commit to derived state.
+pub const REPLAY_COMMIT_RECORDS: u64 = 4_096;
+/// A record's bytes besides its payload, at most: seq, commit time, key id,
+/// signature and field tags, without its effects' legs.
+pub const RECORD_OVERHEAD_BYTES_MAX: usize = 512;
+
+// --- gRPC messages and pages ---------------------------------------------------
+
+/// Largest gRPC message accepted: a full PostBatch of maximal payloads.
+pub const GRPC_MESSAGE_BYTES_MAX: usize = 24 * 1024 * 1024;
+/// Largest Query or Audit request message (they carry ids, not records).
+pub const QUERY_REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Largest list page.
+pub const PAGE_SIZE_MAX: u32 = 1_000;
+/// Page size when the client asks for 0.
+pub const PAGE_SIZE_DEFAULT: u32 = 100;
+/// Largest page of ListEntries in bytes of records: the page ends early,
+/// with a next-page token, rather than pass it.
+pub const ENTRIES_PAGE_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Rows a list scan reads at most before answering with what it has.
+pub const LIST_SCAN_ROWS_MAX: usize = 10_000;
+/// Records one trace page may return, and the default.
+pub const TRACE_PAGE_RECORDS_MAX: u32 = 10_000;
+pub const TRACE_PAGE_RECORDS_DEFAULT: u32 = 2_000;
+/// Records one trace may walk (a refusal beyond, never a silent cut).
+pub const TRACE_RECORDS_MAX: usize = 10_000;
+/// Lots a backward trace may read.
+pub const TRACE_LOTS_READ_MAX: usize = 1_000_000;
+/// Documents named on one trace edge.
+pub const TRACE_EDGE_DOCUMENTS_MAX: usize = 5;
+/// Rows an idle-funds or anomaly page reads at most.
+pub const REPORT_SCAN_ROWS_MAX: usize = 5_000;
+/// Records an ExportLog stream buffers ahead of the client.
+pub const EXPORT_BUFFER_RECORDS: usize = 256;
+
+// --- Checkpoints ---------------------------------------------------------------
+
+/// Cosignature lines kept per checkpoint.
+pub const COSIGNATURES_MAX: usize = 32;
+/// Largest cosigned note a witness may send.
+pub const COSIGNED_NOTE_BYTES_MAX: usize = 64 * 1024;
+
+// --- How the limits relate -----------------------------------------------------
+
+// A request with no legs always makes a record the journal takes.
+const _: () = assert!(PAYLOAD_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX <= RECORD_BYTES_MAX);
+// The largest record always fits a batch on its own.
+const _: () = assert!((RECORD_BYTES_MAX + FRAME_HEADER_BYTES) as u64 <= BATCH_BYTES_MAX);
+// A frame's length field (u32) can hold any record.
+const _: () = assert!(RECORD_BYTES_MAX <= u32::MAX as usize);
+// A full PostBatch of the largest payloads fits one gRPC message.
+const _: () = assert!(
+    POST_BATCH_REQUESTS_MAX * (PAYLOAD_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX)
+        <= GRPC_MESSAGE_BYTES_MAX
+);
+// A page of entries (each carries its record twice: bytes and decoded) plus
+// one more record past the byte budget fits one gRPC message.
+const _: () = assert!(2 * (ENTRIES_PAGE_BYTES_MAX + RECORD_BYTES_MAX) <= GRPC_MESSAGE_BYTES_MAX);
+// A page of the largest size can be read in one list scan.
+const _: () = assert!(PAGE_SIZE_MAX as usize <= LIST_SCAN_ROWS_MAX);
+const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
+const _: () = assert!(TRACE_PAGE_RECORDS_DEFAULT <= TRACE_PAGE_RECORDS_MAX);
+const _: () = assert!(TRACE_PAGE_RECORDS_MAX as usize <= TRACE_RECORDS_MAX);
+const _: () = assert!(SIGNING_SKEW_MS_DEFAULT <= SIGNING_SKEW_MS_MAX);
+// A ledger id fits a file header's u16 length.
+const _: () = assert!(ID_BYTES_MAX <= u16::MAX as usize);
+// Every batch a full sequencer queue can form is one commit's worth or more.
+const _: () = assert!(COMMIT_BATCH_RECORDS_MAX <= SEQUENCER_QUEUE_MAX);

@@ -72,6 +72,7 @@ pub enum Body {
     RegisterHousehold(RegisterHousehold),
     SetHouseholdStatus(SetHouseholdStatus),
     Return(Return),
+    UpgradeRules(UpgradeRules),
 }
 
 impl Body {
@@ -94,6 +95,7 @@ impl Body {
             Body::RegisterHousehold(_) => "RegisterHousehold",
             Body::SetHouseholdStatus(_) => "SetHouseholdStatus",
             Body::Return(_) => "Return",
+            Body::UpgradeRules(_) => "UpgradeRules",
         }
     }
 
@@ -120,6 +122,16 @@ pub struct Genesis {
     pub division_code: String,
     pub root_public_key: [u8; 32],
     pub log_public_key: [u8; 32],
+    /// The rules version the ledger starts under (see [`crate::rules`]).
+    pub rules_version: u32,
+}
+
+/// Moves the ledger to rules version `rules_version` from the next record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeRules {
+    pub rules_version: u32,
+    /// The decision (文号) that adopted the new rules.
+    pub document_no: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +343,8 @@ pub struct LedgerMeta {
     pub ledger_id: String,
     pub root_org_id: String,
     pub log_public_key: [u8; 32],
+    /// The rules version in force for the next record.
+    pub rules_version: u32,
 }
 
 /// A registered organisation (单位).

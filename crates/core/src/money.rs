@@ -59,20 +59,27 @@ impl Fen {
     }
 }
 
+/// Formats fen as yuan with thousands separators: `¥1,234.56`. Takes u128
+/// so that totals over many amounts print exactly too. The one money
+/// formatter: [`Fen`]'s `Display` and every report use it.
+pub fn format_fen(amount_fen: u128) -> String {
+    let yuan = amount_fen / 100;
+    let fen = amount_fen % 100;
+    let digits = yuan.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(c);
+    }
+    format!("¥{grouped}.{fen:02}")
+}
+
 impl fmt::Display for Fen {
     /// Formats as yuan with thousands separators: `¥1,234.56`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let yuan = self.0 / 100;
-        let fen = self.0 % 100;
-        let digits = yuan.to_string();
-        let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-        for (i, c) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                grouped.push(',');
-            }
-            grouped.push(c);
-        }
-        write!(f, "¥{grouped}.{fen:02}")
+        f.write_str(&format_fen(u128::from(self.0)))
     }
 }
 

@@ -10,16 +10,16 @@ use std::collections::BTreeMap;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::model::*;
-use crate::Rejection;
+use crate::Fault;
 
-/// Read access to derived state. A storage failure is a [`Rejection`] with
-/// code `Unavailable`.
+/// Read access to derived state. A storage failure is a [`Fault`], never a
+/// refusal: the caller did nothing wrong.
 pub trait Kv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection>;
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault>;
 
     /// Up to `limit` (key, value) pairs whose key starts with `prefix`, from
     /// `start` (which begins with `prefix`) on, in key order.
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection>;
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault>;
 }
 
 /// One key and its value.
@@ -32,11 +32,11 @@ pub type Writes = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 pub type MemoryKv = BTreeMap<Vec<u8>, Vec<u8>>;
 
 impl Kv for MemoryKv {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         Ok(BTreeMap::get(self, key).cloned())
     }
 
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
         Ok(self
             .range(start.to_vec()..)
             .take_while(|(k, _)| k.starts_with(prefix))
@@ -64,7 +64,10 @@ pub mod key {
     pub const ACCOUNT: u8 = b'a';
     pub const SOURCE: u8 = b's';
     pub const MOVEMENT: u8 = b'm';
+    /// Idempotency entries scoped to a key (rules 1).
     pub const IDEMPOTENCY: u8 = b'i';
+    /// Idempotency entries scoped to an org (rules 2).
+    pub const ORG_IDEMPOTENCY: u8 = b'e';
     pub const PROJECT: u8 = b'p';
     pub const HOUSEHOLD: u8 = b'h';
     /// Index: account id ‖ 0x00 ‖ seq (big-endian) → empty, for each record
@@ -182,6 +185,13 @@ pub mod key {
         key
     }
 
+    pub fn org_idempotency(org_id: &str, idempotency_key: &str) -> Vec<u8> {
+        let mut key = named(ORG_IDEMPOTENCY, org_id);
+        key.push(0);
+        key.extend_from_slice(idempotency_key.as_bytes());
+        key
+    }
+
     /// Prefix of all index keys of one account.
     pub fn account_entries(account_id: &str) -> Vec<u8> {
         let mut key = named(ACCOUNT_ENTRY, account_id);
@@ -216,6 +226,7 @@ pub fn describe_key(key: &[u8]) -> String {
         key::SOURCE => format!("source {}", seq()),
         key::MOVEMENT => format!("the movement of record {}", seq()),
         key::IDEMPOTENCY => format!("idempotency entry {}", text()),
+        key::ORG_IDEMPOTENCY => format!("org idempotency entry {}", text()),
         key::PROJECT => format!("project {}", text()),
         key::HOUSEHOLD => format!("household {}", text()),
         key::ACCOUNT_ENTRY => format!("the entry index of account {}", text()),
@@ -240,9 +251,9 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     postcard::to_stdvec(value).expect("postcard encodes plain structs")
 }
 
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     postcard::from_bytes(bytes).map_err(|e| {
-        Rejection::unavailable(format!(
+        Fault::new(format!(
             "derived state is corrupt ({e}); rebuild it from the journal"
         ))
     })
@@ -250,41 +261,41 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Rejection> {
 
 /// Typed reads over any [`Kv`].
 pub trait StateRead: Kv {
-    fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Rejection> {
+    fn read<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Fault> {
         match self.get(key)? {
             Some(bytes) => decode(&bytes).map(Some),
             None => Ok(None),
         }
     }
-    fn ledger(&self) -> Result<Option<LedgerMeta>, Rejection> {
+    fn ledger(&self) -> Result<Option<LedgerMeta>, Fault> {
         self.read(key::LEDGER)
     }
-    fn org(&self, org_id: &str) -> Result<Option<Org>, Rejection> {
+    fn org(&self, org_id: &str) -> Result<Option<Org>, Fault> {
         self.read(&key::named(key::ORG, org_id))
     }
-    fn key(&self, key_id: &str) -> Result<Option<Key>, Rejection> {
+    fn key(&self, key_id: &str) -> Result<Option<Key>, Fault> {
         self.read(&key::named(key::KEY, key_id))
     }
-    fn account(&self, account_id: &str) -> Result<Option<Account>, Rejection> {
+    fn account(&self, account_id: &str) -> Result<Option<Account>, Fault> {
         self.read(&key::named(key::ACCOUNT, account_id))
     }
-    fn source(&self, source_seq: u64) -> Result<Option<Source>, Rejection> {
+    fn source(&self, source_seq: u64) -> Result<Option<Source>, Fault> {
         self.read(&key::seq(key::SOURCE, source_seq))
     }
-    fn project(&self, account_id: &str) -> Result<Option<Project>, Rejection> {
+    fn project(&self, account_id: &str) -> Result<Option<Project>, Fault> {
         self.read(&key::named(key::PROJECT, account_id))
     }
-    fn household(&self, account_id: &str) -> Result<Option<Household>, Rejection> {
+    fn household(&self, account_id: &str) -> Result<Option<Household>, Fault> {
         self.read(&key::named(key::HOUSEHOLD, account_id))
     }
     /// Up to `limit` lots of an account, oldest first.
-    fn lots(&self, account_id: &str, limit: usize) -> Result<Vec<(LotKey, Lot)>, Rejection> {
+    fn lots(&self, account_id: &str, limit: usize) -> Result<Vec<(LotKey, Lot)>, Fault> {
         let prefix = key::lots(account_id);
         let mut out = Vec::new();
         for (k, v) in self.scan(&prefix, &prefix, limit)? {
             let (day, arrival_seq, source_seq) =
                 key::parse_lot(account_id, &k).ok_or_else(|| {
-                    Rejection::unavailable(format!("a lot key of account {account_id} is corrupt"))
+                    Fault::new(format!("a lot key of account {account_id} is corrupt"))
                 })?;
             let amount: crate::money::Fen = decode(&v)?;
             out.push((
@@ -300,15 +311,22 @@ pub trait StateRead: Kv {
         }
         Ok(out)
     }
-    fn movement(&self, seq: u64) -> Result<Option<Movement>, Rejection> {
+    fn movement(&self, seq: u64) -> Result<Option<Movement>, Fault> {
         self.read(&key::seq(key::MOVEMENT, seq))
     }
     fn idempotency(
         &self,
         key_id: &str,
         idempotency_key: &str,
-    ) -> Result<Option<IdempotencyEntry>, Rejection> {
+    ) -> Result<Option<IdempotencyEntry>, Fault> {
         self.read(&key::idempotency(key_id, idempotency_key))
+    }
+    fn org_idempotency(
+        &self,
+        org_id: &str,
+        idempotency_key: &str,
+    ) -> Result<Option<IdempotencyEntry>, Fault> {
+        self.read(&key::org_idempotency(org_id, idempotency_key))
     }
 }
 
@@ -353,14 +371,14 @@ impl<'a, K: Kv + ?Sized> Txn<'a, K> {
 }
 
 impl<K: Kv + ?Sized> Kv for Txn<'_, K> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         match self.writes.get(key) {
             Some(value) => Ok(value.clone()),
             None => self.base.get(key),
         }
     }
 
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
         // Staged writes in range, and enough base rows that deletions
         // staged over them cannot leave the page short.
         let staged: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self

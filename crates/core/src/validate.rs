@@ -18,8 +18,18 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
         Body::Genesis(g) => {
             id("genesis.root_org_id", &g.root_org_id)?;
             name("genesis.root_org_name", &g.root_org_name)?;
+            if crate::rules::Rules::of_version(g.rules_version).is_none() {
+                return Err(Rejection::invalid(
+                    "genesis.rules_version",
+                    format!(
+                        "rules version {} is not known to this server",
+                        g.rules_version
+                    ),
+                ));
+            }
             division_code("genesis.division_code", &g.division_code)
         }
+        Body::UpgradeRules(u) => document_no("upgrade_rules.document_no", &u.document_no),
         Body::RegisterOrg(r) => {
             id("register_org.org_id", &r.org_id)?;
             name("register_org.name", &r.name)?;
@@ -184,7 +194,7 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
 }
 
 /// Members one registered household may have.
-pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
+pub use crate::limits::HOUSEHOLD_MEMBERS_MAX;
 
 /// Identifiers: 1–64 bytes of ASCII letters, digits and `.`, `_`, `-`, `:`,
 /// starting with a letter or digit.

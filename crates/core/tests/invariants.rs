@@ -16,6 +16,7 @@ use fundtrail_core::money::Fen;
 use fundtrail_core::signing;
 use fundtrail_core::state::{decode, key, MemoryKv, StateRead};
 use proptest::prelude::*;
+use proptest::test_runner::TestRunner;
 
 const LEDGER: &str = "fundtrail-test";
 
@@ -103,7 +104,11 @@ impl Ledger {
             verified_public_key: None,
             skew_ms_max: None,
         };
-        match apply(&self.state, &ctx, &request)? {
+        let outcome = apply(&self.state, &ctx, &request).map_err(|e| match e {
+            fundtrail_core::Error::Refused(rejection) => rejection,
+            fundtrail_core::Error::Fault(fault) => panic!("memory state cannot fail: {fault}"),
+        })?;
+        match outcome {
             Outcome::Duplicate { .. } => panic!("fresh idempotency keys never repeat"),
             Outcome::Accepted { effects, writes } => {
                 fundtrail_core::state::apply_writes(&mut self.state, writes);
@@ -132,6 +137,7 @@ fn genesis() -> Ledger {
                 division_code: "000000".into(),
                 root_public_key: root,
                 log_public_key: key(9).verifying_key().to_bytes(),
+                rules_version: fundtrail_core::rules::Rules::CURRENT.version(),
             }),
         )
         .expect("genesis");
@@ -788,69 +794,111 @@ fn check_movements(state: &MemoryKv) {
     );
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+/// Cases the property test runs.
+const PROPERTY_CASES: u32 = 128;
 
-    #[test]
-    fn conservation_and_replay_hold(ops in proptest::collection::vec((op(), dating()), 1..80)) {
-        let mut ledger = genesis();
-        for (op, dating) in &ops {
-            let op = &resolve(op, &ledger.state);
-            let (signer, body) = body(op);
-            let before = ledger.state.clone();
-            let amount = match &body {
-                Body::Appropriation(a) => Some(a.amount),
-                Body::Transfer(t) => Some(t.amount),
-                Body::Disbursement(d) => Some(d.amount),
-                Body::Consolidation(c) => Some(c.amount),
-                Body::Allocation(a) => Some(a.amount),
-                Body::Return(r) => Some(r.amount),
-                _ => None,
-            };
-            let moves_money = body.moves_money();
-            match ledger.post_dated(signer, body, *dating) {
-                Ok(effects) => {
-                    // Every record's legs move exactly its amount.
-                    if let Some(amount) = amount {
-                        let moved: u128 = effects.legs.iter().map(|l| u128::from(l.amount.0)).sum();
-                        prop_assert_eq!(moved, u128::from(amount.0));
-                    }
-                    prop_assert!(moves_money || effects.legs.is_empty());
-                    // The business date: asked for, or the commit day; never
-                    // later, and earlier only when imported (or a status change).
-                    let day = commit_day() - dating.days_before.unwrap_or(0);
-                    prop_assert_eq!(effects.value_day, day);
-                    prop_assert!(day <= commit_day(), "a record dated after its commit day");
-                    prop_assert!(
-                        day == commit_day() || dating.imported || matches!(op, Op::SetStatus { .. }),
-                        "a record that is not imported dated in the past"
-                    );
+/// Runs the ops of one case; returns how many accepted records moved money.
+fn conservation_and_replay_case(ops: &[(Op, Dating)]) -> Result<u64, TestCaseError> {
+    let mut ledger = genesis();
+    let mut accepted_movements = 0;
+    for (op, dating) in ops {
+        let op = &resolve(op, &ledger.state);
+        let (signer, body) = body(op);
+        let before = ledger.state.clone();
+        let amount = match &body {
+            Body::Appropriation(a) => Some(a.amount),
+            Body::Transfer(t) => Some(t.amount),
+            Body::Disbursement(d) => Some(d.amount),
+            Body::Consolidation(c) => Some(c.amount),
+            Body::Allocation(a) => Some(a.amount),
+            Body::Return(r) => Some(r.amount),
+            _ => None,
+        };
+        let moves_money = body.moves_money();
+        match ledger.post_dated(signer, body, *dating) {
+            Ok(effects) => {
+                // Every record's legs move exactly its amount.
+                if let Some(amount) = amount {
+                    let moved: u128 = effects.legs.iter().map(|l| u128::from(l.amount.0)).sum();
+                    prop_assert_eq!(moved, u128::from(amount.0));
                 }
-                Err(_) => prop_assert!(before == ledger.state, "a refused request changed state"),
+                prop_assert!(moves_money || effects.legs.is_empty());
+                if !effects.legs.is_empty() {
+                    accepted_movements += 1;
+                }
+                // The business date: asked for, or the commit day; never
+                // later, and earlier only when imported (or a status change).
+                let day = commit_day() - dating.days_before.unwrap_or(0);
+                prop_assert_eq!(effects.value_day, day);
+                prop_assert!(day <= commit_day(), "a record dated after its commit day");
+                prop_assert!(
+                    day == commit_day() || dating.imported || matches!(op, Op::SetStatus { .. }),
+                    "a record that is not imported dated in the past"
+                );
             }
-            check_conservation(&ledger.state);
-            check_movements(&ledger.state);
+            Err(_) => prop_assert!(before == ledger.state, "a refused request changed state"),
         }
-        // Invariant 3: replaying the accepted requests from genesis gives the
-        // identical state, byte for byte.
-        let mut replayed = MemoryKv::new();
-        for (seq, key_id, payload, signature, request) in &ledger.log {
-            let ctx = Context {
-                seq: *seq,
-                commit_time_ms: commit_ms(),
-                key_id,
-                payload,
-                signature,
-                verified_public_key: None,
-                skew_ms_max: None,
-            };
-            match apply(&replayed, &ctx, request).expect("replay accepts what was accepted") {
-                Outcome::Accepted { writes, .. } => fundtrail_core::state::apply_writes(&mut replayed, writes),
-                Outcome::Duplicate { .. } => panic!("replay saw a duplicate"),
-            }
-        }
-        prop_assert!(replayed == ledger.state, "replayed state differs from live state");
+        check_conservation(&ledger.state);
+        check_movements(&ledger.state);
     }
+    // Invariant 3: replaying the accepted requests from genesis gives the
+    // identical state, byte for byte.
+    let mut replayed = MemoryKv::new();
+    for (seq, key_id, payload, signature, request) in &ledger.log {
+        let ctx = Context {
+            seq: *seq,
+            commit_time_ms: commit_ms(),
+            key_id,
+            payload,
+            signature,
+            verified_public_key: None,
+            skew_ms_max: None,
+        };
+        match apply(&replayed, &ctx, request).expect("replay accepts what was accepted") {
+            Outcome::Accepted { writes, .. } => {
+                fundtrail_core::state::apply_writes(&mut replayed, writes)
+            }
+            Outcome::Duplicate { .. } => panic!("replay saw a duplicate"),
+        }
+    }
+    prop_assert!(
+        replayed == ledger.state,
+        "replayed state differs from live state"
+    );
+    Ok(accepted_movements)
+}
+
+/// Conservation, no negative balance, no change on refusal, and replay =
+/// live state, over random sequences of requests. The test also counts the
+/// money movements the rules accepted: a generator whose requests are all
+/// refused would prove nothing, so it fails if too few get through.
+#[test]
+fn conservation_and_replay_hold() {
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: PROPERTY_CASES,
+        ..ProptestConfig::default()
+    });
+    let accepted = std::cell::Cell::new(0u64);
+    let cases_with_movements = std::cell::Cell::new(0u64);
+    runner
+        .run(&proptest::collection::vec((op(), dating()), 1..80), |ops| {
+            let movements = conservation_and_replay_case(&ops)?;
+            accepted.set(accepted.get() + movements);
+            cases_with_movements.set(cases_with_movements.get() + u64::from(movements > 0));
+            Ok(())
+        })
+        .unwrap();
+    let cases = u64::from(PROPERTY_CASES);
+    assert!(
+        accepted.get() >= 5 * cases,
+        "only {} money movements were accepted over {cases} cases: the generator mostly makes refused requests",
+        accepted.get()
+    );
+    assert!(
+        cases_with_movements.get() * 2 >= cases,
+        "only {} of {cases} cases moved any money",
+        cases_with_movements.get()
+    );
 }
 
 /// A reversal takes the money back out of the lot the reversed record made.

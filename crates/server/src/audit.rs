@@ -17,10 +17,7 @@ use tonic::{Request, Response, Status};
 use crate::engine::Engine;
 use crate::status::status;
 
-/// Largest cosigned note accepted.
-pub const COSIGNED_NOTE_BYTES_MAX: usize = 64 * 1024;
-/// Records an export stream buffers ahead of the client.
-const EXPORT_BUFFER_RECORDS: usize = 256;
+use fundtrail_core::limits::{COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS};
 
 pub struct AuditService {
     pub engine: Arc<Engine>,
@@ -62,7 +59,6 @@ impl pb::audit_server::Audit for AuditService {
         } else {
             checkpoints.get(tree_size)
         }
-        .map_err(status)?
         .ok_or_else(|| {
             Status::not_found(format!(
                 "the log signed no checkpoint of {tree_size} records"
@@ -86,7 +82,6 @@ impl pb::audit_server::Audit for AuditService {
                 .engine
                 .checkpoints()
                 .latest()
-                .map_err(status)?
                 .map(|s| s.checkpoint.tree_size)
                 .unwrap_or(0),
             size => size,
@@ -190,7 +185,6 @@ impl pb::audit_server::Audit for AuditService {
             .map_err(|e| Status::invalid_argument(format!("the note is not a checkpoint: {e}")))?;
         let signed = checkpoints
             .get(checkpoint.tree_size)
-            .map_err(status)?
             .filter(|s| s.checkpoint == checkpoint)
             .ok_or_else(|| Status::not_found("the log never signed this checkpoint"))?;
         let state = self.engine.state();
@@ -273,7 +267,7 @@ impl pb::audit_server::Audit for AuditService {
         let report = tokio::task::spawn_blocking(move || {
             let report = crate::verify::scrub(&engine);
             if let Some(problem) = &report.problem {
-                engine.set_read_only(format!("scrub: {problem}"));
+                engine.gate().stop(format!("scrub: {problem}"));
             }
             report
         })

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use fundtrail_core::Rejection;
+use fundtrail_core::{Error, Fault, Rejection};
+use fundtrail_store::header::FileKind;
 use fundtrail_store::Journal;
 use fundtrail_tlog::{
     check_tree, open_note, parse_signature_line, prove_tree, sign_checkpoint, split_note,
@@ -17,8 +18,7 @@ use fundtrail_tlog::{
 
 /// The checkpoint log's file name inside the data directory.
 pub const CHECKPOINTS_FILE_NAME: &str = "checkpoints.log";
-/// Cosignature lines kept per checkpoint.
-pub const COSIGNATURES_MAX: usize = 32;
+pub use fundtrail_core::limits::COSIGNATURES_MAX;
 
 /// How often checkpoints are signed.
 #[derive(Debug, Clone, Copy)]
@@ -69,19 +69,17 @@ pub struct Checkpoints {
     inner: Mutex<Inner>,
 }
 
-fn unavailable(message: String) -> Rejection {
-    Rejection::unavailable(message)
-}
-
 impl Checkpoints {
     /// Loads every checkpoint signed so far from `data_dir`.
     pub fn open(
         data_dir: &Path,
+        ledger_id: &str,
         signer: NoteSigner,
         origin: String,
     ) -> Result<Checkpoints, String> {
-        let file = Journal::open_named(data_dir, CHECKPOINTS_FILE_NAME)
-            .map_err(|e| format!("cannot open {CHECKPOINTS_FILE_NAME}: {e}"))?;
+        let path = data_dir.join(CHECKPOINTS_FILE_NAME);
+        let file = Journal::open_or_create(&path, FileKind::Checkpoints, ledger_id)
+            .map_err(|e| e.to_string())?;
         let verifier = signer.verifier();
         let mut by_size: BTreeMap<u64, Signed> = BTreeMap::new();
         let scan = file
@@ -144,24 +142,24 @@ impl Checkpoints {
         &self.verifier
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>, Rejection> {
-        self.inner
-            .lock()
-            .map_err(|_| unavailable("the checkpoint store failed".into()))
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-written:
+        // every change is one insert after the file append succeeded.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The newest checkpoint, if any was signed.
-    pub fn latest(&self) -> Result<Option<Signed>, Rejection> {
-        Ok(self.lock()?.by_size.values().next_back().cloned())
+    pub fn latest(&self) -> Option<Signed> {
+        self.lock().by_size.values().next_back().cloned()
     }
 
-    pub fn get(&self, tree_size: u64) -> Result<Option<Signed>, Rejection> {
-        Ok(self.lock()?.by_size.get(&tree_size).cloned())
+    pub fn get(&self, tree_size: u64) -> Option<Signed> {
+        self.lock().by_size.get(&tree_size).cloned()
     }
 
     /// Every signed checkpoint, oldest first.
-    pub fn all(&self) -> Result<Vec<Signed>, Rejection> {
-        Ok(self.lock()?.by_size.values().cloned().collect())
+    pub fn all(&self) -> Vec<Signed> {
+        self.lock().by_size.values().cloned().collect()
     }
 
     /// Signs a checkpoint for the tree of `tree_size` records, if it is newer
@@ -169,9 +167,9 @@ impl Checkpoints {
     pub fn sign(
         &self,
         tree_size: u64,
-        tree: &impl HashReader,
-    ) -> Result<Option<Signed>, Rejection> {
-        let mut inner = self.lock()?;
+        tree: &(impl HashReader + ?Sized),
+    ) -> Result<Option<Signed>, Fault> {
+        let mut inner = self.lock();
         let previous = inner.by_size.values().next_back().cloned();
         if previous
             .as_ref()
@@ -180,13 +178,13 @@ impl Checkpoints {
             return Ok(None);
         }
         let root_hash = tree_hash(tree_size, tree)
-            .map_err(|e| unavailable(format!("cannot compute the tree root: {e}")))?;
+            .map_err(|e| Fault::new(format!("cannot compute the tree root: {e}")))?;
         if let Some(previous) = &previous {
             let old = &previous.checkpoint;
             let proof = prove_tree(tree_size, old.tree_size, tree)
-                .map_err(|e| unavailable(format!("cannot prove consistency: {e}")))?;
+                .map_err(|e| Fault::new(format!("cannot prove consistency: {e}")))?;
             check_tree(&proof, tree_size, &root_hash, old.tree_size, &old.root_hash).map_err(|e| {
-                unavailable(format!(
+                Fault::new(format!(
                     "refusing to sign: the tree of {tree_size} records is not consistent with the signed checkpoint of {} records ({e})",
                     old.tree_size
                 ))
@@ -198,11 +196,11 @@ impl Checkpoints {
             root_hash,
         };
         let note = sign_checkpoint(&checkpoint, &self.signer)
-            .map_err(|e| unavailable(format!("cannot sign: {e}")))?;
+            .map_err(|e| Fault::new(format!("cannot sign: {e}")))?;
         inner
             .file
             .append(&[note.clone().into_bytes()])
-            .map_err(|e| unavailable(format!("cannot store the checkpoint: {e}")))?;
+            .map_err(|e| Fault::new(format!("cannot store the checkpoint: {e}")))?;
         let signed = Signed {
             checkpoint,
             note,
@@ -218,13 +216,14 @@ impl Checkpoints {
         tree_size: u64,
         witness: &str,
         line: String,
-    ) -> Result<(), Rejection> {
-        let mut inner = self.lock()?;
+    ) -> Result<(), Error> {
+        let mut inner = self.lock();
         let Some(mut signed) = inner.by_size.get(&tree_size).cloned() else {
             return Err(Rejection::not_found(
                 "cosigned_note",
                 "the log never signed this checkpoint",
-            ));
+            )
+            .into());
         };
         if signed.cosignatures.len() >= COSIGNATURES_MAX
             && !signed.cosignatures.contains_key(witness)
@@ -233,13 +232,14 @@ impl Checkpoints {
                 fundtrail_core::Code::ResourceExhausted,
                 "cosigned_note",
                 format!("this checkpoint already carries {COSIGNATURES_MAX} cosignatures"),
-            ));
+            )
+            .into());
         }
         signed.cosignatures.insert(witness.to_string(), line);
         inner
             .file
             .append(&[signed.note_with_cosignatures().into_bytes()])
-            .map_err(|e| unavailable(format!("cannot store the cosignature: {e}")))?;
+            .map_err(|e| Fault::new(format!("cannot store the cosignature: {e}")))?;
         inner.by_size.insert(tree_size, signed);
         Ok(())
     }

@@ -5,38 +5,48 @@
 //! parallel, when the key is already committed) → sequencer applies requests
 //! in order against the committed state plus the batch's earlier writes →
 //! the batch's records are appended to the journal with one fdatasync →
-//! derived state and watermark are committed to sled → every request in the
-//! batch is answered. Readers see only records whose batch reached sled, so
+//! derived state and watermark are committed → every request in the batch is
+//! answered. Readers see only records whose batch reached derived state, so
 //! nothing is ever shown that is not durable.
+//!
+//! The engine sees storage only through [`JournalStore`] and [`StateStore`],
+//! and time only through a [`Clock`].
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::thread::JoinHandle;
 
 use fundtrail_api::{decode_request, effects_to_pb, pb};
 use fundtrail_core::apply::{apply, Context, Outcome};
-use fundtrail_core::limits::COMMIT_BATCH_RECORDS_MAX;
+use fundtrail_core::clock::{Clock, SystemClock};
+use fundtrail_core::limits::{
+    BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, FRAME_HEADER_BYTES, RECORD_BYTES_MAX,
+    REPLAY_COMMIT_RECORDS, SEQUENCER_QUEUE_MAX,
+};
 use fundtrail_core::model::{LedgerMeta, Request};
-use fundtrail_core::state::{Kv, StateRead, Txn};
-use fundtrail_core::{signing, Code, Rejection};
-use fundtrail_store::journal::{JournalError, BATCH_BYTES_MAX};
-use fundtrail_store::state::RecordLocation;
-use fundtrail_store::{Journal, JournalReader, PendingTree, StateDb, Watermark};
+use fundtrail_core::state::{StateRead, Txn};
+use fundtrail_core::{signing, Code, Error, Fault, Rejection};
+use fundtrail_store::header::FileKind;
+use fundtrail_store::journal::{JournalError, JOURNAL_FILE_NAME};
+use fundtrail_store::state::SCHEMA_VERSION;
+use fundtrail_store::{
+    Journal, JournalStore, PendingTree, RecordLocation, RecordReader, StateDb, StateStore,
+    Watermark,
+};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::checkpoints::{CheckpointPolicy, Checkpoints};
 use crate::genesis::LOG_KEY_FILE_NAME;
-use fundtrail_tlog::HashReader;
+use fundtrail_verify::{replay_record, ReplayError};
 use tracing::{info, warn};
 
-/// Requests waiting for the sequencer. Senders wait when it is full.
-const SEQUENCER_QUEUE_MAX: usize = 8_192;
-/// Records replay applies per sled commit.
-const REPLAY_COMMIT_RECORDS: u64 = 4_096;
+/// Records between progress lines while replaying the journal at start-up.
+const REPLAY_PROGRESS_RECORDS: u64 = 25 * REPLAY_COMMIT_RECORDS;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// Largest allowed |commit time − signing time|.
@@ -45,6 +55,19 @@ pub struct EngineConfig {
     /// Replay the whole journal in the background after start-up and stop
     /// writes if it disagrees with the tree, the checkpoints or the state.
     pub scrub_on_start: bool,
+    /// Where commit times and "today" come from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("data_dir", &self.data_dir)
+            .field("skew_ms_max", &self.skew_ms_max)
+            .field("checkpoints", &self.checkpoints)
+            .field("scrub_on_start", &self.scrub_on_start)
+            .finish_non_exhaustive()
+    }
 }
 
 impl EngineConfig {
@@ -55,8 +78,15 @@ impl EngineConfig {
             skew_ms_max: fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT,
             checkpoints: CheckpointPolicy::default(),
             scrub_on_start: true,
+            clock: Arc::new(SystemClock),
         }
     }
+}
+
+/// The stores an engine runs on.
+pub struct Stores {
+    pub journal: Box<dyn JournalStore>,
+    pub state: Arc<dyn StateStore>,
 }
 
 /// A request accepted into the log.
@@ -75,28 +105,63 @@ struct Submission {
     reply: oneshot::Sender<Result<Committed, Rejection>>,
 }
 
+/// The one switch that stops writes, with the reason. Once stopped, writes
+/// stay stopped until the server restarts and recovery says otherwise.
+#[derive(Clone, Default)]
+pub struct WriteGate {
+    reason: Arc<Mutex<Option<String>>>,
+}
+
+impl WriteGate {
+    fn new(reason: Option<String>) -> WriteGate {
+        WriteGate {
+            reason: Arc::new(Mutex::new(reason)),
+        }
+    }
+
+    /// Stops writes from now on, saying why; the first reason is kept.
+    pub fn stop(&self, reason: String) {
+        warn!(%reason, "refusing writes from now on");
+        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(reason);
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.reason().is_some()
+    }
+}
+
+/// Background threads the engine owns, joined at shutdown.
+#[derive(Default)]
+struct Threads {
+    sequencer: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
+    scrub: Option<JoinHandle<()>>,
+}
+
 /// State shared by the handlers and the sequencer.
 pub struct Engine {
-    state: StateDb,
-    reader: JournalReader,
+    state: Arc<dyn StateStore>,
+    reader: Arc<dyn RecordReader>,
     meta: LedgerMeta,
+    clock: Arc<dyn Clock>,
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
-    /// Why writes are refused, if they are.
-    read_only: Arc<Mutex<Option<String>>>,
-    tx: mpsc::Sender<Submission>,
+    gate: WriteGate,
+    /// The sequencer's queue; `None` once shut down.
+    tx: Mutex<Option<mpsc::Sender<Submission>>>,
     checkpoints: Arc<Checkpoints>,
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-fn internal(message: String) -> Rejection {
-    Rejection::unavailable(message)
+    /// Set at shutdown: background work stops at its next step.
+    stopping: Arc<AtomicBool>,
+    threads: Mutex<Threads>,
 }
 
 /// The state directory inside a data directory.
@@ -104,63 +169,129 @@ pub fn state_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("state")
 }
 
+/// Opens the file journal and the sled state of `data_dir`. A state of
+/// another schema version or another ledger is thrown away, to be rebuilt
+/// from the journal.
+pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
+    let path = data_dir.join(JOURNAL_FILE_NAME);
+    if !path.exists() {
+        return Err(format!(
+            "{} holds no ledger; run `fundtrail init --data-dir {}` first",
+            data_dir.display(),
+            data_dir.display()
+        ));
+    }
+    let journal = Journal::open(&path, FileKind::Journal, None)
+        .map_err(|e| format!("cannot open journal: {e}"))?;
+    let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
+    Ok(Stores {
+        journal: Box::new(journal),
+        state: Arc::new(state),
+    })
+}
+
+fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
+    let open = || {
+        StateDb::open(dir).map_err(|e| format!("cannot open state store {}: {e}", dir.display()))
+    };
+    let state = open()?;
+    let stale = match state.schema_version().map_err(|e| e.to_string())? {
+        None => None,
+        Some(SCHEMA_VERSION) => match state.ledger().map_err(|e| e.to_string())? {
+            Some(meta) if meta.ledger_id != ledger_id => Some(format!(
+                "it holds ledger {:?}, the journal ledger {ledger_id:?}",
+                meta.ledger_id
+            )),
+            _ => None,
+        },
+        Some(found) => Some(format!(
+            "it was written with schema version {found}; this build writes {SCHEMA_VERSION}"
+        )),
+    };
+    let state = match stale {
+        None => state,
+        Some(why) => {
+            info!(state = %dir.display(), %why, "rebuilding derived state from the journal");
+            drop(state);
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("cannot remove the stale state {}: {e}", dir.display()))?;
+            open()?
+        }
+    };
+    if state.schema_version().map_err(|e| e.to_string())?.is_none() {
+        state.set_schema_version().map_err(|e| e.to_string())?;
+    }
+    Ok(state)
+}
+
 impl Engine {
-    /// Opens the ledger in `config.data_dir`: replays the journal past the
-    /// state's watermark, cuts a torn tail, and starts the sequencer. Fails if
-    /// there is no ledger there (see `genesis::init`).
+    /// Opens the ledger in `config.data_dir` on its file journal and sled
+    /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
-        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
-            format!(
-                "cannot create data directory {}: {e}",
-                config.data_dir.display()
-            )
-        })?;
-        let mut journal =
-            Journal::open(&config.data_dir).map_err(|e| format!("cannot open journal: {e}"))?;
-        let state = StateDb::open(&state_dir(&config.data_dir))
-            .map_err(|e| format!("cannot open state store: {e}"))?;
+        let stores = open_file_stores(&config.data_dir)?;
+        Engine::open_with(config, stores)
+    }
+
+    /// Opens the ledger on `stores`: replays the journal past the state's
+    /// watermark, cuts a torn tail, checks the newest checkpoint, and starts
+    /// the sequencer, the checkpointer and (if asked) the scrub.
+    pub fn open_with(config: EngineConfig, stores: Stores) -> Result<Arc<Engine>, String> {
+        let Stores { mut journal, state } = stores;
         let reader = journal
             .reader()
             .map_err(|e| format!("cannot open journal: {e}"))?;
-        let recovery = recover(&mut journal, &state, &reader).map_err(|e| e.message)?;
-        let watermark = state.watermark().map_err(|e| e.message)?;
+        let recovery = recover(journal.as_mut(), state.as_ref(), reader.as_ref())
+            .map_err(|e| format!("cannot recover the ledger: {e}"))?;
+        let watermark = state.watermark().map_err(|e| e.to_string())?;
         if watermark.record_count == 0 {
             return Err(format!(
-                "{} holds no ledger; run `fundtrail init --data-dir {}` first",
+                "{} holds no records; run `fundtrail init --data-dir {}`",
                 config.data_dir.display(),
                 config.data_dir.display()
             ));
         }
         let meta = state
             .ledger()
-            .map_err(|e| e.message)?
+            .map_err(|e| e.to_string())?
             .ok_or("the state has records but no ledger identity")?;
+        if meta.ledger_id != journal.ledger_id() {
+            return Err(format!(
+                "the journal's header names ledger {:?}, but its genesis record ledger {:?}",
+                journal.ledger_id(),
+                meta.ledger_id
+            ));
+        }
         let checkpoints = Arc::new(open_checkpoints(&config.data_dir, &meta)?);
         let recovery = match recovery {
             Some(reason) => Some(reason),
-            None => check_checkpoint(&state, &reader, &checkpoints, watermark.record_count)?,
+            None => check_checkpoint(
+                state.as_ref(),
+                reader.as_ref(),
+                &checkpoints,
+                watermark.record_count,
+            )?,
         };
         if recovery.is_none() {
             checkpoints
-                .sign(watermark.record_count, &state)
-                .map_err(|e| e.message)?;
+                .sign(watermark.record_count, state.as_ref())
+                .map_err(|e| e.to_string())?;
         }
         if let Some(reason) = &recovery {
             warn!(%reason, "serving read-only");
         }
         info!(ledger_id = %meta.ledger_id, records = watermark.record_count, "ledger open");
         let record_count = Arc::new(AtomicU64::new(watermark.record_count));
-        let read_only = Arc::new(Mutex::new(recovery));
+        let gate = WriteGate::new(recovery);
         let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE_MAX);
         let (checkpoint_due, checkpoint_wait) = std::sync::mpsc::channel::<()>();
         let checkpointer = Checkpointer {
             checkpoints: checkpoints.clone(),
             state: state.clone(),
             record_count: record_count.clone(),
-            read_only: read_only.clone(),
+            gate: gate.clone(),
             every_ms: config.checkpoints.every_ms,
         };
-        std::thread::Builder::new()
+        let checkpointer = std::thread::Builder::new()
             .name("checkpointer".into())
             .spawn(move || checkpointer.run(checkpoint_wait))
             .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
@@ -170,12 +301,14 @@ impl Engine {
             journal,
             state: state.clone(),
             record_count: record_count.clone(),
-            read_only: read_only.clone(),
+            gate: gate.clone(),
+            clock: config.clock.clone(),
             skew_ms_max: config.skew_ms_max,
             watermark,
             last_commit_ms: 0,
+            pending: VecDeque::new(),
         };
-        std::thread::Builder::new()
+        let sequencer = std::thread::Builder::new()
             .name("sequencer".into())
             .spawn(move || sequencer.run(rx))
             .map_err(|e| format!("cannot start the sequencer: {e}"))?;
@@ -183,19 +316,27 @@ impl Engine {
             state,
             reader,
             meta,
+            clock: config.clock.clone(),
             record_count,
-            read_only,
-            tx,
+            gate,
+            tx: Mutex::new(Some(tx)),
             checkpoints,
+            stopping: Arc::new(AtomicBool::new(false)),
+            threads: Mutex::new(Threads {
+                sequencer: Some(sequencer),
+                checkpointer: Some(checkpointer),
+                scrub: None,
+            }),
         });
         if config.scrub_on_start {
             let scrubbed = engine.clone();
-            std::thread::Builder::new()
+            let scrub = std::thread::Builder::new()
                 .name("scrub".into())
                 .spawn(move || {
                     let report = crate::verify::scrub(&scrubbed);
                     match report.problem {
-                        Some(problem) => scrubbed.set_read_only(format!("scrub: {problem}")),
+                        Some(problem) => scrubbed.gate.stop(format!("scrub: {problem}")),
+                        None if report.stopped => {}
                         None => info!(
                             records = report.records_checked,
                             "scrub found the log intact"
@@ -203,45 +344,67 @@ impl Engine {
                     }
                 })
                 .map_err(|e| format!("cannot start the scrub: {e}"))?;
+            engine.lock_threads().scrub = Some(scrub);
         }
         Ok(engine)
+    }
+
+    fn lock_threads(&self) -> std::sync::MutexGuard<'_, Threads> {
+        self.threads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stops taking writes, lets the sequencer answer what it holds, stops
+    /// the checkpointer and the scrub, joins their threads and flushes the
+    /// state. Reads keep working. Safe to call more than once.
+    pub fn shutdown(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        drop(tx);
+        let threads = std::mem::take(&mut *self.lock_threads());
+        // The sequencer ends when its queue closes; the checkpointer when
+        // the sequencer is gone; the scrub at its next record.
+        for handle in [threads.sequencer, threads.checkpointer, threads.scrub]
+            .into_iter()
+            .flatten()
+        {
+            if handle.join().is_err() {
+                warn!("a background thread panicked");
+            }
+        }
+        if let Err(e) = self.state.flush() {
+            warn!(reason = %e, "cannot flush the state store");
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     pub fn meta(&self) -> &LedgerMeta {
         &self.meta
     }
 
-    pub fn state(&self) -> &StateDb {
-        &self.state
+    pub fn state(&self) -> &dyn StateStore {
+        self.state.as_ref()
+    }
+
+    pub fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
     }
 
     pub fn checkpoints(&self) -> &Checkpoints {
         &self.checkpoints
     }
 
-    pub fn journal_reader(&self) -> &JournalReader {
-        &self.reader
-    }
-
-    /// Stops writes from now on, saying why.
-    pub fn set_read_only(&self, reason: String) {
-        warn!(%reason, "refusing writes from now on");
-        if let Ok(mut slot) = self.read_only.lock() {
-            slot.get_or_insert(reason);
-        }
+    /// The switch that stops writes.
+    pub fn gate(&self) -> &WriteGate {
+        &self.gate
     }
 
     /// Number of durable records.
     pub fn record_count(&self) -> u64 {
         self.record_count.load(Ordering::Acquire)
-    }
-
-    /// Why writes are refused, if they are.
-    pub fn read_only_reason(&self) -> Option<String> {
-        self.read_only
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_else(|_| Some("the engine failed".into()))
     }
 
     /// Posts one signed request; answers once its record is durable.
@@ -275,10 +438,8 @@ impl Engine {
         &self,
         signed: pb::SignedRequest,
     ) -> Result<oneshot::Receiver<Result<Committed, Rejection>>, Rejection> {
-        if let Some(reason) = self.read_only_reason() {
-            return Err(Rejection::unavailable(format!(
-                "the ledger is not accepting writes: {reason}"
-            )));
+        if let Some(reason) = self.gate.reason() {
+            return Err(not_writing(&reason));
         }
         if signed.key_id.is_empty() {
             return Err(Rejection::unauthenticated(
@@ -296,7 +457,11 @@ impl Engine {
         // Check the signature here, in parallel with other handlers, when the
         // key is already committed; keys never change once registered (the id
         // is a hash of the key). Otherwise the sequencer checks it.
-        let verified_public_key = match self.state.key(&signed.key_id)? {
+        let key = self.state.key(&signed.key_id).map_err(|fault| {
+            self.gate.stop(format!("the state store failed: {fault}"));
+            stopped_by_fault()
+        })?;
+        let verified_public_key = match key {
             Some(key) => {
                 signing::verify(&key.public_key, &signed.payload, &signed.signature)?;
                 Some(key.public_key)
@@ -310,8 +475,13 @@ impl Engine {
             verified_public_key,
             reply,
         };
-        self.tx
-            .send(submission)
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Rejection::unavailable("the ledger is shutting down"))?;
+        tx.send(submission)
             .await
             .map_err(|_| Rejection::unavailable("the sequencer has stopped"))?;
         Ok(answer)
@@ -325,7 +495,14 @@ impl Engine {
             .await
             .map_err(|_| Rejection::unavailable("the sequencer stopped before answering"))??;
         if committed.duplicate {
-            let record = self.record(committed.seq)?;
+            let record = self.record(committed.seq).map_err(|e| match e {
+                Error::Refused(rejection) => rejection,
+                Error::Fault(fault) => {
+                    self.gate
+                        .stop(format!("the journal cannot be read: {fault}"));
+                    stopped_by_fault()
+                }
+            })?;
             committed.commit_time_ms = record.commit_time_ms;
             committed.effects = record.effects.unwrap_or_default();
         }
@@ -333,7 +510,7 @@ impl Engine {
     }
 
     /// The exact bytes of durable record `seq`.
-    pub fn record_bytes(&self, seq: u64) -> Result<Vec<u8>, Rejection> {
+    pub fn record_bytes(&self, seq: u64) -> Result<Vec<u8>, Error> {
         let count = self.record_count();
         if seq >= count {
             return Err(Rejection::not_found(
@@ -342,28 +519,31 @@ impl Engine {
                     "record {seq} does not exist; the ledger holds {count} records (0 to {})",
                     count.saturating_sub(1)
                 ),
-            ));
+            )
+            .into());
         }
-        let offset = self
-            .state
-            .record_offset(seq)?
-            .ok_or_else(|| internal(format!("the state has no journal offset for record {seq}")))?;
-        self.reader
-            .read(offset)
-            .map_err(|e| internal(format!("cannot read record {seq} from the journal: {e}")))
+        let location = self.state.record_location(seq)?.ok_or_else(|| {
+            Fault::new(format!(
+                "the state has no journal location for record {seq}"
+            ))
+        })?;
+        Ok(self
+            .reader
+            .read(location)
+            .map_err(|e| Fault::new(format!("cannot read record {seq} from the journal: {e}")))?)
     }
 
-    pub fn record(&self, seq: u64) -> Result<pb::Record, Rejection> {
+    pub fn record(&self, seq: u64) -> Result<pb::Record, Error> {
         let bytes = self.record_bytes(seq)?;
-        pb::Record::decode(bytes.as_slice())
-            .map_err(|e| internal(format!("record {seq} in the journal does not decode: {e}")))
+        Ok(pb::Record::decode(bytes.as_slice())
+            .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?)
     }
 
     /// Record `seq` decoded for reading.
-    pub fn entry(&self, seq: u64) -> Result<pb::Entry, Rejection> {
+    pub fn entry(&self, seq: u64) -> Result<pb::Entry, Error> {
         let bytes = self.record_bytes(seq)?;
         let record = pb::Record::decode(bytes.as_slice())
-            .map_err(|e| internal(format!("record {seq} in the journal does not decode: {e}")))?;
+            .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?;
         let signed = record.request.unwrap_or_default();
         let body = pb::Request::decode(signed.payload.as_slice()).ok();
         let reversed_by_seq = self.state.movement(seq)?.and_then(|m| m.reversed_by);
@@ -379,20 +559,33 @@ impl Engine {
     }
 }
 
+/// The refusal of a write while writes are stopped.
+fn not_writing(reason: &str) -> Rejection {
+    Rejection::unavailable(format!("the ledger is not accepting writes: {reason}"))
+}
+
+/// What a client hears when a storage fault stopped writes before its
+/// request was recorded.
+fn stopped_by_fault() -> Rejection {
+    Rejection::unavailable(
+        "the ledger's store failed and it stopped taking writes; the request was not recorded. Retry later with the same idempotency key",
+    )
+}
+
 /// Brings derived state up to the journal. Returns why writes must be
-/// refused, if they must; errors only when the stores cannot be read at all.
+/// refused, if they must; errors only when the stores fail.
 fn recover(
-    journal: &mut Journal,
-    state: &StateDb,
-    reader: &JournalReader,
-) -> Result<Option<String>, Rejection> {
+    journal: &mut dyn JournalStore,
+    state: &dyn StateStore,
+    reader: &dyn RecordReader,
+) -> Result<Option<String>, Fault> {
     let watermark = state.watermark()?;
     if watermark.record_count > 0 {
         let last = watermark.record_count - 1;
-        let agrees = journal.end_offset() >= watermark.journal_end
+        let agrees = journal.end() >= watermark.journal_end
             && state
-                .record_offset(last)?
-                .and_then(|offset| reader.read(offset).ok())
+                .record_location(last)?
+                .and_then(|location| reader.read(location).ok())
                 .is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256);
         if !agrees {
             return Ok(Some(format!(
@@ -401,9 +594,10 @@ fn recover(
             )));
         }
     }
+    let journal_len = journal.end();
     let mut scan = journal
         .scan(watermark.journal_end)
-        .map_err(|e| internal(format!("cannot read the journal: {e}")))?;
+        .map_err(|e| Fault::new(format!("cannot read the journal: {e}")))?;
     let mut watermark = watermark;
     let mut txn_writes = Txn::new(state);
     let mut tree = PendingTree::new(state, watermark.record_count);
@@ -419,28 +613,30 @@ fn recover(
                 break;
             }
             Err(JournalError::Io(e)) => {
-                return Err(internal(format!("cannot read the journal: {e}")))
+                return Err(Fault::new(format!("cannot read the journal: {e}")))
             }
         };
         let seq = watermark.record_count;
-        if let Err(reason) = replay_record(&mut txn_writes, seq, &frame.record) {
-            problem = Some(format!(
-                "record {seq} (journal byte {}) cannot be replayed: {reason}",
-                frame.offset
-            ));
-            break;
+        match replay_record(&mut txn_writes, seq, &frame.record) {
+            Ok(()) => {}
+            Err(ReplayError::Fault(fault)) => return Err(fault),
+            Err(ReplayError::Record(reason)) => {
+                problem = Some(format!(
+                    "record {seq} (journal byte {}) cannot be replayed: {reason}",
+                    frame.offset
+                ));
+                break;
+            }
         }
         tree.append(&frame.record)
-            .map_err(|e| internal(format!("cannot extend the Merkle tree: {e}")))?;
+            .map_err(|e| Fault::new(format!("cannot extend the Merkle tree: {e}")))?;
         locations.push(RecordLocation {
             seq,
             offset: frame.offset,
         });
         watermark = Watermark {
             record_count: seq + 1,
-            journal_end: frame.offset
-                + fundtrail_store::journal::FRAME_HEADER_BYTES
-                + frame.record.len() as u64,
+            journal_end: frame.offset + FRAME_HEADER_BYTES as u64 + frame.record.len() as u64,
             last_record_sha256: signing::sha256(&frame.record),
         };
         replayed += 1;
@@ -450,8 +646,15 @@ fn recover(
                 std::mem::replace(&mut tree, PendingTree::new(state, watermark.record_count));
             state.commit(writes, &std::mem::take(&mut locations), chunk, watermark)?;
         }
+        if replayed.is_multiple_of(REPLAY_PROGRESS_RECORDS) {
+            info!(
+                replayed,
+                journal_bytes_done = watermark.journal_end,
+                journal_bytes = journal_len,
+                "replaying the journal into derived state"
+            );
+        }
     }
-    let journal_len = journal.end_offset();
     drop(scan);
     state.commit(txn_writes.into_writes(), &locations, tree, watermark)?;
     if replayed > 0 {
@@ -475,164 +678,187 @@ fn recover(
         warn!(offset, tail_bytes, %reason, "cutting torn journal tail (never acknowledged)");
         journal
             .truncate(offset)
-            .map_err(|e| internal(format!("cannot cut the torn journal tail: {e}")))?;
+            .map_err(|e| Fault::new(format!("cannot cut the torn journal tail: {e}")))?;
     }
     Ok(None)
 }
 
-/// Applies one journal record to `txn`, checking it is record `seq`, that
-/// its signature and authority hold, and that recomputing its effects gives
-/// exactly what the record says.
-pub fn replay_record<K: Kv + ?Sized>(
-    txn: &mut Txn<K>,
-    seq: u64,
-    bytes: &[u8],
-) -> Result<(), String> {
-    let record = pb::Record::decode(bytes).map_err(|e| format!("does not decode: {e}"))?;
-    if record.seq != seq {
-        return Err(format!("it says it is record {}", record.seq));
-    }
-    let signed = record.request.ok_or("it holds no request")?;
-    let request = decode_request(&signed.payload).map_err(|e| e.message)?;
-    let ctx = Context {
-        seq,
-        commit_time_ms: record.commit_time_ms,
-        key_id: &signed.key_id,
-        payload: &signed.payload,
-        signature: &signed.signature,
-        verified_public_key: None,
-        skew_ms_max: None,
-    };
-    match apply(txn, &ctx, &request).map_err(|e| e.message)? {
-        Outcome::Duplicate { seq: first } => Err(format!("it repeats record {first}")),
-        Outcome::Accepted { effects, writes } => {
-            if Some(effects_to_pb(&effects)) != record.effects {
-                return Err("its stored effects differ from the recomputed ones".into());
-            }
-            txn.extend(writes);
-            Ok(())
-        }
-    }
-}
+/// One request's result within a batch, before the batch is durable.
+type Answer = Result<Committed, Rejection>;
 
 struct Sequencer {
     checkpoint_due: std::sync::mpsc::Sender<()>,
     checkpoint_every_records: u64,
-    journal: Journal,
-    state: StateDb,
+    journal: Box<dyn JournalStore>,
+    state: Arc<dyn StateStore>,
     record_count: Arc<AtomicU64>,
-    read_only: Arc<Mutex<Option<String>>>,
+    gate: WriteGate,
+    clock: Arc<dyn Clock>,
     skew_ms_max: u64,
     watermark: Watermark,
     last_commit_ms: i64,
+    /// Submissions taken from the queue and not yet answered, oldest first.
+    pending: VecDeque<Submission>,
+}
+
+/// What applying a batch produced, before it is made durable.
+struct Batch<'s> {
+    first_seq: u64,
+    commit_time_ms: i64,
+    txn: Txn<'s, dyn StateStore>,
+    tree: PendingTree<'s>,
+    records: Vec<Vec<u8>>,
+    bytes: u64,
+    replies: Vec<(oneshot::Sender<Answer>, Answer)>,
 }
 
 impl Sequencer {
-    fn set_read_only(&self, reason: String) {
-        warn!(%reason, "refusing writes from now on");
-        if let Ok(mut slot) = self.read_only.lock() {
-            slot.get_or_insert(reason);
-        }
-    }
-
-    fn is_read_only(&self) -> bool {
-        self.read_only.lock().map(|r| r.is_some()).unwrap_or(true)
-    }
-
     fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
-        let mut batch = Vec::with_capacity(COMMIT_BATCH_RECORDS_MAX);
-        while let Some(first) = rx.blocking_recv() {
-            batch.push(first);
-            while batch.len() < COMMIT_BATCH_RECORDS_MAX {
+        loop {
+            if self.pending.is_empty() {
+                match rx.blocking_recv() {
+                    Some(first) => self.pending.push_back(first),
+                    None => break,
+                }
+            }
+            while self.pending.len() < COMMIT_BATCH_RECORDS_MAX {
                 match rx.try_recv() {
-                    Ok(next) => batch.push(next),
+                    Ok(next) => self.pending.push_back(next),
                     Err(_) => break,
                 }
             }
-            self.commit_batch(std::mem::take(&mut batch));
+            self.commit_batch();
         }
         info!("sequencer stopped");
     }
 
-    fn commit_batch(&mut self, batch: Vec<Submission>) {
-        if self.is_read_only() {
-            for submission in batch {
-                let _ = submission.reply.send(Err(Rejection::unavailable(
-                    "the ledger is not accepting writes",
-                )));
+    /// Applies pending submissions in order until the batch is full (in
+    /// records or in bytes), makes the accepted ones durable, and answers
+    /// each. Submissions that did not fit stay pending for the next batch.
+    fn commit_batch(&mut self) {
+        if let Some(reason) = self.gate.reason() {
+            for submission in self.pending.drain(..) {
+                let _ = submission.reply.send(Err(not_writing(&reason)));
             }
             return;
         }
-        // Commit times never go backwards, whatever the wall clock does.
-        let commit_time_ms = now_ms().max(self.last_commit_ms);
-        let first_seq = self.watermark.record_count;
-        let mut next_seq = first_seq;
-        let mut txn = Txn::new(&self.state);
-        let mut tree = PendingTree::new(&self.state, first_seq);
-        let mut tree_error: Option<String> = None;
-        let mut records: Vec<Vec<u8>> = Vec::new();
-        let mut replies = Vec::with_capacity(batch.len());
-        for submission in batch {
-            let Submission {
-                signed,
-                request,
-                verified_public_key,
-                reply,
-            } = submission;
-            let ctx = Context {
-                seq: next_seq,
-                commit_time_ms,
-                key_id: &signed.key_id,
-                payload: &signed.payload,
-                signature: &signed.signature,
-                verified_public_key,
-                skew_ms_max: Some(self.skew_ms_max),
+        // Commit times never go backwards, whatever the clock does.
+        let commit_time_ms = self.clock.now_ms().max(self.last_commit_ms);
+        let state = self.state.clone();
+        let mut batch = Batch {
+            first_seq: self.watermark.record_count,
+            commit_time_ms,
+            txn: Txn::new(state.as_ref()),
+            tree: PendingTree::new(state.as_ref(), self.watermark.record_count),
+            records: Vec::new(),
+            bytes: 0,
+            replies: Vec::new(),
+        };
+        while batch.replies.len() < COMMIT_BATCH_RECORDS_MAX {
+            let Some(submission) = self.pending.pop_front() else {
+                break;
             };
-            let answer = match apply(&txn, &ctx, &request) {
-                Err(rejection) => Err(rejection),
-                Ok(Outcome::Duplicate { seq }) => Ok(Committed {
+            match self.apply_one(&mut batch, submission) {
+                Ok(()) => {}
+                Err(Full(submission)) => {
+                    self.pending.push_front(*submission);
+                    break;
+                }
+            }
+            if self.gate.is_stopped() {
+                break;
+            }
+        }
+        self.make_durable(batch);
+        if self.gate.is_stopped() {
+            // A fault stopped writes mid-batch: what was not applied is refused.
+            let reason = self.gate.reason().unwrap_or_default();
+            for submission in self.pending.drain(..) {
+                let _ = submission.reply.send(Err(not_writing(&reason)));
+            }
+        }
+    }
+
+    /// Applies one submission to the batch. A refusal is answered as such;
+    /// a storage fault stops writes; a record that would not fit the batch's
+    /// bytes is handed back.
+    fn apply_one(&mut self, batch: &mut Batch, submission: Submission) -> Result<(), Full> {
+        let seq = batch.first_seq + batch.records.len() as u64;
+        let ctx = Context {
+            seq,
+            commit_time_ms: batch.commit_time_ms,
+            key_id: &submission.signed.key_id,
+            payload: &submission.signed.payload,
+            signature: &submission.signed.signature,
+            verified_public_key: submission.verified_public_key,
+            skew_ms_max: Some(self.skew_ms_max),
+        };
+        let answer = match apply(&batch.txn, &ctx, &submission.request) {
+            Err(Error::Refused(rejection)) => Err(rejection),
+            Err(Error::Fault(fault)) => {
+                self.gate.stop(format!(
+                    "the state store failed while applying a request for record {seq}: {fault}"
+                ));
+                Err(stopped_by_fault())
+            }
+            Ok(Outcome::Duplicate { seq }) => Ok(Committed {
+                seq,
+                commit_time_ms: 0,
+                duplicate: true,
+                effects: pb::Effects::default(),
+            }),
+            Ok(Outcome::Accepted { effects, writes }) => {
+                let effects = effects_to_pb(&effects);
+                let record = pb::Record {
                     seq,
-                    commit_time_ms: 0,
-                    duplicate: true,
-                    effects: pb::Effects::default(),
-                }),
-                Ok(Outcome::Accepted { effects, writes }) => {
-                    let effects = effects_to_pb(&effects);
-                    let record = pb::Record {
-                        seq: next_seq,
-                        commit_time_ms,
-                        request: Some(signed.clone()),
-                        effects: Some(effects.clone()),
-                    };
-                    let record = record.encode_to_vec();
-                    if let Err(e) = tree.append(&record) {
-                        tree_error.get_or_insert(e.to_string());
-                    }
-                    records.push(record);
-                    txn.extend(writes);
-                    next_seq += 1;
+                    commit_time_ms: batch.commit_time_ms,
+                    request: Some(submission.signed.clone()),
+                    effects: Some(effects.clone()),
+                }
+                .encode_to_vec();
+                if record.len() > RECORD_BYTES_MAX {
+                    Err(record_too_large(record.len()))
+                } else if batch.bytes + (FRAME_HEADER_BYTES + record.len()) as u64 > BATCH_BYTES_MAX
+                {
+                    return Err(Full(Box::new(submission)));
+                } else if let Err(e) = batch.tree.append(&record) {
+                    self.gate
+                        .stop(format!("the Merkle tree cannot be extended: {e}"));
+                    Err(stopped_by_fault())
+                } else {
+                    batch.bytes += (FRAME_HEADER_BYTES + record.len()) as u64;
+                    batch.records.push(record);
+                    batch.txn.extend(writes);
                     Ok(Committed {
-                        seq: ctx.seq,
-                        commit_time_ms,
+                        seq,
+                        commit_time_ms: batch.commit_time_ms,
                         duplicate: false,
                         effects,
                     })
                 }
-            };
-            replies.push((reply, answer));
-        }
-        let appended = match tree_error {
-            Some(e) => Err(std::io::Error::other(format!(
-                "the Merkle tree cannot be extended: {e}"
-            ))),
-            None if records.is_empty() => Ok(Vec::new()),
-            None => self.journal.append(&records),
+            }
         };
+        batch.replies.push((submission.reply, answer));
+        Ok(())
+    }
+
+    /// Appends the batch's records to the journal (one fdatasync), commits
+    /// derived state, and answers every request in the batch.
+    fn make_durable(&mut self, batch: Batch) {
+        let Batch {
+            first_seq,
+            commit_time_ms,
+            txn,
+            tree,
+            records,
+            mut replies,
+            ..
+        } = batch;
         if !records.is_empty() {
-            let writes = txn.into_writes();
-            match appended {
-                Ok(offsets) => {
-                    let locations: Vec<RecordLocation> = offsets
+            match self.journal.append(&records) {
+                Ok(locations) => {
+                    let next_seq = first_seq + records.len() as u64;
+                    let locations: Vec<RecordLocation> = locations
                         .iter()
                         .enumerate()
                         .map(|(i, &offset)| RecordLocation {
@@ -643,19 +869,17 @@ impl Sequencer {
                     let last = records.last().expect("records is not empty");
                     self.watermark = Watermark {
                         record_count: next_seq,
-                        journal_end: self.journal.end_offset(),
+                        journal_end: self.journal.end(),
                         last_record_sha256: signing::sha256(last),
                     };
-                    assert_eq!(
-                        self.watermark.record_count - first_seq,
-                        records.len() as u64,
-                        "one seq per record, no gaps"
-                    );
                     self.last_commit_ms = commit_time_ms;
                     // The records are durable now; a failure to update derived
                     // state only stops further writes (start-up replays them).
-                    if let Err(e) = self.state.commit(writes, &locations, tree, self.watermark) {
-                        self.set_read_only(format!("the state store failed: {}", e.message));
+                    if let Err(e) =
+                        self.state
+                            .commit(txn.into_writes(), &locations, tree, self.watermark)
+                    {
+                        self.gate.stop(format!("the state store failed: {e}"));
                     }
                     self.record_count.store(next_seq, Ordering::Release);
                     if first_seq / self.checkpoint_every_records
@@ -665,16 +889,14 @@ impl Sequencer {
                     }
                 }
                 Err(e) => {
-                    self.set_read_only(format!(
-                        "the journal could not be written: {e}; restart the server to recover"
+                    // The bytes may or may not be on disk: neither "recorded"
+                    // nor "not recorded" is true. Restart decides, by replay.
+                    self.gate.stop(format!(
+                        "the journal could not be made durable: {e}; restart the server to recover"
                     ));
                     for (_, answer) in replies.iter_mut() {
-                        if matches!(answer, Ok(c) if c.seq >= first_seq) {
-                            *answer = Err(Rejection::new(
-                                Code::Unavailable,
-                                "",
-                                "the journal could not be written; the request was not recorded",
-                            ));
+                        if matches!(answer, Ok(c) if !c.duplicate) {
+                            *answer = Err(outcome_unknown());
                         }
                     }
                 }
@@ -686,9 +908,39 @@ impl Sequencer {
     }
 }
 
+/// A submission that did not fit the batch's bytes.
+struct Full(Box<Submission>);
+
+fn record_too_large(bytes: usize) -> Rejection {
+    Rejection::new(
+        Code::ResourceExhausted,
+        "",
+        format!(
+            "the record would be {bytes} bytes, more than the {RECORD_BYTES_MAX} one record may hold: the movement is spread over too many lots; name the sources to spend (earmarks) or split the amount"
+        ),
+    )
+}
+
+/// The answer when the journal write failed after it may have reached disk.
+fn outcome_unknown() -> Rejection {
+    Rejection::unavailable(
+        "outcome unknown: the journal write failed after it may have reached disk, and the ledger stopped taking writes. Once it is back, retry with the same idempotency key: you will get the first result if the request was recorded",
+    )
+}
+
 /// The origin line (and note key name) of this ledger's checkpoints.
 pub fn checkpoint_origin(ledger_id: &str) -> String {
-    format!("fundtrail/{ledger_id}")
+    format!("{CHECKPOINT_ORIGIN_PREFIX}{ledger_id}")
+}
+
+const CHECKPOINT_ORIGIN_PREFIX: &str = "fundtrail/";
+
+/// The ledger id a checkpoint origin (or a vkey, which begins with the
+/// origin and a `+`) names.
+pub fn ledger_of_origin(origin: &str) -> Option<&str> {
+    let name = origin.split('+').next()?;
+    name.strip_prefix(CHECKPOINT_ORIGIN_PREFIX)
+        .filter(|id| !id.is_empty())
 }
 
 /// Loads the log's signing key from the data directory, checks it is the key
@@ -708,7 +960,7 @@ fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<Checkpoints, S
     let origin = checkpoint_origin(&meta.ledger_id);
     let signer =
         fundtrail_tlog::NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
-    Checkpoints::open(data_dir, signer, origin)
+    Checkpoints::open(data_dir, &meta.ledger_id, signer, origin)
 }
 
 /// Checks the journal against the newest signed checkpoint: it must hold at
@@ -716,12 +968,12 @@ fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<Checkpoints, S
 /// after it must still hash to its stored leaf hash. Returns why writes must
 /// be refused, if they must.
 fn check_checkpoint(
-    state: &StateDb,
-    reader: &JournalReader,
+    state: &dyn StateStore,
+    reader: &dyn RecordReader,
     checkpoints: &Checkpoints,
     record_count: u64,
 ) -> Result<Option<String>, String> {
-    let Some(latest) = checkpoints.latest().map_err(|e| e.message)? else {
+    let Some(latest) = checkpoints.latest() else {
         return Ok(None);
     };
     let signed = &latest.checkpoint;
@@ -743,8 +995,8 @@ fn check_checkpoint(
         let stored = state
             .read_hashes(&[fundtrail_tlog::stored_hash_index(0, seq)])
             .map_err(|e| e.to_string())?;
-        let offset = state.record_offset(seq).map_err(|e| e.message)?;
-        let current = offset
+        let location = state.record_location(seq).map_err(|e| e.to_string())?;
+        let current = location
             .and_then(|offset| reader.read(offset).ok())
             .map(|bytes| fundtrail_tlog::record_hash(&bytes));
         if current.as_ref() != stored.first() {
@@ -760,9 +1012,9 @@ fn check_checkpoint(
 /// otherwise every `every_ms` when the tree grew.
 struct Checkpointer {
     checkpoints: Arc<Checkpoints>,
-    state: StateDb,
+    state: Arc<dyn StateStore>,
     record_count: Arc<AtomicU64>,
-    read_only: Arc<Mutex<Option<String>>>,
+    gate: WriteGate,
     every_ms: u64,
 }
 
@@ -773,15 +1025,12 @@ impl Checkpointer {
         // ends when the sequencer is gone.
         use std::sync::mpsc::RecvTimeoutError::Timeout;
         while let Ok(()) | Err(Timeout) = due.recv_timeout(every) {
-            if self.read_only.lock().map(|r| r.is_some()).unwrap_or(true) {
+            if self.gate.is_stopped() {
                 continue;
             }
             let tree_size = self.record_count.load(Ordering::Acquire);
-            if let Err(e) = self.checkpoints.sign(tree_size, &self.state) {
-                warn!(reason = %e.message, "cannot sign a checkpoint; refusing writes");
-                if let Ok(mut slot) = self.read_only.lock() {
-                    slot.get_or_insert(e.message);
-                }
+            if let Err(e) = self.checkpoints.sign(tree_size, self.state.as_ref()) {
+                self.gate.stop(format!("cannot sign a checkpoint: {e}"));
             }
         }
     }

@@ -13,7 +13,10 @@ use fundtrail_store::Journal;
 use prost::Message;
 use rand::rngs::OsRng;
 
-use crate::engine::now_ms;
+use fundtrail_core::clock::{Clock, SystemClock};
+use fundtrail_core::rules::Rules;
+use fundtrail_store::header::FileKind;
+use fundtrail_store::journal::JOURNAL_FILE_NAME;
 
 pub const LOG_KEY_FILE_NAME: &str = "log.key";
 pub const ROOT_KEY_FILE_NAME: &str = "root.key";
@@ -48,14 +51,25 @@ pub struct Genesis {
 
 /// Whether `data_dir` already holds a ledger (a non-empty journal).
 pub fn exists(data_dir: &Path) -> bool {
-    std::fs::metadata(data_dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME))
-        .is_ok_and(|m| m.len() > 0)
+    std::fs::metadata(data_dir.join(JOURNAL_FILE_NAME)).is_ok_and(|m| m.len() > 0)
 }
 
-/// Creates a new ledger in `data_dir`: generates the log key and the root
-/// org's key (written to files only the owner can read) and writes the
-/// genesis record, signed by the root key, durably to the journal.
+/// Creates a new ledger in `data_dir` under the current rules: generates the
+/// log key and the root org's key (written to files only the owner can read)
+/// and writes the genesis record, signed by the root key, durably to the
+/// journal.
 pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
+    init_with(data_dir, root, Rules::CURRENT, &SystemClock)
+}
+
+/// [`init`] under the rules `rules`, at the time `clock` says. Older rules
+/// are for tests and fixtures that show how old ledgers keep replaying.
+pub fn init_with(
+    data_dir: &Path,
+    root: &RootOrg,
+    rules: Rules,
+    clock: &dyn Clock,
+) -> Result<Genesis, String> {
     if exists(data_dir) {
         return Err(format!("{} already holds a ledger", data_dir.display()));
     }
@@ -68,13 +82,14 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
     let request = pb::Request {
         ledger_id: ledger_id.clone(),
         idempotency_key: "genesis".into(),
-        signed_at_ms: now_ms(),
+        signed_at_ms: clock.now_ms(),
         body: Some(pb::request::Body::Genesis(pb::Genesis {
             root_org_id: root.org_id.clone(),
             root_org_name: root.name.clone(),
             division_code: root.division_code.clone(),
             root_public_key: root_key.verifying_key().to_bytes().to_vec(),
             log_public_key: log_key.verifying_key().to_bytes().to_vec(),
+            rules_version: rules.version(),
         })),
         ..Default::default()
     };
@@ -86,7 +101,7 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
         signature: signing::sign(&root_key, &payload).to_vec(),
     };
     let decoded = fundtrail_api::decode_request(&payload).map_err(|e| e.message)?;
-    let commit_time_ms = now_ms();
+    let commit_time_ms = clock.now_ms();
     let ctx = Context {
         seq: 0,
         commit_time_ms,
@@ -96,7 +111,7 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
         verified_public_key: None,
         skew_ms_max: None,
     };
-    let effects = match apply(&MemoryKv::new(), &ctx, &decoded).map_err(|e| e.message)? {
+    let effects = match apply(&MemoryKv::new(), &ctx, &decoded).map_err(|e| e.to_string())? {
         Outcome::Accepted { effects, .. } => effects_to_pb(&effects),
         Outcome::Duplicate { .. } => return Err("genesis cannot be a duplicate".into()),
     };
@@ -119,7 +134,12 @@ pub fn init(data_dir: &Path, root: &RootOrg) -> Result<Genesis, String> {
         &format!("root org {}", root.org_id),
         &root_key,
     )?;
-    let mut journal = Journal::open(data_dir).map_err(|e| format!("cannot open journal: {e}"))?;
+    let mut journal = Journal::create(
+        &data_dir.join(JOURNAL_FILE_NAME),
+        FileKind::Journal,
+        &ledger_id,
+    )
+    .map_err(|e| format!("cannot create the journal: {e}"))?;
     journal
         .append(&[record.encode_to_vec()])
         .map_err(|e| format!("cannot write the genesis record: {e}"))?;

@@ -31,8 +31,8 @@ use fundtrail_api::pb;
 use tokio::net::TcpListener;
 use tracing::info;
 
-/// Largest gRPC message accepted: a full PostBatch of maximal payloads.
-pub const GRPC_MESSAGE_BYTES_MAX: usize = 24 * 1024 * 1024;
+pub use fundtrail_core::limits::GRPC_MESSAGE_BYTES_MAX;
+use fundtrail_core::limits::QUERY_REQUEST_BYTES_MAX;
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -78,7 +78,7 @@ pub async fn serve_on(
     let query = pb::query_server::QueryServer::new(service::QueryService {
         engine: engine.clone(),
     })
-    .max_decoding_message_size(64 * 1024)
+    .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
     .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     info!(%addr, ledger_id = %engine.meta().ledger_id, "fundtrail serving");
     tonic::transport::Server::builder()
@@ -96,7 +96,7 @@ pub async fn serve_on(
         )
         .await
         .map_err(|e| format!("server failed: {e}"))?;
-    engine.state().flush().map_err(|e| e.message)?;
+    engine.shutdown();
     info!("fundtrail stopped");
     Ok(())
 }

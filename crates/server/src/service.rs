@@ -6,7 +6,7 @@ use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
 use fundtrail_core::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, POST_BATCH_REQUESTS_MAX};
 use fundtrail_core::model::Account;
 use fundtrail_core::state::{decode, key, StateRead};
-use fundtrail_core::{validate, Code, Rejection};
+use fundtrail_core::{validate, Code, Error, Rejection};
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Committed, Engine};
@@ -14,7 +14,7 @@ use crate::status::status;
 
 /// Rows a filtered list may examine for one page, so that a sparse filter
 /// cannot turn one request into a scan of the whole ledger.
-const LIST_SCAN_ROWS_MAX: usize = 10_000;
+use fundtrail_core::limits::LIST_SCAN_ROWS_MAX;
 
 pub struct LedgerService {
     pub engine: Arc<Engine>,
@@ -89,21 +89,22 @@ impl pb::ledger_server::Ledger for LedgerService {
 }
 
 /// A page size within bounds: 0 means the default.
-fn page_size(requested: u32) -> Result<usize, Rejection> {
+fn page_size(requested: u32) -> Result<usize, Error> {
     match requested {
         0 => Ok(PAGE_SIZE_DEFAULT as usize),
         n if n > PAGE_SIZE_MAX => Err(Rejection::new(
             Code::ResourceExhausted,
             "page_size",
             format!("page_size {n} is above the largest page of {PAGE_SIZE_MAX}"),
-        )),
+        )
+        .into()),
         n => Ok(n as usize),
     }
 }
 
 /// The first seq whose commit time is at least `time_ms`: commit times never
 /// go backwards, so a binary search over O(log n) records finds it.
-fn first_seq_at(engine: &Engine, time_ms: i64, count: u64) -> Result<u64, Rejection> {
+fn first_seq_at(engine: &Engine, time_ms: i64, count: u64) -> Result<u64, Error> {
     let (mut low, mut high) = (0u64, count);
     while low < high {
         let mid = low + (high - low) / 2;
@@ -147,7 +148,7 @@ fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> bool {
 fn list_entries(
     engine: &Engine,
     request: &pb::ListEntriesRequest,
-) -> Result<pb::ListEntriesResponse, Rejection> {
+) -> Result<pb::ListEntriesResponse, Error> {
     let limit = page_size(request.page_size)?;
     let count = engine.record_count();
     let mut start = seq_token(&request.page_token)?;
@@ -167,7 +168,8 @@ fn list_entries(
             return Err(Rejection::not_found(
                 "account_id",
                 format!("account {:?} does not exist", request.account_id),
-            ));
+            )
+            .into());
         }
         Some((
             key::account_entries(&request.account_id),
@@ -256,7 +258,7 @@ impl pb::query_server::Query for QueryService {
         _: Request<pb::GetLedgerRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
         let meta = self.engine.meta();
-        let reason = self.engine.read_only_reason();
+        let reason = self.engine.gate().reason();
         Ok(Response::new(pb::LedgerInfo {
             ledger_id: meta.ledger_id.clone(),
             root_org_id: meta.root_org_id.clone(),

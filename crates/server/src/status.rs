@@ -1,6 +1,6 @@
 //! The one mapping from domain refusals to gRPC statuses (DESIGN.md §8).
 
-use fundtrail_core::{Code, Rejection};
+use fundtrail_core::{Code, Error, Rejection};
 use tonic_types::{ErrorDetails, StatusExt};
 
 pub fn code(code: Code) -> tonic::Code {
@@ -16,9 +16,23 @@ pub fn code(code: Code) -> tonic::Code {
     }
 }
 
-/// A status whose message is the clerk-readable text and whose rich error
-/// details (google.rpc.BadRequest) name the field at fault.
-pub fn status(rejection: Rejection) -> tonic::Status {
+/// The status of a failed call. A refusal's message is the clerk-readable
+/// text and its rich error details (google.rpc.BadRequest) name the field at
+/// fault; a storage fault is UNAVAILABLE, logged, and never blamed on the
+/// request.
+pub fn status(error: impl Into<Error>) -> tonic::Status {
+    match error.into() {
+        Error::Refused(rejection) => refusal(rejection),
+        Error::Fault(fault) => {
+            tracing::error!(%fault, "storage fault while answering a call");
+            tonic::Status::unavailable(format!(
+                "the ledger's store failed ({fault}); the operators have been told. Try again later"
+            ))
+        }
+    }
+}
+
+fn refusal(rejection: Rejection) -> tonic::Status {
     let code = code(rejection.code);
     if rejection.field.is_empty() {
         return tonic::Status::new(code, rejection.message);

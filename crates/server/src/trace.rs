@@ -8,26 +8,18 @@ use std::collections::{BTreeMap, BTreeSet};
 use fundtrail_api::{account_kind_to_pb, household_status_to_pb, pb};
 use fundtrail_core::apply::document_no;
 use fundtrail_core::dates::{day_of_ms, Day};
+use fundtrail_core::limits::{
+    REPORT_SCAN_ROWS_MAX, TRACE_EDGE_DOCUMENTS_MAX, TRACE_LOTS_READ_MAX,
+    TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
+};
 use fundtrail_core::model::{
     Account, AccountKind, Household, HouseholdStatus, LotKey, Movement, Project, SubsidyBasis,
 };
+use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, StateRead};
-use fundtrail_core::{Code, Rejection};
+use fundtrail_core::{Code, Error, Rejection};
 
-use crate::engine::{now_ms, Engine};
-
-/// Records a forward-trace page examines at most.
-pub const TRACE_PAGE_RECORDS_MAX: u32 = 10_000;
-pub const TRACE_PAGE_RECORDS_DEFAULT: u32 = 2_000;
-/// Records a lot-following trace (from a record) and hops a backward trace
-/// may visit before the answer is refused or cut.
-pub const TRACE_RECORDS_MAX: usize = 10_000;
-/// Lots read of one account by a query: the oldest this many.
-const LOTS_READ_MAX: usize = 1_000_000;
-/// Documents named per edge.
-const EDGE_DOCUMENTS_MAX: usize = 5;
-/// Rows an idle-funds or anomalies page examines at most.
-const SCAN_ROWS_MAX: usize = 5_000;
+use crate::engine::Engine;
 
 fn too_big(what: &str) -> Rejection {
     Rejection::new(
@@ -37,8 +29,24 @@ fn too_big(what: &str) -> Rejection {
     )
 }
 
-fn fen(amount: u128) -> u64 {
-    u64::try_from(amount).unwrap_or(u64::MAX)
+/// A total as the API carries it (u64 fen); one that does not fit is
+/// refused, never cut.
+fn fen(amount: u128) -> Result<u64, Rejection> {
+    u64::try_from(amount).map_err(|_| {
+        Rejection::new(
+            Code::ResourceExhausted,
+            "",
+            format!(
+                "a total of {} is more than one answer can carry; narrow the query",
+                fundtrail_core::money::format_fen(amount)
+            ),
+        )
+    })
+}
+
+/// The sum of `amounts`, exactly.
+fn total_fen(amounts: impl IntoIterator<Item = Fen>) -> Result<u64, Rejection> {
+    fen(amounts.into_iter().map(|a| u128::from(a.0)).sum())
 }
 
 fn seq_from(key_bytes: &[u8]) -> Option<u64> {
@@ -50,7 +58,7 @@ fn seq_from(key_bytes: &[u8]) -> Option<u64> {
 }
 
 /// The 文号 record `seq` cites (empty if none) and the key that signed it.
-fn document_and_key(engine: &Engine, seq: u64) -> Result<(String, String), Rejection> {
+fn document_and_key(engine: &Engine, seq: u64) -> Result<(String, String), Error> {
     let signed = engine.record(seq)?.request.unwrap_or_default();
     let document = fundtrail_api::decode_request(&signed.payload)
         .ok()
@@ -74,7 +82,7 @@ impl Graph {
         from: &Option<String>,
         to: &Option<String>,
         amount: u64,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), Error> {
         match (from, to) {
             (Some(from), Some(to)) => {
                 let edge = self
@@ -92,7 +100,7 @@ impl Graph {
                 if !edge.kinds.contains(&movement.kind) {
                     edge.kinds.push(movement.kind.clone());
                 }
-                if edge.document_nos.len() < EDGE_DOCUMENTS_MAX {
+                if edge.document_nos.len() < TRACE_EDGE_DOCUMENTS_MAX {
                     let document = document_and_key(engine, movement.seq)?.0;
                     if !document.is_empty() && !edge.document_nos.contains(&document) {
                         edge.document_nos.push(document);
@@ -114,7 +122,7 @@ impl Graph {
 pub fn trace_forward(
     engine: &Engine,
     request: &pb::TraceForwardRequest,
-) -> Result<pb::FlowGraph, Rejection> {
+) -> Result<pb::FlowGraph, Error> {
     let state = engine.state();
     let movement = state
         .movement(request.seq)?
@@ -132,7 +140,8 @@ pub fn trace_forward(
                 Code::ResourceExhausted,
                 "page_size",
                 format!("page_size may be at most {TRACE_PAGE_RECORDS_MAX}"),
-            ))
+            )
+            .into())
         }
         n => n,
     } as usize;
@@ -226,7 +235,7 @@ pub fn trace_forward(
                 let Some(seq) = seq_from(&row) else { continue };
                 visited += 1;
                 if visited > TRACE_RECORDS_MAX {
-                    return Err(too_big("this trace"));
+                    return Err(too_big("this trace").into());
                 }
                 let Some(spender) = state.movement(seq)? else {
                     continue;
@@ -246,7 +255,7 @@ pub fn trace_forward(
                         &spender,
                         &leg.from_account_id,
                         &leg.to_account_id,
-                        fen(part),
+                        fen(part)?,
                     )?;
                     match (&leg.to_account_id, spender.is_reversal) {
                         // Money a reversal returns is shown held where it
@@ -275,7 +284,7 @@ pub fn trace_forward(
         let Some(account) = state.account(account_id)? else {
             continue;
         };
-        let lots = state.lots(account_id, LOTS_READ_MAX)?;
+        let lots = state.lots(account_id, TRACE_LOTS_READ_MAX)?;
         let held_lots: Vec<_> = lots
             .iter()
             .filter(|(lot, _)| {
@@ -309,16 +318,16 @@ pub fn trace_forward(
             kind: account_kind_to_pb(account.kind) as i32,
             name: account.name.clone(),
             division_code: account.division_code.clone(),
-            received_fen: fen(*received),
-            held_fen: fen(held),
+            received_fen: fen(*received)?,
+            held_fen: fen(held)?,
             held_since_day: since,
         });
     }
     Ok(pb::FlowGraph {
         source_seq,
-        traced_fen: fen(traced_fen),
-        reached_households_fen: fen(households),
-        withdrawn_fen: fen(graph.withdrawn),
+        traced_fen: fen(traced_fen)?,
+        reached_households_fen: fen(households)?,
+        withdrawn_fen: fen(graph.withdrawn)?,
         nodes,
         edges: graph.edges.into_values().collect(),
         next_page_token,
@@ -334,7 +343,7 @@ pub fn trace_forward(
 pub fn trace_backward(
     engine: &Engine,
     request: &pb::TraceBackwardRequest,
-) -> Result<pb::TraceBackwardResponse, Rejection> {
+) -> Result<pb::TraceBackwardResponse, Error> {
     let state = engine.state();
     // Starting points: (record, account it credited, source, lot it came from, amount).
     let mut starts: Vec<(u64, String, u64, Option<u64>, u64)> = Vec::new();
@@ -359,7 +368,7 @@ pub fn trace_backward(
                 }
             } else {
                 // What it holds now, lot by lot.
-                for (lot, _) in state.lots(account_id, LOTS_READ_MAX)? {
+                for (lot, _) in state.lots(account_id, TRACE_LOTS_READ_MAX)? {
                     if let Some(movement) = state.movement(lot.arrival_seq)? {
                         for leg in movement.legs.iter().filter(|l| {
                             l.to_account_id.as_deref() == Some(account_id.as_str())
@@ -401,7 +410,8 @@ pub fn trace_backward(
             return Err(Rejection::invalid(
                 "target",
                 "name a household or account (account_id) or a record (seq)",
-            ))
+            )
+            .into())
         }
     }
     let mut lineages = Vec::new();
@@ -494,7 +504,7 @@ fn push_legs_into<K: StateRead + ?Sized>(
     seq: u64,
     account_id: &str,
     starts: &mut Vec<(u64, String, u64, Option<u64>, u64)>,
-) -> Result<(), Rejection> {
+) -> Result<(), Error> {
     if let Some(movement) = state.movement(seq)? {
         for leg in movement
             .legs
@@ -516,7 +526,7 @@ fn push_legs_into<K: StateRead + ?Sized>(
 pub fn household_statement(
     engine: &Engine,
     account_id: &str,
-) -> Result<pb::HouseholdStatementResponse, Rejection> {
+) -> Result<pb::HouseholdStatementResponse, Error> {
     fundtrail_core::validate::id("account_id", account_id)?;
     let state = engine.state();
     let household = state.household(account_id)?.ok_or_else(|| {
@@ -560,7 +570,7 @@ pub fn household_statement(
                 .collect(),
         });
     }
-    let today = day_of_ms(now_ms());
+    let today = day_of_ms(engine.clock().now_ms());
     Ok(pb::HouseholdStatementResponse {
         account_id: household.account_id.clone(),
         owner_org_id: household.owner_org_id.clone(),
@@ -582,8 +592,8 @@ pub fn household_statement(
             })
             .collect(),
         payments,
-        received_fen: fen(received),
-        balance_fen: fen(balance),
+        received_fen: fen(received)?,
+        balance_fen: fen(balance)?,
     })
 }
 
@@ -609,12 +619,15 @@ fn idle_row(
     request: &pb::IdleFundsRequest,
     today: Day,
     programmes: &mut BTreeMap<u64, String>,
-) -> Result<Option<pb::IdleFundsRow>, Rejection> {
+) -> Result<Option<pb::IdleFundsRow>, Error> {
     let mut buckets = [0u128; 5];
     let mut balance: u128 = 0;
     let mut idle: u128 = 0;
     let mut oldest = i32::MAX;
-    for (lot_key, lot) in engine.state().lots(&account.account_id, LOTS_READ_MAX)? {
+    for (lot_key, lot) in engine
+        .state()
+        .lots(&account.account_id, TRACE_LOTS_READ_MAX)?
+    {
         if !request.programme_code.is_empty() {
             let programme = match programmes.get(&lot_key.source_seq) {
                 Some(p) => p.clone(),
@@ -654,13 +667,13 @@ fn idle_row(
         level: level_of(&account.division_code).to_string(),
         kind: account_kind_to_pb(account.kind) as i32,
         name: account.name.clone(),
-        balance_fen: fen(balance),
-        idle_fen: fen(idle),
-        age_0_30_fen: fen(buckets[0]),
-        age_30_90_fen: fen(buckets[1]),
-        age_90_365_fen: fen(buckets[2]),
-        age_365_730_fen: fen(buckets[3]),
-        age_730_plus_fen: fen(buckets[4]),
+        balance_fen: fen(balance)?,
+        idle_fen: fen(idle)?,
+        age_0_30_fen: fen(buckets[0])?,
+        age_30_90_fen: fen(buckets[1])?,
+        age_90_365_fen: fen(buckets[2])?,
+        age_365_730_fen: fen(buckets[3])?,
+        age_730_plus_fen: fen(buckets[4])?,
         oldest_day: oldest,
     }))
 }
@@ -669,7 +682,7 @@ pub fn idle_funds(
     engine: &Engine,
     request: &pb::IdleFundsRequest,
     page_size: usize,
-) -> Result<pb::IdleFundsResponse, Rejection> {
+) -> Result<pb::IdleFundsResponse, Error> {
     if !matches!(
         request.level.as_str(),
         "" | "central" | "province" | "prefecture" | "county"
@@ -677,16 +690,17 @@ pub fn idle_funds(
         return Err(Rejection::invalid(
             "level",
             "level must be central, province, prefecture or county",
-        ));
+        )
+        .into());
     }
     let state = engine.state();
-    let today = day_of_ms(now_ms());
+    let today = day_of_ms(engine.clock().now_ms());
     let prefix = [key::HOLDER];
     let mut from = key::named(key::HOLDER, &request.page_token);
     if !request.page_token.is_empty() {
         from.push(0);
     }
-    let rows = state.scan(&prefix, &from, SCAN_ROWS_MAX)?;
+    let rows = state.scan(&prefix, &from, REPORT_SCAN_ROWS_MAX)?;
     let mut out = Vec::new();
     let mut programmes = BTreeMap::new();
     let mut last = None;
@@ -709,7 +723,7 @@ pub fn idle_funds(
             out.push(row);
         }
     }
-    let more = out.len() == page_size || rows.len() == SCAN_ROWS_MAX;
+    let more = out.len() == page_size || rows.len() == REPORT_SCAN_ROWS_MAX;
     Ok(pb::IdleFundsResponse {
         rows: out,
         next_page_token: if more {
@@ -727,7 +741,7 @@ pub fn anomalies(
     engine: &Engine,
     request: &pb::AnomaliesRequest,
     page_size: usize,
-) -> Result<pb::AnomaliesResponse, Rejection> {
+) -> Result<pb::AnomaliesResponse, Error> {
     let state = engine.state();
     // The page token is the last key examined; households, then projects, then holders.
     let token = request.page_token.as_bytes();
@@ -745,8 +759,8 @@ pub fn anomalies(
             from = token.to_vec();
             from.push(0);
         }
-        for (row, value) in state.scan(&prefix_bytes, &from, SCAN_ROWS_MAX)? {
-            if findings.len() >= page_size || examined >= SCAN_ROWS_MAX {
+        for (row, value) in state.scan(&prefix_bytes, &from, REPORT_SCAN_ROWS_MAX)? {
+            if findings.len() >= page_size || examined >= REPORT_SCAN_ROWS_MAX {
                 break;
             }
             examined += 1;
@@ -774,14 +788,14 @@ pub fn anomalies(
                             engine,
                             &account,
                             &idle_request,
-                            day_of_ms(now_ms()),
+                            day_of_ms(engine.clock().now_ms()),
                             &mut BTreeMap::new(),
                         )? {
                             findings.push(pb::Finding {
                                 kind: "IDLE_FUNDS".into(),
                                 account_id: account.account_id.clone(),
                                 seqs: state
-                                    .lots(&account.account_id, LOTS_READ_MAX)?
+                                    .lots(&account.account_id, TRACE_LOTS_READ_MAX)?
                                     .iter()
                                     .map(|(l, _)| l.arrival_seq)
                                     .collect::<BTreeSet<_>>()
@@ -802,11 +816,11 @@ pub fn anomalies(
                 }
             }
         }
-        if findings.len() >= page_size || examined >= SCAN_ROWS_MAX {
+        if findings.len() >= page_size || examined >= REPORT_SCAN_ROWS_MAX {
             break;
         }
     }
-    let done = findings.len() < page_size && examined < SCAN_ROWS_MAX;
+    let done = findings.len() < page_size && examined < REPORT_SCAN_ROWS_MAX;
     Ok(pb::AnomaliesResponse {
         findings,
         next_page_token: if done {
@@ -823,7 +837,7 @@ fn household_findings(
     engine: &Engine,
     household: &Household,
     findings: &mut Vec<pb::Finding>,
-) -> Result<(), Rejection> {
+) -> Result<(), Error> {
     let live: Vec<_> = household.payments.iter().filter(|p| !p.reversed).collect();
     let mut by_period: BTreeMap<(&str, &str), Vec<&fundtrail_core::model::HouseholdPayment>> =
         BTreeMap::new();
@@ -838,7 +852,7 @@ fn household_findings(
             kind: "DUPLICATE_PAYMENT".into(),
             account_id: household.account_id.clone(),
             seqs: payments.iter().map(|p| p.seq).collect(),
-            amount_fen: payments.iter().skip(1).map(|p| p.amount.0).sum(),
+            amount_fen: total_fen(payments.iter().skip(1).map(|p| p.amount))?,
             detail: format!(
                 "household {} was paid {} times for programme {programme}, period {period}",
                 household.account_id,
@@ -855,7 +869,7 @@ fn household_findings(
             kind: "INELIGIBLE_PAYMENT".into(),
             account_id: household.account_id.clone(),
             seqs: ineligible.iter().map(|p| p.seq).collect(),
-            amount_fen: ineligible.iter().map(|p| p.amount.0).sum(),
+            amount_fen: total_fen(ineligible.iter().map(|p| p.amount))?,
             detail: format!("household {} was paid while not eligible (a later status change took effect before the payment date)", household.account_id),
         });
     }
@@ -869,7 +883,7 @@ fn household_findings(
             kind: "OTHER_COUNTY_HOUSEHOLD".into(),
             account_id: household.account_id.clone(),
             seqs: live.iter().map(|p| p.seq).collect(),
-            amount_fen: live.iter().map(|p| p.amount.0).sum(),
+            amount_fen: total_fen(live.iter().map(|p| p.amount))?,
             detail: format!(
                 "household {} lives in village {} outside county {county} of {}, which paid it",
                 household.account_id, household.village_code, household.owner_org_id
@@ -883,11 +897,11 @@ fn project_findings(
     engine: &Engine,
     project: &Project,
     findings: &mut Vec<pb::Finding>,
-) -> Result<(), Rejection> {
+) -> Result<(), Error> {
     let announced = project.announced_seq.unwrap_or(u64::MAX);
     let prefix = key::account_entries(&project.account_id);
     let mut early = Vec::new();
-    let mut amount = 0u64;
+    let mut amount: u128 = 0;
     for (row, _) in engine.state().scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
         let Some(seq) = seq_from(&row) else { continue };
         if seq >= announced {
@@ -896,7 +910,11 @@ fn project_findings(
         if let Some(movement) = engine.state().movement(seq)? {
             if movement.kind == "Allocation" && movement.reversed_by.is_none() {
                 early.push(seq);
-                amount += movement.legs.iter().map(|l| l.amount.0).sum::<u64>();
+                amount += movement
+                    .legs
+                    .iter()
+                    .map(|l| u128::from(l.amount.0))
+                    .sum::<u128>();
             }
         }
     }
@@ -905,7 +923,7 @@ fn project_findings(
             kind: "UNANNOUNCED_ALLOCATION".into(),
             account_id: project.account_id.clone(),
             seqs: early,
-            amount_fen: amount,
+            amount_fen: fen(amount)?,
             detail: match project.announced_seq {
                 Some(seq) => format!(
                     "project {} received money before its announcement (record {seq})",
@@ -927,7 +945,7 @@ pub fn balances_as_of(
     engine: &Engine,
     account: &Account,
     as_of_seq: u64,
-) -> Result<BTreeMap<u64, i128>, Rejection> {
+) -> Result<BTreeMap<u64, i128>, Error> {
     let mut balances: BTreeMap<u64, i128> = account
         .balances
         .iter()
@@ -937,7 +955,7 @@ pub fn balances_as_of(
     let from = key::account_entry(&account.account_id, as_of_seq.saturating_add(1));
     let rows = engine.state().scan(&prefix, &from, TRACE_RECORDS_MAX + 1)?;
     if rows.len() > TRACE_RECORDS_MAX {
-        return Err(too_big("this balance history"));
+        return Err(too_big("this balance history").into());
     }
     for (row, _) in &rows {
         let Some(seq) = seq_from(row) else { continue };

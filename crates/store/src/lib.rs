@@ -1,18 +1,160 @@
-//! Durable storage for fundtrail: the journal file (the truth) and the
-//! sled-backed derived state (balances, registry, indexes) with its
-//! "applied up to" watermark.
+//! Durable storage for fundtrail behind two narrow traits, as DESIGN.md §2
+//! draws them:
 //!
-//! sled 0.34's `flush()` does not fsync, so sled alone cannot make
-//! "acknowledged means durable" true. The [`journal::Journal`] is an
-//! append-only file of framed, checksummed records made durable with one
-//! `fdatasync` per group-commit batch; [`state::StateDb`] can be thrown away
-//! and rebuilt by replaying the journal.
+//! - [`JournalStore`]: the truth. Appends a batch of records durably, reads
+//!   one back by its location, scans from a location on. [`Journal`] keeps
+//!   it in one file of framed, checksummed records made durable with one
+//!   `fdatasync` per group-commit batch.
+//! - [`StateStore`]: everything derived (balances, registry, indexes, the
+//!   Merkle tree's stored hashes, record locations) with an "applied up to"
+//!   [`Watermark`]. [`StateDb`] keeps it in sled, which can be thrown away
+//!   and rebuilt by replaying the journal (sled 0.34's `flush()` does not
+//!   fsync, so it never holds anything that is not also in the journal).
+//!
+//! The engine uses only the traits, so another journal and fault-injecting
+//! test doubles ([`faulty`]) can sit behind them.
+//!
+//! ```
+//! use fundtrail_store::{header::FileKind, Journal, JournalStore};
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("journal.log");
+//! let mut journal = Journal::create(&path, FileKind::Journal, "fundtrail-demo").unwrap();
+//! let at = JournalStore::append(&mut journal, &[b"record 0".to_vec()]).unwrap();
+//! assert_eq!(JournalStore::reader(&journal).unwrap().read(at[0]).unwrap(), b"record 0");
+//! ```
 
+pub mod faulty;
+pub mod header;
 pub mod journal;
 pub mod secret;
 pub mod state;
 pub mod tree;
 
-pub use journal::{Journal, JournalReader};
-pub use state::{StateDb, Watermark};
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+
+use fundtrail_core::state::{Kv, Writes};
+use fundtrail_core::Fault;
+use fundtrail_tlog::HashReader;
+
+pub use journal::{Frame, Journal, JournalError, JournalReader};
+pub use state::{RecordLocation, StateDb, Watermark};
 pub use tree::PendingTree;
+
+/// Frames from a location on, ending at a clean end or at one bad frame.
+pub type FrameIter<'a> = Box<dyn Iterator<Item = Result<Frame, JournalError>> + Send + 'a>;
+
+/// The journal as the engine sees it.
+pub trait JournalStore: Send {
+    /// The ledger the journal belongs to.
+    fn ledger_id(&self) -> &str;
+
+    /// Appends `records` durably and returns each one's location. On an
+    /// error nothing may be acknowledged: the journal may hold part of the
+    /// batch, so the outcome is unknown and the caller stops writing.
+    fn append(&mut self, records: &[Vec<u8>]) -> io::Result<Vec<u64>>;
+
+    /// The location just past the last record.
+    fn end(&self) -> u64;
+
+    /// The records from `location` on, in order.
+    fn scan(&self, location: u64) -> io::Result<FrameIter<'_>>;
+
+    /// Cuts the journal at `location`, the end of the last good record.
+    fn truncate(&mut self, location: u64) -> io::Result<()>;
+
+    /// A reader that stays valid while the journal is appended to.
+    fn reader(&self) -> io::Result<Arc<dyn RecordReader>>;
+}
+
+/// Reads one record by its location.
+pub trait RecordReader: Send + Sync {
+    fn read(&self, location: u64) -> Result<Vec<u8>, JournalError>;
+}
+
+/// Derived state as the engine sees it: key–value reads, the tree's stored
+/// hashes, and atomic batches that move the watermark.
+pub trait StateStore: Kv + HashReader + Send + Sync {
+    fn watermark(&self) -> Result<Watermark, Fault>;
+
+    /// Commits a batch of applied records atomically: the core's writes,
+    /// their journal locations, the tree hashes they add and the watermark.
+    fn commit(
+        &self,
+        writes: Writes,
+        locations: &[RecordLocation],
+        tree: PendingTree,
+        watermark: Watermark,
+    ) -> Result<(), Fault>;
+
+    /// The journal location of record `seq`.
+    fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault>;
+
+    /// Every key and value (the store's own keys, starting with `~`,
+    /// included), in key order: for comparing two states.
+    fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault>;
+
+    /// Makes the state's own files current (at clean shutdown).
+    fn flush(&self) -> Result<(), Fault>;
+}
+
+impl JournalStore for Journal {
+    fn ledger_id(&self) -> &str {
+        Journal::ledger_id(self)
+    }
+
+    fn append(&mut self, records: &[Vec<u8>]) -> io::Result<Vec<u64>> {
+        Journal::append(self, records)
+    }
+
+    fn end(&self) -> u64 {
+        self.end_offset()
+    }
+
+    fn scan(&self, location: u64) -> io::Result<FrameIter<'_>> {
+        Ok(Box::new(Journal::scan(self, location)?))
+    }
+
+    fn truncate(&mut self, location: u64) -> io::Result<()> {
+        Journal::truncate(self, location)
+    }
+
+    fn reader(&self) -> io::Result<Arc<dyn RecordReader>> {
+        Ok(Arc::new(Journal::reader(self)?))
+    }
+}
+
+impl RecordReader for JournalReader {
+    fn read(&self, location: u64) -> Result<Vec<u8>, JournalError> {
+        JournalReader::read(self, location)
+    }
+}
+
+impl StateStore for StateDb {
+    fn watermark(&self) -> Result<Watermark, Fault> {
+        StateDb::watermark(self)
+    }
+
+    fn commit(
+        &self,
+        writes: Writes,
+        locations: &[RecordLocation],
+        tree: PendingTree,
+        watermark: Watermark,
+    ) -> Result<(), Fault> {
+        StateDb::commit(self, writes, locations, tree, watermark)
+    }
+
+    fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault> {
+        self.record_offset(seq)
+    }
+
+    fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault> {
+        StateDb::dump(self)
+    }
+
+    fn flush(&self) -> Result<(), Fault> {
+        StateDb::flush(self)
+    }
+}

@@ -8,12 +8,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use fundtrail_core::state::{Kv, Row};
-use fundtrail_core::Rejection;
+use fundtrail_core::Fault;
 use fundtrail_tlog::{Hash, HashReader};
 
 use crate::tree::PendingTree;
 
 const WATERMARK_KEY: &[u8] = b"~w";
+const SCHEMA_KEY: &[u8] = b"~s";
 const OFFSET_PREFIX: &[u8] = b"~o";
 const HASH_PREFIX: &[u8] = b"~h";
 
@@ -69,13 +70,20 @@ fn offset_key(seq: u64) -> Vec<u8> {
     key
 }
 
+/// The layout of derived state this build writes: key schema and value
+/// encodings. Bump it whenever either changes; a server that finds another
+/// version rebuilds the state from the journal instead of misreading it.
+/// 1: the layout before versions were stored. 2: rules versions in the
+/// ledger identity, org-scoped idempotency entries.
+pub const SCHEMA_VERSION: u32 = 2;
+
 #[derive(Clone)]
 pub struct StateDb {
     db: sled::Db,
 }
 
-fn unavailable(e: sled::Error) -> Rejection {
-    Rejection::unavailable(format!("the state store failed: {e}"))
+fn unavailable(e: sled::Error) -> Fault {
+    Fault::new(format!("the state store failed: {e}"))
 }
 
 impl StateDb {
@@ -87,13 +95,38 @@ impl StateDb {
         Ok(StateDb { db })
     }
 
-    pub fn watermark(&self) -> Result<Watermark, Rejection> {
+    /// The schema version the state was written with: `None` when the state
+    /// is empty, 1 for a state from before versions were stored.
+    pub fn schema_version(&self) -> Result<Option<u32>, Fault> {
+        match self.db.get(SCHEMA_KEY).map_err(unavailable)? {
+            Some(bytes) => {
+                let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| {
+                    Fault::new("the state's schema version is corrupt; rebuild the state")
+                })?;
+                Ok(Some(u32::from_be_bytes(bytes)))
+            }
+            None if self.db.is_empty() => Ok(None),
+            None => Ok(Some(1)),
+        }
+    }
+
+    /// Marks an empty state as written with [`SCHEMA_VERSION`].
+    pub fn set_schema_version(&self) -> Result<(), Fault> {
+        assert!(
+            self.db.is_empty(),
+            "only an empty state gets a schema version"
+        );
+        self.db
+            .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub fn watermark(&self) -> Result<Watermark, Fault> {
         match self.db.get(WATERMARK_KEY).map_err(unavailable)? {
             None => Ok(Watermark::default()),
             Some(bytes) => Watermark::decode(&bytes).ok_or_else(|| {
-                Rejection::unavailable(
-                    "the state watermark is corrupt; rebuild the state from the journal",
-                )
+                Fault::new("the state watermark is corrupt; rebuild the state from the journal")
             }),
         }
     }
@@ -108,7 +141,7 @@ impl StateDb {
         locations: &[RecordLocation],
         tree: PendingTree,
         watermark: Watermark,
-    ) -> Result<(), Rejection> {
+    ) -> Result<(), Fault> {
         assert_eq!(
             tree.record_count(),
             watermark.record_count,
@@ -134,19 +167,20 @@ impl StateDb {
     }
 
     /// The journal offset of record `seq`'s frame.
-    pub fn record_offset(&self, seq: u64) -> Result<Option<u64>, Rejection> {
+    pub fn record_offset(&self, seq: u64) -> Result<Option<u64>, Fault> {
         let Some(bytes) = self.db.get(offset_key(seq)).map_err(unavailable)? else {
             return Ok(None);
         };
-        let bytes: [u8; 8] = bytes.as_ref().try_into().map_err(|_| {
-            Rejection::unavailable(format!("the stored offset of record {seq} is corrupt"))
-        })?;
+        let bytes: [u8; 8] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| Fault::new(format!("the stored offset of record {seq} is corrupt")))?;
         Ok(Some(u64::from_be_bytes(bytes)))
     }
 
     /// Up to `limit` (key, value) pairs with `prefix`, starting at `start`
     /// (which must begin with `prefix`).
-    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+    pub fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
         let mut out = Vec::new();
         for item in self.db.range(start.to_vec()..) {
             let (key, value) = item.map_err(unavailable)?;
@@ -159,7 +193,7 @@ impl StateDb {
     }
 
     /// Every key and value, in key order: for comparing two states.
-    pub fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Rejection> {
+    pub fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault> {
         let mut out = BTreeMap::new();
         for item in self.db.iter() {
             let (key, value) = item.map_err(unavailable)?;
@@ -169,7 +203,7 @@ impl StateDb {
     }
 
     /// Flushes sled's own files (used at clean shutdown).
-    pub fn flush(&self) -> Result<(), Rejection> {
+    pub fn flush(&self) -> Result<(), Fault> {
         self.db.flush().map(|_| ()).map_err(unavailable)
     }
 }
@@ -193,11 +227,11 @@ impl HashReader for StateDb {
 }
 
 impl Kv for StateDb {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Rejection> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         Ok(self.db.get(key).map_err(unavailable)?.map(|v| v.to_vec()))
     }
 
-    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Rejection> {
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
         StateDb::scan(self, prefix, start, limit)
     }
 }

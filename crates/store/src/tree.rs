@@ -4,11 +4,9 @@
 
 use fundtrail_tlog::{stored_hash_count, stored_hashes, Error, Hash, HashReader};
 
-use crate::state::StateDb;
-
 /// Hashes appended by records not yet committed, over the committed tree.
 pub struct PendingTree<'a> {
-    db: &'a StateDb,
+    db: &'a dyn HashReader,
     /// Records in the tree, committed and pending.
     record_count: u64,
     /// Stored-hash index of `hashes[0]`.
@@ -18,7 +16,7 @@ pub struct PendingTree<'a> {
 
 impl<'a> PendingTree<'a> {
     /// A pending append on top of the committed tree of `record_count` records.
-    pub fn new(db: &'a StateDb, record_count: u64) -> Self {
+    pub fn new(db: &'a dyn HashReader, record_count: u64) -> Self {
         PendingTree {
             db,
             record_count,

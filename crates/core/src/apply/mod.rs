@@ -1,0 +1,324 @@
+//! The rules: whether a signed request may become record `seq`, and what it
+//! changes. Run by the single sequencer in log order, and again by replay.
+//!
+//! [`apply`] authenticates, checks idempotency under the ledger's rules
+//! version, and hands the body to one function per record kind:
+//! [`registry`] for orgs, keys, accounts, projects and households,
+//! [`movement`] for everything that moves money.
+
+mod movement;
+mod registry;
+
+pub use movement::pick_lots;
+
+use crate::dates::Day;
+use crate::model::*;
+use crate::rules::Rules;
+use crate::state::{key, Kv, StateRead, Txn, Writes};
+use crate::{signing, validate, Error, Fault, Rejection};
+
+/// Everything about a request besides its decoded body.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// The seq the record will get if accepted.
+    pub seq: u64,
+    pub commit_time_ms: i64,
+    pub key_id: &'a str,
+    /// The exact signed payload bytes.
+    pub payload: &'a [u8],
+    pub signature: &'a [u8],
+    /// The public key the caller already checked `signature` against, if it
+    /// did (in parallel, before the sequencer); otherwise it is checked here.
+    pub verified_public_key: Option<[u8; 32]>,
+    /// Largest allowed |commit time − signing time|. `None` on replay: the
+    /// window is an admission rule, checked once when the record was accepted.
+    pub skew_ms_max: Option<u64>,
+}
+
+/// The result of a request that passed authentication.
+#[derive(Debug)]
+pub enum Outcome {
+    /// A new record: its effects and the state writes to commit with it.
+    Accepted { effects: Effects, writes: Writes },
+    /// A retry of the request already recorded as this seq.
+    Duplicate { seq: u64 },
+}
+
+/// What a record-kind function works with: the staged state, the record's
+/// position and date, the signing org, and the effects so far.
+pub(crate) struct Act<'t, 'a, K: Kv + ?Sized> {
+    pub txn: &'t mut Txn<'a, K>,
+    pub seq: u64,
+    pub day: Day,
+    pub org: Org,
+    pub effects: Effects,
+}
+
+/// Decides request `request` signed as in `ctx` against `state`, under the
+/// rules version the ledger runs at that position. A refusal is
+/// [`Error::Refused`]; a state read that fails is [`Error::Fault`].
+pub fn apply<K: Kv + ?Sized>(
+    state: &K,
+    ctx: &Context,
+    request: &Request,
+) -> Result<Outcome, Error> {
+    validate::request(request)?;
+    let payload_sha256 = signing::sha256(ctx.payload);
+    if let Body::Genesis(genesis) = &request.body {
+        let mut txn = Txn::new(state);
+        let effects = registry::genesis(&mut txn, ctx, request, genesis)?;
+        let rules = Rules::of_version(genesis.rules_version)
+            .expect("validate::request checked the genesis rules version");
+        let entry = IdempotencyEntry {
+            seq: ctx.seq,
+            payload_sha256,
+        };
+        remember(
+            &mut txn,
+            rules,
+            ctx.key_id,
+            &effects.signer_org_id,
+            request,
+            &entry,
+        )?;
+        index_record(&mut txn, ctx.seq, &effects.signer_org_id, &request.body);
+        return Ok(Outcome::Accepted {
+            effects,
+            writes: txn.into_writes(),
+        });
+    }
+
+    let ledger = state
+        .ledger()?
+        .ok_or_else(|| Fault::new("this ledger has no genesis record yet"))?;
+    if request.ledger_id != ledger.ledger_id {
+        return Err(Rejection::invalid(
+            "ledger_id",
+            format!(
+                "the request was signed for ledger {:?}, but this is ledger {:?}",
+                request.ledger_id, ledger.ledger_id
+            ),
+        )
+        .into());
+    }
+    let rules = Rules::of_ledger(&ledger)?;
+    let signer = authenticate(state, ctx)?;
+    if let Some(first) = idempotency_entry(state, rules, &signer, request)? {
+        if first.payload_sha256 == payload_sha256 {
+            return Ok(Outcome::Duplicate { seq: first.seq });
+        }
+        return Err(Rejection::exists(
+            "idempotency_key",
+            format!(
+                "idempotency key {:?} was already used by {} for a different request (record {}); use a new key for a new request",
+                request.idempotency_key,
+                rules.idempotency_scope_name(),
+                first.seq
+            ),
+        )
+        .into());
+    }
+    if let Some(revoked_seq) = signer.revoked_seq {
+        return Err(Rejection::unauthenticated(
+            "key_id",
+            format!(
+                "key {} was revoked by record {revoked_seq} and may no longer sign",
+                signer.key_id
+            ),
+        )
+        .into());
+    }
+    check_skew(ctx, request)?;
+    let org = state.org(&signer.org_id)?.ok_or_else(|| {
+        Fault::new(format!(
+            "derived state lacks org {} of key {}",
+            signer.org_id, signer.key_id
+        ))
+    })?;
+    let day = value_day(ctx, request)?;
+    let mut txn = Txn::new(state);
+    let mut act = Act {
+        txn: &mut txn,
+        seq: ctx.seq,
+        day,
+        effects: Effects {
+            signer_org_id: org.org_id.clone(),
+            value_day: day,
+            ..Effects::default()
+        },
+        org,
+    };
+    dispatch(&mut act, &request.body)?;
+    let Act { org, effects, .. } = act;
+    let entry = IdempotencyEntry {
+        seq: ctx.seq,
+        payload_sha256,
+    };
+    remember(&mut txn, rules, ctx.key_id, &org.org_id, request, &entry)?;
+    index_record(&mut txn, ctx.seq, &org.org_id, &request.body);
+    if !effects.legs.is_empty() {
+        movement::index_movement(&mut txn, ctx.seq, &request.body, &effects);
+    }
+    Ok(Outcome::Accepted {
+        effects,
+        writes: txn.into_writes(),
+    })
+}
+
+/// One function per record kind.
+fn dispatch<K: Kv + ?Sized>(act: &mut Act<K>, body: &Body) -> Result<(), Error> {
+    match body {
+        Body::Genesis(_) => Err(Rejection::precondition(
+            "genesis",
+            "this ledger already has its genesis record",
+        )
+        .into()),
+        Body::RegisterOrg(r) => registry::register_org(act, r),
+        Body::AddKey(a) => registry::add_key(act, a),
+        Body::RevokeKey(r) => registry::revoke_key(act, r),
+        Body::OpenAccount(o) => registry::open_account(act, o),
+        Body::RegisterProject(r) => registry::register_project(act, r),
+        Body::AnnounceProject(a) => registry::announce_project(act, a),
+        Body::RegisterHousehold(r) => registry::register_household(act, r),
+        Body::SetHouseholdStatus(s) => registry::set_household_status(act, s),
+        Body::UpgradeRules(u) => registry::upgrade_rules(act, u),
+        Body::Appropriation(a) => movement::appropriation(act, a),
+        Body::Transfer(t) => movement::transfer(act, t),
+        Body::Consolidation(c) => movement::consolidation(act, c),
+        Body::Allocation(a) => movement::allocation(act, a),
+        Body::Disbursement(d) => movement::disbursement(act, d),
+        Body::Return(r) => movement::return_money(act, r),
+        Body::Reversal(r) => movement::reversal(act, r),
+    }
+}
+
+/// The earlier record that used this request's idempotency key in the
+/// signer's scope under `rules`: the key's own (rules 1) or its org's (2).
+fn idempotency_entry<K: Kv + ?Sized>(
+    state: &K,
+    rules: Rules,
+    signer: &Key,
+    request: &Request,
+) -> Result<Option<IdempotencyEntry>, Fault> {
+    match rules {
+        Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
+        Rules::V2 => state.org_idempotency(&signer.org_id, &request.idempotency_key),
+    }
+}
+
+/// Remembers the request's idempotency key. The org-scoped entry is written
+/// under every rules version (the first record wins), so a ledger upgraded to
+/// rules 2 still answers retries of requests accepted under rules 1; the
+/// key-scoped entry only under rules 1, which reads it.
+fn remember<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    rules: Rules,
+    key_id: &str,
+    org_id: &str,
+    request: &Request,
+    entry: &IdempotencyEntry,
+) -> Result<(), Fault> {
+    if rules == Rules::V1 {
+        txn.put(key::idempotency(key_id, &request.idempotency_key), entry);
+    }
+    let org_key = key::org_idempotency(org_id, &request.idempotency_key);
+    if txn.get(&org_key)?.is_none() {
+        txn.put(org_key, entry);
+    } else {
+        // Rules 2 refuse a taken org entry before getting here.
+        assert_eq!(rules, Rules::V1, "an org idempotency entry is written once");
+    }
+    Ok(())
+}
+
+/// The signing window: an admission rule, so only when `ctx` asks for it.
+fn check_skew(ctx: &Context, request: &Request) -> Result<(), Rejection> {
+    let Some(skew_ms_max) = ctx.skew_ms_max else {
+        return Ok(());
+    };
+    let skew_ms = ctx.commit_time_ms.abs_diff(request.signed_at_ms);
+    if skew_ms > skew_ms_max {
+        return Err(Rejection::invalid(
+            "signed_at_ms",
+            format!(
+                "the request was signed {} seconds away from the server's clock (at most {} allowed); check the signing computer's clock and sign again",
+                skew_ms / 1000,
+                skew_ms_max / 1000
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Indexes every record by signer org, kind and document number.
+fn index_record<K: Kv + ?Sized>(txn: &mut Txn<K>, seq: u64, org_id: &str, body: &Body) {
+    txn.put_raw(key::org_entry(org_id, seq), Vec::new());
+    txn.put_raw(key::kind_entry(body.kind(), seq), Vec::new());
+    if let Some(document_no) = document_no(body) {
+        txn.put_raw(key::document_entry(document_no, seq), Vec::new());
+    }
+}
+
+/// The authorising document a record cites, if it cites one.
+pub fn document_no(body: &Body) -> Option<&str> {
+    match body {
+        Body::Appropriation(a) => Some(&a.document_no),
+        Body::Transfer(t) => Some(&t.document_no),
+        Body::Disbursement(d) => Some(&d.document_no),
+        Body::Reversal(r) => Some(&r.document_no),
+        Body::Consolidation(c) => Some(&c.plan_document_no),
+        Body::AnnounceProject(a) => Some(&a.document_no),
+        Body::Allocation(a) => Some(&a.document_no),
+        Body::SetHouseholdStatus(s) => Some(&s.document_no),
+        Body::Return(r) => Some(&r.document_no),
+        Body::UpgradeRules(u) => Some(&u.document_no),
+        _ => None,
+    }
+}
+
+/// The record's business date: the commit day unless the request names one.
+/// Never after the commit day; before it only for imported records and for
+/// household status changes (a finding about the past, made today).
+fn value_day(ctx: &Context, request: &Request) -> Result<Day, Rejection> {
+    let commit_day = crate::dates::day_of_ms(ctx.commit_time_ms);
+    let Some(day) = request.value_date else {
+        return Ok(commit_day);
+    };
+    if day > commit_day {
+        return Err(Rejection::invalid(
+            "value_date",
+            format!(
+                "the value date {} is after today ({}); a record cannot be dated in the future",
+                crate::dates::format_date(day),
+                crate::dates::format_date(commit_day)
+            ),
+        ));
+    }
+    let backdating_allowed =
+        request.imported || matches!(request.body, Body::SetHouseholdStatus(_));
+    if day < commit_day && !backdating_allowed {
+        return Err(Rejection::invalid(
+            "value_date",
+            format!(
+                "the value date {} is before today ({}); only records imported from an earlier system may carry past dates",
+                crate::dates::format_date(day),
+                crate::dates::format_date(commit_day)
+            ),
+        ));
+    }
+    Ok(day)
+}
+
+/// The signing key, if it is registered and the signature is its.
+fn authenticate<K: Kv + ?Sized>(state: &K, ctx: &Context) -> Result<Key, Error> {
+    let key = state.key(ctx.key_id)?.ok_or_else(|| {
+        Rejection::unauthenticated(
+            "key_id",
+            format!("key {:?} is not registered in this ledger", ctx.key_id),
+        )
+    })?;
+    if ctx.verified_public_key != Some(key.public_key) {
+        signing::verify(&key.public_key, ctx.payload, ctx.signature)?;
+    }
+    Ok(key)
+}

@@ -1,0 +1,834 @@
+//! Record kinds that move money, and the one place money moves: lots are
+//! picked oldest first (or by earmark), taken out of the paying account and
+//! added, as new lots named by the record, to the receiving one.
+
+use std::collections::BTreeMap;
+
+use super::Act;
+use crate::dates::Day;
+use crate::limits::{ACCOUNT_SOURCES_MAX, LOT_SCAN_CHUNK};
+use crate::model::*;
+use crate::money::Fen;
+use crate::state::{key, Kv, StateRead, Txn};
+use crate::{Code, Error, Fault, Rejection};
+
+/// The account `org` wants to debit: it must exist, be `org`'s own, and not
+/// be a household account (households are final recipients).
+fn debit_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    org: &Org,
+    field: &str,
+    account_id: &str,
+) -> Result<Account, Error> {
+    let account = return_account(txn, org, field, account_id)?;
+    if account.kind == AccountKind::Household {
+        return Err(Rejection::precondition(
+            field,
+            format!("{account_id} is a household account; money paid to a household can only come back by a Return or by reversing the payment"),
+        ).into());
+    }
+    Ok(account)
+}
+
+/// The account `org` sends money back from: its own, household ones included.
+fn return_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    org: &Org,
+    field: &str,
+    account_id: &str,
+) -> Result<Account, Error> {
+    let account = txn.account(account_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("account {account_id:?} does not exist"))
+    })?;
+    if account.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "account {account_id} belongs to {}; a key of {} may not pay out of it",
+                account.owner_org_id, org.org_id
+            ),
+        )
+        .into());
+    }
+    Ok(account)
+}
+
+fn credit_account<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    field: &str,
+    account_id: &str,
+) -> Result<Account, Error> {
+    Ok(txn.account(account_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("account {account_id:?} does not exist"))
+    })?)
+}
+
+/// Which lots pay `amount` out of `account` on `day`: of the named sources
+/// when earmarks are given, otherwise of any source; within that, oldest
+/// first (earliest arrival date, then earliest arrival record), which is
+/// deterministic and spends money in the order it arrived. Money that
+/// arrived after `day` cannot pay on `day`. Returns (lot, its arrival day,
+/// amount taken from it).
+pub fn pick_lots<K: Kv + ?Sized>(
+    txn: &Txn<K>,
+    account: &Account,
+    amount: Fen,
+    earmarks: &[Earmark],
+    day: Day,
+    field: &str,
+) -> Result<Vec<(LotKey, Day, Fen)>, Error> {
+    let wants: Vec<(Option<u64>, Fen)> = if earmarks.is_empty() {
+        vec![(None, amount)]
+    } else {
+        earmarks
+            .iter()
+            .map(|e| (Some(e.source_seq), e.amount))
+            .collect()
+    };
+    let prefix = key::lots(&account.account_id);
+    let mut picked = Vec::new();
+    for (source, want) in wants {
+        let mut left = want;
+        let mut start = prefix.clone();
+        'scan: loop {
+            let rows = txn.scan(&prefix, &start, LOT_SCAN_CHUNK)?;
+            for (row, value) in &rows {
+                let (lot_day, arrival_seq, source_seq) = key::parse_lot(&account.account_id, row)
+                    .ok_or_else(|| {
+                    Fault::new(format!(
+                        "a lot key of account {} is corrupt",
+                        account.account_id
+                    ))
+                })?;
+                if lot_day > day {
+                    break 'scan;
+                }
+                if source.is_some_and(|s| s != source_seq) {
+                    continue;
+                }
+                let held: Fen = crate::state::decode(value)?;
+                let take = held.min(left);
+                picked.push((
+                    LotKey {
+                        source_seq,
+                        arrival_seq,
+                    },
+                    lot_day,
+                    take,
+                ));
+                left = Fen(left.0 - take.0);
+                if left == Fen::ZERO {
+                    break 'scan;
+                }
+            }
+            match rows.last() {
+                Some((last, _)) if rows.len() == LOT_SCAN_CHUNK => {
+                    start = last.clone();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
+        if left != Fen::ZERO {
+            let held = match source {
+                Some(s) => account.balance_of(s),
+                None => account.balance(),
+            };
+            let what = source
+                .map(|s| format!(" of source {s}"))
+                .unwrap_or_default();
+            let later = if held >= u128::from(want.0) {
+                format!(
+                    "; part of it arrived after {}",
+                    crate::dates::format_date(day)
+                )
+            } else {
+                String::new()
+            };
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "insufficient funds: account {} holds {}{what}, the request needs {want}{later}",
+                    account.account_id,
+                    crate::money::format_fen(held)
+                ),
+            ).into());
+        }
+    }
+    Ok(picked)
+}
+
+/// Adds `amount` to a lot of `account` (creating it) and to its balances.
+fn add_lot<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    account: &mut Account,
+    lot: LotKey,
+    amount: Fen,
+    arrival_day: Day,
+    field: &str,
+) -> Result<(), Error> {
+    let overflow = || {
+        Rejection::invalid(
+            field,
+            format!(
+                "the balance of account {} would overflow",
+                account.account_id
+            ),
+        )
+    };
+    let lot_key = key::lot(
+        &account.account_id,
+        arrival_day,
+        lot.arrival_seq,
+        lot.source_seq,
+    );
+    let held: Fen = txn.read(&lot_key)?.unwrap_or(Fen::ZERO);
+    let held = held.checked_add(amount).ok_or_else(overflow)?;
+    txn.put(lot_key, &held);
+    let balance = account.balances.entry(lot.source_seq).or_insert(Fen::ZERO);
+    *balance = balance.checked_add(amount).ok_or_else(overflow)?;
+    if account.balances.len() > ACCOUNT_SOURCES_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "account {} would hold money of more than {ACCOUNT_SOURCES_MAX} sources",
+                account.account_id
+            ),
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// Takes `amount` out of a lot of `account` and out of its balances.
+fn take_lot<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    account: &mut Account,
+    lot: LotKey,
+    arrival_day: Day,
+    amount: Fen,
+    field: &str,
+) -> Result<(), Error> {
+    let lot_key = key::lot(
+        &account.account_id,
+        arrival_day,
+        lot.arrival_seq,
+        lot.source_seq,
+    );
+    let held: Fen = txn.read(&lot_key)?.unwrap_or(Fen::ZERO);
+    let left = held.checked_sub(amount).ok_or_else(|| {
+        Rejection::precondition(
+            field,
+            format!(
+                "account {} holds {held} of lot {}/{}, less than {amount}",
+                account.account_id, lot.source_seq, lot.arrival_seq
+            ),
+        )
+    })?;
+    if left == Fen::ZERO {
+        txn.delete(lot_key);
+    } else {
+        txn.put(lot_key, &left);
+    }
+    let balance = account
+        .balances
+        .get(&lot.source_seq)
+        .copied()
+        .unwrap_or(Fen::ZERO);
+    let balance = balance
+        .checked_sub(amount)
+        .expect("an account's balance covers each of its lots");
+    if balance == Fen::ZERO {
+        account.balances.remove(&lot.source_seq);
+    } else {
+        account.balances.insert(lot.source_seq, balance);
+    }
+    Ok(())
+}
+
+impl<K: Kv + ?Sized> Act<'_, '_, K> {
+    /// Moves `amount` from `from` to `to`; the money forms new lots at `to`
+    /// named by this record, dated by its value date.
+    fn move_money(
+        &mut self,
+        mut from: Account,
+        mut to: Account,
+        amount: Fen,
+        earmarks: &[Earmark],
+        field: &str,
+    ) -> Result<(), Error> {
+        let picked = pick_lots(self.txn, &from, amount, earmarks, self.day, field)?;
+        let mut moved: u128 = 0;
+        for (lot, lot_day, part) in picked {
+            take_lot(self.txn, &mut from, lot, lot_day, part, field)?;
+            add_lot(
+                self.txn,
+                &mut to,
+                LotKey {
+                    source_seq: lot.source_seq,
+                    arrival_seq: self.seq,
+                },
+                part,
+                self.day,
+                field,
+            )?;
+            moved += u128::from(part.0);
+            self.effects.legs.push(Leg {
+                from_account_id: Some(from.account_id.clone()),
+                to_account_id: Some(to.account_id.clone()),
+                source_seq: lot.source_seq,
+                amount: part,
+                from_arrival_seq: Some(lot.arrival_seq),
+            });
+        }
+        assert_eq!(
+            moved,
+            u128::from(amount.0),
+            "attribution must cover the amount exactly"
+        );
+        self.txn
+            .put(key::named(key::ACCOUNT, &from.account_id), &from);
+        self.txn.put(key::named(key::ACCOUNT, &to.account_id), &to);
+        for account in [&from, &to] {
+            if account.kind != AccountKind::Household {
+                self.txn
+                    .put_raw(key::named(key::HOLDER, &account.account_id), Vec::new());
+            }
+        }
+        Ok(())
+    }
+
+    /// The paying account (the signer's own, not a household's) and the
+    /// receiving one, both of which must exist.
+    fn accounts(
+        &self,
+        from_field: &str,
+        from_id: &str,
+        to_field: &str,
+        to_id: &str,
+    ) -> Result<(Account, Account), Error> {
+        let from = debit_account(self.txn, &self.org, from_field, from_id)?;
+        let to = credit_account(self.txn, to_field, to_id)?;
+        Ok((from, to))
+    }
+}
+
+/// Writes the indexes of a record that moved money: its movement, and each
+/// account, source and lot it touched.
+pub(super) fn index_movement<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    seq: u64,
+    body: &Body,
+    effects: &Effects,
+) {
+    let movement = Movement {
+        seq,
+        kind: body.kind().to_string(),
+        value_day: effects.value_day,
+        signer_org_id: effects.signer_org_id.clone(),
+        legs: effects.legs.clone(),
+        is_reversal: matches!(body, Body::Reversal(_)),
+        reversed_by: None,
+    };
+    txn.put(key::seq(key::MOVEMENT, seq), &movement);
+    for leg in &effects.legs {
+        for account_id in [&leg.from_account_id, &leg.to_account_id]
+            .into_iter()
+            .flatten()
+        {
+            txn.put_raw(key::account_entry(account_id, seq), Vec::new());
+        }
+        txn.put_raw(key::source_entry(leg.source_seq, seq), Vec::new());
+        if let (Some(from), Some(arrival)) = (&leg.from_account_id, leg.from_arrival_seq) {
+            txn.put_raw(
+                key::lot_spend(from, leg.source_seq, arrival, seq),
+                Vec::new(),
+            );
+        }
+    }
+}
+
+/// Level to level, and east–west: any account but a project's or a household's.
+pub(super) fn transfer<K: Kv + ?Sized>(m: &mut Act<K>, t: &Transfer) -> Result<(), Error> {
+    let field = "transfer.to_account_id";
+    let (from, to) = m.accounts(
+        "transfer.from_account_id",
+        &t.from_account_id,
+        field,
+        &t.to_account_id,
+    )?;
+    match to.kind {
+        AccountKind::Household => {
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "{} is a household account; pay households with a Disbursement",
+                    to.account_id
+                ),
+            )
+            .into())
+        }
+        AccountKind::Project => return Err(Rejection::precondition(
+            field,
+            format!(
+                "{} is a library project; fund projects with an Allocation from the county pool",
+                to.account_id
+            ),
+        )
+        .into()),
+        _ => {}
+    }
+    m.move_money(from, to, t.amount, &t.sources, "transfer.sources")
+}
+
+/// Programme money into the signer's own consolidated pool (统筹整合).
+pub(super) fn consolidation<K: Kv + ?Sized>(
+    m: &mut Act<K>,
+    c: &Consolidation,
+) -> Result<(), Error> {
+    let (from, to) = m.accounts(
+        "consolidation.from_account_id",
+        &c.from_account_id,
+        "consolidation.pool_account_id",
+        &c.pool_account_id,
+    )?;
+    if from.kind != AccountKind::Programme {
+        return Err(Rejection::precondition(
+            "consolidation.from_account_id",
+            format!(
+                "consolidation takes programme money; {} is a {:?} account",
+                from.account_id, from.kind
+            ),
+        )
+        .into());
+    }
+    if to.kind != AccountKind::Pool || to.owner_org_id != m.org.org_id {
+        return Err(Rejection::precondition(
+            "consolidation.pool_account_id",
+            format!(
+                "{} is not a consolidated pool of {}",
+                to.account_id, m.org.org_id
+            ),
+        )
+        .into());
+    }
+    m.move_money(from, to, c.amount, &c.sources, "consolidation.sources")
+}
+
+/// Refuses a registry entry (project or household) of another org: only the
+/// county whose library or registry holds it may fund or pay it.
+fn owned_by_signer(
+    field: &str,
+    owner_org_id: &str,
+    signer_org_id: &str,
+    why: impl FnOnce() -> String,
+) -> Result<(), Rejection> {
+    if owner_org_id == signer_org_id {
+        return Ok(());
+    }
+    Err(Rejection::precondition(field, why()))
+}
+
+/// Pool money to a library project that has a performance target, within
+/// its budget.
+pub(super) fn allocation<K: Kv + ?Sized>(m: &mut Act<K>, a: &Allocation) -> Result<(), Error> {
+    let field = "allocation.project_account_id";
+    let (from, to) = m.accounts(
+        "allocation.pool_account_id",
+        &a.pool_account_id,
+        field,
+        &a.project_account_id,
+    )?;
+    if from.kind != AccountKind::Pool {
+        return Err(Rejection::precondition(
+            "allocation.pool_account_id",
+            format!(
+                "allocations come from the county's consolidated pool; {} is a {:?} account",
+                from.account_id, from.kind
+            ),
+        )
+        .into());
+    }
+    let mut project = m.txn.project(&to.account_id)?.ok_or_else(|| {
+        Rejection::precondition(
+            field,
+            format!("{} is not in a county project library", to.account_id),
+        )
+    })?;
+    owned_by_signer(field, &project.owner_org_id, &m.org.org_id, || {
+        format!(
+            "project {} is in the library of {}, not of {}",
+            project.account_id, project.owner_org_id, m.org.org_id
+        )
+    })?;
+    if project.performance_targets.is_empty() {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "project {} has no performance target (绩效目标) and may not receive money",
+                project.account_id
+            ),
+        )
+        .into());
+    }
+    let allocated = project
+        .allocated
+        .checked_add(a.amount)
+        .filter(|total| *total <= project.budget)
+        .ok_or_else(|| {
+            Rejection::precondition(
+                field,
+                format!(
+                "project {} has a budget of {} and has been allocated {}; {} more would exceed it",
+                project.account_id, project.budget, project.allocated, a.amount
+            ),
+            )
+        })?;
+    project.allocated = allocated;
+    m.txn
+        .put(key::named(key::PROJECT, &project.account_id), &project);
+    m.move_money(from, to, a.amount, &a.sources, "allocation.sources")
+}
+
+/// Payment to a household the signer registered, eligible on the value date.
+pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> Result<(), Error> {
+    let field = "disbursement.household_account_id";
+    let (from, to) = m.accounts(
+        "disbursement.from_account_id",
+        &d.from_account_id,
+        field,
+        &d.household_account_id,
+    )?;
+    let mut household = m.txn.household(&to.account_id)?.ok_or_else(|| {
+        Rejection::precondition(
+            field,
+            format!("{} is not a registered household", to.account_id),
+        )
+    })?;
+    owned_by_signer(field, &household.owner_org_id, &m.org.org_id, || {
+        format!(
+            "household {} is registered with {}, not with {}; only the county that registered a household pays it",
+            household.account_id, household.owner_org_id, m.org.org_id
+        )
+    })?;
+    if household.status_on(m.day) == HouseholdStatus::Ineligible {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "household {} is not eligible on {}",
+                to.account_id,
+                crate::dates::format_date(m.day)
+            ),
+        )
+        .into());
+    }
+    household.payments.push(HouseholdPayment {
+        seq: m.seq,
+        day: m.day,
+        amount: d.amount,
+        programme_code: d.programme_code.clone(),
+        period: d.period.clone(),
+        reversed: false,
+    });
+    m.txn.put(
+        key::named(key::HOUSEHOLD, &household.account_id),
+        &household,
+    );
+    m.move_money(from, to, d.amount, &d.sources, "disbursement.sources")
+}
+
+/// Money sent back up from any of the signer's accounts, households' too.
+pub(super) fn return_money<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result<(), Error> {
+    let from = return_account(m.txn, &m.org, "return.from_account_id", &r.from_account_id)?;
+    let to = credit_account(m.txn, "return.to_account_id", &r.to_account_id)?;
+    if matches!(to.kind, AccountKind::Household | AccountKind::Project) {
+        return Err(Rejection::precondition(
+            "return.to_account_id",
+            format!(
+                "money is returned to a treasury, programme or pool account; {} is a {:?} account",
+                to.account_id, to.kind
+            ),
+        )
+        .into());
+    }
+    m.move_money(from, to, r.amount, &r.sources, "return.sources")
+}
+
+/// Money into the ledger: a new source, held by the signer's treasury or
+/// programme account.
+pub(super) fn appropriation<K: Kv + ?Sized>(
+    m: &mut Act<K>,
+    a: &Appropriation,
+) -> Result<(), Error> {
+    let org = m.org.clone();
+    if !org.role.handles_money() {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "{} is an {:?} org and may not appropriate funds",
+                org.org_id, org.role
+            ),
+        )
+        .into());
+    }
+    let field = "appropriation.account_id";
+    let mut account = m.txn.account(&a.account_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("account {:?} does not exist", a.account_id))
+    })?;
+    if account.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "account {} belongs to {}; {} may only appropriate into its own accounts",
+                account.account_id, account.owner_org_id, org.org_id
+            ),
+        )
+        .into());
+    }
+    if !matches!(account.kind, AccountKind::Treasury | AccountKind::Programme) {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "appropriations go into a treasury or programme account; {} is a {:?} account",
+                account.account_id, account.kind
+            ),
+        )
+        .into());
+    }
+    add_lot(
+        m.txn,
+        &mut account,
+        LotKey {
+            source_seq: m.seq,
+            arrival_seq: m.seq,
+        },
+        a.amount,
+        m.day,
+        field,
+    )?;
+    m.txn
+        .put(key::named(key::ACCOUNT, &account.account_id), &account);
+    m.txn
+        .put_raw(key::named(key::HOLDER, &account.account_id), Vec::new());
+    m.txn.put(
+        key::seq(key::SOURCE, m.seq),
+        &Source {
+            source_seq: m.seq,
+            account_id: account.account_id.clone(),
+            amount: a.amount,
+            withdrawn: Fen::ZERO,
+            appropriated_day: m.day,
+            programme_code: a.programme_code.clone(),
+            fiscal_year: a.fiscal_year,
+            document_no: a.document_no.clone(),
+        },
+    );
+    m.effects.legs.push(Leg {
+        from_account_id: None,
+        to_account_id: Some(account.account_id),
+        source_seq: m.seq,
+        amount: a.amount,
+        from_arrival_seq: None,
+    });
+    Ok(())
+}
+
+/// A compensating record: undoes an earlier movement leg by leg, returning
+/// each part to the lot it came from. The reversed record stays in the log.
+pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(), Error> {
+    let org = m.org.clone();
+    let field = "reversal.target_seq";
+    if r.target_seq >= m.seq {
+        return Err(Rejection::not_found(
+            field,
+            format!("record {} does not exist yet", r.target_seq),
+        )
+        .into());
+    }
+    let mut target = m.txn.movement(r.target_seq)?.ok_or_else(|| {
+        Rejection::precondition(
+            field,
+            format!(
+                "record {} did not move money, so there is nothing to reverse",
+                r.target_seq
+            ),
+        )
+    })?;
+    if target.is_reversal {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "record {} is itself a reversal; post the movement again instead",
+                r.target_seq
+            ),
+        )
+        .into());
+    }
+    if let Some(by) = target.reversed_by {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "record {} was already reversed by record {by}",
+                r.target_seq
+            ),
+        )
+        .into());
+    }
+    if m.day < target.value_day {
+        return Err(Rejection::precondition(
+            "value_date",
+            format!(
+                "a reversal cannot be dated before the record it reverses ({})",
+                crate::dates::format_date(target.value_day)
+            ),
+        )
+        .into());
+    }
+    // Undo legs last-first: take each back out of the lot the original made
+    // and return it to the lot it came from, with that lot's arrival date.
+    let mut accounts: BTreeMap<String, Account> = BTreeMap::new();
+    for leg in target.legs.iter().rev() {
+        let Some(debited_id) = &leg.to_account_id else {
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "record {} took money out of the ledger and cannot be reversed",
+                    r.target_seq
+                ),
+            )
+            .into());
+        };
+        if !accounts.contains_key(debited_id) {
+            let account = credit_account(m.txn, field, debited_id)?;
+            if account.owner_org_id != org.org_id {
+                return Err(Rejection::denied(
+                    field,
+                    format!("reversing record {} takes money out of account {debited_id}, which belongs to {}; a key of {} may not sign it", r.target_seq, account.owner_org_id, org.org_id),
+                ).into());
+            }
+            accounts.insert(debited_id.clone(), account);
+        }
+        let debited = accounts.get_mut(debited_id).expect("inserted above");
+        take_lot(
+            m.txn,
+            debited,
+            LotKey { source_seq: leg.source_seq, arrival_seq: r.target_seq },
+            target.value_day,
+            leg.amount,
+            field,
+        )
+        .map_err(|e| match e {
+            Error::Refused(_) => Rejection::precondition(
+                field,
+                format!("the money of record {} has moved on from account {debited_id}; reverse the later movements first", r.target_seq),
+            )
+            .into(),
+            fault => fault,
+        })?;
+        match (&leg.from_account_id, leg.from_arrival_seq) {
+            (Some(credited_id), Some(arrival_seq)) => {
+                if !accounts.contains_key(credited_id) {
+                    let account = credit_account(m.txn, field, credited_id)?;
+                    accounts.insert(credited_id.clone(), account);
+                }
+                let arrival_day = m
+                    .txn
+                    .movement(arrival_seq)?
+                    .map(|mv| mv.value_day)
+                    .ok_or_else(|| {
+                        Fault::new(format!(
+                            "derived state lacks the movement of record {arrival_seq}, where a lot of record {} arrived",
+                            r.target_seq
+                        ))
+                    })?;
+                let credited = accounts.get_mut(credited_id).expect("inserted above");
+                add_lot(
+                    m.txn,
+                    credited,
+                    LotKey {
+                        source_seq: leg.source_seq,
+                        arrival_seq,
+                    },
+                    leg.amount,
+                    arrival_day,
+                    field,
+                )?;
+            }
+            _ => {
+                let mut source = m.txn.source(leg.source_seq)?.ok_or_else(|| {
+                    Fault::new(format!("derived state lacks source {}", leg.source_seq))
+                })?;
+                source.withdrawn = source
+                    .withdrawn
+                    .checked_add(leg.amount)
+                    .filter(|w| *w <= source.amount)
+                    .ok_or_else(|| {
+                        Fault::new(format!(
+                            "source {} would be withdrawn beyond its amount",
+                            leg.source_seq
+                        ))
+                    })?;
+                m.txn.put(key::seq(key::SOURCE, source.source_seq), &source);
+            }
+        }
+        m.effects.legs.push(Leg {
+            from_account_id: leg.to_account_id.clone(),
+            to_account_id: leg.from_account_id.clone(),
+            source_seq: leg.source_seq,
+            amount: leg.amount,
+            from_arrival_seq: Some(r.target_seq),
+        });
+    }
+    for account in accounts.values() {
+        m.txn
+            .put(key::named(key::ACCOUNT, &account.account_id), account);
+    }
+    undo_registry(m, &target)?;
+    target.reversed_by = Some(m.seq);
+    m.txn.put(key::seq(key::MOVEMENT, target.seq), &target);
+    Ok(())
+}
+
+/// Undoes what a reversed allocation or disbursement did to the registry:
+/// the project's allocated total, the household's payment. Their entries
+/// must exist and agree, or the derived state is broken.
+fn undo_registry<K: Kv + ?Sized>(m: &mut Act<K>, target: &Movement) -> Result<(), Error> {
+    let lacks = |what: &str| {
+        Fault::new(format!(
+            "derived state lacks the {what} that record {} paid",
+            target.seq
+        ))
+    };
+    let Some(to_id) = target.legs.first().and_then(|l| l.to_account_id.clone()) else {
+        return Ok(());
+    };
+    match target.kind.as_str() {
+        "Allocation" => {
+            let mut project = m.txn.project(&to_id)?.ok_or_else(|| lacks("project"))?;
+            let amount: u128 = target.legs.iter().map(|l| u128::from(l.amount.0)).sum();
+            project.allocated = u64::try_from(amount)
+                .ok()
+                .and_then(|amount| project.allocated.checked_sub(Fen(amount)))
+                .ok_or_else(|| {
+                    Fault::new(format!(
+                        "project {to_id} records less allocated than record {} gave it",
+                        target.seq
+                    ))
+                })?;
+            m.txn.put(key::named(key::PROJECT, &to_id), &project);
+        }
+        "Disbursement" => {
+            let mut household = m.txn.household(&to_id)?.ok_or_else(|| lacks("household"))?;
+            let payment = household
+                .payments
+                .iter_mut()
+                .find(|p| p.seq == target.seq)
+                .ok_or_else(|| lacks("household payment"))?;
+            payment.reversed = true;
+            m.txn.put(key::named(key::HOUSEHOLD, &to_id), &household);
+        }
+        _ => {}
+    }
+    Ok(())
+}

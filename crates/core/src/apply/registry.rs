@@ -1,0 +1,487 @@
+//! Record kinds that change the registry: genesis, orgs, keys, accounts,
+//! library projects, households and the rules version.
+
+use std::collections::BTreeMap;
+
+use super::{Act, Context};
+use crate::limits::{HOUSEHOLD_STATUS_CHANGES_MAX, ORG_KEYS_MAX};
+use crate::model::*;
+use crate::money::Fen;
+use crate::rules::Rules;
+use crate::state::{key, Kv, StateRead, Txn};
+use crate::{signing, Code, Error, Fault, Rejection};
+
+pub(super) fn genesis<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    ctx: &Context,
+    request: &Request,
+    genesis: &Genesis,
+) -> Result<Effects, Error> {
+    if ctx.seq != 0 || txn.ledger()?.is_some() {
+        return Err(Rejection::precondition(
+            "genesis",
+            "this ledger already has its genesis record",
+        )
+        .into());
+    }
+    let root_key = signing::parse_public_key("genesis.root_public_key", &genesis.root_public_key)?;
+    signing::parse_public_key("genesis.log_public_key", &genesis.log_public_key)?;
+    let key_id = signing::key_id(&root_key);
+    if ctx.key_id != key_id {
+        return Err(Rejection::unauthenticated(
+            "key_id",
+            "genesis must be signed by the root org's key",
+        )
+        .into());
+    }
+    signing::verify(&root_key, ctx.payload, ctx.signature)?;
+    txn.put(
+        key::LEDGER.to_vec(),
+        &LedgerMeta {
+            ledger_id: request.ledger_id.clone(),
+            root_org_id: genesis.root_org_id.clone(),
+            log_public_key: genesis.log_public_key,
+            rules_version: genesis.rules_version,
+        },
+    );
+    txn.put(
+        key::named(key::ORG, &genesis.root_org_id),
+        &Org {
+            org_id: genesis.root_org_id.clone(),
+            name: genesis.root_org_name.clone(),
+            role: Role::Administrator,
+            division_code: genesis.division_code.clone(),
+            parent_org_id: None,
+            registered_seq: ctx.seq,
+            key_ids: vec![key_id.clone()],
+        },
+    );
+    txn.put(
+        key::named(key::KEY, &key_id),
+        &Key {
+            key_id: key_id.clone(),
+            org_id: genesis.root_org_id.clone(),
+            public_key: root_key,
+            added_seq: ctx.seq,
+            revoked_seq: None,
+        },
+    );
+    Ok(Effects {
+        value_day: crate::dates::day_of_ms(ctx.commit_time_ms),
+        signer_org_id: genesis.root_org_id.clone(),
+        legs: Vec::new(),
+        registered_key_id: Some(key_id),
+    })
+}
+
+/// Registers `public_key` for `org`, refusing a key already in the ledger.
+fn register_key<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    seq: u64,
+    org: &mut Org,
+    field: &str,
+    public_key: &[u8; 32],
+) -> Result<String, Error> {
+    let public_key = signing::parse_public_key(field, public_key)?;
+    let key_id = signing::key_id(&public_key);
+    if txn.key(&key_id)?.is_some() {
+        return Err(Rejection::exists(
+            field,
+            format!("this public key is already registered (key {key_id}); generate a new key"),
+        )
+        .into());
+    }
+    if org.key_ids.len() >= ORG_KEYS_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "org {} already has {ORG_KEYS_MAX} keys, the most one org may register",
+                org.org_id
+            ),
+        )
+        .into());
+    }
+    org.key_ids.push(key_id.clone());
+    txn.put(
+        key::named(key::KEY, &key_id),
+        &Key {
+            key_id: key_id.clone(),
+            org_id: org.org_id.clone(),
+            public_key,
+            added_seq: seq,
+            revoked_seq: None,
+        },
+    );
+    Ok(key_id)
+}
+
+pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) -> Result<(), Error> {
+    let (txn, signer_org) = (&mut *act.txn, &act.org);
+    if !signer_org.role.handles_money() {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "{} is an {:?} org and may not register orgs",
+                signer_org.org_id, signer_org.role
+            ),
+        )
+        .into());
+    }
+    if txn.org(&r.org_id)?.is_some() {
+        return Err(Rejection::exists(
+            "register_org.org_id",
+            format!("org id {:?} is already registered", r.org_id),
+        )
+        .into());
+    }
+    let mut org = Org {
+        org_id: r.org_id.clone(),
+        name: r.name.clone(),
+        role: r.role,
+        division_code: r.division_code.clone(),
+        parent_org_id: Some(signer_org.org_id.clone()),
+        registered_seq: act.seq,
+        key_ids: Vec::new(),
+    };
+    let key_id = register_key(
+        txn,
+        act.seq,
+        &mut org,
+        "register_org.public_key",
+        &r.public_key,
+    )?;
+    txn.put(key::named(key::ORG, &org.org_id), &org);
+    act.effects.registered_key_id = Some(key_id);
+    Ok(())
+}
+
+/// Whether `signer_org` may manage the keys of `target`: its own, or a child's.
+fn manages(signer_org: &Org, target: &Org) -> bool {
+    signer_org.org_id == target.org_id
+        || target.parent_org_id.as_deref() == Some(signer_org.org_id.as_str())
+}
+
+pub(super) fn add_key<K: Kv + ?Sized>(act: &mut Act<K>, a: &AddKey) -> Result<(), Error> {
+    let (txn, signer_org) = (&mut *act.txn, &act.org);
+    let mut target = txn.org(&a.org_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            "add_key.org_id",
+            format!("org {:?} is not registered", a.org_id),
+        )
+    })?;
+    if !manages(signer_org, &target) {
+        return Err(Rejection::denied(
+            "add_key.org_id",
+            format!(
+                "{} may only add keys to itself or to orgs it registered, not to {}",
+                signer_org.org_id, target.org_id
+            ),
+        )
+        .into());
+    }
+    let key_id = register_key(
+        txn,
+        act.seq,
+        &mut target,
+        "add_key.public_key",
+        &a.public_key,
+    )?;
+    txn.put(key::named(key::ORG, &target.org_id), &target);
+    act.effects.registered_key_id = Some(key_id);
+    Ok(())
+}
+
+pub(super) fn revoke_key<K: Kv + ?Sized>(act: &mut Act<K>, r: &RevokeKey) -> Result<(), Error> {
+    let (txn, signer_org) = (&mut *act.txn, &act.org);
+    let mut key = txn.key(&r.key_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            "revoke_key.key_id",
+            format!("key {:?} is not registered", r.key_id),
+        )
+    })?;
+    let owner = txn
+        .org(&key.org_id)?
+        .ok_or_else(|| Fault::new(format!("derived state lacks org {}", key.org_id)))?;
+    if !manages(signer_org, &owner) {
+        return Err(Rejection::denied(
+            "revoke_key.key_id",
+            format!("{} may only revoke its own keys or those of orgs it registered; key {} belongs to {}", signer_org.org_id, key.key_id, owner.org_id),
+        ).into());
+    }
+    if let Some(revoked_seq) = key.revoked_seq {
+        return Err(Rejection::precondition(
+            "revoke_key.key_id",
+            format!(
+                "key {} was already revoked by record {revoked_seq}",
+                key.key_id
+            ),
+        )
+        .into());
+    }
+    key.revoked_seq = Some(act.seq);
+    txn.put(key::named(key::KEY, &key.key_id), &key);
+    Ok(())
+}
+
+/// Checks that `org` may hold accounts and that `account_id` is free.
+fn new_account<K: Kv + ?Sized>(
+    act: &Act<K>,
+    field: &str,
+    account_id: &str,
+    kind: AccountKind,
+    name: &str,
+) -> Result<Account, Error> {
+    let (txn, org) = (&*act.txn, &act.org);
+    if !org.role.handles_money() {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "{} is an {:?} org and may not hold accounts",
+                org.org_id, org.role
+            ),
+        )
+        .into());
+    }
+    if txn.account(account_id)?.is_some() {
+        return Err(Rejection::exists(
+            field,
+            format!("account id {account_id:?} is already taken"),
+        )
+        .into());
+    }
+    Ok(Account {
+        account_id: account_id.to_string(),
+        owner_org_id: org.org_id.clone(),
+        kind,
+        name: name.to_string(),
+        programme_code: String::new(),
+        household_ref: String::new(),
+        division_code: org.division_code.clone(),
+        opened_seq: act.seq,
+        balances: BTreeMap::new(),
+    })
+}
+
+pub(super) fn open_account<K: Kv + ?Sized>(act: &mut Act<K>, o: &OpenAccount) -> Result<(), Error> {
+    let field = "open_account.kind";
+    match o.kind {
+        AccountKind::Project => {
+            return Err(Rejection::invalid(
+                field,
+                "project accounts are opened by RegisterProject, with the project's library entry",
+            )
+            .into())
+        }
+        AccountKind::Household => {
+            return Err(Rejection::invalid(
+                field,
+                "household accounts are opened by RegisterHousehold",
+            )
+            .into())
+        }
+        _ => {}
+    }
+    let mut account = new_account(
+        act,
+        "open_account.account_id",
+        &o.account_id,
+        o.kind,
+        &o.name,
+    )?;
+    account.programme_code = o.programme_code.clone();
+    act.txn
+        .put(key::named(key::ACCOUNT, &account.account_id), &account);
+    Ok(())
+}
+
+pub(super) fn register_project<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    r: &RegisterProject,
+) -> Result<(), Error> {
+    let account = new_account(
+        act,
+        "register_project.account_id",
+        &r.account_id,
+        AccountKind::Project,
+        &r.name,
+    )?;
+    let project = Project {
+        account_id: r.account_id.clone(),
+        owner_org_id: act.org.org_id.clone(),
+        name: r.name.clone(),
+        category: r.category.clone(),
+        location_code: r.location_code.clone(),
+        budget: r.budget,
+        performance_targets: r.performance_targets.clone(),
+        responsible_unit: r.responsible_unit.clone(),
+        fiscal_year: r.fiscal_year,
+        registered_seq: act.seq,
+        allocated: Fen::ZERO,
+        announced_seq: None,
+        announcement_document_no: String::new(),
+    };
+    act.txn
+        .put(key::named(key::ACCOUNT, &account.account_id), &account);
+    act.txn
+        .put(key::named(key::PROJECT, &project.account_id), &project);
+    Ok(())
+}
+
+pub(super) fn announce_project<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    a: &AnnounceProject,
+) -> Result<(), Error> {
+    let (txn, org) = (&mut *act.txn, &act.org);
+    let field = "announce_project.account_id";
+    let mut project = txn.project(&a.account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            field,
+            format!("project {:?} is not in any project library", a.account_id),
+        )
+    })?;
+    if project.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "project {} belongs to {}",
+                project.account_id, project.owner_org_id
+            ),
+        )
+        .into());
+    }
+    if let Some(seq) = project.announced_seq {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "project {} was already announced by record {seq}",
+                project.account_id
+            ),
+        )
+        .into());
+    }
+    project.announced_seq = Some(act.seq);
+    project.announcement_document_no = a.document_no.clone();
+    txn.put(key::named(key::PROJECT, &project.account_id), &project);
+    Ok(())
+}
+
+pub(super) fn register_household<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    r: &RegisterHousehold,
+) -> Result<(), Error> {
+    let mut account = new_account(
+        act,
+        "register_household.account_id",
+        &r.account_id,
+        AccountKind::Household,
+        "建档立卡户",
+    )?;
+    account.household_ref = r.household_ref.clone();
+    let household = Household {
+        account_id: r.account_id.clone(),
+        owner_org_id: act.org.org_id.clone(),
+        household_ref: r.household_ref.clone(),
+        village_code: r.village_code.clone(),
+        basis: r.basis,
+        members: r.members,
+        registered_seq: act.seq,
+        statuses: Vec::new(),
+        payments: Vec::new(),
+    };
+    act.txn
+        .put(key::named(key::ACCOUNT, &account.account_id), &account);
+    act.txn.put(
+        key::named(key::HOUSEHOLD, &household.account_id),
+        &household,
+    );
+    Ok(())
+}
+
+pub(super) fn set_household_status<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    s: &SetHouseholdStatus,
+) -> Result<(), Error> {
+    let (txn, org, day) = (&mut *act.txn, &act.org, act.day);
+    let field = "set_household_status.account_id";
+    let mut household = txn.household(&s.account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            field,
+            format!("{:?} is not a registered household", s.account_id),
+        )
+    })?;
+    if household.owner_org_id != org.org_id {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "household {} is registered with {}; only that county may change its status",
+                household.account_id, household.owner_org_id
+            ),
+        )
+        .into());
+    }
+    if household.statuses.len() >= HOUSEHOLD_STATUS_CHANGES_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "household {} already has {HOUSEHOLD_STATUS_CHANGES_MAX} status changes",
+                household.account_id
+            ),
+        )
+        .into());
+    }
+    household.statuses.push((day, s.status, act.seq));
+    txn.put(
+        key::named(key::HOUSEHOLD, &household.account_id),
+        &household,
+    );
+    Ok(())
+}
+
+/// Moves the ledger to a newer rules version from the next record on. Only
+/// the root org, which governs the ledger, may; versions never go back.
+pub(super) fn upgrade_rules<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    u: &UpgradeRules,
+) -> Result<(), Error> {
+    let field = "upgrade_rules.rules_version";
+    let mut ledger = act
+        .txn
+        .ledger()?
+        .ok_or_else(|| Fault::new("this ledger has no genesis record yet"))?;
+    if act.org.org_id != ledger.root_org_id || act.org.role != Role::Administrator {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "only the root org {} may change the ledger's rules; {} may not",
+                ledger.root_org_id, act.org.org_id
+            ),
+        )
+        .into());
+    }
+    let current = Rules::of_ledger(&ledger)?;
+    let wanted = Rules::of_version(u.rules_version).ok_or_else(|| {
+        Rejection::invalid(
+            field,
+            format!(
+                "rules version {} is not known to this server (it knows 1 to {})",
+                u.rules_version,
+                Rules::CURRENT.version()
+            ),
+        )
+    })?;
+    if wanted <= current {
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "the ledger already runs rules version {}; rules only move forward",
+                current.version()
+            ),
+        )
+        .into());
+    }
+    ledger.rules_version = wanted.version();
+    act.txn.put(key::LEDGER.to_vec(), &ledger);
+    Ok(())
+}

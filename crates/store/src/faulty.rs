@@ -1,0 +1,144 @@
+//! Fault-injecting doubles of the storage traits, for tests of what the
+//! engine does when the disk fails: each wraps a real store and fails the
+//! operations its [`Faults`] switches name, from the moment they are set.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use fundtrail_core::state::{Kv, Row, Writes};
+use fundtrail_core::Fault;
+use fundtrail_tlog::{Hash, HashReader};
+
+use crate::{
+    FrameIter, JournalStore, PendingTree, RecordLocation, RecordReader, StateStore, Watermark,
+};
+
+/// Switches shared between a test and its faulty stores.
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// The journal's append fails after writing its bytes, as a failed
+    /// `fdatasync` does: the records may or may not be on disk.
+    pub journal_sync: AtomicBool,
+    /// Derived-state commits fail.
+    pub state_commit: AtomicBool,
+    /// Derived-state reads fail.
+    pub state_read: AtomicBool,
+}
+
+impl Faults {
+    pub fn new() -> Arc<Faults> {
+        Arc::new(Faults::default())
+    }
+
+    pub fn set(switch: &AtomicBool) {
+        switch.store(true, Ordering::SeqCst);
+    }
+
+    fn on(switch: &AtomicBool) -> bool {
+        switch.load(Ordering::SeqCst)
+    }
+}
+
+/// A journal whose appends fail when `faults.journal_sync` is set.
+pub struct FaultyJournal<J> {
+    pub inner: J,
+    pub faults: Arc<Faults>,
+}
+
+impl<J: JournalStore> JournalStore for FaultyJournal<J> {
+    fn ledger_id(&self) -> &str {
+        self.inner.ledger_id()
+    }
+
+    fn append(&mut self, records: &[Vec<u8>]) -> io::Result<Vec<u64>> {
+        if Faults::on(&self.faults.journal_sync) {
+            // The bytes reach the file; the sync that would make them
+            // durable is what fails.
+            self.inner.append(records)?;
+            return Err(io::Error::other("injected: fdatasync failed"));
+        }
+        self.inner.append(records)
+    }
+
+    fn end(&self) -> u64 {
+        self.inner.end()
+    }
+
+    fn scan(&self, location: u64) -> io::Result<FrameIter<'_>> {
+        self.inner.scan(location)
+    }
+
+    fn truncate(&mut self, location: u64) -> io::Result<()> {
+        self.inner.truncate(location)
+    }
+
+    fn reader(&self) -> io::Result<Arc<dyn RecordReader>> {
+        self.inner.reader()
+    }
+}
+
+/// Derived state whose commits or reads fail when the switches are set.
+pub struct FaultyState<S> {
+    pub inner: S,
+    pub faults: Arc<Faults>,
+}
+
+impl<S: StateStore> FaultyState<S> {
+    fn read_fault(&self) -> Result<(), Fault> {
+        if Faults::on(&self.faults.state_read) {
+            return Err(Fault::new("injected: the state store cannot be read"));
+        }
+        Ok(())
+    }
+}
+
+impl<S: StateStore> Kv for FaultyState<S> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        self.read_fault()?;
+        self.inner.get(key)
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
+        self.read_fault()?;
+        self.inner.scan(prefix, start, limit)
+    }
+}
+
+impl<S: StateStore> HashReader for FaultyState<S> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, fundtrail_tlog::Error> {
+        self.inner.read_hashes(indexes)
+    }
+}
+
+impl<S: StateStore> StateStore for FaultyState<S> {
+    fn watermark(&self) -> Result<Watermark, Fault> {
+        self.inner.watermark()
+    }
+
+    fn commit(
+        &self,
+        writes: Writes,
+        locations: &[RecordLocation],
+        tree: PendingTree,
+        watermark: Watermark,
+    ) -> Result<(), Fault> {
+        if Faults::on(&self.faults.state_commit) {
+            return Err(Fault::new("injected: the state store cannot commit"));
+        }
+        self.inner.commit(writes, locations, tree, watermark)
+    }
+
+    fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault> {
+        self.inner.record_location(seq)
+    }
+
+    fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault> {
+        self.inner.dump()
+    }
+
+    fn flush(&self) -> Result<(), Fault> {
+        self.inner.flush()
+    }
+}
