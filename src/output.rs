@@ -428,13 +428,13 @@ pub fn ledger(info: &pb::LedgerInfo, json: bool) {
         print_json(&json!({
             "ledger_id": info.ledger_id, "root_org_id": info.root_org_id, "record_count": info.record_count,
             "writable": info.writable, "read_only_reason": info.read_only_reason,
-            "log_public_key": hex::encode(&info.log_public_key),
+            "log_public_key": hex::encode(&info.log_public_key), "rules_version": info.rules_version,
         }));
         return;
     }
     println!(
-        "ledger {}  root org {}  {} records",
-        info.ledger_id, info.root_org_id, info.record_count
+        "ledger {}  root org {}  {} records  rules version {}",
+        info.ledger_id, info.root_org_id, info.record_count, info.rules_version
     );
     if !info.writable {
         println!("READ-ONLY: {}", info.read_only_reason);

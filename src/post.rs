@@ -301,6 +301,16 @@ enum PostRequest {
         #[arg(long)]
         reason: String,
     },
+    /// Move the ledger to a newer rules version from the next record on
+    /// (root org only; see docs/record-format.md, "Rules versions").
+    UpgradeRules {
+        /// The rules version to run.
+        #[arg(long)]
+        version: u32,
+        /// The decision (文号) that adopted it.
+        #[arg(long)]
+        document: String,
+    },
 }
 
 fn public_key(text: &str) -> Result<Vec<u8>> {
@@ -529,6 +539,10 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             target_seq: seq,
             document_no: document,
             reason,
+        }),
+        PostRequest::UpgradeRules { version, document } => B::UpgradeRules(pb::UpgradeRules {
+            rules_version: version,
+            document_no: document,
         }),
     })
 }

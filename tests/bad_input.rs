@@ -8,7 +8,6 @@ use common::*;
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::Signer;
-use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -724,16 +723,46 @@ fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<Code> {
     r.err().map(|s| s.code())
 }
 
+/// The record-format document is a contract for clients in other
+/// languages: its table of request bodies must give every body the field
+/// number and wire tag the proto files give it.
 #[test]
-fn a_signed_request_is_plain_protobuf() {
-    // The payload an outside client signs decodes as fundtrail.v1.Request.
-    let request = pb::Request {
-        ledger_id: "l".into(),
-        idempotency_key: "k".into(),
-        signed_at_ms: 1,
-        body: None,
-        ..Default::default()
-    };
-    let bytes = request.encode_to_vec();
-    assert_eq!(pb::Request::decode(bytes.as_slice()).unwrap(), request);
+fn the_documented_body_tags_are_the_protos() {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(fundtrail_api::FILE_DESCRIPTOR_SET).unwrap();
+    let request = set
+        .file
+        .iter()
+        .flat_map(|f| f.message_type.iter())
+        .find(|m| m.name() == "Request")
+        .expect("fundtrail.v1.Request");
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/record-format.md"),
+    )
+    .unwrap();
+    let bodies: Vec<_> = request
+        .field
+        .iter()
+        .filter(|f| f.oneof_index.is_some())
+        .collect();
+    assert!(bodies.len() >= 17, "every record kind is a body");
+    for field in bodies {
+        let name = field.type_name().rsplit('.').next().unwrap();
+        let mut key = (field.number() as u64) << 3 | 2;
+        let mut tag = Vec::new();
+        loop {
+            let byte = (key & 0x7f) as u8;
+            key >>= 7;
+            if key == 0 {
+                tag.push(format!("{byte:02x}"));
+                break;
+            }
+            tag.push(format!("{:02x}", byte | 0x80));
+        }
+        let row = format!("| {} | `{name}` | `{}` |", field.number(), tag.join(" "));
+        assert!(
+            doc.contains(&row),
+            "docs/record-format.md lacks the row {row}"
+        );
+    }
 }

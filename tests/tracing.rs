@@ -8,7 +8,9 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::sync::Arc;
+
+use fundtrail_core::clock::ManualClock;
 
 use common::*;
 use fundtrail_api::pb;
@@ -239,7 +241,7 @@ struct County {
     dx_xczx_opened: u64,
 }
 
-async fn build_county(client: &mut Client, root: Signer) -> County {
+async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock) -> County {
     use pb::AccountKind as K;
     use pb::OrgRole as R;
     let province = new_signer();
@@ -403,7 +405,7 @@ async fn build_county(client: &mut Client, root: Signer) -> County {
     let mut d_commit_ms = [0; 3];
     for (i, household) in HOUSEHOLDS.iter().enumerate() {
         // Apart in time, so that a commit-time range can pick one out.
-        tokio::time::sleep(Duration::from_millis(15)).await;
+        clock.advance(15);
         let posted = post_dated(
             client,
             &dongxiang,
@@ -415,7 +417,7 @@ async fn build_county(client: &mut Client, root: Signer) -> County {
         d[i] = posted.seq;
         d_commit_ms[i] = posted.commit_time_ms;
     }
-    tokio::time::sleep(Duration::from_millis(15)).await;
+    clock.advance(15);
     County {
         root,
         province,
@@ -437,9 +439,10 @@ async fn build_county(client: &mut Client, root: Signer) -> County {
 
 async fn start() -> (tempfile::TempDir, TestServer, Client, County) {
     let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let clock = Arc::new(ManualClock::new(fundtrail_core::clock::now_ms()));
+    let server = TestServer::start_clocked(dir.path(), fast_checkpoints(), clock.clone()).await;
     let mut client = server.client().await;
-    let county = build_county(&mut client, server.root()).await;
+    let county = build_county(&mut client, server.root(), &clock).await;
     (dir, server, client, county)
 }
 

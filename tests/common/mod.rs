@@ -11,6 +11,8 @@ use std::time::Duration;
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::{Client, Signer};
+use fundtrail_core::clock::{Clock, SystemClock};
+use fundtrail_core::rules::Rules;
 use fundtrail_server::checkpoints::CheckpointPolicy;
 use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::genesis::{self, RootOrg};
@@ -33,21 +35,20 @@ pub fn fast_checkpoints() -> CheckpointPolicy {
     }
 }
 
-/// Opens the engine, retrying while a previous server's sled lock is released.
-pub async fn open_engine(data_dir: &Path, checkpoints: CheckpointPolicy) -> Arc<Engine> {
-    let mut last = String::new();
-    for _ in 0..200 {
-        match Engine::open(EngineConfig {
-            skew_ms_max: SKEW_MS_MAX,
-            checkpoints,
-            ..EngineConfig::new(data_dir)
-        }) {
-            Ok(engine) => return engine,
-            Err(e) => last = e,
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("engine did not open: {last}");
+/// Opens the engine. A server stopped before has shut its engine down and
+/// released the directory, so no retry is needed.
+pub fn open_engine(
+    data_dir: &Path,
+    checkpoints: CheckpointPolicy,
+    clock: Arc<dyn Clock>,
+) -> Arc<Engine> {
+    Engine::open(EngineConfig {
+        skew_ms_max: SKEW_MS_MAX,
+        checkpoints,
+        clock,
+        ..EngineConfig::new(data_dir)
+    })
+    .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 
 impl TestServer {
@@ -57,10 +58,25 @@ impl TestServer {
     }
 
     pub async fn start_with(data_dir: &Path, checkpoints: CheckpointPolicy) -> TestServer {
+        TestServer::start_clocked(data_dir, checkpoints, Arc::new(SystemClock)).await
+    }
+
+    /// A server whose commit times and "today" come from `clock`.
+    pub async fn start_clocked(
+        data_dir: &Path,
+        checkpoints: CheckpointPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> TestServer {
         if !genesis::exists(data_dir) {
-            genesis::init(data_dir, &RootOrg::default()).expect("init");
+            genesis::init_with(
+                data_dir,
+                &RootOrg::default(),
+                Rules::CURRENT,
+                clock.as_ref(),
+            )
+            .expect("init");
         }
-        let engine = open_engine(data_dir, checkpoints).await;
+        let engine = open_engine(data_dir, checkpoints, clock);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

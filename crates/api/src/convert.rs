@@ -362,11 +362,24 @@ pub fn key_to_pb(key: &m::Key) -> pb::OrgKey {
 }
 
 /// An account with its balance per source; `source` looks up a source's details.
+/// An account as the API shows it; `source` gives each source's details.
+/// A balance past u64 (which no account can reach: every source is at most
+/// `AMOUNT_FEN_MAX`, and a u64 holds 18 of those) is refused, never cut.
 pub fn account_to_pb(
     account: &m::Account,
     source: impl Fn(u64) -> Option<m::Source>,
-) -> pb::Account {
-    pb::Account {
+) -> Result<pb::Account, Rejection> {
+    let balance_fen = u64::try_from(account.balance()).map_err(|_| {
+        Rejection::new(
+            Code::ResourceExhausted,
+            "account_id",
+            format!(
+                "account {} holds more than one answer can carry",
+                account.account_id
+            ),
+        )
+    })?;
+    Ok(pb::Account {
         account_id: account.account_id.clone(),
         owner_org_id: account.owner_org_id.clone(),
         kind: account_kind_to_pb(account.kind) as i32,
@@ -375,7 +388,7 @@ pub fn account_to_pb(
         household_ref: account.household_ref.clone(),
         division_code: account.division_code.clone(),
         opened_seq: account.opened_seq,
-        balance_fen: u64::try_from(account.balance()).unwrap_or(u64::MAX),
+        balance_fen,
         balances: account
             .balances
             .iter()
@@ -396,5 +409,5 @@ pub fn account_to_pb(
                 }
             })
             .collect(),
-    }
+    })
 }

@@ -6,7 +6,7 @@ use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
 use fundtrail_core::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, POST_BATCH_REQUESTS_MAX};
 use fundtrail_core::model::Account;
 use fundtrail_core::state::{decode, key, StateRead};
-use fundtrail_core::{validate, Code, Error, Rejection};
+use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Committed, Engine};
@@ -245,9 +245,16 @@ fn seq_token(token: &str) -> Result<u64, Rejection> {
 }
 
 impl QueryService {
-    fn account_pb(&self, account: &Account) -> pb::Account {
+    fn account_pb(&self, account: &Account) -> Result<pb::Account, Error> {
         let state = self.engine.state();
-        account_to_pb(account, |seq| state.source(seq).ok().flatten())
+        let mut sources = std::collections::BTreeMap::new();
+        for &seq in account.balances.keys() {
+            let source = state
+                .source(seq)?
+                .ok_or_else(|| Fault::new(format!("derived state lacks source {seq}")))?;
+            sources.insert(seq, source);
+        }
+        Ok(account_to_pb(account, |seq| sources.get(&seq).cloned())?)
     }
 }
 
@@ -259,6 +266,14 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::LedgerInfo>, Status> {
         let meta = self.engine.meta();
         let reason = self.engine.gate().reason();
+        // The rules version moves with UpgradeRules records: read it now.
+        let rules_version = self
+            .engine
+            .state()
+            .ledger()
+            .map_err(status)?
+            .map(|ledger| ledger.rules_version)
+            .unwrap_or(meta.rules_version);
         Ok(Response::new(pb::LedgerInfo {
             ledger_id: meta.ledger_id.clone(),
             root_org_id: meta.root_org_id.clone(),
@@ -266,6 +281,7 @@ impl pb::query_server::Query for QueryService {
             writable: reason.is_none(),
             read_only_reason: reason.unwrap_or_default(),
             log_public_key: meta.log_public_key.to_vec(),
+            rules_version,
         }))
     }
 
@@ -306,8 +322,10 @@ impl pb::query_server::Query for QueryService {
                     format!("account {account_id:?} does not exist"),
                 ))
             })?;
-        let mut answer = self.account_pb(&account);
-        if let Some(as_of_seq) = request.as_of_seq {
+        let Some(as_of_seq) = request.as_of_seq else {
+            return Ok(Response::new(self.account_pb(&account).map_err(status)?));
+        };
+        {
             let count = self.engine.record_count();
             if as_of_seq >= count {
                 return Err(status(Rejection::not_found(
@@ -326,32 +344,12 @@ impl pb::query_server::Query for QueryService {
             }
             let balances =
                 crate::trace::balances_as_of(&self.engine, &account, as_of_seq).map_err(status)?;
-            let state = self.engine.state();
-            answer.balance_fen = balances
-                .values()
-                .map(|a| u64::try_from(*a).unwrap_or(0))
-                .sum();
-            answer.balances = balances
-                .into_iter()
-                .map(|(source_seq, amount)| {
-                    let source = state.source(source_seq).ok().flatten();
-                    pb::SourceBalance {
-                        source_seq,
-                        amount_fen: u64::try_from(amount).unwrap_or(0),
-                        programme_code: source
-                            .as_ref()
-                            .map(|s| s.programme_code.clone())
-                            .unwrap_or_default(),
-                        document_no: source
-                            .as_ref()
-                            .map(|s| s.document_no.clone())
-                            .unwrap_or_default(),
-                        fiscal_year: source.as_ref().map(|s| s.fiscal_year).unwrap_or_default(),
-                    }
-                })
-                .collect();
+            let then = Account {
+                balances,
+                ..account
+            };
+            Ok(Response::new(self.account_pb(&then).map_err(status)?))
         }
-        Ok(Response::new(answer))
     }
 
     async fn trace_forward(
@@ -445,7 +443,7 @@ impl pb::query_server::Query for QueryService {
             last_examined = Some(String::from_utf8_lossy(&row_key[1..]).into_owned());
             let account: Account = decode(value).map_err(status)?;
             if request.owner_org_id.is_empty() || account.owner_org_id == request.owner_org_id {
-                accounts.push(self.account_pb(&account));
+                accounts.push(self.account_pb(&account).map_err(status)?);
             }
         }
         let more = stopped_early || rows.len() == LIST_SCAN_ROWS_MAX;

@@ -17,7 +17,7 @@ use fundtrail_core::model::{
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, StateRead};
-use fundtrail_core::{Code, Error, Rejection};
+use fundtrail_core::{Code, Error, Fault, Rejection};
 
 use crate::engine::Engine;
 
@@ -945,7 +945,7 @@ pub fn balances_as_of(
     engine: &Engine,
     account: &Account,
     as_of_seq: u64,
-) -> Result<BTreeMap<u64, i128>, Error> {
+) -> Result<BTreeMap<u64, Fen>, Error> {
     let mut balances: BTreeMap<u64, i128> = account
         .balances
         .iter()
@@ -957,11 +957,18 @@ pub fn balances_as_of(
     if rows.len() > TRACE_RECORDS_MAX {
         return Err(too_big("this balance history").into());
     }
+    let broken = |what: String| {
+        Fault::new(format!(
+            "the entry index of account {} is inconsistent: {what}",
+            account.account_id
+        ))
+    };
     for (row, _) in &rows {
-        let Some(seq) = seq_from(row) else { continue };
-        let Some(movement) = engine.state().movement(seq)? else {
-            continue;
-        };
+        let seq = seq_from(row).ok_or_else(|| broken("a key without a seq".into()))?;
+        let movement = engine
+            .state()
+            .movement(seq)?
+            .ok_or_else(|| broken(format!("record {seq} moved no money")))?;
         for leg in &movement.legs {
             let amount = i128::from(leg.amount.0);
             if leg.to_account_id.as_deref() == Some(account.account_id.as_str()) {
@@ -972,6 +979,14 @@ pub fn balances_as_of(
             }
         }
     }
-    balances.retain(|_, amount| *amount != 0);
-    Ok(balances)
+    let mut then = BTreeMap::new();
+    for (source_seq, amount) in balances.into_iter().filter(|(_, a)| *a != 0) {
+        let amount = u64::try_from(amount).map_err(|_| {
+            broken(format!(
+                "undoing later records leaves {amount} fen of source {source_seq}"
+            ))
+        })?;
+        then.insert(source_seq, Fen(amount));
+    }
+    Ok(then)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use fundtrail_core::state::{Kv, Row, Writes};
 use fundtrail_core::Fault;
@@ -23,8 +23,9 @@ pub struct Faults {
     pub journal_sync: AtomicBool,
     /// Derived-state commits fail.
     pub state_commit: AtomicBool,
-    /// Derived-state reads fail.
-    pub state_read: AtomicBool,
+    /// Derived-state reads of keys that start with this prefix fail (an
+    /// empty prefix: every read).
+    pub state_read_prefix: Mutex<Option<Vec<u8>>>,
 }
 
 impl Faults {
@@ -36,18 +37,34 @@ impl Faults {
         switch.store(true, Ordering::SeqCst);
     }
 
+    /// Makes reads of keys under `prefix` fail from now on.
+    pub fn fail_reads_under(&self, prefix: &[u8]) {
+        *self
+            .state_read_prefix
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(prefix.to_vec());
+    }
+
+    fn read_fails(&self, key: &[u8]) -> bool {
+        self.state_read_prefix
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|prefix| key.starts_with(prefix))
+    }
+
     fn on(switch: &AtomicBool) -> bool {
         switch.load(Ordering::SeqCst)
     }
 }
 
 /// A journal whose appends fail when `faults.journal_sync` is set.
-pub struct FaultyJournal<J> {
-    pub inner: J,
+pub struct FaultyJournal {
+    pub inner: Box<dyn JournalStore>,
     pub faults: Arc<Faults>,
 }
 
-impl<J: JournalStore> JournalStore for FaultyJournal<J> {
+impl JournalStore for FaultyJournal {
     fn ledger_id(&self) -> &str {
         self.inner.ledger_id()
     }
@@ -80,39 +97,39 @@ impl<J: JournalStore> JournalStore for FaultyJournal<J> {
 }
 
 /// Derived state whose commits or reads fail when the switches are set.
-pub struct FaultyState<S> {
-    pub inner: S,
+pub struct FaultyState {
+    pub inner: Arc<dyn StateStore>,
     pub faults: Arc<Faults>,
 }
 
-impl<S: StateStore> FaultyState<S> {
-    fn read_fault(&self) -> Result<(), Fault> {
-        if Faults::on(&self.faults.state_read) {
+impl FaultyState {
+    fn read_fault(&self, key: &[u8]) -> Result<(), Fault> {
+        if self.faults.read_fails(key) {
             return Err(Fault::new("injected: the state store cannot be read"));
         }
         Ok(())
     }
 }
 
-impl<S: StateStore> Kv for FaultyState<S> {
+impl Kv for FaultyState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
-        self.read_fault()?;
+        self.read_fault(key)?;
         self.inner.get(key)
     }
 
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
-        self.read_fault()?;
+        self.read_fault(start)?;
         self.inner.scan(prefix, start, limit)
     }
 }
 
-impl<S: StateStore> HashReader for FaultyState<S> {
+impl HashReader for FaultyState {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, fundtrail_tlog::Error> {
         self.inner.read_hashes(indexes)
     }
 }
 
-impl<S: StateStore> StateStore for FaultyState<S> {
+impl StateStore for FaultyState {
     fn watermark(&self) -> Result<Watermark, Fault> {
         self.inner.watermark()
     }

@@ -369,14 +369,16 @@ pub(super) fn transfer<K: Kv + ?Sized>(m: &mut Act<K>, t: &Transfer) -> Result<(
             )
             .into())
         }
-        AccountKind::Project => return Err(Rejection::precondition(
-            field,
-            format!(
+        AccountKind::Project => {
+            return Err(Rejection::precondition(
+                field,
+                format!(
                 "{} is a library project; fund projects with an Allocation from the county pool",
                 to.account_id
             ),
-        )
-        .into()),
+            )
+            .into())
+        }
         _ => {}
     }
     m.move_money(from, to, t.amount, &t.sources, "transfer.sources")

@@ -1,0 +1,179 @@
+//! Storage faults are not refusals. The engine runs on the real file
+//! journal and sled state wrapped in fault-injecting doubles; each test
+//! breaks one store at one step of the write path and checks what clients
+//! hear, that writes stop, and what a restart finds on disk.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_client::Signer;
+use fundtrail_core::state::key;
+use fundtrail_server::engine::{open_file_stores, Engine, EngineConfig, Stores};
+use fundtrail_store::faulty::{Faults, FaultyJournal, FaultyState};
+
+fn config(dir: &Path) -> EngineConfig {
+    EngineConfig {
+        scrub_on_start: false,
+        checkpoints: fast_checkpoints(),
+        ..EngineConfig::new(dir)
+    }
+}
+
+/// A new ledger in `dir`, opened on faulty stores.
+fn faulty_engine(dir: &Path, faults: &Arc<Faults>) -> Arc<Engine> {
+    if !fundtrail_server::genesis::exists(dir) {
+        fundtrail_server::genesis::init(dir, &Default::default()).unwrap();
+    }
+    let Stores { journal, state } = open_file_stores(dir).unwrap();
+    let stores = Stores {
+        journal: Box::new(FaultyJournal {
+            inner: journal,
+            faults: faults.clone(),
+        }),
+        state: Arc::new(FaultyState {
+            inner: state,
+            faults: faults.clone(),
+        }),
+    };
+    Engine::open_with(config(dir), stores).unwrap()
+}
+
+fn signed(
+    engine: &Engine,
+    signer: &Signer,
+    idempotency_key: &str,
+    account_id: &str,
+) -> pb::SignedRequest {
+    signer.sign(&pb::Request {
+        ledger_id: engine.meta().ledger_id.clone(),
+        idempotency_key: idempotency_key.into(),
+        signed_at_ms: fundtrail_core::clock::now_ms(),
+        body: Some(open_account(
+            account_id,
+            pb::AccountKind::Programme,
+            "专项资金",
+        )),
+        ..Default::default()
+    })
+}
+
+fn root(dir: &Path) -> Signer {
+    Signer::from_key_file(&dir.join("root.key")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fdatasync_answers_outcome_unknown_and_stops_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let engine = faulty_engine(dir.path(), &faults);
+    let request = signed(&engine, &root(dir.path()), "open-a", "mof-a");
+    let count = engine.record_count();
+    Faults::set(&faults.journal_sync);
+    let refused = engine.submit(request.clone()).await.unwrap_err();
+    assert_eq!(refused.code, fundtrail_core::Code::Unavailable);
+    assert!(
+        refused.message.contains("outcome unknown"),
+        "{}",
+        refused.message
+    );
+    assert!(
+        refused.message.contains("same idempotency key"),
+        "{}",
+        refused.message
+    );
+    assert!(engine.gate().is_stopped());
+    assert_eq!(
+        engine.record_count(),
+        count,
+        "nothing is shown that is not known durable"
+    );
+    let later = signed(&engine, &root(dir.path()), "open-b", "mof-b");
+    let refused = engine.submit(later).await.unwrap_err();
+    assert!(
+        refused.message.contains("not accepting writes"),
+        "{}",
+        refused.message
+    );
+    engine.shutdown();
+    drop(engine);
+
+    // The bytes did reach the file: after a restart the record is there, and
+    // the retry the client was told to make returns it.
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.record_count(), count + 1);
+    let retried = engine.submit(request).await.unwrap();
+    assert!(retried.duplicate);
+    assert_eq!(retried.seq, count);
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_state_commit_keeps_the_durable_record_and_stops_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let engine = faulty_engine(dir.path(), &faults);
+    let count = engine.record_count();
+    Faults::set(&faults.state_commit);
+    // The journal write succeeded: the record is durable and acknowledged.
+    let committed = engine
+        .submit(signed(&engine, &root(dir.path()), "open-a", "mof-a"))
+        .await
+        .unwrap();
+    assert_eq!(committed.seq, count);
+    let reason = engine.gate().reason().expect("writes stopped");
+    assert!(reason.contains("state store failed"), "{reason}");
+    let refused = engine
+        .submit(signed(&engine, &root(dir.path()), "open-b", "mof-b"))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code, fundtrail_core::Code::Unavailable);
+    engine.shutdown();
+    drop(engine);
+
+    // Start-up replays the record the state missed.
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.record_count(), count + 1);
+    use fundtrail_core::state::StateRead;
+    assert!(engine.state().account("mof-a").unwrap().is_some());
+    assert!(engine.gate().reason().is_none());
+    engine.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_read_fault_while_applying_is_not_a_refusal_and_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let engine = faulty_engine(dir.path(), &faults);
+    let count = engine.record_count();
+    let request = signed(&engine, &root(dir.path()), "open-a", "mof-a");
+    // Accounts cannot be read: the sequencer fails inside the rules.
+    faults.fail_reads_under(&[key::ACCOUNT]);
+    let refused = engine.submit(request.clone()).await.unwrap_err();
+    assert_eq!(refused.code, fundtrail_core::Code::Unavailable);
+    assert!(
+        refused.message.contains("store failed"),
+        "{}",
+        refused.message
+    );
+    assert!(
+        refused.field.is_empty(),
+        "a fault names no field of the request"
+    );
+    let reason = engine.gate().reason().expect("writes stopped");
+    assert!(reason.contains("while applying"), "{reason}");
+    assert_eq!(engine.record_count(), count);
+    engine.shutdown();
+    drop(engine);
+
+    // Nothing was recorded; once the store is healthy the request goes in.
+    let engine = Engine::open(config(dir.path())).unwrap();
+    assert_eq!(engine.record_count(), count);
+    let committed = engine.submit(request).await.unwrap();
+    assert!(!committed.duplicate);
+    assert_eq!(committed.seq, count);
+    engine.shutdown();
+}

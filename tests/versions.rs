@@ -1,0 +1,231 @@
+//! Versions, end to end: rules versions decide idempotency; UpgradeRules is
+//! the root org's alone and only moves forward; derived state of another
+//! schema is rebuilt; files of another ledger or without a header are
+//! refused at open.
+
+mod common;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
+use fundtrail_server::engine::{state_dir, Engine, EngineConfig};
+use fundtrail_store::header::FileKind;
+use fundtrail_store::Journal;
+
+async fn ledger_info(client: &mut fundtrail_client::Client) -> pb::LedgerInfo {
+    client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn upgrade(version: u32) -> B {
+    B::UpgradeRules(pb::UpgradeRules {
+        rules_version: version,
+        document_no: "财办〔2026〕9号".into(),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_rules_2_a_request_re_signed_by_another_key_of_the_org_is_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    assert_eq!(ledger_info(&mut client).await.rules_version, 2);
+    let root = server.root();
+    let first_key = new_signer();
+    let second_key = new_signer();
+    ok(
+        &mut client,
+        &root,
+        register_org(
+            "gs-czt",
+            "甘肃省财政厅",
+            pb::OrgRole::Finance,
+            "620000",
+            &first_key,
+        ),
+    )
+    .await;
+    ok(
+        &mut client,
+        &root,
+        B::AddKey(pb::AddKey {
+            org_id: "gs-czt".into(),
+            public_key: second_key.public_key().to_vec(),
+        }),
+    )
+    .await;
+    let request = client.request_with_key(
+        open_account("gs-xczx", pb::AccountKind::Programme, "甘肃省衔接资金"),
+        "open-gs-xczx".into(),
+    );
+    let first = client.post_signed(first_key.sign(&request)).await.unwrap();
+    let count = ledger_info(&mut client).await.record_count;
+    // After a key rotation the same request, signed by the new key.
+    let again = client.post_signed(second_key.sign(&request)).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.seq, first.seq);
+    assert_eq!(again.effects, first.effects);
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    // The same idempotency key with another request, from either key.
+    let other = client.request_with_key(
+        open_account("gs-other", pb::AccountKind::Programme, "另一账户"),
+        "open-gs-xczx".into(),
+    );
+    for key in [&first_key, &second_key] {
+        let refused = client.post_signed(key.sign(&other)).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::AlreadyExists, "{refused:?}");
+        assert!(refused.message().contains(&format!("record {}", first.seq)));
+    }
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_root_org_upgrades_the_rules_and_only_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let province = new_signer();
+    ok(
+        &mut client,
+        &root,
+        register_org(
+            "gs-czt",
+            "甘肃省财政厅",
+            pb::OrgRole::Finance,
+            "620000",
+            &province,
+        ),
+    )
+    .await;
+    let count = ledger_info(&mut client).await.record_count;
+    let state = server.dump();
+    let cases = [
+        (
+            &province,
+            3,
+            tonic::Code::PermissionDenied,
+            "only the root org",
+        ),
+        (
+            &root,
+            2,
+            tonic::Code::FailedPrecondition,
+            "already runs rules version 2",
+        ),
+        (
+            &root,
+            1,
+            tonic::Code::FailedPrecondition,
+            "rules only move forward",
+        ),
+        (
+            &root,
+            99,
+            tonic::Code::InvalidArgument,
+            "not known to this server",
+        ),
+    ];
+    for (key, version, code, says) in cases {
+        let refused = client.post(key, upgrade(version)).await.unwrap_err();
+        assert_eq!(refused.code(), code, "version {version}: {refused:?}");
+        assert!(refused.message().contains(says), "{}", refused.message());
+    }
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    assert!(server.dump() == state, "a refused upgrade changed state");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn derived_state_of_another_schema_is_rebuilt_from_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let before = server.dump();
+    let balance_before = balance(&mut client, "dx-hh-0001").await;
+    server.stop().await;
+
+    // A state written by another build: same keys, another schema version.
+    {
+        let db = sled::open(state_dir(dir.path())).unwrap();
+        db.insert(b"~s", &1u32.to_be_bytes()).unwrap();
+        db.insert(b"zz-left-by-an-old-layout", b"stale").unwrap();
+        db.flush().unwrap();
+    }
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    assert!(ledger_info(&mut client).await.writable);
+    assert!(server.dump() == before, "the rebuilt state differs");
+    assert_eq!(balance(&mut client, "dx-hh-0001").await, balance_before);
+    // And it keeps writing.
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 1_00),
+    )
+    .await;
+    server.stop().await;
+}
+
+#[test]
+fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
+    let ours = tempfile::tempdir().unwrap();
+    let theirs = tempfile::tempdir().unwrap();
+    for dir in [&ours, &theirs] {
+        fundtrail_server::genesis::init(dir.path(), &Default::default()).unwrap();
+        let engine = Engine::open(EngineConfig {
+            scrub_on_start: false,
+            ..EngineConfig::new(dir.path())
+        })
+        .unwrap();
+        engine.shutdown();
+    }
+    let open = |dir: &std::path::Path| {
+        Engine::open(EngineConfig {
+            scrub_on_start: false,
+            ..EngineConfig::new(dir)
+        })
+        .err()
+        .unwrap_or_default()
+    };
+    // Their checkpoint log in our data directory.
+    std::fs::copy(
+        theirs.path().join("checkpoints.log"),
+        ours.path().join("checkpoints.log"),
+    )
+    .unwrap();
+    let refused = open(ours.path());
+    assert!(
+        refused.contains("checkpoints.log") && refused.contains("belongs to ledger"),
+        "{refused}"
+    );
+    // A journal whose header was lost (or that predates headers).
+    let journal_path = theirs.path().join("journal.log");
+    let bytes = std::fs::read(&journal_path).unwrap();
+    let (_, header_len) =
+        fundtrail_store::header::FileHeader::read(&mut &bytes[..], FileKind::Journal, None)
+            .unwrap();
+    std::fs::write(&journal_path, &bytes[header_len as usize..]).unwrap();
+    let refused = open(theirs.path());
+    assert!(
+        refused.contains("journal.log") && refused.contains("has no fundtrail file header"),
+        "{refused}"
+    );
+    // An export is not a journal.
+    let export = ours.path().join("export.ftlog");
+    Journal::create(&export, FileKind::Export, "fundtrail-0a0a0a0a0a0a").unwrap();
+    let refused = Journal::open(&export, FileKind::Journal, None)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        refused.contains("is a log export, not a journal"),
+        "{refused}"
+    );
+}
