@@ -17,9 +17,9 @@ pub mod audit;
 pub mod checkpoints;
 pub mod engine;
 pub mod genesis;
+pub mod query;
 pub mod service;
 pub mod status;
-pub mod trace;
 pub mod verify;
 
 use std::future::Future;

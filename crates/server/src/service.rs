@@ -10,6 +10,7 @@ use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Committed, Engine};
+use crate::query;
 use crate::status::status;
 
 /// Rows a filtered list may examine for one page, so that a sparse filter
@@ -343,7 +344,8 @@ impl pb::query_server::Query for QueryService {
                 )));
             }
             let balances =
-                crate::trace::balances_as_of(&self.engine, &account, as_of_seq).map_err(status)?;
+                fundtrail_query::balances_as_of(self.engine.as_ref(), &account, as_of_seq)
+                    .map_err(status)?;
             let then = Account {
                 balances,
                 ..account
@@ -358,12 +360,14 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::FlowGraph>, Status> {
         let engine = self.engine.clone();
         let request = request.into_inner();
-        let graph =
-            tokio::task::spawn_blocking(move || crate::trace::trace_forward(&engine, &request))
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?
-                .map_err(status)?;
-        Ok(Response::new(graph))
+        let request = query::trace_forward_request(request);
+        let graph = tokio::task::spawn_blocking(move || {
+            fundtrail_query::trace_forward(engine.as_ref(), &request)
+        })
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?
+        .map_err(status)?;
+        Ok(Response::new(query::flow_graph(graph)))
     }
 
     async fn trace_backward(
@@ -372,22 +376,26 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::TraceBackwardResponse>, Status> {
         let engine = self.engine.clone();
         let request = request.into_inner();
-        let answer =
-            tokio::task::spawn_blocking(move || crate::trace::trace_backward(&engine, &request))
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?
-                .map_err(status)?;
-        Ok(Response::new(answer))
+        let request = query::trace_backward_request(request);
+        let answer = tokio::task::spawn_blocking(move || {
+            fundtrail_query::trace_backward(engine.as_ref(), &request)
+        })
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?
+        .map_err(status)?;
+        Ok(Response::new(query::trace_backward_response(answer)))
     }
 
     async fn household_statement(
         &self,
         request: Request<pb::HouseholdStatementRequest>,
     ) -> Result<Response<pb::HouseholdStatementResponse>, Status> {
-        let answer =
-            crate::trace::household_statement(&self.engine, &request.into_inner().account_id)
-                .map_err(status)?;
-        Ok(Response::new(answer))
+        let answer = fundtrail_query::household_statement(
+            self.engine.as_ref(),
+            &request.into_inner().account_id,
+        )
+        .map_err(status)?;
+        Ok(Response::new(query::household_statement(answer)))
     }
 
     async fn idle_funds(
@@ -396,8 +404,10 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::IdleFundsResponse>, Status> {
         let request = request.into_inner();
         let limit = page_size(request.page_size).map_err(status)?;
-        let answer = crate::trace::idle_funds(&self.engine, &request, limit).map_err(status)?;
-        Ok(Response::new(answer))
+        let request = query::idle_funds_request(request);
+        let answer =
+            fundtrail_query::idle_funds(self.engine.as_ref(), &request, limit).map_err(status)?;
+        Ok(Response::new(query::idle_funds_response(answer)))
     }
 
     async fn anomalies(
@@ -407,12 +417,14 @@ impl pb::query_server::Query for QueryService {
         let request = request.into_inner();
         let limit = page_size(request.page_size).map_err(status)?;
         let engine = self.engine.clone();
-        let answer =
-            tokio::task::spawn_blocking(move || crate::trace::anomalies(&engine, &request, limit))
-                .await
-                .map_err(|e| Status::unavailable(e.to_string()))?
-                .map_err(status)?;
-        Ok(Response::new(answer))
+        let request = query::anomalies_request(request);
+        let answer = tokio::task::spawn_blocking(move || {
+            fundtrail_query::anomalies(engine.as_ref(), &request, limit)
+        })
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?
+        .map_err(status)?;
+        Ok(Response::new(query::anomalies_response(answer)))
     }
 
     async fn list_accounts(

@@ -5,21 +5,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use fundtrail_api::{account_kind_to_pb, household_status_to_pb, pb};
 use fundtrail_core::apply::document_no;
-use fundtrail_core::dates::{day_of_ms, Day};
+use fundtrail_core::dates::Day;
 use fundtrail_core::limits::{
     REPORT_SCAN_ROWS_MAX, TRACE_EDGE_DOCUMENTS_MAX, TRACE_LOTS_READ_MAX,
     TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Account, AccountKind, Household, HouseholdStatus, LotKey, Movement, Project, SubsidyBasis,
+    Account, AccountKind, Household, HouseholdStatus, LotKey, Movement, Project,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, StateRead};
 use fundtrail_core::{Code, Error, Fault, Rejection};
 
-use crate::engine::Engine;
+use crate::types::*;
+use crate::LedgerView;
 
 fn too_big(what: &str) -> Rejection {
     Rejection::new(
@@ -58,26 +58,23 @@ fn seq_from(key_bytes: &[u8]) -> Option<u64> {
 }
 
 /// The 文号 record `seq` cites (empty if none) and the key that signed it.
-fn document_and_key(engine: &Engine, seq: u64) -> Result<(String, String), Error> {
-    let signed = engine.record(seq)?.request.unwrap_or_default();
-    let document = fundtrail_api::decode_request(&signed.payload)
-        .ok()
-        .and_then(|request| document_no(&request.body).map(str::to_string))
-        .unwrap_or_default();
-    Ok((document, signed.key_id))
+fn document_and_key(ledger: &dyn LedgerView, seq: u64) -> Result<(String, String), Error> {
+    let (request, key_id) = ledger.request(seq)?;
+    let document = document_no(&request.body).unwrap_or_default().to_string();
+    Ok((document, key_id))
 }
 
 #[derive(Default)]
 struct Graph {
     nodes: BTreeMap<String, (u128, Option<Account>)>,
-    edges: BTreeMap<(String, String), pb::FlowEdge>,
+    edges: BTreeMap<(String, String), FlowEdge>,
     withdrawn: u128,
 }
 
 impl Graph {
     fn add(
         &mut self,
-        engine: &Engine,
+        ledger: &dyn LedgerView,
         movement: &Movement,
         from: &Option<String>,
         to: &Option<String>,
@@ -88,20 +85,20 @@ impl Graph {
                 let edge = self
                     .edges
                     .entry((from.clone(), to.clone()))
-                    .or_insert_with(|| pb::FlowEdge {
+                    .or_insert_with(|| FlowEdge {
                         from_account_id: from.clone(),
                         to_account_id: to.clone(),
                         first_seq: movement.seq,
                         ..Default::default()
                     });
-                edge.amount_fen = edge.amount_fen.saturating_add(amount);
+                edge.amount_fen = fen(u128::from(edge.amount_fen) + u128::from(amount))?;
                 edge.records += 1;
                 edge.last_seq = movement.seq;
                 if !edge.kinds.contains(&movement.kind) {
                     edge.kinds.push(movement.kind.clone());
                 }
                 if edge.document_nos.len() < TRACE_EDGE_DOCUMENTS_MAX {
-                    let document = document_and_key(engine, movement.seq)?.0;
+                    let document = document_and_key(ledger, movement.seq)?.0;
                     if !document.is_empty() && !edge.document_nos.contains(&document) {
                         edge.document_nos.push(document);
                     }
@@ -120,13 +117,13 @@ impl Graph {
 /// Forward trace: from an appropriation, every record that carried its
 /// source (paged); from another record, the lots it made, followed onward.
 pub fn trace_forward(
-    engine: &Engine,
-    request: &pb::TraceForwardRequest,
-) -> Result<pb::FlowGraph, Error> {
-    let state = engine.state();
+    ledger: &dyn LedgerView,
+    request: &TraceForwardRequest,
+) -> Result<FlowGraph, Error> {
+    let state = ledger.state();
     let movement = state
         .movement(request.seq)?
-        .filter(|_| request.seq < engine.record_count())
+        .filter(|_| request.seq < ledger.record_count())
         .ok_or_else(|| {
             Rejection::not_found(
                 "seq",
@@ -173,7 +170,7 @@ pub fn trace_forward(
         let rows = state.scan(&prefix, &from, page + 1)?;
         for (i, (row, _)) in rows.iter().enumerate() {
             let Some(seq) = seq_from(row) else { continue };
-            if seq >= engine.record_count() {
+            if seq >= ledger.record_count() {
                 break;
             }
             if i == page {
@@ -185,7 +182,7 @@ pub fn trace_forward(
             };
             for leg in carrier.legs.iter().filter(|l| l.source_seq == source_seq) {
                 graph.add(
-                    engine,
+                    ledger,
                     &carrier,
                     &leg.from_account_id,
                     &leg.to_account_id,
@@ -193,9 +190,9 @@ pub fn trace_forward(
                 )?;
             }
         }
-        let source = state.source(source_seq)?.ok_or_else(|| {
-            Rejection::unavailable(format!("derived state lacks source {source_seq}"))
-        })?;
+        let source = state
+            .source(source_seq)?
+            .ok_or_else(|| Fault::new(format!("derived state lacks source {source_seq}")))?;
         traced_fen = u128::from(source.amount.0);
     } else {
         // Follow the money this record moved: lots are visited in arrival
@@ -206,7 +203,7 @@ pub fn trace_forward(
         let mut moved: u128 = 0;
         for leg in &movement.legs {
             graph.add(
-                engine,
+                ledger,
                 &movement,
                 &leg.from_account_id,
                 &leg.to_account_id,
@@ -251,7 +248,7 @@ pub fn trace_forward(
                     }
                     remaining -= part;
                     graph.add(
-                        engine,
+                        ledger,
                         &spender,
                         &leg.from_account_id,
                         &leg.to_account_id,
@@ -312,10 +309,10 @@ pub fn trace_forward(
         if account.kind == AccountKind::Household {
             households += held;
         }
-        nodes.push(pb::FlowNode {
+        nodes.push(FlowNode {
             account_id: account.account_id.clone(),
             owner_org_id: account.owner_org_id.clone(),
-            kind: account_kind_to_pb(account.kind) as i32,
+            kind: account.kind,
             name: account.name.clone(),
             division_code: account.division_code.clone(),
             received_fen: fen(*received)?,
@@ -323,7 +320,7 @@ pub fn trace_forward(
             held_since_day: since,
         });
     }
-    Ok(pb::FlowGraph {
+    Ok(FlowGraph {
         source_seq,
         traced_fen: fen(traced_fen)?,
         reached_households_fen: fen(households)?,
@@ -341,14 +338,14 @@ pub fn trace_forward(
 
 /// Backward trace: the chains of records that brought money to `target`.
 pub fn trace_backward(
-    engine: &Engine,
-    request: &pb::TraceBackwardRequest,
-) -> Result<pb::TraceBackwardResponse, Error> {
-    let state = engine.state();
+    ledger: &dyn LedgerView,
+    request: &TraceBackwardRequest,
+) -> Result<TraceBackwardResponse, Error> {
+    let state = ledger.state();
     // Starting points: (record, account it credited, source, lot it came from, amount).
     let mut starts: Vec<(u64, String, u64, Option<u64>, u64)> = Vec::new();
     match &request.target {
-        Some(pb::trace_backward_request::Target::AccountId(account_id)) => {
+        Some(BackwardTarget::Account(account_id)) => {
             fundtrail_core::validate::id("account_id", account_id)?;
             let account = state.account(account_id)?.ok_or_else(|| {
                 Rejection::not_found(
@@ -386,10 +383,10 @@ pub fn trace_backward(
                 }
             }
         }
-        Some(pb::trace_backward_request::Target::Seq(seq)) => {
+        Some(BackwardTarget::Record(seq)) => {
             let movement = state
                 .movement(*seq)?
-                .filter(|_| *seq < engine.record_count())
+                .filter(|_| *seq < ledger.record_count())
                 .ok_or_else(|| {
                     Rejection::not_found(
                         "seq",
@@ -429,14 +426,16 @@ pub fn trace_backward(
                 break;
             }
             let movement = state.movement(at_seq)?.ok_or_else(|| {
-                Rejection::unavailable(format!("no movement for record {at_seq}"))
+                Fault::new(format!(
+                    "derived state lacks the movement of record {at_seq}"
+                ))
             })?;
             let leg = movement
                 .legs
                 .iter()
                 .find(|l| l.source_seq == source && l.from_arrival_seq == from_arrival);
-            let (document, key_id) = document_and_key(engine, at_seq)?;
-            hops.push(pb::Hop {
+            let (document, key_id) = document_and_key(ledger, at_seq)?;
+            hops.push(Hop {
                 seq: at_seq,
                 kind: movement.kind.clone(),
                 from_account_id: leg
@@ -472,7 +471,7 @@ pub fn trace_backward(
         }
         hops.reverse();
         let source = state.source(source_seq)?;
-        lineages.push(pb::Lineage {
+        lineages.push(Lineage {
             source_seq,
             amount_fen: amount,
             source_document_no: source
@@ -493,7 +492,7 @@ pub fn trace_backward(
             break;
         }
     }
-    Ok(pb::TraceBackwardResponse {
+    Ok(TraceBackwardResponse {
         lineages,
         truncated,
     })
@@ -524,11 +523,11 @@ fn push_legs_into<K: StateRead + ?Sized>(
 }
 
 pub fn household_statement(
-    engine: &Engine,
+    ledger: &dyn LedgerView,
     account_id: &str,
-) -> Result<pb::HouseholdStatementResponse, Error> {
+) -> Result<HouseholdStatementResponse, Error> {
     fundtrail_core::validate::id("account_id", account_id)?;
-    let state = engine.state();
+    let state = ledger.state();
     let household = state.household(account_id)?.ok_or_else(|| {
         Rejection::not_found(
             "account_id",
@@ -545,11 +544,11 @@ pub fn household_statement(
             .flat_map(|m| m.legs.iter())
             .filter(|l| l.to_account_id.as_deref() == Some(account_id))
             .collect();
-        let (document, _) = document_and_key(engine, payment.seq)?;
+        let (document, _) = document_and_key(ledger, payment.seq)?;
         if !payment.reversed {
             received += u128::from(payment.amount.0);
         }
-        payments.push(pb::HouseholdPaymentLine {
+        payments.push(HouseholdPaymentLine {
             seq: payment.seq,
             value_day: payment.day,
             amount_fen: payment.amount.0,
@@ -563,31 +562,28 @@ pub fn household_statement(
             reversed: payment.reversed,
             sources: legs
                 .iter()
-                .map(|l| pb::SourceAmount {
+                .map(|l| SourceAmount {
                     source_seq: l.source_seq,
                     amount_fen: l.amount.0,
                 })
                 .collect(),
         });
     }
-    let today = day_of_ms(engine.clock().now_ms());
-    Ok(pb::HouseholdStatementResponse {
+    let today = ledger.today();
+    Ok(HouseholdStatementResponse {
         account_id: household.account_id.clone(),
         owner_org_id: household.owner_org_id.clone(),
         household_ref: household.household_ref.clone(),
         village_code: household.village_code.clone(),
-        basis: match household.basis {
-            SubsidyBasis::PerHousehold => pb::SubsidyBasis::PerHousehold,
-            SubsidyBasis::PerPerson => pb::SubsidyBasis::PerPerson,
-        } as i32,
+        basis: household.basis,
         members: household.members,
-        status_today: household_status_to_pb(household.status_on(today)) as i32,
+        status_today: household.status_on(today),
         statuses: household
             .statuses
             .iter()
-            .map(|(day, status, seq)| pb::HouseholdStatusChange {
+            .map(|(day, status, seq)| HouseholdStatusChange {
                 effective_day: *day,
-                status: household_status_to_pb(*status) as i32,
+                status: *status,
                 seq: *seq,
             })
             .collect(),
@@ -614,17 +610,17 @@ pub fn level_of(division_code: &str) -> &'static str {
 const AGE_BUCKET_DAYS: [i32; 4] = [30, 90, 365, 730];
 
 fn idle_row(
-    engine: &Engine,
+    ledger: &dyn LedgerView,
     account: &Account,
-    request: &pb::IdleFundsRequest,
+    request: &IdleFundsRequest,
     today: Day,
     programmes: &mut BTreeMap<u64, String>,
-) -> Result<Option<pb::IdleFundsRow>, Error> {
+) -> Result<Option<IdleFundsRow>, Error> {
     let mut buckets = [0u128; 5];
     let mut balance: u128 = 0;
     let mut idle: u128 = 0;
     let mut oldest = i32::MAX;
-    for (lot_key, lot) in engine
+    for (lot_key, lot) in ledger
         .state()
         .lots(&account.account_id, TRACE_LOTS_READ_MAX)?
     {
@@ -632,7 +628,7 @@ fn idle_row(
             let programme = match programmes.get(&lot_key.source_seq) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = engine
+                    let p = ledger
                         .state()
                         .source(lot_key.source_seq)?
                         .map(|s| s.programme_code)
@@ -660,12 +656,12 @@ fn idle_row(
     if idle == 0 {
         return Ok(None);
     }
-    Ok(Some(pb::IdleFundsRow {
+    Ok(Some(IdleFundsRow {
         account_id: account.account_id.clone(),
         owner_org_id: account.owner_org_id.clone(),
         division_code: account.division_code.clone(),
         level: level_of(&account.division_code).to_string(),
-        kind: account_kind_to_pb(account.kind) as i32,
+        kind: account.kind,
         name: account.name.clone(),
         balance_fen: fen(balance)?,
         idle_fen: fen(idle)?,
@@ -679,10 +675,10 @@ fn idle_row(
 }
 
 pub fn idle_funds(
-    engine: &Engine,
-    request: &pb::IdleFundsRequest,
+    ledger: &dyn LedgerView,
+    request: &IdleFundsRequest,
     page_size: usize,
-) -> Result<pb::IdleFundsResponse, Error> {
+) -> Result<IdleFundsResponse, Error> {
     if !matches!(
         request.level.as_str(),
         "" | "central" | "province" | "prefecture" | "county"
@@ -693,8 +689,8 @@ pub fn idle_funds(
         )
         .into());
     }
-    let state = engine.state();
-    let today = day_of_ms(engine.clock().now_ms());
+    let state = ledger.state();
+    let today = ledger.today();
     let prefix = [key::HOLDER];
     let mut from = key::named(key::HOLDER, &request.page_token);
     if !request.page_token.is_empty() {
@@ -719,12 +715,12 @@ pub fn idle_funds(
         if !account.division_code.starts_with(&request.division_prefix) {
             continue;
         }
-        if let Some(row) = idle_row(engine, &account, request, today, &mut programmes)? {
+        if let Some(row) = idle_row(ledger, &account, request, today, &mut programmes)? {
             out.push(row);
         }
     }
     let more = out.len() == page_size || rows.len() == REPORT_SCAN_ROWS_MAX;
-    Ok(pb::IdleFundsResponse {
+    Ok(IdleFundsResponse {
         rows: out,
         next_page_token: if more {
             last.unwrap_or_default()
@@ -738,11 +734,11 @@ pub fn idle_funds(
 /// Findings over households (duplicates, ineligible payments, households of
 /// another county), projects (allocations before announcement) and idle money.
 pub fn anomalies(
-    engine: &Engine,
-    request: &pb::AnomaliesRequest,
+    ledger: &dyn LedgerView,
+    request: &AnomaliesRequest,
     page_size: usize,
-) -> Result<pb::AnomaliesResponse, Error> {
-    let state = engine.state();
+) -> Result<AnomaliesResponse, Error> {
+    let state = ledger.state();
     // The page token is the last key examined; households, then projects, then holders.
     let token = request.page_token.as_bytes();
     let mut findings = Vec::new();
@@ -767,10 +763,10 @@ pub fn anomalies(
             last_key = Some(row.clone());
             match prefix {
                 key::HOUSEHOLD => {
-                    household_findings(engine, &decode::<Household>(&value)?, &mut findings)?
+                    household_findings(ledger, &decode::<Household>(&value)?, &mut findings)?
                 }
                 key::PROJECT => {
-                    project_findings(engine, &decode::<Project>(&value)?, &mut findings)?
+                    project_findings(ledger, &decode::<Project>(&value)?, &mut findings)?
                 }
                 _ => {
                     let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
@@ -780,18 +776,18 @@ pub fn anomalies(
                         } else {
                             request.idle_older_than_days
                         };
-                        let idle_request = pb::IdleFundsRequest {
+                        let idle_request = IdleFundsRequest {
                             older_than_days: threshold,
                             ..Default::default()
                         };
                         if let Some(row) = idle_row(
-                            engine,
+                            ledger,
                             &account,
                             &idle_request,
-                            day_of_ms(engine.clock().now_ms()),
+                            ledger.today(),
                             &mut BTreeMap::new(),
                         )? {
-                            findings.push(pb::Finding {
+                            findings.push(Finding {
                                 kind: "IDLE_FUNDS".into(),
                                 account_id: account.account_id.clone(),
                                 seqs: state
@@ -821,7 +817,7 @@ pub fn anomalies(
         }
     }
     let done = findings.len() < page_size && examined < REPORT_SCAN_ROWS_MAX;
-    Ok(pb::AnomaliesResponse {
+    Ok(AnomaliesResponse {
         findings,
         next_page_token: if done {
             String::new()
@@ -834,9 +830,9 @@ pub fn anomalies(
 }
 
 fn household_findings(
-    engine: &Engine,
+    ledger: &dyn LedgerView,
     household: &Household,
-    findings: &mut Vec<pb::Finding>,
+    findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
     let live: Vec<_> = household.payments.iter().filter(|p| !p.reversed).collect();
     let mut by_period: BTreeMap<(&str, &str), Vec<&fundtrail_core::model::HouseholdPayment>> =
@@ -848,7 +844,7 @@ fn household_findings(
             .push(payment);
     }
     for ((programme, period), payments) in by_period.into_iter().filter(|(_, p)| p.len() > 1) {
-        findings.push(pb::Finding {
+        findings.push(Finding {
             kind: "DUPLICATE_PAYMENT".into(),
             account_id: household.account_id.clone(),
             seqs: payments.iter().map(|p| p.seq).collect(),
@@ -865,7 +861,7 @@ fn household_findings(
         .filter(|p| household.status_on(p.day) == HouseholdStatus::Ineligible)
         .collect();
     if !ineligible.is_empty() {
-        findings.push(pb::Finding {
+        findings.push(Finding {
             kind: "INELIGIBLE_PAYMENT".into(),
             account_id: household.account_id.clone(),
             seqs: ineligible.iter().map(|p| p.seq).collect(),
@@ -873,13 +869,13 @@ fn household_findings(
             detail: format!("household {} was paid while not eligible (a later status change took effect before the payment date)", household.account_id),
         });
     }
-    let county = engine
+    let county = ledger
         .state()
         .org(&household.owner_org_id)?
         .map(|o| o.division_code)
         .unwrap_or_default();
     if !live.is_empty() && county.len() == 6 && !household.village_code.starts_with(&county) {
-        findings.push(pb::Finding {
+        findings.push(Finding {
             kind: "OTHER_COUNTY_HOUSEHOLD".into(),
             account_id: household.account_id.clone(),
             seqs: live.iter().map(|p| p.seq).collect(),
@@ -894,20 +890,20 @@ fn household_findings(
 }
 
 fn project_findings(
-    engine: &Engine,
+    ledger: &dyn LedgerView,
     project: &Project,
-    findings: &mut Vec<pb::Finding>,
+    findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
     let announced = project.announced_seq.unwrap_or(u64::MAX);
     let prefix = key::account_entries(&project.account_id);
     let mut early = Vec::new();
     let mut amount: u128 = 0;
-    for (row, _) in engine.state().scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
+    for (row, _) in ledger.state().scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
         let Some(seq) = seq_from(&row) else { continue };
         if seq >= announced {
             break;
         }
-        if let Some(movement) = engine.state().movement(seq)? {
+        if let Some(movement) = ledger.state().movement(seq)? {
             if movement.kind == "Allocation" && movement.reversed_by.is_none() {
                 early.push(seq);
                 amount += movement
@@ -919,7 +915,7 @@ fn project_findings(
         }
     }
     if !early.is_empty() {
-        findings.push(pb::Finding {
+        findings.push(Finding {
             kind: "UNANNOUNCED_ALLOCATION".into(),
             account_id: project.account_id.clone(),
             seqs: early,
@@ -942,7 +938,7 @@ fn project_findings(
 /// An account's balance by source just after record `as_of_seq`: its current
 /// lots with every later movement undone, read from the account's index.
 pub fn balances_as_of(
-    engine: &Engine,
+    ledger: &dyn LedgerView,
     account: &Account,
     as_of_seq: u64,
 ) -> Result<BTreeMap<u64, Fen>, Error> {
@@ -953,7 +949,7 @@ pub fn balances_as_of(
         .collect();
     let prefix = key::account_entries(&account.account_id);
     let from = key::account_entry(&account.account_id, as_of_seq.saturating_add(1));
-    let rows = engine.state().scan(&prefix, &from, TRACE_RECORDS_MAX + 1)?;
+    let rows = ledger.state().scan(&prefix, &from, TRACE_RECORDS_MAX + 1)?;
     if rows.len() > TRACE_RECORDS_MAX {
         return Err(too_big("this balance history").into());
     }
@@ -965,7 +961,7 @@ pub fn balances_as_of(
     };
     for (row, _) in &rows {
         let seq = seq_from(row).ok_or_else(|| broken("a key without a seq".into()))?;
-        let movement = engine
+        let movement = ledger
             .state()
             .movement(seq)?
             .ok_or_else(|| broken(format!("record {seq} moved no money")))?;

@@ -1,0 +1,45 @@
+//! The questions auditors ask, answered from derived state: forward and
+//! backward traces, household statements, idle funds by age, anomalies and
+//! balances as of a record.
+//!
+//! The queries read through [`LedgerView`] (derived state, the record count,
+//! today's date and the requests records carry) and answer in domain types
+//! ([`types`]); they know nothing of gRPC, sled or the engine. The server
+//! implements the view over its stores and only converts the answers.
+//!
+//! ```
+//! use fundtrail_query::level_of;
+//! assert_eq!(level_of("000000"), "central");
+//! assert_eq!(level_of("620000"), "province");
+//! assert_eq!(level_of("622900"), "prefecture");
+//! assert_eq!(level_of("622926"), "county");
+//! ```
+
+pub mod trace;
+pub mod types;
+
+use fundtrail_core::dates::Day;
+use fundtrail_core::model::Request;
+use fundtrail_core::state::Kv;
+use fundtrail_core::Error;
+
+pub use trace::{
+    anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,
+    trace_forward,
+};
+
+/// What the queries read.
+pub trait LedgerView {
+    /// Derived state as of the newest durable record.
+    fn state(&self) -> &dyn Kv;
+
+    /// Durable records: seqs below this exist.
+    fn record_count(&self) -> u64;
+
+    /// Today in China Standard Time, from the injected clock.
+    fn today(&self) -> Day;
+
+    /// The request record `seq` carries, decoded, and the id of the key
+    /// that signed it.
+    fn request(&self, seq: u64) -> Result<(Request, String), Error>;
+}
