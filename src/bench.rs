@@ -135,7 +135,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     }
     let appropriation = pb::Appropriation {
         account_id: "bench-treasury".into(),
-        amount_fen: args.records * 100,
+        amount_fen: args
+            .records
+            .checked_mul(100)
+            .ok_or_else(|| anyhow::anyhow!("--records is too large"))?,
         programme_code: "2130599".into(),
         fiscal_year: 2026,
         document_no: "财农〔2026〕1号".into(),
@@ -215,7 +218,10 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                 let mut latencies = Vec::new();
                 let mut index = worker.wrapping_mul(7_919) % record_count;
                 while Instant::now() < until {
-                    index = (index * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407)
+                    // A linear congruential step: wrapping is the point.
+                    index = index
+                        .wrapping_mul(6_364_136_223_846_793_005)
+                        .wrapping_add(1_442_695_040_888_963_407)
                         % record_count;
                     let t = Instant::now();
                     let proof = client

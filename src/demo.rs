@@ -226,8 +226,11 @@ fn demo_key(org: &str) -> SigningKey {
     SigningKey::from_bytes(&digest.into())
 }
 
-fn yuan(amount: u64) -> u64 {
-    amount * 100
+/// Whole yuan in fen. Demo amounts are constants far below u64::MAX / 100.
+fn fen_of_yuan(amount_yuan: u64) -> u64 {
+    amount_yuan
+        .checked_mul(100)
+        .expect("demo amounts are small constants")
 }
 
 /// Collects signed requests and posts them in order, in batches.
@@ -358,7 +361,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
             "2025-03-15",
             B::Appropriation(pb::Appropriation {
                 account_id: format!("mof-{suffix}"),
-                amount_fen: yuan(per_county * counties_total * u64::from(scale)),
+                amount_fen: fen_of_yuan(per_county * counties_total * u64::from(scale)),
                 programme_code: (*code).into(),
                 fiscal_year: 2025,
                 document_no: format!("财农〔2025〕{}号", 10 + code.len()),
@@ -377,7 +380,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         "2024-06-01",
         B::Appropriation(pb::Appropriation {
             account_id: "mof-treasury".into(),
-            amount_fen: yuan(20_000_000),
+            amount_fen: fen_of_yuan(20_000_000),
             programme_code: "2130599".into(),
             fiscal_year: 2024,
             document_no: "财农〔2024〕55号".into(),
@@ -427,7 +430,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         "2025-04-01",
         B::Appropriation(pb::Appropriation {
             account_id: "fj-mnxz".into(),
-            amount_fen: yuan(6_000_000),
+            amount_fen: fen_of_yuan(6_000_000),
             programme_code: "2139900".into(),
             fiscal_year: 2025,
             document_no: "闽财农〔2025〕8号".into(),
@@ -467,7 +470,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
                 transfer(
                     &format!("mof-{suffix}"),
                     &account,
-                    yuan(per_county * p_counties * u64::from(scale)),
+                    fen_of_yuan(per_county * p_counties * u64::from(scale)),
                     &format!("财农〔2025〕{}号", 20 + suffix.len()),
                     &format!("下达{}", province.name),
                 ),
@@ -504,7 +507,9 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
                     transfer(
                         &format!("{}-{suffix}", province.org),
                         &account,
-                        yuan(per_county * prefecture.counties.len() as u64 * u64::from(scale)),
+                        fen_of_yuan(
+                            per_county * prefecture.counties.len() as u64 * u64::from(scale),
+                        ),
                         &format!("{}财农〔2025〕{}号", &province.name[..3], 30 + suffix.len()),
                         "分配下达",
                     ),
@@ -523,7 +528,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         transfer(
             "fj-mnxz",
             "xj-czj-pool",
-            yuan(6_000_000),
+            fen_of_yuan(6_000_000),
             "闽财农〔2025〕12号",
             "闽宁协作资金拨付西吉县",
         ),
@@ -536,7 +541,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         transfer(
             "dx-czj-xczx",
             "dx-czj-pool",
-            yuan(500_000),
+            fen_of_yuan(500_000),
             "东财农〔2025〕33号",
             "重复划转",
         ),
@@ -559,7 +564,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         B::Return(pb::Return {
             from_account_id: "bt-czj-ygdz".into(),
             to_account_id: "ls-czj-ygdz".into(),
-            amount_fen: yuan(2_000_000),
+            amount_fen: fen_of_yuan(2_000_000),
             sources: Vec::new(),
             kind: pb::ReturnKind::IdleRecovery as i32,
             document_no: "布财〔2026〕5号".into(),
@@ -573,7 +578,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         transfer(
             "mof-treasury",
             "sc-czt-xczx",
-            yuan(5_000_000),
+            fen_of_yuan(5_000_000),
             "财农〔2024〕60号",
             "2024年结转资金",
         ),
@@ -623,7 +628,7 @@ async fn seed_county(
             transfer(
                 &format!("{prefecture_org}-{suffix}"),
                 &account,
-                yuan(per_county * u64::from(scale)),
+                fen_of_yuan(per_county * u64::from(scale)),
                 &format!("州财农〔2025〕{}号", 40 + suffix.len()),
                 "下达到县",
             ),
@@ -645,7 +650,7 @@ async fn seed_county(
             B::Consolidation(pb::Consolidation {
                 from_account_id: format!("{}-{suffix}", county.org),
                 pool_account_id: pool.clone(),
-                amount_fen: yuan((per_county - keep) * u64::from(scale)),
+                amount_fen: fen_of_yuan((per_county - keep) * u64::from(scale)),
                 sources: Vec::new(),
                 plan_document_no: format!("{short}涉农资金统筹整合方案〔2025〕1号"),
                 memo: String::new(),
@@ -663,7 +668,7 @@ async fn seed_county(
                 name: format!("{short}{name}项目"),
                 category: category.into(),
                 location_code: county.code.into(),
-                budget_fen: yuan(budget * u64::from(scale)),
+                budget_fen: fen_of_yuan(budget * u64::from(scale)),
                 performance_targets: targets.iter().map(|t| t.to_string()).collect(),
                 responsible_unit: format!("{short}乡村振兴局"),
                 fiscal_year: 2025,
@@ -689,7 +694,7 @@ async fn seed_county(
                 B::Allocation(pb::Allocation {
                     pool_account_id: pool.clone(),
                     project_account_id: account,
-                    amount_fen: yuan(amount),
+                    amount_fen: fen_of_yuan(amount),
                     sources: Vec::new(),
                     document_no: format!("{short}财整〔2025〕{}号", 3 + suffix.len()),
                     memo: String::new(),
@@ -740,7 +745,7 @@ async fn seed_county(
                 B::Disbursement(pb::Disbursement {
                     from_account_id: project.clone(),
                     household_account_id: format!("{}-hh-{:06}", county.code, h + 1),
-                    amount_fen: yuan(amount),
+                    amount_fen: fen_of_yuan(amount),
                     sources: Vec::new(),
                     programme_code: "2130599".into(),
                     period: (*period).into(),
@@ -761,7 +766,7 @@ async fn seed_county(
             B::Disbursement(pb::Disbursement {
                 from_account_id: project.clone(),
                 household_account_id: hh,
-                amount_fen: yuan(800),
+                amount_fen: fen_of_yuan(800),
                 sources: Vec::new(),
                 programme_code: "2130599".into(),
                 period: "2025-11".into(),
@@ -787,7 +792,7 @@ async fn seed_county(
             B::Return(pb::Return {
                 from_account_id: hh,
                 to_account_id: format!("{}-xczx", county.org),
-                amount_fen: yuan(800),
+                amount_fen: fen_of_yuan(800),
                 sources: Vec::new(),
                 kind: pb::ReturnKind::Clawback as i32,
                 document_no: format!("{short}追缴〔2025〕1号"),

@@ -5,8 +5,22 @@ use fundtrail_api::pb;
 use fundtrail_core::money::Fen;
 use serde_json::{json, Value};
 
-fn yuan(fen: u64) -> String {
+/// An amount in fen as people read it: ¥1,234.56.
+pub fn yuan(fen: u64) -> String {
     Fen(fen).to_string()
+}
+
+/// The exact sum of amounts in fen (u128: no sum of u64 amounts overflows it).
+pub fn total_fen(amounts: impl IntoIterator<Item = u64>) -> u128 {
+    amounts.into_iter().map(u128::from).sum()
+}
+
+/// Adds fen to a u64 total the way the API carries it, refusing to wrap.
+pub fn add_fen(total: &mut u64, amount_fen: u64) -> anyhow::Result<()> {
+    *total = total
+        .checked_add(amount_fen)
+        .ok_or_else(|| anyhow::anyhow!("a total passed the largest amount an answer carries"))?;
+    Ok(())
 }
 
 /// Unix milliseconds as an ISO 8601 UTC time.

@@ -7,10 +7,11 @@ use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
 use fundtrail_api::pb;
 use fundtrail_core::dates::format_date;
-use fundtrail_core::money::Fen;
 use serde_json::{json, Value};
 
+use crate::output::{add_fen, total_fen, yuan};
 use crate::{connect, status, Server};
+use fundtrail_core::money::format_fen;
 
 #[derive(Subcommand)]
 pub enum TraceCommand {
@@ -50,10 +51,6 @@ pub struct IdleArgs {
     division: String,
     #[arg(long, default_value = "")]
     programme: String,
-}
-
-fn yuan(fen: u64) -> String {
-    Fen(fen).to_string()
 }
 
 fn date(day: i32) -> String {
@@ -120,12 +117,20 @@ async fn forward(server: &Server, seq: u64) -> Result<()> {
                 }
                 std::collections::btree_map::Entry::Occupied(mut slot) => {
                     let merged = slot.get_mut();
-                    merged.amount_fen += edge.amount_fen;
-                    merged.records += edge.records;
+                    add_fen(&mut merged.amount_fen, edge.amount_fen)?;
+                    merged.records = merged
+                        .records
+                        .checked_add(edge.records)
+                        .ok_or_else(|| anyhow::anyhow!("an edge counts more records than a u32"))?;
                     merged.last_seq = edge.last_seq;
                     for kind in edge.kinds {
                         if !merged.kinds.contains(&kind) {
                             merged.kinds.push(kind);
+                        }
+                    }
+                    for document in edge.document_nos {
+                        if !merged.document_nos.contains(&document) {
+                            merged.document_nos.push(document);
                         }
                     }
                 }
@@ -137,13 +142,14 @@ async fn forward(server: &Server, seq: u64) -> Result<()> {
                     slot.insert(node);
                 }
                 std::collections::btree_map::Entry::Occupied(mut slot) => {
-                    slot.get_mut().received_fen += node.received_fen
+                    add_fen(&mut slot.get_mut().received_fen, node.received_fen)?
                 }
             }
         }
         graph.source_seq = page.source_seq;
         graph.traced_fen = page.traced_fen;
-        graph.withdrawn_fen = page.withdrawn_fen;
+        // Each page reports what its own records withdrew.
+        add_fen(&mut graph.withdrawn_fen, page.withdrawn_fen)?;
         graph.source_document_no = page.source_document_no.clone();
         graph.programme_code = page.programme_code.clone();
         if page.next_page_token.is_empty() {
@@ -152,11 +158,13 @@ async fn forward(server: &Server, seq: u64) -> Result<()> {
         page_token = page.next_page_token;
     }
     // Holdings are current, so households' totals come from the merged nodes.
-    graph.reached_households_fen = nodes
+    graph.reached_households_fen = 0;
+    for node in nodes
         .values()
         .filter(|n| n.kind == pb::AccountKind::Household as i32)
-        .map(|n| n.held_fen)
-        .sum();
+    {
+        add_fen(&mut graph.reached_households_fen, node.held_fen)?;
+    }
     if server.json {
         return print_json(&json!({
             "source_seq": graph.source_seq, "traced_fen": graph.traced_fen,
@@ -257,18 +265,19 @@ fn print_node(
         }
     }
     if !households.is_empty() {
-        let paid: u64 = households.iter().map(|e| e.amount_fen).sum();
-        let payments: u32 = households.iter().map(|e| e.records).sum();
-        let held: u64 = households
-            .iter()
-            .filter_map(|e| nodes.get(&e.to_account_id))
-            .map(|n| n.held_fen)
-            .sum();
+        let paid = total_fen(households.iter().map(|e| e.amount_fen));
+        let payments: u64 = households.iter().map(|e| u64::from(e.records)).sum();
+        let held = total_fen(
+            households
+                .iter()
+                .filter_map(|e| nodes.get(&e.to_account_id))
+                .map(|n| n.held_fen),
+        );
         println!(
             "{indent}  {} to {} households in {payments} payments (they hold {})",
-            yuan(paid),
+            format_fen(paid),
             households.len(),
-            yuan(held)
+            format_fen(held)
         );
     }
 }
@@ -295,8 +304,12 @@ async fn back(server: &Server, target: pb::trace_backward_request::Target) -> Re
             })).collect::<Value>(),
         }));
     }
-    let total: u64 = answer.lineages.iter().map(|l| l.amount_fen).sum();
-    println!("{} in {} lineages", yuan(total), answer.lineages.len());
+    let total = total_fen(answer.lineages.iter().map(|l| l.amount_fen));
+    println!(
+        "{} in {} lineages",
+        format_fen(total),
+        answer.lineages.len()
+    );
     for lineage in &answer.lineages {
         println!(
             "{} of source #{} ({} 文号 {}, appropriated by {})",
@@ -444,12 +457,12 @@ pub async fn idle(args: IdleArgs) -> Result<()> {
                 "oldest": format_date(r.oldest_day)})).collect::<Value>(),
         }));
     }
-    let total: u64 = rows.iter().map(|r| r.idle_fen).sum();
+    let total = total_fen(rows.iter().map(|r| r.idle_fen));
     println!(
         "idle funds older than {} as of {}: {} in {} accounts",
         args.older_than,
         format_date(as_of_day),
-        yuan(total),
+        format_fen(total),
         rows.len()
     );
     println!(

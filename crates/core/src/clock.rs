@@ -42,10 +42,6 @@ impl ManualClock {
         }
     }
 
-    pub fn set(&self, now_ms: i64) {
-        self.now_ms.store(now_ms, Ordering::SeqCst);
-    }
-
     pub fn advance(&self, by_ms: i64) {
         self.now_ms.fetch_add(by_ms, Ordering::SeqCst);
     }

@@ -91,13 +91,3 @@ pub enum Error {
     #[error("the ledger's store failed: {0}")]
     Fault(#[from] Fault),
 }
-
-impl Error {
-    /// The refusal, if this is one.
-    pub fn refusal(&self) -> Option<&Rejection> {
-        match self {
-            Error::Refused(rejection) => Some(rejection),
-            Error::Fault(_) => None,
-        }
-    }
-}

@@ -192,6 +192,14 @@ pub mod key {
         key
     }
 
+    /// The seq an index key (`…‖ seq` big-endian) ends with.
+    pub fn seq_suffix(key: &[u8]) -> Option<u64> {
+        key.len()
+            .checked_sub(8)
+            .and_then(|at| key[at..].try_into().ok())
+            .map(u64::from_be_bytes)
+    }
+
     /// Prefix of all index keys of one account.
     pub fn account_entries(account_id: &str) -> Vec<u8> {
         let mut key = named(ACCOUNT_ENTRY, account_id);

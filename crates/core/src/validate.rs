@@ -193,9 +193,6 @@ pub fn request(request: &Request) -> Result<(), Rejection> {
     }
 }
 
-/// Members one registered household may have.
-pub use crate::limits::HOUSEHOLD_MEMBERS_MAX;
-
 /// Identifiers: 1–64 bytes of ASCII letters, digits and `.`, `_`, `-`, `:`,
 /// starting with a letter or digit.
 pub fn id(field: &str, value: &str) -> Result<(), Rejection> {

@@ -12,10 +12,10 @@ use fundtrail_core::limits::{
     TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Account, AccountKind, Household, HouseholdStatus, LotKey, Movement, Project,
+    Account, AccountKind, Household, HouseholdStatus, Lot, LotKey, Movement, Project, Source,
 };
 use fundtrail_core::money::Fen;
-use fundtrail_core::state::{decode, key, StateRead};
+use fundtrail_core::state::{decode, key, Kv, StateRead};
 use fundtrail_core::{Code, Error, Fault, Rejection};
 
 use crate::types::*;
@@ -49,12 +49,52 @@ fn total_fen(amounts: impl IntoIterator<Item = Fen>) -> Result<u64, Rejection> {
     fen(amounts.into_iter().map(|a| u128::from(a.0)).sum())
 }
 
-fn seq_from(key_bytes: &[u8]) -> Option<u64> {
-    key_bytes
-        .len()
-        .checked_sub(8)
-        .and_then(|at| key_bytes[at..].try_into().ok())
-        .map(u64::from_be_bytes)
+/// The seq an index key ends with. Index keys are ours: one that does not
+/// end with a seq is corruption.
+fn indexed_seq(key_bytes: &[u8]) -> Result<u64, Fault> {
+    key::seq_suffix(key_bytes)
+        .ok_or_else(|| Fault::new("an index key of derived state does not end with a seq"))
+}
+
+/// The movement of a record that an index or a leg names.
+fn indexed_movement<K: Kv + ?Sized>(state: &K, seq: u64) -> Result<Movement, Error> {
+    Ok(state.movement(seq)?.ok_or_else(|| {
+        Fault::new(format!(
+            "derived state names record {seq} as a movement but holds none for it"
+        ))
+    })?)
+}
+
+/// An account that derived state names (in an index, a lot or a registry entry).
+fn indexed_account<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Account, Error> {
+    Ok(state.account(account_id)?.ok_or_else(|| {
+        Fault::new(format!(
+            "derived state names account {account_id} but holds no such account"
+        ))
+    })?)
+}
+
+/// A source that a leg or a lot names.
+fn indexed_source<K: Kv + ?Sized>(state: &K, source_seq: u64) -> Result<Source, Error> {
+    Ok(state
+        .source(source_seq)?
+        .ok_or_else(|| Fault::new(format!("derived state lacks source {source_seq}")))?)
+}
+
+/// Every lot of an account, oldest first; refused, never cut, past the limit.
+fn all_lots<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Vec<(LotKey, Lot)>, Error> {
+    let lots = state.lots(account_id, TRACE_LOTS_READ_MAX + 1)?;
+    if lots.len() > TRACE_LOTS_READ_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            "",
+            format!(
+                "account {account_id} holds more than {TRACE_LOTS_READ_MAX} lots, more than one query reads"
+            ),
+        )
+        .into());
+    }
+    Ok(lots)
 }
 
 /// The 文号 record `seq` cites (empty if none) and the key that signed it.
@@ -66,7 +106,8 @@ fn document_and_key(ledger: &dyn LedgerView, seq: u64) -> Result<(String, String
 
 #[derive(Default)]
 struct Graph {
-    nodes: BTreeMap<String, (u128, Option<Account>)>,
+    /// Money of the trace each account received.
+    nodes: BTreeMap<String, u128>,
     edges: BTreeMap<(String, String), FlowEdge>,
     withdrawn: u128,
 }
@@ -104,9 +145,9 @@ impl Graph {
                     }
                 }
                 self.nodes.entry(from.clone()).or_default();
-                self.nodes.entry(to.clone()).or_default().0 += u128::from(amount);
+                *self.nodes.entry(to.clone()).or_default() += u128::from(amount);
             }
-            (None, Some(to)) => self.nodes.entry(to.clone()).or_default().0 += u128::from(amount),
+            (None, Some(to)) => *self.nodes.entry(to.clone()).or_default() += u128::from(amount),
             (Some(_), None) => self.withdrawn += u128::from(amount),
             (None, None) => {}
         }
@@ -151,11 +192,12 @@ pub fn trace_forward(
     let mut held_traced: BTreeMap<String, u128> = BTreeMap::new();
     let mut returned: BTreeMap<String, u128> = BTreeMap::new();
     let is_appropriation = movement.kind == "Appropriation";
-    let source_seq = movement
-        .legs
-        .first()
-        .map(|l| l.source_seq)
-        .unwrap_or(request.seq);
+    let source_seq = movement.legs.first().map(|l| l.source_seq).ok_or_else(|| {
+        Fault::new(format!(
+            "the movement of record {} has no legs",
+            request.seq
+        ))
+    })?;
     let traced_fen: u128;
     if is_appropriation {
         let start: u64 = if request.page_token.is_empty() {
@@ -169,7 +211,7 @@ pub fn trace_forward(
         let from = key::source_entry(source_seq, start);
         let rows = state.scan(&prefix, &from, page + 1)?;
         for (i, (row, _)) in rows.iter().enumerate() {
-            let Some(seq) = seq_from(row) else { continue };
+            let seq = indexed_seq(row)?;
             if seq >= ledger.record_count() {
                 break;
             }
@@ -177,9 +219,7 @@ pub fn trace_forward(
                 next_page_token = seq.to_string();
                 break;
             }
-            let Some(carrier) = state.movement(seq)? else {
-                continue;
-            };
+            let carrier = indexed_movement(state, seq)?;
             for leg in carrier.legs.iter().filter(|l| l.source_seq == source_seq) {
                 graph.add(
                     ledger,
@@ -190,9 +230,7 @@ pub fn trace_forward(
                 )?;
             }
         }
-        let source = state
-            .source(source_seq)?
-            .ok_or_else(|| Fault::new(format!("derived state lacks source {source_seq}")))?;
+        let source = indexed_source(state, source_seq)?;
         traced_fen = u128::from(source.amount.0);
     } else {
         // Follow the money this record moved: lots are visited in arrival
@@ -229,14 +267,12 @@ pub fn trace_forward(
                 if remaining == 0 {
                     break;
                 }
-                let Some(seq) = seq_from(&row) else { continue };
+                let seq = indexed_seq(&row)?;
                 visited += 1;
                 if visited > TRACE_RECORDS_MAX {
                     return Err(too_big("this trace").into());
                 }
-                let Some(spender) = state.movement(seq)? else {
-                    continue;
-                };
+                let spender = indexed_movement(state, seq)?;
                 for leg in spender.legs.iter().filter(|l| {
                     l.from_account_id.as_deref() == Some(account_id.as_str())
                         && l.source_seq == source
@@ -274,14 +310,12 @@ pub fn trace_forward(
         }
     }
     // What each account holds of the traced money, and since when.
-    let source = state.source(source_seq)?;
+    let source = indexed_source(state, source_seq)?;
     let mut nodes = Vec::with_capacity(graph.nodes.len());
     let mut households: u128 = 0;
-    for (account_id, (received, _)) in &graph.nodes {
-        let Some(account) = state.account(account_id)? else {
-            continue;
-        };
-        let lots = state.lots(account_id, TRACE_LOTS_READ_MAX)?;
+    for (account_id, received) in &graph.nodes {
+        let account = indexed_account(state, account_id)?;
+        let lots = all_lots(state, account_id)?;
         let held_lots: Vec<_> = lots
             .iter()
             .filter(|(lot, _)| {
@@ -328,11 +362,8 @@ pub fn trace_forward(
         nodes,
         edges: graph.edges.into_values().collect(),
         next_page_token,
-        source_document_no: source
-            .as_ref()
-            .map(|s| s.document_no.clone())
-            .unwrap_or_default(),
-        programme_code: source.map(|s| s.programme_code).unwrap_or_default(),
+        source_document_no: source.document_no,
+        programme_code: source.programme_code,
     })
 }
 
@@ -343,7 +374,7 @@ pub fn trace_backward(
 ) -> Result<TraceBackwardResponse, Error> {
     let state = ledger.state();
     // Starting points: (record, account it credited, source, lot it came from, amount).
-    let mut starts: Vec<(u64, String, u64, Option<u64>, u64)> = Vec::new();
+    let mut starts: Vec<Start> = Vec::new();
     match &request.target {
         Some(BackwardTarget::Account(account_id)) => {
             fundtrail_core::validate::id("account_id", account_id)?;
@@ -365,19 +396,14 @@ pub fn trace_backward(
                 }
             } else {
                 // What it holds now, lot by lot.
-                for (lot, _) in state.lots(account_id, TRACE_LOTS_READ_MAX)? {
-                    if let Some(movement) = state.movement(lot.arrival_seq)? {
+                for (lot, _) in all_lots(state, account_id)? {
+                    {
+                        let movement = indexed_movement(state, lot.arrival_seq)?;
                         for leg in movement.legs.iter().filter(|l| {
                             l.to_account_id.as_deref() == Some(account_id.as_str())
                                 && l.source_seq == lot.source_seq
                         }) {
-                            starts.push((
-                                lot.arrival_seq,
-                                account_id.clone(),
-                                leg.source_seq,
-                                leg.from_arrival_seq,
-                                leg.amount.0,
-                            ));
+                            starts.push(Start::of(lot.arrival_seq, leg));
                         }
                     }
                 }
@@ -394,13 +420,7 @@ pub fn trace_backward(
                     )
                 })?;
             for leg in &movement.legs {
-                starts.push((
-                    *seq,
-                    leg.to_account_id.clone().unwrap_or_default(),
-                    leg.source_seq,
-                    leg.from_arrival_seq,
-                    leg.amount.0,
-                ));
+                starts.push(Start::of(*seq, leg));
             }
         }
         None => {
@@ -414,7 +434,13 @@ pub fn trace_backward(
     let mut lineages = Vec::new();
     let mut hops_total = 0usize;
     let mut truncated = false;
-    for (seq, _to, source_seq, from_arrival, amount) in starts {
+    for Start {
+        seq,
+        source_seq,
+        from_arrival,
+        amount,
+    } in starts
+    {
         let mut hops = Vec::new();
         let mut current = Some((seq, source_seq, from_arrival));
         // Walk up: each leg names the lot it came from, whose arrival record
@@ -433,55 +459,52 @@ pub fn trace_backward(
             let leg = movement
                 .legs
                 .iter()
-                .find(|l| l.source_seq == source && l.from_arrival_seq == from_arrival);
+                .find(|l| l.source_seq == source && l.from_arrival_seq == from_arrival)
+                .ok_or_else(|| {
+                    Fault::new(format!(
+                        "record {at_seq} has no leg of source {source} from lot {from_arrival:?}, which a later record names"
+                    ))
+                })?;
             let (document, key_id) = document_and_key(ledger, at_seq)?;
             hops.push(Hop {
                 seq: at_seq,
                 kind: movement.kind.clone(),
-                from_account_id: leg
-                    .and_then(|l| l.from_account_id.clone())
-                    .unwrap_or_default(),
-                to_account_id: leg
-                    .and_then(|l| l.to_account_id.clone())
-                    .unwrap_or_default(),
-                amount_fen: leg.map(|l| l.amount.0).unwrap_or(0),
+                from_account_id: leg.from_account_id.clone().unwrap_or_default(),
+                to_account_id: leg.to_account_id.clone().unwrap_or_default(),
+                amount_fen: leg.amount.0,
                 document_no: document,
                 signer_org_id: movement.signer_org_id.clone(),
                 key_id,
                 value_day: movement.value_day,
             });
-            if let (Some(arrival), Some(from_account)) =
-                (from_arrival, leg.and_then(|l| l.from_account_id.clone()))
-            {
+            if let (Some(arrival), Some(from_account)) = (from_arrival, &leg.from_account_id) {
                 if arrival == at_seq {
                     break;
                 }
                 // The leg of the arrival record that brought this lot into `from_account`.
-                let upstream = state.movement(arrival)?;
-                let up_leg = upstream.as_ref().and_then(|m| {
-                    m.legs.iter().find(|l| {
+                let upstream = indexed_movement(state, arrival)?;
+                let up_leg = upstream
+                    .legs
+                    .iter()
+                    .find(|l| {
                         l.source_seq == source
                             && l.to_account_id.as_deref() == Some(from_account.as_str())
                     })
-                });
-                if let Some(up_leg) = up_leg {
-                    current = Some((arrival, source, up_leg.from_arrival_seq));
-                }
+                    .ok_or_else(|| {
+                        Fault::new(format!(
+                            "lot {arrival}/{source} of account {from_account} has no arriving leg"
+                        ))
+                    })?;
+                current = Some((arrival, source, up_leg.from_arrival_seq));
             }
         }
         hops.reverse();
-        let source = state.source(source_seq)?;
+        let source = indexed_source(state, source_seq)?;
         lineages.push(Lineage {
             source_seq,
             amount_fen: amount,
-            source_document_no: source
-                .as_ref()
-                .map(|s| s.document_no.clone())
-                .unwrap_or_default(),
-            programme_code: source
-                .as_ref()
-                .map(|s| s.programme_code.clone())
-                .unwrap_or_default(),
+            source_document_no: source.document_no,
+            programme_code: source.programme_code,
             appropriating_org_id: hops
                 .first()
                 .map(|h| h.signer_org_id.clone())
@@ -502,24 +525,37 @@ fn push_legs_into<K: StateRead + ?Sized>(
     state: &K,
     seq: u64,
     account_id: &str,
-    starts: &mut Vec<(u64, String, u64, Option<u64>, u64)>,
+    starts: &mut Vec<Start>,
 ) -> Result<(), Error> {
-    if let Some(movement) = state.movement(seq)? {
-        for leg in movement
-            .legs
-            .iter()
-            .filter(|l| l.to_account_id.as_deref() == Some(account_id))
-        {
-            starts.push((
-                seq,
-                account_id.to_string(),
-                leg.source_seq,
-                leg.from_arrival_seq,
-                leg.amount.0,
-            ));
-        }
+    let movement = indexed_movement(state, seq)?;
+    for leg in movement
+        .legs
+        .iter()
+        .filter(|l| l.to_account_id.as_deref() == Some(account_id))
+    {
+        starts.push(Start::of(seq, leg));
     }
     Ok(())
+}
+
+/// Where a backward walk starts: a leg of record `seq` that brought
+/// `amount` of source `source_seq` out of lot `from_arrival`.
+struct Start {
+    seq: u64,
+    source_seq: u64,
+    from_arrival: Option<u64>,
+    amount: u64,
+}
+
+impl Start {
+    fn of(seq: u64, leg: &fundtrail_core::model::Leg) -> Start {
+        Start {
+            seq,
+            source_seq: leg.source_seq,
+            from_arrival: leg.from_arrival_seq,
+            amount: leg.amount.0,
+        }
+    }
 }
 
 pub fn household_statement(
@@ -534,14 +570,14 @@ pub fn household_statement(
             format!("{account_id:?} is not a registered household"),
         )
     })?;
-    let balance = state.account(account_id)?.map(|a| a.balance()).unwrap_or(0);
+    let balance = indexed_account(state, account_id)?.balance();
     let mut payments = Vec::with_capacity(household.payments.len());
     let mut received: u128 = 0;
     for payment in &household.payments {
-        let movement = state.movement(payment.seq)?;
+        let movement = indexed_movement(state, payment.seq)?;
         let legs: Vec<_> = movement
+            .legs
             .iter()
-            .flat_map(|m| m.legs.iter())
             .filter(|l| l.to_account_id.as_deref() == Some(account_id))
             .collect();
         let (document, _) = document_and_key(ledger, payment.seq)?;
@@ -620,19 +656,12 @@ fn idle_row(
     let mut balance: u128 = 0;
     let mut idle: u128 = 0;
     let mut oldest = i32::MAX;
-    for (lot_key, lot) in ledger
-        .state()
-        .lots(&account.account_id, TRACE_LOTS_READ_MAX)?
-    {
+    for (lot_key, lot) in all_lots(ledger.state(), &account.account_id)? {
         if !request.programme_code.is_empty() {
             let programme = match programmes.get(&lot_key.source_seq) {
                 Some(p) => p.clone(),
                 None => {
-                    let p = ledger
-                        .state()
-                        .source(lot_key.source_seq)?
-                        .map(|s| s.programme_code)
-                        .unwrap_or_default();
+                    let p = indexed_source(ledger.state(), lot_key.source_seq)?.programme_code;
                     programmes.insert(lot_key.source_seq, p.clone());
                     p
                 }
@@ -706,9 +735,7 @@ pub fn idle_funds(
         }
         let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
         last = Some(account_id.clone());
-        let Some(account) = state.account(&account_id)? else {
-            continue;
-        };
+        let account = indexed_account(state, &account_id)?;
         if !request.level.is_empty() && level_of(&account.division_code) != request.level {
             continue;
         }
@@ -770,7 +797,8 @@ pub fn anomalies(
                 }
                 _ => {
                     let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
-                    if let Some(account) = state.account(&account_id)? {
+                    {
+                        let account = indexed_account(state, &account_id)?;
                         let threshold = if request.idle_older_than_days == 0 {
                             365
                         } else {
@@ -790,8 +818,7 @@ pub fn anomalies(
                             findings.push(Finding {
                                 kind: "IDLE_FUNDS".into(),
                                 account_id: account.account_id.clone(),
-                                seqs: state
-                                    .lots(&account.account_id, TRACE_LOTS_READ_MAX)?
+                                seqs: all_lots(state, &account.account_id)?
                                     .iter()
                                     .map(|(l, _)| l.arrival_seq)
                                     .collect::<BTreeSet<_>>()
@@ -872,8 +899,13 @@ fn household_findings(
     let county = ledger
         .state()
         .org(&household.owner_org_id)?
-        .map(|o| o.division_code)
-        .unwrap_or_default();
+        .ok_or_else(|| {
+            Fault::new(format!(
+                "derived state lacks org {}, which registered household {}",
+                household.owner_org_id, household.account_id
+            ))
+        })?
+        .division_code;
     if !live.is_empty() && county.len() == 6 && !household.village_code.starts_with(&county) {
         findings.push(Finding {
             kind: "OTHER_COUNTY_HOUSEHOLD".into(),
@@ -899,11 +931,12 @@ fn project_findings(
     let mut early = Vec::new();
     let mut amount: u128 = 0;
     for (row, _) in ledger.state().scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
-        let Some(seq) = seq_from(&row) else { continue };
+        let seq = indexed_seq(&row)?;
         if seq >= announced {
             break;
         }
-        if let Some(movement) = ledger.state().movement(seq)? {
+        {
+            let movement = indexed_movement(ledger.state(), seq)?;
             if movement.kind == "Allocation" && movement.reversed_by.is_none() {
                 early.push(seq);
                 amount += movement
@@ -960,7 +993,7 @@ pub fn balances_as_of(
         ))
     };
     for (row, _) in &rows {
-        let seq = seq_from(row).ok_or_else(|| broken("a key without a seq".into()))?;
+        let seq = indexed_seq(row)?;
         let movement = ledger
             .state()
             .movement(seq)?

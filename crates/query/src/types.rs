@@ -147,7 +147,6 @@ pub struct IdleFundsRequest {
     pub level: String,
     pub division_prefix: String,
     pub programme_code: String,
-    pub page_size: u32,
     pub page_token: String,
 }
 
@@ -179,7 +178,6 @@ pub struct IdleFundsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AnomaliesRequest {
     pub idle_older_than_days: u32,
-    pub page_size: u32,
     pub page_token: String,
 }
 

@@ -204,9 +204,11 @@ impl pb::audit_server::Audit for AuditService {
             };
             let mut verified = None;
             for key_id in &org.key_ids {
-                let Some(key) = state.key(key_id).map_err(status)? else {
-                    continue;
-                };
+                let key = state.key(key_id).map_err(status)?.ok_or_else(|| {
+                    status(fundtrail_core::Fault::new(format!(
+                        "derived state lacks key {key_id} of witness {name}"
+                    )))
+                })?;
                 if key.revoked_seq.is_some() {
                     continue;
                 }

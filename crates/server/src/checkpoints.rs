@@ -18,7 +18,7 @@ use fundtrail_tlog::{
 
 /// The checkpoint log's file name inside the data directory.
 pub const CHECKPOINTS_FILE_NAME: &str = "checkpoints.log";
-pub use fundtrail_core::limits::COSIGNATURES_MAX;
+use fundtrail_core::limits::COSIGNATURES_MAX;
 
 /// How often checkpoints are signed.
 #[derive(Debug, Clone, Copy)]
@@ -132,10 +132,6 @@ impl Checkpoints {
             origin,
             inner: Mutex::new(Inner { file, by_size }),
         })
-    }
-
-    pub fn origin(&self) -> &str {
-        &self.origin
     }
 
     pub fn verifier(&self) -> &NoteVerifier {

@@ -544,8 +544,12 @@ impl Engine {
         let bytes = self.record_bytes(seq)?;
         let record = pb::Record::decode(bytes.as_slice())
             .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?;
-        let signed = record.request.unwrap_or_default();
-        let body = pb::Request::decode(signed.payload.as_slice()).ok();
+        let signed = record
+            .request
+            .ok_or_else(|| Fault::new(format!("record {seq} holds no request")))?;
+        let body = pb::Request::decode(signed.payload.as_slice())
+            .map_err(|e| Fault::new(format!("record {seq}'s payload does not decode: {e}")))?;
+        let body = Some(body);
         let reversed_by_seq = self.state.movement(seq)?.and_then(|m| m.reversed_by);
         Ok(pb::Entry {
             seq: record.seq,

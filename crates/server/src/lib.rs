@@ -31,8 +31,7 @@ use fundtrail_api::pb;
 use tokio::net::TcpListener;
 use tracing::info;
 
-pub use fundtrail_core::limits::GRPC_MESSAGE_BYTES_MAX;
-use fundtrail_core::limits::QUERY_REQUEST_BYTES_MAX;
+use fundtrail_core::limits::{GRPC_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {

@@ -60,7 +60,6 @@ pub fn idle_funds_request(r: pb::IdleFundsRequest) -> q::IdleFundsRequest {
         level: r.level,
         division_prefix: r.division_prefix,
         programme_code: r.programme_code,
-        page_size: r.page_size,
         page_token: r.page_token,
     }
 }
@@ -68,7 +67,6 @@ pub fn idle_funds_request(r: pb::IdleFundsRequest) -> q::IdleFundsRequest {
 pub fn anomalies_request(r: pb::AnomaliesRequest) -> q::AnomaliesRequest {
     q::AnomaliesRequest {
         idle_older_than_days: r.idle_older_than_days,
-        page_size: r.page_size,
         page_token: r.page_token,
     }
 }

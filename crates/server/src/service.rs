@@ -15,7 +15,7 @@ use crate::status::status;
 
 /// Rows a filtered list may examine for one page, so that a sparse filter
 /// cannot turn one request into a scan of the whole ledger.
-use fundtrail_core::limits::LIST_SCAN_ROWS_MAX;
+use fundtrail_core::limits::{ENTRIES_PAGE_BYTES_MAX, LIST_SCAN_ROWS_MAX};
 
 pub struct LedgerService {
     pub engine: Arc<Engine>,
@@ -119,7 +119,7 @@ fn first_seq_at(engine: &Engine, time_ms: i64, count: u64) -> Result<u64, Error>
 }
 
 /// Whether an entry passes every filter of `request`.
-fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> bool {
+fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> Result<bool, Error> {
     let effects = entry.effects.clone().unwrap_or_default();
     let body = entry.body.clone().unwrap_or_default();
     let touches = |account: &str| {
@@ -128,22 +128,30 @@ fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> bool {
             .iter()
             .any(|l| l.from_account_id == account || l.to_account_id == account)
     };
-    (request.account_id.is_empty() || touches(&request.account_id))
-        && (request.org_id.is_empty() || effects.signer_org_id == request.org_id)
-        && (request.kind.is_empty() || fundtrail_api::body_kind(&body.body) == request.kind)
-        && request
-            .source_seq
-            .is_none_or(|s| effects.legs.iter().any(|l| l.source_seq == s))
-        && (request.document_no.is_empty() || {
-            let payload = entry
-                .request
-                .as_ref()
-                .map(|r| r.payload.as_slice())
-                .unwrap_or_default();
-            fundtrail_api::decode_request(payload).is_ok_and(|r| {
-                fundtrail_core::apply::document_no(&r.body) == Some(request.document_no.as_str())
-            })
-        })
+    let document_matches = || -> Result<bool, Error> {
+        let payload = entry
+            .request
+            .as_ref()
+            .map(|r| r.payload.as_slice())
+            .unwrap_or_default();
+        // Every stored payload passed this decoding when it was accepted.
+        let stored = fundtrail_api::decode_request(payload).map_err(|e| {
+            Fault::new(format!(
+                "record {}'s request does not decode: {e}",
+                entry.seq
+            ))
+        })?;
+        Ok(fundtrail_core::apply::document_no(&stored.body) == Some(request.document_no.as_str()))
+    };
+    Ok(
+        (request.account_id.is_empty() || touches(&request.account_id))
+            && (request.org_id.is_empty() || effects.signer_org_id == request.org_id)
+            && (request.kind.is_empty() || fundtrail_api::body_kind(&body.body) == request.kind)
+            && request
+                .source_seq
+                .is_none_or(|s| effects.legs.iter().any(|l| l.source_seq == s))
+            && (request.document_no.is_empty() || document_matches()?),
+    )
 }
 
 fn list_entries(
@@ -202,20 +210,22 @@ fn list_entries(
         None
     };
     let candidates: Vec<u64> = match &index {
-        Some((prefix, from)) => state
-            .scan(prefix, from, LIST_SCAN_ROWS_MAX)?
-            .into_iter()
-            .filter_map(|(k, _)| {
-                k.len()
-                    .checked_sub(8)
-                    .and_then(|at| k[at..].try_into().ok())
-                    .map(u64::from_be_bytes)
-            })
-            .filter(|&seq| seq < end)
-            .collect(),
+        Some((prefix, from)) => {
+            let mut seqs = Vec::new();
+            for (k, _) in state.scan(prefix, from, LIST_SCAN_ROWS_MAX)? {
+                let seq = key::seq_suffix(&k).ok_or_else(|| {
+                    Fault::new("an entry index key of derived state does not end with a seq")
+                })?;
+                if seq < end {
+                    seqs.push(seq);
+                }
+            }
+            seqs
+        }
         None => (start..end).take(LIST_SCAN_ROWS_MAX).collect(),
     };
     let mut entries = Vec::new();
+    let mut page_bytes: usize = 0;
     let mut next = None;
     for (i, &seq) in candidates.iter().enumerate() {
         if entries.len() == limit {
@@ -223,8 +233,15 @@ fn list_entries(
             break;
         }
         let entry = engine.entry(seq)?;
-        if entry_matches(&entry, request) {
+        if entry_matches(&entry, request)? {
+            page_bytes += entry.record.len();
             entries.push(entry);
+            // A page of large records ends early rather than pass the
+            // message limit; the token picks up after the last one.
+            if page_bytes > ENTRIES_PAGE_BYTES_MAX && seq + 1 < end {
+                next = Some(seq + 1);
+                break;
+            }
         }
         if i + 1 == LIST_SCAN_ROWS_MAX && seq + 1 < end {
             next = Some(seq + 1);
@@ -273,8 +290,8 @@ impl pb::query_server::Query for QueryService {
             .state()
             .ledger()
             .map_err(status)?
-            .map(|ledger| ledger.rules_version)
-            .unwrap_or(meta.rules_version);
+            .ok_or_else(|| status(Fault::new("derived state lacks the ledger identity")))?
+            .rules_version;
         Ok(Response::new(pb::LedgerInfo {
             ledger_id: meta.ledger_id.clone(),
             root_org_id: meta.root_org_id.clone(),
@@ -485,7 +502,12 @@ impl pb::query_server::Query for QueryService {
         })?;
         let mut keys = Vec::with_capacity(org.key_ids.len());
         for key_id in &org.key_ids {
-            if let Some(key) = state.key(key_id).map_err(status)? {
+            let key = state.key(key_id).map_err(status)?.ok_or_else(|| {
+                status(Fault::new(format!(
+                    "derived state lacks key {key_id} of org {org_id}"
+                )))
+            })?;
+            {
                 keys.push(key_to_pb(&key));
             }
         }

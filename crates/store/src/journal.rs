@@ -297,16 +297,6 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// The offset just past the last frame yielded.
-    pub fn offset(&self) -> u64 {
-        self.offset
-    }
-
-    /// Bytes of the file from the current offset to its end.
-    pub fn bytes_left(&self) -> u64 {
-        self.len.saturating_sub(self.offset)
-    }
-
     fn next_frame(&mut self) -> Result<Option<Frame>, JournalError> {
         if self.offset >= self.len {
             return Ok(None);

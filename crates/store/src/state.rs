@@ -88,13 +88,9 @@ fn unavailable(e: sled::Error) -> Fault {
 
 impl StateDb {
     pub fn open(path: &Path) -> sled::Result<StateDb> {
-        // No background flusher: the journal is the durable copy, shutdown
-        // flushes, and without the flusher thread the last handle's drop
-        // releases the directory at once for the next open.
         let db = sled::Config::new()
             .path(path)
             .cache_capacity(256 * 1024 * 1024)
-            .flush_every_ms(None)
             .open()?;
         Ok(StateDb { db })
     }

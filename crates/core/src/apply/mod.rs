@@ -9,8 +9,6 @@
 mod movement;
 mod registry;
 
-pub use movement::pick_lots;
-
 use crate::dates::Day;
 use crate::model::*;
 use crate::rules::Rules;

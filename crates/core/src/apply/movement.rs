@@ -69,7 +69,7 @@ fn credit_account<K: Kv + ?Sized>(
 /// deterministic and spends money in the order it arrived. Money that
 /// arrived after `day` cannot pay on `day`. Returns (lot, its arrival day,
 /// amount taken from it).
-pub fn pick_lots<K: Kv + ?Sized>(
+fn pick_lots<K: Kv + ?Sized>(
     txn: &Txn<K>,
     account: &Account,
     amount: Fen,

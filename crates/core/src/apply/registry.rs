@@ -264,24 +264,8 @@ fn new_account<K: Kv + ?Sized>(
 }
 
 pub(super) fn open_account<K: Kv + ?Sized>(act: &mut Act<K>, o: &OpenAccount) -> Result<(), Error> {
-    let field = "open_account.kind";
-    match o.kind {
-        AccountKind::Project => {
-            return Err(Rejection::invalid(
-                field,
-                "project accounts are opened by RegisterProject, with the project's library entry",
-            )
-            .into())
-        }
-        AccountKind::Household => {
-            return Err(Rejection::invalid(
-                field,
-                "household accounts are opened by RegisterHousehold",
-            )
-            .into())
-        }
-        _ => {}
-    }
+    // validate::request refused project and household kinds: those accounts
+    // open with their registry entries.
     let mut account = new_account(
         act,
         "open_account.account_id",
