@@ -350,6 +350,10 @@ async fn run(command: Command) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
+            // One line scripts and tests wait for (with --listen ADDR:0, it
+            // names the port the system chose).
+            println!("fundtrail listening on {}", listener.local_addr()?);
+            std::io::Write::flush(&mut std::io::stdout())?;
             fundtrail_server::serve_on(engine, listener, shutdown_signal())
                 .await
                 .map_err(anyhow::Error::msg)?;

@@ -50,7 +50,7 @@ async fn every_record_is_proven_in_the_signed_tree_and_the_tree_only_grows() {
     let mut client = server.client().await;
     let chain = build_chain(&mut client, server.root()).await;
     let vkey = vkey(&mut client).await;
-    let old = checkpoint_of_all(&mut client).await;
+    let old = checkpoint_of_all(&server, &mut client).await;
     assert_eq!(
         open_pinned(&vkey, &old.note).unwrap().root_hash.to_vec(),
         old.root_hash
@@ -104,7 +104,7 @@ async fn every_record_is_proven_in_the_signed_tree_and_the_tree_only_grows() {
         )
         .await;
     }
-    let new = checkpoint_of_all(&mut client).await;
+    let new = checkpoint_of_all(&server, &mut client).await;
     assert!(new.tree_size > old.tree_size);
     let proof = client
         .audit
@@ -225,7 +225,7 @@ async fn a_witness_cosigns_consistent_checkpoints_and_refuses_others() {
     )
     .await;
     let vkey = vkey(&mut client).await;
-    checkpoint_of_all(&mut client).await;
+    checkpoint_of_all(&server, &mut client).await;
 
     let mut state = WitnessState::default();
     let first = witness_round(
@@ -274,7 +274,7 @@ async fn a_witness_cosigns_consistent_checkpoints_and_refuses_others() {
         open_account("mof-a", pb::AccountKind::Treasury, "A"),
     )
     .await;
-    checkpoint_of_all(&mut client).await;
+    checkpoint_of_all(&server, &mut client).await;
     let next = witness_round(
         &mut client,
         &vkey,
@@ -384,7 +384,7 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     build_chain(&mut client, server.root()).await;
-    let cp = checkpoint_of_all(&mut client).await;
+    let cp = checkpoint_of_all(&server, &mut client).await;
     let vkey = vkey(&mut client).await;
     let work = tempfile::tempdir().unwrap();
     let checkpoint = work.path().join("checkpoint.txt");
@@ -482,7 +482,7 @@ async fn a_forged_old_record_is_found_by_the_scrub() {
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     build_chain(&mut client, server.root()).await;
-    checkpoint_of_all(&mut client).await;
+    checkpoint_of_all(&server, &mut client).await;
     let offset = server.engine.state().record_location(5).unwrap().unwrap();
     server.stop().await;
 
@@ -492,7 +492,7 @@ async fn a_forged_old_record_is_found_by_the_scrub() {
     });
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
-    let reason = read_only_reason(&mut client).await;
+    let reason = read_only_reason(&server, &mut client).await;
     assert!(
         reason.contains("record 5"),
         "the background scrub names the record: {reason}"
@@ -544,7 +544,7 @@ async fn a_changed_balance_in_the_state_store_is_caught() {
     }
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
-    let reason = read_only_reason(&mut client).await;
+    let reason = read_only_reason(&server, &mut client).await;
     assert!(
         reason.contains("account dx-xczx"),
         "names the changed account: {reason}"

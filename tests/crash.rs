@@ -11,6 +11,9 @@
 
 #![cfg(unix)]
 
+#[path = "process/mod.rs"]
+mod process;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::process::ExitStatusExt;
@@ -57,70 +60,46 @@ struct Server {
 }
 
 impl Server {
-    /// Starts `fundtrail serve` on `dir/data` and waits until it answers.
+    /// Starts `fundtrail serve` on `dir/data` and waits until it listens.
     async fn start(dir: &Path, name: &str) -> (Server, Client) {
-        'attempt: for attempt in 0..3 {
-            // A free port: bind, read, release. Another process may grab it
-            // in between; then the server fails to listen and we retry.
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .expect("bind a probe listener")
-                .local_addr()
-                .expect("probe listener address")
-                .port();
-            let log = dir.join(format!("{name}-{attempt}.stderr"));
-            let child = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
-                .arg("serve")
-                .arg("--data-dir")
-                .arg(dir.join("data"))
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                // Warnings, plus the engine's recovery report (how many
-                // journal records were replayed into the derived state).
-                .env("RUST_LOG", "warn,fundtrail_server::engine=info")
-                .env("NO_COLOR", "1")
-                .env_remove("FUNDTRAIL_MAX_SKEW_MS")
-                .env_remove("FUNDTRAIL_DATA_DIR")
-                .env_remove("FUNDTRAIL_LISTEN")
-                .stdin(Stdio::null())
-                .stdout(
-                    File::create(dir.join(format!("{name}-{attempt}.stdout")))
-                        .expect("create stdout file"),
-                )
-                .stderr(File::create(&log).expect("create stderr file"))
-                .spawn()
-                .expect("start `fundtrail serve`");
-            let mut server = Server {
-                child: Some(child),
-                url: format!("http://127.0.0.1:{port}"),
-                log,
-            };
-            let started = Instant::now();
-            loop {
-                let exited = server
-                    .child
-                    .as_mut()
-                    .expect("child is running")
-                    .try_wait()
-                    .expect("poll the server");
-                if let Some(status) = exited {
-                    let log = std::fs::read_to_string(&server.log).unwrap_or_default();
-                    if log.contains("cannot listen") && attempt < 2 {
-                        continue 'attempt;
-                    }
-                    panic!("`fundtrail serve` ({name}) exited with {status} before answering; stderr:\n{log}");
-                }
-                match Client::connect(&server.url).await {
-                    Ok(client) => return (server, client),
-                    Err(_) if started.elapsed() < START_TIMEOUT => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                    Err(e) => panic!(
-                        "`fundtrail serve` ({name}) did not answer within {START_TIMEOUT:?}: {e}"
-                    ),
-                }
-            }
+        let log = dir.join(format!("{name}.stderr"));
+        let child = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            // Port 0: the system picks a free one and the server names it.
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            // Warnings, plus the engine's recovery report (how many
+            // journal records were replayed into the derived state).
+            .env("RUST_LOG", "warn,fundtrail_server::engine=info")
+            .env("NO_COLOR", "1")
+            .env_remove("FUNDTRAIL_MAX_SKEW_MS")
+            .env_remove("FUNDTRAIL_DATA_DIR")
+            .env_remove("FUNDTRAIL_LISTEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log).expect("create stderr file"))
+            .spawn()
+            .expect("start `fundtrail serve`");
+        let mut server = Server {
+            child: Some(child),
+            url: String::new(),
+            log,
+        };
+        let stdout = dir.join(format!("{name}.stdout"));
+        let child = server.child.as_mut().expect("child is running");
+        match process::listening_url(child, &stdout, START_TIMEOUT) {
+            Ok(url) => server.url = url,
+            Err(e) => panic!(
+                "`fundtrail serve` ({name}) did not come up: {e}; stderr:\n{}",
+                server.log_text()
+            ),
         }
-        unreachable!("every attempt either returns or continues")
+        let client = Client::connect(&server.url).await.unwrap_or_else(|e| {
+            panic!("`fundtrail serve` ({name}) listens but does not answer: {e}")
+        });
+        (server, client)
     }
 
     /// Kills the server with SIGKILL, which it cannot catch: no shutdown

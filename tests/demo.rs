@@ -2,8 +2,14 @@
 //! scenario into an empty directory, the auditor's queries answer over gRPC,
 //! and a second start serves the same ledger unchanged.
 
+#[path = "process/mod.rs"]
+mod process;
+
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+/// Seeding the demo in a debug build on a slow machine takes a while.
+const START_TIMEOUT: Duration = Duration::from_secs(300);
 
 use fundtrail_api::pb;
 use fundtrail_client::Client;
@@ -17,37 +23,27 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 async fn start(dir: &std::path::Path) -> (Server, Client, String) {
-    let port = free_port();
-    let log = std::fs::File::create(dir.join(format!("serve-{port}.log"))).unwrap();
+    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
         .args(["serve", "--demo", "--data-dir"])
         .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", "127.0.0.1:0"])
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .unwrap();
-    let server = Server(child);
-    let url = format!("http://127.0.0.1:{port}");
-    for _ in 0..1_200 {
-        if let Ok(client) = Client::connect(&url).await {
-            let log =
-                std::fs::read_to_string(dir.join(format!("serve-{port}.log"))).unwrap_or_default();
-            return (server, client, log);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the demo server did not come up");
+    let mut server = Server(child);
+    // Seeding the demo comes before listening: the line means it is done.
+    let url = process::listening_url(&mut server.0, &dir.join("serve.stdout"), START_TIMEOUT)
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+            panic!("the demo server did not come up: {e}\n{log}")
+        });
+    let client = Client::connect(&url).await.unwrap();
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    (server, client, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,12 +154,7 @@ async fn golden_v1_serves_under_its_rules_and_keeps_writing() {
     let dir = copy_fixture(GOLDEN_V1);
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
-    let info = client
-        .query
-        .get_ledger(pb::GetLedgerRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = ledger_info(&mut client).await;
     assert_eq!(info.ledger_id, V1_LEDGER_ID);
     assert_eq!(info.record_count, V1_RECORDS);
     assert_eq!(info.rules_version, 2, "upgraded at record {V1_UPGRADE_SEQ}");
@@ -353,7 +348,7 @@ async fn write_golden_v1() {
         .into_inner()
         .vkey;
     std::fs::write(dir.join("vkey.txt"), format!("{vkey}\n")).unwrap();
-    let count = checkpoint_of_all(&mut client).await.tree_size;
+    let count = checkpoint_of_all(&server, &mut client).await.tree_size;
     assert_eq!(count, V1_RECORDS);
     let note = server.engine.checkpoints().get(count).unwrap().note;
     std::fs::write(dir.join("checkpoint.note"), note).unwrap();

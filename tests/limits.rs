@@ -51,13 +51,7 @@ async fn a_movement_over_too_many_lots_is_refused_alone_and_writing_goes_on() {
                 .find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_))))
         );
     }
-    let count = client
-        .query
-        .get_ledger(pb::GetLedgerRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .record_count;
+    let count = ledger_info(&mut client).await.record_count;
     // Spending all of them at once, with no earmarks, takes one leg a lot:
     // a record larger than the journal takes.
     let refused = match client
@@ -80,12 +74,7 @@ async fn a_movement_over_too_many_lots_is_refused_alone_and_writing_goes_on() {
         "{}",
         refused.message()
     );
-    let info = client
-        .query
-        .get_ledger(pb::GetLedgerRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = ledger_info(&mut client).await;
     assert!(info.writable, "{}", info.read_only_reason);
     assert_eq!(
         info.record_count, count,

@@ -529,7 +529,7 @@ async fn an_outside_verifier_checks_records_proofs_and_checkpoints_by_hand() {
         ),
     )
     .await;
-    checkpoint_of_all(&mut client).await;
+    checkpoint_of_all(&server, &mut client).await;
     let vkey = client
         .audit
         .get_log_key(pb::GetLogKeyRequest {})

@@ -13,15 +13,6 @@ fn journal_path(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME)
 }
 
-async fn ledger_info(client: &mut fundtrail_client::Client) -> pb::LedgerInfo {
-    client
-        .query
-        .get_ledger(pb::GetLedgerRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_cut_and_writing_goes_on() {
     let dir = tempfile::tempdir().unwrap();

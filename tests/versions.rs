@@ -12,15 +12,6 @@ use fundtrail_server::engine::{state_dir, Engine, EngineConfig};
 use fundtrail_store::header::FileKind;
 use fundtrail_store::Journal;
 
-async fn ledger_info(client: &mut fundtrail_client::Client) -> pb::LedgerInfo {
-    client
-        .query
-        .get_ledger(pb::GetLedgerRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-}
-
 fn upgrade(version: u32) -> B {
     B::UpgradeRules(pb::UpgradeRules {
         rules_version: version,

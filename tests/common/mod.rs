@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
@@ -124,6 +123,16 @@ impl TestServer {
 
 pub fn new_signer() -> Signer {
     Signer::new(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))
+}
+
+/// The ledger's identity, size and whether it takes writes.
+pub async fn ledger_info(client: &mut Client) -> pb::LedgerInfo {
+    client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await
+        .expect("GetLedger")
+        .into_inner()
 }
 
 /// Posts and expects success.
@@ -379,45 +388,33 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
     }
 }
 
-/// Waits until the newest signed checkpoint covers every record.
-pub async fn checkpoint_of_all(client: &mut Client) -> pb::GetCheckpointResponse {
-    let count = client
-        .query
-        .get_ledger(pb::GetLedgerRequest {})
+/// A signed checkpoint of every record: signed now, by the server's own
+/// checkpoint store (the one the background checkpointer uses), then
+/// fetched over gRPC like any client would.
+pub async fn checkpoint_of_all(
+    server: &TestServer,
+    client: &mut Client,
+) -> pb::GetCheckpointResponse {
+    let count = ledger_info(client).await.record_count;
+    server
+        .engine
+        .checkpoints()
+        .sign(count, server.engine.state())
+        .expect("sign a checkpoint of every record");
+    client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: count })
         .await
-        .expect("ledger")
+        .expect("checkpoint")
         .into_inner()
-        .record_count;
-    for _ in 0..500 {
-        let cp = client
-            .audit
-            .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
-            .await
-            .expect("checkpoint")
-            .into_inner();
-        if cp.tree_size == count {
-            return cp;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no checkpoint of {count} records was signed");
 }
 
-/// Waits until the server refuses writes and returns why.
-pub async fn read_only_reason(client: &mut Client) -> String {
-    for _ in 0..1_000 {
-        let info = client
-            .query
-            .get_ledger(pb::GetLedgerRequest {})
-            .await
-            .expect("ledger")
-            .into_inner();
-        if !info.writable {
-            return info.read_only_reason;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the server kept accepting writes");
+/// Why the server refuses writes, once its start-up scrub has finished.
+pub async fn read_only_reason(server: &TestServer, client: &mut Client) -> String {
+    server.engine.join_scrub();
+    let info = ledger_info(client).await;
+    assert!(!info.writable, "the server kept accepting writes");
+    info.read_only_reason
 }
 
 /// Rewrites the journal frame at `offset` with `change` applied to its record

@@ -376,6 +376,16 @@ impl Engine {
         }
     }
 
+    /// Waits for the start-up scrub to finish (at once if there is none).
+    pub fn join_scrub(&self) {
+        let scrub = self.lock_threads().scrub.take();
+        if let Some(handle) = scrub {
+            if handle.join().is_err() {
+                warn!("the scrub thread panicked");
+            }
+        }
+    }
+
     /// Whether shutdown has begun.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::SeqCst)
