@@ -395,10 +395,8 @@ pub async fn witness(args: WitnessArgs) -> Result<()> {
     let mut client = connect(&args.server).await?;
     let mut state = WitnessState::load(&args.state).map_err(|e| anyhow!(e))?;
     loop {
-        let now_s = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now_s = u64::try_from(fundtrail_core::clock::now_ms() / 1000)
+            .map_err(|_| anyhow!("the system clock is before 1970"))?;
         match witness_round(&mut client, &args.vkey, &args.name, &key, &mut state, now_s).await {
             Ok(Round::Cosigned { tree_size }) => {
                 state.save(&args.state).map_err(|e| anyhow!(e))?;

@@ -385,7 +385,7 @@ fn earmarks(field: &str, earmarks: &[Earmark], total: Fen) -> Result<(), Rejecti
             field,
             format!(
                 "the named sources add up to {} but the amount is {total}",
-                Fen(u64::try_from(sum).unwrap_or(u64::MAX))
+                crate::money::format_fen(sum)
             ),
         ));
     }

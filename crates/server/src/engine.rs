@@ -596,11 +596,14 @@ fn recover(
     let watermark = state.watermark()?;
     if watermark.record_count > 0 {
         let last = watermark.record_count - 1;
-        let agrees = journal.end() >= watermark.journal_end
-            && state
-                .record_location(last)?
-                .and_then(|location| reader.read(location).ok())
-                .is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256);
+        let held = match state.record_location(last)? {
+            Some(location) if journal.end() >= watermark.journal_end => {
+                read_if_intact(reader, location)?
+            }
+            _ => None,
+        };
+        let agrees =
+            held.is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256);
         if !agrees {
             return Ok(Some(format!(
                 "journal and state disagree: the state has applied {} records, but the journal no longer holds record {last} as applied (it was cut short or changed). Restore the journal; do not write until it is",
@@ -695,6 +698,18 @@ fn recover(
             .map_err(|e| Fault::new(format!("cannot cut the torn journal tail: {e}")))?;
     }
     Ok(None)
+}
+
+/// The record at `location` if its frame is intact; `None` if the frame is
+/// damaged (the journal was changed or cut there). An I/O error is a fault,
+/// not a verdict on the journal.
+fn read_if_intact(reader: &dyn RecordReader, location: u64) -> Result<Option<Vec<u8>>, Fault> {
+    match reader.read(location) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(JournalError::BadFrame { .. }) => Ok(None),
+        Err(JournalError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(JournalError::Io(e)) => Err(Fault::new(format!("cannot read the journal: {e}"))),
+    }
 }
 
 /// One request's result within a batch, before the batch is durable.
@@ -1009,10 +1024,11 @@ fn check_checkpoint(
         let stored = state
             .read_hashes(&[fundtrail_tlog::stored_hash_index(0, seq)])
             .map_err(|e| e.to_string())?;
-        let location = state.record_location(seq).map_err(|e| e.to_string())?;
-        let current = location
-            .and_then(|offset| reader.read(offset).ok())
-            .map(|bytes| fundtrail_tlog::record_hash(&bytes));
+        let current = match state.record_location(seq).map_err(|e| e.to_string())? {
+            Some(location) => read_if_intact(reader, location).map_err(|e| e.to_string())?,
+            None => None,
+        }
+        .map(|bytes| fundtrail_tlog::record_hash(&bytes));
         if current.as_ref() != stored.first() {
             return Ok(Some(format!(
                 "record {seq} in the journal was changed after it was written"
