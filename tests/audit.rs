@@ -254,6 +254,44 @@ async fn a_witness_cosigns_consistent_checkpoints_and_refuses_others() {
         1_800_000_000
     );
     open_pinned(&vkey, &served.note).expect("still verifies with the log key");
+    // Resending a cosignature, or cosigning the same checkpoint again later,
+    // is answered OK and writes nothing: the first cosignature stands.
+    let log_file = dir.path().join("checkpoints.log");
+    let log_bytes = std::fs::metadata(&log_file).unwrap().len();
+    for _ in 0..20 {
+        let answer = client
+            .audit
+            .add_cosignature(pb::AddCosignatureRequest {
+                cosigned_note: served.note.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(answer.witnesses, vec!["cnao-witness".to_string()]);
+    }
+    let mut fresh = WitnessState::default();
+    let later = witness_round(
+        &mut client,
+        &vkey,
+        "cnao-witness",
+        &witness_key,
+        &mut fresh,
+        1_800_000_005,
+    )
+    .await
+    .unwrap();
+    assert_eq!(later, Round::Cosigned { tree_size });
+    assert_eq!(std::fs::metadata(&log_file).unwrap().len(), log_bytes);
+    let served_again = client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        verify_cosignature(&served_again.note, &cosigner).unwrap(),
+        1_800_000_000
+    );
     // Nothing new: nothing to cosign.
     let again = witness_round(
         &mut client,

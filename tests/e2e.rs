@@ -426,6 +426,37 @@ async fn health_and_reflection_are_served() {
             "{service} missing from {names:?}"
         );
     }
+    // The same list over v1alpha, which many tools still speak.
+    use tonic_reflection::pb::v1alpha as alpha;
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let ask = alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut answers = client
+        .server_reflection_info(tokio_stream::iter(vec![ask]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().expect("an answer");
+    let alpha_names: Vec<String> = match answer.message_response {
+        Some(alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("expected a service list, got {other:?}"),
+    };
+    assert!(
+        alpha_names.iter().any(|n| n == "fundtrail.v1.Audit"),
+        "{alpha_names:?}"
+    );
+    assert_eq!(alpha_names.len(), names.len());
     server.stop().await;
 }
 

@@ -177,3 +177,63 @@ async fn a_state_read_fault_while_applying_is_not_a_refusal_and_records_nothing(
     assert_eq!(committed.seq, count);
     engine.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_says_the_ledger_is_not_serving_once_writes_stop() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let faults = Faults::new();
+    let engine = faulty_engine(dir.path(), &faults);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(fundtrail_server::serve_on(
+        engine.clone(),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let mut ledger = health
+        .watch(HealthCheckRequest {
+            service: "fundtrail.v1.Ledger".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let status =
+        |m: tonic_health::pb::HealthCheckResponse| ServingStatus::try_from(m.status).unwrap();
+    assert_eq!(
+        status(ledger.message().await.unwrap().unwrap()),
+        ServingStatus::Serving
+    );
+
+    Faults::set(&faults.journal_sync);
+    let request = signed(&engine, &root(dir.path()), "open-a", "mof-a");
+    assert!(engine.submit(request).await.is_err());
+    assert_eq!(
+        status(ledger.message().await.unwrap().unwrap()),
+        ServingStatus::NotServing
+    );
+    // Reads go on.
+    let query = health
+        .check(HealthCheckRequest {
+            service: "fundtrail.v1.Query".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(query), ServingStatus::Serving);
+    // A graceful stop waits for open streams: close the watch first.
+    drop(ledger);
+    drop(health);
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+}

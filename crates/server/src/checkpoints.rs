@@ -207,6 +207,9 @@ impl Checkpoints {
     }
 
     /// Stores an accepted cosignature line for the checkpoint of `tree_size`.
+    /// A witness that already cosigned this checkpoint is answered OK and
+    /// nothing is written: its first cosignature stands, and resending
+    /// cannot make the log sync its file again and again.
     pub fn add_cosignature(
         &self,
         tree_size: u64,
@@ -221,9 +224,10 @@ impl Checkpoints {
             )
             .into());
         };
-        if signed.cosignatures.len() >= COSIGNATURES_MAX
-            && !signed.cosignatures.contains_key(witness)
-        {
+        if signed.cosignatures.contains_key(witness) {
+            return Ok(());
+        }
+        if signed.cosignatures.len() >= COSIGNATURES_MAX {
             return Err(Rejection::new(
                 fundtrail_core::Code::ResourceExhausted,
                 "cosigned_note",

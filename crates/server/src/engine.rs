@@ -107,15 +107,19 @@ struct Submission {
 
 /// The one switch that stops writes, with the reason. Once stopped, writes
 /// stay stopped until the server restarts and recovery says otherwise.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct WriteGate {
     reason: Arc<Mutex<Option<String>>>,
+    /// Whether writes are open, for those who watch (the health service).
+    open: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl WriteGate {
     fn new(reason: Option<String>) -> WriteGate {
+        let (open, _) = tokio::sync::watch::channel(reason.is_none());
         WriteGate {
             reason: Arc::new(Mutex::new(reason)),
+            open: Arc::new(open),
         }
     }
 
@@ -124,6 +128,12 @@ impl WriteGate {
         warn!(%reason, "refusing writes from now on");
         let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
         slot.get_or_insert(reason);
+        self.open.send_replace(false);
+    }
+
+    /// Follows whether writes are open.
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.open.subscribe()
     }
 
     /// Why writes are refused, if they are.

@@ -56,19 +56,44 @@ pub async fn serve_on(
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
-        .await;
+    // The Ledger service is SERVING while it takes writes, NOT_SERVING
+    // once they stop.
+    let mut writes_open = engine.gate().watch();
+    let ledger_health = health.clone();
+    tokio::spawn(async move {
+        loop {
+            let open = *writes_open.borrow_and_update();
+            if open {
+                ledger_health
+                    .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
+                    .await;
+            } else {
+                ledger_health
+                    .set_not_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
+                    .await;
+            }
+            if writes_open.changed().await.is_err() {
+                break;
+            }
+        }
+    });
     health
         .set_serving::<pb::query_server::QueryServer<service::QueryService>>()
         .await;
     health
         .set_serving::<pb::audit_server::AuditServer<audit::AuditService>>()
         .await;
+    // Reflection in both versions: v1, and v1alpha for the many tools that
+    // speak only that (grpc_cli, Python grpcio-reflection, older grpcurl).
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(fundtrail_api::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
+        .map_err(|e| format!("cannot build the reflection service: {e}"))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(fundtrail_api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
         .map_err(|e| format!("cannot build the reflection service: {e}"))?;
     let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService {
         engine: engine.clone(),
@@ -83,6 +108,7 @@ pub async fn serve_on(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
+        .add_service(reflection_v1alpha)
         .add_service(ledger)
         .add_service(query)
         .add_service(pb::audit_server::AuditServer::new(audit::AuditService {
