@@ -20,11 +20,11 @@ fn upgrade(version: u32) -> B {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn under_rules_2_a_request_re_signed_by_another_key_of_the_org_is_a_retry() {
+async fn from_rules_2_a_request_re_signed_by_another_key_of_the_org_is_a_retry() {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
-    assert_eq!(ledger_info(&mut client).await.rules_version, 2);
+    assert_eq!(ledger_info(&mut client).await.rules_version, 3);
     let root = server.root();
     let first_key = new_signer();
     let second_key = new_signer();
@@ -105,13 +105,13 @@ async fn only_the_root_org_upgrades_the_rules_and_only_forward() {
         ),
         (
             &root,
-            2,
+            3,
             tonic::Code::FailedPrecondition,
-            "already runs rules version 2",
+            "already runs rules version 3",
         ),
         (
             &root,
-            1,
+            2,
             tonic::Code::FailedPrecondition,
             "rules only move forward",
         ),
@@ -219,4 +219,105 @@ fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
         refused.contains("is a log export, not a journal"),
         "{refused}"
     );
+}
+
+/// A resident ID number (18 digits, a birth date inside).
+const ID_NUMBER: &str = "110101199003071234";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_3_keep_id_numbers_out_of_identifiers_from_the_upgrade_on() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        fundtrail_core::rules::Rules::V2,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    // Under rules 2 an ID number slipped into the log as a household ref.
+    ok(&mut client, &root, household("mof-hh-1", ID_NUMBER)).await;
+    ok(&mut client, &root, upgrade(3)).await;
+    let count = ledger_info(&mut client).await.record_count;
+    for (body, field) in [
+        (
+            household("mof-hh-2", ID_NUMBER),
+            "register_household.household_ref",
+        ),
+        (
+            household(ID_NUMBER, "HH-0002"),
+            "register_household.account_id",
+        ),
+        (
+            open_account(
+                &format!("acct-{ID_NUMBER}"),
+                pb::AccountKind::Programme,
+                "专项",
+            ),
+            "open_account.account_id",
+        ),
+    ] {
+        let refused = client.post(&root, body).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+        assert!(refused.message().contains(field), "{}", refused.message());
+    }
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    // Ordinary identifiers still go in, and the old record still replays.
+    ok(&mut client, &root, household("mof-hh-3", "HH-110101-0003")).await;
+    server.stop().await;
+    std::fs::remove_dir_all(state_dir(dir.path())).unwrap();
+    let replayed = TestServer::start(dir.path()).await;
+    let mut client = replayed.client().await;
+    let info = ledger_info(&mut client).await;
+    assert!(info.writable, "{}", info.read_only_reason);
+    assert_eq!(info.record_count, count + 1);
+    replayed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_rules_3_no_account_holds_more_than_a_u64_of_fen() {
+    use fundtrail_core::limits::AMOUNT_FEN_MAX;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-big", pb::AccountKind::Treasury, "国库"),
+    )
+    .await;
+    let fits = u64::MAX / AMOUNT_FEN_MAX;
+    for i in 0..fits {
+        ok(
+            &mut client,
+            &root,
+            appropriation("mof-big", AMOUNT_FEN_MAX, &format!("财〔2026〕{i}号")),
+        )
+        .await;
+    }
+    let refused = client
+        .post(
+            &root,
+            appropriation("mof-big", AMOUNT_FEN_MAX, "财〔2026〕99号"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains("more than the ledger can report"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(balance(&mut client, "mof-big").await, fits * AMOUNT_FEN_MAX);
+    assert!(ledger_info(&mut client).await.writable);
+    server.stop().await;
 }

@@ -10,6 +10,7 @@
 //! |---|---|
 //! | 1 | the rules of the first ledgers: idempotency keys are scoped to the signing key |
 //! | 2 | idempotency keys are scoped to the signing org, so a request re-signed by another key of the same org is a retry |
+//! | 3 | account, org and household identifiers may not look like ID-card or bank-card numbers; no account may hold more than u64::MAX fen in all |
 
 use crate::model::LedgerMeta;
 use crate::Fault;
@@ -19,17 +20,19 @@ use crate::Fault;
 pub enum Rules {
     V1,
     V2,
+    V3,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V2;
+    pub const CURRENT: Rules = Rules::V3;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
         match version {
             1 => Some(Rules::V1),
             2 => Some(Rules::V2),
+            3 => Some(Rules::V3),
             _ => None,
         }
     }
@@ -48,6 +51,7 @@ impl Rules {
         match self {
             Rules::V1 => 1,
             Rules::V2 => 2,
+            Rules::V3 => 3,
         }
     }
 
@@ -55,7 +59,7 @@ impl Rules {
     pub fn idempotency_scope_name(self) -> &'static str {
         match self {
             Rules::V1 => "this key",
-            Rules::V2 => "a key of this org",
+            Rules::V2 | Rules::V3 => "a key of this org",
         }
     }
 }
@@ -70,7 +74,7 @@ mod tests {
             let rules = Rules::of_version(version).unwrap();
             assert_eq!(rules.version(), version);
         }
-        assert!(Rules::V1 < Rules::V2);
+        assert!(Rules::V1 < Rules::V2 && Rules::V2 < Rules::V3);
         assert_eq!(Rules::of_version(0), None);
         assert_eq!(Rules::of_version(Rules::CURRENT.version() + 1), None);
     }

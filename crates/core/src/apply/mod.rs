@@ -46,6 +46,8 @@ pub enum Outcome {
 /// position and date, the signing org, and the effects so far.
 pub(crate) struct Act<'t, 'a, K: Kv + ?Sized> {
     pub txn: &'t mut Txn<'a, K>,
+    /// The rules in force for this record.
+    pub rules: Rules,
     pub seq: u64,
     pub day: Day,
     pub org: Org,
@@ -60,13 +62,20 @@ pub fn apply<K: Kv + ?Sized>(
     ctx: &Context,
     request: &Request,
 ) -> Result<Outcome, Error> {
-    validate::request(request)?;
     let payload_sha256 = signing::sha256(ctx.payload);
     if let Body::Genesis(genesis) = &request.body {
+        let rules = Rules::of_version(genesis.rules_version).ok_or_else(|| {
+            Rejection::invalid(
+                "genesis.rules_version",
+                format!(
+                    "rules version {} is not known to this server",
+                    genesis.rules_version
+                ),
+            )
+        })?;
+        validate::request(request, rules)?;
         let mut txn = Txn::new(state);
         let effects = registry::genesis(&mut txn, ctx, request, genesis)?;
-        let rules = Rules::of_version(genesis.rules_version)
-            .expect("validate::request checked the genesis rules version");
         let entry = IdempotencyEntry {
             seq: ctx.seq,
             payload_sha256,
@@ -89,6 +98,8 @@ pub fn apply<K: Kv + ?Sized>(
     let ledger = state
         .ledger()?
         .ok_or_else(|| Fault::new("this ledger has no genesis record yet"))?;
+    let rules = Rules::of_ledger(&ledger)?;
+    validate::request(request, rules)?;
     if request.ledger_id != ledger.ledger_id {
         return Err(Rejection::invalid(
             "ledger_id",
@@ -99,7 +110,6 @@ pub fn apply<K: Kv + ?Sized>(
         )
         .into());
     }
-    let rules = Rules::of_ledger(&ledger)?;
     let signer = authenticate(state, ctx)?;
     if let Some(first) = idempotency_entry(state, rules, &signer, request)? {
         if first.payload_sha256 == payload_sha256 {
@@ -137,6 +147,7 @@ pub fn apply<K: Kv + ?Sized>(
     let mut txn = Txn::new(state);
     let mut act = Act {
         txn: &mut txn,
+        rules,
         seq: ctx.seq,
         day,
         effects: Effects {
@@ -200,7 +211,7 @@ fn idempotency_entry<K: Kv + ?Sized>(
 ) -> Result<Option<IdempotencyEntry>, Fault> {
     match rules {
         Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
-        Rules::V2 => state.org_idempotency(&signer.org_id, &request.idempotency_key),
+        Rules::V2 | Rules::V3 => state.org_idempotency(&signer.org_id, &request.idempotency_key),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::dates::Day;
 use crate::limits::{ACCOUNT_SOURCES_MAX, LOT_SCAN_CHUNK};
 use crate::model::*;
 use crate::money::Fen;
+use crate::rules::Rules;
 use crate::state::{key, Kv, StateRead, Txn};
 use crate::{Code, Error, Fault, Rejection};
 
@@ -158,6 +159,23 @@ fn pick_lots<K: Kv + ?Sized>(
     Ok(picked)
 }
 
+/// From rules 3 on, no account may hold more than u64::MAX fen in all, so
+/// that every total the ledger reports about it stays exact.
+fn total_within_limit(rules: Rules, account: &Account, field: &str) -> Result<(), Rejection> {
+    if rules >= Rules::V3 && account.balance() > u128::from(u64::MAX) {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "account {} would hold more than {} in all, more than the ledger can report exactly",
+                account.account_id,
+                crate::money::format_fen(u128::from(u64::MAX))
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Adds `amount` to a lot of `account` (creating it) and to its balances.
 fn add_lot<K: Kv + ?Sized>(
     txn: &mut Txn<K>,
@@ -287,6 +305,7 @@ impl<K: Kv + ?Sized> Act<'_, '_, K> {
             u128::from(amount.0),
             "attribution must cover the amount exactly"
         );
+        total_within_limit(self.rules, &to, field)?;
         self.txn
             .put(key::named(key::ACCOUNT, &from.account_id), &from);
         self.txn.put(key::named(key::ACCOUNT, &to.account_id), &to);
@@ -609,6 +628,7 @@ pub(super) fn appropriation<K: Kv + ?Sized>(
         m.day,
         field,
     )?;
+    total_within_limit(m.rules, &account, field)?;
     m.txn
         .put(key::named(key::ACCOUNT, &account.account_id), &account);
     m.txn
@@ -783,6 +803,7 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
         });
     }
     for account in accounts.values() {
+        total_within_limit(m.rules, account, field)?;
         m.txn
             .put(key::named(key::ACCOUNT, &account.account_id), account);
     }
