@@ -976,3 +976,47 @@ fn a_reversal_is_not_dated_before_the_record_it_reverses() {
     check_conservation(&ledger.state);
     check_movements(&ledger.state);
 }
+
+/// Under rules 3 no account may hold more than u64::MAX fen in all. Reaching
+/// that through the API takes 18,447 of the largest appropriations; here the
+/// account is brought just below it directly in state, and one more fen of
+/// appropriation is refused, changing nothing.
+#[test]
+fn rules_3_refuse_an_account_total_past_u64() {
+    use fundtrail_core::state::{encode, key, StateRead};
+    let mut ledger = genesis();
+    let account_id = ACCOUNTS[0].0;
+    let mut account = ledger.state.account(account_id).unwrap().unwrap();
+    let held: u128 = account.balance();
+    let top_up = u64::MAX - u64::try_from(held).unwrap();
+    // A fictitious source holding the rest, as 18,447 appropriations would.
+    account.balances.insert(u64::MAX, Fen(top_up));
+    ledger
+        .state
+        .insert(key::named(key::ACCOUNT, account_id), encode(&account));
+    let before = ledger.state.clone();
+    let refused = ledger
+        .post(
+            0,
+            Body::Appropriation(Appropriation {
+                account_id: account_id.into(),
+                amount: Fen(1),
+                programme_code: "2130599".into(),
+                fiscal_year: 2026,
+                document_no: "财农〔2026〕9号".into(),
+                purpose: String::new(),
+                memo: String::new(),
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(refused.code, fundtrail_core::Code::ResourceExhausted);
+    assert!(
+        refused.message.contains("more than the ledger can report"),
+        "{}",
+        refused.message
+    );
+    assert!(
+        ledger.state == before,
+        "a refused appropriation changed state"
+    );
+}
