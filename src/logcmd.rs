@@ -119,15 +119,20 @@ fn read(path: &Path) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-pub async fn log_key(server: &Server) -> Result<()> {
-    let mut client = connect(server).await?;
-    let vkey = client
+/// The log's verifier key, as the server serves it.
+async fn fetch_log_key(client: &mut fundtrail_client::Client) -> Result<String> {
+    Ok(client
         .audit
         .get_log_key(pb::GetLogKeyRequest {})
         .await
         .map_err(status)?
         .into_inner()
-        .vkey;
+        .vkey)
+}
+
+pub async fn log_key(server: &Server) -> Result<()> {
+    let mut client = connect(server).await?;
+    let vkey = fetch_log_key(&mut client).await?;
     println!("{vkey}");
     Ok(())
 }
@@ -241,13 +246,7 @@ pub async fn export(server: &Server, out: &Path, start: u64, end: u64) -> Result
     if out.exists() {
         bail!("{} exists; export writes a new file", out.display());
     }
-    let vkey = client
-        .audit
-        .get_log_key(pb::GetLogKeyRequest {})
-        .await
-        .map_err(status)?
-        .into_inner()
-        .vkey;
+    let vkey = fetch_log_key(&mut client).await?;
     let ledger_id = ledger_of_origin(&vkey)
         .ok_or_else(|| anyhow!("the server's log key {vkey:?} names no fundtrail ledger"))?;
     let mut stream = client

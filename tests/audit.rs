@@ -19,16 +19,6 @@ fn journal_path(dir: &std::path::Path) -> std::path::PathBuf {
     dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME)
 }
 
-async fn vkey(client: &mut fundtrail_client::Client) -> String {
-    client
-        .audit
-        .get_log_key(pb::GetLogKeyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .vkey
-}
-
 async fn inclusion(
     client: &mut fundtrail_client::Client,
     index: u64,

@@ -340,13 +340,7 @@ async fn write_golden_v1() {
     )
     .await;
     assert_eq!(upgrade.seq, V1_UPGRADE_SEQ);
-    let vkey = client
-        .audit
-        .get_log_key(pb::GetLogKeyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .vkey;
+    let vkey = vkey(&mut client).await;
     std::fs::write(dir.join("vkey.txt"), format!("{vkey}\n")).unwrap();
     let count = checkpoint_of_all(&server, &mut client).await.tree_size;
     assert_eq!(count, V1_RECORDS);

@@ -530,13 +530,7 @@ async fn an_outside_verifier_checks_records_proofs_and_checkpoints_by_hand() {
     )
     .await;
     checkpoint_of_all(&server, &mut client).await;
-    let vkey = client
-        .audit
-        .get_log_key(pb::GetLogKeyRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .vkey;
+    let vkey = vkey(&mut client).await;
     // A witness (fundtrail's own client code) cosigns the newest checkpoint.
     let mut witness_state = WitnessState::default();
     let Round::Cosigned { tree_size } = witness_round(

@@ -135,6 +135,17 @@ pub async fn ledger_info(client: &mut Client) -> pb::LedgerInfo {
         .into_inner()
 }
 
+/// The log's verifier key, as GetLogKey serves it.
+pub async fn vkey(client: &mut Client) -> String {
+    client
+        .audit
+        .get_log_key(pb::GetLogKeyRequest {})
+        .await
+        .expect("GetLogKey")
+        .into_inner()
+        .vkey
+}
+
 /// Posts and expects success.
 pub async fn ok(client: &mut Client, signer: &Signer, body: B) -> pb::PostResponse {
     let what = format!("{body:?}");
