@@ -111,16 +111,26 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The bench measures the server, not the per-key read allowance.
+    let options = fundtrail_server::ServeOptions {
+        boundary: fundtrail_server::boundary::BoundaryConfig {
+            read_cost_per_second: std::num::NonZeroU32::MAX,
+            read_cost_burst: std::num::NonZeroU32::MAX,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let server = tokio::spawn(fundtrail_server::serve_on(
         engine.clone(),
         listener,
+        options,
         async {
             let _ = stopped.await;
         },
     ));
 
     let root = Arc::new(Signer::from_key_file(&created.root_key_path)?);
-    let mut client = Client::connect(&url).await?;
+    let mut client = Client::connect_as(&url, &root).await?;
     for (account_id, kind) in [
         ("bench-treasury", pb::AccountKind::Treasury),
         ("bench-county", pb::AccountKind::Programme),

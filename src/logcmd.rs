@@ -98,9 +98,6 @@ pub struct WitnessArgs {
     /// The log's pinned verifier key.
     #[arg(long)]
     vkey: String,
-    /// The witness's key file; its public key is registered to the witness org.
-    #[arg(long)]
-    key: PathBuf,
     /// The witness org's id: the name in its cosignatures.
     #[arg(long)]
     name: String,
@@ -267,6 +264,14 @@ pub async fn export(server: &Server, out: &Path, start: u64, end: u64) -> Result
             );
         }
         expected += 1;
+        if item.record.is_empty() {
+            // Withheld records would leave a file no one can replay.
+            let _ = std::fs::remove_file(out);
+            bail!(
+                "the server withheld record {} (only its leaf hash came): the org of --key may not read it whole. A full export needs a MIRROR org, the root org, or an audit office whose jurisdiction covers the whole ledger",
+                item.index
+            );
+        }
         batch.push(item.record);
         if batch.len() == 1_000 {
             count += batch.len() as u64;
@@ -389,7 +394,7 @@ pub fn audit(args: AuditArgs) -> Result<()> {
 }
 
 pub async fn witness(args: WitnessArgs) -> Result<()> {
-    let text = read(&args.key)?;
+    let text = read(args.server.key_file()?)?;
     let (_, key) = KeyFile::from_json(&text).map_err(|e| anyhow!(e))?;
     let mut client = connect(&args.server).await?;
     let mut state = WitnessState::load(&args.state).map_err(|e| anyhow!(e))?;

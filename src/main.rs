@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fundtrail_api::pb;
-use fundtrail_client::Client;
+use fundtrail_client::{Client, ConnectOptions, Signer, TlsFiles};
 use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT;
 use fundtrail_server::engine::EngineConfig;
@@ -51,9 +51,32 @@ struct Server {
         default_value = "http://127.0.0.1:50051"
     )]
     server: String,
+    /// Key file of the org making the call: it signs every read
+    /// (docs/read-signature.md) and every posted request.
+    #[arg(long, env = "FUNDTRAIL_KEY")]
+    key: Option<PathBuf>,
+    /// PEM file of the CA that signed the server's TLS certificate
+    /// (https:// URLs).
+    #[arg(long, env = "FUNDTRAIL_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for servers that require mTLS.
+    #[arg(long, env = "FUNDTRAIL_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM key of the client certificate.
+    #[arg(long, env = "FUNDTRAIL_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     json: bool,
+}
+
+impl Server {
+    /// The key file given with --key, which this command needs.
+    fn key_file(&self) -> Result<&Path> {
+        self.key
+            .as_deref()
+            .context("this command signs with an org's key: give --key FILE (or FUNDTRAIL_KEY)")
+    }
 }
 
 #[derive(Args, Clone)]
@@ -108,6 +131,18 @@ enum Command {
         /// With --demo: multiply the households (and their payments) by this.
         #[arg(long, default_value_t = 1, requires = "demo")]
         demo_scale: u32,
+        /// PEM certificate chain to serve TLS with.
+        #[arg(long, env = "FUNDTRAIL_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of the TLS certificate.
+        #[arg(long, env = "FUNDTRAIL_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// PEM CA certificate: clients must present a certificate it signed (mTLS).
+        #[arg(long, env = "FUNDTRAIL_CLIENT_CA", requires = "tls_cert")]
+        client_ca: Option<PathBuf>,
+        /// Serve plaintext on a non-loopback address (only behind a TLS proxy).
+        #[arg(long)]
+        insecure_plaintext: bool,
     },
     /// Generate an Ed25519 key pair into a new key file (mode 0600) and print
     /// its key id and public key, to register with `post register-org` or
@@ -315,7 +350,23 @@ async fn run(command: Command) -> Result<()> {
             demo_scale,
             checkpoint_every_records,
             checkpoint_every_ms,
+            tls_cert,
+            tls_key,
+            client_ca,
+            insecure_plaintext,
         } => {
+            let options = fundtrail_server::ServeOptions {
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| fundtrail_server::TlsFiles {
+                        cert,
+                        key,
+                        client_ca,
+                    }),
+                insecure_plaintext,
+                ..Default::default()
+            };
+            fundtrail_server::check_transport(listen, &options).map_err(anyhow::Error::msg)?;
             if checkpoint_every_records == 0 || checkpoint_every_ms == 0 {
                 bail!("--checkpoint-every-records and --checkpoint-every-ms must be above zero");
             }
@@ -342,8 +393,11 @@ async fn run(command: Command) -> Result<()> {
                 },
                 ..EngineConfig::new(data.data_dir.clone())
             };
+            // Opening replays and checks the journal: off the async workers.
             let engine =
-                fundtrail_server::engine::Engine::open(config).map_err(anyhow::Error::msg)?;
+                tokio::task::spawn_blocking(move || fundtrail_server::engine::Engine::open(config))
+                    .await?
+                    .map_err(anyhow::Error::msg)?;
             if demo {
                 demo::prepare(engine.clone(), &data.data_dir, created, demo_scale).await?;
             }
@@ -354,7 +408,7 @@ async fn run(command: Command) -> Result<()> {
             // names the port the system chose).
             println!("fundtrail listening on {}", listener.local_addr()?);
             std::io::Write::flush(&mut std::io::stdout())?;
-            fundtrail_server::serve_on(engine, listener, shutdown_signal())
+            fundtrail_server::serve_on(engine, listener, options, shutdown_signal())
                 .await
                 .map_err(anyhow::Error::msg)?;
         }
@@ -478,7 +532,19 @@ pub fn status(status: tonic::Status) -> anyhow::Error {
 }
 
 async fn connect(server: &Server) -> Result<Client> {
-    Client::connect(&server.server)
+    let reader = match &server.key {
+        Some(path) => Some(Signer::from_key_file(path)?),
+        None => None,
+    };
+    let options = ConnectOptions {
+        tls: TlsFiles {
+            ca_cert: server.ca_cert.clone(),
+            cert: server.tls_cert.clone(),
+            key: server.tls_key.clone(),
+        },
+        reader,
+    };
+    Client::connect_with(&server.server, &options)
         .await
         .with_context(|| format!("is `fundtrail serve` running at {}?", server.server))
 }

@@ -1,7 +1,5 @@
 //! `fundtrail post …`: build a request, sign it with a key file, post it.
 
-use std::path::PathBuf;
-
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use fundtrail_api::pb;
@@ -15,9 +13,6 @@ use crate::{output, status, Server};
 pub struct PostArgs {
     #[command(flatten)]
     server: Server,
-    /// Key file of the signing org (see `fundtrail keygen`).
-    #[arg(long, env = "FUNDTRAIL_KEY")]
-    key: PathBuf,
     /// Idempotency key: posting again with the same key and the same request
     /// returns the first result instead of recording twice. Default: random.
     #[arg(long)]
@@ -39,6 +34,7 @@ enum Role {
     Finance,
     Auditor,
     Witness,
+    Mirror,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -340,6 +336,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
                 Role::Finance => pb::OrgRole::Finance,
                 Role::Auditor => pb::OrgRole::Auditor,
                 Role::Witness => pb::OrgRole::Witness,
+                Role::Mirror => pb::OrgRole::Mirror,
             } as i32,
             division_code: division,
             public_key: public_key(&key)?,
@@ -548,7 +545,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
 }
 
 pub async fn run(args: PostArgs) -> Result<()> {
-    let signer = Signer::from_key_file(&args.key)?;
+    let signer = Signer::from_key_file(args.server.key_file()?)?;
     let body = body(args.request)?;
     let mut client = crate::connect(&args.server).await?;
     let idempotency_key = args.idempotency_key.unwrap_or_else(new_idempotency_key);

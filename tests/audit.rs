@@ -418,10 +418,13 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     let checkpoint = work.path().join("checkpoint.txt");
     std::fs::write(&checkpoint, &cp.note).unwrap();
     let export = work.path().join("export.log");
+    let root_key = server.data_dir.join("root.key");
     let out = fundtrail(&[
         "export",
         "--server",
         &server.url,
+        "--key",
+        root_key.to_str().unwrap(),
         "--out",
         export.to_str().unwrap(),
     ]);

@@ -96,9 +96,13 @@ impl Server {
                 server.log_text()
             ),
         }
-        let client = Client::connect(&server.url).await.unwrap_or_else(|e| {
-            panic!("`fundtrail serve` ({name}) listens but does not answer: {e}")
-        });
+        let root = fundtrail_client::Signer::from_key_file(&dir.join("data").join("root.key"))
+            .expect("the root key");
+        let client = Client::connect_as(&server.url, &root)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("`fundtrail serve` ({name}) listens but does not answer: {e}")
+            });
         (server, client)
     }
 

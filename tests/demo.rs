@@ -41,7 +41,8 @@ async fn start(dir: &std::path::Path) -> (Server, Client, String) {
             let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
             panic!("the demo server did not come up: {e}\n{log}")
         });
-    let client = Client::connect(&url).await.unwrap();
+    let root = fundtrail_client::Signer::from_key_file(&dir.join("data").join("root.key")).unwrap();
+    let client = Client::connect_as(&url, &root).await.unwrap();
     let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
     (server, client, log)
 }

@@ -191,6 +191,7 @@ async fn health_says_the_ledger_is_not_serving_once_writes_stop() {
     let serving = tokio::spawn(fundtrail_server::serve_on(
         engine.clone(),
         listener,
+        Default::default(),
         async {
             let _ = stopped.await;
         },

@@ -5,6 +5,8 @@
 
 mod common;
 
+use fundtrail_core::rules::Rules;
+
 use common::*;
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
@@ -24,7 +26,10 @@ async fn from_rules_2_a_request_re_signed_by_another_key_of_the_org_is_a_retry()
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
-    assert_eq!(ledger_info(&mut client).await.rules_version, 3);
+    assert_eq!(
+        ledger_info(&mut client).await.rules_version,
+        Rules::CURRENT.version()
+    );
     let root = server.root();
     let first_key = new_signer();
     let second_key = new_signer();
@@ -99,15 +104,15 @@ async fn only_the_root_org_upgrades_the_rules_and_only_forward() {
     let cases = [
         (
             &province,
-            3,
+            4,
             tonic::Code::PermissionDenied,
             "only the root org",
         ),
         (
             &root,
-            3,
+            4,
             tonic::Code::FailedPrecondition,
-            "already runs rules version 3",
+            "already runs rules version 4",
         ),
         (
             &root,

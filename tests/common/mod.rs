@@ -84,6 +84,7 @@ impl TestServer {
         let task = tokio::spawn(fundtrail_server::serve_on(
             engine.clone(),
             listener,
+            Default::default(),
             async {
                 let _ = stopped.await;
             },
@@ -97,7 +98,20 @@ impl TestServer {
         }
     }
 
+    /// A client that signs its reads as the root org (reads everything).
     pub async fn client(&self) -> Client {
+        self.client_as(&self.root()).await
+    }
+
+    /// A client that signs its reads with `reader`.
+    pub async fn client_as(&self, reader: &Signer) -> Client {
+        Client::connect_as(&self.url, reader)
+            .await
+            .expect("connect")
+    }
+
+    /// A client with no reader key: public calls only.
+    pub async fn anonymous_client(&self) -> Client {
         Client::connect(&self.url).await.expect("connect")
     }
 

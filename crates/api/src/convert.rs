@@ -50,9 +50,10 @@ fn role(field: &str, value: i32) -> Result<Role, Rejection> {
         Ok(pb::OrgRole::Finance) => Ok(Role::Finance),
         Ok(pb::OrgRole::Auditor) => Ok(Role::Auditor),
         Ok(pb::OrgRole::Witness) => Ok(Role::Witness),
+        Ok(pb::OrgRole::Mirror) => Ok(Role::Mirror),
         _ => Err(Rejection::invalid(
             field,
-            "the org role must be ADMINISTRATOR, FINANCE, AUDITOR or WITNESS",
+            "the org role must be ADMINISTRATOR, FINANCE, AUDITOR, WITNESS or MIRROR",
         )),
     }
 }
@@ -63,6 +64,7 @@ pub fn role_to_pb(role: Role) -> pb::OrgRole {
         Role::Finance => pb::OrgRole::Finance,
         Role::Auditor => pb::OrgRole::Auditor,
         Role::Witness => pb::OrgRole::Witness,
+        Role::Mirror => pb::OrgRole::Mirror,
     }
 }
 

@@ -7,7 +7,8 @@
 //! use fundtrail_client::{Client, Signer};
 //! use fundtrail_api::pb;
 //! let signer = Signer::from_key_file("fundtrail-data/root.key".as_ref())?;
-//! let mut client = Client::connect("http://127.0.0.1:50051").await?;
+//! // Reads are signed with the same key (docs/read-signature.md).
+//! let mut client = Client::connect_as("http://127.0.0.1:50051", &signer).await?;
 //! let body = pb::request::Body::OpenAccount(pb::OpenAccount {
 //!     account_id: "mof-treasury".into(),
 //!     kind: pb::AccountKind::Treasury as i32,
@@ -22,15 +23,15 @@
 use std::path::Path;
 
 use ed25519_dalek::SigningKey;
+pub use fundtrail_api;
 use fundtrail_api::pb;
 use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::signing;
 use prost::Message;
-use tonic::transport::Channel;
-
-pub use fundtrail_api;
+pub use transport::{Signed, TlsFiles};
 
 pub mod proofs;
+pub mod transport;
 pub mod witness;
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +71,10 @@ impl Signer {
         &self.key_id
     }
 
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.key
+    }
+
     pub fn public_key(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()
     }
@@ -93,37 +98,52 @@ pub fn new_idempotency_key() -> String {
     hex::encode(rand::random::<[u8; 12]>())
 }
 
+/// How to reach a ledger: TLS files, and the key that signs reads.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    pub tls: TlsFiles,
+    /// Without a reader key only the public calls answer (log key,
+    /// checkpoints, proofs, ledger info, health).
+    pub reader: Option<Signer>,
+}
+
 /// A connection to one fundtrail ledger.
 #[derive(Clone)]
 pub struct Client {
-    pub ledger: pb::ledger_client::LedgerClient<Channel>,
-    pub query: pb::query_client::QueryClient<Channel>,
-    pub audit: pb::audit_client::AuditClient<Channel>,
+    pub ledger: pb::ledger_client::LedgerClient<Signed>,
+    pub query: pb::query_client::QueryClient<Signed>,
+    pub audit: pb::audit_client::AuditClient<Signed>,
     ledger_id: String,
 }
 
 impl Client {
-    /// Connects and learns the ledger's id.
+    /// Connects without a reader key: public calls and writes only.
     pub async fn connect(url: &str) -> Result<Client, ClientError> {
-        let fail = |reason: String| ClientError::Connect {
-            url: url.to_string(),
-            reason,
+        Client::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    /// Connects and signs every read with `reader`.
+    pub async fn connect_as(url: &str, reader: &Signer) -> Result<Client, ClientError> {
+        let options = ConnectOptions {
+            reader: Some(reader.clone()),
+            ..Default::default()
         };
-        let channel = tonic::transport::Endpoint::from_shared(url.to_string())
-            .map_err(|e| fail(e.to_string()))?
-            .connect()
-            .await
-            .map_err(|e| fail(e.to_string()))?;
-        let ledger = pb::ledger_client::LedgerClient::new(channel.clone())
-            .max_decoding_message_size(32 << 20);
-        let audit =
-            pb::audit_client::AuditClient::new(channel.clone()).max_decoding_message_size(32 << 20);
-        let mut query =
-            pb::query_client::QueryClient::new(channel).max_decoding_message_size(32 << 20);
-        let info = query
+        Client::connect_with(url, &options).await
+    }
+
+    /// Connects as `options` say and learns the ledger's id.
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
+        let channel = transport::channel(url, &options.tls).await?;
+        let info = pb::query_client::QueryClient::new(Signed::new(channel.clone(), None, ""))
             .get_ledger(pb::GetLedgerRequest {})
             .await?
             .into_inner();
+        let signed = Signed::new(channel, options.reader.clone(), &info.ledger_id);
+        let ledger = pb::ledger_client::LedgerClient::new(signed.clone())
+            .max_decoding_message_size(32 << 20);
+        let audit =
+            pb::audit_client::AuditClient::new(signed.clone()).max_decoding_message_size(32 << 20);
+        let query = pb::query_client::QueryClient::new(signed).max_decoding_message_size(32 << 20);
         Ok(Client {
             ledger,
             query,

@@ -14,6 +14,7 @@
 //! assert_eq!(amount.to_string(), "¥1,234.56");
 //! ```
 
+pub mod access;
 pub mod apply;
 pub mod clock;
 pub mod dates;

@@ -67,6 +67,28 @@ pub const RECORD_OVERHEAD_BYTES_MAX: usize = 512;
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 24 * 1024 * 1024;
 /// Largest Query or Audit request message (they carry ids, not records).
 pub const QUERY_REQUEST_BYTES_MAX: usize = 64 * 1024;
+
+// The trust boundary (crates/server/src/boundary.rs).
+/// Calls being answered at once; more are shed with UNAVAILABLE (retryable).
+pub const IN_FLIGHT_CALLS_MAX: usize = 512;
+/// A call still unanswered after this is cancelled with DEADLINE_EXCEEDED.
+pub const CALL_TIMEOUT_MS: u64 = 120_000;
+/// Concurrent HTTP/2 streams (calls) per connection.
+pub const STREAMS_PER_CONNECTION_MAX: u32 = 128;
+/// Bytes of HTTP/2 headers per call (the read signature needs ~300).
+pub const HEADER_LIST_BYTES_MAX: u32 = 16 * 1024;
+/// Streams a client may open and reset before the server has accepted them
+/// (the HTTP/2 rapid-reset flood).
+pub const PENDING_RESET_STREAMS_MAX: usize = 32;
+pub const KEEPALIVE_INTERVAL_MS: u64 = 30_000;
+pub const KEEPALIVE_TIMEOUT_MS: u64 = 10_000;
+/// Read allowance per key: cost units per second, and the burst it may save.
+pub const READ_COST_PER_SECOND_DEFAULT: u32 = 500;
+pub const READ_COST_BURST_DEFAULT: u32 = 2_000;
+/// The heaviest call's cost: a whole burst must afford it.
+pub const READ_COST_MAX: u32 = 100;
+/// (key, nonce) pairs remembered to refuse a replayed read signature.
+pub const READ_NONCES_REMEMBERED_MAX: usize = 1 << 20;
 /// Largest list page.
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 /// Page size when the client asks for 0.
@@ -119,6 +141,9 @@ const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
 const _: () = assert!(TRACE_PAGE_RECORDS_DEFAULT <= TRACE_PAGE_RECORDS_MAX);
 const _: () = assert!(TRACE_PAGE_RECORDS_MAX as usize <= TRACE_RECORDS_MAX);
 const _: () = assert!(SIGNING_SKEW_MS_DEFAULT <= SIGNING_SKEW_MS_MAX);
+const _: () = assert!(READ_COST_MAX <= READ_COST_BURST_DEFAULT);
+const _: () = assert!(STREAMS_PER_CONNECTION_MAX as usize <= IN_FLIGHT_CALLS_MAX);
+const _: () = assert!(KEEPALIVE_TIMEOUT_MS < KEEPALIVE_INTERVAL_MS);
 // A ledger id fits a file header's u16 length.
 const _: () = assert!(ID_BYTES_MAX <= u16::MAX as usize);
 // Every batch a full sequencer queue can form is one commit's worth or more.

@@ -18,6 +18,8 @@ pub enum Role {
     Auditor,
     /// A checkpoint witness.
     Witness,
+    /// A whole-log reader: a replica or mirror of the log (rules 4 on).
+    Mirror,
 }
 
 impl Role {
@@ -96,6 +98,43 @@ impl Body {
             Body::SetHouseholdStatus(_) => "SetHouseholdStatus",
             Body::Return(_) => "Return",
             Body::UpgradeRules(_) => "UpgradeRules",
+        }
+    }
+
+    /// Whether the record belongs to the registry of orgs, keys and rules,
+    /// which every registered reader may read.
+    pub fn is_registry(&self) -> bool {
+        matches!(
+            self,
+            Body::Genesis(_)
+                | Body::RegisterOrg(_)
+                | Body::AddKey(_)
+                | Body::RevokeKey(_)
+                | Body::UpgradeRules(_)
+        )
+    }
+
+    /// The accounts the body names. A money record also touches the
+    /// accounts of its legs (a Reversal names none itself).
+    pub fn accounts_named(&self) -> Vec<&str> {
+        match self {
+            Body::Genesis(_)
+            | Body::RegisterOrg(_)
+            | Body::AddKey(_)
+            | Body::RevokeKey(_)
+            | Body::Reversal(_)
+            | Body::UpgradeRules(_) => vec![],
+            Body::OpenAccount(b) => vec![&b.account_id],
+            Body::Appropriation(b) => vec![&b.account_id],
+            Body::Transfer(b) => vec![&b.from_account_id, &b.to_account_id],
+            Body::Disbursement(b) => vec![&b.from_account_id, &b.household_account_id],
+            Body::Consolidation(b) => vec![&b.from_account_id, &b.pool_account_id],
+            Body::RegisterProject(b) => vec![&b.account_id],
+            Body::AnnounceProject(b) => vec![&b.account_id],
+            Body::Allocation(b) => vec![&b.pool_account_id, &b.project_account_id],
+            Body::RegisterHousehold(b) => vec![&b.account_id],
+            Body::SetHouseholdStatus(b) => vec![&b.account_id],
+            Body::Return(b) => vec![&b.from_account_id, &b.to_account_id],
         }
     }
 

@@ -11,6 +11,7 @@
 //! | 1 | the rules of the first ledgers: idempotency keys are scoped to the signing key |
 //! | 2 | idempotency keys are scoped to the signing org, so a request re-signed by another key of the same org is a retry |
 //! | 3 | account, org and household identifiers may not look like ID-card or bank-card numbers; no account may hold more than u64::MAX fen in all |
+//! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has |
 
 use crate::model::LedgerMeta;
 use crate::Fault;
@@ -21,11 +22,12 @@ pub enum Rules {
     V1,
     V2,
     V3,
+    V4,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V3;
+    pub const CURRENT: Rules = Rules::V4;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
@@ -33,6 +35,7 @@ impl Rules {
             1 => Some(Rules::V1),
             2 => Some(Rules::V2),
             3 => Some(Rules::V3),
+            4 => Some(Rules::V4),
             _ => None,
         }
     }
@@ -52,6 +55,7 @@ impl Rules {
             Rules::V1 => 1,
             Rules::V2 => 2,
             Rules::V3 => 3,
+            Rules::V4 => 4,
         }
     }
 
@@ -59,7 +63,7 @@ impl Rules {
     pub fn idempotency_scope_name(self) -> &'static str {
         match self {
             Rules::V1 => "this key",
-            Rules::V2 | Rules::V3 => "a key of this org",
+            Rules::V2 | Rules::V3 | Rules::V4 => "a key of this org",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The request signature (DESIGN.md §4, fixed): Ed25519 over
-//! `"fundtrail/v1/request\n" ‖ payload`, and key ids.
+//! `"fundtrail/v1/request\n" ‖ payload`; the read signature
+//! (docs/read-signature.md, fixed); and key ids.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -15,6 +16,66 @@ pub fn signed_message(payload: &[u8]) -> Vec<u8> {
     message.extend_from_slice(REQUEST_SIGNING_PREFIX);
     message.extend_from_slice(payload);
     message
+}
+
+/// Domain-separation prefix of every read signature.
+pub const READ_SIGNING_PREFIX: &str = "fundtrail/v1/read\n";
+
+/// What a read signature covers (docs/read-signature.md): the ledger, the
+/// gRPC method, the exact request message bytes (by their SHA-256), when it
+/// was signed and a fresh nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadClaim<'a> {
+    pub ledger_id: &'a str,
+    /// The gRPC method path, e.g. `/fundtrail.v1.Query/GetAccount`.
+    pub method: &'a str,
+    pub request_sha256: [u8; 32],
+    pub signed_at_ms: i64,
+    /// 32 lowercase hex digits (16 random bytes).
+    pub nonce: &'a str,
+}
+
+impl ReadClaim<'_> {
+    /// The signed bytes: the prefix, then each field on its own line, each
+    /// line ended by `\n`: ledger id, method, lowercase hex SHA-256 of the
+    /// request message, signed_at_ms in decimal, nonce.
+    pub fn message(&self) -> Vec<u8> {
+        format!(
+            "{READ_SIGNING_PREFIX}{}\n{}\n{}\n{}\n{}\n",
+            self.ledger_id,
+            self.method,
+            hex::encode(self.request_sha256),
+            self.signed_at_ms,
+            self.nonce
+        )
+        .into_bytes()
+    }
+
+    pub fn sign(&self, key: &SigningKey) -> [u8; 64] {
+        key.sign(&self.message()).to_bytes()
+    }
+
+    /// Checks `signature` over this claim with `public_key`.
+    pub fn verify(&self, public_key: &[u8; 32], signature: &[u8]) -> Result<(), Rejection> {
+        let key = VerifyingKey::from_bytes(public_key).map_err(|_| {
+            Rejection::unauthenticated(
+                "fundtrail-key-id",
+                "the registered public key is not a valid Ed25519 key",
+            )
+        })?;
+        let signature = Signature::from_slice(signature).map_err(|_| {
+            Rejection::unauthenticated(
+                "fundtrail-signature-bin",
+                "the read signature must be 64 bytes of Ed25519 signature",
+            )
+        })?;
+        key.verify_strict(&self.message(), &signature).map_err(|_| {
+            Rejection::unauthenticated(
+                "fundtrail-signature-bin",
+                "the read signature does not match the method, request, time and key (docs/read-signature.md)",
+            )
+        })
+    }
 }
 
 /// A key's id: lowercase hex of the first 8 bytes of SHA-256(public key).
@@ -85,6 +146,35 @@ mod tests {
         let bare = key.sign(b"payload").to_bytes();
         assert!(verify(&public, b"payload", &bare).is_err());
         assert!(verify(&public, b"payload", &sig[..63]).is_err());
+    }
+
+    /// The exact bytes are a contract with clients in other languages.
+    #[test]
+    fn read_claim_bytes_are_fixed() {
+        let claim = ReadClaim {
+            ledger_id: "fundtrail-606991f8cb79",
+            method: "/fundtrail.v1.Query/GetAccount",
+            request_sha256: sha256(b""),
+            signed_at_ms: 1_764_460_800_000,
+            nonce: "000102030405060708090a0b0c0d0e0f",
+        };
+        assert_eq!(
+            String::from_utf8(claim.message()).unwrap(),
+            "fundtrail/v1/read\nfundtrail-606991f8cb79\n/fundtrail.v1.Query/GetAccount\n\
+             e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n\
+             1764460800000\n000102030405060708090a0b0c0d0e0f\n"
+        );
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let signature = claim.sign(&key);
+        let public = key.verifying_key().to_bytes();
+        assert!(claim.verify(&public, &signature).is_ok());
+        let other_method = ReadClaim {
+            method: "/fundtrail.v1.Query/GetEntry",
+            ..claim.clone()
+        };
+        assert!(other_method.verify(&public, &signature).is_err());
+        // A request signature over the same bytes is not a read signature.
+        assert!(verify(&public, &claim.message(), &signature).is_err());
     }
 
     #[test]

@@ -281,6 +281,24 @@ pub trait StateRead: Kv {
     fn org(&self, org_id: &str) -> Result<Option<Org>, Fault> {
         self.read(&key::named(key::ORG, org_id))
     }
+    /// The org `org_id` and its ancestors: the org first, the root last.
+    fn org_chain(&self, org_id: &str) -> Result<Vec<Org>, Fault> {
+        let mut chain: Vec<Org> = Vec::new();
+        let mut next = Some(org_id.to_string());
+        while let Some(id) = next {
+            let org = self
+                .org(&id)?
+                .ok_or_else(|| Fault::new(format!("derived state lacks org {id}")))?;
+            if chain.iter().any(|o| o.org_id == org.org_id) {
+                return Err(Fault::new(format!(
+                    "derived state is corrupt: org {id} is its own ancestor"
+                )));
+            }
+            next = org.parent_org_id.clone();
+            chain.push(org);
+        }
+        Ok(chain)
+    }
     fn key(&self, key_id: &str) -> Result<Option<Key>, Fault> {
         self.read(&key::named(key::KEY, key_id))
     }

@@ -15,7 +15,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::engine::Engine;
+use crate::jurisdiction::{self, Facts};
 use crate::status::status;
+use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
+use fundtrail_core::{Error, Fault};
 
 use fundtrail_core::limits::{COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS};
 
@@ -31,6 +34,44 @@ fn beyond(what: &str, size: u64, count: u64) -> Status {
 
 fn hashes(proof: Vec<fundtrail_tlog::Hash>) -> Vec<Vec<u8>> {
     proof.into_iter().map(|h| h.to_vec()).collect()
+}
+
+/// One record of an export: its bytes if `reader` may read it whole, else
+/// its leaf hash only (the tree still verifies; nothing of it is revealed).
+fn export_record(
+    engine: &Engine,
+    facts: &mut Facts<'_>,
+    reader: &Reader,
+    index: u64,
+) -> Result<pb::ExportLogRecord, Error> {
+    let entry = engine.entry(index)?;
+    if facts.entry_answer(reader, Call::ExportLog, &entry)? == Answer::Full {
+        return Ok(pb::ExportLogRecord {
+            index,
+            record: entry.record,
+            leaf_hash: Vec::new(),
+        });
+    }
+    Ok(pb::ExportLogRecord {
+        index,
+        record: Vec::new(),
+        leaf_hash: fundtrail_tlog::record_hash(&entry.record).to_vec(),
+    })
+}
+
+impl AuditService {
+    /// Runs a read off the async workers: sled reads block.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,
+    ) -> Result<Response<T>, Status> {
+        let engine = self.engine.clone();
+        let answer = tokio::task::spawn_blocking(move || read(&engine))
+            .await
+            .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
+            .map_err(status)?;
+        Ok(Response::new(answer))
+    }
 }
 
 fn tlog_error(e: fundtrail_tlog::Error) -> Status {
@@ -75,6 +116,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        let reader = jurisdiction::optional_reader(&request);
         let request = request.into_inner();
         let count = self.engine.record_count();
         let tree_size = match request.tree_size {
@@ -95,15 +137,30 @@ impl pb::audit_server::Audit for AuditService {
                 request.index
             )));
         }
-        let proof =
-            prove_record(tree_size, request.index, self.engine.state()).map_err(tlog_error)?;
-        let record = self.engine.record_bytes(request.index).map_err(status)?;
-        Ok(Response::new(pb::GetInclusionProofResponse {
-            index: request.index,
-            tree_size,
-            record,
-            hashes: hashes(proof),
-        }))
+        let index = request.index;
+        self.blocking(move |engine| {
+            let proof = prove_record(tree_size, index, engine.state())
+                .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
+            let entry = engine.entry(index)?;
+            let leaf_hash = fundtrail_tlog::record_hash(&entry.record).to_vec();
+            // The proof is public; the record's bytes go only to a signed
+            // reader who may read the record whole.
+            let whole = match &reader {
+                Some(reader) => {
+                    Facts::new(engine).entry_answer(reader, Call::InclusionProofRecord, &entry)?
+                        == Answer::Full
+                }
+                None => false,
+            };
+            Ok(pb::GetInclusionProofResponse {
+                index,
+                tree_size,
+                record: if whole { entry.record } else { Vec::new() },
+                hashes: hashes(proof),
+                leaf_hash,
+            })
+        })
+        .await
     }
 
     async fn get_consistency_proof(
@@ -134,6 +191,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ExportLogRequest>,
     ) -> Result<Response<Self::ExportLogStream>, Status> {
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
         let count = self.engine.record_count();
         let end = if request.end == 0 { count } else { request.end };
@@ -149,11 +207,9 @@ impl pb::audit_server::Audit for AuditService {
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER_RECORDS);
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
+            let mut facts = Facts::new(&engine);
             for index in request.start..end {
-                let item = engine
-                    .record_bytes(index)
-                    .map(|record| pb::ExportLogRecord { index, record })
-                    .map_err(status);
+                let item = export_record(&engine, &mut facts, &reader, index).map_err(status);
                 let failed = item.is_err();
                 if tx.blocking_send(item).is_err() || failed {
                     return;
@@ -263,8 +319,16 @@ impl pb::audit_server::Audit for AuditService {
 
     async fn scrub(
         &self,
-        _: Request<pb::ScrubRequest>,
+        request: Request<pb::ScrubRequest>,
     ) -> Result<Response<pb::ScrubResponse>, Status> {
+        // A scrub reads the whole journal and may stop writes.
+        let reader = jurisdiction::reader(&request)?;
+        if decide(&reader, Call::Scrub, Data::Ledger) != Answer::Full {
+            return Err(Status::permission_denied(format!(
+                "only an ADMINISTRATOR org may scrub the ledger; org {} is {:?}",
+                reader.org_id, reader.role
+            )));
+        }
         let engine = self.engine.clone();
         let report = tokio::task::spawn_blocking(move || {
             let report = crate::verify::scrub(&engine);

@@ -163,6 +163,9 @@ pub struct Engine {
     reader: Arc<dyn RecordReader>,
     meta: LedgerMeta,
     clock: Arc<dyn Clock>,
+    skew_ms_max: u64,
+    /// Keys the pseudonyms of households a reader may not see.
+    pseudonym_key: [u8; 32],
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
     gate: WriteGate,
@@ -271,7 +274,8 @@ impl Engine {
                 meta.ledger_id
             ));
         }
-        let checkpoints = Arc::new(open_checkpoints(&config.data_dir, &meta)?);
+        let (checkpoints, pseudonym_key) = open_checkpoints(&config.data_dir, &meta)?;
+        let checkpoints = Arc::new(checkpoints);
         let recovery = match recovery {
             Some(reason) => Some(reason),
             None => check_checkpoint(
@@ -327,6 +331,8 @@ impl Engine {
             reader,
             meta,
             clock: config.clock.clone(),
+            skew_ms_max: config.skew_ms_max,
+            pseudonym_key,
             record_count,
             gate,
             tx: Mutex::new(Some(tx)),
@@ -407,6 +413,17 @@ impl Engine {
 
     pub fn state(&self) -> &dyn StateStore {
         self.state.as_ref()
+    }
+
+    /// The pseudonym under which readers who may not see household account
+    /// `account_id` see it.
+    pub fn household_pseudonym(&self, account_id: &str) -> String {
+        fundtrail_core::access::pseudonym(&self.pseudonym_key, account_id)
+    }
+
+    /// Largest allowed distance between a signature's time and the clock.
+    pub fn skew_ms_max(&self) -> u64 {
+        self.skew_ms_max
     }
 
     pub fn clock(&self) -> &dyn Clock {
@@ -984,7 +1001,7 @@ pub fn ledger_of_origin(origin: &str) -> Option<&str> {
 
 /// Loads the log's signing key from the data directory, checks it is the key
 /// genesis named, and opens the checkpoint log.
-fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<Checkpoints, String> {
+fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<(Checkpoints, [u8; 32]), String> {
     let path = data_dir.join(LOG_KEY_FILE_NAME);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read the log key {}: {e}", path.display()))?;
@@ -996,10 +1013,14 @@ fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<Checkpoints, S
             path.display()
         ));
     }
+    let pseudonym_key = fundtrail_core::access::pseudonym_key(&key.to_bytes());
     let origin = checkpoint_origin(&meta.ledger_id);
     let signer =
         fundtrail_tlog::NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
-    Checkpoints::open(data_dir, &meta.ledger_id, signer, origin)
+    Ok((
+        Checkpoints::open(data_dir, &meta.ledger_id, signer, origin)?,
+        pseudonym_key,
+    ))
 }
 
 /// Checks the journal against the newest signed checkpoint: it must hold at

@@ -8,15 +8,18 @@
 //! let config = ServeConfig {
 //!     engine: EngineConfig::new("./fundtrail-data"),
 //!     listen: "127.0.0.1:50051".parse().unwrap(),
+//!     options: Default::default(),
 //! };
 //! serve(config, std::future::pending()).await
 //! # }
 //! ```
 
 pub mod audit;
+pub mod boundary;
 pub mod checkpoints;
 pub mod engine;
 pub mod genesis;
+pub mod jurisdiction;
 pub mod query;
 pub mod service;
 pub mod status;
@@ -24,34 +27,96 @@ pub mod verify;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use boundary::{BoundaryConfig, BoundaryLayer};
 use engine::{Engine, EngineConfig};
 use fundtrail_api::pb;
 use tokio::net::TcpListener;
 use tracing::info;
 
-use fundtrail_core::limits::{GRPC_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX};
+use fundtrail_core::limits::{
+    CALL_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HEADER_LIST_BYTES_MAX, KEEPALIVE_INTERVAL_MS,
+    KEEPALIVE_TIMEOUT_MS, PENDING_RESET_STREAMS_MAX, QUERY_REQUEST_BYTES_MAX,
+    STREAMS_PER_CONNECTION_MAX,
+};
 
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub engine: EngineConfig,
     pub listen: SocketAddr,
+    pub options: ServeOptions,
+}
+
+/// How the listener is served.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// TLS, and with a client CA, mTLS. `None` serves plaintext, which
+    /// [`check_transport`] allows on loopback only unless told otherwise.
+    pub tls: Option<TlsFiles>,
+    /// Serve plaintext on a non-loopback address (behind a TLS proxy).
+    pub insecure_plaintext: bool,
+    pub boundary: BoundaryConfig,
+}
+
+/// PEM files of the server's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// When set, every client must present a certificate this CA signed.
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Refuses plaintext on an address other hosts can reach, unless the
+/// operator said `--insecure-plaintext`.
+pub fn check_transport(listen: SocketAddr, options: &ServeOptions) -> Result<(), String> {
+    if options.tls.is_none() && !listen.ip().is_loopback() && !options.insecure_plaintext {
+        return Err(format!(
+            "refusing to serve plaintext on {listen}, which other hosts can reach: give --tls-cert and --tls-key (and --client-ca to require client certificates), or --insecure-plaintext if a TLS proxy sits in front"
+        ));
+    }
+    Ok(())
+}
+
+fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, String> {
+    let read = |path: &PathBuf, what: &str| {
+        std::fs::read(path).map_err(|e| format!("cannot read the {what} {}: {e}", path.display()))
+    };
+    let identity = tonic::transport::Identity::from_pem(
+        read(&files.cert, "TLS certificate")?,
+        read(&files.key, "TLS key")?,
+    );
+    let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &files.client_ca {
+        config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(
+            ca,
+            "client CA certificate",
+        )?));
+    }
+    Ok(config)
 }
 
 /// Opens the ledger and serves it on `config.listen` until `shutdown` resolves.
 pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+    check_transport(config.listen, &config.options)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let engine = Engine::open(config.engine)?;
-    serve_on(engine, listener, shutdown).await
+    // Opening replays and checks the journal: blocking work, off the runtime.
+    let engine = tokio::task::spawn_blocking(move || Engine::open(config.engine))
+        .await
+        .map_err(|e| format!("opening the ledger failed: {e}"))??;
+    serve_on(engine, listener, config.options, shutdown).await
 }
 
 /// Serves an opened engine on a bound listener until `shutdown` resolves.
 pub async fn serve_on(
     engine: Arc<Engine>,
     listener: TcpListener,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -105,7 +170,21 @@ pub async fn serve_on(
     .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
     .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     info!(%addr, ledger_id = %engine.meta().ledger_id, "fundtrail serving");
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = &options.tls {
+        builder = builder
+            .tls_config(tls_config(files)?)
+            .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    }
+    builder
+        .timeout(Duration::from_millis(CALL_TIMEOUT_MS))
+        .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
+        .concurrency_limit_per_connection(STREAMS_PER_CONNECTION_MAX as usize)
+        .http2_max_header_list_size(HEADER_LIST_BYTES_MAX)
+        .http2_max_pending_accept_reset_streams(Some(PENDING_RESET_STREAMS_MAX))
+        .http2_keepalive_interval(Some(Duration::from_millis(KEEPALIVE_INTERVAL_MS)))
+        .http2_keepalive_timeout(Some(Duration::from_millis(KEEPALIVE_TIMEOUT_MS)))
+        .layer(BoundaryLayer::new(engine.clone(), options.boundary))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)

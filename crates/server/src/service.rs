@@ -10,8 +10,10 @@ use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 use tonic::{Request, Response, Status};
 
 use crate::engine::{Committed, Engine};
+use crate::jurisdiction::{self, Facts};
 use crate::query;
 use crate::status::status;
+use fundtrail_core::access::{Answer, Call, Reader};
 
 /// Rows a filtered list may examine for one page, so that a sparse filter
 /// cannot turn one request into a scan of the whole ledger.
@@ -156,6 +158,7 @@ fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> Result<
 
 fn list_entries(
     engine: &Engine,
+    reader: &Reader,
     request: &pb::ListEntriesRequest,
 ) -> Result<pb::ListEntriesResponse, Error> {
     let limit = page_size(request.page_size)?;
@@ -170,15 +173,16 @@ fn list_entries(
         count
     };
     let state = engine.state();
+    let mut facts = Facts::new(engine);
     // The most selective index given, else the log itself.
     let index: Option<(Vec<u8>, Vec<u8>)> = if !request.account_id.is_empty() {
         validate::id("account_id", &request.account_id)?;
-        if state.account(&request.account_id)?.is_none() {
-            return Err(Rejection::not_found(
-                "account_id",
-                format!("account {:?} does not exist", request.account_id),
-            )
-            .into());
+        // Filtering by an account names it: the reader must see it whole.
+        if facts.account_answer(reader, Call::GetAccount, &request.account_id)? != Answer::Full {
+            return Err(jurisdiction::denied(
+                format_args!("account {}", request.account_id),
+                reader,
+            ));
         }
         Some((
             key::account_entries(&request.account_id),
@@ -232,8 +236,12 @@ fn list_entries(
             next = Some(seq);
             break;
         }
-        let entry = engine.entry(seq)?;
-        if entry_matches(&entry, request)? {
+        let mut entry = engine.entry(seq)?;
+        let answer = facts.entry_answer(reader, Call::ListEntries, &entry)?;
+        if answer != Answer::Omitted && entry_matches(&entry, request)? {
+            if answer == Answer::Pseudonymised {
+                facts.pseudonymise_entry(reader, &mut entry)?;
+            }
             page_bytes += entry.record.len();
             entries.push(entry);
             // A page of large records ends early rather than pass the
@@ -263,17 +271,258 @@ fn seq_token(token: &str) -> Result<u64, Rejection> {
 }
 
 impl QueryService {
-    fn account_pb(&self, account: &Account) -> Result<pb::Account, Error> {
-        let state = self.engine.state();
-        let mut sources = std::collections::BTreeMap::new();
-        for &seq in account.balances.keys() {
-            let source = state
-                .source(seq)?
-                .ok_or_else(|| Fault::new(format!("derived state lacks source {seq}")))?;
-            sources.insert(seq, source);
-        }
-        Ok(account_to_pb(account, |seq| sources.get(&seq).cloned())?)
+    /// Runs a read off the async workers: sled reads block.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,
+    ) -> Result<Response<T>, Status> {
+        let engine = self.engine.clone();
+        let answer = tokio::task::spawn_blocking(move || read(&engine))
+            .await
+            .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
+            .map_err(status)?;
+        Ok(Response::new(answer))
     }
+}
+
+fn account_pb(engine: &Engine, account: &Account) -> Result<pb::Account, Error> {
+    let state = engine.state();
+    let mut sources = std::collections::BTreeMap::new();
+    for &seq in account.balances.keys() {
+        let source = state
+            .source(seq)?
+            .ok_or_else(|| Fault::new(format!("derived state lacks source {seq}")))?;
+        sources.insert(seq, source);
+    }
+    Ok(account_to_pb(account, |seq| sources.get(&seq).cloned())?)
+}
+
+fn get_entry(engine: &Engine, reader: &Reader, seq: u64) -> Result<pb::Entry, Error> {
+    let entry = engine.entry(seq)?;
+    match Facts::new(engine).entry_answer(reader, Call::GetEntry, &entry)? {
+        Answer::Full => Ok(entry),
+        _ => Err(jurisdiction::denied(format_args!("record {seq}"), reader)),
+    }
+}
+
+fn get_account(
+    engine: &Engine,
+    reader: &Reader,
+    request: pb::GetAccountRequest,
+) -> Result<pb::Account, Error> {
+    let account_id = request.account_id;
+    validate::id("account_id", &account_id)?;
+    if Facts::new(engine).account_answer(reader, Call::GetAccount, &account_id)? != Answer::Full {
+        return Err(jurisdiction::denied(
+            format_args!("account {account_id}"),
+            reader,
+        ));
+    }
+    let account = engine.state().account(&account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            "account_id",
+            format!("account {account_id:?} does not exist"),
+        )
+    })?;
+    let Some(as_of_seq) = request.as_of_seq else {
+        return account_pb(engine, &account);
+    };
+    let count = engine.record_count();
+    if as_of_seq >= count {
+        return Err(Rejection::not_found(
+            "as_of_seq",
+            format!("record {as_of_seq} does not exist; the ledger holds {count} records"),
+        )
+        .into());
+    }
+    if as_of_seq < account.opened_seq {
+        return Err(Rejection::precondition(
+            "as_of_seq",
+            format!(
+                "account {account_id} was opened by record {}, after record {as_of_seq}",
+                account.opened_seq
+            ),
+        )
+        .into());
+    }
+    let balances = fundtrail_query::balances_as_of(engine, &account, as_of_seq)?;
+    account_pb(
+        engine,
+        &Account {
+            balances,
+            ..account
+        },
+    )
+}
+
+fn list_accounts(
+    engine: &Engine,
+    reader: &Reader,
+    request: pb::ListAccountsRequest,
+) -> Result<pb::ListAccountsResponse, Error> {
+    let limit = page_size(request.page_size)?;
+    let prefix = [key::ACCOUNT];
+    let mut from = key::named(key::ACCOUNT, &request.page_token);
+    if !request.page_token.is_empty() {
+        // Start just after the last account of the previous page.
+        from.push(0);
+    }
+    let rows = engine.state().scan(&prefix, &from, LIST_SCAN_ROWS_MAX)?;
+    let mut facts = Facts::new(engine);
+    let mut accounts = Vec::new();
+    let mut last_examined = None;
+    let mut stopped_early = false;
+    for (row_key, value) in &rows {
+        if accounts.len() == limit {
+            stopped_early = true;
+            break;
+        }
+        last_examined = Some(String::from_utf8_lossy(&row_key[1..]).into_owned());
+        let account: Account = decode(value)?;
+        if !request.owner_org_id.is_empty() && account.owner_org_id != request.owner_org_id {
+            continue;
+        }
+        if facts.account_answer(reader, Call::ListAccounts, &account.account_id)? == Answer::Full {
+            accounts.push(account_pb(engine, &account)?);
+        }
+    }
+    let more = stopped_early || rows.len() == LIST_SCAN_ROWS_MAX;
+    let next_page_token = if more {
+        last_examined.unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(pb::ListAccountsResponse {
+        accounts,
+        next_page_token,
+    })
+}
+
+fn get_org(engine: &Engine, org_id: String) -> Result<pb::Org, Error> {
+    validate::id("org_id", &org_id)?;
+    let state = engine.state();
+    let org = state.org(&org_id)?.ok_or_else(|| {
+        Rejection::not_found("org_id", format!("org {org_id:?} is not registered"))
+    })?;
+    let mut keys = Vec::with_capacity(org.key_ids.len());
+    for key_id in &org.key_ids {
+        let key = state.key(key_id)?.ok_or_else(|| {
+            Fault::new(format!("derived state lacks key {key_id} of org {org_id}"))
+        })?;
+        keys.push(key_to_pb(&key));
+    }
+    Ok(org_to_pb(&org, keys))
+}
+
+fn trace_forward(
+    engine: &Engine,
+    reader: &Reader,
+    request: pb::TraceForwardRequest,
+) -> Result<pb::FlowGraph, Error> {
+    let mut facts = Facts::new(engine);
+    let origin = engine.entry(request.seq)?;
+    if facts.entry_answer(reader, Call::TraceForward, &origin)? == Answer::Omitted {
+        return Err(jurisdiction::denied(
+            format_args!("record {}", request.seq),
+            reader,
+        ));
+    }
+    let graph = fundtrail_query::trace_forward(engine, &query::trace_forward_request(request))?;
+    let mut graph = query::flow_graph(graph);
+    for node in &mut graph.nodes {
+        if facts.mask(reader, &mut node.account_id)? {
+            node.name = node.account_id.clone();
+        }
+    }
+    for edge in &mut graph.edges {
+        facts.mask(reader, &mut edge.from_account_id)?;
+        facts.mask(reader, &mut edge.to_account_id)?;
+    }
+    Ok(graph)
+}
+
+fn trace_backward(
+    engine: &Engine,
+    reader: &Reader,
+    request: pb::TraceBackwardRequest,
+) -> Result<pb::TraceBackwardResponse, Error> {
+    let mut facts = Facts::new(engine);
+    let allowed = match &request.target {
+        Some(pb::trace_backward_request::Target::AccountId(account_id)) => {
+            validate::id("account_id", account_id)?;
+            facts.account_answer(reader, Call::TraceBackward, account_id)?
+        }
+        Some(pb::trace_backward_request::Target::Seq(seq)) => {
+            facts.entry_answer(reader, Call::TraceBackward, &engine.entry(*seq)?)?
+        }
+        None => Answer::Full,
+    };
+    if allowed != Answer::Full {
+        return Err(jurisdiction::denied("the traced account or record", reader));
+    }
+    let answer = fundtrail_query::trace_backward(engine, &query::trace_backward_request(request))?;
+    let mut answer = query::trace_backward_response(answer);
+    for hop in answer.lineages.iter_mut().flat_map(|l| l.hops.iter_mut()) {
+        facts.mask(reader, &mut hop.from_account_id)?;
+        facts.mask(reader, &mut hop.to_account_id)?;
+    }
+    Ok(answer)
+}
+
+fn household_statement(
+    engine: &Engine,
+    reader: &Reader,
+    account_id: String,
+) -> Result<pb::HouseholdStatementResponse, Error> {
+    validate::id("account_id", &account_id)?;
+    if Facts::new(engine).account_answer(reader, Call::HouseholdStatement, &account_id)?
+        != Answer::Full
+    {
+        return Err(jurisdiction::denied(
+            format_args!("household {account_id}"),
+            reader,
+        ));
+    }
+    let answer = fundtrail_query::household_statement(engine, &account_id)?;
+    Ok(query::household_statement(answer))
+}
+
+fn idle_funds(
+    engine: &Engine,
+    reader: &Reader,
+    request: pb::IdleFundsRequest,
+) -> Result<pb::IdleFundsResponse, Error> {
+    let limit = page_size(request.page_size)?;
+    let answer = fundtrail_query::idle_funds(engine, &query::idle_funds_request(request), limit)?;
+    let mut answer = query::idle_funds_response(answer);
+    let mut facts = Facts::new(engine);
+    let mut rows = Vec::with_capacity(answer.rows.len());
+    for row in answer.rows {
+        if facts.account_answer(reader, Call::IdleFunds, &row.account_id)? == Answer::Full {
+            rows.push(row);
+        }
+    }
+    answer.rows = rows;
+    Ok(answer)
+}
+
+fn anomalies(
+    engine: &Engine,
+    reader: &Reader,
+    request: pb::AnomaliesRequest,
+) -> Result<pb::AnomaliesResponse, Error> {
+    let limit = page_size(request.page_size)?;
+    let answer = fundtrail_query::anomalies(engine, &query::anomalies_request(request), limit)?;
+    let mut answer = query::anomalies_response(answer);
+    let mut facts = Facts::new(engine);
+    let mut findings = Vec::with_capacity(answer.findings.len());
+    for finding in answer.findings {
+        if facts.account_answer(reader, Call::Anomalies, &finding.account_id)? == Answer::Full {
+            findings.push(finding);
+        }
+    }
+    answer.findings = findings;
+    Ok(answer)
 }
 
 #[tonic::async_trait]
@@ -282,235 +531,126 @@ impl pb::query_server::Query for QueryService {
         &self,
         _: Request<pb::GetLedgerRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
-        let meta = self.engine.meta();
-        let reason = self.engine.gate().reason();
-        // The rules version moves with UpgradeRules records: read it now.
-        let rules_version = self
-            .engine
-            .state()
-            .ledger()
-            .map_err(status)?
-            .ok_or_else(|| status(Fault::new("derived state lacks the ledger identity")))?
-            .rules_version;
-        Ok(Response::new(pb::LedgerInfo {
-            ledger_id: meta.ledger_id.clone(),
-            root_org_id: meta.root_org_id.clone(),
-            record_count: self.engine.record_count(),
-            writable: reason.is_none(),
-            read_only_reason: reason.unwrap_or_default(),
-            log_public_key: meta.log_public_key.to_vec(),
-            rules_version,
-        }))
+        self.blocking(|engine| {
+            let meta = engine.meta();
+            let reason = engine.gate().reason();
+            // The rules version moves with UpgradeRules records: read it now.
+            let rules_version = engine
+                .state()
+                .ledger()?
+                .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
+                .rules_version;
+            Ok(pb::LedgerInfo {
+                ledger_id: meta.ledger_id.clone(),
+                root_org_id: meta.root_org_id.clone(),
+                record_count: engine.record_count(),
+                writable: reason.is_none(),
+                read_only_reason: reason.unwrap_or_default(),
+                log_public_key: meta.log_public_key.to_vec(),
+                rules_version,
+            })
+        })
+        .await
     }
 
     async fn get_entry(
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let entry = self
-            .engine
-            .entry(request.into_inner().seq)
-            .map_err(status)?;
-        Ok(Response::new(entry))
+        let reader = jurisdiction::reader(&request)?;
+        let seq = request.into_inner().seq;
+        self.blocking(move |engine| get_entry(engine, &reader, seq))
+            .await
     }
 
     async fn list_entries(
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let page = list_entries(&self.engine, &request.into_inner()).map_err(status)?;
-        Ok(Response::new(page))
+        let reader = jurisdiction::reader(&request)?;
+        let request = request.into_inner();
+        self.blocking(move |engine| list_entries(engine, &reader, &request))
+            .await
     }
 
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
-        let account_id = request.account_id;
-        validate::id("account_id", &account_id).map_err(status)?;
-        let account = self
-            .engine
-            .state()
-            .account(&account_id)
-            .map_err(status)?
-            .ok_or_else(|| {
-                status(Rejection::not_found(
-                    "account_id",
-                    format!("account {account_id:?} does not exist"),
-                ))
-            })?;
-        let Some(as_of_seq) = request.as_of_seq else {
-            return Ok(Response::new(self.account_pb(&account).map_err(status)?));
-        };
-        {
-            let count = self.engine.record_count();
-            if as_of_seq >= count {
-                return Err(status(Rejection::not_found(
-                    "as_of_seq",
-                    format!("record {as_of_seq} does not exist; the ledger holds {count} records"),
-                )));
-            }
-            if as_of_seq < account.opened_seq {
-                return Err(status(Rejection::precondition(
-                    "as_of_seq",
-                    format!(
-                        "account {account_id} was opened by record {}, after record {as_of_seq}",
-                        account.opened_seq
-                    ),
-                )));
-            }
-            let balances =
-                fundtrail_query::balances_as_of(self.engine.as_ref(), &account, as_of_seq)
-                    .map_err(status)?;
-            let then = Account {
-                balances,
-                ..account
-            };
-            Ok(Response::new(self.account_pb(&then).map_err(status)?))
-        }
+        self.blocking(move |engine| get_account(engine, &reader, request))
+            .await
     }
 
     async fn trace_forward(
         &self,
         request: Request<pb::TraceForwardRequest>,
     ) -> Result<Response<pb::FlowGraph>, Status> {
-        let engine = self.engine.clone();
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
-        let request = query::trace_forward_request(request);
-        let graph = tokio::task::spawn_blocking(move || {
-            fundtrail_query::trace_forward(engine.as_ref(), &request)
-        })
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?
-        .map_err(status)?;
-        Ok(Response::new(query::flow_graph(graph)))
+        self.blocking(move |engine| trace_forward(engine, &reader, request))
+            .await
     }
 
     async fn trace_backward(
         &self,
         request: Request<pb::TraceBackwardRequest>,
     ) -> Result<Response<pb::TraceBackwardResponse>, Status> {
-        let engine = self.engine.clone();
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
-        let request = query::trace_backward_request(request);
-        let answer = tokio::task::spawn_blocking(move || {
-            fundtrail_query::trace_backward(engine.as_ref(), &request)
-        })
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?
-        .map_err(status)?;
-        Ok(Response::new(query::trace_backward_response(answer)))
+        self.blocking(move |engine| trace_backward(engine, &reader, request))
+            .await
     }
 
     async fn household_statement(
         &self,
         request: Request<pb::HouseholdStatementRequest>,
     ) -> Result<Response<pb::HouseholdStatementResponse>, Status> {
-        let answer = fundtrail_query::household_statement(
-            self.engine.as_ref(),
-            &request.into_inner().account_id,
-        )
-        .map_err(status)?;
-        Ok(Response::new(query::household_statement(answer)))
+        let reader = jurisdiction::reader(&request)?;
+        let account_id = request.into_inner().account_id;
+        self.blocking(move |engine| household_statement(engine, &reader, account_id))
+            .await
     }
 
     async fn idle_funds(
         &self,
         request: Request<pb::IdleFundsRequest>,
     ) -> Result<Response<pb::IdleFundsResponse>, Status> {
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
-        let limit = page_size(request.page_size).map_err(status)?;
-        let request = query::idle_funds_request(request);
-        let answer =
-            fundtrail_query::idle_funds(self.engine.as_ref(), &request, limit).map_err(status)?;
-        Ok(Response::new(query::idle_funds_response(answer)))
+        self.blocking(move |engine| idle_funds(engine, &reader, request))
+            .await
     }
 
     async fn anomalies(
         &self,
         request: Request<pb::AnomaliesRequest>,
     ) -> Result<Response<pb::AnomaliesResponse>, Status> {
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
-        let limit = page_size(request.page_size).map_err(status)?;
-        let engine = self.engine.clone();
-        let request = query::anomalies_request(request);
-        let answer = tokio::task::spawn_blocking(move || {
-            fundtrail_query::anomalies(engine.as_ref(), &request, limit)
-        })
-        .await
-        .map_err(|e| Status::unavailable(e.to_string()))?
-        .map_err(status)?;
-        Ok(Response::new(query::anomalies_response(answer)))
+        self.blocking(move |engine| anomalies(engine, &reader, request))
+            .await
     }
 
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        let reader = jurisdiction::reader(&request)?;
         let request = request.into_inner();
-        let limit = page_size(request.page_size).map_err(status)?;
-        let prefix = [key::ACCOUNT];
-        let mut from = key::named(key::ACCOUNT, &request.page_token);
-        if !request.page_token.is_empty() {
-            // Start just after the last account of the previous page.
-            from.push(0);
-        }
-        let rows = self
-            .engine
-            .state()
-            .scan(&prefix, &from, LIST_SCAN_ROWS_MAX)
-            .map_err(status)?;
-        let mut accounts = Vec::new();
-        let mut last_examined = None;
-        let mut stopped_early = false;
-        for (row_key, value) in &rows {
-            if accounts.len() == limit {
-                stopped_early = true;
-                break;
-            }
-            last_examined = Some(String::from_utf8_lossy(&row_key[1..]).into_owned());
-            let account: Account = decode(value).map_err(status)?;
-            if request.owner_org_id.is_empty() || account.owner_org_id == request.owner_org_id {
-                accounts.push(self.account_pb(&account).map_err(status)?);
-            }
-        }
-        let more = stopped_early || rows.len() == LIST_SCAN_ROWS_MAX;
-        let next_page_token = if more {
-            last_examined.unwrap_or_default()
-        } else {
-            String::new()
-        };
-        Ok(Response::new(pb::ListAccountsResponse {
-            accounts,
-            next_page_token,
-        }))
+        self.blocking(move |engine| list_accounts(engine, &reader, request))
+            .await
     }
 
     async fn get_org(
         &self,
         request: Request<pb::GetOrgRequest>,
     ) -> Result<Response<pb::Org>, Status> {
+        // Orgs and keys are what signatures are checked against: every
+        // registered reader may read them.
+        jurisdiction::reader(&request)?;
         let org_id = request.into_inner().org_id;
-        validate::id("org_id", &org_id).map_err(status)?;
-        let state = self.engine.state();
-        let org = state.org(&org_id).map_err(status)?.ok_or_else(|| {
-            status(Rejection::not_found(
-                "org_id",
-                format!("org {org_id:?} is not registered"),
-            ))
-        })?;
-        let mut keys = Vec::with_capacity(org.key_ids.len());
-        for key_id in &org.key_ids {
-            let key = state.key(key_id).map_err(status)?.ok_or_else(|| {
-                status(Fault::new(format!(
-                    "derived state lacks key {key_id} of org {org_id}"
-                )))
-            })?;
-            {
-                keys.push(key_to_pb(&key));
-            }
-        }
-        Ok(Response::new(org_to_pb(&org, keys)))
+        self.blocking(move |engine| get_org(engine, org_id)).await
     }
 }

@@ -128,6 +128,12 @@ pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) ->
         )
         .into());
     }
+    if act.rules >= Rules::V4 || r.role == Role::Mirror {
+        let ledger = txn
+            .ledger()?
+            .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?;
+        check_new_org_scope(act.rules, &ledger.root_org_id, signer_org, r)?;
+    }
     if txn.org(&r.org_id)?.is_some() {
         return Err(Rejection::exists(
             "register_org.org_id",
@@ -153,6 +159,43 @@ pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) ->
     )?;
     txn.put(key::named(key::ORG, &org.org_id), &org);
     act.effects.registered_key_id = Some(key_id);
+    Ok(())
+}
+
+/// Rules 4: a MIRROR reads the whole log, so only the root org registers
+/// one; and a child's division code lies within its parent's, so an org can
+/// never give a child (an audit office above all) more jurisdiction than it
+/// has itself. Before rules 4 there is no MIRROR role.
+fn check_new_org_scope(
+    rules: Rules,
+    root_org_id: &str,
+    parent: &Org,
+    r: &RegisterOrg,
+) -> Result<(), Rejection> {
+    if rules < Rules::V4 {
+        if r.role == Role::Mirror {
+            return Err(Rejection::invalid(
+                "register_org.role",
+                "the MIRROR role exists from rules version 4; this ledger runs an older version (upgrade its rules first)",
+            ));
+        }
+        return Ok(());
+    }
+    if r.role == Role::Mirror && parent.org_id != root_org_id {
+        return Err(Rejection::denied(
+            "register_org.role",
+            format!("only the root org {root_org_id} may register a MIRROR org"),
+        ));
+    }
+    if !crate::access::division_within(&r.division_code, &parent.division_code) {
+        return Err(Rejection::denied(
+            "register_org.division_code",
+            format!(
+                "division {} lies outside division {} of the registering org {}",
+                r.division_code, parent.division_code, parent.org_id
+            ),
+        ));
+    }
     Ok(())
 }
 

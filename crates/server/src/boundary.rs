@@ -1,0 +1,608 @@
+//! The trust boundary: every call passes here before a service sees it.
+//!
+//! In order: shed load past [`IN_FLIGHT_CALLS_MAX`]; bound the request
+//! message by its method's limit (RESOURCE_EXHAUSTED, naming it); check the
+//! read signature (docs/read-signature.md) against the keys registered at
+//! the head, the skew window and the nonces already seen; charge the key's
+//! read allowance; and hand the service the [`Caller`]. On the way out, a
+//! request that did not decode is answered INVALID_ARGUMENT rather than
+//! tonic's INTERNAL.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use fundtrail_core::access::Reader;
+use fundtrail_core::limits::{
+    GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX,
+    READ_NONCES_REMEMBERED_MAX,
+};
+use fundtrail_core::signing::{sha256, ReadClaim};
+use fundtrail_core::state::StateRead;
+use fundtrail_core::{Error, Fault, Rejection};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use http_body_util::{BodyExt, Full, Limited};
+use tokio::sync::Semaphore;
+use tonic::body::Body;
+use tonic::Status;
+
+use crate::engine::Engine;
+use crate::status::status;
+
+/// gRPC metadata of a signed read (docs/read-signature.md).
+pub const KEY_ID_HEADER: &str = "fundtrail-key-id";
+pub const SIGNED_AT_HEADER: &str = "fundtrail-signed-at-ms";
+pub const NONCE_HEADER: &str = "fundtrail-nonce";
+pub const SIGNATURE_HEADER: &str = "fundtrail-signature-bin";
+
+/// The authenticated caller of a signed call, in the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key_id: String,
+    pub reader: Reader,
+}
+
+/// How a method is authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Open to anyone; a signed read is still checked and its caller known.
+    Public,
+    /// Needs a read signature.
+    Signed,
+    /// The message carries its own signature (a signed request, a
+    /// witness's cosignature), checked by the service.
+    SelfSigned,
+}
+
+/// What the boundary knows of one method.
+#[derive(Debug, Clone, Copy)]
+struct Method {
+    path: &'static str,
+    access: Access,
+    /// Units of the caller's read allowance one call uses.
+    cost: u32,
+    request_bytes_max: usize,
+}
+
+const fn method(path: &'static str, access: Access, cost: u32, request_bytes_max: usize) -> Method {
+    Method {
+        path,
+        access,
+        cost,
+        request_bytes_max,
+    }
+}
+
+const Q: usize = QUERY_REQUEST_BYTES_MAX;
+
+/// Every unary-request method served. Streaming-request methods (server
+/// reflection) pass unbuffered; unknown paths go on to UNIMPLEMENTED.
+const METHODS: &[Method] = &[
+    method(
+        "/fundtrail.v1.Ledger/Post",
+        Access::SelfSigned,
+        1,
+        GRPC_MESSAGE_BYTES_MAX,
+    ),
+    method(
+        "/fundtrail.v1.Ledger/PostBatch",
+        Access::SelfSigned,
+        1,
+        GRPC_MESSAGE_BYTES_MAX,
+    ),
+    method("/fundtrail.v1.Query/GetLedger", Access::Public, 1, Q),
+    method("/fundtrail.v1.Query/GetEntry", Access::Signed, 1, Q),
+    method("/fundtrail.v1.Query/ListEntries", Access::Signed, 10, Q),
+    method("/fundtrail.v1.Query/GetAccount", Access::Signed, 2, Q),
+    method("/fundtrail.v1.Query/ListAccounts", Access::Signed, 10, Q),
+    method("/fundtrail.v1.Query/GetOrg", Access::Signed, 1, Q),
+    method("/fundtrail.v1.Query/TraceForward", Access::Signed, 50, Q),
+    method("/fundtrail.v1.Query/TraceBackward", Access::Signed, 50, Q),
+    method(
+        "/fundtrail.v1.Query/HouseholdStatement",
+        Access::Signed,
+        5,
+        Q,
+    ),
+    method("/fundtrail.v1.Query/IdleFunds", Access::Signed, 50, Q),
+    method(
+        "/fundtrail.v1.Query/Anomalies",
+        Access::Signed,
+        READ_COST_MAX,
+        Q,
+    ),
+    method("/fundtrail.v1.Audit/GetLogKey", Access::Public, 1, Q),
+    method("/fundtrail.v1.Audit/GetCheckpoint", Access::Public, 1, Q),
+    method(
+        "/fundtrail.v1.Audit/GetInclusionProof",
+        Access::Public,
+        1,
+        Q,
+    ),
+    method(
+        "/fundtrail.v1.Audit/GetConsistencyProof",
+        Access::Public,
+        1,
+        Q,
+    ),
+    method(
+        "/fundtrail.v1.Audit/ExportLog",
+        Access::Signed,
+        READ_COST_MAX,
+        Q,
+    ),
+    method(
+        "/fundtrail.v1.Audit/AddCosignature",
+        Access::SelfSigned,
+        1,
+        Q,
+    ),
+    method(
+        "/fundtrail.v1.Audit/Scrub",
+        Access::Signed,
+        READ_COST_MAX,
+        Q,
+    ),
+    method("/fundtrail.v1.Audit/GetAccessLog", Access::Signed, 10, Q),
+    method("/grpc.health.v1.Health/Check", Access::Public, 1, Q),
+    method("/grpc.health.v1.Health/Watch", Access::Public, 1, Q),
+];
+
+const _: () = {
+    let mut i = 0;
+    while i < METHODS.len() {
+        assert!(METHODS[i].cost >= 1 && METHODS[i].cost <= READ_COST_MAX);
+        i += 1;
+    }
+};
+
+fn method_of(path: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.path == path)
+}
+
+/// The boundary's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BoundaryConfig {
+    pub in_flight_calls_max: usize,
+    /// Read allowance per key (and per address for unsigned public calls).
+    pub read_cost_per_second: NonZeroU32,
+    pub read_cost_burst: NonZeroU32,
+}
+
+impl Default for BoundaryConfig {
+    fn default() -> Self {
+        use fundtrail_core::limits::{READ_COST_BURST_DEFAULT, READ_COST_PER_SECOND_DEFAULT};
+        BoundaryConfig {
+            in_flight_calls_max: IN_FLIGHT_CALLS_MAX,
+            read_cost_per_second: NonZeroU32::new(READ_COST_PER_SECOND_DEFAULT).expect("nonzero"),
+            read_cost_burst: NonZeroU32::new(READ_COST_BURST_DEFAULT).expect("nonzero"),
+        }
+    }
+}
+
+/// State shared by every connection's copy of the boundary.
+struct Shared {
+    engine: Arc<Engine>,
+    in_flight: Arc<Semaphore>,
+    in_flight_max: usize,
+    limiter: DefaultKeyedRateLimiter<String>,
+    cost_per_second: u32,
+    nonces: Mutex<Nonces>,
+}
+
+/// The layer that puts the boundary in front of every service.
+#[derive(Clone)]
+pub struct BoundaryLayer {
+    shared: Arc<Shared>,
+}
+
+impl BoundaryLayer {
+    pub fn new(engine: Arc<Engine>, config: BoundaryConfig) -> BoundaryLayer {
+        let quota =
+            Quota::per_second(config.read_cost_per_second).allow_burst(config.read_cost_burst);
+        BoundaryLayer {
+            shared: Arc::new(Shared {
+                engine,
+                in_flight: Arc::new(Semaphore::new(config.in_flight_calls_max)),
+                in_flight_max: config.in_flight_calls_max,
+                limiter: RateLimiter::keyed(quota),
+                cost_per_second: config.read_cost_per_second.get(),
+                nonces: Mutex::new(Nonces::default()),
+            }),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for BoundaryLayer {
+    type Service = Boundary<S>;
+    fn layer(&self, inner: S) -> Boundary<S> {
+        Boundary {
+            inner,
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Boundary<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> tower::Service<http::Request<Body>> for Boundary<S>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<http::Response<Body>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        // The clone that was made ready serves this call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let Ok(_permit) = shared.in_flight.clone().try_acquire_owned() else {
+                return Ok(Status::unavailable(format!(
+                    "the server is answering its limit of {} calls at once; retry with backoff",
+                    shared.in_flight_max
+                ))
+                .into_http());
+            };
+            match admit(&shared, request).await {
+                Ok(request) => inner.call(request).await.map(decode_errors_are_invalid),
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+/// Checks one call at the boundary and returns it ready for its service.
+async fn admit(
+    shared: &Arc<Shared>,
+    request: http::Request<Body>,
+) -> Result<http::Request<Body>, Status> {
+    let Some(method) = method_of(request.uri().path()) else {
+        return Ok(request);
+    };
+    let (mut parts, body) = request.into_parts();
+    let message = read_message(body, method).await?;
+    let signed = parts.headers.contains_key(KEY_ID_HEADER);
+    let caller = match (method.access, signed) {
+        (Access::SelfSigned, _) | (Access::Public, false) => None,
+        (Access::Signed, false) => {
+            return Err(Status::unauthenticated(format!(
+                "{} needs a signed read: send the metadata {KEY_ID_HEADER}, {SIGNED_AT_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} as docs/read-signature.md says (the CLI signs with --key)",
+                method.path
+            )))
+        }
+        (Access::Signed | Access::Public, true) => {
+            Some(authenticate(shared, &parts.headers, method.path, &message).await?)
+        }
+    };
+    if method.access != Access::SelfSigned {
+        charge(shared, &parts, caller.as_ref(), method)?;
+    }
+    if let Some(caller) = caller {
+        parts.extensions.insert(caller);
+    }
+    Ok(http::Request::from_parts(
+        parts,
+        Body::new(Full::new(message.frame)),
+    ))
+}
+
+/// A unary request's one gRPC frame, and the message inside it.
+struct Message {
+    frame: Bytes,
+}
+
+impl Message {
+    fn bytes(&self) -> &[u8] {
+        &self.frame[5..]
+    }
+}
+
+/// Reads the request body, refusing it as soon as it passes the method's
+/// limit, and checks it is one uncompressed gRPC frame.
+async fn read_message(body: Body, method: &Method) -> Result<Message, Status> {
+    let too_large = |bytes: String| {
+        Status::resource_exhausted(format!(
+            "the request message is {bytes} bytes; {} accepts at most {} bytes",
+            method.path, method.request_bytes_max
+        ))
+    };
+    let collected = Limited::new(body, method.request_bytes_max + 5)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                too_large("more than that".into())
+            } else {
+                Status::cancelled(format!("the request body did not arrive whole: {e}"))
+            }
+        })?;
+    let frame = collected.to_bytes();
+    let mut header = &frame[..frame.len().min(5)];
+    if header.len() < 5 {
+        return Err(Status::invalid_argument(
+            "the request holds no complete gRPC message frame",
+        ));
+    }
+    let compressed = header.get_u8();
+    let length = header.get_u32() as usize;
+    if compressed != 0 {
+        return Err(Status::unimplemented(
+            "compressed request messages are not accepted; send them uncompressed",
+        ));
+    }
+    if length > method.request_bytes_max {
+        return Err(too_large(length.to_string()));
+    }
+    if frame.len() != 5 + length {
+        return Err(Status::invalid_argument(format!(
+            "the request must be exactly one gRPC message frame of {length} bytes; {} bytes arrived",
+            frame.len()
+        )));
+    }
+    Ok(Message { frame })
+}
+
+/// The read signature's metadata, parsed.
+struct Signature {
+    key_id: String,
+    signed_at_ms: i64,
+    nonce: String,
+    signature: Vec<u8>,
+}
+
+fn signature_of(headers: &http::HeaderMap) -> Result<Signature, Rejection> {
+    let text = |name: &str| -> Result<String, Rejection> {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Rejection::unauthenticated(name, format!("the signed read lacks {name}"))
+            })
+    };
+    let key_id = text(KEY_ID_HEADER)?;
+    let signed_at_ms = text(SIGNED_AT_HEADER)?.parse().map_err(|_| {
+        Rejection::unauthenticated(
+            SIGNED_AT_HEADER,
+            "must be milliseconds since 1970 in decimal",
+        )
+    })?;
+    let nonce = text(NONCE_HEADER)?;
+    if nonce.len() != 32
+        || !nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(Rejection::unauthenticated(
+            NONCE_HEADER,
+            "must be 32 lowercase hex digits (16 random bytes)",
+        ));
+    }
+    let signature = metadata_base64(&text(SIGNATURE_HEADER)?).ok_or_else(|| {
+        Rejection::unauthenticated(SIGNATURE_HEADER, "must be base64 (binary gRPC metadata)")
+    })?;
+    Ok(Signature {
+        key_id,
+        signed_at_ms,
+        nonce,
+        signature,
+    })
+}
+
+/// Binary gRPC metadata is base64, padded or not.
+fn metadata_base64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .ok()
+}
+
+/// Checks the read signature of a call and names its caller.
+async fn authenticate(
+    shared: &Arc<Shared>,
+    headers: &http::HeaderMap,
+    path: &'static str,
+    message: &Message,
+) -> Result<Caller, Status> {
+    let signature = signature_of(headers).map_err(status)?;
+    let engine = &shared.engine;
+    let now_ms = engine.clock().now_ms();
+    let skew_ms = engine.skew_ms_max() as i64;
+    if now_ms.abs_diff(signature.signed_at_ms) > skew_ms as u64 {
+        return Err(status(Rejection::unauthenticated(
+            SIGNED_AT_HEADER,
+            format!(
+                "the read was signed at {} ms, {} ms from the server's clock ({now_ms} ms); at most {skew_ms} ms are allowed. Check the clock and sign again",
+                signature.signed_at_ms,
+                now_ms.abs_diff(signature.signed_at_ms)
+            ),
+        )));
+    }
+    let request_sha256 = sha256(message.bytes());
+    let engine = engine.clone();
+    // Key lookups read sled and Ed25519 costs ~50 µs: not on the async workers.
+    let (signature, reader) = tokio::task::spawn_blocking(move || {
+        let reader = verify(&engine, path, request_sha256, &signature);
+        (signature, reader)
+    })
+    .await
+    .map_err(|e| Status::unavailable(format!("the signature check did not finish: {e}")))?;
+    let reader = reader.map_err(status)?;
+    let fresh = shared
+        .nonces
+        .lock()
+        .expect("nonce set poisoned")
+        .insert(&signature, now_ms, skew_ms);
+    fresh.map_err(status)?;
+    Ok(Caller {
+        key_id: signature.key_id,
+        reader,
+    })
+}
+
+fn verify(
+    engine: &Engine,
+    method: &str,
+    request_sha256: [u8; 32],
+    signature: &Signature,
+) -> Result<Reader, Error> {
+    let state = engine.state();
+    let key = state.key(&signature.key_id)?.ok_or_else(|| {
+        Rejection::unauthenticated(
+            KEY_ID_HEADER,
+            format!(
+                "key {:?} is not registered in this ledger",
+                signature.key_id
+            ),
+        )
+    })?;
+    if let Some(seq) = key.revoked_seq {
+        return Err(Rejection::unauthenticated(
+            KEY_ID_HEADER,
+            format!("key {} was revoked by record {seq}", key.key_id),
+        )
+        .into());
+    }
+    let claim = ReadClaim {
+        ledger_id: &engine.meta().ledger_id,
+        method,
+        request_sha256,
+        signed_at_ms: signature.signed_at_ms,
+        nonce: &signature.nonce,
+    };
+    claim.verify(&key.public_key, &signature.signature)?;
+    let chain = state.org_chain(&key.org_id)?;
+    if chain.is_empty() {
+        return Err(Fault::new(format!("derived state lacks org {}", key.org_id)).into());
+    }
+    Ok(Reader::of_chain(&chain))
+}
+
+/// Charges a call to its caller's allowance: a key for signed calls, the
+/// peer address for unsigned public ones.
+fn charge(
+    shared: &Shared,
+    parts: &http::request::Parts,
+    caller: Option<&Caller>,
+    method: &Method,
+) -> Result<(), Status> {
+    let who = match caller {
+        Some(caller) => format!("key {}", caller.key_id),
+        None => match parts
+            .extensions
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+        {
+            Some(addr) => format!("address {}", addr.ip()),
+            None => "an unknown address".to_string(),
+        },
+    };
+    let cost = NonZeroU32::new(method.cost).expect("costs are at least 1");
+    match shared.limiter.check_key_n(&who, cost) {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(Status::resource_exhausted(format!(
+            "{who} has used its read allowance of {} units per second ({} costs {}); retry later",
+            shared.cost_per_second, method.path, method.cost
+        ))),
+    }
+}
+
+/// The (key, nonce) pairs of read signatures still inside the skew window.
+#[derive(Default)]
+struct Nonces {
+    seen: HashSet<[u8; 16]>,
+    /// (expiry ms, entry), soonest first.
+    expiry: BinaryHeap<Reverse<(i64, [u8; 16])>>,
+}
+
+impl Nonces {
+    /// Remembers a signature's nonce; refuses one already used. Entries leave
+    /// once their signature could no longer pass the skew check anyway.
+    fn insert(
+        &mut self,
+        signature: &Signature,
+        now_ms: i64,
+        skew_ms: i64,
+    ) -> Result<(), Rejection> {
+        while let Some(Reverse((expires_ms, entry))) = self.expiry.peek().copied() {
+            if expires_ms >= now_ms {
+                break;
+            }
+            self.expiry.pop();
+            self.seen.remove(&entry);
+        }
+        let mut entry = [0u8; 16];
+        let digest = sha256(format!("{}\n{}", signature.key_id, signature.nonce).as_bytes());
+        entry.copy_from_slice(&digest[..16]);
+        if self.seen.contains(&entry) {
+            return Err(Rejection::unauthenticated(
+                NONCE_HEADER,
+                "this read signature was already used; sign every call afresh with a new nonce",
+            ));
+        }
+        if self.seen.len() >= READ_NONCES_REMEMBERED_MAX {
+            return Err(Rejection::new(
+                fundtrail_core::Code::Unavailable,
+                NONCE_HEADER,
+                format!(
+                    "the server remembers {READ_NONCES_REMEMBERED_MAX} recent read signatures, its limit; retry shortly"
+                ),
+            ));
+        }
+        self.seen.insert(entry);
+        self.expiry.push(Reverse((
+            signature.signed_at_ms.saturating_add(skew_ms),
+            entry,
+        )));
+        Ok(())
+    }
+}
+
+/// tonic answers a request message that does not decode with INTERNAL and
+/// prost's "failed to decode Protobuf message" text; that is the caller's
+/// fault, so it becomes INVALID_ARGUMENT.
+fn decode_errors_are_invalid(mut response: http::Response<Body>) -> http::Response<Body> {
+    let Some(status) = Status::from_header_map(response.headers()) else {
+        return response;
+    };
+    if status.code() != tonic::Code::Internal
+        || !status
+            .message()
+            .starts_with("failed to decode Protobuf message")
+    {
+        return response;
+    }
+    let invalid = Status::invalid_argument(format!(
+        "the request message does not decode as its protobuf type: {}",
+        status.message()
+    ));
+    let headers = response.headers_mut();
+    headers.remove("grpc-message");
+    headers.remove("grpc-status");
+    if invalid.add_header(headers).is_err() {
+        return Status::invalid_argument("the request message does not decode").into_http();
+    }
+    response
+}
