@@ -5,13 +5,32 @@ mod common;
 
 use common::*;
 use fundtrail_api::pb;
+use fundtrail_core::rules::Rules;
 
 const A: &str = "mof-central-treasury-account-for-limits-a";
 const B: &str = "mof-central-programme-account-for-limits-b";
 
+/// Rules 3: the sequencer's record-size check refuses the record.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_movement_over_too_many_lots_is_refused_alone_and_writing_goes_on() {
+async fn under_rules_3_a_record_over_the_size_limit_is_refused_alone() {
+    huge_movement_is_refused_alone(Rules::V3, "too many lots").await;
+}
+
+/// Rules 4: the leg cap refuses it while the lots are picked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_rules_4_a_movement_over_the_leg_cap_is_refused_alone() {
+    huge_movement_is_refused_alone(Rules::V4, "more than 1000 lots").await;
+}
+
+async fn huge_movement_is_refused_alone(rules: Rules, says: &str) {
     let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        rules,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let root = server.root();
@@ -69,11 +88,7 @@ async fn a_movement_over_too_many_lots_is_refused_alone_and_writing_goes_on() {
         tonic::Code::ResourceExhausted,
         "{refused:?}"
     );
-    assert!(
-        refused.message().contains("too many lots"),
-        "{}",
-        refused.message()
-    );
+    assert!(refused.message().contains(says), "{}", refused.message());
     let info = ledger_info(&mut client).await;
     assert!(info.writable, "{}", info.read_only_reason);
     assert_eq!(

@@ -15,6 +15,7 @@ use fundtrail_core::rules::Rules;
 use fundtrail_server::checkpoints::CheckpointPolicy;
 use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::genesis::{self, RootOrg};
+use fundtrail_server::ServeOptions;
 
 pub const SKEW_MS_MAX: u64 = 300_000;
 
@@ -50,6 +51,19 @@ pub fn open_engine(
     .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 
+/// Serving options without a read allowance to run out of: tests make
+/// thousands of calls in a second. The allowance has its own test.
+pub fn unmetered() -> ServeOptions {
+    ServeOptions {
+        boundary: fundtrail_server::boundary::BoundaryConfig {
+            read_cost_per_second: std::num::NonZeroU32::MAX,
+            read_cost_burst: std::num::NonZeroU32::MAX,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
 impl TestServer {
     /// Starts a server on `data_dir`, creating the ledger if there is none.
     pub async fn start(data_dir: &Path) -> TestServer {
@@ -66,6 +80,17 @@ impl TestServer {
         checkpoints: CheckpointPolicy,
         clock: Arc<dyn Clock>,
     ) -> TestServer {
+        TestServer::start_serving(data_dir, checkpoints, clock, unmetered()).await
+    }
+
+    /// A server with its own serving options (TLS, boundary limits); its
+    /// URL is https://localhost:PORT when it serves TLS.
+    pub async fn start_serving(
+        data_dir: &Path,
+        checkpoints: CheckpointPolicy,
+        clock: Arc<dyn Clock>,
+        options: ServeOptions,
+    ) -> TestServer {
         if !genesis::exists(data_dir) {
             genesis::init_with(
                 data_dir,
@@ -79,12 +104,16 @@ impl TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let port = listener.local_addr().expect("addr").port();
+        let url = match options.tls {
+            Some(_) => format!("https://localhost:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(fundtrail_server::serve_on(
             engine.clone(),
             listener,
-            Default::default(),
+            options,
             async {
                 let _ = stopped.await;
             },

@@ -15,11 +15,10 @@ use tonic::transport::Channel;
 
 use crate::{now_ms, ClientError, Signer};
 
-/// The metadata of a signed read.
-pub const KEY_ID_HEADER: &str = "fundtrail-key-id";
-pub const SIGNED_AT_HEADER: &str = "fundtrail-signed-at-ms";
-pub const NONCE_HEADER: &str = "fundtrail-nonce";
-pub const SIGNATURE_HEADER: &str = "fundtrail-signature-bin";
+use fundtrail_core::signing::{
+    READ_KEY_ID_HEADER as KEY_ID_HEADER, READ_NONCE_HEADER as NONCE_HEADER,
+    READ_SIGNATURE_HEADER as SIGNATURE_HEADER, READ_SIGNED_AT_HEADER as SIGNED_AT_HEADER,
+};
 
 /// PEM files for a TLS connection.
 #[derive(Debug, Clone, Default)]

@@ -104,6 +104,9 @@ pub const TRACE_PAGE_RECORDS_DEFAULT: u32 = 2_000;
 /// Records one trace may walk (a refusal beyond, never a silent cut).
 pub const TRACE_RECORDS_MAX: usize = 10_000;
 /// Lots a backward trace may read.
+/// Legs (lots moved) in one record, from rules 4: a movement over more lots
+/// is refused and must name its sources or be split.
+pub const LEGS_PER_RECORD_MAX: usize = 1_000;
 pub const TRACE_LOTS_READ_MAX: usize = 1_000_000;
 /// Documents named on one trace edge.
 pub const TRACE_EDGE_DOCUMENTS_MAX: usize = 5;
@@ -146,5 +149,12 @@ const _: () = assert!(STREAMS_PER_CONNECTION_MAX as usize <= IN_FLIGHT_CALLS_MAX
 const _: () = assert!(KEEPALIVE_TIMEOUT_MS < KEEPALIVE_INTERVAL_MS);
 // A ledger id fits a file header's u16 length.
 const _: () = assert!(ID_BYTES_MAX <= u16::MAX as usize);
+/// A leg encodes two account ids and at most five varints with their tags.
+const LEG_BYTES_MAX: usize = 2 * (ID_BYTES_MAX + 3) + 5 * 11 + 3;
+// From rules 4 a record always fits: the leg cap keeps it under the limit.
+const _: () = assert!(
+    LEGS_PER_RECORD_MAX * LEG_BYTES_MAX + PAYLOAD_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX
+        <= RECORD_BYTES_MAX
+);
 // Every batch a full sequencer queue can form is one commit's worth or more.
 const _: () = assert!(COMMIT_BATCH_RECORDS_MAX <= SEQUENCER_QUEUE_MAX);

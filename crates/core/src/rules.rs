@@ -11,7 +11,7 @@
 //! | 1 | the rules of the first ledgers: idempotency keys are scoped to the signing key |
 //! | 2 | idempotency keys are scoped to the signing org, so a request re-signed by another key of the same org is a retry |
 //! | 3 | account, org and household identifiers may not look like ID-card or bank-card numbers; no account may hold more than u64::MAX fen in all |
-//! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has |
+//! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has; a record moves money in at most 1,000 legs (`LEGS_PER_RECORD_MAX`) |
 
 use crate::model::LedgerMeta;
 use crate::Fault;

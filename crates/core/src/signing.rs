@@ -18,6 +18,13 @@ pub fn signed_message(payload: &[u8]) -> Vec<u8> {
     message
 }
 
+/// The gRPC metadata of a signed read (docs/read-signature.md).
+pub const READ_KEY_ID_HEADER: &str = "fundtrail-key-id";
+pub const READ_SIGNED_AT_HEADER: &str = "fundtrail-signed-at-ms";
+pub const READ_NONCE_HEADER: &str = "fundtrail-nonce";
+/// Binary metadata: base64 on the wire, as gRPC sends every `-bin` key.
+pub const READ_SIGNATURE_HEADER: &str = "fundtrail-signature-bin";
+
 /// Domain-separation prefix of every read signature.
 pub const READ_SIGNING_PREFIX: &str = "fundtrail/v1/read\n";
 

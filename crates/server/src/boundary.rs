@@ -34,11 +34,10 @@ use tonic::Status;
 use crate::engine::Engine;
 use crate::status::status;
 
-/// gRPC metadata of a signed read (docs/read-signature.md).
-pub const KEY_ID_HEADER: &str = "fundtrail-key-id";
-pub const SIGNED_AT_HEADER: &str = "fundtrail-signed-at-ms";
-pub const NONCE_HEADER: &str = "fundtrail-nonce";
-pub const SIGNATURE_HEADER: &str = "fundtrail-signature-bin";
+use fundtrail_core::signing::{
+    READ_KEY_ID_HEADER as KEY_ID_HEADER, READ_NONCE_HEADER as NONCE_HEADER,
+    READ_SIGNATURE_HEADER as SIGNATURE_HEADER, READ_SIGNED_AT_HEADER as SIGNED_AT_HEADER,
+};
 
 /// The authenticated caller of a signed call, in the request's extensions.
 #[derive(Debug, Clone)]

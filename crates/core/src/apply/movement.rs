@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::Act;
 use crate::dates::Day;
-use crate::limits::{ACCOUNT_SOURCES_MAX, LOT_SCAN_CHUNK};
+use crate::limits::{ACCOUNT_SOURCES_MAX, LEGS_PER_RECORD_MAX, LOT_SCAN_CHUNK};
 use crate::model::*;
 use crate::money::Fen;
 use crate::rules::Rules;
@@ -64,12 +64,24 @@ fn credit_account<K: Kv + ?Sized>(
     })?)
 }
 
+fn too_many_legs(account_id: &str, field: &str) -> Error {
+    Rejection::new(
+        Code::ResourceExhausted,
+        field,
+        format!(
+            "paying this from account {account_id} would take more than {LEGS_PER_RECORD_MAX} lots (one leg each), the most one record holds; name the sources to pay from with earmarks, or split it into smaller movements"
+        ),
+    )
+    .into()
+}
+
 /// Which lots pay `amount` out of `account` on `day`: of the named sources
 /// when earmarks are given, otherwise of any source; within that, oldest
 /// first (earliest arrival date, then earliest arrival record), which is
 /// deterministic and spends money in the order it arrived. Money that
 /// arrived after `day` cannot pay on `day`. Returns (lot, its arrival day,
-/// amount taken from it).
+/// amount taken from it). From rules 4, more than [`LEGS_PER_RECORD_MAX`]
+/// lots is a refusal: the record would be too large to keep.
 fn pick_lots<K: Kv + ?Sized>(
     txn: &Txn<K>,
     account: &Account,
@@ -77,6 +89,7 @@ fn pick_lots<K: Kv + ?Sized>(
     earmarks: &[Earmark],
     day: Day,
     field: &str,
+    rules: Rules,
 ) -> Result<Vec<(LotKey, Day, Fen)>, Error> {
     let wants: Vec<(Option<u64>, Fen)> = if earmarks.is_empty() {
         vec![(None, amount)]
@@ -106,6 +119,9 @@ fn pick_lots<K: Kv + ?Sized>(
                 }
                 if source.is_some_and(|s| s != source_seq) {
                     continue;
+                }
+                if rules >= Rules::V4 && picked.len() == LEGS_PER_RECORD_MAX {
+                    return Err(too_many_legs(&account.account_id, field));
                 }
                 let held: Fen = crate::state::decode(value)?;
                 let take = held.min(left);
@@ -276,7 +292,9 @@ impl<K: Kv + ?Sized> Act<'_, '_, K> {
         earmarks: &[Earmark],
         field: &str,
     ) -> Result<(), Error> {
-        let picked = pick_lots(self.txn, &from, amount, earmarks, self.day, field)?;
+        let picked = pick_lots(
+            self.txn, &from, amount, earmarks, self.day, field, self.rules,
+        )?;
         let mut moved: u128 = 0;
         for (lot, lot_day, part) in picked {
             take_lot(self.txn, &mut from, lot, lot_day, part, field)?;
