@@ -9,6 +9,7 @@ mod post;
 mod tracecmd;
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -16,7 +17,9 @@ use clap::{Args, Parser, Subcommand};
 use fundtrail_api::pb;
 use fundtrail_client::{Client, ConnectOptions, Signer, TlsFiles};
 use fundtrail_core::keyfile::KeyFile;
-use fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT;
+use fundtrail_core::limits::{
+    READ_COST_BURST_DEFAULT, READ_COST_MAX, READ_COST_PER_SECOND_DEFAULT, SIGNING_SKEW_MS_DEFAULT,
+};
 use fundtrail_server::engine::EngineConfig;
 use fundtrail_server::genesis::{self, RootOrg};
 
@@ -143,6 +146,14 @@ enum Command {
         /// Serve plaintext on a non-loopback address (only behind a TLS proxy).
         #[arg(long)]
         insecure_plaintext: bool,
+        /// Read allowance of each key (and each address for unsigned public
+        /// calls), in cost units per second; a GetEntry costs 1, a trace 50.
+        #[arg(long, env = "FUNDTRAIL_READ_UNITS_PER_SECOND", default_value_t = READ_COST_PER_SECOND_DEFAULT)]
+        read_units_per_second: u32,
+        /// Unused allowance a key may save up, in cost units (at least 100,
+        /// the dearest call).
+        #[arg(long, env = "FUNDTRAIL_READ_UNITS_BURST", default_value_t = READ_COST_BURST_DEFAULT)]
+        read_units_burst: u32,
     },
     /// Generate an Ed25519 key pair into a new key file (mode 0600) and print
     /// its key id and public key, to register with `post register-org` or
@@ -354,7 +365,15 @@ async fn run(command: Command) -> Result<()> {
             tls_key,
             client_ca,
             insecure_plaintext,
+            read_units_per_second,
+            read_units_burst,
         } => {
+            let (Some(per_second), Some(burst)) = (
+                NonZeroU32::new(read_units_per_second),
+                NonZeroU32::new(read_units_burst).filter(|b| b.get() >= READ_COST_MAX),
+            ) else {
+                bail!("--read-units-per-second must be above zero and --read-units-burst at least {READ_COST_MAX}");
+            };
             let options = fundtrail_server::ServeOptions {
                 tls: tls_cert
                     .zip(tls_key)
@@ -364,7 +383,11 @@ async fn run(command: Command) -> Result<()> {
                         client_ca,
                     }),
                 insecure_plaintext,
-                ..Default::default()
+                boundary: fundtrail_server::boundary::BoundaryConfig {
+                    read_cost_per_second: per_second,
+                    read_cost_burst: burst,
+                    ..Default::default()
+                },
             };
             fundtrail_server::check_transport(listen, &options).map_err(anyhow::Error::msg)?;
             if checkpoint_every_records == 0 || checkpoint_every_ms == 0 {

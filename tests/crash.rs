@@ -67,6 +67,9 @@ impl Server {
             .arg("serve")
             .arg("--data-dir")
             .arg(dir.join("data"))
+            // The checker reads every acknowledged record back at once.
+            .args(["--read-units-per-second", "1000000"])
+            .args(["--read-units-burst", "1000000"])
             // Port 0: the system picks a free one and the server names it.
             .arg("--listen")
             .arg("127.0.0.1:0")

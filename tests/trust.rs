@@ -11,9 +11,7 @@ use common::*;
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::{Client, Signer};
-use fundtrail_core::signing::{sha256, ReadClaim};
 use prost::Message;
-use tonic::metadata::{BinaryMetadataValue, MetadataValue};
 use tonic::Code;
 
 /// A Query client over a raw channel: no signing of its own.
@@ -33,31 +31,18 @@ fn signed<T: Message>(
     signed_at_ms: i64,
     nonce: &str,
 ) -> tonic::Request<T> {
-    let claim = ReadClaim {
-        ledger_id,
+    let bytes = message.encode_to_vec();
+    let mut request = tonic::Request::new(message);
+    sign_read(
+        request.metadata_mut(),
+        &bytes,
         method,
-        request_sha256: sha256(&message.encode_to_vec()),
+        ledger_id,
+        signer,
         signed_at_ms,
         nonce,
-    };
-    let signature = claim.sign(signer.signing_key());
-    let mut request = tonic::Request::new(message);
-    let metadata = request.metadata_mut();
-    metadata.insert("fundtrail-key-id", signer.key_id().parse().unwrap());
-    metadata.insert(
-        "fundtrail-signed-at-ms",
-        MetadataValue::try_from(signed_at_ms.to_string()).unwrap(),
-    );
-    metadata.insert("fundtrail-nonce", nonce.parse().unwrap());
-    metadata.insert_bin(
-        "fundtrail-signature-bin",
-        BinaryMetadataValue::from_bytes(&signature),
     );
     request
-}
-
-fn fresh_nonce() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
 }
 
 const GET_ENTRY: &str = "/fundtrail.v1.Query/GetEntry";

@@ -484,3 +484,40 @@ pub fn forge_record(journal: &Path, offset: u64, change: impl FnOnce(&mut Vec<u8
     bytes[start + 8..start + 8 + len].copy_from_slice(&record);
     std::fs::write(journal, bytes).expect("write journal");
 }
+
+/// Adds read-signature metadata (docs/read-signature.md) for a request
+/// whose message bytes are `message`, signed by `signer` at `signed_at_ms`.
+pub fn sign_read(
+    metadata: &mut tonic::metadata::MetadataMap,
+    message: &[u8],
+    method: &str,
+    ledger_id: &str,
+    signer: &Signer,
+    signed_at_ms: i64,
+    nonce: &str,
+) {
+    use fundtrail_core::signing::{sha256, ReadClaim};
+    let claim = ReadClaim {
+        ledger_id,
+        method,
+        request_sha256: sha256(message),
+        signed_at_ms,
+        nonce,
+    };
+    let signature = claim.sign(signer.signing_key());
+    metadata.insert("fundtrail-key-id", signer.key_id().parse().unwrap());
+    metadata.insert(
+        "fundtrail-signed-at-ms",
+        signed_at_ms.to_string().parse().unwrap(),
+    );
+    metadata.insert("fundtrail-nonce", nonce.parse().unwrap());
+    metadata.insert_bin(
+        "fundtrail-signature-bin",
+        tonic::metadata::BinaryMetadataValue::from_bytes(&signature),
+    );
+}
+
+/// 16 fresh random bytes in hex, for a read signature.
+pub fn fresh_nonce() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}

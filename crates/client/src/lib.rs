@@ -116,6 +116,14 @@ pub struct Client {
     ledger_id: String,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("ledger_id", &self.ledger_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// Connects without a reader key: public calls and writes only.
     pub async fn connect(url: &str) -> Result<Client, ClientError> {

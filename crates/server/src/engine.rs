@@ -157,6 +157,13 @@ struct Threads {
     scrub: Option<JoinHandle<()>>,
 }
 
+/// A request that passed the checks made before the sequencer.
+struct Checked {
+    signed: pb::SignedRequest,
+    request: Request,
+    verified_public_key: Option<[u8; 32]>,
+}
+
 /// State shared by the handlers and the sequencer.
 pub struct Engine {
     state: Arc<dyn StateStore>,
@@ -445,20 +452,31 @@ impl Engine {
     }
 
     /// Posts one signed request; answers once its record is durable.
-    pub async fn submit(&self, signed: pb::SignedRequest) -> Result<Committed, Rejection> {
-        let answer = self.enqueue(signed).await?;
+    pub async fn submit(
+        self: &Arc<Self>,
+        signed: pb::SignedRequest,
+    ) -> Result<Committed, Rejection> {
+        let checked = self
+            .check_all(vec![signed])
+            .await
+            .pop()
+            .expect("one checked per request")?;
+        let answer = self.queue(checked).await?;
         self.await_answer(answer).await
     }
 
     /// Posts signed requests in order, each answered on its own.
     pub async fn submit_all(
-        &self,
+        self: &Arc<Self>,
         requests: Vec<pb::SignedRequest>,
     ) -> Vec<Result<Committed, Rejection>> {
         // Queue them all first, in order, so they share commits; then wait.
         let mut pending = Vec::with_capacity(requests.len());
-        for signed in requests {
-            pending.push(self.enqueue(signed).await);
+        for checked in self.check_all(requests).await {
+            pending.push(match checked {
+                Ok(checked) => self.queue(checked).await,
+                Err(rejection) => Err(rejection),
+            });
         }
         let mut results = Vec::with_capacity(pending.len());
         for answer in pending {
@@ -470,11 +488,34 @@ impl Engine {
         results
     }
 
-    /// Checks what can be checked without the sequencer and queues the request.
-    async fn enqueue(
-        &self,
-        signed: pb::SignedRequest,
-    ) -> Result<oneshot::Receiver<Result<Committed, Rejection>>, Rejection> {
+    /// Checks requests on the blocking pool: key reads touch sled and an
+    /// Ed25519 check costs ~50 µs, neither for the async workers.
+    async fn check_all(
+        self: &Arc<Self>,
+        requests: Vec<pb::SignedRequest>,
+    ) -> Vec<Result<Checked, Rejection>> {
+        let engine = self.clone();
+        let count = requests.len();
+        let checked = tokio::task::spawn_blocking(move || {
+            requests
+                .into_iter()
+                .map(|signed| engine.check(signed))
+                .collect()
+        })
+        .await;
+        checked.unwrap_or_else(|e| {
+            (0..count)
+                .map(|_| {
+                    Err(Rejection::unavailable(format!(
+                        "the request check did not finish: {e}"
+                    )))
+                })
+                .collect()
+        })
+    }
+
+    /// Checks what can be checked without the sequencer.
+    fn check(&self, signed: pb::SignedRequest) -> Result<Checked, Rejection> {
         if let Some(reason) = self.gate.reason() {
             return Err(not_writing(&reason));
         }
@@ -505,11 +546,23 @@ impl Engine {
             }
             None => None,
         };
-        let (reply, answer) = oneshot::channel();
-        let submission = Submission {
+        Ok(Checked {
             signed,
             request,
             verified_public_key,
+        })
+    }
+
+    /// Hands a checked request to the sequencer.
+    async fn queue(
+        &self,
+        checked: Checked,
+    ) -> Result<oneshot::Receiver<Result<Committed, Rejection>>, Rejection> {
+        let (reply, answer) = oneshot::channel();
+        let submission = Submission {
+            signed: checked.signed,
+            request: checked.request,
+            verified_public_key: checked.verified_public_key,
             reply,
         };
         let tx = self
