@@ -1,5 +1,6 @@
 //! The verifiable-log commands: log key, checkpoints, proofs, offline
-//! verification, export, full audit of an export, witness, scrub.
+//! verification, export, full audit of an export, witness, scrub, and
+//! the access log.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -438,5 +439,102 @@ pub async fn scrub(server: &Server) -> Result<()> {
             report.records_checked,
             report.problem
         )
+    }
+}
+
+#[derive(Args)]
+pub struct AccessLogArgs {
+    #[command(flatten)]
+    server: Server,
+    /// Entries whose answers revealed this household account.
+    #[arg(long, conflicts_with = "org", required_unless_present = "org")]
+    household: Option<String>,
+    /// Entries of reads made by this org.
+    #[arg(long)]
+    org: Option<String>,
+    /// The access log's pinned verifier key (`GetLogKey().access_log_vkey`);
+    /// without it the server's is used, and printed.
+    #[arg(long)]
+    access_vkey: Option<String>,
+}
+
+/// Prints the access-log entries asked for, each proved included in the
+/// signed access checkpoint.
+pub async fn access_log(args: AccessLogArgs) -> Result<()> {
+    use pb::get_access_log_request::About;
+    let mut client = connect(&args.server).await?;
+    let vkey = match args.access_vkey {
+        Some(vkey) => vkey,
+        None => {
+            let vkey = client
+                .audit
+                .get_log_key(pb::GetLogKeyRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .access_log_vkey;
+            eprintln!("access-log key (not pinned; pin it with --access-vkey): {vkey}");
+            vkey
+        }
+    };
+    let about = match (args.household, args.org) {
+        (Some(household), _) => About::HouseholdAccountId(household),
+        (None, Some(org)) => About::OrgId(org),
+        (None, None) => bail!("give --household or --org"),
+    };
+    let mut page_token = String::new();
+    let mut out = std::io::stdout().lock();
+    loop {
+        let page = client
+            .audit
+            .get_access_log(pb::GetAccessLogRequest {
+                about: Some(about.clone()),
+                page_size: 0,
+                page_token: page_token.clone(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        let checkpoint = open_pinned(&vkey, &page.checkpoint_note).map_err(|e| anyhow!(e))?;
+        for entry in &page.entries {
+            let proof: Vec<fundtrail_tlog::Hash> = entry
+                .inclusion_proof
+                .iter()
+                .map(|h| h.as_slice().try_into())
+                .collect::<Result<_, _>>()
+                .map_err(|_| anyhow!("entry {}: a proof hash is not 32 bytes", entry.index))?;
+            fundtrail_tlog::check_record(
+                &proof,
+                checkpoint.tree_size,
+                &checkpoint.root_hash,
+                entry.index,
+                &fundtrail_tlog::record_hash(&entry.record),
+            )
+            .map_err(|e| anyhow!("entry {} is not in the signed access log: {e}", entry.index))?;
+            let record = pb::AccessRecord::decode(entry.record.as_slice())
+                .with_context(|| format!("entry {} does not decode", entry.index))?;
+            writeln!(
+                out,
+                "#{} {} {} (key {}) {} rows={} {} households=[{}] accounts=[{}]",
+                record.index,
+                crate::output::utc(record.time_ms),
+                record.org_id,
+                record.key_id,
+                record.method,
+                record.rows,
+                record.outcome,
+                record.household_account_ids.join(","),
+                record.account_ids.join(","),
+            )?;
+        }
+        if page.next_page_token.is_empty() {
+            writeln!(
+                out,
+                "verified against the access log's signed checkpoint of {} entries",
+                checkpoint.tree_size
+            )?;
+            return Ok(());
+        }
+        page_token = page.next_page_token;
     }
 }

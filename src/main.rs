@@ -300,6 +300,10 @@ enum Command {
         #[command(flatten)]
         server: Server,
     },
+    /// Who read what: the access-log entries about one household, or of one
+    /// org's reads, each checked against a signed access checkpoint.
+    /// Auditors and administrators, within their jurisdiction.
+    AccessLog(logcmd::AccessLogArgs),
 }
 
 fn main() -> Result<()> {
@@ -545,6 +549,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Audit(args) => logcmd::audit(args)?,
         Command::Witness(args) => logcmd::witness(args).await?,
         Command::Scrub { server } => logcmd::scrub(&server).await?,
+        Command::AccessLog(args) => logcmd::access_log(args).await?,
     }
     Ok(())
 }

@@ -20,6 +20,22 @@ pub enum Code {
     Unavailable,
 }
 
+impl Code {
+    /// The gRPC status code's name, as the access log records it.
+    pub fn grpc_name(self) -> &'static str {
+        match self {
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::NotFound => "NOT_FOUND",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::AlreadyExists => "ALREADY_EXISTS",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::Unavailable => "UNAVAILABLE",
+        }
+    }
+}
+
 /// A refused request: what was wrong, and in which field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

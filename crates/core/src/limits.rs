@@ -89,6 +89,15 @@ pub const READ_COST_BURST_DEFAULT: u32 = 2_000;
 pub const READ_COST_MAX: u32 = 100;
 /// (key, nonce) pairs remembered to refuse a replayed read signature.
 pub const READ_NONCES_REMEMBERED_MAX: usize = 1 << 20;
+
+// The access log (crates/server/src/access_log.rs).
+/// Entries waiting for the access-log writer; a read waits when it is full.
+pub const ACCESS_LOG_QUEUE_MAX: usize = 16 * 1024;
+/// Entries written with one fsync.
+pub const ACCESS_LOG_GROUP_MAX: usize = 64;
+/// Account ids (and, apart, household account ids) one entry names; an
+/// answer about more names the first ones and counts them all in `rows`.
+pub const ACCESS_LOG_IDS_MAX: usize = 1_000;
 /// Largest list page.
 pub const PAGE_SIZE_MAX: u32 = 1_000;
 /// Page size when the client asks for 0.
@@ -147,6 +156,12 @@ const _: () = assert!(SIGNING_SKEW_MS_DEFAULT <= SIGNING_SKEW_MS_MAX);
 const _: () = assert!(READ_COST_MAX <= READ_COST_BURST_DEFAULT);
 const _: () = assert!(STREAMS_PER_CONNECTION_MAX as usize <= IN_FLIGHT_CALLS_MAX);
 const _: () = assert!(KEEPALIVE_TIMEOUT_MS < KEEPALIVE_INTERVAL_MS);
+// A full group of the largest entries fits one journal batch.
+const _: () = assert!(
+    (ACCESS_LOG_GROUP_MAX * (2 * ACCESS_LOG_IDS_MAX * (ID_BYTES_MAX + 3) + 1024)) as u64
+        <= BATCH_BYTES_MAX
+);
+const _: () = assert!(2 * ACCESS_LOG_IDS_MAX * (ID_BYTES_MAX + 3) + 1024 <= RECORD_BYTES_MAX);
 // A ledger id fits a file header's u16 length.
 const _: () = assert!(ID_BYTES_MAX <= u16::MAX as usize);
 /// A leg encodes two account ids and at most five varints with their tags.

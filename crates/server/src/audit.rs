@@ -14,11 +14,12 @@ use fundtrail_tlog::{
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::boundary::Caller;
 use crate::engine::Engine;
 use crate::jurisdiction::{self, Facts};
 use crate::status::status;
 use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
-use fundtrail_core::{Error, Fault};
+use fundtrail_core::{Error, Fault, Rejection};
 
 use fundtrail_core::limits::{COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS};
 
@@ -36,26 +37,130 @@ fn hashes(proof: Vec<fundtrail_tlog::Hash>) -> Vec<Vec<u8>> {
     proof.into_iter().map(|h| h.to_vec()).collect()
 }
 
-/// One record of an export: its bytes if `reader` may read it whole, else
-/// its leaf hash only (the tree still verifies; nothing of it is revealed).
-fn export_record(
+/// Records `start..end` of an export, each whole if the caller may read it
+/// whole, else as its leaf hash only (the tree still verifies; nothing of it
+/// is revealed). The chunk is in the access log, durably, before it is sent.
+fn export_chunk(
     engine: &Engine,
-    facts: &mut Facts<'_>,
+    caller: &Caller,
+    start: u64,
+    end: u64,
+) -> Result<Vec<pb::ExportLogRecord>, Status> {
+    let mut facts = Facts::new(engine);
+    let mut items = Vec::with_capacity((end - start) as usize);
+    let mut whole = 0;
+    for index in start..end {
+        let entry = engine.entry(index).map_err(status)?;
+        let item = if facts
+            .entry_answer(&caller.reader, Call::ExportLog, &entry)
+            .map_err(status)?
+            == Answer::Full
+        {
+            whole += 1;
+            pb::ExportLogRecord {
+                index,
+                record: entry.record,
+                leaf_hash: Vec::new(),
+            }
+        } else {
+            pb::ExportLogRecord {
+                index,
+                record: Vec::new(),
+                leaf_hash: fundtrail_tlog::record_hash(&entry.record).to_vec(),
+            }
+        };
+        items.push(item);
+    }
+    let touched = facts.touched;
+    jurisdiction::log_read(
+        engine,
+        caller,
+        "/fundtrail.v1.Audit/ExportLog",
+        touched.accounts,
+        touched.households,
+        whole,
+        "OK".into(),
+    )
+    .map_err(status)?;
+    Ok(items)
+}
+
+/// A page of access-log entries about one household or one org's reads,
+/// with a signed access checkpoint and each entry's proof against it.
+fn access_log_page(
+    engine: &Engine,
     reader: &Reader,
-    index: u64,
-) -> Result<pb::ExportLogRecord, Error> {
-    let entry = engine.entry(index)?;
-    if facts.entry_answer(reader, Call::ExportLog, &entry)? == Answer::Full {
-        return Ok(pb::ExportLogRecord {
+    facts: &mut Facts<'_>,
+    request: pb::GetAccessLogRequest,
+) -> Result<pb::GetAccessLogResponse, Error> {
+    use pb::get_access_log_request::About;
+    let limit = crate::service::page_size(request.page_size)?;
+    let start: u64 = match request.page_token.as_str() {
+        "" => 0,
+        token => token.parse().map_err(|_| {
+            Rejection::invalid("page_token", "the page token is not one this server issued")
+        })?,
+    };
+    let (household, org) = match &request.about {
+        Some(About::HouseholdAccountId(account_id)) => {
+            fundtrail_core::validate::id("household_account_id", account_id)?;
+            if facts.account_answer(reader, Call::AccessLog, account_id)? != Answer::Full {
+                return Err(jurisdiction::denied(
+                    format_args!("the access log of household {account_id}"),
+                    reader,
+                ));
+            }
+            (Some(account_id.as_str()), None)
+        }
+        Some(About::OrgId(org_id)) => {
+            fundtrail_core::validate::id("org_id", org_id)?;
+            engine.state().org(org_id)?.ok_or_else(|| {
+                Rejection::not_found("org_id", format!("org {org_id:?} is not registered"))
+            })?;
+            let party = fundtrail_core::access::Party {
+                owner: facts.owner(org_id)?,
+                household: false,
+            };
+            if decide(reader, Call::AccessLog, Data::Account(&party)) != Answer::Full {
+                return Err(jurisdiction::denied(
+                    format_args!("the access log of org {org_id}"),
+                    reader,
+                ));
+            }
+            (None, Some(org_id.as_str()))
+        }
+        None => {
+            return Err(
+                Rejection::invalid("about", "name a household_account_id or an org_id").into(),
+            )
+        }
+    };
+    let log = engine.access_log();
+    let (checkpoint, note) = log.checkpoint()?;
+    let indexes = log.find(household, org, start, limit + 1);
+    let mut entries = Vec::with_capacity(limit);
+    let mut next_page_token = String::new();
+    for index in indexes {
+        if index >= checkpoint.tree_size {
+            break;
+        }
+        if entries.len() == limit {
+            next_page_token = index.to_string();
+            break;
+        }
+        let (record, proof) = log.entry(index, checkpoint.tree_size)?;
+        entries.push(pb::AccessLogEntry {
             index,
-            record: entry.record,
-            leaf_hash: Vec::new(),
+            record,
+            inclusion_proof: hashes(proof),
         });
     }
-    Ok(pb::ExportLogRecord {
-        index,
-        record: Vec::new(),
-        leaf_hash: fundtrail_tlog::record_hash(&entry.record).to_vec(),
+    facts.rows(entries.len());
+    Ok(pb::GetAccessLogResponse {
+        checkpoint_note: note,
+        tree_size: checkpoint.tree_size,
+        entries,
+        next_page_token,
     })
 }
 
@@ -86,6 +191,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::GetLogKeyResponse>, Status> {
         Ok(Response::new(pb::GetLogKeyResponse {
             vkey: self.engine.checkpoints().verifier().vkey(),
+            access_log_vkey: self.engine.access_log().verifier().vkey(),
         }))
     }
 
@@ -116,7 +222,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetInclusionProofRequest>,
     ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
-        let reader = jurisdiction::optional_reader(&request);
+        let caller = jurisdiction::optional_caller(&request);
         let request = request.into_inner();
         let count = self.engine.record_count();
         let tree_size = match request.tree_size {
@@ -138,17 +244,16 @@ impl pb::audit_server::Audit for AuditService {
             )));
         }
         let index = request.index;
-        self.blocking(move |engine| {
+        let prove = move |engine: &Engine, reader: Option<&Reader>, facts: &mut Facts<'_>| {
             let proof = prove_record(tree_size, index, engine.state())
                 .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
             let entry = engine.entry(index)?;
             let leaf_hash = fundtrail_tlog::record_hash(&entry.record).to_vec();
             // The proof is public; the record's bytes go only to a signed
             // reader who may read the record whole.
-            let whole = match &reader {
+            let whole = match reader {
                 Some(reader) => {
-                    Facts::new(engine).entry_answer(reader, Call::InclusionProofRecord, &entry)?
-                        == Answer::Full
+                    facts.entry_answer(reader, Call::InclusionProofRecord, &entry)? == Answer::Full
                 }
                 None => false,
             };
@@ -159,8 +264,22 @@ impl pb::audit_server::Audit for AuditService {
                 hashes: hashes(proof),
                 leaf_hash,
             })
-        })
-        .await
+        };
+        match caller {
+            Some(caller) => {
+                jurisdiction::answer(
+                    self.engine.clone(),
+                    caller,
+                    "/fundtrail.v1.Audit/GetInclusionProof",
+                    move |engine, reader, facts| prove(engine, Some(reader), facts),
+                )
+                .await
+            }
+            None => {
+                self.blocking(move |engine| prove(engine, None, &mut Facts::new(engine)))
+                    .await
+            }
+        }
     }
 
     async fn get_consistency_proof(
@@ -191,7 +310,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::ExportLogRequest>,
     ) -> Result<Response<Self::ExportLogStream>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
         let count = self.engine.record_count();
         let end = if request.end == 0 { count } else { request.end };
@@ -207,13 +326,24 @@ impl pb::audit_server::Audit for AuditService {
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER_RECORDS);
         let engine = self.engine.clone();
         tokio::task::spawn_blocking(move || {
-            let mut facts = Facts::new(&engine);
-            for index in request.start..end {
-                let item = export_record(&engine, &mut facts, &reader, index).map_err(status);
-                let failed = item.is_err();
-                if tx.blocking_send(item).is_err() || failed {
+            let mut start = request.start;
+            while start < end {
+                let chunk_end = end.min(start + EXPORT_BUFFER_RECORDS as u64);
+                let chunk = export_chunk(&engine, &caller, start, chunk_end);
+                let failed = chunk.is_err();
+                let items = match chunk {
+                    Ok(items) => items.into_iter().map(Ok).collect(),
+                    Err(status) => vec![Err(status)],
+                };
+                for item in items {
+                    if tx.blocking_send(item).is_err() {
+                        return;
+                    }
+                }
+                if failed {
                     return;
                 }
+                start = chunk_end;
             }
         });
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -322,13 +452,24 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::ScrubRequest>,
     ) -> Result<Response<pb::ScrubResponse>, Status> {
         // A scrub reads the whole journal and may stop writes.
-        let reader = jurisdiction::reader(&request)?;
-        if decide(&reader, Call::Scrub, Data::Ledger) != Answer::Full {
-            return Err(Status::permission_denied(format!(
-                "only an ADMINISTRATOR org may scrub the ledger; org {} is {:?}",
-                reader.org_id, reader.role
-            )));
-        }
+        let caller = jurisdiction::caller(&request)?;
+        let allowed = jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Audit/Scrub",
+            |_, reader, _| match decide(reader, Call::Scrub, Data::Ledger) {
+                Answer::Full => Ok(()),
+                _ => Err(Rejection::denied(
+                    "",
+                    format!(
+                        "only an ADMINISTRATOR org may scrub the ledger; org {} is {:?}",
+                        reader.org_id, reader.role
+                    ),
+                )
+                .into()),
+            },
+        );
+        allowed.await?;
         let engine = self.engine.clone();
         let report = tokio::task::spawn_blocking(move || {
             let report = crate::verify::scrub(&engine);
@@ -344,6 +485,36 @@ impl pb::audit_server::Audit for AuditService {
             ok: report.problem.is_none(),
             first_bad_seq: report.first_bad_seq,
             problem: report.problem.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_access_log(
+        &self,
+        request: Request<pb::GetAccessLogRequest>,
+    ) -> Result<Response<pb::GetAccessLogResponse>, Status> {
+        let caller = jurisdiction::caller(&request)?;
+        let request = request.into_inner();
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Audit/GetAccessLog",
+            move |engine, reader, facts| access_log_page(engine, reader, facts, request),
+        )
+        .await
+    }
+
+    async fn get_access_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        let request = request.into_inner();
+        let proof = self
+            .engine
+            .access_log()
+            .consistency(request.first_size, request.second_size)
+            .map_err(Status::out_of_range)?;
+        Ok(Response::new(pb::GetConsistencyProofResponse {
+            hashes: hashes(proof),
         }))
     }
 }

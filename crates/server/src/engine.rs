@@ -38,6 +38,7 @@ use fundtrail_store::{
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::access_log::AccessLog;
 use crate::checkpoints::{CheckpointPolicy, Checkpoints};
 use crate::genesis::LOG_KEY_FILE_NAME;
 use fundtrail_verify::{replay_record, ReplayError};
@@ -173,6 +174,7 @@ pub struct Engine {
     skew_ms_max: u64,
     /// Keys the pseudonyms of households a reader may not see.
     pseudonym_key: [u8; 32],
+    access_log: AccessLog,
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
     gate: WriteGate,
@@ -281,7 +283,7 @@ impl Engine {
                 meta.ledger_id
             ));
         }
-        let (checkpoints, pseudonym_key) = open_checkpoints(&config.data_dir, &meta)?;
+        let (checkpoints, pseudonym_key, access_log) = open_checkpoints(&config.data_dir, &meta)?;
         let checkpoints = Arc::new(checkpoints);
         let recovery = match recovery {
             Some(reason) => Some(reason),
@@ -340,6 +342,7 @@ impl Engine {
             clock: config.clock.clone(),
             skew_ms_max: config.skew_ms_max,
             pseudonym_key,
+            access_log,
             record_count,
             gate,
             tx: Mutex::new(Some(tx)),
@@ -394,6 +397,7 @@ impl Engine {
                 warn!("a background thread panicked");
             }
         }
+        self.access_log.shutdown();
         if let Err(e) = self.state.flush() {
             warn!(reason = %e, "cannot flush the state store");
         }
@@ -420,6 +424,11 @@ impl Engine {
 
     pub fn state(&self) -> &dyn StateStore {
         self.state.as_ref()
+    }
+
+    /// Who read what.
+    pub fn access_log(&self) -> &AccessLog {
+        &self.access_log
     }
 
     /// The pseudonym under which readers who may not see household account
@@ -1053,8 +1062,11 @@ pub fn ledger_of_origin(origin: &str) -> Option<&str> {
 }
 
 /// Loads the log's signing key from the data directory, checks it is the key
-/// genesis named, and opens the checkpoint log.
-fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<(Checkpoints, [u8; 32]), String> {
+/// genesis named, and opens the checkpoint log and the access log.
+fn open_checkpoints(
+    data_dir: &Path,
+    meta: &LedgerMeta,
+) -> Result<(Checkpoints, [u8; 32], AccessLog), String> {
     let path = data_dir.join(LOG_KEY_FILE_NAME);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read the log key {}: {e}", path.display()))?;
@@ -1068,11 +1080,13 @@ fn open_checkpoints(data_dir: &Path, meta: &LedgerMeta) -> Result<(Checkpoints, 
     }
     let pseudonym_key = fundtrail_core::access::pseudonym_key(&key.to_bytes());
     let origin = checkpoint_origin(&meta.ledger_id);
+    let access_log = AccessLog::open(data_dir, &meta.ledger_id, &origin, key.clone())?;
     let signer =
         fundtrail_tlog::NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
     Ok((
         Checkpoints::open(data_dir, &meta.ledger_id, signer, origin)?,
         pseudonym_key,
+        access_log,
     ))
 }
 

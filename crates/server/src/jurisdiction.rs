@@ -3,7 +3,8 @@
 //! which accounts a record names — and applies the answer to what a call
 //! returns: whole, pseudonymised, left out, or PERMISSION_DENIED.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use fundtrail_api::pb;
 use fundtrail_core::access::{decide, Answer, Call, Data, Owner, Party, Reader, RecordScope};
@@ -14,34 +15,105 @@ use tonic::{Request, Status};
 
 use crate::boundary::Caller;
 use crate::engine::Engine;
+use crate::status::status;
+use fundtrail_core::limits::ACCESS_LOG_IDS_MAX;
 
-/// The reader of a signed call. The boundary refuses unsigned calls to
+/// The caller of a signed call. The boundary refuses unsigned calls to
 /// signed methods, so a missing caller here is a public call's.
-pub fn reader<T>(request: &Request<T>) -> Result<Reader, Status> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map(|caller| caller.reader.clone())
-        .ok_or_else(|| {
-            Status::unauthenticated(
-                "this call needs a signed read (docs/read-signature.md); the CLI signs with --key",
-            )
-        })
+pub fn caller<T>(request: &Request<T>) -> Result<Caller, Status> {
+    optional_caller(request).ok_or_else(|| {
+        Status::unauthenticated(
+            "this call needs a signed read (docs/read-signature.md); the CLI signs with --key",
+        )
+    })
 }
 
-/// The reader of a public call, if it signed.
-pub fn optional_reader<T>(request: &Request<T>) -> Option<Reader> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .map(|caller| caller.reader.clone())
+/// The caller of a public call, if it signed.
+pub fn optional_caller<T>(request: &Request<T>) -> Option<Caller> {
+    request.extensions().get::<Caller>().cloned()
 }
 
-/// Facts about owners, read once per call.
+/// Answers a signed read off the async workers, and records it in the
+/// access log: durably, before the answer leaves, when it revealed a
+/// household. A read that cannot be recorded is not answered.
+pub async fn answer<T: Send + 'static>(
+    engine: Arc<Engine>,
+    caller: Caller,
+    method: &'static str,
+    read: impl FnOnce(&Engine, &Reader, &mut Facts<'_>) -> Result<T, Error> + Send + 'static,
+) -> Result<tonic::Response<T>, Status> {
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut facts = Facts::new(&engine);
+        let result = read(&engine, &caller.reader, &mut facts);
+        let outcome = match &result {
+            Ok(_) => "OK".to_string(),
+            Err(Error::Refused(rejection)) => rejection.code.grpc_name().to_string(),
+            Err(Error::Fault(_)) => fundtrail_core::Code::Unavailable.grpc_name().to_string(),
+        };
+        let touched = facts.touched;
+        let rows = match &result {
+            Ok(_) => touched.rows.unwrap_or(1),
+            Err(_) => 0,
+        };
+        log_read(
+            &engine,
+            &caller,
+            method,
+            touched.accounts,
+            touched.households,
+            rows,
+            outcome,
+        )?;
+        result
+    })
+    .await
+    .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
+    .map_err(status)?;
+    Ok(tonic::Response::new(answer))
+}
+
+/// Appends one read to the access log; durable first when it revealed a
+/// household.
+pub fn log_read(
+    engine: &Engine,
+    caller: &Caller,
+    method: &str,
+    accounts: BTreeSet<String>,
+    households: BTreeSet<String>,
+    rows: u64,
+    outcome: String,
+) -> Result<(), Fault> {
+    let durable = !households.is_empty();
+    let record = pb::AccessRecord {
+        index: 0,
+        time_ms: engine.clock().now_ms(),
+        org_id: caller.reader.org_id.clone(),
+        key_id: caller.key_id.clone(),
+        method: method.to_string(),
+        account_ids: accounts.into_iter().take(ACCESS_LOG_IDS_MAX).collect(),
+        household_account_ids: households.into_iter().take(ACCESS_LOG_IDS_MAX).collect(),
+        rows,
+        outcome,
+    };
+    engine.access_log().record(record, durable)
+}
+
+/// What an answer concerned, for the access log.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub accounts: BTreeSet<String>,
+    /// Household accounts shown whole.
+    pub households: BTreeSet<String>,
+    /// Items returned, when not one.
+    pub rows: Option<u64>,
+}
+
+/// Facts about owners, read once per call, and what the answer touched.
 pub struct Facts<'e> {
     engine: &'e Engine,
     owners: HashMap<String, Owner>,
     parties: HashMap<String, Option<Party>>,
+    pub touched: Touched,
 }
 
 impl<'e> Facts<'e> {
@@ -50,6 +122,22 @@ impl<'e> Facts<'e> {
             engine,
             owners: HashMap::new(),
             parties: HashMap::new(),
+            touched: Touched::default(),
+        }
+    }
+
+    /// Notes how many items the answer holds.
+    pub fn rows(&mut self, count: usize) {
+        self.touched.rows = Some(count as u64);
+    }
+
+    /// Notes that the answer showed `account_id` whole.
+    fn shown(&mut self, account_id: &str, household: bool) {
+        if self.touched.accounts.len() < ACCESS_LOG_IDS_MAX {
+            self.touched.accounts.insert(account_id.to_string());
+        }
+        if household && self.touched.households.len() < ACCESS_LOG_IDS_MAX {
+            self.touched.households.insert(account_id.to_string());
         }
     }
 
@@ -91,11 +179,16 @@ impl<'e> Facts<'e> {
         })
     }
 
-    /// What a stored record is about.
-    pub fn record_scope(&mut self, entry: &pb::Entry) -> Result<RecordScope, Fault> {
+    /// What a stored record is about: `None` for the registry, else the
+    /// signer and each account named.
+    #[allow(clippy::type_complexity)]
+    fn record_parties(
+        &mut self,
+        entry: &pb::Entry,
+    ) -> Result<Option<(Owner, Vec<(String, Party)>)>, Fault> {
         let request = stored_request(entry)?;
         if request.body.is_registry() {
-            return Ok(RecordScope::Registry);
+            return Ok(None);
         }
         let effects = entry.effects.clone().unwrap_or_default();
         let mut accounts: Vec<String> = request
@@ -111,26 +204,36 @@ impl<'e> Facts<'e> {
         accounts.sort();
         accounts.dedup();
         let mut parties = Vec::new();
-        for account in accounts.iter().filter(|a| !a.is_empty()) {
-            if let Some(party) = self.party(account)? {
-                parties.push(party);
+        for account in accounts.into_iter().filter(|a| !a.is_empty()) {
+            if let Some(party) = self.party(&account)? {
+                parties.push((account, party));
             }
         }
-        Ok(RecordScope::Accounts {
-            signer: self.owner(&effects.signer_org_id)?,
-            parties,
-        })
+        Ok(Some((self.owner(&effects.signer_org_id)?, parties)))
     }
 
-    /// What `reader` gets of `entry` from `call`.
+    /// What `reader` gets of `entry` from `call`; the accounts of an answer
+    /// given whole are noted (a pseudonymised one notes what `mask` shows).
     pub fn entry_answer(
         &mut self,
         reader: &Reader,
         call: Call,
         entry: &pb::Entry,
     ) -> Result<Answer, Fault> {
-        let scope = self.record_scope(entry)?;
-        Ok(decide(reader, call, Data::Record(&scope)))
+        let Some((signer, named)) = self.record_parties(entry)? else {
+            return Ok(decide(reader, call, Data::Record(&RecordScope::Registry)));
+        };
+        let scope = RecordScope::Accounts {
+            signer,
+            parties: named.iter().map(|(_, party)| party.clone()).collect(),
+        };
+        let answer = decide(reader, call, Data::Record(&scope));
+        if answer == Answer::Full {
+            for (account_id, party) in &named {
+                self.shown(account_id, party.household);
+            }
+        }
+        Ok(answer)
     }
 
     /// What `reader` gets of account `account_id` from `call`; an account
@@ -147,7 +250,14 @@ impl<'e> Facts<'e> {
                 format!("account {account_id:?} does not exist"),
             )
         })?;
-        Ok(decide(reader, call, Data::Account(&party)))
+        let answer = decide(reader, call, Data::Account(&party));
+        if answer == Answer::Full {
+            self.shown(account_id, party.household);
+        } else if self.touched.accounts.len() < ACCESS_LOG_IDS_MAX {
+            // A refusal still names what was asked for.
+            self.touched.accounts.insert(account_id.to_string());
+        }
+        Ok(answer)
     }
 
     /// Replaces, in `entry`, every household account `reader` may not see
@@ -198,7 +308,12 @@ impl<'e> Facts<'e> {
 
     /// Replaces `account_id` by its pseudonym if `reader` may not see it.
     pub fn mask(&mut self, reader: &Reader, account_id: &mut String) -> Result<bool, Fault> {
-        if account_id.is_empty() || !self.hides(reader, account_id)? {
+        if account_id.is_empty() {
+            return Ok(false);
+        }
+        if !self.hides(reader, account_id)? {
+            let household = self.party(account_id)?.is_some_and(|p| p.household);
+            self.shown(account_id, household);
             return Ok(false);
         }
         *account_id = self.engine.household_pseudonym(account_id);

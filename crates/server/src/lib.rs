@@ -14,6 +14,7 @@
 //! # }
 //! ```
 
+pub mod access_log;
 pub mod audit;
 pub mod boundary;
 pub mod checkpoints;

@@ -92,7 +92,7 @@ impl pb::ledger_server::Ledger for LedgerService {
 }
 
 /// A page size within bounds: 0 means the default.
-fn page_size(requested: u32) -> Result<usize, Error> {
+pub(crate) fn page_size(requested: u32) -> Result<usize, Error> {
     match requested {
         0 => Ok(PAGE_SIZE_DEFAULT as usize),
         n if n > PAGE_SIZE_MAX => Err(Rejection::new(
@@ -159,6 +159,7 @@ fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> Result<
 fn list_entries(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: &pb::ListEntriesRequest,
 ) -> Result<pb::ListEntriesResponse, Error> {
     let limit = page_size(request.page_size)?;
@@ -173,7 +174,6 @@ fn list_entries(
         count
     };
     let state = engine.state();
-    let mut facts = Facts::new(engine);
     // The most selective index given, else the log itself.
     let index: Option<(Vec<u8>, Vec<u8>)> = if !request.account_id.is_empty() {
         validate::id("account_id", &request.account_id)?;
@@ -297,9 +297,14 @@ fn account_pb(engine: &Engine, account: &Account) -> Result<pb::Account, Error> 
     Ok(account_to_pb(account, |seq| sources.get(&seq).cloned())?)
 }
 
-fn get_entry(engine: &Engine, reader: &Reader, seq: u64) -> Result<pb::Entry, Error> {
+fn get_entry(
+    engine: &Engine,
+    reader: &Reader,
+    facts: &mut Facts<'_>,
+    seq: u64,
+) -> Result<pb::Entry, Error> {
     let entry = engine.entry(seq)?;
-    match Facts::new(engine).entry_answer(reader, Call::GetEntry, &entry)? {
+    match facts.entry_answer(reader, Call::GetEntry, &entry)? {
         Answer::Full => Ok(entry),
         _ => Err(jurisdiction::denied(format_args!("record {seq}"), reader)),
     }
@@ -308,11 +313,12 @@ fn get_entry(engine: &Engine, reader: &Reader, seq: u64) -> Result<pb::Entry, Er
 fn get_account(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: pb::GetAccountRequest,
 ) -> Result<pb::Account, Error> {
     let account_id = request.account_id;
     validate::id("account_id", &account_id)?;
-    if Facts::new(engine).account_answer(reader, Call::GetAccount, &account_id)? != Answer::Full {
+    if facts.account_answer(reader, Call::GetAccount, &account_id)? != Answer::Full {
         return Err(jurisdiction::denied(
             format_args!("account {account_id}"),
             reader,
@@ -358,6 +364,7 @@ fn get_account(
 fn list_accounts(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: pb::ListAccountsRequest,
 ) -> Result<pb::ListAccountsResponse, Error> {
     let limit = page_size(request.page_size)?;
@@ -368,7 +375,6 @@ fn list_accounts(
         from.push(0);
     }
     let rows = engine.state().scan(&prefix, &from, LIST_SCAN_ROWS_MAX)?;
-    let mut facts = Facts::new(engine);
     let mut accounts = Vec::new();
     let mut last_examined = None;
     let mut stopped_early = false;
@@ -417,9 +423,9 @@ fn get_org(engine: &Engine, org_id: String) -> Result<pb::Org, Error> {
 fn trace_forward(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: pb::TraceForwardRequest,
 ) -> Result<pb::FlowGraph, Error> {
-    let mut facts = Facts::new(engine);
     let origin = engine.entry(request.seq)?;
     if facts.entry_answer(reader, Call::TraceForward, &origin)? == Answer::Omitted {
         return Err(jurisdiction::denied(
@@ -444,9 +450,9 @@ fn trace_forward(
 fn trace_backward(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: pb::TraceBackwardRequest,
 ) -> Result<pb::TraceBackwardResponse, Error> {
-    let mut facts = Facts::new(engine);
     let allowed = match &request.target {
         Some(pb::trace_backward_request::Target::AccountId(account_id)) => {
             validate::id("account_id", account_id)?;
@@ -472,12 +478,11 @@ fn trace_backward(
 fn household_statement(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     account_id: String,
 ) -> Result<pb::HouseholdStatementResponse, Error> {
     validate::id("account_id", &account_id)?;
-    if Facts::new(engine).account_answer(reader, Call::HouseholdStatement, &account_id)?
-        != Answer::Full
-    {
+    if facts.account_answer(reader, Call::HouseholdStatement, &account_id)? != Answer::Full {
         return Err(jurisdiction::denied(
             format_args!("household {account_id}"),
             reader,
@@ -490,12 +495,12 @@ fn household_statement(
 fn idle_funds(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: pb::IdleFundsRequest,
 ) -> Result<pb::IdleFundsResponse, Error> {
     let limit = page_size(request.page_size)?;
     let answer = fundtrail_query::idle_funds(engine, &query::idle_funds_request(request), limit)?;
     let mut answer = query::idle_funds_response(answer);
-    let mut facts = Facts::new(engine);
     let mut rows = Vec::with_capacity(answer.rows.len());
     for row in answer.rows {
         if facts.account_answer(reader, Call::IdleFunds, &row.account_id)? == Answer::Full {
@@ -509,12 +514,12 @@ fn idle_funds(
 fn anomalies(
     engine: &Engine,
     reader: &Reader,
+    facts: &mut Facts<'_>,
     request: pb::AnomaliesRequest,
 ) -> Result<pb::AnomaliesResponse, Error> {
     let limit = page_size(request.page_size)?;
     let answer = fundtrail_query::anomalies(engine, &query::anomalies_request(request), limit)?;
     let mut answer = query::anomalies_response(answer);
-    let mut facts = Facts::new(engine);
     let mut findings = Vec::with_capacity(answer.findings.len());
     for finding in answer.findings {
         if facts.account_answer(reader, Call::Anomalies, &finding.account_id)? == Answer::Full {
@@ -557,90 +562,135 @@ impl pb::query_server::Query for QueryService {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let seq = request.into_inner().seq;
-        self.blocking(move |engine| get_entry(engine, &reader, seq))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/GetEntry",
+            move |engine, reader, facts| get_entry(engine, reader, facts, seq),
+        )
+        .await
     }
 
     async fn list_entries(
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| list_entries(engine, &reader, &request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/ListEntries",
+            move |engine, reader, facts| list_entries(engine, reader, facts, &request),
+        )
+        .await
     }
 
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| get_account(engine, &reader, request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/GetAccount",
+            move |engine, reader, facts| get_account(engine, reader, facts, request),
+        )
+        .await
     }
 
     async fn trace_forward(
         &self,
         request: Request<pb::TraceForwardRequest>,
     ) -> Result<Response<pb::FlowGraph>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| trace_forward(engine, &reader, request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/TraceForward",
+            move |engine, reader, facts| trace_forward(engine, reader, facts, request),
+        )
+        .await
     }
 
     async fn trace_backward(
         &self,
         request: Request<pb::TraceBackwardRequest>,
     ) -> Result<Response<pb::TraceBackwardResponse>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| trace_backward(engine, &reader, request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/TraceBackward",
+            move |engine, reader, facts| trace_backward(engine, reader, facts, request),
+        )
+        .await
     }
 
     async fn household_statement(
         &self,
         request: Request<pb::HouseholdStatementRequest>,
     ) -> Result<Response<pb::HouseholdStatementResponse>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let account_id = request.into_inner().account_id;
-        self.blocking(move |engine| household_statement(engine, &reader, account_id))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/HouseholdStatement",
+            move |engine, reader, facts| household_statement(engine, reader, facts, account_id),
+        )
+        .await
     }
 
     async fn idle_funds(
         &self,
         request: Request<pb::IdleFundsRequest>,
     ) -> Result<Response<pb::IdleFundsResponse>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| idle_funds(engine, &reader, request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/IdleFunds",
+            move |engine, reader, facts| idle_funds(engine, reader, facts, request),
+        )
+        .await
     }
 
     async fn anomalies(
         &self,
         request: Request<pb::AnomaliesRequest>,
     ) -> Result<Response<pb::AnomaliesResponse>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| anomalies(engine, &reader, request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/Anomalies",
+            move |engine, reader, facts| anomalies(engine, reader, facts, request),
+        )
+        .await
     }
 
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let reader = jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        self.blocking(move |engine| list_accounts(engine, &reader, request))
-            .await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/ListAccounts",
+            move |engine, reader, facts| list_accounts(engine, reader, facts, request),
+        )
+        .await
     }
 
     async fn get_org(
@@ -649,8 +699,14 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::Org>, Status> {
         // Orgs and keys are what signatures are checked against: every
         // registered reader may read them.
-        jurisdiction::reader(&request)?;
+        let caller = jurisdiction::caller(&request)?;
         let org_id = request.into_inner().org_id;
-        self.blocking(move |engine| get_org(engine, org_id)).await
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/GetOrg",
+            move |engine, _, _| get_org(engine, org_id),
+        )
+        .await
     }
 }

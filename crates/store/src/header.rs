@@ -32,16 +32,24 @@ pub enum FileKind {
     Checkpoints,
     /// A file written by `fundtrail export`.
     Export,
+    /// `access.log`: who read what (the access log's entries).
+    AccessLog,
 }
 
 impl FileKind {
-    const ALL: [FileKind; 3] = [FileKind::Journal, FileKind::Checkpoints, FileKind::Export];
+    const ALL: [FileKind; 4] = [
+        FileKind::Journal,
+        FileKind::Checkpoints,
+        FileKind::Export,
+        FileKind::AccessLog,
+    ];
 
     pub fn magic(self) -> &'static [u8; 8] {
         match self {
             FileKind::Journal => b"FTJOURNL",
             FileKind::Checkpoints => b"FTCHKPTS",
             FileKind::Export => b"FTEXPORT",
+            FileKind::AccessLog => b"FTACCESS",
         }
     }
 
@@ -50,6 +58,7 @@ impl FileKind {
             FileKind::Journal => "a journal",
             FileKind::Checkpoints => "a checkpoint log",
             FileKind::Export => "a log export",
+            FileKind::AccessLog => "an access log",
         }
     }
 }
