@@ -239,6 +239,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
                         .get_inclusion_proof(pb::GetInclusionProofRequest {
                             index,
                             tree_size: record_count,
+                            ..Default::default()
                         })
                         .await?
                         .into_inner();

@@ -165,6 +165,7 @@ pub async fn prove(command: ProveCommand) -> Result<()> {
                 .get_inclusion_proof(pb::GetInclusionProofRequest {
                     index: seq,
                     tree_size,
+                    ..Default::default()
                 })
                 .await
                 .map_err(status)?

@@ -26,7 +26,11 @@ async fn inclusion(
 ) -> InclusionProof {
     client
         .audit
-        .get_inclusion_proof(pb::GetInclusionProofRequest { index, tree_size })
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            index,
+            tree_size,
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner()
@@ -129,7 +133,8 @@ async fn every_record_is_proven_in_the_signed_tree_and_the_tree_only_grows() {
         code(
             a.get_inclusion_proof(pb::GetInclusionProofRequest {
                 index: 0,
-                tree_size: count + 5
+                tree_size: count + 5,
+                ..Default::default()
             })
             .await
         ),
@@ -139,7 +144,8 @@ async fn every_record_is_proven_in_the_signed_tree_and_the_tree_only_grows() {
         code(
             a.get_inclusion_proof(pb::GetInclusionProofRequest {
                 index: count,
-                tree_size: count
+                tree_size: count,
+                ..Default::default()
             })
             .await
         ),

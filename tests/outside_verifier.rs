@@ -654,7 +654,11 @@ async fn an_outside_verifier_checks_records_proofs_and_checkpoints_by_hand() {
     for index in [0, disbursement_seq] {
         let proof = client
             .audit
-            .get_inclusion_proof(pb::GetInclusionProofRequest { index, tree_size })
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                index,
+                tree_size,
+                ..Default::default()
+            })
             .await
             .unwrap()
             .into_inner();

@@ -212,6 +212,7 @@ async fn verifying_the_log_needs_no_key() {
         .get_inclusion_proof(pb::GetInclusionProofRequest {
             index: disbursement_seq,
             tree_size: cp.tree_size,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -234,12 +235,40 @@ async fn verifying_the_log_needs_no_key() {
         &leaf,
     )
     .expect("the hash-only proof verifies");
+    // Found by its leaf hash alone (RFC 9162 get-proof-by-hash).
+    let by_hash = anonymous
+        .audit
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            tree_size: cp.tree_size,
+            leaf_hash: proof.leaf_hash.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_hash, proof);
+    for (leaf_hash, code) in [
+        (vec![7u8; 32], Code::NotFound),
+        (vec![7u8; 31], Code::InvalidArgument),
+    ] {
+        let refused = anonymous
+            .audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                tree_size: cp.tree_size,
+                leaf_hash,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), code, "{refused:?}");
+    }
     // The same proof, signed by the root org, carries the record.
     let signed = client
         .audit
         .get_inclusion_proof(pb::GetInclusionProofRequest {
             index: disbursement_seq,
             tree_size: cp.tree_size,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -417,6 +446,7 @@ async fn everything_readable(client: &mut Client, count: u64) -> Vec<Vec<u8>> {
             .get_inclusion_proof(pb::GetInclusionProofRequest {
                 index: seq,
                 tree_size: count,
+                ..Default::default()
             })
             .await
         {

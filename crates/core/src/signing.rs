@@ -173,7 +173,15 @@ mod tests {
         );
         let key = SigningKey::from_bytes(&[7; 32]);
         let signature = claim.sign(&key);
+        // The value docs/read-signature.md gives, computed apart (Python's
+        // `cryptography` package) from the documented bytes.
+        assert_eq!(
+            hex::encode(signature),
+            "dc545502025dcae67020bb69b9dde3d61fc7becb0965697f27b9a96608e6aad7\
+             ffb0b42f96e45216793d7a937d6fe358b2b7dfc590c06d43e0ca90e6e7adc003"
+        );
         let public = key.verifying_key().to_bytes();
+        assert_eq!(key_id(&public), "fe812c12f3ab4ce6");
         assert!(claim.verify(&public, &signature).is_ok());
         let other_method = ReadClaim {
             method: "/fundtrail.v1.Query/GetEntry",

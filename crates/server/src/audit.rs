@@ -164,6 +164,97 @@ fn access_log_page(
     })
 }
 
+/// Checks a witness's cosignatures against its registered keys before
+/// anything is written, then keeps each (a cosignature already held is
+/// not written again).
+fn add_cosignature(engine: &Engine, note: &str) -> Result<pb::AddCosignatureResponse, Status> {
+    let checkpoints = engine.checkpoints();
+    let log = checkpoints.verifier();
+    let opened = open_note(note, &[log as &dyn Verifier]).map_err(|e| {
+        Status::unauthenticated(format!(
+            "the note does not carry this log's valid signature: {e}"
+        ))
+    })?;
+    let checkpoint = Checkpoint::parse(&opened.text)
+        .map_err(|e| Status::invalid_argument(format!("the note is not a checkpoint: {e}")))?;
+    let signed = checkpoints
+        .get(checkpoint.tree_size)
+        .filter(|s| s.checkpoint == checkpoint)
+        .ok_or_else(|| Status::not_found("the log never signed this checkpoint"))?;
+    let state = engine.state();
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for line in &opened.unverified {
+        let Ok(name) = parse_signature_line(line).map(|signature| signature.name) else {
+            refused.push(format!("{line:?} is not a signature line"));
+            continue;
+        };
+        let org = match state.org(&name).map_err(status)? {
+            Some(org) if org.role == Role::Witness => org,
+            _ => {
+                refused.push(format!("{name:?} is not a registered witness"));
+                continue;
+            }
+        };
+        let mut verified = None;
+        for key_id in &org.key_ids {
+            let key = state.key(key_id).map_err(status)?.ok_or_else(|| {
+                status(fundtrail_core::Fault::new(format!(
+                    "derived state lacks key {key_id} of witness {name}"
+                )))
+            })?;
+            if key.revoked_seq.is_some() {
+                continue;
+            }
+            let Ok(public) = VerifyingKey::from_bytes(&key.public_key) else {
+                continue;
+            };
+            let Ok(cosigner) = CosignatureVerifier::new(&name, public) else {
+                continue;
+            };
+            if let Ok(with_cosigner) = open_note(note, &[&cosigner as &dyn Verifier]) {
+                if let Some(signature) = with_cosigner.verified.first() {
+                    verified = Some(signature_line(
+                        &name,
+                        signature.key_id,
+                        &signature.signature,
+                    ));
+                    break;
+                }
+            }
+        }
+        match verified {
+            Some(line) => accepted.push((name, line)),
+            None => refused.push(format!(
+                "the cosignature of witness {name} does not verify with its registered keys"
+            )),
+        }
+    }
+    if accepted.is_empty() {
+        return Err(if refused.is_empty() {
+            Status::invalid_argument("the note carries no cosignature")
+        } else if refused
+            .iter()
+            .all(|r| r.contains("is not a registered witness"))
+        {
+            Status::not_found(format!("unknown witness: {}", refused.join("; ")))
+        } else {
+            Status::unauthenticated(refused.join("; "))
+        });
+    }
+    let mut witnesses = Vec::new();
+    for (name, line) in accepted {
+        checkpoints
+            .add_cosignature(signed.checkpoint.tree_size, &name, line)
+            .map_err(status)?;
+        witnesses.push(name);
+    }
+    Ok(pb::AddCosignatureResponse {
+        witnesses,
+        tree_size: signed.checkpoint.tree_size,
+    })
+}
+
 impl AuditService {
     /// Runs a read off the async workers: sled reads block.
     async fn blocking<T: Send + 'static>(
@@ -177,10 +268,6 @@ impl AuditService {
             .map_err(status)?;
         Ok(Response::new(answer))
     }
-}
-
-fn tlog_error(e: fundtrail_tlog::Error) -> Status {
-    Status::unavailable(format!("the tree cannot be read: {e}"))
 }
 
 #[tonic::async_trait]
@@ -237,13 +324,35 @@ impl pb::audit_server::Audit for AuditService {
         if tree_size > count {
             return Err(beyond("tree_size", tree_size, count));
         }
-        if request.index >= tree_size {
+        let index = match request.leaf_hash.len() {
+            0 => request.index,
+            32 => {
+                let leaf: fundtrail_tlog::Hash =
+                    request.leaf_hash.as_slice().try_into().expect("32 bytes");
+                let found = self
+                    .blocking(move |engine| Ok(engine.state().seq_of_leaf(&leaf)?))
+                    .await?;
+                match found.into_inner() {
+                    Some(seq) if seq < tree_size => seq,
+                    _ => {
+                        return Err(Status::not_found(format!(
+                            "no record in the tree of {tree_size} records has leaf hash {}",
+                            hex::encode(&request.leaf_hash)
+                        )))
+                    }
+                }
+            }
+            n => {
+                return Err(Status::invalid_argument(format!(
+                    "leaf_hash must be 32 bytes (SHA-256), not {n}"
+                )))
+            }
+        };
+        if index >= tree_size {
             return Err(Status::invalid_argument(format!(
-                "record {} is not in a tree of {tree_size} records (indexes start at 0)",
-                request.index
+                "record {index} is not in a tree of {tree_size} records (indexes start at 0)"
             )));
         }
-        let index = request.index;
         let prove = move |engine: &Engine, reader: Option<&Reader>, facts: &mut Facts<'_>| {
             let proof = prove_record(tree_size, index, engine.state())
                 .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
@@ -297,11 +406,14 @@ impl pb::audit_server::Audit for AuditService {
                 request.first_size, request.second_size
             )));
         }
-        let proof = prove_tree(request.second_size, request.first_size, self.engine.state())
-            .map_err(tlog_error)?;
-        Ok(Response::new(pb::GetConsistencyProofResponse {
-            hashes: hashes(proof),
-        }))
+        self.blocking(move |engine| {
+            let proof = prove_tree(request.second_size, request.first_size, engine.state())
+                .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
+            Ok(pb::GetConsistencyProofResponse {
+                hashes: hashes(proof),
+            })
+        })
+        .await
     }
 
     type ExportLogStream = ReceiverStream<Result<pb::ExportLogRecord, Status>>;
@@ -360,91 +472,12 @@ impl pb::audit_server::Audit for AuditService {
                 note.len()
             )));
         }
-        let checkpoints = self.engine.checkpoints();
-        let log = checkpoints.verifier();
-        let opened = open_note(&note, &[log as &dyn Verifier]).map_err(|e| {
-            Status::unauthenticated(format!(
-                "the note does not carry this log's valid signature: {e}"
-            ))
-        })?;
-        let checkpoint = Checkpoint::parse(&opened.text)
-            .map_err(|e| Status::invalid_argument(format!("the note is not a checkpoint: {e}")))?;
-        let signed = checkpoints
-            .get(checkpoint.tree_size)
-            .filter(|s| s.checkpoint == checkpoint)
-            .ok_or_else(|| Status::not_found("the log never signed this checkpoint"))?;
-        let state = self.engine.state();
-        let mut accepted = Vec::new();
-        let mut refused = Vec::new();
-        for line in &opened.unverified {
-            let Ok(name) = parse_signature_line(line).map(|signature| signature.name) else {
-                refused.push(format!("{line:?} is not a signature line"));
-                continue;
-            };
-            let org = match state.org(&name).map_err(status)? {
-                Some(org) if org.role == Role::Witness => org,
-                _ => {
-                    refused.push(format!("{name:?} is not a registered witness"));
-                    continue;
-                }
-            };
-            let mut verified = None;
-            for key_id in &org.key_ids {
-                let key = state.key(key_id).map_err(status)?.ok_or_else(|| {
-                    status(fundtrail_core::Fault::new(format!(
-                        "derived state lacks key {key_id} of witness {name}"
-                    )))
-                })?;
-                if key.revoked_seq.is_some() {
-                    continue;
-                }
-                let Ok(public) = VerifyingKey::from_bytes(&key.public_key) else {
-                    continue;
-                };
-                let Ok(cosigner) = CosignatureVerifier::new(&name, public) else {
-                    continue;
-                };
-                if let Ok(with_cosigner) = open_note(&note, &[&cosigner as &dyn Verifier]) {
-                    if let Some(signature) = with_cosigner.verified.first() {
-                        verified = Some(signature_line(
-                            &name,
-                            signature.key_id,
-                            &signature.signature,
-                        ));
-                        break;
-                    }
-                }
-            }
-            match verified {
-                Some(line) => accepted.push((name, line)),
-                None => refused.push(format!(
-                    "the cosignature of witness {name} does not verify with its registered keys"
-                )),
-            }
-        }
-        if accepted.is_empty() {
-            return Err(if refused.is_empty() {
-                Status::invalid_argument("the note carries no cosignature")
-            } else if refused
-                .iter()
-                .all(|r| r.contains("is not a registered witness"))
-            {
-                Status::not_found(format!("unknown witness: {}", refused.join("; ")))
-            } else {
-                Status::unauthenticated(refused.join("; "))
-            });
-        }
-        let mut witnesses = Vec::new();
-        for (name, line) in accepted {
-            checkpoints
-                .add_cosignature(signed.checkpoint.tree_size, &name, line)
-                .map_err(status)?;
-            witnesses.push(name);
-        }
-        Ok(Response::new(pb::AddCosignatureResponse {
-            witnesses,
-            tree_size: signed.checkpoint.tree_size,
-        }))
+        let engine = self.engine.clone();
+        // Ed25519 checks and the fsync of checkpoints.log: off the async workers.
+        tokio::task::spawn_blocking(move || add_cosignature(&engine, &note))
+            .await
+            .map_err(|e| Status::unavailable(format!("the cosignature check did not finish: {e}")))?
+            .map(Response::new)
     }
 
     async fn scrub(

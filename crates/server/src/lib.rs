@@ -113,6 +113,16 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     serve_on(engine, listener, config.options, shutdown).await
 }
 
+/// Reports the Ledger service SERVING while writes are open.
+async fn ledger_health(health: &tonic_health::server::HealthReporter, writes_open: bool) {
+    type Ledger = pb::ledger_server::LedgerServer<service::LedgerService>;
+    if writes_open {
+        health.set_serving::<Ledger>().await;
+    } else {
+        health.set_not_serving::<Ledger>().await;
+    }
+}
+
 /// Serves an opened engine on a bound listener until `shutdown` resolves.
 pub async fn serve_on(
     engine: Arc<Engine>,
@@ -123,24 +133,15 @@ pub async fn serve_on(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let (health, health_service) = tonic_health::server::health_reporter();
     // The Ledger service is SERVING while it takes writes, NOT_SERVING
-    // once they stop.
+    // once they stop. The first status is set before the listener serves.
     let mut writes_open = engine.gate().watch();
-    let ledger_health = health.clone();
+    let open = *writes_open.borrow_and_update();
+    ledger_health(&health, open).await;
+    let reporter = health.clone();
     tokio::spawn(async move {
-        loop {
+        while writes_open.changed().await.is_ok() {
             let open = *writes_open.borrow_and_update();
-            if open {
-                ledger_health
-                    .set_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
-                    .await;
-            } else {
-                ledger_health
-                    .set_not_serving::<pb::ledger_server::LedgerServer<service::LedgerService>>()
-                    .await;
-            }
-            if writes_open.changed().await.is_err() {
-                break;
-            }
+            ledger_health(&reporter, open).await;
         }
     });
     health

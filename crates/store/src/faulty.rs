@@ -151,6 +151,10 @@ impl StateStore for FaultyState {
         self.inner.record_location(seq)
     }
 
+    fn seq_of_leaf(&self, leaf_hash: &fundtrail_tlog::Hash) -> Result<Option<u64>, Fault> {
+        self.inner.seq_of_leaf(leaf_hash)
+    }
+
     fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault> {
         self.inner.dump()
     }

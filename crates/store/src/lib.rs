@@ -91,6 +91,9 @@ pub trait StateStore: Kv + HashReader + Send + Sync {
     /// The journal location of record `seq`.
     fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault>;
 
+    /// The seq of the record whose leaf hash is `leaf_hash`.
+    fn seq_of_leaf(&self, leaf_hash: &fundtrail_tlog::Hash) -> Result<Option<u64>, Fault>;
+
     /// Every key and value (the store's own keys, starting with `~`,
     /// included), in key order: for comparing two states.
     fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault>;
@@ -148,6 +151,10 @@ impl StateStore for StateDb {
 
     fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault> {
         self.record_offset(seq)
+    }
+
+    fn seq_of_leaf(&self, leaf_hash: &fundtrail_tlog::Hash) -> Result<Option<u64>, Fault> {
+        StateDb::seq_of_leaf(self, leaf_hash)
     }
 
     fn dump(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Fault> {

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use fundtrail_core::state::{Kv, Row};
 use fundtrail_core::Fault;
-use fundtrail_tlog::{Hash, HashReader};
+use fundtrail_tlog::{stored_hash_index, Hash, HashReader};
 
 use crate::tree::PendingTree;
 
@@ -17,6 +17,7 @@ const WATERMARK_KEY: &[u8] = b"~w";
 const SCHEMA_KEY: &[u8] = b"~s";
 const OFFSET_PREFIX: &[u8] = b"~o";
 const HASH_PREFIX: &[u8] = b"~h";
+const LEAF_PREFIX: &[u8] = b"~l";
 
 /// How much of the journal the derived state holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,6 +65,12 @@ fn hash_key(index: u64) -> Vec<u8> {
     key
 }
 
+fn leaf_key(leaf_hash: &Hash) -> Vec<u8> {
+    let mut key = LEAF_PREFIX.to_vec();
+    key.extend_from_slice(leaf_hash);
+    key
+}
+
 fn offset_key(seq: u64) -> Vec<u8> {
     let mut key = OFFSET_PREFIX.to_vec();
     key.extend_from_slice(&seq.to_be_bytes());
@@ -74,8 +81,9 @@ fn offset_key(seq: u64) -> Vec<u8> {
 /// encodings. Bump it whenever either changes; a server that finds another
 /// version rebuilds the state from the journal instead of misreading it.
 /// 1: the layout before versions were stored. 2: rules versions in the
-/// ledger identity, org-scoped idempotency entries.
-pub const SCHEMA_VERSION: u32 = 2;
+/// ledger identity, org-scoped idempotency entries. 3: the seq of each leaf
+/// hash, for inclusion proofs by leaf hash.
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[derive(Clone)]
 pub struct StateDb {
@@ -161,6 +169,13 @@ impl StateDb {
         }
         for location in locations {
             batch.insert(offset_key(location.seq), &location.offset.to_be_bytes());
+            let leaf = stored_hash_index(0, location.seq) - first_index;
+            let leaf_hash = hashes
+                .get(leaf as usize)
+                .expect("the batch's tree holds each of its records' leaves");
+            // The first record with a leaf hash keeps it: two records with
+            // the same bytes cannot exist (each has its own seq).
+            batch.insert(leaf_key(leaf_hash), &location.seq.to_be_bytes());
         }
         batch.insert(WATERMARK_KEY, watermark.encode());
         self.db.apply_batch(batch).map_err(unavailable)
@@ -175,6 +190,18 @@ impl StateDb {
             .as_ref()
             .try_into()
             .map_err(|_| Fault::new(format!("the stored offset of record {seq} is corrupt")))?;
+        Ok(Some(u64::from_be_bytes(bytes)))
+    }
+
+    /// The seq of the record whose leaf hash is `leaf_hash`.
+    pub fn seq_of_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, Fault> {
+        let Some(bytes) = self.db.get(leaf_key(leaf_hash)).map_err(unavailable)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 8] = bytes
+            .as_ref()
+            .try_into()
+            .map_err(|_| Fault::new("a stored leaf index is corrupt"))?;
         Ok(Some(u64::from_be_bytes(bytes)))
     }
 
