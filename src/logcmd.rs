@@ -504,14 +504,29 @@ pub async fn access_log(args: AccessLogArgs) -> Result<()> {
                 .map(|h| h.as_slice().try_into())
                 .collect::<Result<_, _>>()
                 .map_err(|_| anyhow!("entry {}: a proof hash is not 32 bytes", entry.index))?;
+            let leaf: fundtrail_tlog::Hash = if entry.record.is_empty() {
+                entry.leaf_hash.as_slice().try_into().map_err(|_| {
+                    anyhow!("entry {}: withheld, with no 32-byte leaf hash", entry.index)
+                })?
+            } else {
+                fundtrail_tlog::record_hash(&entry.record)
+            };
             fundtrail_tlog::check_record(
                 &proof,
                 checkpoint.tree_size,
                 &checkpoint.root_hash,
                 entry.index,
-                &fundtrail_tlog::record_hash(&entry.record),
+                &leaf,
             )
             .map_err(|e| anyhow!("entry {} is not in the signed access log: {e}", entry.index))?;
+            if entry.record.is_empty() {
+                writeln!(
+                    out,
+                    "#{} withheld: it also names accounts outside your jurisdiction (proved by its leaf hash)",
+                    entry.index
+                )?;
+                continue;
+            }
             let record = pb::AccessRecord::decode(entry.record.as_slice())
                 .with_context(|| format!("entry {} does not decode", entry.index))?;
             writeln!(

@@ -213,3 +213,66 @@ fn write_key_file(path: &std::path::Path, signer: &Signer) {
     let file = fundtrail_core::keyfile::KeyFile::new("test", signer.signing_key());
     std::fs::write(path, file.to_json()).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_naming_households_outside_the_auditors_jurisdiction_is_proved_not_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let county_auditor = new_signer();
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        register_org(
+            "dx-sjj",
+            "东乡县审计局",
+            pb::OrgRole::Auditor,
+            "622926",
+            &county_auditor,
+        ),
+    )
+    .await;
+    // The national office exports the whole log: one access entry names
+    // the households of both counties.
+    let mut cnao = server.client_as(&chain.auditor).await;
+    let mut export = cnao
+        .audit
+        .export_log(pb::ExportLogRequest { start: 0, end: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    while export.message().await.unwrap().is_some() {}
+    let vkey = access_vkey(&mut cnao).await;
+
+    let mut auditor = server.client_as(&county_auditor).await;
+    let page = household_log(&mut auditor, "dx-hh-0001").await;
+    let checkpoint = fundtrail_client::proofs::open_pinned(&vkey, &page.checkpoint_note).unwrap();
+    let withheld: Vec<_> = page
+        .entries
+        .iter()
+        .filter(|e| e.record.is_empty())
+        .collect();
+    assert_eq!(withheld.len(), 1, "{:?}", page.entries);
+    let entry = withheld[0];
+    let leaf: Hash = entry.leaf_hash.as_slice().try_into().unwrap();
+    fundtrail_tlog::check_record(
+        &hashes(&entry.inclusion_proof),
+        checkpoint.tree_size,
+        &checkpoint.root_hash,
+        entry.index,
+        &leaf,
+    )
+    .expect("a withheld entry is still proved");
+    // The national office itself sees it whole, Linxia's household included.
+    let whole = household_log(&mut cnao, "dx-hh-0001").await;
+    let records = verified(&whole, &vkey);
+    let export_entry = records
+        .iter()
+        .find(|r| r.method.ends_with("/ExportLog"))
+        .expect("the export is logged");
+    assert!(export_entry
+        .household_account_ids
+        .contains(&"lx-hh-0001".to_string()));
+    server.stop().await;
+}

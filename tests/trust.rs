@@ -491,24 +491,61 @@ async fn everything_readable(client: &mut Client, count: u64) -> Vec<Vec<u8>> {
         .await
         .unwrap();
     keep(all.into_inner().encode_to_vec());
-    let accounts = client
-        .query
-        .list_accounts(pb::ListAccountsRequest::default())
-        .await
-        .unwrap();
-    keep(accounts.into_inner().encode_to_vec());
-    let idle = client
-        .query
-        .idle_funds(pb::IdleFundsRequest::default())
-        .await
-        .unwrap();
-    keep(idle.into_inner().encode_to_vec());
-    let findings = client
-        .query
-        .anomalies(pb::AnomaliesRequest::default())
-        .await
-        .unwrap();
-    keep(findings.into_inner().encode_to_vec());
+    // One item a page, so every page token is handed out too.
+    let mut token = String::new();
+    for _ in 0..100 {
+        let page = client
+            .query
+            .list_accounts(pb::ListAccountsRequest {
+                page_size: 1,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        token = page.next_page_token.clone();
+        keep(page.encode_to_vec());
+        if token.is_empty() {
+            break;
+        }
+    }
+    let mut token = String::new();
+    for _ in 0..100 {
+        let page = client
+            .query
+            .idle_funds(pb::IdleFundsRequest {
+                page_size: 1,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        token = page.next_page_token.clone();
+        keep(page.encode_to_vec());
+        if token.is_empty() {
+            break;
+        }
+    }
+    let mut token = String::new();
+    for _ in 0..100 {
+        let page = client
+            .query
+            .anomalies(pb::AnomaliesRequest {
+                page_size: 1,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        token = page.next_page_token.clone();
+        keep(page.encode_to_vec());
+        if token.is_empty() {
+            break;
+        }
+    }
     let mut export = client
         .audit
         .export_log(pb::ExportLogRequest {
@@ -668,6 +705,39 @@ async fn each_role_gets_what_the_table_says() {
         assert_eq!(records + withheld, count);
         assert_eq!(withheld == 0, whole, "{org}: {withheld} withheld");
     }
+
+    // An account that does not exist looks, to a county, like one that is
+    // not its own; the root org, which sees everything, is told it is absent.
+    let absent = pb::GetAccountRequest {
+        account_id: "dx-hh-9999".into(),
+        ..Default::default()
+    };
+    let refused = linxia.query.get_account(absent.clone()).await.unwrap_err();
+    let outside = linxia
+        .query
+        .get_account(pb::GetAccountRequest {
+            account_id: "dx-hh-0001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_eq!(
+        refused.message().replace("dx-hh-9999", "X"),
+        outside.message().replace("dx-hh-0001", "X")
+    );
+    let absent = client.query.get_account(absent).await.unwrap_err();
+    assert_eq!(absent.code(), Code::NotFound);
+    // A page token is sealed: it names nothing and cannot be forged.
+    let forged = linxia
+        .query
+        .list_accounts(pb::ListAccountsRequest {
+            page_token: "dx-hh-0001".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::InvalidArgument, "{forged:?}");
 
     // Scrub: the administrator only.
     let mut cnao = server.client_as(&reader("cnao")).await;

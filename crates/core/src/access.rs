@@ -28,6 +28,8 @@ pub struct Reader {
     /// An audit office's jurisdiction: its division code, if every ancestor's
     /// division contains it; `None` for other roles or a misplaced office.
     pub jurisdiction: Option<String>,
+    /// The reader's org is the root org (it has no parent).
+    pub root: bool,
 }
 
 impl Reader {
@@ -48,6 +50,22 @@ impl Reader {
             org_id: org.org_id.clone(),
             role: org.role,
             jurisdiction: (org.role == Role::Auditor && nested).then(|| org.division_code.clone()),
+            root: ancestors.is_empty(),
+        }
+    }
+
+    /// Whether the reader sees every org's data: only then may it learn
+    /// that something does not exist (to anyone else, "absent" and "not
+    /// yours" look the same, so guesses of household ids cannot be tested).
+    pub fn sees_everything(&self) -> bool {
+        match self.role {
+            Role::Mirror => true,
+            Role::Administrator | Role::Finance => self.root,
+            Role::Auditor => self
+                .jurisdiction
+                .as_deref()
+                .is_some_and(|scope| division_prefix(scope).is_empty()),
+            Role::Witness => false,
         }
     }
 }
@@ -157,7 +175,12 @@ pub fn record_view(reader: &Reader, scope: &RecordScope) -> View {
 /// outsider cannot test guesses of household ids against pseudonyms, and
 /// one household keeps one pseudonym across calls and restarts.
 pub fn pseudonym_key(log_secret_key: &[u8; 32]) -> [u8; 32] {
-    let mut input = b"fundtrail/v1/household-pseudonym-key\n".to_vec();
+    derived_key(log_secret_key, "household-pseudonym-key")
+}
+
+/// A key for one purpose (`purpose`), derived from the log's secret key.
+pub fn derived_key(log_secret_key: &[u8; 32], purpose: &str) -> [u8; 32] {
+    let mut input = format!("fundtrail/v1/{purpose}\n").into_bytes();
     input.extend_from_slice(log_secret_key);
     crate::signing::sha256(&input)
 }
@@ -344,6 +367,20 @@ mod tests {
                 owner: self.owner(id),
                 household,
             }
+        }
+    }
+
+    #[test]
+    fn only_readers_of_everything_learn_what_does_not_exist() {
+        let w = World::new();
+        let everything: Vec<&str> = ["mof", "cnao", "mirror"].to_vec();
+        for org in &w.orgs {
+            assert_eq!(
+                w.reader(&org.org_id).sees_everything(),
+                everything.contains(&org.org_id.as_str()),
+                "{}",
+                org.org_id
+            );
         }
     }
 

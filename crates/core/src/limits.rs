@@ -89,6 +89,14 @@ pub const READ_COST_BURST_DEFAULT: u32 = 2_000;
 pub const READ_COST_MAX: u32 = 100;
 /// (key, nonce) pairs remembered to refuse a replayed read signature.
 pub const READ_NONCES_REMEMBERED_MAX: usize = 1 << 20;
+/// Of them, from one key: a key at the default read allowance (500 calls a
+/// second for the ~300 s a nonce is kept) stays under it.
+pub const READ_NONCES_PER_KEY_MAX: usize = 1 << 18;
+/// A request message must arrive whole within this.
+pub const REQUEST_BODY_TIMEOUT_MS: u64 = 10_000;
+/// Bytes of request messages being received at once, server-wide; more
+/// are shed with UNAVAILABLE.
+pub const BUFFERED_REQUEST_BYTES_MAX: usize = 256 * 1024 * 1024;
 
 // The access log (crates/server/src/access_log.rs).
 /// Entries waiting for the access-log writer; a read waits when it is full.
@@ -123,6 +131,9 @@ pub const TRACE_EDGE_DOCUMENTS_MAX: usize = 5;
 pub const REPORT_SCAN_ROWS_MAX: usize = 5_000;
 /// Records an ExportLog stream buffers ahead of the client.
 pub const EXPORT_BUFFER_RECORDS: usize = 256;
+/// An export whose client takes longer than this to read the next record
+/// is ended.
+pub const EXPORT_SEND_TIMEOUT_MS: u64 = 30_000;
 
 // --- Checkpoints ---------------------------------------------------------------
 
@@ -154,6 +165,11 @@ const _: () = assert!(TRACE_PAGE_RECORDS_DEFAULT <= TRACE_PAGE_RECORDS_MAX);
 const _: () = assert!(TRACE_PAGE_RECORDS_MAX as usize <= TRACE_RECORDS_MAX);
 const _: () = assert!(SIGNING_SKEW_MS_DEFAULT <= SIGNING_SKEW_MS_MAX);
 const _: () = assert!(READ_COST_MAX <= READ_COST_BURST_DEFAULT);
+const _: () = assert!(READ_NONCES_PER_KEY_MAX < READ_NONCES_REMEMBERED_MAX);
+// The largest request fits the budget several times over.
+const _: () = assert!(4 * GRPC_MESSAGE_BYTES_MAX <= BUFFERED_REQUEST_BYTES_MAX);
+const _: () = assert!(BUFFERED_REQUEST_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(REQUEST_BODY_TIMEOUT_MS < CALL_TIMEOUT_MS);
 const _: () = assert!(STREAMS_PER_CONNECTION_MAX as usize <= IN_FLIGHT_CALLS_MAX);
 const _: () = assert!(KEEPALIVE_TIMEOUT_MS < KEEPALIVE_INTERVAL_MS);
 // A full group of the largest entries fits one journal batch.

@@ -207,11 +207,9 @@ impl AccessLog {
             (None, None) => None,
         };
         list.map(|l| {
-            l.iter()
-                .copied()
-                .filter(|&i| i >= start_index)
-                .take(limit)
-                .collect()
+            // Each list is in index order.
+            let from = l.partition_point(|&i| i < start_index);
+            l[from..].iter().copied().take(limit).collect()
         })
         .unwrap_or_default()
     }

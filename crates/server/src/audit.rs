@@ -11,6 +11,7 @@ use fundtrail_tlog::{
     open_note, parse_signature_line, prove_record, prove_tree, signature_line, Checkpoint,
     CosignatureVerifier, Verifier,
 };
+use prost::Message;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
@@ -21,7 +22,9 @@ use crate::status::status;
 use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
 use fundtrail_core::{Error, Fault, Rejection};
 
-use fundtrail_core::limits::{COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS};
+use fundtrail_core::limits::{
+    COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS, EXPORT_SEND_TIMEOUT_MS,
+};
 
 pub struct AuditService {
     pub engine: Arc<Engine>,
@@ -149,10 +152,24 @@ fn access_log_page(
             break;
         }
         let (record, proof) = log.entry(index, checkpoint.tree_size)?;
+        // An entry naming accounts outside the reader's jurisdiction (an
+        // export by a national office, say) is proved but not shown.
+        let decoded = pb::AccessRecord::decode(record.as_slice())
+            .map_err(|e| Fault::new(format!("access-log entry {index} does not decode: {e}")))?;
+        let named: Vec<String> = decoded
+            .account_ids
+            .into_iter()
+            .chain(decoded.household_account_ids)
+            .collect();
+        let (record, leaf_hash) = match facts.sees_all(reader, &named)? {
+            true => (record, Vec::new()),
+            false => (Vec::new(), fundtrail_tlog::record_hash(&record).to_vec()),
+        };
         entries.push(pb::AccessLogEntry {
             index,
             record,
             inclusion_proof: hashes(proof),
+            leaf_hash,
         });
     }
     facts.rows(entries.len());
@@ -437,19 +454,29 @@ impl pb::audit_server::Audit for AuditService {
         }
         let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER_RECORDS);
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
+        // Chunks are read on the blocking pool and sent from here: a client
+        // that stops reading holds no blocking thread, and is dropped after
+        // EXPORT_SEND_TIMEOUT_MS.
+        tokio::spawn(async move {
+            let send_timeout = std::time::Duration::from_millis(EXPORT_SEND_TIMEOUT_MS);
             let mut start = request.start;
             while start < end {
                 let chunk_end = end.min(start + EXPORT_BUFFER_RECORDS as u64);
-                let chunk = export_chunk(&engine, &caller, start, chunk_end);
+                let (engine, caller) = (engine.clone(), caller.clone());
+                let chunk = tokio::task::spawn_blocking(move || {
+                    export_chunk(&engine, &caller, start, chunk_end)
+                })
+                .await
+                .unwrap_or_else(|e| Err(Status::unavailable(format!("the export stopped: {e}"))));
                 let failed = chunk.is_err();
                 let items = match chunk {
                     Ok(items) => items.into_iter().map(Ok).collect(),
                     Err(status) => vec![Err(status)],
                 };
                 for item in items {
-                    if tx.blocking_send(item).is_err() {
-                        return;
+                    match tokio::time::timeout(send_timeout, tx.send(item)).await {
+                        Ok(Ok(())) => {}
+                        _ => return,
                     }
                 }
                 if failed {
@@ -541,11 +568,15 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
         let request = request.into_inner();
-        let proof = self
-            .engine
-            .access_log()
-            .consistency(request.first_size, request.second_size)
-            .map_err(Status::out_of_range)?;
+        let engine = self.engine.clone();
+        let proof = tokio::task::spawn_blocking(move || {
+            engine
+                .access_log()
+                .consistency(request.first_size, request.second_size)
+        })
+        .await
+        .map_err(|e| Status::unavailable(format!("the proof did not finish: {e}")))?
+        .map_err(Status::out_of_range)?;
         Ok(Response::new(pb::GetConsistencyProofResponse {
             hashes: hashes(proof),
         }))

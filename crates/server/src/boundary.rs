@@ -9,25 +9,28 @@
 //! tonic's INTERNAL.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use fundtrail_core::access::Reader;
 use fundtrail_core::limits::{
-    GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX,
-    READ_NONCES_REMEMBERED_MAX,
+    BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX,
+    QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX, READ_NONCES_REMEMBERED_MAX,
+    REQUEST_BODY_TIMEOUT_MS,
 };
 use fundtrail_core::signing::{sha256, ReadClaim};
 use fundtrail_core::state::StateRead;
 use fundtrail_core::{Error, Fault, Rejection};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http_body_util::{BodyExt, Full, Limited};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
 use tonic::Status;
 
@@ -148,6 +151,12 @@ const METHODS: &[Method] = &[
         Q,
     ),
     method("/fundtrail.v1.Audit/GetAccessLog", Access::Signed, 10, Q),
+    method(
+        "/fundtrail.v1.Audit/GetAccessConsistencyProof",
+        Access::Public,
+        1,
+        Q,
+    ),
     method("/grpc.health.v1.Health/Check", Access::Public, 1, Q),
     method("/grpc.health.v1.Health/Watch", Access::Public, 1, Q),
 ];
@@ -192,7 +201,13 @@ struct Shared {
     limiter: DefaultKeyedRateLimiter<String>,
     cost_per_second: u32,
     nonces: Mutex<Nonces>,
+    /// Bytes of request bodies being received, server-wide.
+    buffered: Arc<Semaphore>,
+    charges: AtomicU64,
 }
+
+/// Charges between sweeps of the limiter's idle keys.
+const LIMITER_SWEEP_EVERY: u64 = 1 << 16;
 
 /// The layer that puts the boundary in front of every service.
 #[derive(Clone)]
@@ -212,6 +227,8 @@ impl BoundaryLayer {
                 limiter: RateLimiter::keyed(quota),
                 cost_per_second: config.read_cost_per_second.get(),
                 nonces: Mutex::new(Nonces::default()),
+                buffered: Arc::new(Semaphore::new(BUFFERED_REQUEST_BYTES_MAX)),
+                charges: AtomicU64::new(0),
             }),
         }
     }
@@ -265,7 +282,9 @@ where
                 .into_http());
             };
             match admit(&shared, request).await {
-                Ok(request) => inner.call(request).await.map(decode_errors_are_invalid),
+                Ok((request, _buffered)) => {
+                    inner.call(request).await.map(decode_errors_are_invalid)
+                }
                 Err(status) => Ok(status.into_http()),
             }
         })
@@ -276,15 +295,19 @@ where
 async fn admit(
     shared: &Arc<Shared>,
     request: http::Request<Body>,
-) -> Result<http::Request<Body>, Status> {
+) -> Result<(http::Request<Body>, Option<OwnedSemaphorePermit>), Status> {
     let Some(method) = method_of(request.uri().path()) else {
-        return Ok(request);
+        return Ok((request, None));
     };
     let (mut parts, body) = request.into_parts();
-    let message = read_message(body, method).await?;
+    let (message, buffered) = read_message(shared, body, method).await?;
     let signed = parts.headers.contains_key(KEY_ID_HEADER);
     let caller = match (method.access, signed) {
-        (Access::SelfSigned, _) | (Access::Public, false) => None,
+        (Access::SelfSigned, _) => None,
+        (Access::Public, false) => {
+            charge(shared, &parts, None, method)?;
+            None
+        }
         (Access::Signed, false) => {
             return Err(Status::unauthenticated(format!(
                 "{} needs a signed read: send the metadata {KEY_ID_HEADER}, {SIGNED_AT_HEADER}, {NONCE_HEADER} and {SIGNATURE_HEADER} as docs/read-signature.md says (the CLI signs with --key)",
@@ -292,19 +315,27 @@ async fn admit(
             )))
         }
         (Access::Signed | Access::Public, true) => {
-            Some(authenticate(shared, &parts.headers, method.path, &message).await?)
+            let (caller, signature) =
+                authenticate(shared, &parts.headers, method.path, &message).await?;
+            // Charged before its nonce is kept: a key's allowance bounds
+            // the nonces it can make the server remember.
+            charge(shared, &parts, Some(&caller), method)?;
+            let now_ms = shared.engine.clock().now_ms();
+            let skew_ms = shared.engine.skew_ms_max() as i64;
+            shared
+                .nonces
+                .lock()
+                .expect("nonce set poisoned")
+                .insert(&signature, now_ms, skew_ms)
+                .map_err(status)?;
+            Some(caller)
         }
     };
-    if method.access != Access::SelfSigned {
-        charge(shared, &parts, caller.as_ref(), method)?;
-    }
     if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
-    Ok(http::Request::from_parts(
-        parts,
-        Body::new(Full::new(message.frame)),
-    ))
+    let request = http::Request::from_parts(parts, Body::new(Full::new(message.frame)));
+    Ok((request, Some(buffered)))
 }
 
 /// A unary request's one gRPC frame, and the message inside it.
@@ -319,25 +350,57 @@ impl Message {
 }
 
 /// Reads the request body, refusing it as soon as it passes the method's
-/// limit, and checks it is one uncompressed gRPC frame.
-async fn read_message(body: Body, method: &Method) -> Result<Message, Status> {
+/// limit, within [`REQUEST_BODY_TIMEOUT_MS`], holding its bytes against the
+/// server-wide [`BUFFERED_REQUEST_BYTES_MAX`]; checks it is one uncompressed
+/// gRPC frame.
+async fn read_message(
+    shared: &Shared,
+    body: Body,
+    method: &Method,
+) -> Result<(Message, OwnedSemaphorePermit), Status> {
     let too_large = |bytes: String| {
         Status::resource_exhausted(format!(
             "the request message is {bytes} bytes; {} accepts at most {} bytes",
             method.path, method.request_bytes_max
         ))
     };
-    let collected = Limited::new(body, method.request_bytes_max + 5)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                too_large("more than that".into())
-            } else {
-                Status::cancelled(format!("the request body did not arrive whole: {e}"))
-            }
-        })?;
-    let frame = collected.to_bytes();
+    let deadline = Duration::from_millis(REQUEST_BODY_TIMEOUT_MS);
+    let read = async {
+        let mut body = Limited::new(body, method.request_bytes_max + 5);
+        let mut buffered = shared
+            .buffered
+            .clone()
+            .try_acquire_many_owned(0)
+            .expect("zero permits are always there");
+        let mut frame = BytesMut::new();
+        while let Some(part) = body.frame().await {
+            let part = part.map_err(|e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    too_large("more than that".into())
+                } else {
+                    Status::cancelled(format!("the request body did not arrive whole: {e}"))
+                }
+            })?;
+            let Ok(data) = part.into_data() else { continue };
+            let more = shared
+                .buffered
+                .clone()
+                .try_acquire_many_owned(data.len() as u32)
+                .map_err(|_| {
+                    Status::unavailable(format!(
+                        "the server holds its limit of {BUFFERED_REQUEST_BYTES_MAX} bytes of requests being received; retry with backoff"
+                    ))
+                })?;
+            buffered.merge(more);
+            frame.extend_from_slice(&data);
+        }
+        Ok::<_, Status>((frame.freeze(), buffered))
+    };
+    let (frame, buffered) = tokio::time::timeout(deadline, read).await.map_err(|_| {
+        Status::deadline_exceeded(format!(
+            "the request message did not arrive within {REQUEST_BODY_TIMEOUT_MS} ms"
+        ))
+    })??;
     let mut header = &frame[..frame.len().min(5)];
     if header.len() < 5 {
         return Err(Status::invalid_argument(
@@ -360,7 +423,7 @@ async fn read_message(body: Body, method: &Method) -> Result<Message, Status> {
             frame.len()
         )));
     }
-    Ok(Message { frame })
+    Ok((Message { frame }, buffered))
 }
 
 /// The read signature's metadata, parsed.
@@ -382,12 +445,21 @@ fn signature_of(headers: &http::HeaderMap) -> Result<Signature, Rejection> {
             })
     };
     let key_id = text(KEY_ID_HEADER)?;
-    let signed_at_ms = text(SIGNED_AT_HEADER)?.parse().map_err(|_| {
-        Rejection::unauthenticated(
-            SIGNED_AT_HEADER,
-            "must be milliseconds since 1970 in decimal",
-        )
-    })?;
+    let signed_at = text(SIGNED_AT_HEADER)?;
+    let canonical = !signed_at.is_empty()
+        && signed_at.len() <= 19
+        && signed_at.bytes().all(|b| b.is_ascii_digit())
+        && (signed_at == "0" || !signed_at.starts_with('0'));
+    let signed_at_ms = Some(signed_at)
+        .filter(|_| canonical)
+        .and_then(|t| t.parse().ok())
+        .ok_or(())
+        .map_err(|_| {
+            Rejection::unauthenticated(
+                SIGNED_AT_HEADER,
+                "must be milliseconds since 1970 in decimal",
+            )
+        })?;
     let nonce = text(NONCE_HEADER)?;
     if nonce.len() != 32
         || !nonce
@@ -424,7 +496,7 @@ async fn authenticate(
     headers: &http::HeaderMap,
     path: &'static str,
     message: &Message,
-) -> Result<Caller, Status> {
+) -> Result<(Caller, Signature), Status> {
     let signature = signature_of(headers).map_err(status)?;
     let engine = &shared.engine;
     let now_ms = engine.clock().now_ms();
@@ -449,16 +521,11 @@ async fn authenticate(
     .await
     .map_err(|e| Status::unavailable(format!("the signature check did not finish: {e}")))?;
     let reader = reader.map_err(status)?;
-    let fresh = shared
-        .nonces
-        .lock()
-        .expect("nonce set poisoned")
-        .insert(&signature, now_ms, skew_ms);
-    fresh.map_err(status)?;
-    Ok(Caller {
-        key_id: signature.key_id,
+    let caller = Caller {
+        key_id: signature.key_id.clone(),
         reader,
-    })
+    };
+    Ok((caller, signature))
 }
 
 fn verify(
@@ -518,6 +585,15 @@ fn charge(
             None => "an unknown address".to_string(),
         },
     };
+    // Keys idle long enough to be full again are forgotten now and then, so
+    // the limiter's memory follows the active callers.
+    if shared
+        .charges
+        .fetch_add(1, Ordering::Relaxed)
+        .is_multiple_of(LIMITER_SWEEP_EVERY)
+    {
+        shared.limiter.retain_recent();
+    }
     let cost = NonZeroU32::new(method.cost).expect("costs are at least 1");
     match shared.limiter.check_key_n(&who, cost) {
         Ok(Ok(())) => Ok(()),
@@ -532,25 +608,48 @@ fn charge(
 #[derive(Default)]
 struct Nonces {
     seen: HashSet<[u8; 16]>,
-    /// (expiry ms, entry), soonest first.
-    expiry: BinaryHeap<Reverse<(i64, [u8; 16])>>,
+    /// (expiry ms, entry, key id), soonest first.
+    expiry: BinaryHeap<Reverse<(i64, [u8; 16], String)>>,
+    per_key: HashMap<String, usize>,
+    /// The latest clock reading seen: time here never goes back.
+    now_ms: i64,
 }
 
 impl Nonces {
-    /// Remembers a signature's nonce; refuses one already used. Entries leave
-    /// once their signature could no longer pass the skew check anyway.
+    /// Remembers a signature's nonce; refuses one already used, and checks
+    /// the skew again against the clock read under the lock, so an entry
+    /// that left (its signature too old by now) cannot be replayed.
     fn insert(
         &mut self,
         signature: &Signature,
         now_ms: i64,
         skew_ms: i64,
     ) -> Result<(), Rejection> {
-        while let Some(Reverse((expires_ms, entry))) = self.expiry.peek().copied() {
-            if expires_ms >= now_ms {
+        self.now_ms = self.now_ms.max(now_ms);
+        let now_ms = self.now_ms;
+        while let Some(Reverse((expires_ms, _, _))) = self.expiry.peek() {
+            if *expires_ms >= now_ms {
                 break;
             }
-            self.expiry.pop();
+            let Some(Reverse((_, entry, key_id))) = self.expiry.pop() else {
+                break;
+            };
             self.seen.remove(&entry);
+            if let Some(count) = self.per_key.get_mut(&key_id) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_key.remove(&key_id);
+                }
+            }
+        }
+        if now_ms.abs_diff(signature.signed_at_ms) > skew_ms as u64 {
+            return Err(Rejection::unauthenticated(
+                SIGNED_AT_HEADER,
+                format!(
+                    "the read was signed at {} ms, more than {skew_ms} ms from the server's clock ({now_ms} ms); check the clock and sign again",
+                    signature.signed_at_ms
+                ),
+            ));
         }
         let mut entry = [0u8; 16];
         let digest = sha256(format!("{}\n{}", signature.key_id, signature.nonce).as_bytes());
@@ -559,6 +658,17 @@ impl Nonces {
             return Err(Rejection::unauthenticated(
                 NONCE_HEADER,
                 "this read signature was already used; sign every call afresh with a new nonce",
+            ));
+        }
+        let of_key = self.per_key.get(&signature.key_id).copied().unwrap_or(0);
+        if of_key >= READ_NONCES_PER_KEY_MAX {
+            return Err(Rejection::new(
+                fundtrail_core::Code::ResourceExhausted,
+                KEY_ID_HEADER,
+                format!(
+                    "key {} has {READ_NONCES_PER_KEY_MAX} read signatures inside the skew window, its limit; retry shortly",
+                    signature.key_id
+                ),
             ));
         }
         if self.seen.len() >= READ_NONCES_REMEMBERED_MAX {
@@ -571,9 +681,11 @@ impl Nonces {
             ));
         }
         self.seen.insert(entry);
+        *self.per_key.entry(signature.key_id.clone()).or_default() += 1;
         self.expiry.push(Reverse((
             signature.signed_at_ms.saturating_add(skew_ms),
             entry,
+            signature.key_id.clone(),
         )));
         Ok(())
     }

@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::access_log::AccessLog;
 use crate::checkpoints::{CheckpointPolicy, Checkpoints};
 use crate::genesis::LOG_KEY_FILE_NAME;
+use crate::tokens::TokenSealer;
 use fundtrail_verify::{replay_record, ReplayError};
 use tracing::{info, warn};
 
@@ -175,6 +176,7 @@ pub struct Engine {
     /// Keys the pseudonyms of households a reader may not see.
     pseudonym_key: [u8; 32],
     access_log: AccessLog,
+    tokens: TokenSealer,
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
     gate: WriteGate,
@@ -283,7 +285,8 @@ impl Engine {
                 meta.ledger_id
             ));
         }
-        let (checkpoints, pseudonym_key, access_log) = open_checkpoints(&config.data_dir, &meta)?;
+        let (checkpoints, pseudonym_key, access_log, tokens) =
+            open_checkpoints(&config.data_dir, &meta)?;
         let checkpoints = Arc::new(checkpoints);
         let recovery = match recovery {
             Some(reason) => Some(reason),
@@ -343,6 +346,7 @@ impl Engine {
             skew_ms_max: config.skew_ms_max,
             pseudonym_key,
             access_log,
+            tokens,
             record_count,
             gate,
             tx: Mutex::new(Some(tx)),
@@ -424,6 +428,11 @@ impl Engine {
 
     pub fn state(&self) -> &dyn StateStore {
         self.state.as_ref()
+    }
+
+    /// Seals page tokens that may name what a reader may not see.
+    pub fn tokens(&self) -> &TokenSealer {
+        &self.tokens
     }
 
     /// Who read what.
@@ -1066,7 +1075,7 @@ pub fn ledger_of_origin(origin: &str) -> Option<&str> {
 fn open_checkpoints(
     data_dir: &Path,
     meta: &LedgerMeta,
-) -> Result<(Checkpoints, [u8; 32], AccessLog), String> {
+) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
     let path = data_dir.join(LOG_KEY_FILE_NAME);
     let text = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read the log key {}: {e}", path.display()))?;
@@ -1079,6 +1088,10 @@ fn open_checkpoints(
         ));
     }
     let pseudonym_key = fundtrail_core::access::pseudonym_key(&key.to_bytes());
+    let tokens = TokenSealer::new(&fundtrail_core::access::derived_key(
+        &key.to_bytes(),
+        "page-token-key",
+    ));
     let origin = checkpoint_origin(&meta.ledger_id);
     let access_log = AccessLog::open(data_dir, &meta.ledger_id, &origin, key.clone())?;
     let signer =
@@ -1087,6 +1100,7 @@ fn open_checkpoints(
         Checkpoints::open(data_dir, &meta.ledger_id, signer, origin)?,
         pseudonym_key,
         access_log,
+        tokens,
     ))
 }
 

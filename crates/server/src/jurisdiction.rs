@@ -83,7 +83,9 @@ pub fn log_read(
     rows: u64,
     outcome: String,
 ) -> Result<(), Fault> {
-    let durable = !households.is_empty();
+    // Household reads, and refusals that named an account (perhaps a
+    // household), are on disk before the answer leaves.
+    let durable = !households.is_empty() || (outcome != "OK" && !accounts.is_empty());
     let record = pb::AccessRecord {
         index: 0,
         time_ms: engine.clock().now_ms(),
@@ -171,6 +173,19 @@ impl<'e> Facts<'e> {
         Ok(party)
     }
 
+    /// Whether `reader` may see every account in `account_ids` (accounts
+    /// that do not exist name no one).
+    pub fn sees_all(&mut self, reader: &Reader, account_ids: &[String]) -> Result<bool, Fault> {
+        for account_id in account_ids {
+            if let Some(party) = self.party(account_id)? {
+                if !fundtrail_core::access::sees(reader, &party.owner) {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     /// Whether `account_id` is a household account `reader` may not see.
     fn hides(&mut self, reader: &Reader, account_id: &str) -> Result<bool, Fault> {
         Ok(match self.party(account_id)? {
@@ -236,25 +251,34 @@ impl<'e> Facts<'e> {
         Ok(answer)
     }
 
-    /// What `reader` gets of account `account_id` from `call`; an account
-    /// that does not exist is NOT_FOUND for everyone alike.
+    /// What `reader` gets of account `account_id` from `call`. An account
+    /// that does not exist is NOT_FOUND only to a reader of everything; to
+    /// others it is refused exactly like one outside their jurisdiction.
     pub fn account_answer(
         &mut self,
         reader: &Reader,
         call: Call,
         account_id: &str,
     ) -> Result<Answer, Error> {
-        let party = self.party(account_id)?.ok_or_else(|| {
-            Rejection::not_found(
+        let Some(party) = self.party(account_id)? else {
+            if !reader.sees_everything() {
+                if self.touched.accounts.len() < ACCESS_LOG_IDS_MAX {
+                    self.touched.accounts.insert(account_id.to_string());
+                }
+                return Err(denied(format_args!("account {account_id}"), reader));
+            }
+            return Err(Rejection::not_found(
                 "account_id",
                 format!("account {account_id:?} does not exist"),
             )
-        })?;
+            .into());
+        };
         let answer = decide(reader, call, Data::Account(&party));
         if answer == Answer::Full {
             self.shown(account_id, party.household);
-        } else if self.touched.accounts.len() < ACCESS_LOG_IDS_MAX {
-            // A refusal still names what was asked for.
+        } else if answer == Answer::Denied && self.touched.accounts.len() < ACCESS_LOG_IDS_MAX {
+            // A refusal names what was asked for; an item left out of a
+            // listing was never asked for and is not named.
             self.touched.accounts.insert(account_id.to_string());
         }
         Ok(answer)
@@ -268,6 +292,9 @@ impl<'e> Facts<'e> {
         entry: &mut pb::Entry,
     ) -> Result<(), Fault> {
         entry.record.clear();
+        if let Some(body) = entry.body.as_mut() {
+            body.idempotency_key.clear();
+        }
         if let Some(request) = &mut entry.request {
             request.payload.clear();
             request.signature.clear();
@@ -288,18 +315,25 @@ impl<'e> Facts<'e> {
                 conceal(hidden, &b.account_id, [&mut b.household_ref, &mut b.name]);
             }
             B::Disbursement(b) => {
-                self.mask(reader, &mut b.household_account_id)?;
+                let hidden = self.mask(reader, &mut b.household_account_id)?;
+                conceal(hidden, "", [&mut b.memo, &mut b.period, &mut b.document_no]);
             }
             B::RegisterHousehold(b) => {
                 let hidden = self.mask(reader, &mut b.account_id)?;
                 conceal(hidden, &b.account_id, [&mut b.household_ref]);
+                conceal(hidden, "", [&mut b.village_code]);
+                if hidden {
+                    b.members = 0;
+                }
             }
             B::SetHouseholdStatus(b) => {
-                self.mask(reader, &mut b.account_id)?;
+                let hidden = self.mask(reader, &mut b.account_id)?;
+                conceal(hidden, "", [&mut b.reason, &mut b.document_no]);
             }
             B::Return(b) => {
-                self.mask(reader, &mut b.from_account_id)?;
-                self.mask(reader, &mut b.to_account_id)?;
+                let hidden = self.mask(reader, &mut b.from_account_id)?
+                    | self.mask(reader, &mut b.to_account_id)?;
+                conceal(hidden, "", [&mut b.reason, &mut b.document_no]);
             }
             _ => {}
         }
@@ -321,11 +355,12 @@ impl<'e> Facts<'e> {
     }
 }
 
-/// Overwrites `fields` that would name a hidden household with its pseudonym.
-fn conceal<'f>(hidden: bool, pseudonym: &str, fields: impl IntoIterator<Item = &'f mut String>) {
+/// Overwrites `fields` that could name a hidden household with `with` (its
+/// pseudonym, or nothing for free text).
+fn conceal<'f>(hidden: bool, with: &str, fields: impl IntoIterator<Item = &'f mut String>) {
     if hidden {
         for field in fields {
-            *field = pseudonym.to_string();
+            *field = with.to_string();
         }
     }
 }

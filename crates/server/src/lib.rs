@@ -24,6 +24,7 @@ pub mod jurisdiction;
 pub mod query;
 pub mod service;
 pub mod status;
+pub mod tokens;
 pub mod verify;
 
 use std::future::Future;
@@ -192,9 +193,13 @@ pub async fn serve_on(
         .add_service(reflection_v1alpha)
         .add_service(ledger)
         .add_service(query)
-        .add_service(pb::audit_server::AuditServer::new(audit::AuditService {
-            engine: engine.clone(),
-        }))
+        .add_service(
+            pb::audit_server::AuditServer::new(audit::AuditService {
+                engine: engine.clone(),
+            })
+            .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
+            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+        )
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY small answers wait ~40 ms for delayed ACKs.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

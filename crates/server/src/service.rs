@@ -19,6 +19,10 @@ use fundtrail_core::access::{Answer, Call, Reader};
 /// cannot turn one request into a scan of the whole ledger.
 use fundtrail_core::limits::{ENTRIES_PAGE_BYTES_MAX, LIST_SCAN_ROWS_MAX};
 
+const LIST_ACCOUNTS: &str = "/fundtrail.v1.Query/ListAccounts";
+const IDLE_FUNDS: &str = "/fundtrail.v1.Query/IdleFunds";
+const ANOMALIES: &str = "/fundtrail.v1.Query/Anomalies";
+
 pub struct LedgerService {
     pub engine: Arc<Engine>,
 }
@@ -237,8 +241,11 @@ fn list_entries(
             break;
         }
         let mut entry = engine.entry(seq)?;
-        let answer = facts.entry_answer(reader, Call::ListEntries, &entry)?;
-        if answer != Answer::Omitted && entry_matches(&entry, request)? {
+        let answer = match entry_matches(&entry, request)? {
+            true => facts.entry_answer(reader, Call::ListEntries, &entry)?,
+            false => Answer::Omitted,
+        };
+        if answer != Answer::Omitted {
             if answer == Answer::Pseudonymised {
                 facts.pseudonymise_entry(reader, &mut entry)?;
             }
@@ -255,6 +262,7 @@ fn list_entries(
             next = Some(seq + 1);
         }
     }
+    facts.rows(entries.len());
     Ok(pb::ListEntriesResponse {
         entries,
         next_page_token: next.map(|s| s.to_string()).unwrap_or_default(),
@@ -368,9 +376,10 @@ fn list_accounts(
     request: pb::ListAccountsRequest,
 ) -> Result<pb::ListAccountsResponse, Error> {
     let limit = page_size(request.page_size)?;
+    let page_token = engine.tokens().open(LIST_ACCOUNTS, &request.page_token)?;
     let prefix = [key::ACCOUNT];
-    let mut from = key::named(key::ACCOUNT, &request.page_token);
-    if !request.page_token.is_empty() {
+    let mut from = key::named(key::ACCOUNT, &page_token);
+    if !page_token.is_empty() {
         // Start just after the last account of the previous page.
         from.push(0);
     }
@@ -394,10 +403,13 @@ fn list_accounts(
     }
     let more = stopped_early || rows.len() == LIST_SCAN_ROWS_MAX;
     let next_page_token = if more {
-        last_examined.unwrap_or_default()
+        engine
+            .tokens()
+            .seal(LIST_ACCOUNTS, &last_examined.unwrap_or_default())
     } else {
         String::new()
     };
+    facts.rows(accounts.len());
     Ok(pb::ListAccountsResponse {
         accounts,
         next_page_token,
@@ -435,6 +447,7 @@ fn trace_forward(
     }
     let graph = fundtrail_query::trace_forward(engine, &query::trace_forward_request(request))?;
     let mut graph = query::flow_graph(graph);
+    facts.rows(graph.nodes.len());
     for node in &mut graph.nodes {
         if facts.mask(reader, &mut node.account_id)? {
             node.name = node.account_id.clone();
@@ -468,6 +481,7 @@ fn trace_backward(
     }
     let answer = fundtrail_query::trace_backward(engine, &query::trace_backward_request(request))?;
     let mut answer = query::trace_backward_response(answer);
+    facts.rows(answer.lineages.len());
     for hop in answer.lineages.iter_mut().flat_map(|l| l.hops.iter_mut()) {
         facts.mask(reader, &mut hop.from_account_id)?;
         facts.mask(reader, &mut hop.to_account_id)?;
@@ -499,14 +513,18 @@ fn idle_funds(
     request: pb::IdleFundsRequest,
 ) -> Result<pb::IdleFundsResponse, Error> {
     let limit = page_size(request.page_size)?;
-    let answer = fundtrail_query::idle_funds(engine, &query::idle_funds_request(request), limit)?;
+    let mut request = query::idle_funds_request(request);
+    request.page_token = engine.tokens().open(IDLE_FUNDS, &request.page_token)?;
+    let answer = fundtrail_query::idle_funds(engine, &request, limit)?;
     let mut answer = query::idle_funds_response(answer);
+    answer.next_page_token = engine.tokens().seal(IDLE_FUNDS, &answer.next_page_token);
     let mut rows = Vec::with_capacity(answer.rows.len());
     for row in answer.rows {
         if facts.account_answer(reader, Call::IdleFunds, &row.account_id)? == Answer::Full {
             rows.push(row);
         }
     }
+    facts.rows(rows.len());
     answer.rows = rows;
     Ok(answer)
 }
@@ -518,14 +536,18 @@ fn anomalies(
     request: pb::AnomaliesRequest,
 ) -> Result<pb::AnomaliesResponse, Error> {
     let limit = page_size(request.page_size)?;
-    let answer = fundtrail_query::anomalies(engine, &query::anomalies_request(request), limit)?;
+    let mut request = query::anomalies_request(request);
+    request.page_token = engine.tokens().open(ANOMALIES, &request.page_token)?;
+    let answer = fundtrail_query::anomalies(engine, &request, limit)?;
     let mut answer = query::anomalies_response(answer);
+    answer.next_page_token = engine.tokens().seal(ANOMALIES, &answer.next_page_token);
     let mut findings = Vec::with_capacity(answer.findings.len());
     for finding in answer.findings {
         if facts.account_answer(reader, Call::Anomalies, &finding.account_id)? == Answer::Full {
             findings.push(finding);
         }
     }
+    facts.rows(findings.len());
     answer.findings = findings;
     Ok(answer)
 }
@@ -657,7 +679,7 @@ impl pb::query_server::Query for QueryService {
         jurisdiction::answer(
             self.engine.clone(),
             caller,
-            "/fundtrail.v1.Query/IdleFunds",
+            IDLE_FUNDS,
             move |engine, reader, facts| idle_funds(engine, reader, facts, request),
         )
         .await
@@ -672,7 +694,7 @@ impl pb::query_server::Query for QueryService {
         jurisdiction::answer(
             self.engine.clone(),
             caller,
-            "/fundtrail.v1.Query/Anomalies",
+            ANOMALIES,
             move |engine, reader, facts| anomalies(engine, reader, facts, request),
         )
         .await
@@ -687,7 +709,7 @@ impl pb::query_server::Query for QueryService {
         jurisdiction::answer(
             self.engine.clone(),
             caller,
-            "/fundtrail.v1.Query/ListAccounts",
+            LIST_ACCOUNTS,
             move |engine, reader, facts| list_accounts(engine, reader, facts, request),
         )
         .await
