@@ -140,17 +140,23 @@ impl tower::Service<http::Request<Body>> for Signed {
         let mut channel = std::mem::replace(&mut self.channel, clone);
         let key = self.key.clone();
         Box::pin(async move {
-            // Every fundtrail method takes one request message; other
-            // services (reflection streams) pass as they are.
             let request = match key {
-                Some(key) if request.uri().path().starts_with("/fundtrail.v1.") => {
-                    sign(&key, request).await?
-                }
+                Some(key) if signs(request.uri().path()) => sign(&key, request).await?,
                 _ => request,
             };
             channel.call(request).await.map_err(Into::into)
         })
     }
+}
+
+/// Whether calls to `path` carry a read signature: every fundtrail read
+/// (each takes one request message). Writes and cosignatures carry their
+/// own signature inside the message; other services (health, reflection
+/// streams) need none.
+fn signs(path: &str) -> bool {
+    path.starts_with("/fundtrail.v1.")
+        && !path.starts_with("/fundtrail.v1.Ledger/")
+        && path != "/fundtrail.v1.Audit/AddCosignature"
 }
 
 /// Adds the read signature over the request's one message frame.
