@@ -373,20 +373,30 @@ impl pb::audit_server::Audit for AuditService {
         let prove = move |engine: &Engine, reader: Option<&Reader>, facts: &mut Facts<'_>| {
             let proof = prove_record(tree_size, index, engine.state())
                 .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
-            let entry = engine.entry(index)?;
-            let leaf_hash = fundtrail_tlog::record_hash(&entry.record).to_vec();
-            // The proof is public; the record's bytes go only to a signed
-            // reader who may read the record whole.
-            let whole = match reader {
+            // The leaf hash is in the tree: a public proof reads no record.
+            let leaf_hash = engine
+                .state()
+                .read_hashes(&[fundtrail_tlog::stored_hash_index(0, index)])
+                .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?
+                .pop()
+                .expect("one hash per index asked")
+                .to_vec();
+            // The record's bytes go only to a signed reader who may read the
+            // record whole.
+            let record = match reader {
                 Some(reader) => {
-                    facts.entry_answer(reader, Call::InclusionProofRecord, &entry)? == Answer::Full
+                    let entry = engine.entry(index)?;
+                    match facts.entry_answer(reader, Call::InclusionProofRecord, &entry)? {
+                        Answer::Full => entry.record,
+                        _ => Vec::new(),
+                    }
                 }
-                None => false,
+                None => Vec::new(),
             };
             Ok(pb::GetInclusionProofResponse {
                 index,
                 tree_size,
-                record: if whole { entry.record } else { Vec::new() },
+                record,
                 hashes: hashes(proof),
                 leaf_hash,
             })

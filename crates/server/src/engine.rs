@@ -159,6 +159,9 @@ struct Threads {
     scrub: Option<JoinHandle<()>>,
 }
 
+/// Requests of a batch verified in one hop to the blocking pool.
+const CHECK_CHUNK_REQUESTS: usize = 64;
+
 /// A request that passed the checks made before the sequencer.
 struct Checked {
     signed: pb::SignedRequest,
@@ -489,12 +492,18 @@ impl Engine {
         requests: Vec<pb::SignedRequest>,
     ) -> Vec<Result<Committed, Rejection>> {
         // Queue them all first, in order, so they share commits; then wait.
+        // Checked a chunk at a time, so the sequencer starts on the first
+        // chunk while the next is being verified.
         let mut pending = Vec::with_capacity(requests.len());
-        for checked in self.check_all(requests).await {
-            pending.push(match checked {
-                Ok(checked) => self.queue(checked).await,
-                Err(rejection) => Err(rejection),
-            });
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            let chunk: Vec<_> = requests.by_ref().take(CHECK_CHUNK_REQUESTS).collect();
+            for checked in self.check_all(chunk).await {
+                pending.push(match checked {
+                    Ok(checked) => self.queue(checked).await,
+                    Err(rejection) => Err(rejection),
+                });
+            }
         }
         let mut results = Vec::with_capacity(pending.len());
         for answer in pending {
