@@ -272,21 +272,6 @@ fn add_cosignature(engine: &Engine, note: &str) -> Result<pb::AddCosignatureResp
     })
 }
 
-impl AuditService {
-    /// Runs a read off the async workers: sled reads block.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,
-    ) -> Result<Response<T>, Status> {
-        let engine = self.engine.clone();
-        let answer = tokio::task::spawn_blocking(move || read(&engine))
-            .await
-            .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
-            .map_err(status)?;
-        Ok(Response::new(answer))
-    }
-}
-
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditService {
     async fn get_log_key(
@@ -346,9 +331,10 @@ impl pb::audit_server::Audit for AuditService {
             32 => {
                 let leaf: fundtrail_tlog::Hash =
                     request.leaf_hash.as_slice().try_into().expect("32 bytes");
-                let found = self
-                    .blocking(move |engine| Ok(engine.state().seq_of_leaf(&leaf)?))
-                    .await?;
+                let found = jurisdiction::blocking(self.engine.clone(), move |engine| {
+                    Ok(engine.state().seq_of_leaf(&leaf)?)
+                })
+                .await?;
                 match found.into_inner() {
                     Some(seq) if seq < tree_size => seq,
                     _ => {
@@ -412,8 +398,10 @@ impl pb::audit_server::Audit for AuditService {
                 .await
             }
             None => {
-                self.blocking(move |engine| prove(engine, None, &mut Facts::new(engine)))
-                    .await
+                jurisdiction::blocking(self.engine.clone(), move |engine| {
+                    prove(engine, None, &mut Facts::new(engine))
+                })
+                .await
             }
         }
     }
@@ -433,7 +421,7 @@ impl pb::audit_server::Audit for AuditService {
                 request.first_size, request.second_size
             )));
         }
-        self.blocking(move |engine| {
+        jurisdiction::blocking(self.engine.clone(), move |engine| {
             let proof = prove_tree(request.second_size, request.first_size, engine.state())
                 .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
             Ok(pb::GetConsistencyProofResponse {

@@ -33,6 +33,18 @@ pub fn optional_caller<T>(request: &Request<T>) -> Option<Caller> {
     request.extensions().get::<Caller>().cloned()
 }
 
+/// Runs a public read off the async workers: sled reads block.
+pub async fn blocking<T: Send + 'static>(
+    engine: Arc<Engine>,
+    read: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,
+) -> Result<tonic::Response<T>, Status> {
+    let answer = tokio::task::spawn_blocking(move || read(&engine))
+        .await
+        .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
+        .map_err(status)?;
+    Ok(tonic::Response::new(answer))
+}
+
 /// Answers a signed read off the async workers, and records it in the
 /// access log: durably, before the answer leaves, when it revealed a
 /// household. A read that cannot be recorded is not answered.

@@ -278,21 +278,6 @@ fn seq_token(token: &str) -> Result<u64, Rejection> {
     })
 }
 
-impl QueryService {
-    /// Runs a read off the async workers: sled reads block.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,
-    ) -> Result<Response<T>, Status> {
-        let engine = self.engine.clone();
-        let answer = tokio::task::spawn_blocking(move || read(&engine))
-            .await
-            .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
-            .map_err(status)?;
-        Ok(Response::new(answer))
-    }
-}
-
 fn account_pb(engine: &Engine, account: &Account) -> Result<pb::Account, Error> {
     let state = engine.state();
     let mut sources = std::collections::BTreeMap::new();
@@ -558,7 +543,7 @@ impl pb::query_server::Query for QueryService {
         &self,
         _: Request<pb::GetLedgerRequest>,
     ) -> Result<Response<pb::LedgerInfo>, Status> {
-        self.blocking(|engine| {
+        jurisdiction::blocking(self.engine.clone(), |engine| {
             let meta = engine.meta();
             let reason = engine.gate().reason();
             // The rules version moves with UpgradeRules records: read it now.
