@@ -237,4 +237,22 @@ async fn health_says_the_ledger_is_not_serving_once_writes_stop() {
     drop(health);
     let _ = stop.send(());
     serving.await.unwrap().unwrap();
+
+    // After recovery (a restart that replays the journal) it serves again.
+    drop(engine);
+    let server = TestServer::start(dir.path()).await;
+    let channel = tonic::transport::Endpoint::from_shared(server.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let answer = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: "fundtrail.v1.Ledger".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(status(answer), ServingStatus::Serving);
+    server.stop().await;
 }
