@@ -492,60 +492,49 @@ async fn everything_readable(client: &mut Client, count: u64) -> Vec<Vec<u8>> {
         .unwrap();
     keep(all.into_inner().encode_to_vec());
     // One item a page, so every page token is handed out too.
-    let mut token = String::new();
-    for _ in 0..100 {
-        let page = client
-            .query
-            .list_accounts(pb::ListAccountsRequest {
+    let query = client.query.clone();
+    let pages = every_page(|page_token| {
+        let mut query = query.clone();
+        async move {
+            let request = pb::ListAccountsRequest {
                 page_size: 1,
-                page_token: token,
+                page_token,
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        token = page.next_page_token.clone();
-        keep(page.encode_to_vec());
-        if token.is_empty() {
-            break;
+            };
+            let page = query.list_accounts(request).await.unwrap().into_inner();
+            (page.encode_to_vec(), page.next_page_token)
         }
-    }
-    let mut token = String::new();
-    for _ in 0..100 {
-        let page = client
-            .query
-            .idle_funds(pb::IdleFundsRequest {
+    })
+    .await;
+    pages.into_iter().for_each(&mut keep);
+    let pages = every_page(|page_token| {
+        let mut query = query.clone();
+        async move {
+            let request = pb::IdleFundsRequest {
                 page_size: 1,
-                page_token: token,
+                page_token,
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        token = page.next_page_token.clone();
-        keep(page.encode_to_vec());
-        if token.is_empty() {
-            break;
+            };
+            let page = query.idle_funds(request).await.unwrap().into_inner();
+            (page.encode_to_vec(), page.next_page_token)
         }
-    }
-    let mut token = String::new();
-    for _ in 0..100 {
-        let page = client
-            .query
-            .anomalies(pb::AnomaliesRequest {
+    })
+    .await;
+    pages.into_iter().for_each(&mut keep);
+    let pages = every_page(|page_token| {
+        let mut query = query.clone();
+        async move {
+            let request = pb::AnomaliesRequest {
                 page_size: 1,
-                page_token: token,
+                page_token,
                 ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        token = page.next_page_token.clone();
-        keep(page.encode_to_vec());
-        if token.is_empty() {
-            break;
+            };
+            let page = query.anomalies(request).await.unwrap().into_inner();
+            (page.encode_to_vec(), page.next_page_token)
         }
-    }
+    })
+    .await;
+    pages.into_iter().for_each(&mut keep);
     let mut export = client
         .audit
         .export_log(pb::ExportLogRequest {
@@ -559,6 +548,26 @@ async fn everything_readable(client: &mut Client, count: u64) -> Vec<Vec<u8>> {
         keep(record.encode_to_vec());
     }
     answers
+}
+
+/// Every page of a listing (at most 100), each encoded: `page` takes a
+/// page token and answers (the page's bytes, the next token).
+async fn every_page<F, Fut>(mut page: F) -> Vec<Vec<u8>>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = (Vec<u8>, String)>,
+{
+    let mut pages = Vec::new();
+    let mut token = String::new();
+    for _ in 0..100 {
+        let (bytes, next) = page(token).await;
+        pages.push(bytes);
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    pages
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

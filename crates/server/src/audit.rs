@@ -98,12 +98,7 @@ fn access_log_page(
 ) -> Result<pb::GetAccessLogResponse, Error> {
     use pb::get_access_log_request::About;
     let limit = crate::service::page_size(request.page_size)?;
-    let start: u64 = match request.page_token.as_str() {
-        "" => 0,
-        token => token.parse().map_err(|_| {
-            Rejection::invalid("page_token", "the page token is not one this server issued")
-        })?,
-    };
+    let start = crate::service::seq_token(&request.page_token)?;
     let (household, org) = match &request.about {
         Some(About::HouseholdAccountId(account_id)) => {
             fundtrail_core::validate::id("household_account_id", account_id)?;

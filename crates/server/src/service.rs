@@ -135,18 +135,7 @@ fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> Result<
             .any(|l| l.from_account_id == account || l.to_account_id == account)
     };
     let document_matches = || -> Result<bool, Error> {
-        let payload = entry
-            .request
-            .as_ref()
-            .map(|r| r.payload.as_slice())
-            .unwrap_or_default();
-        // Every stored payload passed this decoding when it was accepted.
-        let stored = fundtrail_api::decode_request(payload).map_err(|e| {
-            Fault::new(format!(
-                "record {}'s request does not decode: {e}",
-                entry.seq
-            ))
-        })?;
+        let stored = jurisdiction::stored_request(entry)?;
         Ok(fundtrail_core::apply::document_no(&stored.body) == Some(request.document_no.as_str()))
     };
     Ok(
@@ -269,7 +258,8 @@ fn list_entries(
     })
 }
 
-fn seq_token(token: &str) -> Result<u64, Rejection> {
+/// The seq a page token names; empty means from the start.
+pub(crate) fn seq_token(token: &str) -> Result<u64, Rejection> {
     if token.is_empty() {
         return Ok(0);
     }
