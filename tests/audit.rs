@@ -567,7 +567,7 @@ async fn a_changed_balance_in_the_state_store_is_caught() {
     // Someone adds ¥1,000,000.00 to a county account directly in sled.
     {
         // The stopped server shut its engine down and let go of sled.
-        let path = fundtrail_server::engine::state_dir(dir.path());
+        let path = fundtrail_store::state::kv_dir(&fundtrail_server::engine::state_dir(dir.path()));
         let db = sled::open(&path).expect("sled opens once the server is gone");
         let key = fundtrail_core::state::key::named(fundtrail_core::state::key::ACCOUNT, "dx-xczx");
         let mut account: fundtrail_core::model::Account =

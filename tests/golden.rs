@@ -354,6 +354,6 @@ async fn write_golden_v1() {
         .collect();
     export.append(&records).unwrap();
     server.stop().await;
-    std::fs::remove_dir_all(dir.join("state")).unwrap();
+    std::fs::remove_dir_all(fundtrail_server::engine::state_dir(&dir)).unwrap();
     println!("ledger {ledger_id}: {count} records");
 }

@@ -86,6 +86,50 @@ async fn a_lost_state_directory_is_rebuilt_from_the_journal() {
     server.stop().await;
 }
 
+/// The tree-hash and record-offset files are fsynced only at clean shutdown:
+/// after an operating-system crash they may be shorter than sled's
+/// watermark, or hold zeros. Either way the derived state is rebuilt, never
+/// trusted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slot_files_that_fall_short_of_the_watermark_are_rebuilt() {
+    use fundtrail_store::slots::{OFFSETS_FILE_NAME, TREE_FILE_NAME};
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    let live = server.dump();
+    let root = checkpoint_of_all(&server, &mut client).await.root_hash;
+    server.stop().await;
+
+    let derived = fundtrail_server::engine::state_dir(dir.path());
+    for (file, damage) in [(TREE_FILE_NAME, "cut"), (OFFSETS_FILE_NAME, "zeroed")] {
+        let path = derived.join(file);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        if damage == "cut" {
+            f.set_len(len - 40).unwrap();
+        } else {
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&[0u8; 8], len - 8 * 3).unwrap();
+        }
+        drop(f);
+        // As after a crash: the state was not closed cleanly.
+        std::fs::remove_file(derived.join(fundtrail_store::state::CLEAN_CLOSE_FILE_NAME)).unwrap();
+        let server = TestServer::start(dir.path()).await;
+        let mut client = server.client().await;
+        let info = ledger_info(&mut client).await;
+        assert!(info.writable, "{file} {damage}: {}", info.read_only_reason);
+        assert!(server.dump() == live, "{file} {damage}: the state differs");
+        assert_eq!(
+            checkpoint_of_all(&server, &mut client).await.root_hash,
+            root,
+            "{file} {damage}: the rebuilt tree has another root"
+        );
+        assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_000_00);
+        server.stop().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_missing_acknowledged_records_stops_writes() {
     let dir = tempfile::tempdir().unwrap();

@@ -149,7 +149,7 @@ async fn derived_state_of_another_schema_is_rebuilt_from_the_journal() {
 
     // A state written by another build: same keys, another schema version.
     {
-        let db = sled::open(state_dir(dir.path())).unwrap();
+        let db = sled::open(fundtrail_store::state::kv_dir(&state_dir(dir.path()))).unwrap();
         db.insert(b"~s", &1u32.to_be_bytes()).unwrap();
         db.insert(b"zz-left-by-an-old-layout", b"stale").unwrap();
         db.flush().unwrap();

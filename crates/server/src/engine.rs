@@ -191,14 +191,18 @@ pub struct Engine {
     threads: Mutex<Threads>,
 }
 
-/// The state directory inside a data directory.
+/// The derived-state directory inside a data directory.
 pub fn state_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("state")
+    data_dir.join("derived")
 }
 
-/// Opens the file journal and the sled state of `data_dir`. A state of
-/// another schema version or another ledger is thrown away, to be rebuilt
-/// from the journal.
+/// Where derived state lived before schema 4 (sled alone): removed at
+/// start-up, since it is rebuilt from the journal.
+const LEGACY_STATE_DIR_NAME: &str = "state";
+
+/// Opens the file journal and the derived state of `data_dir`. A state of
+/// another schema version or another ledger, or one whose slot files fell
+/// short of its watermark, is thrown away, to be rebuilt from the journal.
 pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
     let path = data_dir.join(JOURNAL_FILE_NAME);
     if !path.exists() {
@@ -210,6 +214,12 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
     }
     let journal = Journal::open(&path, FileKind::Journal, None)
         .map_err(|e| format!("cannot open journal: {e}"))?;
+    let legacy = data_dir.join(LEGACY_STATE_DIR_NAME);
+    if legacy.is_dir() {
+        info!(state = %legacy.display(), "removing derived state of an older layout");
+        std::fs::remove_dir_all(&legacy)
+            .map_err(|e| format!("cannot remove the stale state {}: {e}", legacy.display()))?;
+    }
     let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
     Ok(Stores {
         journal: Box::new(journal),
@@ -217,25 +227,33 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
     })
 }
 
-fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
-    let open = || {
-        StateDb::open(dir).map_err(|e| format!("cannot open state store {}: {e}", dir.display()))
-    };
-    let state = open()?;
-    let stale = match state.schema_version().map_err(|e| e.to_string())? {
+/// Why the derived state in `state` cannot be used, if it cannot.
+fn stale_state(state: &StateDb, ledger_id: &str) -> Result<Option<String>, String> {
+    Ok(match state.schema_version().map_err(|e| e.to_string())? {
         None => None,
         Some(SCHEMA_VERSION) => match state.ledger().map_err(|e| e.to_string())? {
             Some(meta) if meta.ledger_id != ledger_id => Some(format!(
                 "it holds ledger {:?}, the journal ledger {ledger_id:?}",
                 meta.ledger_id
             )),
+            _ if !state.slots_complete().map_err(|e| e.to_string())? => {
+                Some("its tree-hash or record-offset file lost slots below its watermark".into())
+            }
             _ => None,
         },
         Some(found) => Some(format!(
             "it was written with schema version {found}; this build writes {SCHEMA_VERSION}"
         )),
+    })
+}
+
+fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
+    let open = || {
+        StateDb::open(dir, ledger_id)
+            .map_err(|e| format!("cannot open state store {}: {e}", dir.display()))
     };
-    let state = match stale {
+    let state = open()?;
+    let state = match stale_state(&state, ledger_id)? {
         None => state,
         Some(why) => {
             info!(state = %dir.display(), %why, "rebuilding derived state from the journal");

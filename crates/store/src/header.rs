@@ -23,7 +23,8 @@ const FIXED_BYTES: usize = 8 + 4 + 2 + 4;
 /// Largest header.
 pub const HEADER_BYTES_MAX: usize = FIXED_BYTES + ID_BYTES_MAX;
 
-/// The kinds of file that share the framed-record format.
+/// The kinds of fundtrail file: the framed-record files and the derived
+/// slot files ([`crate::slots`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// `journal.log`: the ledger's records.
@@ -34,14 +35,20 @@ pub enum FileKind {
     Export,
     /// `access.log`: who read what (the access log's entries).
     AccessLog,
+    /// Derived `tree.hashes`: the Merkle tree's stored hashes, 32-byte slots.
+    TreeHashes,
+    /// Derived `record.offsets`: each record's journal offset, 8-byte slots.
+    RecordOffsets,
 }
 
 impl FileKind {
-    const ALL: [FileKind; 4] = [
+    const ALL: [FileKind; 6] = [
         FileKind::Journal,
         FileKind::Checkpoints,
         FileKind::Export,
         FileKind::AccessLog,
+        FileKind::TreeHashes,
+        FileKind::RecordOffsets,
     ];
 
     pub fn magic(self) -> &'static [u8; 8] {
@@ -50,6 +57,8 @@ impl FileKind {
             FileKind::Checkpoints => b"FTCHKPTS",
             FileKind::Export => b"FTEXPORT",
             FileKind::AccessLog => b"FTACCESS",
+            FileKind::TreeHashes => b"FTTREEHS",
+            FileKind::RecordOffsets => b"FTOFFSET",
         }
     }
 
@@ -59,6 +68,8 @@ impl FileKind {
             FileKind::Checkpoints => "a checkpoint log",
             FileKind::Export => "a log export",
             FileKind::AccessLog => "an access log",
+            FileKind::TreeHashes => "a tree-hash file",
+            FileKind::RecordOffsets => "a record-offset file",
         }
     }
 }

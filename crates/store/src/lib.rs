@@ -7,9 +7,10 @@
 //!   `fdatasync` per group-commit batch.
 //! - [`StateStore`]: everything derived (balances, registry, indexes, the
 //!   Merkle tree's stored hashes, record locations) with an "applied up to"
-//!   [`Watermark`]. [`StateDb`] keeps it in sled, which can be thrown away
-//!   and rebuilt by replaying the journal (sled 0.34's `flush()` does not
-//!   fsync, so it never holds anything that is not also in the journal).
+//!   [`Watermark`]. [`StateDb`] keeps the key–value part in sled and the
+//!   tree hashes and record offsets in [`slots`] files; all of it can be
+//!   thrown away and rebuilt by replaying the journal (none of it is
+//!   fsynced, so it never holds anything that is not also in the journal).
 //!
 //! The engine uses only the traits, so another journal and fault-injecting
 //! test doubles ([`faulty`]) can sit behind them.
@@ -27,6 +28,7 @@ pub mod faulty;
 pub mod header;
 pub mod journal;
 pub mod secret;
+pub mod slots;
 pub mod state;
 pub mod tree;
 

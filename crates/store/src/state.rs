@@ -1,7 +1,10 @@
-//! Derived state in sled: the core's key–value state, the journal offset of
-//! every record, and the watermark saying how much of the journal it holds.
+//! Derived state in one directory: the core's key–value state in sled
+//! (`kv/`), with the watermark saying how much of the journal it holds; the
+//! Merkle tree's stored hashes and each record's journal offset in slot
+//! files ([`crate::slots`]), so a proof or a record lookup is a few
+//! positioned reads, not one sled key per hash.
 //!
-//! Keys beginning with `~` belong to this module; all others to
+//! Sled keys beginning with `~` belong to this module; all others to
 //! `fundtrail_core::state`.
 
 use std::collections::BTreeMap;
@@ -9,15 +12,20 @@ use std::path::Path;
 
 use fundtrail_core::state::{Kv, Row};
 use fundtrail_core::Fault;
-use fundtrail_tlog::{stored_hash_index, Hash, HashReader};
+use fundtrail_tlog::{stored_hash_count, stored_hash_index, Hash, HashReader};
 
+use crate::header::FileKind;
+use crate::slots::{SlotFile, OFFSETS_FILE_NAME, TREE_FILE_NAME};
 use crate::tree::PendingTree;
 
 const WATERMARK_KEY: &[u8] = b"~w";
 const SCHEMA_KEY: &[u8] = b"~s";
-const OFFSET_PREFIX: &[u8] = b"~o";
-const HASH_PREFIX: &[u8] = b"~h";
 const LEAF_PREFIX: &[u8] = b"~l";
+/// Present while the derived state is closed cleanly: its slot files were
+/// synced at shutdown and need not be read through at the next open.
+pub const CLEAN_CLOSE_FILE_NAME: &str = "closed-cleanly";
+/// Sled's directory inside the derived-state directory.
+const KV_DIR_NAME: &str = "kv";
 
 /// How much of the journal the derived state holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,21 +67,9 @@ pub struct RecordLocation {
     pub offset: u64,
 }
 
-fn hash_key(index: u64) -> Vec<u8> {
-    let mut key = HASH_PREFIX.to_vec();
-    key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
 fn leaf_key(leaf_hash: &Hash) -> Vec<u8> {
     let mut key = LEAF_PREFIX.to_vec();
     key.extend_from_slice(leaf_hash);
-    key
-}
-
-fn offset_key(seq: u64) -> Vec<u8> {
-    let mut key = OFFSET_PREFIX.to_vec();
-    key.extend_from_slice(&seq.to_be_bytes());
     key
 }
 
@@ -82,25 +78,92 @@ fn offset_key(seq: u64) -> Vec<u8> {
 /// version rebuilds the state from the journal instead of misreading it.
 /// 1: the layout before versions were stored. 2: rules versions in the
 /// ledger identity, org-scoped idempotency entries. 3: the seq of each leaf
-/// hash, for inclusion proofs by leaf hash.
-pub const SCHEMA_VERSION: u32 = 3;
+/// hash, for inclusion proofs by leaf hash. 4: tree hashes and record
+/// offsets in slot files, sled under `kv/`.
+pub const SCHEMA_VERSION: u32 = 4;
 
-#[derive(Clone)]
 pub struct StateDb {
+    dir: std::path::PathBuf,
     db: sled::Db,
+    tree: SlotFile<32>,
+    offsets: SlotFile<8>,
 }
 
 fn unavailable(e: sled::Error) -> Fault {
     Fault::new(format!("the state store failed: {e}"))
 }
 
+/// Where sled keeps its files inside the derived-state directory `dir`.
+pub fn kv_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join(KV_DIR_NAME)
+}
+
+fn io_fault(what: &str, e: std::io::Error) -> Fault {
+    Fault::new(format!("the {what} file failed: {e}"))
+}
+
 impl StateDb {
-    pub fn open(path: &Path) -> sled::Result<StateDb> {
+    /// Opens (or creates) the derived state of ledger `ledger_id` in `dir`.
+    pub fn open(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let kv = kv_dir(dir);
         let db = sled::Config::new()
-            .path(path)
+            .path(&kv)
             .cache_capacity(256 * 1024 * 1024)
-            .open()?;
-        Ok(StateDb { db })
+            .open()
+            .map_err(|e| format!("{}: {e}", kv.display()))?;
+        let tree =
+            SlotFile::open_or_create(&dir.join(TREE_FILE_NAME), FileKind::TreeHashes, ledger_id)?;
+        let offsets = SlotFile::open_or_create(
+            &dir.join(OFFSETS_FILE_NAME),
+            FileKind::RecordOffsets,
+            ledger_id,
+        )?;
+        Ok(StateDb {
+            dir: dir.to_path_buf(),
+            db,
+            tree,
+            offsets,
+        })
+    }
+
+    /// Whether the slot files hold everything the watermark says was
+    /// committed. They are fsynced only at clean shutdown, so after an
+    /// operating-system crash they may be short, or hold zeros where pages
+    /// were lost, and the state must then be rebuilt. Every slot is read
+    /// unless the state was closed cleanly (see [`StateDb::flush`]); the
+    /// mark of a clean close is taken away here, so the next open checks
+    /// again unless this run also ends cleanly.
+    pub fn slots_complete(&self) -> Result<bool, Fault> {
+        let count = self.watermark()?.record_count;
+        let hash_count = stored_hash_count(count);
+        let hashes = self.tree.len().map_err(|e| io_fault("tree-hash", e))?;
+        let offsets = self
+            .offsets
+            .len()
+            .map_err(|e| io_fault("record-offset", e))?;
+        if hashes < hash_count || offsets < count {
+            return Ok(false);
+        }
+        let clean = self.clean_close_path();
+        if clean.exists() {
+            std::fs::remove_file(&clean)
+                .map_err(|e| Fault::new(format!("cannot remove {}: {e}", clean.display())))?;
+            return Ok(true);
+        }
+        let zero_offset = self
+            .offsets
+            .any_zero_slot(count)
+            .map_err(|e| io_fault("record-offset", e))?;
+        let zero_hash = self
+            .tree
+            .any_zero_slot(hash_count)
+            .map_err(|e| io_fault("tree-hash", e))?;
+        Ok(!zero_offset && !zero_hash)
+    }
+
+    fn clean_close_path(&self) -> std::path::PathBuf {
+        self.dir.join(CLEAN_CLOSE_FILE_NAME)
     }
 
     /// The schema version the state was written with: `None` when the state
@@ -139,10 +202,11 @@ impl StateDb {
         }
     }
 
-    /// Commits a batch of applied records atomically: the core's writes, the
-    /// records' journal offsets, the Merkle tree hashes they add and the new
-    /// watermark. Not fsynced: the journal is the durable copy and start-up
-    /// replays past the watermark.
+    /// Commits a batch of applied records: the tree hashes and journal
+    /// offsets go to their slot files first, then the core's writes, the
+    /// leaf index and the new watermark to sled in one atomic batch. Not
+    /// fsynced: the journal is the durable copy, start-up replays past the
+    /// watermark, and slots past it are written over.
     pub fn commit(
         &self,
         writes: fundtrail_core::state::Writes,
@@ -155,11 +219,24 @@ impl StateDb {
             watermark.record_count,
             "the tree holds every applied record"
         );
-        let mut batch = sled::Batch::default();
         let (first_index, hashes) = tree.into_parts();
-        for (i, hash) in hashes.iter().enumerate() {
-            batch.insert(hash_key(first_index + i as u64), &hash[..]);
+        self.tree
+            .write(first_index, &hashes)
+            .map_err(|e| io_fault("tree-hash", e))?;
+        if let Some(first) = locations.first() {
+            let slots: Vec<[u8; 8]> = locations
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    assert_eq!(l.seq, first.seq + i as u64, "locations are consecutive");
+                    l.offset.to_be_bytes()
+                })
+                .collect();
+            self.offsets
+                .write(first.seq, &slots)
+                .map_err(|e| io_fault("record-offset", e))?;
         }
+        let mut batch = sled::Batch::default();
         for (key, value) in writes {
             assert!(!key.starts_with(b"~"), "core keys never start with ~");
             match value {
@@ -168,7 +245,6 @@ impl StateDb {
             }
         }
         for location in locations {
-            batch.insert(offset_key(location.seq), &location.offset.to_be_bytes());
             let leaf = stored_hash_index(0, location.seq) - first_index;
             let leaf_hash = hashes
                 .get(leaf as usize)
@@ -182,15 +258,14 @@ impl StateDb {
     }
 
     /// The journal offset of record `seq`'s frame.
+    /// Slots past the watermark may be left from before a crash: callers
+    /// ask only for records they know were committed.
     pub fn record_offset(&self, seq: u64) -> Result<Option<u64>, Fault> {
-        let Some(bytes) = self.db.get(offset_key(seq)).map_err(unavailable)? else {
-            return Ok(None);
-        };
-        let bytes: [u8; 8] = bytes
-            .as_ref()
-            .try_into()
-            .map_err(|_| Fault::new(format!("the stored offset of record {seq} is corrupt")))?;
-        Ok(Some(u64::from_be_bytes(bytes)))
+        let slot = self
+            .offsets
+            .read(seq)
+            .map_err(|e| io_fault("record-offset", e))?;
+        Ok(slot.map(u64::from_be_bytes))
     }
 
     /// The seq of the record whose leaf hash is `leaf_hash`.
@@ -229,9 +304,18 @@ impl StateDb {
         Ok(out)
     }
 
-    /// Flushes sled's own files (used at clean shutdown).
+    /// Flushes sled's own files, syncs the slot files and marks the state
+    /// closed cleanly (used at shutdown, when nothing writes any more).
     pub fn flush(&self) -> Result<(), Fault> {
-        self.db.flush().map(|_| ()).map_err(unavailable)
+        self.tree.sync().map_err(|e| io_fault("tree-hash", e))?;
+        self.offsets
+            .sync()
+            .map_err(|e| io_fault("record-offset", e))?;
+        self.db.flush().map_err(unavailable)?;
+        let clean = self.clean_close_path();
+        std::fs::File::create(&clean)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Fault::new(format!("cannot write {}: {e}", clean.display())))
     }
 }
 
@@ -240,14 +324,10 @@ impl HashReader for StateDb {
         indexes
             .iter()
             .map(|&index| {
-                let value = self
-                    .db
-                    .get(hash_key(index))
+                self.tree
+                    .read(index)
                     .map_err(|e| fundtrail_tlog::Error::Storage(Box::new(e)))?
-                    .ok_or(fundtrail_tlog::Error::MissingHash { index })?;
-                value.as_ref().try_into().map_err(|_| {
-                    fundtrail_tlog::Error::Storage("a stored tree hash is not 32 bytes".into())
-                })
+                    .ok_or(fundtrail_tlog::Error::MissingHash { index })
             })
             .collect()
     }
@@ -270,7 +350,7 @@ mod tests {
     #[test]
     fn commit_is_read_back_with_watermark() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(&dir.path().join("state")).unwrap();
+        let db = StateDb::open(&dir.path().join("state"), "fundtrail-test").unwrap();
         assert_eq!(db.watermark().unwrap(), Watermark::default());
         let mut writes = BTreeMap::new();
         writes.insert(b"a1".to_vec(), Some(b"v".to_vec()));
