@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use fundtrail_api::pb;
-use fundtrail_client::{Client, ConnectOptions, Signer, TlsFiles};
+use fundtrail_client::{Client, ConnectOptions, Session, Signer, TlsFiles};
 use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::limits::{
     READ_COST_BURST_DEFAULT, READ_COST_MAX, READ_COST_PER_SECOND_DEFAULT, SIGNING_SKEW_MS_DEFAULT,
@@ -68,6 +68,11 @@ struct Server {
     /// PEM key of the client certificate.
     #[arg(long, env = "FUNDTRAIL_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Answer reads only once the ledger's derived state holds record SEQ
+    /// (for example the seq an earlier `fundtrail post` printed), waiting
+    /// for it if need be.
+    #[arg(long, env = "FUNDTRAIL_MIN_SEQ", value_name = "SEQ")]
+    min_seq: Option<u64>,
     /// Print machine-readable JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -571,6 +576,7 @@ async fn connect(server: &Server) -> Result<Client> {
             key: server.tls_key.clone(),
         },
         reader,
+        session: server.min_seq.map(Session::reading),
     };
     Client::connect_with(&server.server, &options)
         .await

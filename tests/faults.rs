@@ -48,17 +48,37 @@ fn signed(
     idempotency_key: &str,
     account_id: &str,
 ) -> pb::SignedRequest {
+    signed_body(
+        engine,
+        signer,
+        idempotency_key,
+        open_account(account_id, pb::AccountKind::Programme, "专项资金"),
+    )
+}
+
+fn signed_body(
+    engine: &Engine,
+    signer: &Signer,
+    idempotency_key: &str,
+    body: pb::request::Body,
+) -> pb::SignedRequest {
     signer.sign(&pb::Request {
         ledger_id: engine.meta().ledger_id.clone(),
         idempotency_key: idempotency_key.into(),
         signed_at_ms: fundtrail_core::clock::now_ms(),
-        body: Some(open_account(
-            account_id,
-            pb::AccountKind::Programme,
-            "专项资金",
-        )),
+        body: Some(body),
         ..Default::default()
     })
+}
+
+/// Waits (at most 10 s) until writes are stopped.
+async fn stopped(engine: &Engine) -> String {
+    let mut open = engine.gate().watch();
+    tokio::time::timeout(std::time::Duration::from_secs(10), open.wait_for(|o| !o))
+        .await
+        .expect("writes stop")
+        .expect("the gate lives");
+    engine.gate().reason().expect("a stop has a reason")
 }
 
 fn root(dir: &Path) -> Signer {
@@ -118,13 +138,14 @@ async fn a_failed_state_commit_keeps_the_durable_record_and_stops_writes() {
     let engine = faulty_engine(dir.path(), &faults);
     let count = engine.record_count();
     Faults::set(&faults.state_commit);
-    // The journal write succeeded: the record is durable and acknowledged.
+    // The journal write succeeded: the record is durable and acknowledged,
+    // whatever the indexer behind it then finds.
     let committed = engine
         .submit(signed(&engine, &root(dir.path()), "open-a", "mof-a"))
         .await
         .unwrap();
     assert_eq!(committed.seq, count);
-    let reason = engine.gate().reason().expect("writes stopped");
+    let reason = stopped(&engine).await;
     assert!(reason.contains("state store failed"), "{reason}");
     let refused = engine
         .submit(signed(&engine, &root(dir.path()), "open-b", "mof-b"))
@@ -148,10 +169,41 @@ async fn a_state_read_fault_while_applying_is_not_a_refusal_and_records_nothing(
     let dir = tempfile::tempdir().unwrap();
     let faults = Faults::new();
     let engine = faulty_engine(dir.path(), &faults);
+    let root = root(dir.path());
+    engine
+        .submit(signed(&engine, &root, "open-a", "mof-a"))
+        .await
+        .unwrap();
+    let paid = engine
+        .submit(signed_body(
+            &engine,
+            &root,
+            "pay-a",
+            appropriation("mof-a", 1_000_00, "财预〔2026〕1号"),
+        ))
+        .await
+        .unwrap();
     let count = engine.record_count();
-    let request = signed(&engine, &root(dir.path()), "open-a", "mof-a");
-    // Accounts cannot be read: the sequencer fails inside the rules.
-    faults.fail_reads_under(&[key::ACCOUNT]);
+    let request = signed_body(
+        &engine,
+        &root,
+        "undo-a",
+        pb::request::Body::Reversal(pb::Reversal {
+            target_seq: paid.seq,
+            document_no: "财预〔2026〕2号".into(),
+            reason: "重复下达".into(),
+        }),
+    );
+    // The sequencer holds registry and balances in memory, but reads the
+    // movement a reversal undoes from the derived store once it is indexed:
+    // that read fails inside the rules.
+    assert!(
+        engine
+            .indexed()
+            .wait(count, std::time::Duration::from_secs(10))
+            .await
+    );
+    faults.fail_reads_under(&[key::MOVEMENT]);
     let refused = engine.submit(request.clone()).await.unwrap_err();
     assert_eq!(refused.code, fundtrail_core::Code::Unavailable);
     assert!(
@@ -170,6 +222,7 @@ async fn a_state_read_fault_while_applying_is_not_a_refusal_and_records_nothing(
     drop(engine);
 
     // Nothing was recorded; once the store is healthy the request goes in.
+    drop(faults);
     let engine = Engine::open(config(dir.path())).unwrap();
     assert_eq!(engine.record_count(), count);
     let committed = engine.submit(request).await.unwrap();

@@ -71,6 +71,7 @@ async fn connect(url: &str, tls: TlsFiles, server: &TestServer) -> Result<Client
     let options = ConnectOptions {
         tls,
         reader: Some(server.root()),
+        session: Some(server.session.clone()),
     };
     Client::connect_with(url, &options)
         .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
-use fundtrail_client::{Client, Signer};
+use fundtrail_client::{Client, Session, Signer};
 use fundtrail_core::clock::{Clock, SystemClock};
 use fundtrail_core::rules::Rules;
 use fundtrail_server::checkpoints::CheckpointPolicy;
@@ -23,6 +23,9 @@ pub struct TestServer {
     pub engine: Arc<Engine>,
     pub url: String,
     pub data_dir: PathBuf,
+    /// Shared by every client this server hands out: each reads what the
+    /// others wrote, as one user with several keys would expect.
+    pub session: Session,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<Result<(), String>>>,
 }
@@ -122,6 +125,7 @@ impl TestServer {
             engine,
             url,
             data_dir: data_dir.to_path_buf(),
+            session: Session::default(),
             stop: Some(stop),
             task: Some(task),
         }
@@ -134,14 +138,34 @@ impl TestServer {
 
     /// A client that signs its reads with `reader`.
     pub async fn client_as(&self, reader: &Signer) -> Client {
-        Client::connect_as(&self.url, reader)
-            .await
-            .expect("connect")
+        self.connect(Some(reader.clone())).await
     }
 
     /// A client with no reader key: public calls only.
     pub async fn anonymous_client(&self) -> Client {
-        Client::connect(&self.url).await.expect("connect")
+        self.connect(None).await
+    }
+
+    async fn connect(&self, reader: Option<Signer>) -> Client {
+        let options = fundtrail_client::ConnectOptions {
+            reader,
+            session: Some(self.session.clone()),
+            ..Default::default()
+        };
+        Client::connect_with(&self.url, &options)
+            .await
+            .expect("connect")
+    }
+
+    /// Waits until derived state holds every durable record.
+    pub fn settle(&self) {
+        let count = self.engine.record_count();
+        assert!(
+            self.engine
+                .indexed()
+                .wait_blocking(count, std::time::Duration::from_secs(30)),
+            "derived state reaches the journal"
+        );
     }
 
     pub fn root(&self) -> Signer {
@@ -150,6 +174,7 @@ impl TestServer {
 
     /// Every key and value of derived state.
     pub fn dump(&self) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        self.settle();
         self.engine.state().dump().expect("dump")
     }
 

@@ -28,7 +28,7 @@ use fundtrail_api::pb;
 use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::signing;
 use prost::Message;
-pub use transport::{Signed, TlsFiles};
+pub use transport::{Session, Signed, TlsFiles};
 
 pub mod proofs;
 pub mod transport;
@@ -105,6 +105,9 @@ pub struct ConnectOptions {
     /// Without a reader key only the public calls answer (log key,
     /// checkpoints, proofs, ledger info, health).
     pub reader: Option<Signer>,
+    /// Shared with other clients whose writes this one must read; a new
+    /// session when not given.
+    pub session: Option<Session>,
 }
 
 /// A connection to one fundtrail ledger.
@@ -114,6 +117,7 @@ pub struct Client {
     pub query: pb::query_client::QueryClient<Signed>,
     pub audit: pb::audit_client::AuditClient<Signed>,
     ledger_id: String,
+    session: Session,
 }
 
 impl std::fmt::Debug for Client {
@@ -142,11 +146,22 @@ impl Client {
     /// Connects as `options` say and learns the ledger's id.
     pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Client, ClientError> {
         let channel = transport::channel(url, &options.tls).await?;
-        let info = pb::query_client::QueryClient::new(Signed::new(channel.clone(), None, ""))
-            .get_ledger(pb::GetLedgerRequest {})
-            .await?
-            .into_inner();
-        let signed = Signed::new(channel, options.reader.clone(), &info.ledger_id);
+        let session = options.session.clone().unwrap_or_default();
+        let info = pb::query_client::QueryClient::new(Signed::new(
+            channel.clone(),
+            None,
+            "",
+            session.clone(),
+        ))
+        .get_ledger(pb::GetLedgerRequest {})
+        .await?
+        .into_inner();
+        let signed = Signed::new(
+            channel,
+            options.reader.clone(),
+            &info.ledger_id,
+            session.clone(),
+        );
         let ledger = pb::ledger_client::LedgerClient::new(signed.clone())
             .max_decoding_message_size(32 << 20);
         let audit =
@@ -157,11 +172,18 @@ impl Client {
             query,
             audit,
             ledger_id: info.ledger_id,
+            session,
         })
     }
 
     pub fn ledger_id(&self) -> &str {
         &self.ledger_id
+    }
+
+    /// What this client's reads wait to see; give it to other clients
+    /// (`ConnectOptions::session`) to have them read this one's writes.
+    pub fn session(&self) -> &Session {
+        &self.session
     }
 
     /// A request for this ledger, signed now, with a fresh idempotency key.

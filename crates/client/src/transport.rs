@@ -1,9 +1,11 @@
 //! The client's side of the trust boundary: TLS settings, and a channel that
-//! signs every fundtrail call with the reader's key (docs/read-signature.md).
+//! signs every fundtrail read with the reader's key (docs/read-signature.md)
+//! and lets a client's reads see its own writes ([`Session`]).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,6 +17,7 @@ use tonic::transport::Channel;
 
 use crate::{now_ms, ClientError, Signer};
 
+use fundtrail_core::signing::{MIN_SEQ_HEADER, RECORD_COUNT_HEADER};
 use fundtrail_core::signing::{
     READ_KEY_ID_HEADER as KEY_ID_HEADER, READ_NONCE_HEADER as NONCE_HEADER,
     READ_SIGNATURE_HEADER as SIGNATURE_HEADER, READ_SIGNED_AT_HEADER as SIGNED_AT_HEADER,
@@ -102,15 +105,50 @@ struct ReadKey {
     ledger_id: String,
 }
 
-/// A channel that adds a read signature to every fundtrail call.
+/// What a client has written, so that its reads see it: the durable record
+/// count the ledger named in its latest write answer. Every read then asks
+/// (`fundtrail-min-seq`) for derived state that holds those records.
+/// Clones share one session; clients given the same session read each
+/// other's writes.
+#[derive(Clone, Debug, Default)]
+pub struct Session {
+    record_count: Arc<AtomicU64>,
+}
+
+impl Session {
+    /// A session whose reads reflect at least records 0 to `min_seq`.
+    pub fn reading(min_seq: u64) -> Session {
+        let session = Session::default();
+        session.saw(min_seq.saturating_add(1));
+        session
+    }
+
+    /// Records the ledger held when it answered a write this session made.
+    pub fn record_count(&self) -> u64 {
+        self.record_count.load(Ordering::Acquire)
+    }
+
+    fn saw(&self, record_count: u64) {
+        self.record_count.fetch_max(record_count, Ordering::AcqRel);
+    }
+}
+
+/// A channel that adds a read signature to every fundtrail read, asks
+/// reads to reflect the session's writes, and notes what writes recorded.
 #[derive(Clone)]
 pub struct Signed {
     channel: Channel,
     key: Option<Arc<ReadKey>>,
+    session: Session,
 }
 
 impl Signed {
-    pub(crate) fn new(channel: Channel, signer: Option<Signer>, ledger_id: &str) -> Signed {
+    pub(crate) fn new(
+        channel: Channel,
+        signer: Option<Signer>,
+        ledger_id: &str,
+        session: Session,
+    ) -> Signed {
         Signed {
             channel,
             key: signer.map(|signer| {
@@ -119,6 +157,7 @@ impl Signed {
                     ledger_id: ledger_id.to_string(),
                 })
             }),
+            session,
         }
     }
 }
@@ -139,12 +178,29 @@ impl tower::Service<http::Request<Body>> for Signed {
         let clone = self.channel.clone();
         let mut channel = std::mem::replace(&mut self.channel, clone);
         let key = self.key.clone();
+        let session = self.session.clone();
         Box::pin(async move {
+            let mut request = request;
+            let reads = signs(request.uri().path());
+            if let Some(seq) = session.record_count().checked_sub(1).filter(|_| reads) {
+                request
+                    .headers_mut()
+                    .insert(MIN_SEQ_HEADER, http::HeaderValue::from(seq));
+            }
             let request = match key {
-                Some(key) if signs(request.uri().path()) => sign(&key, request).await?,
+                Some(key) if reads => sign(&key, request).await?,
                 _ => request,
             };
-            channel.call(request).await.map_err(Into::into)
+            let response = channel.call(request).await.map_err(StdError::from)?;
+            let count = response
+                .headers()
+                .get(RECORD_COUNT_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if let Some(count) = count {
+                session.saw(count);
+            }
+            Ok(response)
         })
     }
 }

@@ -57,6 +57,10 @@ pub const COMMIT_BATCH_RECORDS_MAX: usize = 2_048;
 pub const SEQUENCER_QUEUE_MAX: usize = 8_192;
 /// Records replay applies per commit to derived state.
 pub const REPLAY_COMMIT_RECORDS: u64 = 4_096;
+/// Longest a call waits for derived state to reach its `fundtrail-min-seq`.
+pub const MIN_SEQ_WAIT_MS: u64 = 10_000;
+/// Records whose index writes the indexer merges into one derived-state commit.
+pub const INDEX_COMMIT_RECORDS_MAX: usize = 4_096;
 /// A record's bytes besides its payload, at most: seq, commit time, key id,
 /// signature and field tags, without its effects' legs.
 pub const RECORD_OVERHEAD_BYTES_MAX: usize = 512;
@@ -189,3 +193,5 @@ const _: () = assert!(
 );
 // Every batch a full sequencer queue can form is one commit's worth or more.
 const _: () = assert!(COMMIT_BATCH_RECORDS_MAX <= SEQUENCER_QUEUE_MAX);
+// One commit batch always fits one index commit.
+const _: () = assert!(COMMIT_BATCH_RECORDS_MAX <= INDEX_COMMIT_RECORDS_MAX);

@@ -25,6 +25,14 @@ pub const READ_NONCE_HEADER: &str = "fundtrail-nonce";
 /// Binary metadata: base64 on the wire, as gRPC sends every `-bin` key.
 pub const READ_SIGNATURE_HEADER: &str = "fundtrail-signature-bin";
 
+/// Request metadata: answer only from derived state that holds this record
+/// (decimal seq), waiting for it at most `limits::MIN_SEQ_WAIT_MS`. How a
+/// client reads its own writes (docs/access.md §6).
+pub const MIN_SEQ_HEADER: &str = "fundtrail-min-seq";
+/// Response metadata of every Ledger call: the durable record count when it
+/// was answered (decimal), at least one more than any seq in the answer.
+pub const RECORD_COUNT_HEADER: &str = "fundtrail-record-count";
+
 /// Domain-separation prefix of every read signature.
 pub const READ_SIGNING_PREFIX: &str = "fundtrail/v1/read\n";
 

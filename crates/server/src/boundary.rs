@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use fundtrail_core::access::Reader;
 use fundtrail_core::limits::{
-    BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX,
+    BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, MIN_SEQ_WAIT_MS,
     QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX, READ_NONCES_REMEMBERED_MAX,
     REQUEST_BODY_TIMEOUT_MS,
 };
@@ -37,10 +37,14 @@ use tonic::Status;
 use crate::engine::Engine;
 use crate::status::status;
 
+use fundtrail_core::signing::{MIN_SEQ_HEADER, RECORD_COUNT_HEADER};
 use fundtrail_core::signing::{
     READ_KEY_ID_HEADER as KEY_ID_HEADER, READ_NONCE_HEADER as NONCE_HEADER,
     READ_SIGNATURE_HEADER as SIGNATURE_HEADER, READ_SIGNED_AT_HEADER as SIGNED_AT_HEADER,
 };
+
+/// Paths of the write service, whose answers say the durable record count.
+const LEDGER_PATH_PREFIX: &str = "/fundtrail.v1.Ledger/";
 
 /// The authenticated caller of a signed call, in the request's extensions.
 #[derive(Debug, Clone)]
@@ -281,9 +285,18 @@ where
                 ))
                 .into_http());
             };
+            let writes = request.uri().path().starts_with(LEDGER_PATH_PREFIX);
             match admit(&shared, request).await {
                 Ok((request, _buffered)) => {
-                    inner.call(request).await.map(decode_errors_are_invalid)
+                    let mut response = inner.call(request).await.map(decode_errors_are_invalid)?;
+                    if writes {
+                        // Read after the answer was made: covers every seq in it.
+                        let count = shared.engine.record_count();
+                        response
+                            .headers_mut()
+                            .insert(RECORD_COUNT_HEADER, http::HeaderValue::from(count));
+                    }
+                    Ok(response)
                 }
                 Err(status) => Ok(status.into_http()),
             }
@@ -334,8 +347,42 @@ async fn admit(
     if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
+    if method.access != Access::SelfSigned {
+        reach_min_seq(shared, &parts.headers).await?;
+    }
     let request = http::Request::from_parts(parts, Body::new(Full::new(message.frame)));
     Ok((request, Some(buffered)))
+}
+
+/// Waits until derived state holds the record the caller named in
+/// `fundtrail-min-seq`, if it named one: how a reader sees its own writes
+/// although queries read state the indexer writes behind the journal.
+async fn reach_min_seq(shared: &Shared, headers: &http::HeaderMap) -> Result<(), Status> {
+    let Some(value) = headers.get(MIN_SEQ_HEADER) else {
+        return Ok(());
+    };
+    let min_seq = value
+        .to_str()
+        .ok()
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
+        .ok_or_else(|| {
+            Status::invalid_argument(format!("{MIN_SEQ_HEADER} must be a record seq in decimal"))
+        })?;
+    let count = shared.engine.record_count();
+    if min_seq >= count {
+        return Err(Status::out_of_range(format!(
+            "{MIN_SEQ_HEADER} names record {min_seq}, but the ledger holds {count} records"
+        )));
+    }
+    let wait = Duration::from_millis(MIN_SEQ_WAIT_MS);
+    if shared.engine.indexed().wait(min_seq + 1, wait).await {
+        return Ok(());
+    }
+    Err(Status::unavailable(format!(
+        "derived state did not reach record {min_seq} within {MIN_SEQ_WAIT_MS} ms (it holds {} records); retry later",
+        shared.engine.indexed().get()
+    )))
 }
 
 /// A unary request's one gRPC frame, and the message inside it.

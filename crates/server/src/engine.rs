@@ -1,33 +1,30 @@
-//! The engine: recovery at start-up, the single sequencer with group commit,
+//! The engine: recovery at start-up, the write path ([`crate::pipeline`]),
 //! and reads of committed state.
 //!
 //! Writes flow: handler decodes the payload and checks the signature (in
-//! parallel, when the key is already committed) → sequencer applies requests
-//! in order against the committed state plus the batch's earlier writes →
-//! the batch's records are appended to the journal with one fdatasync →
-//! derived state and watermark are committed → every request in the batch is
-//! answered. Readers see only records whose batch reached derived state, so
-//! nothing is ever shown that is not durable.
+//! parallel, when the key is already committed) → the sequencer applies
+//! requests in order against its in-memory state → the journal writer
+//! appends each batch with one fdatasync and answers it → the indexer
+//! commits derived state for queries. Readers see only durable records:
+//! proofs and record bytes up to [`Engine::record_count`], queries up to
+//! [`Engine::indexed`].
 //!
 //! The engine sees storage only through [`JournalStore`] and [`StateStore`],
 //! and time only through a [`Clock`].
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use fundtrail_api::{decode_request, effects_to_pb, pb};
-use fundtrail_core::apply::{apply, Context, Outcome};
+use fundtrail_api::{decode_request, pb};
 use fundtrail_core::clock::{Clock, SystemClock};
 use fundtrail_core::limits::{
-    BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, FRAME_HEADER_BYTES, RECORD_BYTES_MAX,
-    REPLAY_COMMIT_RECORDS, SEQUENCER_QUEUE_MAX,
+    BATCH_BYTES_MAX, FRAME_HEADER_BYTES, REPLAY_COMMIT_RECORDS, SEQUENCER_QUEUE_MAX,
 };
 use fundtrail_core::model::{LedgerMeta, Request};
 use fundtrail_core::state::{StateRead, Txn};
-use fundtrail_core::{signing, Code, Error, Fault, Rejection};
+use fundtrail_core::{signing, Error, Fault, Rejection};
 use fundtrail_store::header::FileKind;
 use fundtrail_store::journal::{JournalError, JOURNAL_FILE_NAME};
 use fundtrail_store::state::SCHEMA_VERSION;
@@ -41,6 +38,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::access_log::AccessLog;
 use crate::checkpoints::{CheckpointPolicy, Checkpoints};
 use crate::genesis::LOG_KEY_FILE_NAME;
+use crate::pipeline::{self, PipelineParts, Progress, SequencerState};
 use crate::tokens::TokenSealer;
 use fundtrail_verify::{replay_record, ReplayError};
 use tracing::{info, warn};
@@ -100,11 +98,11 @@ pub struct Committed {
     pub effects: pb::Effects,
 }
 
-struct Submission {
-    signed: pb::SignedRequest,
-    request: Request,
-    verified_public_key: Option<[u8; 32]>,
-    reply: oneshot::Sender<Result<Committed, Rejection>>,
+pub(crate) struct Submission {
+    pub signed: pb::SignedRequest,
+    pub request: Request,
+    pub verified_public_key: Option<[u8; 32]>,
+    pub reply: oneshot::Sender<Result<Committed, Rejection>>,
 }
 
 /// The one switch that stops writes, with the reason. Once stopped, writes
@@ -154,7 +152,8 @@ impl WriteGate {
 /// Background threads the engine owns, joined at shutdown.
 #[derive(Default)]
 struct Threads {
-    sequencer: Option<JoinHandle<()>>,
+    /// The sequencer, the journal writer and the indexer.
+    pipeline: Vec<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
     scrub: Option<JoinHandle<()>>,
 }
@@ -182,6 +181,8 @@ pub struct Engine {
     tokens: TokenSealer,
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
+    /// Records the derived store holds (queries read there).
+    indexed: Arc<Progress>,
     gate: WriteGate,
     /// The sequencer's queue; `None` once shut down.
     tx: Mutex<Option<mpsc::Sender<Submission>>>,
@@ -342,23 +343,25 @@ impl Engine {
             .name("checkpointer".into())
             .spawn(move || checkpointer.run(checkpoint_wait))
             .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
-        let sequencer = Sequencer {
-            checkpoint_due,
-            checkpoint_every_records: config.checkpoints.every_records.max(1),
-            journal,
-            state: state.clone(),
-            record_count: record_count.clone(),
-            gate: gate.clone(),
-            clock: config.clock.clone(),
-            skew_ms_max: config.skew_ms_max,
-            watermark,
-            last_commit_ms: 0,
-            pending: VecDeque::new(),
-        };
-        let sequencer = std::thread::Builder::new()
-            .name("sequencer".into())
-            .spawn(move || sequencer.run(rx))
-            .map_err(|e| format!("cannot start the sequencer: {e}"))?;
+        let indexed = Arc::new(Progress::new(watermark.record_count));
+        let sequencer_state = SequencerState::load(state.clone())
+            .map_err(|e| format!("cannot load the sequencer's state: {e}"))?;
+        let pipeline = pipeline::start(
+            PipelineParts {
+                state: sequencer_state,
+                derived: state.clone(),
+                journal,
+                gate: gate.clone(),
+                clock: config.clock.clone(),
+                skew_ms_max: config.skew_ms_max,
+                watermark,
+                record_count: record_count.clone(),
+                indexed: indexed.clone(),
+                checkpoint_due,
+                checkpoint_every_records: config.checkpoints.every_records,
+            },
+            rx,
+        )?;
         let engine = Arc::new(Engine {
             state,
             reader,
@@ -369,12 +372,13 @@ impl Engine {
             access_log,
             tokens,
             record_count,
+            indexed,
             gate,
             tx: Mutex::new(Some(tx)),
             checkpoints,
             stopping: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Threads {
-                sequencer: Some(sequencer),
+                pipeline,
                 checkpointer: Some(checkpointer),
                 scrub: None,
             }),
@@ -412,11 +416,13 @@ impl Engine {
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
         drop(tx);
         let threads = std::mem::take(&mut *self.lock_threads());
-        // The sequencer ends when its queue closes; the checkpointer when
-        // the sequencer is gone; the scrub at its next record.
-        for handle in [threads.sequencer, threads.checkpointer, threads.scrub]
+        // The sequencer ends when its queue closes, each later stage of the
+        // pipeline when the one before it has; the checkpointer when the
+        // journal writer is gone; the scrub at its next record.
+        for handle in threads
+            .pipeline
             .into_iter()
-            .flatten()
+            .chain([threads.checkpointer, threads.scrub].into_iter().flatten())
         {
             if handle.join().is_err() {
                 warn!("a background thread panicked");
@@ -488,6 +494,12 @@ impl Engine {
     /// Number of durable records.
     pub fn record_count(&self) -> u64 {
         self.record_count.load(Ordering::Acquire)
+    }
+
+    /// How many records the derived store (what queries read) holds: at
+    /// most [`Engine::record_count`], a few batches behind it under load.
+    pub fn indexed(&self) -> &Progress {
+        &self.indexed
     }
 
     /// Posts one signed request; answers once its record is durable.
@@ -699,13 +711,13 @@ impl Engine {
 }
 
 /// The refusal of a write while writes are stopped.
-fn not_writing(reason: &str) -> Rejection {
+pub(crate) fn not_writing(reason: &str) -> Rejection {
     Rejection::unavailable(format!("the ledger is not accepting writes: {reason}"))
 }
 
 /// What a client hears when a storage fault stopped writes before its
 /// request was recorded.
-fn stopped_by_fault() -> Rejection {
+pub(crate) fn stopped_by_fault() -> Rejection {
     Rejection::unavailable(
         "the ledger's store failed and it stopped taking writes; the request was not recorded. Retry later with the same idempotency key",
     )
@@ -835,251 +847,6 @@ fn read_if_intact(reader: &dyn RecordReader, location: u64) -> Result<Option<Vec
         Err(JournalError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
         Err(JournalError::Io(e)) => Err(Fault::new(format!("cannot read the journal: {e}"))),
     }
-}
-
-/// One request's result within a batch, before the batch is durable.
-type Answer = Result<Committed, Rejection>;
-
-struct Sequencer {
-    checkpoint_due: std::sync::mpsc::Sender<()>,
-    checkpoint_every_records: u64,
-    journal: Box<dyn JournalStore>,
-    state: Arc<dyn StateStore>,
-    record_count: Arc<AtomicU64>,
-    gate: WriteGate,
-    clock: Arc<dyn Clock>,
-    skew_ms_max: u64,
-    watermark: Watermark,
-    last_commit_ms: i64,
-    /// Submissions taken from the queue and not yet answered, oldest first.
-    pending: VecDeque<Submission>,
-}
-
-/// What applying a batch produced, before it is made durable.
-struct Batch<'s> {
-    first_seq: u64,
-    commit_time_ms: i64,
-    txn: Txn<'s, dyn StateStore>,
-    tree: PendingTree<'s>,
-    records: Vec<Vec<u8>>,
-    bytes: u64,
-    replies: Vec<(oneshot::Sender<Answer>, Answer)>,
-}
-
-impl Sequencer {
-    fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
-        loop {
-            if self.pending.is_empty() {
-                match rx.blocking_recv() {
-                    Some(first) => self.pending.push_back(first),
-                    None => break,
-                }
-            }
-            while self.pending.len() < COMMIT_BATCH_RECORDS_MAX {
-                match rx.try_recv() {
-                    Ok(next) => self.pending.push_back(next),
-                    Err(_) => break,
-                }
-            }
-            self.commit_batch();
-        }
-        info!("sequencer stopped");
-    }
-
-    /// Applies pending submissions in order until the batch is full (in
-    /// records or in bytes), makes the accepted ones durable, and answers
-    /// each. Submissions that did not fit stay pending for the next batch.
-    fn commit_batch(&mut self) {
-        if let Some(reason) = self.gate.reason() {
-            for submission in self.pending.drain(..) {
-                let _ = submission.reply.send(Err(not_writing(&reason)));
-            }
-            return;
-        }
-        // Commit times never go backwards, whatever the clock does.
-        let commit_time_ms = self.clock.now_ms().max(self.last_commit_ms);
-        let state = self.state.clone();
-        let mut batch = Batch {
-            first_seq: self.watermark.record_count,
-            commit_time_ms,
-            txn: Txn::new(state.as_ref()),
-            tree: PendingTree::new(state.as_ref(), self.watermark.record_count),
-            records: Vec::new(),
-            bytes: 0,
-            replies: Vec::new(),
-        };
-        while batch.replies.len() < COMMIT_BATCH_RECORDS_MAX {
-            let Some(submission) = self.pending.pop_front() else {
-                break;
-            };
-            match self.apply_one(&mut batch, submission) {
-                Ok(()) => {}
-                Err(Full(submission)) => {
-                    self.pending.push_front(*submission);
-                    break;
-                }
-            }
-            if self.gate.is_stopped() {
-                break;
-            }
-        }
-        self.make_durable(batch);
-        if self.gate.is_stopped() {
-            // A fault stopped writes mid-batch: what was not applied is refused.
-            let reason = self.gate.reason().unwrap_or_default();
-            for submission in self.pending.drain(..) {
-                let _ = submission.reply.send(Err(not_writing(&reason)));
-            }
-        }
-    }
-
-    /// Applies one submission to the batch. A refusal is answered as such;
-    /// a storage fault stops writes; a record that would not fit the batch's
-    /// bytes is handed back.
-    fn apply_one(&mut self, batch: &mut Batch, submission: Submission) -> Result<(), Full> {
-        let seq = batch.first_seq + batch.records.len() as u64;
-        let ctx = Context {
-            seq,
-            commit_time_ms: batch.commit_time_ms,
-            key_id: &submission.signed.key_id,
-            payload: &submission.signed.payload,
-            signature: &submission.signed.signature,
-            verified_public_key: submission.verified_public_key,
-            skew_ms_max: Some(self.skew_ms_max),
-        };
-        let answer = match apply(&batch.txn, &ctx, &submission.request) {
-            Err(Error::Refused(rejection)) => Err(rejection),
-            Err(Error::Fault(fault)) => {
-                self.gate.stop(format!(
-                    "the state store failed while applying a request for record {seq}: {fault}"
-                ));
-                Err(stopped_by_fault())
-            }
-            Ok(Outcome::Duplicate { seq }) => Ok(Committed {
-                seq,
-                commit_time_ms: 0,
-                duplicate: true,
-                effects: pb::Effects::default(),
-            }),
-            Ok(Outcome::Accepted { effects, writes }) => {
-                let effects = effects_to_pb(&effects);
-                let record = pb::Record {
-                    seq,
-                    commit_time_ms: batch.commit_time_ms,
-                    request: Some(submission.signed.clone()),
-                    effects: Some(effects.clone()),
-                }
-                .encode_to_vec();
-                if record.len() > RECORD_BYTES_MAX {
-                    Err(record_too_large(record.len()))
-                } else if batch.bytes + (FRAME_HEADER_BYTES + record.len()) as u64 > BATCH_BYTES_MAX
-                {
-                    return Err(Full(Box::new(submission)));
-                } else if let Err(e) = batch.tree.append(&record) {
-                    self.gate
-                        .stop(format!("the Merkle tree cannot be extended: {e}"));
-                    Err(stopped_by_fault())
-                } else {
-                    batch.bytes += (FRAME_HEADER_BYTES + record.len()) as u64;
-                    batch.records.push(record);
-                    batch.txn.extend(writes);
-                    Ok(Committed {
-                        seq,
-                        commit_time_ms: batch.commit_time_ms,
-                        duplicate: false,
-                        effects,
-                    })
-                }
-            }
-        };
-        batch.replies.push((submission.reply, answer));
-        Ok(())
-    }
-
-    /// Appends the batch's records to the journal (one fdatasync), commits
-    /// derived state, and answers every request in the batch.
-    fn make_durable(&mut self, batch: Batch) {
-        let Batch {
-            first_seq,
-            commit_time_ms,
-            txn,
-            tree,
-            records,
-            mut replies,
-            ..
-        } = batch;
-        if !records.is_empty() {
-            match self.journal.append(&records) {
-                Ok(locations) => {
-                    let next_seq = first_seq + records.len() as u64;
-                    let locations: Vec<RecordLocation> = locations
-                        .iter()
-                        .enumerate()
-                        .map(|(i, &offset)| RecordLocation {
-                            seq: first_seq + i as u64,
-                            offset,
-                        })
-                        .collect();
-                    let last = records.last().expect("records is not empty");
-                    self.watermark = Watermark {
-                        record_count: next_seq,
-                        journal_end: self.journal.end(),
-                        last_record_sha256: signing::sha256(last),
-                    };
-                    self.last_commit_ms = commit_time_ms;
-                    // The records are durable now; a failure to update derived
-                    // state only stops further writes (start-up replays them).
-                    if let Err(e) =
-                        self.state
-                            .commit(txn.into_writes(), &locations, tree, self.watermark)
-                    {
-                        self.gate.stop(format!("the state store failed: {e}"));
-                    }
-                    self.record_count.store(next_seq, Ordering::Release);
-                    if first_seq / self.checkpoint_every_records
-                        != next_seq / self.checkpoint_every_records
-                    {
-                        let _ = self.checkpoint_due.send(());
-                    }
-                }
-                Err(e) => {
-                    // The bytes may or may not be on disk: neither "recorded"
-                    // nor "not recorded" is true. Restart decides, by replay.
-                    self.gate.stop(format!(
-                        "the journal could not be made durable: {e}; restart the server to recover"
-                    ));
-                    for (_, answer) in replies.iter_mut() {
-                        if matches!(answer, Ok(c) if !c.duplicate) {
-                            *answer = Err(outcome_unknown());
-                        }
-                    }
-                }
-            }
-        }
-        for (reply, answer) in replies {
-            let _ = reply.send(answer);
-        }
-    }
-}
-
-/// A submission that did not fit the batch's bytes.
-struct Full(Box<Submission>);
-
-fn record_too_large(bytes: usize) -> Rejection {
-    Rejection::new(
-        Code::ResourceExhausted,
-        "",
-        format!(
-            "the record would be {bytes} bytes, more than the {RECORD_BYTES_MAX} one record may hold: the movement is spread over too many lots; name the sources to spend (earmarks) or split the amount"
-        ),
-    )
-}
-
-/// The answer when the journal write failed after it may have reached disk.
-fn outcome_unknown() -> Rejection {
-    Rejection::unavailable(
-        "outcome unknown: the journal write failed after it may have reached disk, and the ledger stopped taking writes. Once it is back, retry with the same idempotency key: you will get the first result if the request was recorded",
-    )
 }
 
 /// The origin line (and note key name) of this ledger's checkpoints.

@@ -21,6 +21,7 @@ pub mod checkpoints;
 pub mod engine;
 pub mod genesis;
 pub mod jurisdiction;
+pub mod pipeline;
 pub mod query;
 pub mod service;
 pub mod status;

@@ -9,6 +9,9 @@ pub use fundtrail_verify::{replay_record, Replay, ReplayError, Summary};
 
 use crate::engine::Engine;
 
+/// Longest the scrub waits for derived state to reach the replayed records.
+const SCRUB_INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The result of a scrub.
 #[derive(Debug, Clone, Default)]
 pub struct ScrubReport {
@@ -78,7 +81,12 @@ pub fn scrub(engine: &Engine) -> ScrubReport {
         report.problem = Some(reason);
         return report;
     }
-    // Derived state: only comparable while no write lands during the read.
+    // Derived state: only comparable once the indexer holds exactly the
+    // replayed records, and while no write lands during the read.
+    let indexed = engine.indexed();
+    if !indexed.wait_blocking(count, SCRUB_INDEX_WAIT) || engine.record_count() != count {
+        return report;
+    }
     let stored = match engine.state().dump() {
         Ok(dump) => dump,
         Err(e) => {
@@ -86,7 +94,7 @@ pub fn scrub(engine: &Engine) -> ScrubReport {
             return report;
         }
     };
-    if engine.record_count() != count {
+    if engine.record_count() != count || indexed.get() != count {
         return report;
     }
     let stored_core: BTreeMap<&Vec<u8>, &Vec<u8>> = stored

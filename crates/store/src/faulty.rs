@@ -11,9 +11,7 @@ use fundtrail_core::state::{Kv, Row, Writes};
 use fundtrail_core::Fault;
 use fundtrail_tlog::{Hash, HashReader};
 
-use crate::{
-    FrameIter, JournalStore, PendingTree, RecordLocation, RecordReader, StateStore, Watermark,
-};
+use crate::{FrameIter, JournalStore, RecordReader, StateStore, Watermark};
 
 /// Switches shared between a test and its faulty stores.
 #[derive(Debug, Default)]
@@ -134,17 +132,27 @@ impl StateStore for FaultyState {
         self.inner.watermark()
     }
 
-    fn commit(
+    fn write_slots(
+        &self,
+        first_index: u64,
+        hashes: &[Hash],
+        first_seq: u64,
+        offsets: &[u64],
+    ) -> Result<(), Fault> {
+        self.inner
+            .write_slots(first_index, hashes, first_seq, offsets)
+    }
+
+    fn commit_index(
         &self,
         writes: Writes,
-        locations: &[RecordLocation],
-        tree: PendingTree,
+        leaves: &[(u64, Hash)],
         watermark: Watermark,
     ) -> Result<(), Fault> {
         if Faults::on(&self.faults.state_commit) {
             return Err(Fault::new("injected: the state store cannot commit"));
         }
-        self.inner.commit(writes, locations, tree, watermark)
+        self.inner.commit_index(writes, leaves, watermark)
     }
 
     fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault> {

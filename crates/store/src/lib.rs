@@ -38,7 +38,7 @@ use std::sync::Arc;
 
 use fundtrail_core::state::{Kv, Writes};
 use fundtrail_core::Fault;
-use fundtrail_tlog::HashReader;
+use fundtrail_tlog::{Hash, HashReader};
 
 pub use journal::{Frame, Journal, JournalError, JournalReader};
 pub use state::{RecordLocation, StateDb, Watermark};
@@ -76,25 +76,74 @@ pub trait RecordReader: Send + Sync {
 }
 
 /// Derived state as the engine sees it: key–value reads, the tree's stored
-/// hashes, and atomic batches that move the watermark.
+/// hashes, slot writes, and atomic batches that move the watermark.
 pub trait StateStore: Kv + HashReader + Send + Sync {
     fn watermark(&self) -> Result<Watermark, Fault>;
 
-    /// Commits a batch of applied records atomically: the core's writes,
-    /// their journal locations, the tree hashes they add and the watermark.
+    /// Writes tree hashes from stored-hash index `first_index` on and the
+    /// journal offsets of records from `first_seq` on. Readers may read
+    /// them once the records are durable; slots past the watermark are
+    /// written over by whatever becomes durable there.
+    fn write_slots(
+        &self,
+        first_index: u64,
+        hashes: &[Hash],
+        first_seq: u64,
+        offsets: &[u64],
+    ) -> Result<(), Fault>;
+
+    /// Commits the core's writes of applied records, the seq of each
+    /// record's leaf hash, and the watermark, atomically.
+    fn commit_index(
+        &self,
+        writes: Writes,
+        leaves: &[(u64, Hash)],
+        watermark: Watermark,
+    ) -> Result<(), Fault>;
+
+    /// Commits a batch of applied records: their slots, then their index
+    /// writes with the watermark (what start-up replay does in one step).
     fn commit(
         &self,
         writes: Writes,
         locations: &[RecordLocation],
         tree: PendingTree,
         watermark: Watermark,
-    ) -> Result<(), Fault>;
+    ) -> Result<(), Fault> {
+        assert_eq!(
+            tree.record_count(),
+            watermark.record_count,
+            "the tree holds every applied record"
+        );
+        let (first_index, hashes) = tree.into_parts();
+        let first_seq = locations.first().map_or(watermark.record_count, |l| l.seq);
+        let offsets: Vec<u64> = locations
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                assert_eq!(l.seq, first_seq + i as u64, "locations are consecutive");
+                l.offset
+            })
+            .collect();
+        self.write_slots(first_index, &hashes, first_seq, &offsets)?;
+        let leaves: Vec<(u64, Hash)> = locations
+            .iter()
+            .map(|l| {
+                let at = fundtrail_tlog::stored_hash_index(0, l.seq) - first_index;
+                let leaf = hashes
+                    .get(at as usize)
+                    .expect("the batch's tree holds each of its records' leaves");
+                (l.seq, *leaf)
+            })
+            .collect();
+        self.commit_index(writes, &leaves, watermark)
+    }
 
     /// The journal location of record `seq`.
     fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault>;
 
     /// The seq of the record whose leaf hash is `leaf_hash`.
-    fn seq_of_leaf(&self, leaf_hash: &fundtrail_tlog::Hash) -> Result<Option<u64>, Fault>;
+    fn seq_of_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, Fault>;
 
     /// Every key and value (the store's own keys, starting with `~`,
     /// included), in key order: for comparing two states.
@@ -141,21 +190,30 @@ impl StateStore for StateDb {
         StateDb::watermark(self)
     }
 
-    fn commit(
+    fn write_slots(
+        &self,
+        first_index: u64,
+        hashes: &[Hash],
+        first_seq: u64,
+        offsets: &[u64],
+    ) -> Result<(), Fault> {
+        StateDb::write_slots(self, first_index, hashes, first_seq, offsets)
+    }
+
+    fn commit_index(
         &self,
         writes: Writes,
-        locations: &[RecordLocation],
-        tree: PendingTree,
+        leaves: &[(u64, Hash)],
         watermark: Watermark,
     ) -> Result<(), Fault> {
-        StateDb::commit(self, writes, locations, tree, watermark)
+        StateDb::commit_index(self, writes, leaves, watermark)
     }
 
     fn record_location(&self, seq: u64) -> Result<Option<u64>, Fault> {
         self.record_offset(seq)
     }
 
-    fn seq_of_leaf(&self, leaf_hash: &fundtrail_tlog::Hash) -> Result<Option<u64>, Fault> {
+    fn seq_of_leaf(&self, leaf_hash: &Hash) -> Result<Option<u64>, Fault> {
         StateDb::seq_of_leaf(self, leaf_hash)
     }
 

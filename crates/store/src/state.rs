@@ -12,11 +12,10 @@ use std::path::Path;
 
 use fundtrail_core::state::{Kv, Row};
 use fundtrail_core::Fault;
-use fundtrail_tlog::{stored_hash_count, stored_hash_index, Hash, HashReader};
+use fundtrail_tlog::{stored_hash_count, Hash, HashReader};
 
 use crate::header::FileKind;
 use crate::slots::{SlotFile, OFFSETS_FILE_NAME, TREE_FILE_NAME};
-use crate::tree::PendingTree;
 
 const WATERMARK_KEY: &[u8] = b"~w";
 const SCHEMA_KEY: &[u8] = b"~s";
@@ -202,40 +201,36 @@ impl StateDb {
         }
     }
 
-    /// Commits a batch of applied records: the tree hashes and journal
-    /// offsets go to their slot files first, then the core's writes, the
-    /// leaf index and the new watermark to sled in one atomic batch. Not
-    /// fsynced: the journal is the durable copy, start-up replays past the
-    /// watermark, and slots past it are written over.
-    pub fn commit(
+    /// Writes tree hashes from stored-hash index `first_index` on, and the
+    /// journal offsets of records from `first_seq` on, into the slot files.
+    /// Positional: slots past the watermark (left by a batch that never
+    /// became durable) are written over.
+    pub fn write_slots(
+        &self,
+        first_index: u64,
+        hashes: &[Hash],
+        first_seq: u64,
+        offsets: &[u64],
+    ) -> Result<(), Fault> {
+        self.tree
+            .write(first_index, hashes)
+            .map_err(|e| io_fault("tree-hash", e))?;
+        let slots: Vec<[u8; 8]> = offsets.iter().map(|o| o.to_be_bytes()).collect();
+        self.offsets
+            .write(first_seq, &slots)
+            .map_err(|e| io_fault("record-offset", e))
+    }
+
+    /// Commits the core's writes of applied records, the seq of each of
+    /// their leaf hashes, and the new watermark in one atomic sled batch.
+    /// Not fsynced: the journal is the durable copy and start-up replays
+    /// past the watermark.
+    pub fn commit_index(
         &self,
         writes: fundtrail_core::state::Writes,
-        locations: &[RecordLocation],
-        tree: PendingTree,
+        leaves: &[(u64, Hash)],
         watermark: Watermark,
     ) -> Result<(), Fault> {
-        assert_eq!(
-            tree.record_count(),
-            watermark.record_count,
-            "the tree holds every applied record"
-        );
-        let (first_index, hashes) = tree.into_parts();
-        self.tree
-            .write(first_index, &hashes)
-            .map_err(|e| io_fault("tree-hash", e))?;
-        if let Some(first) = locations.first() {
-            let slots: Vec<[u8; 8]> = locations
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    assert_eq!(l.seq, first.seq + i as u64, "locations are consecutive");
-                    l.offset.to_be_bytes()
-                })
-                .collect();
-            self.offsets
-                .write(first.seq, &slots)
-                .map_err(|e| io_fault("record-offset", e))?;
-        }
         let mut batch = sled::Batch::default();
         for (key, value) in writes {
             assert!(!key.starts_with(b"~"), "core keys never start with ~");
@@ -244,14 +239,10 @@ impl StateDb {
                 None => batch.remove(key),
             }
         }
-        for location in locations {
-            let leaf = stored_hash_index(0, location.seq) - first_index;
-            let leaf_hash = hashes
-                .get(leaf as usize)
-                .expect("the batch's tree holds each of its records' leaves");
+        for (seq, leaf_hash) in leaves {
             // The first record with a leaf hash keeps it: two records with
             // the same bytes cannot exist (each has its own seq).
-            batch.insert(leaf_key(leaf_hash), &location.seq.to_be_bytes());
+            batch.insert(leaf_key(leaf_hash), &seq.to_be_bytes());
         }
         batch.insert(WATERMARK_KEY, watermark.encode());
         self.db.apply_batch(batch).map_err(unavailable)
@@ -359,9 +350,10 @@ mod tests {
             journal_end: 40,
             last_record_sha256: [9; 32],
         };
-        let mut tree = PendingTree::new(&db, 0);
+        let mut tree = crate::PendingTree::new(&db, 0);
         tree.append(b"record 0").unwrap();
-        db.commit(
+        crate::StateStore::commit(
+            &db,
             writes,
             &[RecordLocation { seq: 0, offset: 0 }],
             tree,

@@ -1,0 +1,720 @@
+//! The write path as three threads, each waiting only on the one before:
+//!
+//! 1. the **sequencer** applies requests in order against state it holds
+//!    in memory ([`SequencerState`]), numbers the records, extends the
+//!    Merkle tree and writes its hashes and the records' journal offsets
+//!    to the slot files (read only once the records are durable);
+//! 2. the **journal writer** appends each batch with one `fdatasync`,
+//!    publishes the new durable record count and answers the batch, while
+//!    the sequencer is already applying the next one;
+//! 3. the **indexer** commits what queries read (balances, registry,
+//!    indexes) to the derived store in bulk, several batches at a time,
+//!    and publishes how far it got ([`Progress`]). No client waits on it;
+//!    a read that must see a write asks for it with `fundtrail-min-seq`.
+//!
+//! A batch is answered only after every batch before it is durable, so an
+//! answer never rests on a write that might still fail.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use fundtrail_api::{effects_to_pb, pb};
+use fundtrail_core::apply::{apply, Context, Outcome};
+use fundtrail_core::clock::Clock;
+use fundtrail_core::limits::{
+    BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, FRAME_HEADER_BYTES, INDEX_COMMIT_RECORDS_MAX,
+    RECORD_BYTES_MAX,
+};
+use fundtrail_core::state::{key, Kv, MemoryKv, Row, Txn, Writes};
+use fundtrail_core::{signing, Code, Error, Fault, Rejection};
+use fundtrail_store::{JournalStore, PendingTree, StateStore, Watermark};
+use fundtrail_tlog::Hash;
+use prost::Message;
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use crate::engine::{not_writing, stopped_by_fault, Committed, Submission, WriteGate};
+
+/// Key prefixes the sequencer holds whole in memory: everything the rules
+/// read on every request (registry, balances, lots, idempotency entries).
+const HOT_PREFIXES: [u8; 10] = [
+    b'l',
+    key::ORG,
+    key::KEY,
+    key::ACCOUNT,
+    key::SOURCE,
+    key::PROJECT,
+    key::HOUSEHOLD,
+    key::LOT,
+    key::IDEMPOTENCY,
+    key::ORG_IDEMPOTENCY,
+];
+
+/// Index prefixes the rules write but never read: the sequencer passes
+/// them on to the indexer and keeps nothing of them.
+const WRITE_ONLY_PREFIXES: [u8; 7] = [
+    key::ACCOUNT_ENTRY,
+    key::SOURCE_ENTRY,
+    key::LOT_SPEND,
+    key::ORG_ENTRY,
+    key::KIND_ENTRY,
+    key::DOCUMENT_ENTRY,
+    key::HOLDER,
+];
+
+/// Where a key of derived state lives for the sequencer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Hot,
+    WriteOnly,
+    /// Read rarely (a reversal reads the movement it reverses): from the
+    /// writes not yet indexed, else from the derived store.
+    Cold,
+}
+
+fn class(key: &[u8]) -> Class {
+    match key.first() {
+        Some(p) if HOT_PREFIXES.contains(p) => Class::Hot,
+        Some(p) if WRITE_ONLY_PREFIXES.contains(p) => Class::WriteOnly,
+        _ => Class::Cold,
+    }
+}
+
+/// The state the sequencer applies requests against: the hot keys in
+/// memory, cold keys written but not yet indexed, and the derived store
+/// for older cold keys.
+pub(crate) struct SequencerState {
+    hot: MemoryKv,
+    /// Cold keys not yet known indexed: the value, and the record count
+    /// after the batch that wrote it.
+    cold: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
+    /// Cold keys by the batch that wrote them, oldest first, for pruning.
+    cold_batches: VecDeque<(u64, Vec<Vec<u8>>)>,
+    derived: Arc<dyn StateStore>,
+}
+
+/// Hot rows read per scan while loading.
+const LOAD_CHUNK_ROWS: usize = 16_384;
+
+impl SequencerState {
+    /// Loads the hot keys from the derived store, which must be current
+    /// (recovery has replayed the journal into it).
+    pub(crate) fn load(derived: Arc<dyn StateStore>) -> Result<SequencerState, Fault> {
+        let mut hot = MemoryKv::new();
+        for prefix in HOT_PREFIXES {
+            let prefix = [prefix];
+            let mut start = prefix.to_vec();
+            loop {
+                let rows = derived.scan(&prefix, &start, LOAD_CHUNK_ROWS)?;
+                let full = rows.len() == LOAD_CHUNK_ROWS;
+                if let Some((last, _)) = rows.last() {
+                    start = last.clone();
+                    start.push(0);
+                }
+                hot.extend(rows);
+                if !full {
+                    break;
+                }
+            }
+        }
+        Ok(SequencerState {
+            hot,
+            cold: BTreeMap::new(),
+            cold_batches: VecDeque::new(),
+            derived,
+        })
+    }
+
+    /// Takes in the writes of a batch that leaves `record_count` records.
+    fn absorb(&mut self, writes: &Writes, record_count: u64) {
+        let mut cold_keys = Vec::new();
+        for (key, value) in writes {
+            match class(key) {
+                Class::Hot => match value {
+                    Some(value) => {
+                        self.hot.insert(key.clone(), value.clone());
+                    }
+                    None => {
+                        self.hot.remove(key);
+                    }
+                },
+                Class::WriteOnly => {}
+                Class::Cold => {
+                    self.cold.insert(key.clone(), (record_count, value.clone()));
+                    cold_keys.push(key.clone());
+                }
+            }
+        }
+        if !cold_keys.is_empty() {
+            self.cold_batches.push_back((record_count, cold_keys));
+        }
+    }
+
+    /// Forgets cold writes the derived store holds by now.
+    fn prune(&mut self, indexed_count: u64) {
+        while let Some((count, _)) = self.cold_batches.front() {
+            if *count > indexed_count {
+                break;
+            }
+            let (count, keys) = self.cold_batches.pop_front().expect("front exists");
+            for key in keys {
+                if self.cold.get(&key).is_some_and(|(at, _)| *at <= count) {
+                    self.cold.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl Kv for SequencerState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
+        match class(key) {
+            Class::Hot => Ok(self.hot.get(key).cloned()),
+            Class::WriteOnly => Err(write_only_read(key)),
+            Class::Cold => match self.cold.get(key) {
+                Some((_, value)) => Ok(value.clone()),
+                None => self.derived.get(key),
+            },
+        }
+    }
+
+    fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
+        match class(prefix) {
+            Class::Hot => Kv::scan(&self.hot, prefix, start, limit),
+            _ => Err(write_only_read(prefix)),
+        }
+    }
+}
+
+/// The rules read a key the sequencer does not hold whole: a change to the
+/// rules that this module must follow (stops writes rather than misread).
+fn write_only_read(key: &[u8]) -> Fault {
+    Fault::new(format!(
+        "the rules read {}, which the sequencer does not hold in memory",
+        fundtrail_core::state::describe_key(key)
+    ))
+}
+
+/// How far a stage has got, for those who wait on it.
+pub struct Progress {
+    count: Mutex<u64>,
+    changed: Condvar,
+    watch: tokio::sync::watch::Sender<u64>,
+}
+
+impl Progress {
+    pub(crate) fn new(count: u64) -> Progress {
+        Progress {
+            count: Mutex::new(count),
+            changed: Condvar::new(),
+            watch: tokio::sync::watch::channel(count).0,
+        }
+    }
+
+    pub fn get(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn advance(&self, count: u64) {
+        let mut held = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        assert!(count >= *held, "progress never goes back");
+        *held = count;
+        self.changed.notify_all();
+        self.watch.send_replace(count);
+    }
+
+    /// Blocks until the count reaches `count` or `timeout` passes; says
+    /// whether it did.
+    pub fn wait_blocking(&self, count: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut held = self.count.lock().unwrap_or_else(|e| e.into_inner());
+        while *held < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            held = self
+                .changed
+                .wait_timeout(held, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Waits until the count reaches `count` or `timeout` passes; says
+    /// whether it did.
+    pub async fn wait(&self, count: u64, timeout: Duration) -> bool {
+        let mut watch = self.watch.subscribe();
+        tokio::time::timeout(timeout, watch.wait_for(|&n| n >= count))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// One request's result within a batch, before the batch is durable.
+type Answer = Result<Committed, Rejection>;
+
+/// A batch the sequencer applied, on its way to the journal.
+struct Applied {
+    first_seq: u64,
+    records: Vec<Vec<u8>>,
+    /// Where each record will sit in the journal.
+    offsets: Vec<u64>,
+    writes: Writes,
+    leaves: Vec<(u64, Hash)>,
+    watermark: Watermark,
+    replies: Vec<(oneshot::Sender<Answer>, Answer)>,
+}
+
+/// A durable batch on its way to the indexer.
+struct Durable {
+    writes: Writes,
+    leaves: Vec<(u64, Hash)>,
+    watermark: Watermark,
+}
+
+struct Sequencer {
+    state: SequencerState,
+    derived: Arc<dyn StateStore>,
+    gate: WriteGate,
+    clock: Arc<dyn Clock>,
+    skew_ms_max: u64,
+    /// Applied, not necessarily durable yet.
+    watermark: Watermark,
+    last_commit_ms: i64,
+    indexed: Arc<Progress>,
+    /// Submissions taken from the queue and not yet applied, oldest first.
+    pending: VecDeque<Submission>,
+    to_journal: SyncSender<Applied>,
+}
+
+/// What applying a batch builds up.
+struct Batch<'s> {
+    first_seq: u64,
+    commit_time_ms: i64,
+    txn: Txn<'s, SequencerState>,
+    tree: PendingTree<'s>,
+    records: Vec<Vec<u8>>,
+    offsets: Vec<u64>,
+    /// Journal offset where the next record's frame will start.
+    journal_end: u64,
+    bytes: u64,
+    replies: Vec<(oneshot::Sender<Answer>, Answer)>,
+}
+
+/// A submission that did not fit the batch's bytes.
+struct Full(Box<Submission>);
+
+/// Batches applied ahead of the one being written: the depth of the pipe.
+const BATCHES_IN_FLIGHT_MAX: usize = 2;
+/// Durable batches waiting for the indexer before the writer waits.
+const BATCHES_UNINDEXED_MAX: usize = 64;
+
+/// What the write path starts from.
+pub(crate) struct PipelineParts {
+    pub state: SequencerState,
+    pub derived: Arc<dyn StateStore>,
+    pub journal: Box<dyn JournalStore>,
+    pub gate: WriteGate,
+    pub clock: Arc<dyn Clock>,
+    pub skew_ms_max: u64,
+    /// Applied, durable and indexed: recovery leaves all three equal.
+    pub watermark: Watermark,
+    pub record_count: Arc<AtomicU64>,
+    pub indexed: Arc<Progress>,
+    pub checkpoint_due: std::sync::mpsc::Sender<()>,
+    pub checkpoint_every_records: u64,
+}
+
+/// Starts the sequencer, the journal writer and the indexer. The
+/// sequencer ends when `submissions` closes, and each later stage when the
+/// one before it has ended.
+pub(crate) fn start(
+    parts: PipelineParts,
+    submissions: mpsc::Receiver<Submission>,
+) -> Result<Vec<JoinHandle<()>>, String> {
+    let (to_journal, journal_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT_MAX);
+    let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel(BATCHES_UNINDEXED_MAX);
+    let sequencer = Sequencer {
+        state: parts.state,
+        derived: parts.derived.clone(),
+        gate: parts.gate.clone(),
+        clock: parts.clock,
+        skew_ms_max: parts.skew_ms_max,
+        watermark: parts.watermark,
+        last_commit_ms: 0,
+        indexed: parts.indexed.clone(),
+        pending: VecDeque::new(),
+        to_journal,
+    };
+    let writer = JournalWriter {
+        journal: parts.journal,
+        gate: parts.gate.clone(),
+        record_count: parts.record_count,
+        checkpoint_due: parts.checkpoint_due,
+        checkpoint_every_records: parts.checkpoint_every_records.max(1),
+        to_indexer,
+    };
+    let indexer = Indexer {
+        derived: parts.derived,
+        gate: parts.gate,
+        indexed: parts.indexed,
+    };
+    let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(run)
+            .map_err(|e| format!("cannot start the {name}: {e}"))
+    };
+    Ok(vec![
+        spawn("indexer", Box::new(move || indexer.run(indexer_rx)))?,
+        spawn("journal writer", Box::new(move || writer.run(journal_rx)))?,
+        spawn("sequencer", Box::new(move || sequencer.run(submissions)))?,
+    ])
+}
+
+impl Sequencer {
+    fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+        loop {
+            if self.pending.is_empty() {
+                match rx.blocking_recv() {
+                    Some(first) => self.pending.push_back(first),
+                    None => break,
+                }
+            }
+            while self.pending.len() < COMMIT_BATCH_RECORDS_MAX {
+                match rx.try_recv() {
+                    Ok(next) => self.pending.push_back(next),
+                    Err(_) => break,
+                }
+            }
+            self.apply_batch();
+        }
+        info!("sequencer stopped");
+    }
+
+    /// Applies pending submissions in order until the batch is full (in
+    /// records or in bytes), writes the tree's new hashes and the records'
+    /// offsets to the slot files, and hands the batch to the journal
+    /// writer. Submissions that did not fit stay pending.
+    fn apply_batch(&mut self) {
+        if let Some(reason) = self.gate.reason() {
+            for submission in self.pending.drain(..) {
+                let _ = submission.reply.send(Err(not_writing(&reason)));
+            }
+            return;
+        }
+        self.state.prune(self.indexed.get());
+        // Commit times never go backwards, whatever the clock does.
+        let commit_time_ms = self.clock.now_ms().max(self.last_commit_ms);
+        let first_seq = self.watermark.record_count;
+        let mut batch = Batch {
+            first_seq,
+            commit_time_ms,
+            txn: Txn::new(&self.state),
+            tree: PendingTree::new(self.derived.as_ref(), first_seq),
+            records: Vec::new(),
+            offsets: Vec::new(),
+            journal_end: self.watermark.journal_end,
+            bytes: 0,
+            replies: Vec::new(),
+        };
+        while batch.replies.len() < COMMIT_BATCH_RECORDS_MAX {
+            let Some(submission) = self.pending.pop_front() else {
+                break;
+            };
+            if let Err(Full(submission)) =
+                apply_one(&mut batch, submission, &self.gate, self.skew_ms_max)
+            {
+                self.pending.push_front(*submission);
+                break;
+            }
+            if self.gate.is_stopped() {
+                break;
+            }
+        }
+        let Batch {
+            txn,
+            tree,
+            records,
+            offsets,
+            journal_end,
+            mut replies,
+            ..
+        } = batch;
+        let writes = txn.into_writes();
+        let (first_index, hashes) = tree.into_parts();
+        let mut applied = Applied {
+            first_seq,
+            leaves: leaves(first_seq, records.len(), first_index, &hashes),
+            records,
+            offsets,
+            writes,
+            watermark: self.watermark,
+            replies: Vec::new(),
+        };
+        if let Some(last) = applied.records.last() {
+            if let Err(fault) =
+                self.derived
+                    .write_slots(first_index, &hashes, first_seq, &applied.offsets)
+            {
+                self.gate.stop(format!("the state store failed: {fault}"));
+                for (_, answer) in replies.iter_mut() {
+                    *answer = Err(stopped_by_fault());
+                }
+                applied.records.clear();
+            } else {
+                applied.watermark = Watermark {
+                    record_count: first_seq + applied.records.len() as u64,
+                    journal_end,
+                    last_record_sha256: signing::sha256(last),
+                };
+                self.state
+                    .absorb(&applied.writes, applied.watermark.record_count);
+                self.watermark = applied.watermark;
+                self.last_commit_ms = commit_time_ms;
+            }
+        }
+        applied.replies = replies;
+        if let Err(unsent) = self.to_journal.send(applied) {
+            let reason = "the journal writer has stopped".to_string();
+            self.gate.stop(reason.clone());
+            for (reply, _) in unsent.0.replies {
+                let _ = reply.send(Err(not_writing(&reason)));
+            }
+        }
+        if self.gate.is_stopped() {
+            // A fault stopped writes mid-batch: what was not applied is refused.
+            let reason = self.gate.reason().unwrap_or_default();
+            for submission in self.pending.drain(..) {
+                let _ = submission.reply.send(Err(not_writing(&reason)));
+            }
+        }
+    }
+}
+
+/// The (seq, leaf hash) of each of a batch's `count` records.
+fn leaves(first_seq: u64, count: usize, first_index: u64, hashes: &[Hash]) -> Vec<(u64, Hash)> {
+    (first_seq..first_seq + count as u64)
+        .map(|seq| {
+            let at = fundtrail_tlog::stored_hash_index(0, seq) - first_index;
+            let leaf = hashes
+                .get(at as usize)
+                .expect("the batch's tree holds each of its records' leaves");
+            (seq, *leaf)
+        })
+        .collect()
+}
+
+/// Applies one submission to the batch. A refusal is answered as such; a
+/// storage fault stops writes; a record that would not fit the batch's
+/// bytes is handed back.
+fn apply_one(
+    batch: &mut Batch,
+    submission: Submission,
+    gate: &WriteGate,
+    skew_ms_max: u64,
+) -> Result<(), Full> {
+    let seq = batch.first_seq + batch.records.len() as u64;
+    let ctx = Context {
+        seq,
+        commit_time_ms: batch.commit_time_ms,
+        key_id: &submission.signed.key_id,
+        payload: &submission.signed.payload,
+        signature: &submission.signed.signature,
+        verified_public_key: submission.verified_public_key,
+        skew_ms_max: Some(skew_ms_max),
+    };
+    let answer = match apply(&batch.txn, &ctx, &submission.request) {
+        Err(Error::Refused(rejection)) => Err(rejection),
+        Err(Error::Fault(fault)) => {
+            gate.stop(format!(
+                "the state store failed while applying a request for record {seq}: {fault}"
+            ));
+            Err(stopped_by_fault())
+        }
+        Ok(Outcome::Duplicate { seq }) => Ok(Committed {
+            seq,
+            commit_time_ms: 0,
+            duplicate: true,
+            effects: pb::Effects::default(),
+        }),
+        Ok(Outcome::Accepted { effects, writes }) => {
+            let effects = effects_to_pb(&effects);
+            let record = pb::Record {
+                seq,
+                commit_time_ms: batch.commit_time_ms,
+                request: Some(submission.signed.clone()),
+                effects: Some(effects.clone()),
+            }
+            .encode_to_vec();
+            let frame_bytes = (FRAME_HEADER_BYTES + record.len()) as u64;
+            if record.len() > RECORD_BYTES_MAX {
+                Err(record_too_large(record.len()))
+            } else if batch.bytes + frame_bytes > BATCH_BYTES_MAX {
+                return Err(Full(Box::new(submission)));
+            } else if let Err(e) = batch.tree.append(&record) {
+                gate.stop(format!("the Merkle tree cannot be extended: {e}"));
+                Err(stopped_by_fault())
+            } else {
+                batch.bytes += frame_bytes;
+                batch.offsets.push(batch.journal_end);
+                batch.journal_end += frame_bytes;
+                batch.records.push(record);
+                batch.txn.extend(writes);
+                Ok(Committed {
+                    seq,
+                    commit_time_ms: batch.commit_time_ms,
+                    duplicate: false,
+                    effects,
+                })
+            }
+        }
+    };
+    batch.replies.push((submission.reply, answer));
+    Ok(())
+}
+
+fn record_too_large(bytes: usize) -> Rejection {
+    Rejection::new(
+        Code::ResourceExhausted,
+        "",
+        format!(
+            "the record would be {bytes} bytes, more than the {RECORD_BYTES_MAX} one record may hold: the movement is spread over too many lots; name the sources to spend (earmarks) or split the amount"
+        ),
+    )
+}
+
+/// The answer when the journal write failed after it may have reached disk.
+fn outcome_unknown() -> Rejection {
+    Rejection::unavailable(
+        "outcome unknown: the journal write failed after it may have reached disk, and the ledger stopped taking writes. Once it is back, retry with the same idempotency key: you will get the first result if the request was recorded",
+    )
+}
+
+struct JournalWriter {
+    journal: Box<dyn JournalStore>,
+    gate: WriteGate,
+    /// Durable records: the next record gets this seq.
+    record_count: Arc<AtomicU64>,
+    checkpoint_due: std::sync::mpsc::Sender<()>,
+    checkpoint_every_records: u64,
+    to_indexer: SyncSender<Durable>,
+}
+
+impl JournalWriter {
+    fn run(mut self, rx: Receiver<Applied>) {
+        for applied in rx {
+            self.write(applied);
+        }
+        info!("journal writer stopped");
+    }
+
+    /// Appends the batch's records with one fdatasync, then answers every
+    /// request in it. After a failed batch nothing more is written: the
+    /// answers of later batches may rest on it.
+    fn write(&mut self, applied: Applied) {
+        let Applied {
+            first_seq,
+            records,
+            offsets,
+            writes,
+            leaves,
+            watermark,
+            mut replies,
+        } = applied;
+        if let Some(reason) = self.gate.reason() {
+            // Not written: what the batch accepted, and what it found, may
+            // rest on a batch that failed.
+            for (reply, answer) in replies {
+                let _ = reply.send(answer.and(Err(not_writing(&reason))));
+            }
+            return;
+        }
+        if !records.is_empty() {
+            assert_eq!(
+                self.journal.end(),
+                offsets[0],
+                "the sequencer placed the batch where the journal ends"
+            );
+            match self.journal.append(&records) {
+                Ok(locations) => {
+                    assert_eq!(locations, offsets, "records sit where the sequencer said");
+                    assert_eq!(self.journal.end(), watermark.journal_end);
+                    let next_seq = watermark.record_count;
+                    self.record_count.store(next_seq, Ordering::Release);
+                    if first_seq / self.checkpoint_every_records
+                        != next_seq / self.checkpoint_every_records
+                    {
+                        let _ = self.checkpoint_due.send(());
+                    }
+                    let durable = Durable {
+                        writes,
+                        leaves,
+                        watermark,
+                    };
+                    if self.to_indexer.send(durable).is_err() {
+                        self.gate.stop("the indexer has stopped".into());
+                    }
+                }
+                Err(e) => {
+                    // The bytes may or may not be on disk: neither "recorded"
+                    // nor "not recorded" is true. Restart decides, by replay.
+                    self.gate.stop(format!(
+                        "the journal could not be made durable: {e}; restart the server to recover"
+                    ));
+                    for (_, answer) in replies.iter_mut() {
+                        if matches!(answer, Ok(c) if !c.duplicate) {
+                            *answer = Err(outcome_unknown());
+                        }
+                    }
+                }
+            }
+        }
+        for (reply, answer) in replies {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+struct Indexer {
+    derived: Arc<dyn StateStore>,
+    gate: WriteGate,
+    indexed: Arc<Progress>,
+}
+
+impl Indexer {
+    /// Commits durable batches to the derived store, merging those that
+    /// queued up into one commit. After a failed commit it stops: a later
+    /// batch alone would leave a hole below the watermark.
+    fn run(self, rx: Receiver<Durable>) {
+        while let Ok(first) = rx.recv() {
+            let mut merged = first;
+            let mut records = merged.leaves.len();
+            while records < INDEX_COMMIT_RECORDS_MAX {
+                let Ok(next) = rx.try_recv() else { break };
+                records += next.leaves.len();
+                merged.writes.extend(next.writes);
+                merged.leaves.extend(next.leaves);
+                merged.watermark = next.watermark;
+            }
+            let count = merged.watermark.record_count;
+            match self
+                .derived
+                .commit_index(merged.writes, &merged.leaves, merged.watermark)
+            {
+                Ok(()) => self.indexed.advance(count),
+                Err(fault) => {
+                    self.gate.stop(format!("the state store failed: {fault}"));
+                    break;
+                }
+            }
+        }
+        info!("indexer stopped");
+    }
+}
