@@ -564,11 +564,16 @@ async fn a_changed_balance_in_the_state_store_is_caught() {
     );
     server.stop().await;
 
-    // Someone adds ¥1,000,000.00 to a county account directly in sled.
+    // Someone adds ¥1,000,000.00 to a county account directly in the state.
     {
         // The stopped server shut its engine down and let go of sled.
         let path = fundtrail_store::state::kv_dir(&fundtrail_server::engine::state_dir(dir.path()));
-        let db = sled::open(&path).expect("sled opens once the server is gone");
+        let keyspace = fjall::Config::new(&path)
+            .open()
+            .expect("the state opens once the server is gone");
+        let db = keyspace
+            .open_partition(fundtrail_store::state::KV_PARTITION, Default::default())
+            .unwrap();
         let key = fundtrail_core::state::key::named(fundtrail_core::state::key::ACCOUNT, "dx-xczx");
         let mut account: fundtrail_core::model::Account =
             fundtrail_core::state::decode(&db.get(&key).unwrap().unwrap()).unwrap();
@@ -577,7 +582,7 @@ async fn a_changed_balance_in_the_state_store_is_caught() {
         }
         db.insert(key, fundtrail_core::state::encode(&account))
             .unwrap();
-        db.flush().unwrap();
+        keyspace.persist(fjall::PersistMode::SyncAll).unwrap();
     }
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;

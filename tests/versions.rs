@@ -149,12 +149,22 @@ async fn derived_state_of_another_schema_is_rebuilt_from_the_journal() {
 
     // A state written by another build: same keys, another schema version.
     {
-        let db = sled::open(fundtrail_store::state::kv_dir(&state_dir(dir.path()))).unwrap();
-        db.insert(b"~s", &1u32.to_be_bytes()).unwrap();
+        let keyspace = fjall::Config::new(fundtrail_store::state::kv_dir(&state_dir(dir.path())))
+            .open()
+            .unwrap();
+        let db = keyspace
+            .open_partition(fundtrail_store::state::KV_PARTITION, Default::default())
+            .unwrap();
+        db.insert(b"~s", 1u32.to_be_bytes()).unwrap();
         db.insert(b"zz-left-by-an-old-layout", b"stale").unwrap();
-        db.flush().unwrap();
+        keyspace.persist(fjall::PersistMode::SyncAll).unwrap();
     }
+    // And a sled directory of a build before schema 4, in its old place.
+    let legacy = dir.path().join("state");
+    std::fs::create_dir(&legacy).unwrap();
+    std::fs::write(legacy.join("db"), b"an old sled file").unwrap();
     let server = TestServer::start(dir.path()).await;
+    assert!(!legacy.exists(), "the old layout's state is removed");
     let mut client = server.client().await;
     assert!(ledger_info(&mut client).await.writable);
     assert!(server.dump() == before, "the rebuilt state differs");
