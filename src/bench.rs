@@ -1,30 +1,39 @@
-//! `fundtrail bench`: measured, not guessed. Against a fresh in-process
-//! server on a temporary data directory, over real loopback gRPC:
+//! `fundtrail bench`: measured, not guessed. Starts `fundtrail serve` in its
+//! own process on a fresh data directory and drives it over loopback gRPC:
 //!
-//! 1. writes: concurrent posts of transfers, each answered only after its
-//!    group-commit fdatasync (single `Post`s, or `PostBatch` calls);
-//! 2. optionally, inclusion-proof requests against the signed tree;
-//! 3. optionally, the audit's full replay of the journal.
+//! 0. the ceiling: how many signatures a second this machine checks with
+//!    `verify_batch` on every core, and with one-by-one strict checks (what
+//!    the server does; docs/record-format.md §5.2 says why);
+//! 1. writes: transfers and household disbursements, all signed before the
+//!    clock starts, posted concurrently (single `Post`s, `PostBatch` calls,
+//!    or single posts offered at a fixed rate), each answered only after its
+//!    group-commit fdatasync; optionally with a reader timing queries;
+//! 2. optionally, inclusion-proof requests, unary and streamed;
+//! 3. disk bytes per record, and the time a restart takes to serve again;
+//! 4. optionally, the audit's full replay of the journal.
 //!
-//! Each prints throughput and latency percentiles.
+//! Each throughput is printed with latency percentiles and as a percentage
+//! of the ceiling.
 
-use std::path::PathBuf;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
+use ed25519_dalek::{Signature, VerifyingKey};
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::{Client, Signer};
-use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::genesis::{self, RootOrg};
 use fundtrail_server::verify::Replay;
 use fundtrail_store::Journal;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Transfers to post in total.
+    /// Records to post in total (half transfers, half disbursements).
     #[arg(long, default_value_t = 20_000)]
     records: u64,
     /// Concurrent clients.
@@ -36,13 +45,28 @@ pub struct BenchArgs {
     /// Requests per call: 1 posts each on its own (Post); more use PostBatch.
     #[arg(long, default_value_t = 1)]
     batch: u64,
-    /// Then measure inclusion-proof requests for this many seconds (0: skip).
+    /// Offer single posts at this many a second (open loop) instead of as
+    /// fast as --clients can.
+    #[arg(long, conflicts_with = "batch")]
+    rate: Option<u64>,
+    /// While writing, time signed queries (GetAccount) one after another.
+    #[arg(long)]
+    queries: bool,
+    /// Then measure inclusion-proof requests for this many seconds each,
+    /// unary and streamed (0: skip).
     #[arg(long, default_value_t = 0)]
     proof_seconds: u64,
     /// Then replay the journal as `fundtrail audit` does and report its rate.
     #[arg(long)]
     audit: bool,
 }
+
+/// Households the disbursements go to.
+const BENCH_HOUSEHOLDS: u64 = 1_000;
+/// Amount of each benched movement.
+const BENCH_AMOUNT_FEN: u64 = 100;
+/// Seconds the ceiling is measured for.
+const CEILING_SECONDS: f64 = 2.0;
 
 fn percentile(sorted: &[Duration], pct: usize) -> f64 {
     if sorted.is_empty() {
@@ -52,15 +76,26 @@ fn percentile(sorted: &[Duration], pct: usize) -> f64 {
     sorted[rank].as_secs_f64() * 1e3
 }
 
-fn report(what: &str, count: usize, elapsed: Duration, mut latencies: Vec<Duration>) {
+/// Prints one measurement; returns its throughput per second.
+fn report(
+    what: &str,
+    count: usize,
+    elapsed: Duration,
+    mut latencies: Vec<Duration>,
+    ceiling: Option<f64>,
+) -> f64 {
     latencies.sort();
+    let rate = count as f64 / elapsed.as_secs_f64();
     println!("{what}");
     println!("  count:      {count}");
     println!("  elapsed:    {:.2} s", elapsed.as_secs_f64());
-    println!(
-        "  throughput: {:.0} /s",
-        count as f64 / elapsed.as_secs_f64()
-    );
+    match ceiling {
+        Some(ceiling) => println!(
+            "  throughput: {rate:.0} /s ({:.1}% of the verify_batch ceiling)",
+            100.0 * rate / ceiling
+        ),
+        None => println!("  throughput: {rate:.0} /s"),
+    }
     if !latencies.is_empty() {
         println!(
             "  latency ms: p50 {:.2}  p90 {:.2}  p99 {:.2}  max {:.2}",
@@ -70,21 +105,165 @@ fn report(what: &str, count: usize, elapsed: Duration, mut latencies: Vec<Durati
             percentile(&latencies, 100),
         );
     }
+    rate
 }
 
-fn transfer() -> B {
+fn transfer(amount_fen: u64) -> B {
     B::Transfer(pb::Transfer {
         from_account_id: "bench-treasury".into(),
         to_account_id: "bench-county".into(),
-        amount_fen: 100,
+        amount_fen,
         document_no: "甘财农〔2026〕7号".into(),
         ..Default::default()
     })
 }
 
+fn household_id(h: u64) -> String {
+    format!("bench-hh-{h:06}")
+}
+
+fn disbursement(h: u64) -> B {
+    B::Disbursement(pb::Disbursement {
+        from_account_id: "bench-county".into(),
+        household_account_id: household_id(h),
+        amount_fen: BENCH_AMOUNT_FEN,
+        programme_code: "2130599".into(),
+        period: "2026-03".into(),
+        document_no: "东财农〔2026〕3号".into(),
+        ..Default::default()
+    })
+}
+
+/// `fundtrail serve` in its own process.
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    /// Starts the server on `data_dir` and returns once it listens, with
+    /// how long that took (opening replays and loads state).
+    async fn start(data_dir: &Path) -> Result<(ServerProcess, Duration)> {
+        let started = Instant::now();
+        let log = std::fs::File::create(data_dir.join("bench-server.log"))?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            // The bench measures the server, not the per-key read allowance.
+            .args(["--read-units-per-second", &u32::MAX.to_string()])
+            .args(["--read-units-burst", &u32::MAX.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("cannot start `fundtrail serve`")?;
+        let stdout = child.stdout.take().context("the server's stdout")?;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                let _ = child.wait();
+                bail!(
+                    "the server stopped before listening; see {}",
+                    data_dir.join("bench-server.log").display()
+                );
+            };
+            if let Some(addr) = line?.strip_prefix("fundtrail listening on ") {
+                break addr.to_string();
+            }
+        };
+        let elapsed = started.elapsed();
+        let server = ServerProcess {
+            child,
+            url: format!("http://{addr}"),
+        };
+        // Once it answers, it also handles SIGTERM as a graceful stop.
+        Client::connect(&server.url).await?;
+        Ok((server, elapsed))
+    }
+
+    /// Stops the server as an operator does (SIGTERM) and waits for it.
+    fn stop(mut self) -> Result<()> {
+        let pid = i32::try_from(self.child.id())?;
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("the server exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+/// Signs `bodies` on every core: the client's signing is not the server's
+/// work, so it happens before any clock starts.
+fn sign_all(client: &Client, signer: &Signer, bodies: Vec<B>) -> Vec<pb::SignedRequest> {
+    let requests: Vec<pb::Request> = bodies.into_iter().map(|b| client.request(b)).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = requests.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = requests
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|r| signer.sign(r)).collect::<Vec<_>>())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a signing thread panicked"))
+            .collect()
+    })
+}
+
+/// Signatures checked per second on every core, with `verify_batch` over
+/// batches of 256 and with one-by-one strict checks.
+fn ceiling(signer: &Signer, samples: &[pb::SignedRequest]) -> Result<(f64, f64)> {
+    let key = VerifyingKey::from_bytes(&signer.public_key())?;
+    let messages: Vec<Vec<u8>> = samples
+        .iter()
+        .map(|s| fundtrail_core::signing::signed_message(&s.payload))
+        .collect();
+    let signatures: Vec<Signature> = samples
+        .iter()
+        .map(|s| Signature::from_slice(&s.signature))
+        .collect::<Result<_, _>>()?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rate = |batched: bool| -> Result<f64> {
+        let started = Instant::now();
+        let checked: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut checked = 0;
+                        let keys = vec![key; 256];
+                        while started.elapsed().as_secs_f64() < CEILING_SECONDS {
+                            for (m, s) in messages.chunks(256).zip(signatures.chunks(256)) {
+                                if batched {
+                                    let m: Vec<&[u8]> = m.iter().map(Vec::as_slice).collect();
+                                    ed25519_dalek::verify_batch(&m, s, &keys[..s.len()])
+                                        .expect("bench signatures verify");
+                                } else {
+                                    for (m, s) in m.iter().zip(s) {
+                                        key.verify_strict(m, s).expect("bench signatures verify");
+                                    }
+                                }
+                                checked += s.len();
+                            }
+                        }
+                        checked
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        Ok(checked as f64 / started.elapsed().as_secs_f64())
+    };
+    Ok((rate(true)?, rate(false)?))
+}
+
 pub async fn run(args: BenchArgs) -> Result<()> {
-    if args.clients == 0 || args.records == 0 || args.batch == 0 {
-        bail!("--clients, --records and --batch must be above zero");
+    if args.clients == 0 || args.records == 0 || args.batch == 0 || args.rate == Some(0) {
+        bail!("--clients, --records, --batch and --rate must be above zero");
     }
     if args.batch > fundtrail_core::limits::POST_BATCH_REQUESTS_MAX as u64 {
         bail!(
@@ -92,7 +271,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             fundtrail_core::limits::POST_BATCH_REQUESTS_MAX
         );
     }
-    let (data_dir, temporary) = match args.data_dir {
+    let (data_dir, temporary) = match args.data_dir.clone() {
         Some(dir) => (dir, false),
         None => (
             std::env::temp_dir().join(format!(
@@ -103,146 +282,128 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         ),
     };
     let created = genesis::init(&data_dir, &RootOrg::default()).map_err(anyhow::Error::msg)?;
-    let config = EngineConfig {
-        scrub_on_start: false,
-        ..EngineConfig::new(data_dir.clone())
-    };
-    let engine = Engine::open(config).map_err(anyhow::Error::msg)?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The bench measures the server, not the per-key read allowance.
-    let options = fundtrail_server::ServeOptions {
-        boundary: fundtrail_server::boundary::BoundaryConfig {
-            read_cost_per_second: std::num::NonZeroU32::MAX,
-            read_cost_burst: std::num::NonZeroU32::MAX,
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let server = tokio::spawn(fundtrail_server::serve_on(
-        engine.clone(),
-        listener,
-        options,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-
-    let root = Arc::new(Signer::from_key_file(&created.root_key_path)?);
-    let mut client = Client::connect_as(&url, &root).await?;
-    for (account_id, kind) in [
-        ("bench-treasury", pb::AccountKind::Treasury),
-        ("bench-county", pb::AccountKind::Programme),
-    ] {
-        let open = pb::OpenAccount {
-            account_id: account_id.into(),
-            kind: kind as i32,
-            name: account_id.into(),
-            ..Default::default()
-        };
-        client.post(&root, B::OpenAccount(open)).await?;
+    let result = bench(&args, &data_dir, &created.root_key_path).await;
+    if temporary {
+        let _ = std::fs::remove_dir_all(&data_dir);
     }
-    let appropriation = pb::Appropriation {
-        account_id: "bench-treasury".into(),
-        amount_fen: args
-            .records
-            .checked_mul(100)
-            .ok_or_else(|| anyhow::anyhow!("--records is too large"))?,
-        programme_code: "2130599".into(),
-        fiscal_year: 2026,
-        document_no: "财农〔2026〕1号".into(),
-        ..Default::default()
-    };
-    client.post(&root, B::Appropriation(appropriation)).await?;
+    result
+}
 
-    // 1. Writes.
-    let calls = args.records.div_ceil(args.batch);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..args.clients {
-        let my_calls = calls / args.clients + u64::from(worker < calls % args.clients);
-        let mut client = client.clone();
-        let root = root.clone();
-        let batch = args.batch;
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(my_calls as usize);
-            for _ in 0..my_calls {
+async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()> {
+    let (server, _) = ServerProcess::start(data_dir).await?;
+    let root = Arc::new(Signer::from_key_file(root_key)?);
+    let mut client = Client::connect_as(&server.url, &root).await?;
+    setup(&mut client, &root, args.records).await?;
+
+    let bodies: Vec<B> = (0..args.records)
+        .map(|i| match i % 2 {
+            0 => transfer(BENCH_AMOUNT_FEN),
+            _ => disbursement(i / 2 % BENCH_HOUSEHOLDS),
+        })
+        .collect();
+    let requests = sign_all(&client, &root, bodies);
+    let (batch_ceiling, strict_ceiling) = ceiling(&root, &requests[..requests.len().min(4096)])?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "ceiling on {cores} cores: verify_batch {batch_ceiling:.0} signatures/s; one-by-one strict {strict_ceiling:.0}/s"
+    );
+    let ceiling = Some(batch_ceiling);
+
+    // 1. Writes, with a reader timing queries alongside if asked.
+    let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // Another session: its reads do not wait for the writers' records.
+    let mut reader_client = Client::connect_as(&server.url, &root).await?;
+    let reader = args.queries.then(|| {
+        let writing = writing.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
                 let t = Instant::now();
-                if batch == 1 {
-                    client.post(&root, transfer()).await?;
-                } else {
-                    let requests = (0..batch)
-                        .map(|_| root.sign(&client.request(transfer())))
-                        .collect();
-                    let results = client.post_batch(requests).await?;
-                    if let Some(failed) = results
-                        .iter()
-                        .find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_))))
-                    {
-                        return Err(tonic::Status::internal(format!(
-                            "a batched post failed: {failed:?}"
-                        )));
-                    }
-                }
+                reader_client
+                    .query
+                    .get_account(pb::GetAccountRequest {
+                        account_id: "bench-county".into(),
+                        ..Default::default()
+                    })
+                    .await?;
                 latencies.push(t.elapsed());
             }
             Ok::<_, tonic::Status>(latencies)
-        }));
-    }
-    let mut latencies = Vec::new();
-    for task in tasks {
-        latencies.extend(task.await??);
-    }
-    let what = if args.batch == 1 {
-        format!(
-            "writes: concurrent single posts from {} clients (latency per post)",
-            args.clients
-        )
-    } else {
-        format!(
-            "writes: PostBatch of {} from {} clients (latency per call)",
-            args.batch, args.clients
-        )
+        })
+    });
+    let started = Instant::now();
+    let (what, latencies) = match args.rate {
+        Some(rate) => (
+            format!("writes: single posts offered at {rate}/s (latency from when each was due)"),
+            post_at_rate(&client, requests, rate).await?,
+        ),
+        None if args.batch == 1 => (
+            format!(
+                "writes: concurrent single posts from {} clients (latency per post)",
+                args.clients
+            ),
+            post_concurrently(&client, requests, args.clients, 1).await?,
+        ),
+        None => (
+            format!(
+                "writes: PostBatch of {} from {} clients (latency per call)",
+                args.batch, args.clients
+            ),
+            post_concurrently(&client, requests, args.clients, args.batch as usize).await?,
+        ),
     };
-    report(
-        &what,
-        (calls * args.batch) as usize,
-        started.elapsed(),
-        latencies,
-    );
+    let elapsed = started.elapsed();
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    report(&what, args.records as usize, elapsed, latencies, ceiling);
+    if let Some(reader) = reader {
+        let latencies = reader.await??;
+        report(
+            "queries while writing: signed GetAccount, one at a time",
+            latencies.len(),
+            elapsed,
+            latencies,
+            None,
+        );
+    }
 
-    // 2. Inclusion proofs against the newest checkpoint.
+    // 2. Inclusion proofs against a checkpoint of every record.
+    let info = client
+        .query
+        .get_ledger(pb::GetLedgerRequest {})
+        .await?
+        .into_inner();
+    let record_count = info.record_count;
     if args.proof_seconds > 0 {
-        let record_count = engine.record_count();
-        engine
-            .checkpoints()
-            .sign(record_count, engine.state())
-            .map_err(|e| anyhow::anyhow!(e))?;
+        let tree_size = signed_tree_size(&client, record_count).await?;
         // What verifiers do (public, hashes only), then what a signed reader
         // does (the record too; each read checked and access-logged).
-        let anonymous = Client::connect(&url).await?;
+        let anonymous = Client::connect(&server.url).await?;
         for (client, kind) in [
             (&anonymous, "public, hashes only"),
             (&client, "signed, with the record, access-logged"),
         ] {
             let started = Instant::now();
-            let latencies =
-                prove_for(client, args.clients, record_count, args.proof_seconds).await?;
-            let elapsed = started.elapsed();
+            let latencies = prove_for(client, args.clients, tree_size, args.proof_seconds).await?;
             let what = format!(
-                "inclusion proofs ({kind}): GetInclusionProof from {} clients, tree of {record_count} records",
+                "inclusion proofs ({kind}): GetInclusionProof from {} clients, tree of {tree_size} records",
                 args.clients
             );
-            report(&what, latencies.len(), elapsed, latencies);
+            report(&what, latencies.len(), started.elapsed(), latencies, None);
         }
     }
+    drop(client);
+    server.stop()?;
 
-    let _ = stop.send(());
-    server.await?.map_err(anyhow::Error::msg)?;
-    drop(engine);
+    // 3. Disk, and a restart.
+    disk_report(data_dir, record_count)?;
+    let (server, restart) = ServerProcess::start(data_dir).await?;
+    println!(
+        "restart at {record_count} records: serving after {:.2} s",
+        restart.as_secs_f64()
+    );
+    server.stop()?;
 
-    // 3. The audit's replay: every signature, authority, effect, leaf hash.
+    // 4. The audit's replay: every signature, authority, effect, leaf hash.
     if args.audit {
         let journal = Journal::open(
             &data_dir.join(fundtrail_store::journal::JOURNAL_FILE_NAME),
@@ -261,10 +422,182 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             replay.record_count() as usize,
             started.elapsed(),
             Vec::new(),
+            ceiling,
         );
     }
-    if temporary {
-        let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Accounts, money and households for the benched movements: the treasury
+/// holds enough for every transfer, the county enough for every
+/// disbursement before the first transfer arrives.
+async fn setup(client: &mut Client, root: &Signer, records: u64) -> Result<()> {
+    let enough = records
+        .checked_mul(BENCH_AMOUNT_FEN)
+        .ok_or_else(|| anyhow::anyhow!("--records is too large"))?;
+    let mut bodies = Vec::new();
+    for (account_id, kind) in [
+        ("bench-treasury", pb::AccountKind::Treasury),
+        ("bench-county", pb::AccountKind::Programme),
+    ] {
+        bodies.push(B::OpenAccount(pb::OpenAccount {
+            account_id: account_id.into(),
+            kind: kind as i32,
+            name: account_id.into(),
+            ..Default::default()
+        }));
+    }
+    bodies.push(B::Appropriation(pb::Appropriation {
+        account_id: "bench-treasury".into(),
+        amount_fen: enough * 2,
+        programme_code: "2130599".into(),
+        fiscal_year: 2026,
+        document_no: "财农〔2026〕1号".into(),
+        ..Default::default()
+    }));
+    bodies.push(transfer(enough));
+    for h in 0..BENCH_HOUSEHOLDS {
+        bodies.push(B::RegisterHousehold(pb::RegisterHousehold {
+            account_id: household_id(h),
+            household_ref: format!("JDLK-BENCH-{h:06}"),
+            village_code: "622926100201".into(),
+            basis: pb::SubsidyBasis::PerHousehold as i32,
+            members: 4,
+        }));
+    }
+    let requests = sign_all(client, root, bodies);
+    for chunk in requests.chunks(fundtrail_core::limits::POST_BATCH_REQUESTS_MAX) {
+        check_results(&client.post_batch(chunk.to_vec()).await?)?;
+    }
+    Ok(())
+}
+
+fn check_results(results: &[pb::PostResult]) -> Result<(), tonic::Status> {
+    match results
+        .iter()
+        .find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_))))
+    {
+        Some(failed) => Err(tonic::Status::internal(format!(
+            "a benched post failed: {failed:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Posts `requests` from `clients` tasks, `batch` per call (1: `Post`);
+/// the latency of each call.
+async fn post_concurrently(
+    client: &Client,
+    requests: Vec<pb::SignedRequest>,
+    clients: u64,
+    batch: usize,
+) -> Result<Vec<Duration>> {
+    let calls: Vec<Vec<pb::SignedRequest>> = requests.chunks(batch).map(<[_]>::to_vec).collect();
+    let queue = Arc::new(std::sync::Mutex::new(calls.into_iter()));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let mut client = client.clone();
+        let queue = queue.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let Some(call) = queue.lock().expect("queue lock").next() else {
+                    break;
+                };
+                let t = Instant::now();
+                if call.len() == 1 {
+                    let request = call.into_iter().next().expect("one request");
+                    client.post_signed(request).await?;
+                } else {
+                    check_results(&client.post_batch(call).await?)?;
+                }
+                latencies.push(t.elapsed());
+            }
+            Ok::<_, tonic::Status>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
+}
+
+/// Offers each request as a single post at its due time, `rate` a second,
+/// whether or not earlier ones were answered; the latency of each from
+/// when it was due.
+async fn post_at_rate(
+    client: &Client,
+    requests: Vec<pb::SignedRequest>,
+    rate: u64,
+) -> Result<Vec<Duration>> {
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(requests.len());
+    for (i, request) in requests.into_iter().enumerate() {
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        tokio::time::sleep_until(due).await;
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            client.post_signed(request).await?;
+            Ok::<_, tonic::Status>(due.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        latencies.push(task.await??);
+    }
+    Ok(latencies)
+}
+
+/// The size of a checkpoint the log signed that covers `record_count`
+/// records, once there is one.
+async fn signed_tree_size(client: &Client, record_count: u64) -> Result<u64> {
+    let mut client = client.clone();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let checkpoint = client
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest::default())
+            .await?
+            .into_inner();
+        if checkpoint.tree_size >= record_count {
+            return Ok(checkpoint.tree_size);
+        }
+        if Instant::now() > deadline {
+            bail!("no checkpoint of {record_count} records within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Bytes on disk per record, in all and file by file.
+fn disk_report(data_dir: &Path, record_count: u64) -> Result<()> {
+    fn bytes(path: &Path) -> u64 {
+        match std::fs::metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(path)
+                .map(|entries| entries.flatten().map(|e| bytes(&e.path())).sum())
+                .unwrap_or(0),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        }
+    }
+    let total = bytes(data_dir);
+    println!(
+        "disk at {record_count} records: {} bytes a record in all",
+        total / record_count.max(1)
+    );
+    for part in [
+        "journal.log",
+        "derived/kv",
+        "derived/tree.hashes",
+        "derived/record.offsets",
+        "checkpoints.log",
+        "access.log",
+    ] {
+        println!(
+            "  {part:<24} {:>6} bytes a record",
+            bytes(&data_dir.join(part)) / record_count.max(1)
+        );
     }
     Ok(())
 }

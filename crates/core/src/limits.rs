@@ -37,8 +37,12 @@ pub const ACCOUNT_SOURCES_MAX: usize = 100_000;
 pub const ORG_KEYS_MAX: usize = 64;
 /// Status changes one household may have.
 pub const HOUSEHOLD_STATUS_CHANGES_MAX: usize = 64;
-/// Lots read per scan while picking which lots pay a movement.
+/// Lots read by the first scan while picking which lots pay a movement:
+/// the oldest lot usually pays it all.
+pub const LOT_SCAN_FIRST: usize = 8;
+/// Lots read per later scan.
 pub const LOT_SCAN_CHUNK: usize = 256;
+const _: () = assert!(LOT_SCAN_FIRST <= LOT_SCAN_CHUNK);
 
 // --- Journal and sequencer ---------------------------------------------------
 

@@ -405,34 +405,49 @@ impl<K: Kv + ?Sized> Kv for Txn<'_, K> {
     }
 
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
-        // Staged writes in range, and enough base rows that deletions
-        // staged over them cannot leave the page short.
-        let staged: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = self
-            .writes
-            .range(start.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .collect();
-        let deleted = staged.iter().filter(|(_, v)| v.is_none()).count();
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self
-            .base
-            .scan(prefix, start, limit.saturating_add(deleted))?
-            .into_iter()
-            .map(|(k, v)| (k, Some(v)))
-            .collect();
-        let base_complete = merged.len() < limit.saturating_add(deleted);
-        let base_last = merged.keys().next_back().cloned();
-        for (key, value) in staged {
-            // Beyond the last base row read, base rows are unknown: stop there
-            // unless the base had no more.
-            if !base_complete && base_last.as_ref().is_some_and(|last| key > last) {
-                break;
+        // Base rows a chunk at a time, merged with the staged writes up to
+        // the last base row read (beyond it, base rows are unknown until the
+        // next chunk), until `limit` rows survive the staged deletions.
+        let mut out = Vec::new();
+        let mut from = start.to_vec();
+        while out.len() < limit {
+            let base = self.base.scan(prefix, &from, limit)?;
+            let complete = base.len() < limit;
+            let upper = base.last().map(|(k, _)| k.clone());
+            let staged = self
+                .writes
+                .range(from.clone()..)
+                .take_while(|(k, _)| k.starts_with(prefix))
+                .take_while(|(k, _)| complete || upper.as_ref().is_some_and(|u| *k <= u));
+            let mut base = base.into_iter().peekable();
+            let mut staged = staged.peekable();
+            while out.len() < limit {
+                let take_staged = match (base.peek(), staged.peek()) {
+                    (None, None) => break,
+                    (Some(_), None) => false,
+                    (None, Some(_)) => true,
+                    (Some((b, _)), Some((s, _))) => *s <= b,
+                };
+                if take_staged {
+                    let (key, value) = staged.next().expect("peeked");
+                    if base.peek().is_some_and(|(b, _)| b == key) {
+                        base.next();
+                    }
+                    if let Some(value) = value {
+                        out.push((key.clone(), value.clone()));
+                    }
+                } else {
+                    out.push(base.next().expect("peeked"));
+                }
             }
-            merged.insert(key.clone(), value.clone());
+            match upper {
+                Some(mut next) if !complete => {
+                    next.push(0);
+                    from = next;
+                }
+                _ => break,
+            }
         }
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .take(limit)
-            .collect())
+        Ok(out)
     }
 }

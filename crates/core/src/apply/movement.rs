@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use super::Act;
 use crate::dates::Day;
-use crate::limits::{ACCOUNT_SOURCES_MAX, LEGS_PER_RECORD_MAX, LOT_SCAN_CHUNK};
+use crate::limits::{ACCOUNT_SOURCES_MAX, LEGS_PER_RECORD_MAX, LOT_SCAN_CHUNK, LOT_SCAN_FIRST};
 use crate::model::*;
 use crate::money::Fen;
 use crate::rules::Rules;
@@ -104,8 +104,9 @@ fn pick_lots<K: Kv + ?Sized>(
     for (source, want) in wants {
         let mut left = want;
         let mut start = prefix.clone();
+        let mut chunk = LOT_SCAN_FIRST;
         'scan: loop {
-            let rows = txn.scan(&prefix, &start, LOT_SCAN_CHUNK)?;
+            let rows = txn.scan(&prefix, &start, chunk)?;
             for (row, value) in &rows {
                 let (lot_day, arrival_seq, source_seq) = key::parse_lot(&account.account_id, row)
                     .ok_or_else(|| {
@@ -139,9 +140,10 @@ fn pick_lots<K: Kv + ?Sized>(
                 }
             }
             match rows.last() {
-                Some((last, _)) if rows.len() == LOT_SCAN_CHUNK => {
+                Some((last, _)) if rows.len() == chunk => {
                     start = last.clone();
                     start.push(0);
+                    chunk = LOT_SCAN_CHUNK;
                 }
                 _ => break,
             }
