@@ -61,6 +61,8 @@ pub const COMMIT_BATCH_RECORDS_MAX: usize = 2_048;
 pub const SEQUENCER_QUEUE_MAX: usize = 8_192;
 /// Records replay applies per commit to derived state.
 pub const REPLAY_COMMIT_RECORDS: u64 = 4_096;
+/// Decompressed public keys the server keeps for checking signatures.
+pub const VERIFYING_KEYS_CACHED_MAX: usize = 65_536;
 /// Longest a call waits for derived state to reach its `fundtrail-min-seq`.
 pub const MIN_SEQ_WAIT_MS: u64 = 10_000;
 /// Records whose index writes the indexer merges into one derived-state commit.

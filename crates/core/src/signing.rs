@@ -110,12 +110,25 @@ pub fn sign(key: &SigningKey, payload: &[u8]) -> [u8; 64] {
 
 /// Checks that `signature` is `public_key`'s signature over `payload`.
 pub fn verify(public_key: &[u8; 32], payload: &[u8], signature: &[u8]) -> Result<(), Rejection> {
-    let key = VerifyingKey::from_bytes(public_key).map_err(|_| {
+    verify_with(&verifying_key(public_key)?, payload, signature)
+}
+
+/// `public_key` decompressed, once, for [`verify_with`].
+pub fn verifying_key(public_key: &[u8; 32]) -> Result<VerifyingKey, Rejection> {
+    VerifyingKey::from_bytes(public_key).map_err(|_| {
         Rejection::unauthenticated(
             "key_id",
             "the registered public key is not a valid Ed25519 key",
         )
-    })?;
+    })
+}
+
+/// [`verify`] with the key already decompressed. Strict (RFC 8032 with
+/// small-order keys and R refused), one signature at a time: batch
+/// verification answers otherwise for an R with a small-order component
+/// (docs/record-format.md §5.2), and a record every outside verifier must
+/// accept is admitted only by the check they make.
+pub fn verify_with(key: &VerifyingKey, payload: &[u8], signature: &[u8]) -> Result<(), Rejection> {
     let signature = Signature::from_slice(signature).map_err(|_| {
         Rejection::unauthenticated(
             "signature",

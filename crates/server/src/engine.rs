@@ -12,6 +12,7 @@
 //! The engine sees storage only through [`JournalStore`] and [`StateStore`],
 //! and time only through a [`Clock`].
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ use fundtrail_api::{decode_request, pb};
 use fundtrail_core::clock::{Clock, SystemClock};
 use fundtrail_core::limits::{
     BATCH_BYTES_MAX, FRAME_HEADER_BYTES, REPLAY_COMMIT_RECORDS, SEQUENCER_QUEUE_MAX,
+    VERIFYING_KEYS_CACHED_MAX,
 };
 use fundtrail_core::model::{LedgerMeta, Request};
 use fundtrail_core::state::{StateRead, Txn};
@@ -179,6 +181,10 @@ pub struct Engine {
     pseudonym_key: [u8; 32],
     access_log: AccessLog,
     tokens: TokenSealer,
+    /// Registered keys, decompressed, by key id.
+    verifying_keys: std::sync::RwLock<HashMap<String, ([u8; 32], ed25519_dalek::VerifyingKey)>>,
+    /// Request checks running at once: one per core.
+    checkers: tokio::sync::Semaphore,
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
     /// Records the derived store holds (queries read there).
@@ -371,6 +377,10 @@ impl Engine {
             pseudonym_key,
             access_log,
             tokens,
+            verifying_keys: Default::default(),
+            checkers: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
             record_count,
             indexed,
             gate,
@@ -553,6 +563,13 @@ impl Engine {
     ) -> Vec<Result<Checked, Rejection>> {
         let engine = self.clone();
         let count = requests.len();
+        // As many chunks checked at once as there are cores: more threads
+        // would only take turns.
+        let Ok(_permit) = self.checkers.acquire().await else {
+            return (0..count)
+                .map(|_| Err(Rejection::unavailable("the ledger is shutting down")))
+                .collect();
+        };
         let checked = tokio::task::spawn_blocking(move || {
             requests
                 .into_iter()
@@ -592,14 +609,10 @@ impl Engine {
         // Check the signature here, in parallel with other handlers, when the
         // key is already committed; keys never change once registered (the id
         // is a hash of the key). Otherwise the sequencer checks it.
-        let key = self.state.key(&signed.key_id).map_err(|fault| {
-            self.gate.stop(format!("the state store failed: {fault}"));
-            stopped_by_fault()
-        })?;
-        let verified_public_key = match key {
-            Some(key) => {
-                signing::verify(&key.public_key, &signed.payload, &signed.signature)?;
-                Some(key.public_key)
+        let verified_public_key = match self.verifying_key(&signed.key_id)? {
+            Some((public_key, key)) => {
+                signing::verify_with(&key, &signed.payload, &signed.signature)?;
+                Some(public_key)
             }
             None => None,
         };
@@ -608,6 +621,39 @@ impl Engine {
             request,
             verified_public_key,
         })
+    }
+
+    /// The registered key `key_id`, decompressed, if derived state holds it:
+    /// from the cache, else read and cached (a key never changes once
+    /// registered; whether it is revoked the sequencer checks).
+    fn verifying_key(
+        &self,
+        key_id: &str,
+    ) -> Result<Option<([u8; 32], ed25519_dalek::VerifyingKey)>, Rejection> {
+        let cached = self
+            .verifying_keys
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key_id)
+            .copied();
+        if let Some(found) = cached {
+            return Ok(Some(found));
+        }
+        let key = self.state.key(key_id).map_err(|fault| {
+            self.gate.stop(format!("the state store failed: {fault}"));
+            stopped_by_fault()
+        })?;
+        let Some(key) = key else { return Ok(None) };
+        let found = (key.public_key, signing::verifying_key(&key.public_key)?);
+        let mut keys = self
+            .verifying_keys
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if keys.len() >= VERIFYING_KEYS_CACHED_MAX {
+            keys.clear();
+        }
+        keys.insert(key_id.to_string(), found);
+        Ok(Some(found))
     }
 
     /// Hands a checked request to the sequencer.

@@ -15,7 +15,7 @@
 //! A batch is answered only after every batch before it is durable, so an
 //! answer never rests on a write that might still fail.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,7 +29,7 @@ use fundtrail_core::limits::{
     BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, FRAME_HEADER_BYTES, INDEX_COMMIT_RECORDS_MAX,
     RECORD_BYTES_MAX,
 };
-use fundtrail_core::state::{key, Kv, MemoryKv, Row, Txn, Writes};
+use fundtrail_core::state::{key, Kv, MemoryKv, Row, Writes};
 use fundtrail_core::{signing, Code, Error, Fault, Rejection};
 use fundtrail_store::{JournalStore, PendingTree, StateStore, Watermark};
 use fundtrail_tlog::Hash;
@@ -86,9 +86,13 @@ fn class(key: &[u8]) -> Class {
 
 /// The state the sequencer applies requests against: the hot keys in
 /// memory, cold keys written but not yet indexed, and the derived store
-/// for older cold keys.
+/// for older cold keys. Each accepted request's writes are taken in at
+/// once, so the next request sees them.
 pub(crate) struct SequencerState {
-    hot: MemoryKv,
+    /// Hot keys the rules read by exact key.
+    points: HashMap<Vec<u8>, Vec<u8>>,
+    /// Hot keys the rules scan in order: lots, oldest first.
+    ordered: MemoryKv,
     /// Cold keys not yet known indexed: the value, and the record count
     /// after the batch that wrote it.
     cold: BTreeMap<Vec<u8>, (u64, Option<Vec<u8>>)>,
@@ -104,7 +108,8 @@ impl SequencerState {
     /// Loads the hot keys from the derived store, which must be current
     /// (recovery has replayed the journal into it).
     pub(crate) fn load(derived: Arc<dyn StateStore>) -> Result<SequencerState, Fault> {
-        let mut hot = MemoryKv::new();
+        let mut points = HashMap::new();
+        let mut ordered = MemoryKv::new();
         for prefix in HOT_PREFIXES {
             let prefix = [prefix];
             let mut start = prefix.to_vec();
@@ -115,31 +120,45 @@ impl SequencerState {
                     start = last.clone();
                     start.push(0);
                 }
-                hot.extend(rows);
+                if scanned(&prefix) {
+                    ordered.extend(rows);
+                } else {
+                    points.extend(rows);
+                }
                 if !full {
                     break;
                 }
             }
         }
         Ok(SequencerState {
-            hot,
+            points,
+            ordered,
             cold: BTreeMap::new(),
             cold_batches: VecDeque::new(),
             derived,
         })
     }
 
-    /// Takes in the writes of a batch that leaves `record_count` records.
+    /// Takes in the writes of the request that leaves `record_count`
+    /// records.
     fn absorb(&mut self, writes: &Writes, record_count: u64) {
         let mut cold_keys = Vec::new();
         for (key, value) in writes {
             match class(key) {
-                Class::Hot => match value {
+                Class::Hot if scanned(key) => match value {
                     Some(value) => {
-                        self.hot.insert(key.clone(), value.clone());
+                        self.ordered.insert(key.clone(), value.clone());
                     }
                     None => {
-                        self.hot.remove(key);
+                        self.ordered.remove(key);
+                    }
+                },
+                Class::Hot => match value {
+                    Some(value) => {
+                        self.points.insert(key.clone(), value.clone());
+                    }
+                    None => {
+                        self.points.remove(key);
                     }
                 },
                 Class::WriteOnly => {}
@@ -173,7 +192,8 @@ impl SequencerState {
 impl Kv for SequencerState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Fault> {
         match class(key) {
-            Class::Hot => Ok(self.hot.get(key).cloned()),
+            Class::Hot if scanned(key) => Ok(self.ordered.get(key).cloned()),
+            Class::Hot => Ok(self.points.get(key).cloned()),
             Class::WriteOnly => Err(write_only_read(key)),
             Class::Cold => match self.cold.get(key) {
                 Some((_, value)) => Ok(value.clone()),
@@ -184,10 +204,16 @@ impl Kv for SequencerState {
 
     fn scan(&self, prefix: &[u8], start: &[u8], limit: usize) -> Result<Vec<Row>, Fault> {
         match class(prefix) {
-            Class::Hot => Kv::scan(&self.hot, prefix, start, limit),
+            Class::Hot if scanned(prefix) => Kv::scan(&self.ordered, prefix, start, limit),
             _ => Err(write_only_read(prefix)),
         }
     }
+}
+
+/// Whether the rules scan keys like `key` in order (the sequencer keeps
+/// those sorted, and the rest in a hash map).
+fn scanned(key: &[u8]) -> bool {
+    key.first() == Some(&key::LOT)
 }
 
 /// The rules read a key the sequencer does not hold whole: a change to the
@@ -265,7 +291,8 @@ struct Applied {
     records: Vec<Vec<u8>>,
     /// Where each record will sit in the journal.
     offsets: Vec<u64>,
-    writes: Writes,
+    /// Each accepted request's writes, in order.
+    writes: Vec<Writes>,
     leaves: Vec<(u64, Hash)>,
     watermark: Watermark,
     replies: Vec<(oneshot::Sender<Answer>, Answer)>,
@@ -273,7 +300,7 @@ struct Applied {
 
 /// A durable batch on its way to the indexer.
 struct Durable {
-    writes: Writes,
+    writes: Vec<Writes>,
     leaves: Vec<(u64, Hash)>,
     watermark: Watermark,
 }
@@ -297,7 +324,7 @@ struct Sequencer {
 struct Batch<'s> {
     first_seq: u64,
     commit_time_ms: i64,
-    txn: Txn<'s, SequencerState>,
+    writes: Vec<Writes>,
     tree: PendingTree<'s>,
     records: Vec<Vec<u8>>,
     offsets: Vec<u64>,
@@ -416,7 +443,7 @@ impl Sequencer {
         let mut batch = Batch {
             first_seq,
             commit_time_ms,
-            txn: Txn::new(&self.state),
+            writes: Vec::new(),
             tree: PendingTree::new(self.derived.as_ref(), first_seq),
             records: Vec::new(),
             offsets: Vec::new(),
@@ -428,9 +455,13 @@ impl Sequencer {
             let Some(submission) = self.pending.pop_front() else {
                 break;
             };
-            if let Err(Full(submission)) =
-                apply_one(&mut batch, submission, &self.gate, self.skew_ms_max)
-            {
+            if let Err(Full(submission)) = apply_one(
+                &mut batch,
+                &mut self.state,
+                submission,
+                &self.gate,
+                self.skew_ms_max,
+            ) {
                 self.pending.push_front(*submission);
                 break;
             }
@@ -439,7 +470,7 @@ impl Sequencer {
             }
         }
         let Batch {
-            txn,
+            writes,
             tree,
             records,
             offsets,
@@ -447,7 +478,6 @@ impl Sequencer {
             mut replies,
             ..
         } = batch;
-        let writes = txn.into_writes();
         let (first_index, hashes) = tree.into_parts();
         let mut applied = Applied {
             first_seq,
@@ -474,8 +504,6 @@ impl Sequencer {
                     journal_end,
                     last_record_sha256: signing::sha256(last),
                 };
-                self.state
-                    .absorb(&applied.writes, applied.watermark.record_count);
                 self.watermark = applied.watermark;
                 self.last_commit_ms = commit_time_ms;
             }
@@ -516,6 +544,7 @@ fn leaves(first_seq: u64, count: usize, first_index: u64, hashes: &[Hash]) -> Ve
 /// bytes is handed back.
 fn apply_one(
     batch: &mut Batch,
+    state: &mut SequencerState,
     submission: Submission,
     gate: &WriteGate,
     skew_ms_max: u64,
@@ -530,7 +559,7 @@ fn apply_one(
         verified_public_key: submission.verified_public_key,
         skew_ms_max: Some(skew_ms_max),
     };
-    let answer = match apply(&batch.txn, &ctx, &submission.request) {
+    let answer = match apply(&*state, &ctx, &submission.request) {
         Err(Error::Refused(rejection)) => Err(rejection),
         Err(Error::Fault(fault)) => {
             gate.stop(format!(
@@ -566,7 +595,8 @@ fn apply_one(
                 batch.offsets.push(batch.journal_end);
                 batch.journal_end += frame_bytes;
                 batch.records.push(record);
-                batch.txn.extend(writes);
+                state.absorb(&writes, seq + 1);
+                batch.writes.push(writes);
                 Ok(Committed {
                     seq,
                     commit_time_ms: batch.commit_time_ms,
@@ -694,20 +724,25 @@ impl Indexer {
     /// batch alone would leave a hole below the watermark.
     fn run(self, rx: Receiver<Durable>) {
         while let Ok(first) = rx.recv() {
-            let mut merged = first;
-            let mut records = merged.leaves.len();
-            while records < INDEX_COMMIT_RECORDS_MAX {
-                let Ok(next) = rx.try_recv() else { break };
-                records += next.leaves.len();
-                merged.writes.extend(next.writes);
-                merged.leaves.extend(next.leaves);
-                merged.watermark = next.watermark;
+            let Durable {
+                writes,
+                mut leaves,
+                mut watermark,
+            } = first;
+            let mut merged = Writes::new();
+            for w in writes {
+                merged.extend(w);
             }
-            let count = merged.watermark.record_count;
-            match self
-                .derived
-                .commit_index(merged.writes, &merged.leaves, merged.watermark)
-            {
+            while leaves.len() < INDEX_COMMIT_RECORDS_MAX {
+                let Ok(next) = rx.try_recv() else { break };
+                for w in next.writes {
+                    merged.extend(w);
+                }
+                leaves.extend(next.leaves);
+                watermark = next.watermark;
+            }
+            let count = watermark.record_count;
+            match self.derived.commit_index(merged, &leaves, watermark) {
                 Ok(()) => self.indexed.advance(count),
                 Err(fault) => {
                     self.gate.stop(format!("the state store failed: {fault}"));
