@@ -482,6 +482,40 @@ pub fn posted(posted: &pb::PostResponse, idempotency_key: &str, json: bool) {
     }
 }
 
+/// One answered line of a bulk load.
+pub fn streamed_ok(line: usize, posted: &pb::PostResponse, json: bool) {
+    if json {
+        print_json(&json!({
+            "line": line, "seq": posted.seq, "commit_time_ms": posted.commit_time_ms,
+            "duplicate": posted.duplicate,
+        }));
+        return;
+    }
+    let again = if posted.duplicate {
+        " (already recorded)"
+    } else {
+        ""
+    };
+    println!("line {line}: recorded as #{}{again}", posted.seq);
+}
+
+/// One refused line of a bulk load.
+pub fn streamed_error(line: usize, error: &pb::PostError, json: bool) {
+    let code = tonic::Code::from_i32(error.code);
+    if json {
+        print_json(&json!({
+            "line": line, "code": format!("{code:?}"), "field": error.field, "message": error.message,
+        }));
+        return;
+    }
+    let field = if error.field.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", error.field)
+    };
+    println!("line {line}: refused, {code:?}{field}: {}", error.message);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -24,8 +24,53 @@ pub struct PostArgs {
     /// The record is carried over from an earlier system.
     #[arg(long, global = true)]
     imported: bool,
+    /// Print the signed request as one line of a bulk-load file
+    /// (docs/bulk-load.md) instead of posting it.
+    #[arg(long, global = true)]
+    sign_only: bool,
+    /// Post every signed request in this bulk-load file (one JSON line each,
+    /// docs/bulk-load.md) over one PostStream, and print each one's result.
+    #[arg(long, value_name = "FILE", conflicts_with = "sign_only")]
+    from_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
-    request: PostRequest,
+    request: Option<PostRequest>,
+}
+
+/// One line of a bulk-load file: a signed request as it goes on the wire.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SignedLine {
+    key_id: String,
+    /// The signed payload bytes, base64 (standard alphabet, padded).
+    payload: String,
+    /// The 64-byte Ed25519 signature, base64.
+    signature: String,
+}
+
+impl SignedLine {
+    fn of(signed: &pb::SignedRequest) -> SignedLine {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        SignedLine {
+            key_id: signed.key_id.clone(),
+            payload: b64.encode(&signed.payload),
+            signature: b64.encode(&signed.signature),
+        }
+    }
+
+    fn parse(line: &str) -> Result<pb::SignedRequest> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let parsed: SignedLine = serde_json::from_str(line)?;
+        Ok(pb::SignedRequest {
+            key_id: parsed.key_id,
+            payload: b64
+                .decode(parsed.payload)
+                .context("payload is not base64")?,
+            signature: b64
+                .decode(parsed.signature)
+                .context("signature is not base64")?,
+        })
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -545,8 +590,17 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
 }
 
 pub async fn run(args: PostArgs) -> Result<()> {
+    if let Some(path) = &args.from_file {
+        if args.request.is_some() {
+            bail!("--from-file posts the requests of a file: name no request kind with it");
+        }
+        return post_file(&args, path).await;
+    }
+    let Some(request) = args.request else {
+        bail!("name the kind of request to post (see --help), or give --from-file FILE");
+    };
     let signer = Signer::from_key_file(args.server.key_file()?)?;
-    let body = body(args.request)?;
+    let body = body(request)?;
     let mut client = crate::connect(&args.server).await?;
     let idempotency_key = args.idempotency_key.unwrap_or_else(new_idempotency_key);
     if idempotency_key.is_empty() {
@@ -555,10 +609,87 @@ pub async fn run(args: PostArgs) -> Result<()> {
     let mut request = client.request_with_key(body, idempotency_key.clone());
     request.value_date = args.value_date.unwrap_or_default();
     request.imported = args.imported;
+    if args.sign_only {
+        println!(
+            "{}",
+            serde_json::to_string(&SignedLine::of(&signer.sign(&request)))?
+        );
+        return Ok(());
+    }
     let posted = client
         .post_signed(signer.sign(&request))
         .await
         .map_err(status)?;
     output::posted(&posted, &idempotency_key, args.server.json);
+    Ok(())
+}
+
+/// Posts the signed requests of a bulk-load file over one PostStream,
+/// reading the file as the stream takes requests, and prints each result.
+async fn post_file(args: &PostArgs, path: &std::path::Path) -> Result<()> {
+    use std::io::BufRead;
+    use tokio_stream::StreamExt;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // A thread parses lines as the stream asks for them; the line numbers
+    // sent wait in `lines` for their answers, in order.
+    let (tx, rx) = tokio::sync::mpsc::channel::<(usize, pb::SignedRequest)>(1024);
+    let shown = path.display().to_string();
+    let reader = std::thread::spawn(move || -> Result<()> {
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("cannot read {shown}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let signed =
+                SignedLine::parse(&line).with_context(|| format!("{shown} line {}", i + 1))?;
+            if tx.blocking_send((i + 1, signed)).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    });
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
+    let sent = lines.clone();
+    let requests = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |(line, signed)| {
+        sent.lock().expect("line queue").push_back(line);
+        signed
+    });
+    let mut client = crate::connect(&args.server).await?;
+    let mut results = client.post_stream(requests).await.map_err(status)?;
+    let (mut recorded, mut duplicates, mut refused) = (0u64, 0u64, 0u64);
+    while let Some(result) = results.next().await {
+        let result = result.map_err(status)?;
+        let line = lines
+            .lock()
+            .expect("line queue")
+            .pop_front()
+            .context("the server answered more requests than were sent")?;
+        match result.result {
+            Some(pb::post_result::Result::Ok(ok)) => {
+                if ok.duplicate {
+                    duplicates += 1;
+                } else {
+                    recorded += 1;
+                }
+                output::streamed_ok(line, &ok, args.server.json);
+            }
+            Some(pb::post_result::Result::Error(e)) => {
+                refused += 1;
+                output::streamed_error(line, &e, args.server.json);
+            }
+            None => bail!("the server sent an empty result for line {line}"),
+        }
+    }
+    reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the file reader panicked"))??;
+    if let Some(line) = lines.lock().expect("line queue").pop_front() {
+        bail!("the stream ended before line {line} was answered; post the file again: recorded lines come back as duplicates");
+    }
+    eprintln!("{recorded} recorded, {duplicates} already recorded, {refused} refused");
+    if refused > 0 {
+        bail!("{refused} requests were refused");
+    }
     Ok(())
 }

@@ -222,6 +222,29 @@ impl Client {
         Ok(self.ledger.post(signed).await?.into_inner())
     }
 
+    /// Posts `requests` over one PostStream and yields one result per
+    /// request, in order, each once its record is durable (or refused).
+    pub async fn post_stream(
+        &mut self,
+        requests: impl tokio_stream::Stream<Item = pb::SignedRequest> + Send + 'static,
+    ) -> Result<
+        impl tokio_stream::Stream<Item = Result<pb::PostResult, tonic::Status>> + Send + 'static,
+        tonic::Status,
+    > {
+        use tokio_stream::StreamExt;
+        let results = self.ledger.post_stream(requests).await?.into_inner();
+        let session = self.session.clone();
+        Ok(results.map(move |result| {
+            if let Ok(pb::PostResult {
+                result: Some(pb::post_result::Result::Ok(ok)),
+            }) = &result
+            {
+                session.saw(ok.seq.saturating_add(1));
+            }
+            result
+        }))
+    }
+
     pub async fn post_batch(
         &mut self,
         requests: Vec<pb::SignedRequest>,

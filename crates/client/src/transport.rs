@@ -128,7 +128,7 @@ impl Session {
         self.record_count.load(Ordering::Acquire)
     }
 
-    fn saw(&self, record_count: u64) {
+    pub(crate) fn saw(&self, record_count: u64) {
         self.record_count.fetch_max(record_count, Ordering::AcqRel);
     }
 }

@@ -22,6 +22,14 @@ pub const TEXT_CHARS_MAX: usize = 512;
 pub const PERFORMANCE_TARGETS_MAX: usize = 32;
 /// Members one household may be registered with.
 pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
+/// Requests a PostStream reads ahead of the answers it has sent.
+pub const POST_STREAM_IN_FLIGHT_MAX: usize = 4_096;
+/// PostStreams a server runs at once.
+pub const POST_STREAMS_MAX: usize = 16;
+/// Requests checked (decoded, signature verified) in one hop to a core.
+pub const CHECK_CHUNK_REQUESTS: usize = 64;
+/// Largest message of a PostStream: one SignedRequest.
+pub const POST_STREAM_MESSAGE_BYTES_MAX: usize = 32 * 1024;
 /// Requests in one PostBatch call.
 pub const POST_BATCH_REQUESTS_MAX: usize = 1_000;
 /// Default allowed distance between a request's signing time and commit time.
@@ -156,6 +164,8 @@ pub const COSIGNED_NOTE_BYTES_MAX: usize = 64 * 1024;
 
 // A request with no legs always makes a record the journal takes.
 const _: () = assert!(PAYLOAD_BYTES_MAX + RECORD_OVERHEAD_BYTES_MAX <= RECORD_BYTES_MAX);
+// A stream message holds a whole signed request: payload, key id, signature.
+const _: () = assert!(PAYLOAD_BYTES_MAX + ID_BYTES_MAX + 64 + 16 <= POST_STREAM_MESSAGE_BYTES_MAX);
 // The largest record always fits a batch on its own.
 const _: () = assert!((RECORD_BYTES_MAX + FRAME_HEADER_BYTES) as u64 <= BATCH_BYTES_MAX);
 // A frame's length field (u32) can hold any record.

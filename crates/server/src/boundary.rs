@@ -22,8 +22,8 @@ use bytes::{Buf, Bytes, BytesMut};
 use fundtrail_core::access::Reader;
 use fundtrail_core::limits::{
     BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, MIN_SEQ_WAIT_MS,
-    QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX, READ_NONCES_REMEMBERED_MAX,
-    REQUEST_BODY_TIMEOUT_MS,
+    POST_STREAM_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX,
+    READ_NONCES_REMEMBERED_MAX, REQUEST_BODY_TIMEOUT_MS,
 };
 use fundtrail_core::signing::{sha256, ReadClaim};
 use fundtrail_core::state::StateRead;
@@ -42,6 +42,10 @@ use fundtrail_core::signing::{
     READ_KEY_ID_HEADER as KEY_ID_HEADER, READ_NONCE_HEADER as NONCE_HEADER,
     READ_SIGNATURE_HEADER as SIGNATURE_HEADER, READ_SIGNED_AT_HEADER as SIGNED_AT_HEADER,
 };
+
+/// The streaming write: its body is not buffered, but each of its messages
+/// is held to [`POST_STREAM_MESSAGE_BYTES_MAX`].
+const POST_STREAM_PATH: &str = "/fundtrail.v1.Ledger/PostStream";
 
 /// Paths of the write service, whose answers say the durable record count.
 const LEDGER_PATH_PREFIX: &str = "/fundtrail.v1.Ledger/";
@@ -286,6 +290,12 @@ where
                 .into_http());
             };
             let writes = request.uri().path().starts_with(LEDGER_PATH_PREFIX);
+            let request = if request.uri().path() == POST_STREAM_PATH {
+                request
+                    .map(|body| Body::new(FrameLimited::new(body, POST_STREAM_MESSAGE_BYTES_MAX)))
+            } else {
+                request
+            };
             match admit(&shared, request).await {
                 Ok((request, _buffered)) => {
                     let mut response = inner.call(request).await.map(decode_errors_are_invalid)?;
@@ -763,4 +773,93 @@ fn decode_errors_are_invalid(mut response: http::Response<Body>) -> http::Respon
         return Status::invalid_argument("the request message does not decode").into_http();
     }
     response
+}
+
+/// A streamed request body whose gRPC messages may each hold at most
+/// `max_bytes`: a message that declares more ends the body with
+/// RESOURCE_EXHAUSTED before its bytes are buffered by the decoder.
+struct FrameLimited {
+    inner: Body,
+    max_bytes: usize,
+    /// Bytes of the current message header (flag and length) seen so far.
+    header: [u8; 5],
+    header_len: usize,
+    /// Bytes of the current message still to come.
+    message_left: usize,
+}
+
+impl FrameLimited {
+    fn new(inner: Body, max_bytes: usize) -> FrameLimited {
+        FrameLimited {
+            inner,
+            max_bytes,
+            header: [0; 5],
+            header_len: 0,
+            message_left: 0,
+        }
+    }
+
+    /// Follows the message framing through `data`; refuses a message
+    /// declared larger than the limit.
+    fn check(&mut self, mut data: &[u8]) -> Result<(), Status> {
+        while !data.is_empty() {
+            if self.message_left > 0 {
+                let take = self.message_left.min(data.len());
+                self.message_left -= take;
+                data = &data[take..];
+                continue;
+            }
+            let take = (5 - self.header_len).min(data.len());
+            self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+            self.header_len += take;
+            data = &data[take..];
+            if self.header_len == 5 {
+                self.header_len = 0;
+                let declared = u32::from_be_bytes([
+                    self.header[1],
+                    self.header[2],
+                    self.header[3],
+                    self.header[4],
+                ]) as usize;
+                if declared > self.max_bytes {
+                    return Err(Status::resource_exhausted(format!(
+                        "a stream message of {declared} bytes; each may hold at most {} bytes (one signed request)",
+                        self.max_bytes
+                    )));
+                }
+                self.message_left = declared;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl http_body::Body for FrameLimited {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Status>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let data = data.clone();
+                    if let Err(status) = self.check(&data) {
+                        return Poll::Ready(Some(Err(status)));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Status::from_error(e.into())))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
 }

@@ -21,8 +21,8 @@ use std::thread::JoinHandle;
 use fundtrail_api::{decode_request, pb};
 use fundtrail_core::clock::{Clock, SystemClock};
 use fundtrail_core::limits::{
-    BATCH_BYTES_MAX, FRAME_HEADER_BYTES, REPLAY_COMMIT_RECORDS, SEQUENCER_QUEUE_MAX,
-    VERIFYING_KEYS_CACHED_MAX,
+    BATCH_BYTES_MAX, CHECK_CHUNK_REQUESTS, FRAME_HEADER_BYTES, REPLAY_COMMIT_RECORDS,
+    SEQUENCER_QUEUE_MAX, VERIFYING_KEYS_CACHED_MAX,
 };
 use fundtrail_core::model::{LedgerMeta, Request};
 use fundtrail_core::state::{StateRead, Txn};
@@ -160,11 +160,17 @@ struct Threads {
     scrub: Option<JoinHandle<()>>,
 }
 
-/// Requests of a batch verified in one hop to the blocking pool.
-const CHECK_CHUNK_REQUESTS: usize = 64;
+/// A request handed to the sequencer, its answer to come; or refused.
+pub(crate) type Pending = Result<oneshot::Receiver<Result<Committed, Rejection>>, Rejection>;
+
+/// Requests being checked before the sequencer.
+pub(crate) struct Check {
+    count: usize,
+    task: tokio::task::JoinHandle<Vec<Result<Checked, Rejection>>>,
+}
 
 /// A request that passed the checks made before the sequencer.
-struct Checked {
+pub(crate) struct Checked {
     signed: pb::SignedRequest,
     request: Request,
     verified_public_key: Option<[u8; 32]>,
@@ -532,27 +538,68 @@ impl Engine {
         requests: Vec<pb::SignedRequest>,
     ) -> Vec<Result<Committed, Rejection>> {
         // Queue them all first, in order, so they share commits; then wait.
-        // Checked a chunk at a time, so the sequencer starts on the first
-        // chunk while the next is being verified.
-        let mut pending = Vec::with_capacity(requests.len());
+        let pending = self.enqueue_all(requests).await;
+        let mut results = Vec::with_capacity(pending.len());
+        for answer in pending {
+            results.push(self.answer(answer).await);
+        }
+        results
+    }
+
+    /// Checks `requests` a chunk at a time on as many cores as there are,
+    /// and hands them to the sequencer in order: the sequencer starts on
+    /// the first chunk while later ones are being verified.
+    pub(crate) async fn enqueue_all(
+        self: &Arc<Self>,
+        requests: Vec<pb::SignedRequest>,
+    ) -> Vec<Pending> {
+        let mut checks = Vec::new();
         let mut requests = requests.into_iter().peekable();
         while requests.peek().is_some() {
             let chunk: Vec<_> = requests.by_ref().take(CHECK_CHUNK_REQUESTS).collect();
-            for checked in self.check_all(chunk).await {
-                pending.push(match checked {
-                    Ok(checked) => self.queue(checked).await,
-                    Err(rejection) => Err(rejection),
-                });
-            }
+            checks.push(self.spawn_check(chunk));
         }
-        let mut results = Vec::with_capacity(pending.len());
-        for answer in pending {
-            results.push(match answer {
-                Ok(answer) => self.await_answer(answer).await,
+        let mut pending = Vec::new();
+        for check in checks {
+            pending.extend(self.enqueue_checked(check).await);
+        }
+        pending
+    }
+
+    /// Starts checking `requests` (at most one chunk per core runs at once).
+    pub(crate) fn spawn_check(self: &Arc<Self>, requests: Vec<pb::SignedRequest>) -> Check {
+        let engine = self.clone();
+        let count = requests.len();
+        Check {
+            count,
+            task: tokio::spawn(async move { engine.check_all(requests).await }),
+        }
+    }
+
+    /// Hands the requests of a finished check to the sequencer, in order.
+    pub(crate) async fn enqueue_checked(&self, check: Check) -> Vec<Pending> {
+        let checked = check.task.await.unwrap_or_else(|e| {
+            (0..check.count)
+                .map(|_| {
+                    Err(Rejection::unavailable(format!(
+                        "the request check did not finish: {e}"
+                    )))
+                })
+                .collect()
+        });
+        let mut pending = Vec::with_capacity(checked.len());
+        for checked in checked {
+            pending.push(match checked {
+                Ok(checked) => self.queue(checked).await,
                 Err(rejection) => Err(rejection),
             });
         }
-        results
+        pending
+    }
+
+    /// The answer to a request handed to the sequencer (or refused before).
+    pub(crate) async fn answer(&self, pending: Pending) -> Result<Committed, Rejection> {
+        self.await_answer(pending?).await
     }
 
     /// Checks requests on the blocking pool: key reads touch sled and an

@@ -164,10 +164,8 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| format!("cannot build the reflection service: {e}"))?;
-    let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService {
-        engine: engine.clone(),
-    })
-    .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
+    let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService::new(engine.clone()))
+        .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     let query = pb::query_server::QueryServer::new(service::QueryService {
         engine: engine.clone(),
     })

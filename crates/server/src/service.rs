@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
-use fundtrail_core::limits::{PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, POST_BATCH_REQUESTS_MAX};
+use fundtrail_core::limits::{
+    CHECK_CHUNK_REQUESTS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, POST_BATCH_REQUESTS_MAX,
+    POST_STREAMS_MAX, POST_STREAM_IN_FLIGHT_MAX,
+};
 use fundtrail_core::model::Account;
 use fundtrail_core::state::{decode, key, StateRead};
 use fundtrail_core::{validate, Code, Error, Fault, Rejection};
@@ -25,6 +28,17 @@ const ANOMALIES: &str = "/fundtrail.v1.Query/Anomalies";
 
 pub struct LedgerService {
     pub engine: Arc<Engine>,
+    /// PostStreams running at once.
+    pub streams: Arc<tokio::sync::Semaphore>,
+}
+
+impl LedgerService {
+    pub fn new(engine: Arc<Engine>) -> LedgerService {
+        LedgerService {
+            engine,
+            streams: Arc::new(tokio::sync::Semaphore::new(POST_STREAMS_MAX)),
+        }
+    }
 }
 
 pub struct QueryService {
@@ -80,18 +94,160 @@ impl pb::ledger_server::Ledger for LedgerService {
             .submit_all(requests)
             .await
             .into_iter()
-            .map(|result| pb::PostResult {
-                result: Some(match result {
-                    Ok(committed) => pb::post_result::Result::Ok(post_response(committed)),
-                    Err(rejection) => pb::post_result::Result::Error(pb::PostError {
-                        code: crate::status::code(rejection.code) as i32,
-                        message: rejection.message,
-                        field: rejection.field,
-                    }),
-                }),
-            })
+            .map(post_result)
             .collect();
         Ok(Response::new(pb::PostBatchResponse { results }))
+    }
+
+    type PostStreamStream = PostStream;
+
+    async fn post_stream(
+        &self,
+        request: Request<tonic::Streaming<pb::SignedRequest>>,
+    ) -> Result<Response<PostStream>, Status> {
+        let Ok(permit) = self.streams.clone().try_acquire_owned() else {
+            return Err(Status::unavailable(format!(
+                "the server runs its limit of {POST_STREAMS_MAX} PostStreams at once; retry with backoff"
+            )));
+        };
+        Ok(Response::new(post_stream(
+            self.engine.clone(),
+            request.into_inner(),
+            permit,
+        )))
+    }
+}
+
+/// The answers of a PostStream, in the order of its requests.
+pub type PostStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::PostResult, Status>> + Send + 'static>,
+>;
+
+/// What the reader of a PostStream hands on: checks in progress, in
+/// order, or how the request stream ended.
+enum Inbound {
+    Check(crate::engine::Check),
+    Broken(Status),
+}
+
+/// What the queuer hands the writer: answers to come, in order.
+enum Outbound {
+    Answer(crate::engine::Pending),
+    Broken(Status),
+}
+
+/// Runs one PostStream as three tasks: one reads requests a chunk at a
+/// time and starts their checks; one hands checked requests to the
+/// sequencer in order; one sends the answers in order. The bounded
+/// channels between them are the flow control: at most
+/// [`POST_STREAM_IN_FLIGHT_MAX`] requests wait for answers before the
+/// reader stops reading.
+fn post_stream(
+    engine: Arc<Engine>,
+    mut inbound: tonic::Streaming<pb::SignedRequest>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> PostStream {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (checks_tx, mut checks_rx) = tokio::sync::mpsc::channel::<Inbound>(cores * 2);
+    let (pending_tx, mut pending_rx) =
+        tokio::sync::mpsc::channel::<Outbound>(POST_STREAM_IN_FLIGHT_MAX);
+    let (out_tx, out_rx) = tokio::sync::mpsc::channel(CHECK_CHUNK_REQUESTS);
+    let reader = engine.clone();
+    tokio::spawn(async move {
+        loop {
+            let (chunk, end) = read_chunk(&mut inbound).await;
+            if !chunk.is_empty() {
+                let check = reader.spawn_check(chunk);
+                if checks_tx.send(Inbound::Check(check)).await.is_err() {
+                    return;
+                }
+            }
+            match end {
+                None => {}
+                Some(Ok(())) => return,
+                Some(Err(status)) => {
+                    let _ = checks_tx.send(Inbound::Broken(status)).await;
+                    return;
+                }
+            }
+        }
+    });
+    let queuer = engine.clone();
+    tokio::spawn(async move {
+        while let Some(inbound) = checks_rx.recv().await {
+            let outbound = match inbound {
+                Inbound::Check(check) => queuer
+                    .enqueue_checked(check)
+                    .await
+                    .into_iter()
+                    .map(Outbound::Answer)
+                    .collect(),
+                Inbound::Broken(status) => vec![Outbound::Broken(status)],
+            };
+            for item in outbound {
+                if pending_tx.send(item).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    tokio::spawn(async move {
+        let _permit = permit;
+        while let Some(item) = pending_rx.recv().await {
+            let answer = match item {
+                Outbound::Answer(pending) => Ok(post_result(engine.answer(pending).await)),
+                Outbound::Broken(status) => Err(status),
+            };
+            if out_tx.send(answer).await.is_err() {
+                return;
+            }
+        }
+    });
+    Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+}
+
+/// The next requests of a stream: the first one waited for, then those
+/// already arrived, up to a chunk. With them, how the stream ended if it
+/// did: `Ok` when the client closed it, the status when it broke.
+async fn read_chunk(
+    inbound: &mut tonic::Streaming<pb::SignedRequest>,
+) -> (Vec<pb::SignedRequest>, Option<Result<(), Status>>) {
+    let mut chunk = Vec::new();
+    loop {
+        let next = if chunk.is_empty() {
+            inbound.message().await
+        } else {
+            // Take only what is already here; waiting would hold back the
+            // chunk read so far. (`message` keeps partial input on drop.)
+            tokio::select! {
+                biased;
+                next = inbound.message() => next,
+                () = std::future::ready(()) => return (chunk, None),
+            }
+        };
+        match next {
+            Ok(Some(request)) => {
+                chunk.push(request);
+                if chunk.len() == CHECK_CHUNK_REQUESTS {
+                    return (chunk, None);
+                }
+            }
+            Ok(None) => return (chunk, Some(Ok(()))),
+            Err(status) => return (chunk, Some(Err(status))),
+        }
+    }
+}
+
+fn post_result(result: Result<Committed, Rejection>) -> pb::PostResult {
+    pb::PostResult {
+        result: Some(match result {
+            Ok(committed) => pb::post_result::Result::Ok(post_response(committed)),
+            Err(rejection) => pb::post_result::Result::Error(pb::PostError {
+                code: crate::status::code(rejection.code) as i32,
+                message: rejection.message,
+                field: rejection.field,
+            }),
+        }),
     }
 }
 
