@@ -6,7 +6,8 @@
 //!    the server does; docs/record-format.md §5.2 says why);
 //! 1. writes: transfers and household disbursements, all signed before the
 //!    clock starts, posted concurrently (single `Post`s, `PostBatch` calls,
-//!    or single posts offered at a fixed rate), each answered only after its
+//!    `PostStream`s, or single posts offered at a fixed rate), each answered
+//!    only after its
 //!    group-commit fdatasync; optionally with a reader timing queries;
 //! 2. optionally, inclusion-proof requests, unary and streamed;
 //! 3. disk bytes per record, and the time a restart takes to serve again;
@@ -49,6 +50,9 @@ pub struct BenchArgs {
     /// fast as --clients can.
     #[arg(long, conflicts_with = "batch")]
     rate: Option<u64>,
+    /// Post over one PostStream per client instead of Post or PostBatch.
+    #[arg(long, conflicts_with_all = ["batch", "rate"])]
+    stream: bool,
     /// While writing, time signed queries (GetAccount) one after another.
     #[arg(long)]
     queries: bool,
@@ -333,6 +337,13 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
     });
     let started = Instant::now();
     let (what, latencies) = match args.rate {
+        None if args.stream => (
+            format!(
+                "writes: PostStream from {} clients (latency from each stream's start to each answer)",
+                args.clients
+            ),
+            post_streams(&client, requests, args.clients).await?,
+        ),
         Some(rate) => (
             format!("writes: single posts offered at {rate}/s (latency from when each was due)"),
             post_at_rate(&client, requests, rate).await?,
@@ -512,6 +523,37 @@ async fn post_concurrently(
                     check_results(&client.post_batch(call).await?)?;
                 }
                 latencies.push(t.elapsed());
+            }
+            Ok::<_, tonic::Status>(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await??);
+    }
+    Ok(latencies)
+}
+
+/// Posts `requests` over one PostStream per client, each with its share;
+/// the time from the stream's start to each answer.
+async fn post_streams(
+    client: &Client,
+    requests: Vec<pb::SignedRequest>,
+    clients: u64,
+) -> Result<Vec<Duration>> {
+    use tokio_stream::StreamExt;
+    let share = requests.len().div_ceil(clients as usize).max(1);
+    let mut tasks = Vec::new();
+    for part in requests.chunks(share) {
+        let mut client = client.clone();
+        let part = part.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut results = client.post_stream(tokio_stream::iter(part)).await?;
+            let mut latencies = Vec::new();
+            while let Some(result) = results.next().await {
+                check_results(&[result?])?;
+                latencies.push(started.elapsed());
             }
             Ok::<_, tonic::Status>(latencies)
         }));
