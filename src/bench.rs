@@ -401,6 +401,15 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
             );
             report(&what, latencies.len(), started.elapsed(), latencies, None);
         }
+        let started = Instant::now();
+        let proved =
+            prove_streamed_for(&anonymous, args.clients, tree_size, args.proof_seconds).await?;
+        let what = format!(
+            "inclusion proofs (public, streamed): GetInclusionProofs of {} random indexes from {} clients, tree of {tree_size} records",
+            fundtrail_core::limits::INCLUSION_PROOFS_PER_CALL_MAX,
+            args.clients
+        );
+        report(&what, proved, started.elapsed(), Vec::new(), None);
     }
     drop(client);
     server.stop()?;
@@ -642,6 +651,58 @@ fn disk_report(data_dir: &Path, record_count: u64) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Streamed inclusion proofs of random records, as many indexes a call as
+/// allowed, from `clients` tasks for `seconds`; how many were proven.
+async fn prove_streamed_for(
+    client: &Client,
+    clients: u64,
+    record_count: u64,
+    seconds: u64,
+) -> Result<usize> {
+    use tokio_stream::StreamExt;
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for worker in 0..clients {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut proved = 0;
+            let mut index = worker.wrapping_mul(7_919) % record_count;
+            while Instant::now() < until {
+                let indexes = (0..fundtrail_core::limits::INCLUSION_PROOFS_PER_CALL_MAX)
+                    .map(|_| {
+                        // A linear congruential step: wrapping is the point.
+                        index = index
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407)
+                            % record_count;
+                        index
+                    })
+                    .collect();
+                let mut proofs = client
+                    .audit
+                    .get_inclusion_proofs(pb::GetInclusionProofsRequest {
+                        tree_size: record_count,
+                        indexes,
+                    })
+                    .await?
+                    .into_inner();
+                while let Some(proof) = proofs.next().await {
+                    if proof?.leaf_hash.len() != 32 {
+                        return Err(tonic::Status::internal("a proof without its leaf hash"));
+                    }
+                    proved += 1;
+                }
+            }
+            Ok::<_, tonic::Status>(proved)
+        }));
+    }
+    let mut proved = 0;
+    for task in tasks {
+        proved += task.await??;
+    }
+    Ok(proved)
 }
 
 /// Inclusion proofs of random records from `clients` tasks for `seconds`;

@@ -700,3 +700,80 @@ fn server_offset_of(journal: &[u8], seq: u64) -> usize {
     }
     offset
 }
+
+/// GetInclusionProofs streams the same proofs GetInclusionProof answers one
+/// at a time, each checking against the signed root; it refuses an index
+/// outside the tree, or too many, before sending any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_proofs_stream_in_the_order_asked_and_check_against_the_root() {
+    use tokio_stream::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    let checkpoint = checkpoint_of_all(&server, &mut client).await;
+    let tree_size = checkpoint.tree_size;
+    let root: fundtrail_tlog::Hash = checkpoint.root_hash.as_slice().try_into().unwrap();
+    let mut anonymous = server.anonymous_client().await;
+    let indexes: Vec<u64> = (0..tree_size).rev().chain([0, tree_size / 2]).collect();
+    let proofs: Vec<pb::GetInclusionProofResponse> = anonymous
+        .audit
+        .get_inclusion_proofs(pb::GetInclusionProofsRequest {
+            tree_size,
+            indexes: indexes.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .map(Result::unwrap)
+        .collect()
+        .await;
+    assert_eq!(proofs.len(), indexes.len());
+    for (proof, &index) in proofs.iter().zip(&indexes) {
+        assert_eq!(proof.index, index, "in the order asked");
+        assert!(proof.record.is_empty(), "hashes only");
+        let hashes: Vec<fundtrail_tlog::Hash> = proof
+            .hashes
+            .iter()
+            .map(|h| h.as_slice().try_into().unwrap())
+            .collect();
+        let leaf: fundtrail_tlog::Hash = proof.leaf_hash.as_slice().try_into().unwrap();
+        fundtrail_tlog::check_record(&hashes, tree_size, &root, index, &leaf).unwrap();
+        let record = server.engine.record_bytes(index).unwrap();
+        assert_eq!(leaf, fundtrail_tlog::record_hash(&record));
+        let one = anonymous
+            .audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                index,
+                tree_size,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(one.hashes, proof.hashes);
+    }
+    let refused = |indexes: Vec<u64>| {
+        let mut anonymous = anonymous.clone();
+        async move {
+            anonymous
+                .audit
+                .get_inclusion_proofs(pb::GetInclusionProofsRequest { tree_size, indexes })
+                .await
+                .map(|_| ())
+                .unwrap_err()
+                .code()
+        }
+    };
+    assert_eq!(refused(vec![0, tree_size]).await, Code::InvalidArgument);
+    assert_eq!(
+        refused(vec![
+            0;
+            fundtrail_core::limits::INCLUSION_PROOFS_PER_CALL_MAX
+                + 1
+        ])
+        .await,
+        Code::ResourceExhausted
+    );
+    server.stop().await;
+}

@@ -22,6 +22,10 @@ pub const TEXT_CHARS_MAX: usize = 512;
 pub const PERFORMANCE_TARGETS_MAX: usize = 32;
 /// Members one household may be registered with.
 pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
+/// Indexes one GetInclusionProofs call may ask for.
+pub const INCLUSION_PROOFS_PER_CALL_MAX: usize = 4_096;
+// Each index is a varint of at most 10 bytes, inside one Audit request.
+const _: () = assert!(INCLUSION_PROOFS_PER_CALL_MAX * 10 + 16 <= QUERY_REQUEST_BYTES_MAX);
 /// Requests a PostStream reads ahead of the answers it has sent.
 pub const POST_STREAM_IN_FLIGHT_MAX: usize = 4_096;
 /// PostStreams a server runs at once.

@@ -24,6 +24,7 @@ use fundtrail_core::{Error, Fault, Rejection};
 
 use fundtrail_core::limits::{
     COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS, EXPORT_SEND_TIMEOUT_MS,
+    INCLUSION_PROOFS_PER_CALL_MAX,
 };
 
 pub struct AuditService {
@@ -352,19 +353,10 @@ impl pb::audit_server::Audit for AuditService {
             )));
         }
         let prove = move |engine: &Engine, reader: Option<&Reader>, facts: &mut Facts<'_>| {
-            let proof = prove_record(tree_size, index, engine.state())
-                .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
-            // The leaf hash is in the tree: a public proof reads no record.
-            let leaf_hash = engine
-                .state()
-                .read_hashes(&[fundtrail_tlog::stored_hash_index(0, index)])
-                .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?
-                .pop()
-                .expect("one hash per index asked")
-                .to_vec();
+            let mut proof = public_proof(engine, tree_size, index)?;
             // The record's bytes go only to a signed reader who may read the
             // record whole.
-            let record = match reader {
+            proof.record = match reader {
                 Some(reader) => {
                     let entry = engine.entry(index)?;
                     match facts.entry_answer(reader, Call::InclusionProofRecord, &entry)? {
@@ -374,13 +366,7 @@ impl pb::audit_server::Audit for AuditService {
                 }
                 None => Vec::new(),
             };
-            Ok(pb::GetInclusionProofResponse {
-                index,
-                tree_size,
-                record,
-                hashes: hashes(proof),
-                leaf_hash,
-            })
+            Ok(proof)
         };
         match caller {
             Some(caller) => {
@@ -399,6 +385,52 @@ impl pb::audit_server::Audit for AuditService {
                 .await
             }
         }
+    }
+
+    type GetInclusionProofsStream = ProofStream;
+
+    async fn get_inclusion_proofs(
+        &self,
+        request: Request<pb::GetInclusionProofsRequest>,
+    ) -> Result<Response<ProofStream>, Status> {
+        let request = request.into_inner();
+        let count = self.engine.record_count();
+        let tree_size = match request.tree_size {
+            0 => self
+                .engine
+                .checkpoints()
+                .latest()
+                .map(|s| s.checkpoint.tree_size)
+                .unwrap_or(0),
+            size => size,
+        };
+        if tree_size > count {
+            return Err(beyond("tree_size", tree_size, count));
+        }
+        if request.indexes.len() > INCLUSION_PROOFS_PER_CALL_MAX {
+            return Err(Status::resource_exhausted(format!(
+                "{} indexes asked; one call proves at most {INCLUSION_PROOFS_PER_CALL_MAX}",
+                request.indexes.len()
+            )));
+        }
+        if let Some(index) = request.indexes.iter().find(|&&i| i >= tree_size) {
+            return Err(Status::invalid_argument(format!(
+                "record {index} is not in a tree of {tree_size} records (indexes start at 0)"
+            )));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(PROOFS_SENT_AHEAD);
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || {
+            for index in request.indexes {
+                let proof = public_proof(&engine, tree_size, index).map_err(status);
+                if tx.blocking_send(proof).is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     async fn get_consistency_proof(
@@ -574,4 +606,41 @@ impl pb::audit_server::Audit for AuditService {
             hashes: hashes(proof),
         }))
     }
+}
+
+/// Inclusion proofs sent ahead of the client's reading.
+const PROOFS_SENT_AHEAD: usize = 256;
+
+/// The answers of a GetInclusionProofs call, in the order asked.
+pub type ProofStream = std::pin::Pin<
+    Box<
+        dyn tokio_stream::Stream<Item = Result<pb::GetInclusionProofResponse, Status>>
+            + Send
+            + 'static,
+    >,
+>;
+
+/// The proof that record `index` is in the tree of `tree_size` records,
+/// with its leaf hash, read from the tree alone (no record bytes).
+fn public_proof(
+    engine: &Engine,
+    tree_size: u64,
+    index: u64,
+) -> Result<pb::GetInclusionProofResponse, Error> {
+    let proof = prove_record(tree_size, index, engine.state())
+        .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
+    let leaf_hash = engine
+        .state()
+        .read_hashes(&[fundtrail_tlog::stored_hash_index(0, index)])
+        .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?
+        .pop()
+        .expect("one hash per index asked")
+        .to_vec();
+    Ok(pb::GetInclusionProofResponse {
+        index,
+        tree_size,
+        record: Vec::new(),
+        hashes: hashes(proof),
+        leaf_hash,
+    })
 }

@@ -135,6 +135,12 @@ const METHODS: &[Method] = &[
         Q,
     ),
     method(
+        "/fundtrail.v1.Audit/GetInclusionProofs",
+        Access::Public,
+        50,
+        Q,
+    ),
+    method(
         "/fundtrail.v1.Audit/GetConsistencyProof",
         Access::Public,
         1,
