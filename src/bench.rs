@@ -432,10 +432,10 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
         )?;
         let started = Instant::now();
         let mut replay = Replay::new();
-        for frame in journal.scan(0)? {
-            let frame = frame.map_err(|e| anyhow::anyhow!("{e}"))?;
-            replay.push(&frame.record).map_err(|e| anyhow::anyhow!(e))?;
-        }
+        let records = journal.scan(0)?.map_while(Result::ok).map(|f| f.record);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        fundtrail_verify::replay_all(&mut replay, records, cores, |_| {})
+            .map_err(|(seq, e)| anyhow::anyhow!("record {seq}: {e}"))?;
         replay.summary().map_err(|e| anyhow::anyhow!(e))?;
         report(
             "audit replay: full check of every record from genesis",

@@ -304,26 +304,32 @@ pub fn audit(args: AuditArgs) -> Result<()> {
         bail!("{} does not exist", args.export.display());
     }
     let file = Journal::open(&args.export, FileKind::Export, Some(ledger_id))?;
-    let bytes_total = file.end_offset();
-    let progress = indicatif::ProgressBar::new(bytes_total);
+    let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template("{spinner} {pos} records audited, {per_sec}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     let started = Instant::now();
     let mut replay = Replay::new();
-    for frame in file.scan(0)? {
-        let frame = frame.map_err(|e| anyhow!("the export is damaged: {e}"))?;
-        let seq = replay.record_count();
-        if let Err(reason) = replay.push(&frame.record) {
-            progress.abandon();
-            bail!("audit FAILED at record #{seq}: {reason}");
+    let mut damaged = None;
+    let frames = file.scan(0)?.map_while(|frame| match frame {
+        Ok(frame) => Some(frame.record),
+        Err(e) => {
+            damaged = Some(e);
+            None
         }
-        if seq.is_multiple_of(4_096) {
-            progress.set_position(frame.offset);
-        }
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let replayed = fundtrail_verify::replay_all(&mut replay, frames, cores, |records| {
+        progress.set_position(records)
+    });
+    if let Err((seq, reason)) = replayed {
+        progress.abandon();
+        bail!("audit FAILED at record #{seq}: {reason}");
+    }
+    if let Some(e) = damaged {
+        progress.abandon();
+        bail!("the export is damaged: {e}");
     }
     progress.finish_and_clear();
     let elapsed = started.elapsed();

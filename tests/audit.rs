@@ -777,3 +777,52 @@ async fn many_proofs_stream_in_the_order_asked_and_check_against_the_root() {
     );
     server.stop().await;
 }
+
+/// The audit's parallel replay checks signatures ahead on other threads;
+/// it must reach the same state and root as the one-by-one replay, and
+/// stop at the same record, for the same reason, when a signature is bad.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parallel_replay_agrees_with_the_sequential_one() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    let count = ledger_info(&mut client).await.record_count;
+    let records: Vec<Vec<u8>> = (0..count)
+        .map(|seq| server.engine.record_bytes(seq).unwrap())
+        .collect();
+    server.stop().await;
+
+    let mut sequential = fundtrail_verify::Replay::new();
+    for record in &records {
+        sequential.push(record).unwrap();
+    }
+    for threads in [1, 2, 3] {
+        let mut parallel = fundtrail_verify::Replay::new();
+        fundtrail_verify::replay_all(&mut parallel, records.clone().into_iter(), threads, |_| {})
+            .unwrap();
+        assert_eq!(parallel.record_count(), count);
+        assert_eq!(parallel.root(count), sequential.root(count));
+        assert!(parallel.state == sequential.state, "{threads} threads");
+    }
+
+    // A bad signature deep in the log: both stop there, saying the same.
+    let bad_at = count - 3;
+    let mut record =
+        fundtrail_api::pb::Record::decode(records[bad_at as usize].as_slice()).unwrap();
+    record.request.as_mut().unwrap().signature[5] ^= 1;
+    let mut tampered = records.clone();
+    tampered[bad_at as usize] = record.encode_to_vec();
+    let mut sequential = fundtrail_verify::Replay::new();
+    let expected = tampered
+        .iter()
+        .enumerate()
+        .find_map(|(seq, r)| sequential.push(r).err().map(|e| (seq as u64, e)))
+        .unwrap();
+    assert_eq!(expected.0, bad_at);
+    let mut parallel = fundtrail_verify::Replay::new();
+    let found =
+        fundtrail_verify::replay_all(&mut parallel, tampered.into_iter(), 2, |_| {}).unwrap_err();
+    assert_eq!(found, expected);
+}

@@ -52,6 +52,19 @@ pub fn replay_record<K: Kv + ?Sized>(
     seq: u64,
     bytes: &[u8],
 ) -> Result<(), ReplayError> {
+    replay_checked(txn, seq, bytes, None)
+}
+
+/// [`replay_record`], for a record whose signature was already checked
+/// against `verified_public_key` ([`check_signatures`]): the rules still
+/// check that this is the key registered under the record's key id, and
+/// check the signature themselves if it is not.
+pub fn replay_checked<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    seq: u64,
+    bytes: &[u8],
+    verified_public_key: Option<[u8; 32]>,
+) -> Result<(), ReplayError> {
     let bad = ReplayError::Record;
     let record = pb::Record::decode(bytes).map_err(|e| bad(format!("does not decode: {e}")))?;
     if record.seq != seq {
@@ -65,7 +78,7 @@ pub fn replay_record<K: Kv + ?Sized>(
         key_id: &signed.key_id,
         payload: &signed.payload,
         signature: &signed.signature,
-        verified_public_key: None,
+        verified_public_key,
         skew_ms_max: None,
     };
     match apply(txn, &ctx, &request) {
@@ -117,9 +130,19 @@ impl Replay {
 
     /// Checks and applies the next record.
     pub fn push(&mut self, record: &[u8]) -> Result<(), String> {
+        self.push_checked(record, None)
+    }
+
+    /// [`Replay::push`] for a record whose signature [`check_signatures`]
+    /// already checked against `verified_public_key`.
+    pub fn push_checked(
+        &mut self,
+        record: &[u8],
+        verified_public_key: Option<[u8; 32]>,
+    ) -> Result<(), String> {
         let seq = self.record_count();
         let mut txn = Txn::new(&self.state);
-        replay_record(&mut txn, seq, record).map_err(|e| e.to_string())?;
+        replay_checked(&mut txn, seq, record, verified_public_key).map_err(|e| e.to_string())?;
         let writes = txn.into_writes();
         apply_writes(&mut self.state, writes);
         self.tree.append(record).map_err(|e| e.to_string())?;
@@ -187,4 +210,116 @@ impl Replay {
         }
         Ok(summary)
     }
+}
+
+/// Public keys by key id, learned from the records that register them.
+/// Only a hint: the rules check that a record's key is the one registered
+/// at its position.
+#[derive(Debug, Default, Clone)]
+pub struct KeyBook {
+    keys: std::collections::HashMap<String, [u8; 32]>,
+}
+
+impl KeyBook {
+    /// Learns the keys `records` register (genesis, new orgs, added keys);
+    /// records that do not decode are left to the replay to refuse.
+    pub fn learn(&mut self, records: &[Vec<u8>]) {
+        use fundtrail_core::model::Body;
+        for bytes in records {
+            let Ok(record) = pb::Record::decode(bytes.as_slice()) else {
+                continue;
+            };
+            let Some(signed) = record.request else {
+                continue;
+            };
+            let Ok(request) = decode_request(&signed.payload) else {
+                continue;
+            };
+            let key = match &request.body {
+                Body::Genesis(g) => g.root_public_key,
+                Body::RegisterOrg(r) => r.public_key,
+                Body::AddKey(a) => a.public_key,
+                _ => continue,
+            };
+            self.keys.insert(fundtrail_core::signing::key_id(&key), key);
+        }
+    }
+}
+
+/// Checks the signature of each of `records` against the key its key id
+/// names in `keys`, on `threads` threads; returns, for each, the key that
+/// verified it, or `None` (unknown key, bad signature, or not a record) to
+/// leave the check to the replay, which then names the problem.
+pub fn check_signatures(
+    records: &[Vec<u8>],
+    keys: &KeyBook,
+    threads: usize,
+) -> Vec<Option<[u8; 32]>> {
+    let check = |bytes: &Vec<u8>| -> Option<[u8; 32]> {
+        let record = pb::Record::decode(bytes.as_slice()).ok()?;
+        let signed = record.request?;
+        let key = *keys.keys.get(&signed.key_id)?;
+        fundtrail_core::signing::verify(&key, &signed.payload, &signed.signature).ok()?;
+        Some(key)
+    };
+    let chunk = records.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(check).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .flat_map(|part| part.join().expect("a signature-checking thread panicked"))
+            .collect()
+    })
+}
+
+/// Replays `records` on every core: while one chunk is applied in order,
+/// the signatures of the next are checked in parallel. Stops at the first
+/// record that fails, with its seq and why.
+pub fn replay_all(
+    replay: &mut Replay,
+    records: impl Iterator<Item = Vec<u8>>,
+    threads: usize,
+    mut progress: impl FnMut(u64),
+) -> Result<(), (u64, String)> {
+    let mut keys = KeyBook::default();
+    let mut records = records;
+    let mut chunk: Vec<Vec<u8>> = records.by_ref().take(REPLAY_CHUNK_RECORDS).collect();
+    keys.learn(&chunk);
+    let mut checked = check_signatures(&chunk, &keys, threads);
+    while !chunk.is_empty() {
+        let following: Vec<Vec<u8>> = records.by_ref().take(REPLAY_CHUNK_RECORDS).collect();
+        keys.learn(&following);
+        let (applied, next_checked) = std::thread::scope(|scope| {
+            let ahead = scope.spawn(|| check_signatures(&following, &keys, threads));
+            let applied = apply_chunk(replay, &chunk, &checked);
+            (
+                applied,
+                ahead.join().expect("the signature checker panicked"),
+            )
+        });
+        applied?;
+        progress(replay.record_count());
+        chunk = following;
+        checked = next_checked;
+    }
+    Ok(())
+}
+
+/// Records whose signatures are checked together while the chunk before
+/// them is applied.
+const REPLAY_CHUNK_RECORDS: usize = 4_096;
+
+fn apply_chunk(
+    replay: &mut Replay,
+    chunk: &[Vec<u8>],
+    checked: &[Option<[u8; 32]>],
+) -> Result<(), (u64, String)> {
+    for (record, key) in chunk.iter().zip(checked) {
+        let seq = replay.record_count();
+        replay.push_checked(record, *key).map_err(|e| (seq, e))?;
+    }
+    Ok(())
 }
