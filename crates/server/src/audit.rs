@@ -309,19 +309,7 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
         let caller = jurisdiction::optional_caller(&request);
         let request = request.into_inner();
-        let count = self.engine.record_count();
-        let tree_size = match request.tree_size {
-            0 => self
-                .engine
-                .checkpoints()
-                .latest()
-                .map(|s| s.checkpoint.tree_size)
-                .unwrap_or(0),
-            size => size,
-        };
-        if tree_size > count {
-            return Err(beyond("tree_size", tree_size, count));
-        }
+        let tree_size = proof_tree_size(&self.engine, request.tree_size)?;
         let index = match request.leaf_hash.len() {
             0 => request.index,
             32 => {
@@ -394,19 +382,7 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::GetInclusionProofsRequest>,
     ) -> Result<Response<ProofStream>, Status> {
         let request = request.into_inner();
-        let count = self.engine.record_count();
-        let tree_size = match request.tree_size {
-            0 => self
-                .engine
-                .checkpoints()
-                .latest()
-                .map(|s| s.checkpoint.tree_size)
-                .unwrap_or(0),
-            size => size,
-        };
-        if tree_size > count {
-            return Err(beyond("tree_size", tree_size, count));
-        }
+        let tree_size = proof_tree_size(&self.engine, request.tree_size)?;
         if request.indexes.len() > INCLUSION_PROOFS_PER_CALL_MAX {
             return Err(Status::resource_exhausted(format!(
                 "{} indexes asked; one call proves at most {INCLUSION_PROOFS_PER_CALL_MAX}",
@@ -606,6 +582,24 @@ impl pb::audit_server::Audit for AuditService {
             hashes: hashes(proof),
         }))
     }
+}
+
+/// The tree a proof is asked in: `requested`, or for 0 the newest
+/// checkpoint's; never past the durable records.
+fn proof_tree_size(engine: &Engine, requested: u64) -> Result<u64, Status> {
+    let count = engine.record_count();
+    let tree_size = match requested {
+        0 => engine
+            .checkpoints()
+            .latest()
+            .map(|s| s.checkpoint.tree_size)
+            .unwrap_or(0),
+        size => size,
+    };
+    if tree_size > count {
+        return Err(beyond("tree_size", tree_size, count));
+    }
+    Ok(tree_size)
 }
 
 /// Inclusion proofs sent ahead of the client's reading.
