@@ -566,7 +566,7 @@ async fn a_changed_balance_in_the_state_store_is_caught() {
 
     // Someone adds ¥1,000,000.00 to a county account directly in the state.
     {
-        // The stopped server shut its engine down and let go of sled.
+        // The stopped server shut its engine down and let go of the state.
         let path = fundtrail_store::state::kv_dir(&fundtrail_server::engine::state_dir(dir.path()));
         let keyspace = fjall::Config::new(&path)
             .open()

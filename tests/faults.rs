@@ -1,5 +1,5 @@
 //! Storage faults are not refusals. The engine runs on the real file
-//! journal and sled state wrapped in fault-injecting doubles; each test
+//! journal and derived state wrapped in fault-injecting doubles; each test
 //! breaks one store at one step of the write path and checks what clients
 //! hear, that writes stop, and what a restart finds on disk.
 

@@ -1,5 +1,5 @@
 //! Start-up recovery on a real data directory: a torn journal tail is cut, a
-//! lost sled directory is rebuilt from the journal byte for byte, and a
+//! lost derived-state directory is rebuilt from the journal byte for byte, and a
 //! journal that lost acknowledged records makes the server refuse writes.
 
 mod common;
@@ -87,7 +87,7 @@ async fn a_lost_state_directory_is_rebuilt_from_the_journal() {
 }
 
 /// The tree-hash and record-offset files are fsynced only at clean shutdown:
-/// after an operating-system crash they may be shorter than sled's
+/// after an operating-system crash they may be shorter than the state's
 /// watermark, or hold zeros. Either way the derived state is rebuilt, never
 /// trusted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

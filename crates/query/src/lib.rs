@@ -4,7 +4,7 @@
 //!
 //! The queries read through [`LedgerView`] (derived state, the record count,
 //! today's date and the requests records carry) and answer in domain types
-//! ([`types`]); they know nothing of gRPC, sled or the engine. The server
+//! ([`types`]); they know nothing of gRPC, storage engines or the server. The server
 //! implements the view over its stores and only converts the answers.
 //!
 //! ```

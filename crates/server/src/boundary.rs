@@ -576,7 +576,8 @@ async fn authenticate(
     }
     let request_sha256 = sha256(message.bytes());
     let engine = engine.clone();
-    // Key lookups read sled and Ed25519 costs ~50 µs: not on the async workers.
+    // Key lookups read the derived store and Ed25519 costs ~50 µs: not on the
+    // async workers.
     let (signature, reader) = tokio::task::spawn_blocking(move || {
         let reader = verify(&engine, path, request_sha256, &signature);
         (signature, reader)

@@ -283,7 +283,7 @@ fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
 }
 
 impl Engine {
-    /// Opens the ledger in `config.data_dir` on its file journal and sled
+    /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
         let stores = open_file_stores(&config.data_dir)?;
@@ -602,7 +602,7 @@ impl Engine {
         self.await_answer(pending?).await
     }
 
-    /// Checks requests on the blocking pool: key reads touch sled and an
+    /// Checks requests on the blocking pool: key reads touch the store and an
     /// Ed25519 check costs ~50 µs, neither for the async workers.
     async fn check_all(
         self: &Arc<Self>,

@@ -33,7 +33,7 @@ pub fn optional_caller<T>(request: &Request<T>) -> Option<Caller> {
     request.extensions().get::<Caller>().cloned()
 }
 
-/// Runs a public read off the async workers: sled reads block.
+/// Runs a public read off the async workers: store reads block.
 pub async fn blocking<T: Send + 'static>(
     engine: Arc<Engine>,
     read: impl FnOnce(&Engine) -> Result<T, Error> + Send + 'static,

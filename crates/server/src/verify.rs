@@ -24,7 +24,7 @@ pub struct ScrubReport {
 
 /// Replays the whole journal of a running engine and checks (a) every record
 /// against its stored leaf hash, its signature, authority and effects; (b)
-/// every signed checkpoint's root; (c) the derived state in sled against the
+/// every signed checkpoint's root; (c) the derived state in the store against the
 /// replayed one. Reports the first problem.
 pub fn scrub(engine: &Engine) -> ScrubReport {
     let count = engine.record_count();

@@ -7,7 +7,7 @@
 //!   `fdatasync` per group-commit batch.
 //! - [`StateStore`]: everything derived (balances, registry, indexes, the
 //!   Merkle tree's stored hashes, record locations) with an "applied up to"
-//!   [`Watermark`]. [`StateDb`] keeps the key–value part in sled and the
+//!   [`Watermark`]. [`StateDb`] keeps the key–value part in fjall and the
 //!   tree hashes and record offsets in [`slots`] files; all of it can be
 //!   thrown away and rebuilt by replaying the journal (none of it is
 //!   fsynced, so it never holds anything that is not also in the journal).

@@ -29,7 +29,7 @@ const LEAF_PREFIX: &[u8] = b"~l";
 /// Present while the derived state is closed cleanly: its slot files were
 /// synced at shutdown and need not be read through at the next open.
 pub const CLEAN_CLOSE_FILE_NAME: &str = "closed-cleanly";
-/// Sled's directory inside the derived-state directory.
+/// The key–value store's directory inside the derived-state directory.
 const KV_DIR_NAME: &str = "kv";
 
 /// How much of the journal the derived state holds.
@@ -322,6 +322,9 @@ impl StateDb {
         self.offsets
             .sync()
             .map_err(|e| io_fault("record-offset", e))?;
+        // Written out to sorted files now, the memtable's journal can go:
+        // less disk, and the next open replays nothing.
+        self.db.rotate_memtable_and_wait().map_err(unavailable)?;
         self.keyspace
             .persist(fjall::PersistMode::SyncAll)
             .map_err(unavailable)?;

@@ -1,4 +1,4 @@
-//! The Merkle tree's stored hashes in sled (Go tlog's dense layout: every
+//! The Merkle tree's stored hashes (Go tlog's dense layout: every
 //! tree hash at `stored_hash_index(level, n)`), and the hashes a batch adds
 //! before it is committed.
 
