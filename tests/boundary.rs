@@ -392,3 +392,41 @@ async fn a_reflection_client_that_is_not_tonic_discovers_the_api_in_both_version
     }
     server.stop().await;
 }
+
+/// `fundtrail-min-seq` must be a decimal seq the ledger holds: anything else
+/// is refused with a plain status, and a held seq is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_min_seq_that_is_not_a_held_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.anonymous_client().await;
+    let count = ledger_info(&mut client).await.record_count;
+    let ask = |min_seq: &str| {
+        let mut client = client.clone();
+        let mut request = tonic::Request::new(fundtrail_api::pb::GetLedgerRequest {});
+        request
+            .metadata_mut()
+            .insert("fundtrail-min-seq", min_seq.parse().unwrap());
+        async move {
+            client
+                .query
+                .get_ledger(request)
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    for bad in ["", "x1", "-1", "1.5", "99999999999999999999"] {
+        let refused = ask(bad).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::InvalidArgument,
+            "{bad:?}: {refused:?}"
+        );
+    }
+    let beyond = ask(&count.to_string()).await.unwrap_err();
+    assert_eq!(beyond.code(), tonic::Code::OutOfRange, "{beyond:?}");
+    assert!(beyond.message().contains("holds"), "{}", beyond.message());
+    let held = ask(&(count - 1).to_string()).await.unwrap();
+    assert_eq!(held.record_count, count);
+    server.stop().await;
+}
