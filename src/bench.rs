@@ -653,6 +653,15 @@ fn disk_report(data_dir: &Path, record_count: u64) -> Result<()> {
     Ok(())
 }
 
+/// The next pseudo-random record index below `record_count`: a linear
+/// congruential step (wrapping is the point).
+fn next_index(index: u64, record_count: u64) -> u64 {
+    index
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407)
+        % record_count
+}
+
 /// Streamed inclusion proofs of random records, as many indexes a call as
 /// allowed, from `clients` tasks for `seconds`; how many were proven.
 async fn prove_streamed_for(
@@ -672,11 +681,7 @@ async fn prove_streamed_for(
             while Instant::now() < until {
                 let indexes = (0..fundtrail_core::limits::INCLUSION_PROOFS_PER_CALL_MAX)
                     .map(|_| {
-                        // A linear congruential step: wrapping is the point.
-                        index = index
-                            .wrapping_mul(6_364_136_223_846_793_005)
-                            .wrapping_add(1_442_695_040_888_963_407)
-                            % record_count;
+                        index = next_index(index, record_count);
                         index
                     })
                     .collect();
@@ -721,11 +726,7 @@ async fn prove_for(
             let mut latencies = Vec::new();
             let mut index = worker.wrapping_mul(7_919) % record_count;
             while Instant::now() < until {
-                // A linear congruential step: wrapping is the point.
-                index = index
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407)
-                    % record_count;
+                index = next_index(index, record_count);
                 let t = Instant::now();
                 let proof = client
                     .audit

@@ -370,6 +370,15 @@ async fn admit(
     Ok((request, Some(buffered)))
 }
 
+/// A number written in ASCII decimal digits only (no sign, no spaces), as
+/// metadata values carry them.
+fn decimal<T: std::str::FromStr>(text: &str) -> Option<T> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok()
+}
+
 /// Waits until derived state holds the record the caller named in
 /// `fundtrail-min-seq`, if it named one: how a reader sees its own writes
 /// although queries read state the indexer writes behind the journal.
@@ -380,8 +389,7 @@ async fn reach_min_seq(shared: &Shared, headers: &http::HeaderMap) -> Result<(),
     let min_seq = value
         .to_str()
         .ok()
-        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(decimal::<u64>)
         .ok_or_else(|| {
             Status::invalid_argument(format!("{MIN_SEQ_HEADER} must be a record seq in decimal"))
         })?;
@@ -509,13 +517,10 @@ fn signature_of(headers: &http::HeaderMap) -> Result<Signature, Rejection> {
     };
     let key_id = text(KEY_ID_HEADER)?;
     let signed_at = text(SIGNED_AT_HEADER)?;
-    let canonical = !signed_at.is_empty()
-        && signed_at.len() <= 19
-        && signed_at.bytes().all(|b| b.is_ascii_digit())
-        && (signed_at == "0" || !signed_at.starts_with('0'));
+    let canonical = signed_at.len() <= 19 && (signed_at == "0" || !signed_at.starts_with('0'));
     let signed_at_ms = Some(signed_at)
         .filter(|_| canonical)
-        .and_then(|t| t.parse().ok())
+        .and_then(|t| decimal(&t))
         .ok_or(())
         .map_err(|_| {
             Rejection::unauthenticated(

@@ -578,15 +578,10 @@ impl Engine {
 
     /// Hands the requests of a finished check to the sequencer, in order.
     pub(crate) async fn enqueue_checked(&self, check: Check) -> Vec<Pending> {
-        let checked = check.task.await.unwrap_or_else(|e| {
-            (0..check.count)
-                .map(|_| {
-                    Err(Rejection::unavailable(format!(
-                        "the request check did not finish: {e}"
-                    )))
-                })
-                .collect()
-        });
+        let checked = check
+            .task
+            .await
+            .unwrap_or_else(|e| check_unfinished(check.count, e));
         let mut pending = Vec::with_capacity(checked.len());
         for checked in checked {
             pending.push(match checked {
@@ -624,15 +619,7 @@ impl Engine {
                 .collect()
         })
         .await;
-        checked.unwrap_or_else(|e| {
-            (0..count)
-                .map(|_| {
-                    Err(Rejection::unavailable(format!(
-                        "the request check did not finish: {e}"
-                    )))
-                })
-                .collect()
-        })
+        checked.unwrap_or_else(|e| check_unfinished(count, e))
     }
 
     /// Checks what can be checked without the sequencer.
@@ -801,6 +788,17 @@ impl Engine {
             reversed_by_seq,
         })
     }
+}
+
+/// The answers to `count` requests whose check was cut short by `why`.
+fn check_unfinished(count: usize, why: impl std::fmt::Display) -> Vec<Result<Checked, Rejection>> {
+    (0..count)
+        .map(|_| {
+            Err(Rejection::unavailable(format!(
+                "the request check did not finish: {why}"
+            )))
+        })
+        .collect()
 }
 
 /// The refusal of a write while writes are stopped.

@@ -481,7 +481,11 @@ impl Sequencer {
         let (first_index, hashes) = tree.into_parts();
         let mut applied = Applied {
             first_seq,
-            leaves: leaves(first_seq, records.len(), first_index, &hashes),
+            leaves: fundtrail_store::tree::leaves(
+                first_seq..first_seq + records.len() as u64,
+                first_index,
+                &hashes,
+            ),
             records,
             offsets,
             writes,
@@ -524,19 +528,6 @@ impl Sequencer {
             }
         }
     }
-}
-
-/// The (seq, leaf hash) of each of a batch's `count` records.
-fn leaves(first_seq: u64, count: usize, first_index: u64, hashes: &[Hash]) -> Vec<(u64, Hash)> {
-    (first_seq..first_seq + count as u64)
-        .map(|seq| {
-            let at = fundtrail_tlog::stored_hash_index(0, seq) - first_index;
-            let leaf = hashes
-                .get(at as usize)
-                .expect("the batch's tree holds each of its records' leaves");
-            (seq, *leaf)
-        })
-        .collect()
 }
 
 /// Applies one submission to the batch. A refusal is answered as such; a

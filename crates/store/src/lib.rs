@@ -126,16 +126,8 @@ pub trait StateStore: Kv + HashReader + Send + Sync {
             })
             .collect();
         self.write_slots(first_index, &hashes, first_seq, &offsets)?;
-        let leaves: Vec<(u64, Hash)> = locations
-            .iter()
-            .map(|l| {
-                let at = fundtrail_tlog::stored_hash_index(0, l.seq) - first_index;
-                let leaf = hashes
-                    .get(at as usize)
-                    .expect("the batch's tree holds each of its records' leaves");
-                (l.seq, *leaf)
-            })
-            .collect();
+        let seqs = first_seq..first_seq + locations.len() as u64;
+        let leaves = tree::leaves(seqs, first_index, &hashes);
         self.commit_index(writes, &leaves, watermark)
     }
 

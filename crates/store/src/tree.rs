@@ -2,7 +2,9 @@
 //! tree hash at `stored_hash_index(level, n)`), and the hashes a batch adds
 //! before it is committed.
 
-use fundtrail_tlog::{stored_hash_count, stored_hashes, Error, Hash, HashReader};
+use fundtrail_tlog::{
+    stored_hash_count, stored_hash_index, stored_hashes, Error, Hash, HashReader,
+};
 
 /// Hashes appended by records not yet committed, over the committed tree.
 pub struct PendingTree<'a> {
@@ -46,6 +48,20 @@ impl<'a> PendingTree<'a> {
     pub fn into_parts(self) -> (u64, Vec<Hash>) {
         (self.first_index, self.hashes)
     }
+}
+
+/// The (seq, leaf hash) of records `seqs`, whose stored hashes are
+/// `hashes` from stored-hash index `first_index` on (a pending tree's
+/// parts).
+pub fn leaves(seqs: std::ops::Range<u64>, first_index: u64, hashes: &[Hash]) -> Vec<(u64, Hash)> {
+    seqs.map(|seq| {
+        let at = stored_hash_index(0, seq) - first_index;
+        let leaf = hashes
+            .get(at as usize)
+            .expect("the batch's tree holds each of its records' leaves");
+        (seq, *leaf)
+    })
+    .collect()
 }
 
 impl HashReader for PendingTree<'_> {
