@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use ed25519_dalek::{Signature, VerifyingKey};
 use fundtrail_api::pb;
@@ -149,7 +149,10 @@ impl ServerProcess {
     /// how long that took (opening replays and loads state).
     async fn start(data_dir: &Path) -> Result<(ServerProcess, Duration)> {
         let started = Instant::now();
-        let log = std::fs::File::create(data_dir.join("bench-server.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join("bench-server.log"))?;
         let mut child = Command::new(std::env::current_exe()?)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -435,7 +438,7 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
         let records = journal.scan(0)?.map_while(Result::ok).map(|f| f.record);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         fundtrail_verify::replay_all(&mut replay, records, cores, |_| {})
-            .map_err(|(seq, e)| anyhow::anyhow!("record {seq}: {e}"))?;
+            .map_err(|(seq, e)| anyhow!("record {seq}: {e}"))?;
         replay.summary().map_err(|e| anyhow::anyhow!(e))?;
         report(
             "audit replay: full check of every record from genesis",
@@ -576,23 +579,33 @@ async fn post_streams(
 
 /// Offers each request as a single post at its due time, `rate` a second,
 /// whether or not earlier ones were answered; the latency of each from
-/// when it was due.
+/// when it was due. A thread of its own keeps the times: the runtime's
+/// timer rounds up to the millisecond, which would count against the
+/// server.
 async fn post_at_rate(
     client: &Client,
     requests: Vec<pb::SignedRequest>,
     rate: u64,
 ) -> Result<Vec<Duration>> {
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(requests.len());
-    for (i, request) in requests.into_iter().enumerate() {
-        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
-        tokio::time::sleep_until(due).await;
-        let mut client = client.clone();
-        tasks.push(tokio::spawn(async move {
-            client.post_signed(request).await?;
-            Ok::<_, tonic::Status>(due.elapsed())
-        }));
-    }
+    let runtime = tokio::runtime::Handle::current();
+    let client = client.clone();
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(requests.len());
+        for (i, request) in requests.into_iter().enumerate() {
+            let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            let mut client = client.clone();
+            tasks.push(runtime.spawn(async move {
+                client.post_signed(request).await?;
+                Ok::<_, tonic::Status>(due.elapsed())
+            }));
+        }
+        tasks
+    });
+    let tasks = tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow!("the pacing thread panicked"))?;
     let mut latencies = Vec::with_capacity(tasks.len());
     for task in tasks {
         latencies.push(task.await??);
@@ -622,13 +635,16 @@ async fn signed_tree_size(client: &Client, record_count: u64) -> Result<u64> {
 }
 
 /// Bytes on disk per record, in all and file by file.
+/// Disk in use: blocks allocated, not file lengths (fjall preallocates its
+/// journal files, most of which stays unwritten).
 fn disk_report(data_dir: &Path, record_count: u64) -> Result<()> {
     fn bytes(path: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
         match std::fs::metadata(path) {
             Ok(m) if m.is_dir() => std::fs::read_dir(path)
                 .map(|entries| entries.flatten().map(|e| bytes(&e.path())).sum())
                 .unwrap_or(0),
-            Ok(m) => m.len(),
+            Ok(m) => m.blocks() * 512,
             Err(_) => 0,
         }
     }

@@ -17,8 +17,9 @@ use fundtrail_client::proofs::{
 use fundtrail_client::witness::{witness_round, Round, WitnessState};
 use fundtrail_core::keyfile::KeyFile;
 use fundtrail_server::engine::ledger_of_origin;
-use fundtrail_store::header::FileKind;
+use fundtrail_store::header::{FileHeader, FileKind};
 use fundtrail_store::Journal;
+use fundtrail_tlog::HashReader;
 use fundtrail_verify::Replay;
 use prost::Message;
 
@@ -90,6 +91,16 @@ pub struct AuditArgs {
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+    /// Resume from an audit saved with --save: records it covers are not
+    /// replayed again (the export may start at any record up to its end,
+    /// and those it repeats must match), and the checkpoint must extend it.
+    #[arg(long, value_name = "SAVED")]
+    since_checkpoint: Option<PathBuf>,
+    /// After a successful audit, save it here (replacing the file) so the
+    /// next one can resume with --since-checkpoint. Records past the
+    /// checkpoint are left for that next audit.
+    #[arg(long, value_name = "SAVED")]
+    save: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -300,6 +311,11 @@ pub fn audit(args: AuditArgs) -> Result<()> {
             checkpoint.origin
         )
     })?;
+    let mut replay = match &args.since_checkpoint {
+        Some(path) => resume_audit(path, &args.vkey, ledger_id, checkpoint.tree_size)?,
+        None => Replay::without_indexes(),
+    };
+    let audited_before = replay.record_count();
     if !args.export.exists() {
         bail!("{} does not exist", args.export.display());
     }
@@ -310,19 +326,33 @@ pub fn audit(args: AuditArgs) -> Result<()> {
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
     let started = Instant::now();
-    let mut replay = Replay::new();
     let mut damaged = None;
-    let frames = file.scan(0)?.map_while(|frame| match frame {
-        Ok(frame) => Some(frame.record),
-        Err(e) => {
-            damaged = Some(e);
-            None
-        }
-    });
+    let mut frames = file
+        .scan(0)?
+        .map_while(|frame| match frame {
+            Ok(frame) => Some(frame.record),
+            Err(e) => {
+                damaged = Some(e);
+                None
+            }
+        })
+        .peekable();
+    skip_audited(&mut frames, &replay)?;
+    // A saved audit ends exactly at a signed checkpoint.
+    let limit = match args.save {
+        Some(_) => checkpoint.tree_size.saturating_sub(audited_before),
+        None => u64::MAX,
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let replayed = fundtrail_verify::replay_all(&mut replay, frames, cores, |records| {
-        progress.set_position(records)
-    });
+    let replayed = fundtrail_verify::replay_all(
+        &mut replay,
+        frames
+            .by_ref()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX)),
+        cores,
+        |records| progress.set_position(records),
+    );
+    drop(frames);
     if let Err((seq, reason)) = replayed {
         progress.abandon();
         bail!("audit FAILED at record #{seq}: {reason}");
@@ -348,7 +378,14 @@ pub fn audit(args: AuditArgs) -> Result<()> {
         );
     }
     let summary = replay.summary().map_err(|e| anyhow!("audit FAILED: {e}"))?;
-    let rate = records as f64 / elapsed.as_secs_f64().max(1e-9);
+    if let Some(path) = &args.save {
+        assert_eq!(
+            records, checkpoint.tree_size,
+            "a saved audit ends at its checkpoint"
+        );
+        save_audit(path, ledger_id, &note, &replay)?;
+    }
+    let rate = (records - audited_before) as f64 / elapsed.as_secs_f64().max(1e-9);
     let yuan = fundtrail_core::money::format_fen;
     if args.json {
         // JSON numbers here are integer fen; a total past u64 is refused, not cut.
@@ -361,6 +398,7 @@ pub fn audit(args: AuditArgs) -> Result<()> {
             "sources": summary.sources, "appropriated_fen": fen(summary.appropriated_fen)?,
             "withdrawn_fen": fen(summary.withdrawn_fen)?, "disbursed_fen": fen(summary.disbursed_fen)?,
             "idle_fen": fen(summary.idle_fen)?, "checkpoint_tree_size": checkpoint.tree_size,
+            "resumed_after_records": audited_before,
             "replay_records_per_second": rate.round(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
@@ -377,6 +415,20 @@ pub fn audit(args: AuditArgs) -> Result<()> {
         "  checkpoint:    root of the first {} records matches the signed checkpoint",
         checkpoint.tree_size
     )?;
+    if args.since_checkpoint.is_some() {
+        writeln!(
+            out,
+            "  resumed:       the first {audited_before} records were audited before; {} replayed now",
+            records - audited_before
+        )?;
+    }
+    if let Some(path) = &args.save {
+        writeln!(
+            out,
+            "  saved:         {} (resume with --since-checkpoint)",
+            path.display()
+        )?;
+    }
     writeln!(out, "  orgs:          {}", summary.orgs)?;
     writeln!(out, "  accounts:      {}", summary.accounts)?;
     writeln!(out, "  sources:       {}", summary.sources)?;
@@ -399,6 +451,117 @@ pub fn audit(args: AuditArgs) -> Result<()> {
         rate
     )?;
     Ok(())
+}
+
+/// Loads an audit saved by [`save_audit`], checks it is of `ledger_id`,
+/// that its checkpoint verifies with `vkey` and its tree gives that
+/// checkpoint's root, and that a checkpoint of `tree_size` records does
+/// not go back before it.
+fn resume_audit(path: &Path, vkey: &str, ledger_id: &str, tree_size: u64) -> Result<Replay> {
+    let named = |e: String| anyhow!("{}: {e}", path.display());
+    let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+    let mut cursor = std::io::Cursor::new(bytes.as_slice());
+    let (_, header_len) = FileHeader::read(&mut cursor, FileKind::AuditState, Some(ledger_id))
+        .map_err(|e| named(e.to_string()))?;
+    let body = &bytes[header_len as usize..];
+    let Some(payload_len) = body.len().checked_sub(32) else {
+        return Err(named("it ends early".into()));
+    };
+    let (payload, digest) = body.split_at(payload_len);
+    if fundtrail_core::signing::sha256(payload).as_slice() != digest {
+        return Err(named("it is damaged (its SHA-256 does not match)".into()));
+    }
+    let (note_len, rest) = payload
+        .split_at_checked(4)
+        .ok_or_else(|| named("it ends early".into()))?;
+    let note_len = u32::from_be_bytes(note_len.try_into().expect("4 bytes")) as usize;
+    let (note, snapshot) = rest
+        .split_at_checked(note_len)
+        .ok_or_else(|| named("it ends early".into()))?;
+    let note = std::str::from_utf8(note).map_err(|e| named(e.to_string()))?;
+    let saved = open_pinned(vkey, note).map_err(named)?;
+    let replay = Replay::from_snapshot(snapshot).map_err(named)?;
+    if replay.record_count() != saved.tree_size
+        || replay.root(saved.tree_size).map_err(named)? != saved.root_hash
+    {
+        return Err(named(format!(
+            "its state does not give the root of the checkpoint of {} records it was saved at",
+            saved.tree_size
+        )));
+    }
+    if tree_size < saved.tree_size {
+        bail!(
+            "the checkpoint covers {tree_size} records, fewer than the {} already audited in {}",
+            saved.tree_size,
+            path.display()
+        );
+    }
+    Ok(replay)
+}
+
+/// Passes over the export's records that `replay` already holds, checking
+/// each is the record audited before (its leaf hash is in the tree). The
+/// export must not start after them.
+fn skip_audited(
+    frames: &mut std::iter::Peekable<impl Iterator<Item = Vec<u8>>>,
+    replay: &Replay,
+) -> Result<()> {
+    let audited = replay.record_count();
+    let Some(first) = frames.peek() else {
+        return Ok(());
+    };
+    // A first record that does not decode is left to the replay to name.
+    let Ok(record) = pb::Record::decode(first.as_slice()) else {
+        return Ok(());
+    };
+    if record.seq > audited {
+        let wanted = match audited {
+            0 => "an audit from genesis needs an export from record 0, or --since-checkpoint with a saved audit".to_string(),
+            _ => format!("the audit saved ends at record #{}: export from record {audited} or earlier", audited - 1),
+        };
+        bail!("the export begins at record #{}; {wanted}", record.seq);
+    }
+    for seq in record.seq..audited {
+        let Some(bytes) = frames.next() else {
+            return Ok(());
+        };
+        let leaf = replay
+            .tree
+            .read_hashes(&[fundtrail_tlog::stored_hash_index(0, seq)])
+            .map_err(|e| anyhow!(e))?;
+        if leaf.first() != Some(&fundtrail_tlog::record_hash(&bytes)) {
+            bail!("audit FAILED: record #{seq} of the export differs from the one audited before");
+        }
+    }
+    Ok(())
+}
+
+/// Writes `replay`, audited up to the checkpoint `note`, where
+/// [`resume_audit`] reads it: a file header of kind `FTAUDITS`, then the
+/// note's length (u32 big-endian), the note, [`Replay::snapshot`], and the
+/// SHA-256 of everything after the header. Replaces `path` atomically.
+fn save_audit(path: &Path, ledger_id: &str, note: &str, replay: &Replay) -> Result<()> {
+    let header = FileHeader::new(FileKind::AuditState, ledger_id).map_err(|e| anyhow!(e))?;
+    let mut payload = Vec::new();
+    let note_len = u32::try_from(note.len()).context("the checkpoint note is too long")?;
+    payload.extend_from_slice(&note_len.to_be_bytes());
+    payload.extend_from_slice(note.as_bytes());
+    payload.extend_from_slice(&replay.snapshot());
+    let digest = fundtrail_core::signing::sha256(&payload);
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    let partial = PathBuf::from(name);
+    let written = (|| -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&partial)?;
+        file.write_all(&header.encode())?;
+        file.write_all(&payload)?;
+        file.write_all(&digest)?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)?;
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::File::open(dir.unwrap_or(Path::new(".")))?.sync_all()
+    })();
+    written.with_context(|| format!("cannot save the audit to {}", path.display()))
 }
 
 pub async fn witness(args: WitnessArgs) -> Result<()> {

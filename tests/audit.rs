@@ -502,6 +502,183 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let first = checkpoint_of_all(&server, &mut client).await;
+    let vkey = vkey(&mut client).await;
+    let work = tempfile::tempdir().unwrap();
+    let root_key = server.data_dir.join("root.key");
+    let export = |name: &str, start: u64| {
+        let path = work.path().join(name);
+        let out = fundtrail(&[
+            "export",
+            "--server",
+            &server.url,
+            "--key",
+            root_key.to_str().unwrap(),
+            "--out",
+            path.to_str().unwrap(),
+            "--start",
+            &start.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        path
+    };
+    let note = |name: &str, cp: &pb::GetCheckpointResponse| {
+        let path = work.path().join(name);
+        std::fs::write(&path, &cp.note).unwrap();
+        path
+    };
+    let saved = work.path().join("audit.saved");
+    let audit = |export: &std::path::Path, checkpoint: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "--export",
+            export.to_str().unwrap(),
+            "--vkey",
+            &vkey,
+            "--checkpoint",
+            checkpoint.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        fundtrail(&args)
+    };
+    let json = |out: std::process::Output| -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let first_note = note("first.txt", &first);
+    let saved_arg = saved.to_str().unwrap();
+    let before = json(audit(
+        &export("all-1.log", 0),
+        &first_note,
+        &["--save", saved_arg],
+    ));
+    assert_eq!(before["records"], first.tree_size);
+
+    // More records, a newer checkpoint, and an export of only the new ones.
+    ok(
+        &mut client,
+        &chain.province,
+        transfer("gs-xczx", "lx-xczx", 2_000_00, "甘财农〔2026〕30号"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 500_00),
+    )
+    .await;
+    let second = checkpoint_of_all(&server, &mut client).await;
+    assert!(second.tree_size > first.tree_size);
+    let second_note = note("second.txt", &second);
+    let tail = export("tail.log", first.tree_size);
+    let all = export("all-2.log", 0);
+    let full = json(audit(&all, &second_note, &[]));
+    let resumed = json(audit(
+        &tail,
+        &second_note,
+        &["--since-checkpoint", saved_arg, "--save", saved_arg],
+    ));
+    assert_eq!(resumed["resumed_after_records"], first.tree_size);
+    for field in [
+        "records",
+        "appropriated_fen",
+        "withdrawn_fen",
+        "disbursed_fen",
+        "idle_fen",
+        "accounts",
+    ] {
+        assert_eq!(resumed[field], full[field], "{field}");
+    }
+    assert_eq!(full["disbursed_fen"], 3_500_00);
+
+    // Saved at the second checkpoint now: an export that starts earlier is
+    // checked against it and skipped; an older checkpoint is refused.
+    let again = json(audit(
+        &all,
+        &second_note,
+        &["--since-checkpoint", saved_arg],
+    ));
+    assert_eq!(again["resumed_after_records"], second.tree_size);
+    assert_eq!(again["records"], second.tree_size);
+    let out = audit(&all, &first_note, &["--since-checkpoint", saved_arg]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("fewer than"));
+
+    // An export with a gap after the saved audit is refused, naming where it starts.
+    let state_at_first = work.path().join("first.saved");
+    json(audit(
+        &all,
+        &first_note,
+        &["--save", state_at_first.to_str().unwrap()],
+    ));
+    let gap = export("gap.log", first.tree_size + 1);
+    let out = audit(
+        &gap,
+        &second_note,
+        &["--since-checkpoint", state_at_first.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("begins at record #{}", first.tree_size + 1)),
+        "{stderr}"
+    );
+
+    // A record before the saved end that differs from the audited one is caught.
+    let offset = server.engine.state().record_location(14).unwrap().unwrap();
+    let forged = work.path().join("forged.log");
+    std::fs::copy(&all, &forged).unwrap();
+    let bytes = std::fs::read(&forged).unwrap();
+    let export_offset = find(
+        &bytes,
+        &std::fs::read(journal_path(dir.path())).unwrap()[offset as usize..offset as usize + 64],
+    );
+    forge_record(&forged, export_offset as u64, |record| {
+        let at = record.len() / 2;
+        record[at] ^= 0x01;
+    });
+    let out = audit(
+        &forged,
+        &second_note,
+        &["--since-checkpoint", state_at_first.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("record #14 of the export differs"),
+        "{stderr}"
+    );
+
+    // A damaged saved audit is refused, not trusted.
+    let mut damaged = std::fs::read(&state_at_first).unwrap();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0x01;
+    std::fs::write(&state_at_first, damaged).unwrap();
+    let out = audit(
+        &tail,
+        &second_note,
+        &["--since-checkpoint", state_at_first.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+    server.stop().await;
+}
+
 fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<Code> {
     r.err().map(|s| s.code())
 }

@@ -142,11 +142,15 @@ pub const TRACE_PAGE_RECORDS_MAX: u32 = 10_000;
 pub const TRACE_PAGE_RECORDS_DEFAULT: u32 = 2_000;
 /// Records one trace may walk (a refusal beyond, never a silent cut).
 pub const TRACE_RECORDS_MAX: usize = 10_000;
-/// Lots a backward trace may read.
 /// Legs (lots moved) in one record, from rules 4: a movement over more lots
 /// is refused and must name its sources or be split.
 pub const LEGS_PER_RECORD_MAX: usize = 1_000;
+/// Lots a backward trace may read.
 pub const TRACE_LOTS_READ_MAX: usize = 1_000_000;
+/// Payments to one household a statement, trace or finding reads (a
+/// refusal beyond, never a silent cut): monthly payments of many
+/// programmes for decades.
+pub const HOUSEHOLD_PAYMENTS_READ_MAX: usize = TRACE_RECORDS_MAX;
 /// Documents named on one trace edge.
 pub const TRACE_EDGE_DOCUMENTS_MAX: usize = 5;
 /// Rows an idle-funds or anomaly page reads at most.

@@ -486,9 +486,8 @@ pub struct Household {
     pub members: u32,
     pub registered_seq: u64,
     /// Status changes in record order: (effective day, status, record seq).
+    /// Payments are kept apart, one key each (`key::HOUSEHOLD_PAYMENT`).
     pub statuses: Vec<(Day, HouseholdStatus, u64)>,
-    /// Payments received (Disbursement records), in record order.
-    pub payments: Vec<HouseholdPayment>,
 }
 
 impl Household {

@@ -70,6 +70,10 @@ pub mod key {
     pub const ORG_IDEMPOTENCY: u8 = b'e';
     pub const PROJECT: u8 = b'p';
     pub const HOUSEHOLD: u8 = b'h';
+    /// Household account ‖ 0x00 ‖ seq → the payment (HouseholdPayment) that
+    /// Disbursement record `seq` made to it (schema 5; before, a list inside
+    /// the household, rewritten whole by every payment).
+    pub const HOUSEHOLD_PAYMENT: u8 = b'w';
     /// Index: account id ‖ 0x00 ‖ seq (big-endian) → empty, for each record
     /// that moved money in or out of the account.
     pub const ACCOUNT_ENTRY: u8 = b'x';
@@ -89,6 +93,23 @@ pub mod key {
     /// Money held: account ‖ 0x00 ‖ arrival day ‖ arrival seq ‖ source seq
     /// → amount (fen, big-endian). Key order is oldest money first.
     pub const LOT: u8 = b'q';
+
+    /// Index prefixes: the rules write them for queries but never read
+    /// them, so whatever only applies requests may leave them out.
+    pub const INDEX_PREFIXES: [u8; 7] = [
+        ACCOUNT_ENTRY,
+        SOURCE_ENTRY,
+        LOT_SPEND,
+        ORG_ENTRY,
+        KIND_ENTRY,
+        DOCUMENT_ENTRY,
+        HOLDER,
+    ];
+
+    /// Whether `key` is under one of [`INDEX_PREFIXES`].
+    pub fn is_index(key: &[u8]) -> bool {
+        key.first().is_some_and(|p| INDEX_PREFIXES.contains(p))
+    }
 
     /// Prefix of all lots of one account.
     pub fn lots(account_id: &str) -> Vec<u8> {
@@ -150,6 +171,10 @@ pub mod key {
         let mut key = lot_spends(account_id, source_seq, arrival_seq);
         key.extend_from_slice(&seq.to_be_bytes());
         key
+    }
+
+    pub fn household_payment(account_id: &str, seq: u64) -> Vec<u8> {
+        named_seq(HOUSEHOLD_PAYMENT, account_id, seq)
     }
 
     pub fn org_entry(org_id: &str, seq: u64) -> Vec<u8> {
@@ -237,6 +262,7 @@ pub fn describe_key(key: &[u8]) -> String {
         key::ORG_IDEMPOTENCY => format!("org idempotency entry {}", text()),
         key::PROJECT => format!("project {}", text()),
         key::HOUSEHOLD => format!("household {}", text()),
+        key::HOUSEHOLD_PAYMENT => format!("a payment to household {}", text()),
         key::ACCOUNT_ENTRY => format!("the entry index of account {}", text()),
         key::SOURCE_ENTRY
         | key::LOT_SPEND
@@ -313,6 +339,25 @@ pub trait StateRead: Kv {
     }
     fn household(&self, account_id: &str) -> Result<Option<Household>, Fault> {
         self.read(&key::named(key::HOUSEHOLD, account_id))
+    }
+    fn household_payment(
+        &self,
+        account_id: &str,
+        seq: u64,
+    ) -> Result<Option<HouseholdPayment>, Fault> {
+        self.read(&key::household_payment(account_id, seq))
+    }
+    /// Up to `limit` payments household `account_id` received, in record order.
+    fn household_payments(
+        &self,
+        account_id: &str,
+        limit: usize,
+    ) -> Result<Vec<HouseholdPayment>, Fault> {
+        let prefix = key::named_prefix(key::HOUSEHOLD_PAYMENT, account_id);
+        self.scan(&prefix, &prefix, limit)?
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect()
     }
     /// Up to `limit` lots of an account, oldest first.
     fn lots(&self, account_id: &str, limit: usize) -> Result<Vec<(LotKey, Lot)>, Fault> {

@@ -8,11 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use fundtrail_core::apply::document_no;
 use fundtrail_core::dates::Day;
 use fundtrail_core::limits::{
-    REPORT_SCAN_ROWS_MAX, TRACE_EDGE_DOCUMENTS_MAX, TRACE_LOTS_READ_MAX,
-    TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
+    HOUSEHOLD_PAYMENTS_READ_MAX, REPORT_SCAN_ROWS_MAX, TRACE_EDGE_DOCUMENTS_MAX,
+    TRACE_LOTS_READ_MAX, TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Account, AccountKind, Household, HouseholdStatus, Lot, LotKey, Movement, Project, Source,
+    Account, AccountKind, Household, HouseholdPayment, HouseholdStatus, Lot, LotKey, Movement,
+    Project, Source,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, Kv, StateRead};
@@ -95,6 +96,25 @@ fn all_lots<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Vec<(LotKey, 
         .into());
     }
     Ok(lots)
+}
+
+/// Every payment household `account_id` received, in record order.
+fn all_payments<K: Kv + ?Sized>(
+    state: &K,
+    account_id: &str,
+) -> Result<Vec<HouseholdPayment>, Error> {
+    let payments = state.household_payments(account_id, HOUSEHOLD_PAYMENTS_READ_MAX + 1)?;
+    if payments.len() > HOUSEHOLD_PAYMENTS_READ_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            "",
+            format!(
+                "household {account_id} received more than {HOUSEHOLD_PAYMENTS_READ_MAX} payments, more than one query reads"
+            ),
+        )
+        .into());
+    }
+    Ok(payments)
 }
 
 /// The 文号 record `seq` cites (empty if none) and the key that signed it.
@@ -386,10 +406,8 @@ pub fn trace_backward(
             })?;
             if account.kind == AccountKind::Household {
                 // Every payment it received, spent since or not.
-                let household = state.household(account_id)?;
-                for payment in household
+                for payment in all_payments(state, account_id)?
                     .iter()
-                    .flat_map(|h| h.payments.iter())
                     .filter(|p| !p.reversed)
                 {
                     push_legs_into(state, payment.seq, account_id, &mut starts)?;
@@ -571,9 +589,10 @@ pub fn household_statement(
         )
     })?;
     let balance = indexed_account(state, account_id)?.balance();
-    let mut payments = Vec::with_capacity(household.payments.len());
+    let received_payments = all_payments(state, account_id)?;
+    let mut payments = Vec::with_capacity(received_payments.len());
     let mut received: u128 = 0;
-    for payment in &household.payments {
+    for payment in &received_payments {
         let movement = indexed_movement(state, payment.seq)?;
         let legs: Vec<_> = movement
             .legs
@@ -861,7 +880,8 @@ fn household_findings(
     household: &Household,
     findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
-    let live: Vec<_> = household.payments.iter().filter(|p| !p.reversed).collect();
+    let received = all_payments(ledger.state(), &household.account_id)?;
+    let live: Vec<_> = received.iter().filter(|p| !p.reversed).collect();
     let mut by_period: BTreeMap<(&str, &str), Vec<&fundtrail_core::model::HouseholdPayment>> =
         BTreeMap::new();
     for payment in &live {

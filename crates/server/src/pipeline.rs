@@ -54,22 +54,12 @@ const HOT_PREFIXES: [u8; 10] = [
     key::ORG_IDEMPOTENCY,
 ];
 
-/// Index prefixes the rules write but never read: the sequencer passes
-/// them on to the indexer and keeps nothing of them.
-const WRITE_ONLY_PREFIXES: [u8; 7] = [
-    key::ACCOUNT_ENTRY,
-    key::SOURCE_ENTRY,
-    key::LOT_SPEND,
-    key::ORG_ENTRY,
-    key::KIND_ENTRY,
-    key::DOCUMENT_ENTRY,
-    key::HOLDER,
-];
-
 /// Where a key of derived state lives for the sequencer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Class {
     Hot,
+    /// The index prefixes ([`key::INDEX_PREFIXES`]): passed on to the
+    /// indexer, nothing of them kept.
     WriteOnly,
     /// Read rarely (a reversal reads the movement it reverses): from the
     /// writes not yet indexed, else from the derived store.
@@ -79,7 +69,7 @@ enum Class {
 fn class(key: &[u8]) -> Class {
     match key.first() {
         Some(p) if HOT_PREFIXES.contains(p) => Class::Hot,
-        Some(p) if WRITE_ONLY_PREFIXES.contains(p) => Class::WriteOnly,
+        Some(p) if key::INDEX_PREFIXES.contains(p) => Class::WriteOnly,
         _ => Class::Cold,
     }
 }
@@ -673,6 +663,11 @@ impl JournalWriter {
                         != next_seq / self.checkpoint_every_records
                     {
                         let _ = self.checkpoint_due.send(());
+                    }
+                    // Durable now: answered before the indexer may hold
+                    // this thread up (queries wait for it, writes need not).
+                    for (reply, answer) in replies.drain(..) {
+                        let _ = reply.send(answer);
                     }
                     let durable = Durable {
                         writes,

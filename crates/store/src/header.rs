@@ -39,16 +39,19 @@ pub enum FileKind {
     TreeHashes,
     /// Derived `record.offsets`: each record's journal offset, 8-byte slots.
     RecordOffsets,
+    /// An audit saved by `fundtrail audit --save`, to resume from.
+    AuditState,
 }
 
 impl FileKind {
-    const ALL: [FileKind; 6] = [
+    const ALL: [FileKind; 7] = [
         FileKind::Journal,
         FileKind::Checkpoints,
         FileKind::Export,
         FileKind::AccessLog,
         FileKind::TreeHashes,
         FileKind::RecordOffsets,
+        FileKind::AuditState,
     ];
 
     pub fn magic(self) -> &'static [u8; 8] {
@@ -59,6 +62,7 @@ impl FileKind {
             FileKind::AccessLog => b"FTACCESS",
             FileKind::TreeHashes => b"FTTREEHS",
             FileKind::RecordOffsets => b"FTOFFSET",
+            FileKind::AuditState => b"FTAUDITS",
         }
     }
 
@@ -70,6 +74,7 @@ impl FileKind {
             FileKind::AccessLog => "an access log",
             FileKind::TreeHashes => "a tree-hash file",
             FileKind::RecordOffsets => "a record-offset file",
+            FileKind::AuditState => "a saved audit",
         }
     }
 }

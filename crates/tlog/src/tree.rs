@@ -161,6 +161,17 @@ impl MemoryHashes {
         &self.hashes
     }
 
+    /// The tree of `tree_size` records whose stored hashes are `hashes`, as
+    /// [`MemoryHashes::hashes`] gave them; `None` unless there are exactly
+    /// [`stored_hash_count`]`(tree_size)` of them. Proves nothing about the
+    /// hashes themselves: a caller that did not compute them checks a root.
+    pub fn from_stored(tree_size: u64, hashes: Vec<Hash>) -> Option<Self> {
+        if tree_size > crate::MAX_TREE_SIZE || hashes.len() as u64 != stored_hash_count(tree_size) {
+            return None;
+        }
+        Some(Self { hashes, tree_size })
+    }
+
     /// Appends a record and returns its 0-based index.
     pub fn append(&mut self, data: &[u8]) -> Result<u64> {
         self.append_record_hash(record_hash(data))

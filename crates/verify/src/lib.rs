@@ -102,6 +102,8 @@ pub fn replay_checked<K: Kv + ?Sized>(
 pub struct Replay {
     pub state: MemoryKv,
     pub tree: MemoryHashes,
+    /// Leaves the query indexes ([`key::INDEX_PREFIXES`]) out of `state`.
+    indexes_dropped: bool,
 }
 
 /// What a replayed log holds, in fen.
@@ -124,6 +126,16 @@ impl Replay {
         Replay::default()
     }
 
+    /// A replay that keeps what the rules read and the summary counts, but
+    /// not the query indexes: an audit checks the same things in less
+    /// memory, and its [`Replay::snapshot`] stays small.
+    pub fn without_indexes() -> Replay {
+        Replay {
+            indexes_dropped: true,
+            ..Replay::default()
+        }
+    }
+
     pub fn record_count(&self) -> u64 {
         self.tree.tree_size()
     }
@@ -143,7 +155,10 @@ impl Replay {
         let seq = self.record_count();
         let mut txn = Txn::new(&self.state);
         replay_checked(&mut txn, seq, record, verified_public_key).map_err(|e| e.to_string())?;
-        let writes = txn.into_writes();
+        let mut writes = txn.into_writes();
+        if self.indexes_dropped {
+            writes.retain(|k, _| !key::is_index(k));
+        }
         apply_writes(&mut self.state, writes);
         self.tree.append(record).map_err(|e| e.to_string())?;
         Ok(())
@@ -151,6 +166,72 @@ impl Replay {
 
     pub fn root(&self, tree_size: u64) -> Result<Hash, String> {
         tree_hash(tree_size, &self.tree).map_err(|e| e.to_string())
+    }
+
+    /// The replay as bytes [`Replay::from_snapshot`] reads back, less the
+    /// query indexes: the tree size (u64 big-endian), every stored hash
+    /// (32 bytes each, as many as the size implies), the number of state
+    /// entries (u64), then each entry in key order as key length (u32),
+    /// key, value length (u32), value.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&self.tree.tree_size().to_be_bytes());
+        for hash in self.tree.hashes() {
+            out.extend_from_slice(hash);
+        }
+        let entries: Vec<_> = self
+            .state
+            .iter()
+            .filter(|(k, _)| !key::is_index(k))
+            .collect();
+        out.extend_from_slice(&(entries.len() as u64).to_be_bytes());
+        for (k, v) in entries {
+            for part in [k, v] {
+                let len =
+                    u32::try_from(part.len()).expect("state keys and values are far below 4 GiB");
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(part);
+            }
+        }
+        out
+    }
+
+    /// Rebuilds a replay (without indexes) from [`Replay::snapshot`]'s
+    /// bytes. Checks their shape only: whether the hashes are the log's is
+    /// for the caller to check against a signed root.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Replay, String> {
+        let mut rest = bytes;
+        let tree_size = take_u64(&mut rest)?;
+        let hash_count =
+            fundtrail_tlog::stored_hash_count(tree_size.min(fundtrail_tlog::MAX_TREE_SIZE));
+        if hash_count.saturating_mul(32) > rest.len() as u64 {
+            return Err(format!(
+                "it ends inside the hashes of a tree of {tree_size} records"
+            ));
+        }
+        let mut hashes = Vec::with_capacity(hash_count as usize);
+        for _ in 0..hash_count {
+            hashes.push(take(&mut rest, 32)?.try_into().expect("32 bytes"));
+        }
+        let tree = MemoryHashes::from_stored(tree_size, hashes)
+            .ok_or_else(|| format!("a tree of {tree_size} records is out of range"))?;
+        let entry_count = take_u64(&mut rest)?;
+        let mut state = MemoryKv::new();
+        for _ in 0..entry_count {
+            let k = take_part(&mut rest)?;
+            let v = take_part(&mut rest)?;
+            if key::is_index(&k) || state.insert(k, v).is_some() {
+                return Err("it holds an index key or the same key twice".into());
+            }
+        }
+        if !rest.is_empty() {
+            return Err(format!("{} bytes follow its last entry", rest.len()));
+        }
+        Ok(Replay {
+            state,
+            tree,
+            indexes_dropped: true,
+        })
     }
 
     fn values<T: serde::de::DeserializeOwned>(&self, prefix: u8) -> Result<Vec<T>, String> {
@@ -210,6 +291,26 @@ impl Replay {
         }
         Ok(summary)
     }
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if rest.len() < n {
+        return Err("it ends early".into());
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_u64(rest: &mut &[u8]) -> Result<u64, String> {
+    Ok(u64::from_be_bytes(
+        take(rest, 8)?.try_into().expect("8 bytes"),
+    ))
+}
+
+fn take_part(rest: &mut &[u8]) -> Result<Vec<u8>, String> {
+    let len = u32::from_be_bytes(take(rest, 4)?.try_into().expect("4 bytes"));
+    Ok(take(rest, len as usize)?.to_vec())
 }
 
 /// Public keys by key id, learned from the records that register them.

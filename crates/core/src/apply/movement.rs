@@ -541,7 +541,7 @@ pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> 
         field,
         &d.household_account_id,
     )?;
-    let mut household = m.txn.household(&to.account_id)?.ok_or_else(|| {
+    let household = m.txn.household(&to.account_id)?.ok_or_else(|| {
         Rejection::precondition(
             field,
             format!("{} is not a registered household", to.account_id),
@@ -564,17 +564,17 @@ pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> 
         )
         .into());
     }
-    household.payments.push(HouseholdPayment {
+    let payment = HouseholdPayment {
         seq: m.seq,
         day: m.day,
         amount: d.amount,
         programme_code: d.programme_code.clone(),
         period: d.period.clone(),
         reversed: false,
-    });
+    };
     m.txn.put(
-        key::named(key::HOUSEHOLD, &household.account_id),
-        &household,
+        key::household_payment(&household.account_id, m.seq),
+        &payment,
     );
     m.move_money(from, to, d.amount, &d.sources, "disbursement.sources")
 }
@@ -862,14 +862,13 @@ fn undo_registry<K: Kv + ?Sized>(m: &mut Act<K>, target: &Movement) -> Result<()
             m.txn.put(key::named(key::PROJECT, &to_id), &project);
         }
         "Disbursement" => {
-            let mut household = m.txn.household(&to_id)?.ok_or_else(|| lacks("household"))?;
-            let payment = household
-                .payments
-                .iter_mut()
-                .find(|p| p.seq == target.seq)
+            let mut payment = m
+                .txn
+                .household_payment(&to_id, target.seq)?
                 .ok_or_else(|| lacks("household payment"))?;
             payment.reversed = true;
-            m.txn.put(key::named(key::HOUSEHOLD, &to_id), &household);
+            m.txn
+                .put(key::household_payment(&to_id, target.seq), &payment);
         }
         _ => {}
     }

@@ -414,7 +414,6 @@ pub(super) fn register_household<K: Kv + ?Sized>(
         members: r.members,
         registered_seq: act.seq,
         statuses: Vec::new(),
-        payments: Vec::new(),
     };
     act.txn
         .put(key::named(key::ACCOUNT, &account.account_id), &account);
