@@ -434,12 +434,12 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
             None,
         )?;
         let started = Instant::now();
-        let mut replay = Replay::new();
+        let mut replay = Replay::without_indexes();
         let records = journal.scan(0)?.map_while(Result::ok).map(|f| f.record);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         fundtrail_verify::replay_all(&mut replay, records, cores, |_| {})
             .map_err(|(seq, e)| anyhow!("record {seq}: {e}"))?;
-        replay.summary().map_err(|e| anyhow::anyhow!(e))?;
+        replay.summary().map_err(|e| anyhow!(e))?;
         report(
             "audit replay: full check of every record from genesis",
             replay.record_count() as usize,
