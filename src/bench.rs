@@ -391,13 +391,15 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
         let tree_size = signed_tree_size(&client, record_count).await?;
         // What verifiers do (public, hashes only), then what a signed reader
         // does (the record too; each read checked and access-logged).
-        let anonymous = Client::connect(&server.url).await?;
-        for (client, kind) in [
+        // Each client on its own connection, as separate verifiers are.
+        let anonymous = connect_each(&server.url, None, args.clients).await?;
+        let signed = connect_each(&server.url, Some(&root), args.clients).await?;
+        for (clients, kind) in [
             (&anonymous, "public, hashes only"),
-            (&client, "signed, with the record, access-logged"),
+            (&signed, "signed, with the record, access-logged"),
         ] {
             let started = Instant::now();
-            let latencies = prove_for(client, args.clients, tree_size, args.proof_seconds).await?;
+            let latencies = prove_for(clients, tree_size, args.proof_seconds).await?;
             let what = format!(
                 "inclusion proofs ({kind}): GetInclusionProof from {} clients, tree of {tree_size} records",
                 args.clients
@@ -406,7 +408,7 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
         }
         let started = Instant::now();
         let proved =
-            prove_streamed_for(&anonymous, args.clients, tree_size, args.proof_seconds).await?;
+            prove_streamed_for(&anonymous, tree_size, args.proof_seconds).await?;
         let what = format!(
             "inclusion proofs (public, streamed): GetInclusionProofs of {} random indexes from {} clients, tree of {tree_size} records",
             fundtrail_core::limits::INCLUSION_PROOFS_PER_CALL_MAX,
@@ -613,6 +615,19 @@ async fn post_at_rate(
     Ok(latencies)
 }
 
+/// `count` clients of the server at `url`, each on a connection of its
+/// own, signed by `reader` or anonymous.
+async fn connect_each(url: &str, reader: Option<&Signer>, count: u64) -> Result<Vec<Client>> {
+    let mut clients = Vec::new();
+    for _ in 0..count {
+        clients.push(match reader {
+            Some(reader) => Client::connect_as(url, reader).await?,
+            None => Client::connect(url).await?,
+        });
+    }
+    Ok(clients)
+}
+
 /// The size of a checkpoint the log signed that covers `record_count`
 /// records, once there is one.
 async fn signed_tree_size(client: &Client, record_count: u64) -> Result<u64> {
@@ -680,16 +695,11 @@ fn next_index(index: u64, record_count: u64) -> u64 {
 
 /// Streamed inclusion proofs of random records, as many indexes a call as
 /// allowed, from `clients` tasks for `seconds`; how many were proven.
-async fn prove_streamed_for(
-    client: &Client,
-    clients: u64,
-    record_count: u64,
-    seconds: u64,
-) -> Result<usize> {
+async fn prove_streamed_for(clients: &[Client], record_count: u64, seconds: u64) -> Result<usize> {
     use tokio_stream::StreamExt;
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for worker in 0..clients {
+    for (worker, client) in (0u64..).zip(clients) {
         let mut client = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut proved = 0;
@@ -728,15 +738,10 @@ async fn prove_streamed_for(
 
 /// Inclusion proofs of random records from `clients` tasks for `seconds`;
 /// the latency of each.
-async fn prove_for(
-    client: &Client,
-    clients: u64,
-    record_count: u64,
-    seconds: u64,
-) -> Result<Vec<Duration>> {
+async fn prove_for(clients: &[Client], record_count: u64, seconds: u64) -> Result<Vec<Duration>> {
     let until = Instant::now() + Duration::from_secs(seconds);
     let mut tasks = Vec::new();
-    for worker in 0..clients {
+    for (worker, client) in (0u64..).zip(clients) {
         let mut client = client.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
