@@ -318,24 +318,32 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
 
     // 1. Writes, with a reader timing queries alongside if asked.
     let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    // Another session: its reads do not wait for the writers' records.
-    let mut reader_client = Client::connect_as(&server.url, &root).await?;
+    // Another session (its reads do not wait for the writers' records), on
+    // a thread and runtime of its own: an auditor's query does not queue
+    // behind this process's writers encoding their batches.
     let reader = args.queries.then(|| {
         let writing = writing.clone();
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            while writing.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = Instant::now();
-                reader_client
-                    .query
-                    .get_account(pb::GetAccountRequest {
-                        account_id: "bench-county".into(),
-                        ..Default::default()
-                    })
-                    .await?;
-                latencies.push(t.elapsed());
-            }
-            Ok::<_, tonic::Status>(latencies)
+        let (url, root) = (server.url.clone(), root.clone());
+        std::thread::spawn(move || -> Result<Vec<Duration>> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let mut reader_client = Client::connect_as(&url, &root).await?;
+                let mut latencies = Vec::new();
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    reader_client
+                        .query
+                        .get_account(pb::GetAccountRequest {
+                            account_id: "bench-county".into(),
+                            ..Default::default()
+                        })
+                        .await?;
+                    latencies.push(t.elapsed());
+                }
+                Ok(latencies)
+            })
         })
     });
     let started = Instant::now();
@@ -370,7 +378,9 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
     writing.store(false, std::sync::atomic::Ordering::Relaxed);
     report(&what, args.records as usize, elapsed, latencies, ceiling);
     if let Some(reader) = reader {
-        let latencies = reader.await??;
+        let latencies = reader
+            .join()
+            .map_err(|_| anyhow!("the query thread panicked"))??;
         report(
             "queries while writing: signed GetAccount, one at a time",
             latencies.len(),
@@ -407,8 +417,7 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
             report(&what, latencies.len(), started.elapsed(), latencies, None);
         }
         let started = Instant::now();
-        let proved =
-            prove_streamed_for(&anonymous, tree_size, args.proof_seconds).await?;
+        let proved = prove_streamed_for(&anonymous, tree_size, args.proof_seconds).await?;
         let what = format!(
             "inclusion proofs (public, streamed): GetInclusionProofs of {} random indexes from {} clients, tree of {tree_size} records",
             fundtrail_core::limits::INCLUSION_PROOFS_PER_CALL_MAX,

@@ -39,6 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::access_log::AccessLog;
 use crate::checkpoints::{CheckpointPolicy, Checkpoints};
+use crate::checkpool::CheckPool;
 use crate::genesis::LOG_KEY_FILE_NAME;
 use crate::pipeline::{self, PipelineParts, Progress, SequencerState};
 use crate::tokens::TokenSealer;
@@ -189,8 +190,8 @@ pub struct Engine {
     tokens: TokenSealer,
     /// Registered keys, decompressed, by key id.
     verifying_keys: std::sync::RwLock<HashMap<String, ([u8; 32], ed25519_dalek::VerifyingKey)>>,
-    /// Request checks running at once: one per core.
-    checkers: tokio::sync::Semaphore,
+    /// Where requests are checked: a thread per core.
+    checkers: CheckPool,
     /// Durable records: the next record gets this seq.
     record_count: Arc<AtomicU64>,
     /// Records the derived store holds (queries read there).
@@ -384,9 +385,9 @@ impl Engine {
             access_log,
             tokens,
             verifying_keys: Default::default(),
-            checkers: tokio::sync::Semaphore::new(
+            checkers: CheckPool::start(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
-            ),
+            )?,
             record_count,
             indexed,
             gate,
@@ -603,29 +604,24 @@ impl Engine {
         self.await_answer(pending?).await
     }
 
-    /// Checks requests on the blocking pool: key reads touch the store and an
-    /// Ed25519 check costs ~50 µs, neither for the async workers.
+    /// Checks requests on the checking threads: key reads touch the store
+    /// and an Ed25519 check costs ~50 µs, neither for the async workers.
     async fn check_all(
         self: &Arc<Self>,
         requests: Vec<pb::SignedRequest>,
     ) -> Vec<Result<Checked, Rejection>> {
         let engine = self.clone();
         let count = requests.len();
-        // As many chunks checked at once as there are cores: more threads
-        // would only take turns.
-        let Ok(_permit) = self.checkers.acquire().await else {
-            return (0..count)
-                .map(|_| Err(Rejection::unavailable("the ledger is shutting down")))
-                .collect();
-        };
-        let checked = tokio::task::spawn_blocking(move || {
-            requests
-                .into_iter()
-                .map(|signed| engine.check(signed))
-                .collect()
-        })
-        .await;
-        checked.unwrap_or_else(|e| check_unfinished(count, e))
+        let checked = self
+            .checkers
+            .run(move || {
+                requests
+                    .into_iter()
+                    .map(|signed| engine.check(signed))
+                    .collect()
+            })
+            .await;
+        checked.unwrap_or_else(|| check_unfinished(count, "the check stopped"))
     }
 
     /// Checks what can be checked without the sequencer.

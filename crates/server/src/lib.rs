@@ -18,6 +18,7 @@ pub mod access_log;
 pub mod audit;
 pub mod boundary;
 pub mod checkpoints;
+mod checkpool;
 pub mod engine;
 pub mod genesis;
 pub mod jurisdiction;

@@ -709,6 +709,8 @@ impl Indexer {
     /// queued up into one commit. After a failed commit it stops: a later
     /// batch alone would leave a hole below the watermark.
     fn run(self, rx: Receiver<Durable>) {
+        // Background work: queries wait for it only when they ask to.
+        crate::checkpool::lower_priority();
         while let Ok(first) = rx.recv() {
             let Durable {
                 writes,
