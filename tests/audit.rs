@@ -465,18 +465,7 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     assert_eq!(summary["idle_fen"], CENTRAL_FEN - 3_000_00);
 
     // Forge record 14 (a transfer): one byte of its amount, checksum fixed up.
-    let offset = server.engine.state().record_location(14).unwrap().unwrap();
-    let forged = work.path().join("forged.log");
-    std::fs::copy(&export, &forged).unwrap();
-    let bytes = std::fs::read(&forged).unwrap();
-    let export_offset = find(
-        &bytes,
-        &std::fs::read(journal_path(dir.path())).unwrap()[offset as usize..offset as usize + 64],
-    );
-    forge_record(&forged, export_offset as u64, |record| {
-        let at = record.len() / 2;
-        record[at] ^= 0x01;
-    });
+    let forged = forged_copy(&server, dir.path(), &export, 14);
     let out = audit(&forged);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -640,18 +629,7 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     );
 
     // A record before the saved end that differs from the audited one is caught.
-    let offset = server.engine.state().record_location(14).unwrap().unwrap();
-    let forged = work.path().join("forged.log");
-    std::fs::copy(&all, &forged).unwrap();
-    let bytes = std::fs::read(&forged).unwrap();
-    let export_offset = find(
-        &bytes,
-        &std::fs::read(journal_path(dir.path())).unwrap()[offset as usize..offset as usize + 64],
-    );
-    forge_record(&forged, export_offset as u64, |record| {
-        let at = record.len() / 2;
-        record[at] ^= 0x01;
-    });
+    let forged = forged_copy(&server, dir.path(), &all, 14);
     let out = audit(
         &forged,
         &second_note,
@@ -677,6 +655,29 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
     server.stop().await;
+}
+
+/// A copy of `export` (next to it) in which record `seq` has one byte of
+/// its middle flipped and its frame checksum fixed up.
+fn forged_copy(
+    server: &TestServer,
+    data_dir: &std::path::Path,
+    export: &std::path::Path,
+    seq: u64,
+) -> std::path::PathBuf {
+    let offset = server.engine.state().record_location(seq).unwrap().unwrap() as usize;
+    let forged = export.with_extension("forged");
+    std::fs::copy(export, &forged).unwrap();
+    let journal = std::fs::read(journal_path(data_dir)).unwrap();
+    let export_offset = find(
+        &std::fs::read(&forged).unwrap(),
+        &journal[offset..offset + 64],
+    );
+    forge_record(&forged, export_offset as u64, |record| {
+        let at = record.len() / 2;
+        record[at] ^= 0x01;
+    });
+    forged
 }
 
 fn code<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Option<Code> {
