@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// Then replay the journal as `fundtrail audit` does and report its rate.
     #[arg(long)]
     audit: bool,
+    /// Keep the journal in this (empty) PostgreSQL database instead of a
+    /// file (docs/postgres.md).
+    #[arg(long, value_name = "POSTGRES_URL", conflicts_with = "audit")]
+    journal: Option<String>,
 }
 
 /// Households the disbursements go to.
@@ -147,7 +151,7 @@ struct ServerProcess {
 impl ServerProcess {
     /// Starts the server on `data_dir` and returns once it listens, with
     /// how long that took (opening replays and loads state).
-    async fn start(data_dir: &Path) -> Result<(ServerProcess, Duration)> {
+    async fn start(data_dir: &Path, journal: Option<&str>) -> Result<(ServerProcess, Duration)> {
         let started = Instant::now();
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -159,6 +163,7 @@ impl ServerProcess {
             // The bench measures the server, not the per-key read allowance.
             .args(["--read-units-per-second", &u32::MAX.to_string()])
             .args(["--read-units-burst", &u32::MAX.to_string()])
+            .args(journal.map(|url| ["--journal", url]).into_iter().flatten())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -288,7 +293,18 @@ pub async fn run(args: BenchArgs) -> Result<()> {
             true,
         ),
     };
-    let created = genesis::init(&data_dir, &RootOrg::default()).map_err(anyhow::Error::msg)?;
+    let at = match &args.journal {
+        Some(url) => genesis::JournalAt::Postgres(url),
+        None => genesis::JournalAt::File,
+    };
+    let created = genesis::init_at(
+        &data_dir,
+        at,
+        &RootOrg::default(),
+        fundtrail_core::rules::Rules::CURRENT,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .map_err(anyhow::Error::msg)?;
     let result = bench(&args, &data_dir, &created.root_key_path).await;
     if temporary {
         let _ = std::fs::remove_dir_all(&data_dir);
@@ -297,7 +313,7 @@ pub async fn run(args: BenchArgs) -> Result<()> {
 }
 
 async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()> {
-    let (server, _) = ServerProcess::start(data_dir).await?;
+    let (server, _) = ServerProcess::start(data_dir, args.journal.as_deref()).await?;
     let root = Arc::new(Signer::from_key_file(root_key)?);
     let mut client = Client::connect_as(&server.url, &root).await?;
     setup(&mut client, &root, args.records).await?;
@@ -430,7 +446,7 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
 
     // 3. Disk, and a restart.
     disk_report(data_dir, record_count)?;
-    let (server, restart) = ServerProcess::start(data_dir).await?;
+    let (server, restart) = ServerProcess::start(data_dir, args.journal.as_deref()).await?;
     println!(
         "restart at {record_count} records: serving after {:.2} s",
         restart.as_secs_f64()

@@ -43,6 +43,33 @@ struct DataDir {
     /// Directory holding the journal, derived state and key files.
     #[arg(long, env = "FUNDTRAIL_DATA_DIR", default_value = "./fundtrail-data")]
     data_dir: PathBuf,
+    /// Keep the journal in PostgreSQL, at this connection string
+    /// (docs/postgres.md), instead of in DATA_DIR/journal.log. The data
+    /// directory still holds the keys, checkpoints and derived state.
+    #[arg(long, env = "FUNDTRAIL_JOURNAL", value_name = "POSTGRES_URL")]
+    journal: Option<String>,
+}
+
+impl DataDir {
+    fn journal_at(&self) -> genesis::JournalAt<'_> {
+        match &self.journal {
+            Some(url) => genesis::JournalAt::Postgres(url),
+            None => genesis::JournalAt::File,
+        }
+    }
+
+    /// Creates the ledger: its keys in the data directory, its genesis
+    /// record in the journal.
+    fn init(&self, root: &RootArgs) -> Result<genesis::Genesis> {
+        genesis::init_at(
+            &self.data_dir,
+            self.journal_at(),
+            &root_org(root),
+            fundtrail_core::rules::Rules::CURRENT,
+            &fundtrail_core::clock::SystemClock,
+        )
+        .map_err(anyhow::Error::msg)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -357,9 +384,7 @@ fn print_genesis(created: &genesis::Genesis) {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Init { data, root } => {
-            let created =
-                genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
-            print_genesis(&created);
+            print_genesis(&data.init(&root)?);
         }
         Command::Serve {
             data,
@@ -411,11 +436,9 @@ async fn run(command: Command) -> Result<()> {
             if !(1..=100).contains(&demo_scale) {
                 bail!("--demo-scale must be between 1 and 100");
             }
-            let created = !genesis::exists(&data.data_dir);
+            let created = !genesis::exists_at(&data.data_dir, data.journal_at());
             if created {
-                let genesis =
-                    genesis::init(&data.data_dir, &root_org(&root)).map_err(anyhow::Error::msg)?;
-                print_genesis(&genesis);
+                print_genesis(&data.init(&root)?);
             }
             let config = EngineConfig {
                 skew_ms_max: max_skew_ms,
@@ -423,6 +446,7 @@ async fn run(command: Command) -> Result<()> {
                     every_records: checkpoint_every_records,
                     every_ms: checkpoint_every_ms,
                 },
+                journal_url: data.journal.clone(),
                 ..EngineConfig::new(data.data_dir.clone())
             };
             // Opening replays and checks the journal: off the async workers.

@@ -104,6 +104,11 @@ impl TestServer {
             .expect("init");
         }
         let engine = open_engine(data_dir, checkpoints, clock);
+        TestServer::serve(engine, data_dir, options).await
+    }
+
+    /// Serves an engine opened by the caller.
+    pub async fn serve(engine: Arc<Engine>, data_dir: &Path, options: ServeOptions) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

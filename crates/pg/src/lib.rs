@@ -16,7 +16,7 @@
 //! for either journal.
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use fundtrail_core::limits::RECORD_BYTES_MAX;
 use fundtrail_store::journal::{Frame, JournalError, FRAME_HEADER_BYTES};
@@ -49,6 +49,60 @@ CREATE TABLE fundtrail_head (
 /// Records a scan fetches at a time.
 const SCAN_PAGE_RECORDS: i64 = 1_000;
 
+type Job = Box<dyn FnOnce(&mut Client) + Send>;
+
+/// A connection on a thread of its own. The `postgres` driver runs a
+/// runtime of its own and panics when called from inside another (the
+/// server's async workers); this way any thread may use the journal, and
+/// waits for the database as it would wait for a file.
+struct Conn {
+    jobs: std::sync::mpsc::Sender<Job>,
+}
+
+impl Conn {
+    fn connect(url: &str) -> Result<Conn, PgError> {
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let (ready, connected) = std::sync::mpsc::channel();
+        let url = url.to_string();
+        std::thread::Builder::new()
+            .name("postgres".into())
+            .spawn(move || {
+                let mut client = match Client::connect(&url, NoTls) {
+                    Ok(client) => {
+                        let _ = ready.send(Ok(()));
+                        client
+                    }
+                    Err(e) => {
+                        let _ = ready.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = queue.recv() {
+                    job(&mut client);
+                }
+            })
+            .map_err(|e| PgError::Refused(format!("cannot start a database thread: {e}")))?;
+        connected
+            .recv()
+            .map_err(|_| PgError::Refused("the database thread stopped".into()))??;
+        Ok(Conn { jobs })
+    }
+
+    /// Runs `job` with the connection and waits for its answer.
+    fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&mut Client) -> T + Send + 'static,
+    ) -> io::Result<T> {
+        let (done, answer) = std::sync::mpsc::channel();
+        let job: Job = Box::new(move |client| {
+            let _ = done.send(job(client));
+        });
+        let gone = || io::Error::other("the database connection's thread stopped");
+        self.jobs.send(job).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())
+    }
+}
+
 /// Why a PostgreSQL journal cannot be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -61,7 +115,7 @@ pub enum PgError {
 /// The append side of the journal. Only the sequencer holds it.
 pub struct PgJournal {
     url: String,
-    client: Client,
+    conn: Conn,
     ledger_id: String,
     /// Records in the journal as this writer last committed or read them.
     size: u64,
@@ -73,18 +127,23 @@ impl PgJournal {
     /// Creates the tables in the database at `url`, for ledger
     /// `ledger_id`, with an empty head. Fails if they exist.
     pub fn create(url: &str, ledger_id: &str) -> Result<PgJournal, PgError> {
-        let mut client = Client::connect(url, NoTls)?;
-        let mut tx = client.transaction()?;
-        tx.batch_execute(SCHEMA_SQL)?;
-        tx.execute(
-            "INSERT INTO fundtrail_ledger (ledger_id, format_version) VALUES ($1, $2)",
-            &[&ledger_id, &FORMAT_VERSION],
-        )?;
-        tx.execute(
-            "INSERT INTO fundtrail_head (size, end_location) VALUES (0, 0)",
-            &[],
-        )?;
-        tx.commit()?;
+        let conn = Conn::connect(url)?;
+        let id = ledger_id.to_string();
+        conn.run(move |client| -> Result<(), PgError> {
+            let mut tx = client.transaction()?;
+            tx.batch_execute(SCHEMA_SQL)?;
+            tx.execute(
+                "INSERT INTO fundtrail_ledger (ledger_id, format_version) VALUES ($1, $2)",
+                &[&id, &FORMAT_VERSION],
+            )?;
+            tx.execute(
+                "INSERT INTO fundtrail_head (size, end_location) VALUES (0, 0)",
+                &[],
+            )?;
+            tx.commit()?;
+            Ok(())
+        })
+        .map_err(|e| PgError::Refused(e.to_string()))??;
         PgJournal::open(url, Some(ledger_id))
     }
 
@@ -92,30 +151,19 @@ impl PgJournal {
     /// to another ledger than `ledger_id` (when given), has another format
     /// version, or its head does not match its last record.
     pub fn open(url: &str, ledger_id: Option<&str>) -> Result<PgJournal, PgError> {
-        let mut client = Client::connect(url, NoTls)?;
-        let row = client
-            .query_opt(
-                "SELECT ledger_id, format_version FROM fundtrail_ledger",
-                &[],
-            )?
-            .ok_or_else(|| PgError::Refused("the database holds no fundtrail ledger".into()))?;
-        let (found, version): (String, i32) = (row.get(0), row.get(1));
-        if version != FORMAT_VERSION {
-            return Err(PgError::Refused(format!(
-                "the journal tables have format version {version}; this build reads version {FORMAT_VERSION}"
-            )));
-        }
+        let conn = Conn::connect(url)?;
+        let (found, size, end) = conn
+            .run(read_identity)
+            .map_err(|e| PgError::Refused(e.to_string()))??;
         if ledger_id.is_some_and(|wanted| wanted != found) {
             return Err(PgError::Refused(format!(
                 "the database holds ledger {found}, not {}",
                 ledger_id.unwrap_or_default()
             )));
         }
-        let (size, end) = head(&mut client)?;
-        check_last_record(&mut client, size, end)?;
         Ok(PgJournal {
             url: url.to_string(),
-            client,
+            conn,
             ledger_id: found,
             size,
             end,
@@ -126,6 +174,26 @@ impl PgJournal {
     pub fn size(&self) -> u64 {
         self.size
     }
+}
+
+/// The ledger id, size and end the journal's tables hold, checked: the
+/// format version is this build's and the head matches the last record.
+fn read_identity(client: &mut Client) -> Result<(String, u64, u64), PgError> {
+    let row = client
+        .query_opt(
+            "SELECT ledger_id, format_version FROM fundtrail_ledger",
+            &[],
+        )?
+        .ok_or_else(|| PgError::Refused("the database holds no fundtrail ledger".into()))?;
+    let (found, version): (String, i32) = (row.get(0), row.get(1));
+    if version != FORMAT_VERSION {
+        return Err(PgError::Refused(format!(
+            "the journal tables have format version {version}; this build reads version {FORMAT_VERSION}"
+        )));
+    }
+    let (size, end) = head(client)?;
+    check_last_record(client, size, end)?;
+    Ok((found, size, end))
 }
 
 /// The head row: (size, end location).
@@ -206,33 +274,38 @@ impl JournalStore for PgJournal {
             end += FRAME_HEADER_BYTES + record.len() as u64;
         }
         let size = self.size + records.len() as u64;
-        let mut tx = self.client.transaction().map_err(db_error)?;
-        let row = tx
-            .query_one(
-                "SELECT size, end_location FROM fundtrail_head FOR UPDATE",
-                &[],
+        let expected = (self.size, self.end);
+        let new_head = (to_i64(size)?, to_i64(end)?);
+        let records = records.to_vec();
+        self.conn.run(move |client| -> io::Result<()> {
+            let mut tx = client.transaction().map_err(db_error)?;
+            let row = tx
+                .query_one(
+                    "SELECT size, end_location FROM fundtrail_head FOR UPDATE",
+                    &[],
+                )
+                .map_err(db_error)?;
+            let found = (to_u64(row.get(0)), to_u64(row.get(1)));
+            if found != expected {
+                // Dropping the transaction rolls it back: nothing is written.
+                return Err(io::Error::other(format!(
+                    "the journal's head is at {} records, not the {} this writer applied against: another writer has written, so this one stops",
+                    found.0, expected.0
+                )));
+            }
+            tx.execute(
+                "INSERT INTO fundtrail_records (seq, location, record, leaf_hash)
+                 SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
+                &[&seqs, &locs, &records, &leaves],
             )
             .map_err(db_error)?;
-        let found = (to_u64(row.get(0)), to_u64(row.get(1)));
-        if found != (self.size, self.end) {
-            // Dropping the transaction rolls it back: nothing is written.
-            return Err(io::Error::other(format!(
-                "the journal's head is at {} records, not the {} this writer applied against: another writer has written, so this one stops",
-                found.0, self.size
-            )));
-        }
-        tx.execute(
-            "INSERT INTO fundtrail_records (seq, location, record, leaf_hash)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[])",
-            &[&seqs, &locs, &records, &leaves],
-        )
-        .map_err(db_error)?;
-        tx.execute(
-            "UPDATE fundtrail_head SET size = $1, end_location = $2",
-            &[&to_i64(size)?, &to_i64(end)?],
-        )
-        .map_err(db_error)?;
-        tx.commit().map_err(db_error)?;
+            tx.execute(
+                "UPDATE fundtrail_head SET size = $1, end_location = $2",
+                &[&new_head.0, &new_head.1],
+            )
+            .map_err(db_error)?;
+            tx.commit().map_err(db_error)
+        })??;
         self.size = size;
         self.end = end;
         Ok(locations)
@@ -243,9 +316,9 @@ impl JournalStore for PgJournal {
     }
 
     fn scan(&self, location: u64) -> io::Result<FrameIter<'_>> {
-        let client = Client::connect(&self.url, NoTls).map_err(db_error)?;
+        let conn = Conn::connect(&self.url).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Box::new(Scan {
-            client,
+            conn,
             next: to_i64(location)?,
             page: Vec::new().into_iter(),
             done: false,
@@ -264,16 +337,14 @@ impl JournalStore for PgJournal {
     }
 
     fn reader(&self) -> io::Result<Arc<dyn RecordReader>> {
-        let client = Client::connect(&self.url, NoTls).map_err(db_error)?;
-        Ok(Arc::new(PgReader {
-            client: Mutex::new(client),
-        }))
+        let conn = Conn::connect(&self.url).map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Arc::new(PgReader { conn }))
     }
 }
 
 /// The records from a location on, a page at a time.
 struct Scan {
-    client: Client,
+    conn: Conn,
     next: i64,
     page: std::vec::IntoIter<Frame>,
     done: bool,
@@ -281,21 +352,27 @@ struct Scan {
 
 impl Scan {
     fn fetch(&mut self) -> Result<(), JournalError> {
-        let rows = self
-            .client
-            .query(
-                "SELECT location, record FROM fundtrail_records WHERE location >= $1 ORDER BY location LIMIT $2",
-                &[&self.next, &SCAN_PAGE_RECORDS],
-            )
-            .map_err(|e| JournalError::Io(db_error(e)))?;
-        self.done = (rows.len() as i64) < SCAN_PAGE_RECORDS;
-        let frames: Vec<Frame> = rows
-            .iter()
-            .map(|row| Frame {
-                offset: to_u64(row.get(0)),
-                record: row.get(1),
+        let next = self.next;
+        let frames = self
+            .conn
+            .run(move |client| -> io::Result<Vec<Frame>> {
+                let rows = client
+                    .query(
+                        "SELECT location, record FROM fundtrail_records WHERE location >= $1 ORDER BY location LIMIT $2",
+                        &[&next, &SCAN_PAGE_RECORDS],
+                    )
+                    .map_err(db_error)?;
+                Ok(rows
+                    .iter()
+                    .map(|row| Frame {
+                        offset: to_u64(row.get(0)),
+                        record: row.get(1),
+                    })
+                    .collect())
             })
-            .collect();
+            .and_then(|frames| frames)
+            .map_err(JournalError::Io)?;
+        self.done = (frames.len() as i64) < SCAN_PAGE_RECORDS;
         if let Some(last) = frames.last() {
             self.next = to_i64(last.offset + 1).map_err(JournalError::Io)?;
         }
@@ -324,18 +401,24 @@ impl Iterator for Scan {
 
 /// Reads records by location on a connection of its own.
 struct PgReader {
-    client: Mutex<Client>,
+    conn: Conn,
 }
 
 impl RecordReader for PgReader {
     fn read(&self, location: u64) -> Result<Vec<u8>, JournalError> {
-        let mut client = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        let row = client
-            .query_opt(
-                "SELECT record FROM fundtrail_records WHERE location = $1",
-                &[&to_i64(location).map_err(JournalError::Io)?],
-            )
-            .map_err(|e| JournalError::Io(db_error(e)))?;
+        let at = to_i64(location).map_err(JournalError::Io)?;
+        let row = self
+            .conn
+            .run(move |client| {
+                client
+                    .query_opt(
+                        "SELECT record FROM fundtrail_records WHERE location = $1",
+                        &[&at],
+                    )
+                    .map_err(db_error)
+            })
+            .and_then(|row| row)
+            .map_err(JournalError::Io)?;
         row.map(|row| row.get(0))
             .ok_or_else(|| JournalError::BadFrame {
                 offset: location,

@@ -1,9 +1,7 @@
 //! The PostgreSQL journal against a real PostgreSQL cluster.
 
-mod common;
-
-use common::Cluster;
 use fundtrail_pg::PgJournal;
+use fundtrail_pgtest::Cluster;
 use fundtrail_store::journal::FRAME_HEADER_BYTES;
 use fundtrail_store::JournalStore;
 

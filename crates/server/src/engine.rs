@@ -60,6 +60,9 @@ pub struct EngineConfig {
     pub scrub_on_start: bool,
     /// Where commit times and "today" come from.
     pub clock: Arc<dyn Clock>,
+    /// A PostgreSQL connection string: the journal is kept there
+    /// (docs/postgres.md) instead of in `journal.log`.
+    pub journal_url: Option<String>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -81,6 +84,7 @@ impl EngineConfig {
             skew_ms_max: fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT,
             checkpoints: CheckpointPolicy::default(),
             scrub_on_start: true,
+            journal_url: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -228,6 +232,25 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
     }
     let journal = Journal::open(&path, FileKind::Journal, None)
         .map_err(|e| format!("cannot open journal: {e}"))?;
+    open_stores(data_dir, Box::new(journal))
+}
+
+/// Opens the journal in the PostgreSQL database at `url` and the derived
+/// state of `data_dir`, which may not hold a file journal too.
+pub fn open_pg_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
+    if data_dir.join(JOURNAL_FILE_NAME).exists() {
+        return Err(format!(
+            "{} holds a file journal; a ledger kept in PostgreSQL needs a data directory of its own",
+            data_dir.display()
+        ));
+    }
+    let journal = fundtrail_pg::PgJournal::open(url, None)
+        .map_err(|e| format!("cannot open the journal in PostgreSQL: {e}"))?;
+    open_stores(data_dir, Box::new(journal))
+}
+
+/// The derived state of `data_dir` next to `journal`.
+fn open_stores(data_dir: &Path, journal: Box<dyn JournalStore>) -> Result<Stores, String> {
     let legacy = data_dir.join(LEGACY_STATE_DIR_NAME);
     if legacy.is_dir() {
         info!(state = %legacy.display(), "removing derived state of an older layout");
@@ -236,7 +259,7 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
     }
     let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
     Ok(Stores {
-        journal: Box::new(journal),
+        journal,
         state: Arc::new(state),
     })
 }
@@ -287,7 +310,10 @@ impl Engine {
     /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
-        let stores = open_file_stores(&config.data_dir)?;
+        let stores = match &config.journal_url {
+            Some(url) => open_pg_stores(&config.data_dir, url)?,
+            None => open_file_stores(&config.data_dir)?,
+        };
         Engine::open_with(config, stores)
     }
 

@@ -9,7 +9,7 @@ use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::state::MemoryKv;
 use fundtrail_core::{signing, validate};
 use fundtrail_store::secret::write_secret_file;
-use fundtrail_store::Journal;
+use fundtrail_store::{Journal, JournalStore};
 use prost::Message;
 use rand::rngs::OsRng;
 
@@ -70,7 +70,35 @@ pub fn init_with(
     rules: Rules,
     clock: &dyn Clock,
 ) -> Result<Genesis, String> {
-    if exists(data_dir) {
+    init_at(data_dir, JournalAt::File, root, rules, clock)
+}
+
+/// Where a ledger's journal is kept.
+#[derive(Debug, Clone, Copy)]
+pub enum JournalAt<'a> {
+    /// `journal.log` in the data directory.
+    File,
+    /// The database at this connection string (docs/postgres.md).
+    Postgres(&'a str),
+}
+
+/// Whether the ledger of `data_dir` exists where `at` says its journal is.
+pub fn exists_at(data_dir: &Path, at: JournalAt<'_>) -> bool {
+    match at {
+        JournalAt::File => exists(data_dir),
+        JournalAt::Postgres(url) => fundtrail_pg::PgJournal::open(url, None).is_ok(),
+    }
+}
+
+/// [`init_with`], with the journal kept `at`.
+pub fn init_at(
+    data_dir: &Path,
+    at: JournalAt<'_>,
+    root: &RootOrg,
+    rules: Rules,
+    clock: &dyn Clock,
+) -> Result<Genesis, String> {
+    if exists_at(data_dir, at) || exists(data_dir) {
         return Err(format!("{} already holds a ledger", data_dir.display()));
     }
     validate::id("root org id", &root.org_id).map_err(|e| e.message)?;
@@ -134,12 +162,20 @@ pub fn init_with(
         &format!("root org {}", root.org_id),
         &root_key,
     )?;
-    let mut journal = Journal::create(
-        &data_dir.join(JOURNAL_FILE_NAME),
-        FileKind::Journal,
-        &ledger_id,
-    )
-    .map_err(|e| format!("cannot create the journal: {e}"))?;
+    let mut journal: Box<dyn JournalStore> = match at {
+        JournalAt::File => Box::new(
+            Journal::create(
+                &data_dir.join(JOURNAL_FILE_NAME),
+                FileKind::Journal,
+                &ledger_id,
+            )
+            .map_err(|e| format!("cannot create the journal: {e}"))?,
+        ),
+        JournalAt::Postgres(url) => Box::new(
+            fundtrail_pg::PgJournal::create(url, &ledger_id)
+                .map_err(|e| format!("cannot create the journal in PostgreSQL: {e}"))?,
+        ),
+    };
     journal
         .append(&[record.encode_to_vec()])
         .map_err(|e| format!("cannot write the genesis record: {e}"))?;

@@ -1,4 +1,4 @@
-//! A real PostgreSQL cluster for tests: initdb in a temporary directory,
+//! A real PostgreSQL cluster for tests (a dev-dependency only): initdb in a temporary directory,
 //! started with pg_ctl on a free loopback port, stopped when dropped. The
 //! server programs are Debian's (`/usr/lib/postgresql/<version>/bin`, or
 //! the directory in `FUNDTRAIL_PG_BIN`); run as root, they run as the
@@ -61,11 +61,16 @@ impl Cluster {
         )
     }
 
-    /// Runs `sql` as the superuser.
+    /// Runs `sql` as the superuser (on a thread of its own: the driver
+    /// may not be called from inside an async runtime).
     pub fn admin(&self, sql: &str) {
-        let mut client =
-            postgres::Client::connect(&self.url("postgres"), postgres::NoTls).expect("connect");
-        client.batch_execute(sql).expect("admin SQL");
+        let (url, sql) = (self.url("postgres"), sql.to_string());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            client.batch_execute(&sql).expect("admin SQL");
+        })
+        .join()
+        .expect("admin SQL ran");
     }
 }
 

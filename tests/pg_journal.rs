@@ -1,0 +1,128 @@
+//! The server on a journal kept in PostgreSQL: a real cluster, a real
+//! server over gRPC on a real data directory, and a restart that rebuilds
+//! the derived state from the database alone.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_core::clock::SystemClock;
+use fundtrail_core::rules::Rules;
+use fundtrail_pgtest::Cluster;
+use fundtrail_server::engine::{Engine, EngineConfig};
+use fundtrail_server::genesis::{self, JournalAt, RootOrg};
+use prost::Message;
+
+const APP_ROLE: &str = "fundtrail_app";
+
+fn open(data_dir: &Path, url: &str) -> Arc<Engine> {
+    Engine::open(EngineConfig {
+        skew_ms_max: SKEW_MS_MAX,
+        checkpoints: fast_checkpoints(),
+        journal_url: Some(url.to_string()),
+        ..EngineConfig::new(data_dir)
+    })
+    .unwrap_or_else(|e| panic!("engine did not open: {e}"))
+}
+
+/// (seq, record) of every row, read on a thread of its own: the driver
+/// may not be called from inside the test's runtime.
+fn records_in(url: &str) -> Vec<(u64, Vec<u8>)> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        db.query(
+            "SELECT seq, record FROM fundtrail_records ORDER BY seq",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
+        .collect()
+    })
+    .join()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone() {
+    let cluster = Cluster::start();
+    let dir = tempfile::tempdir().unwrap();
+    let at = JournalAt::Postgres(&cluster.url("postgres"));
+    let genesis = genesis::init_at(
+        dir.path(),
+        at,
+        &RootOrg::default(),
+        Rules::CURRENT,
+        &SystemClock,
+    )
+    .unwrap();
+    assert!(genesis::exists_at(dir.path(), at));
+    assert!(!dir.path().join("journal.log").exists(), "no file journal");
+    cluster.admin(&format!(
+        "CREATE ROLE {APP_ROLE} LOGIN;
+         GRANT SELECT ON fundtrail_ledger TO {APP_ROLE};
+         GRANT SELECT, INSERT ON fundtrail_records TO {APP_ROLE};
+         GRANT SELECT, UPDATE ON fundtrail_head TO {APP_ROLE};"
+    ));
+    let url = cluster.url(APP_ROLE);
+
+    let server = TestServer::serve(open(dir.path(), &url), dir.path(), unmetered()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let count = ledger_info(&mut client).await.record_count;
+    assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_000_00);
+    let derived = server.dump();
+    server.stop().await;
+
+    // Every record is in the database, in order, under its own seq.
+    let stored = records_in(&url);
+    assert_eq!(stored.len() as u64, count);
+    for (i, (seq, bytes)) in stored.iter().enumerate() {
+        assert_eq!(*seq, i as u64);
+        assert_eq!(pb::Record::decode(bytes.as_slice()).unwrap().seq, *seq);
+    }
+    let first = pb::Record::decode(stored[0].1.as_slice()).unwrap();
+    let ledger_id = fundtrail_api::decode_request(&first.request.unwrap().payload)
+        .unwrap()
+        .ledger_id;
+    assert_eq!(ledger_id, genesis.ledger_id);
+
+    // Derived state thrown away: rebuilt from the database, the same state.
+    std::fs::remove_dir_all(dir.path().join("derived")).unwrap();
+    let server = TestServer::serve(open(dir.path(), &url), dir.path(), unmetered()).await;
+    assert_eq!(server.dump(), derived);
+    let mut client = server.client().await;
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_000_00);
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 500_00),
+    )
+    .await;
+    assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_500_00);
+    server.stop().await;
+    assert_eq!(records_in(&url).len() as u64, count + 1);
+
+    // A data directory with a file journal is not opened on a database.
+    let other = tempfile::tempdir().unwrap();
+    genesis::init_at(
+        other.path(),
+        JournalAt::File,
+        &RootOrg::default(),
+        Rules::CURRENT,
+        &SystemClock,
+    )
+    .unwrap();
+    let refused = Engine::open(EngineConfig {
+        journal_url: Some(url.clone()),
+        ..EngineConfig::new(other.path())
+    })
+    .err()
+    .expect("refused");
+    assert!(refused.contains("holds a file journal"), "{refused}");
+}
