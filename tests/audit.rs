@@ -423,22 +423,7 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     let work = tempfile::tempdir().unwrap();
     let checkpoint = work.path().join("checkpoint.txt");
     std::fs::write(&checkpoint, &cp.note).unwrap();
-    let export = work.path().join("export.log");
-    let root_key = server.data_dir.join("root.key");
-    let out = fundtrail(&[
-        "export",
-        "--server",
-        &server.url,
-        "--key",
-        root_key.to_str().unwrap(),
-        "--out",
-        export.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let export = export_from(&server, &work.path().join("export.log"), 0);
 
     let audit = |export: &std::path::Path| {
         fundtrail(&[
@@ -500,27 +485,7 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     let first = checkpoint_of_all(&server, &mut client).await;
     let vkey = vkey(&mut client).await;
     let work = tempfile::tempdir().unwrap();
-    let root_key = server.data_dir.join("root.key");
-    let export = |name: &str, start: u64| {
-        let path = work.path().join(name);
-        let out = fundtrail(&[
-            "export",
-            "--server",
-            &server.url,
-            "--key",
-            root_key.to_str().unwrap(),
-            "--out",
-            path.to_str().unwrap(),
-            "--start",
-            &start.to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
-    };
+    let export = |name: &str, start: u64| export_from(&server, &work.path().join(name), start);
     let note = |name: &str, cp: &pb::GetCheckpointResponse| {
         let path = work.path().join(name);
         std::fs::write(&path, &cp.note).unwrap();
@@ -655,6 +620,29 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
     server.stop().await;
+}
+
+/// Exports the server's records from `start` on to `out` with the CLI, as
+/// the root org.
+fn export_from(server: &TestServer, out: &std::path::Path, start: u64) -> std::path::PathBuf {
+    let root_key = server.data_dir.join("root.key");
+    let result = fundtrail(&[
+        "export",
+        "--server",
+        &server.url,
+        "--key",
+        root_key.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--start",
+        &start.to_string(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    out.to_path_buf()
 }
 
 /// A copy of `export` (next to it) in which record `seq` has one byte of
