@@ -425,18 +425,7 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     std::fs::write(&checkpoint, &cp.note).unwrap();
     let export = export_from(&server, &work.path().join("export.log"), 0);
 
-    let audit = |export: &std::path::Path| {
-        fundtrail(&[
-            "audit",
-            "--export",
-            export.to_str().unwrap(),
-            "--vkey",
-            &vkey,
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--json",
-        ])
-    };
+    let audit = |export: &std::path::Path| audit_json(export, &vkey, &checkpoint, &[]);
     let out = audit(&export);
     assert!(
         out.status.success(),
@@ -493,18 +482,7 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     };
     let saved = work.path().join("audit.saved");
     let audit = |export: &std::path::Path, checkpoint: &std::path::Path, extra: &[&str]| {
-        let mut args = vec![
-            "audit",
-            "--export",
-            export.to_str().unwrap(),
-            "--vkey",
-            &vkey,
-            "--checkpoint",
-            checkpoint.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        fundtrail(&args)
+        audit_json(export, &vkey, checkpoint, extra)
     };
     let json = |out: std::process::Output| -> serde_json::Value {
         assert!(
@@ -620,6 +598,28 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
     server.stop().await;
+}
+
+/// `fundtrail audit --json` of `export` against `checkpoint`, pinned to
+/// `vkey`, with `extra` arguments.
+fn audit_json(
+    export: &std::path::Path,
+    vkey: &str,
+    checkpoint: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "audit",
+        "--export",
+        export.to_str().unwrap(),
+        "--vkey",
+        vkey,
+        "--checkpoint",
+        checkpoint.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    fundtrail(&args)
 }
 
 /// Exports the server's records from `start` on to `out` with the CLI, as
