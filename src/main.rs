@@ -163,6 +163,12 @@ enum Command {
         /// …and at least every this many milliseconds while records arrive.
         #[arg(long, env = "FUNDTRAIL_CHECKPOINT_EVERY_MS", default_value_t = 1_000)]
         checkpoint_every_ms: u64,
+        /// With --journal: hold the database's writer lease this long at a
+        /// time; a writer that stops is replaced after at most this long.
+        /// 0 writes without the lease (a single writer only: two writers
+        /// without it stop each other, see docs/postgres.md).
+        #[arg(long, env = "FUNDTRAIL_LEASE_MS", default_value_t = fundtrail_server::engine::JOURNAL_LEASE_MS_DEFAULT, requires = "journal")]
+        lease_ms: u64,
         /// With --demo: multiply the households (and their payments) by this.
         #[arg(long, default_value_t = 1, requires = "demo")]
         demo_scale: u32,
@@ -395,6 +401,7 @@ async fn run(command: Command) -> Result<()> {
             demo_scale,
             checkpoint_every_records,
             checkpoint_every_ms,
+            lease_ms,
             tls_cert,
             tls_key,
             client_ca,
@@ -447,6 +454,7 @@ async fn run(command: Command) -> Result<()> {
                     every_ms: checkpoint_every_ms,
                 },
                 journal_url: data.journal.clone(),
+                journal_lease_ms: (lease_ms > 0).then_some(lease_ms),
                 ..EngineConfig::new(data.data_dir.clone())
             };
             // Opening replays and checks the journal: off the async workers.

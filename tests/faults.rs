@@ -28,8 +28,9 @@ fn faulty_engine(dir: &Path, faults: &Arc<Faults>) -> Arc<Engine> {
     if !fundtrail_server::genesis::exists(dir) {
         fundtrail_server::genesis::init(dir, &Default::default()).unwrap();
     }
-    let Stores { journal, state } = open_file_stores(dir).unwrap();
+    let Stores { journal, state, .. } = open_file_stores(dir).unwrap();
     let stores = Stores {
+        shared_checkpoints: None,
         journal: Box::new(FaultyJournal {
             inner: journal,
             faults: faults.clone(),

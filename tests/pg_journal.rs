@@ -47,6 +47,25 @@ fn records_in(url: &str) -> Vec<(u64, Vec<u8>)> {
     .unwrap()
 }
 
+/// (tree size, note with cosignatures) of every checkpoint in the database.
+fn notes_in(url: &str) -> Vec<(u64, String)> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let checkpoints = fundtrail_pg::PgCheckpoints::open(&url).unwrap();
+        checkpoints
+            .notes()
+            .unwrap()
+            .into_iter()
+            .map(|note| {
+                let size = note.lines().nth(1).unwrap().parse().unwrap();
+                (size, note)
+            })
+            .collect()
+    })
+    .join()
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone() {
     let cluster = Cluster::start();
@@ -62,12 +81,8 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     .unwrap();
     assert!(genesis::exists_at(dir.path(), at));
     assert!(!dir.path().join("journal.log").exists(), "no file journal");
-    cluster.admin(&format!(
-        "CREATE ROLE {APP_ROLE} LOGIN;
-         GRANT SELECT ON fundtrail_ledger TO {APP_ROLE};
-         GRANT SELECT, INSERT ON fundtrail_records TO {APP_ROLE};
-         GRANT SELECT, UPDATE ON fundtrail_head TO {APP_ROLE};"
-    ));
+    cluster.admin(&format!("CREATE ROLE {APP_ROLE} LOGIN;"));
+    cluster.admin(&fundtrail_pg::grants_sql(APP_ROLE));
     let url = cluster.url(APP_ROLE);
 
     let server = TestServer::serve(open(dir.path(), &url), dir.path(), unmetered()).await;
@@ -75,8 +90,14 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     let chain = build_chain(&mut client, server.root()).await;
     let count = ledger_info(&mut client).await.record_count;
     assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_000_00);
+    let served = checkpoint_of_all(&server, &mut client).await;
     let derived = server.dump();
     server.stop().await;
+
+    // The checkpoint served was in the database first, note for note.
+    let notes = notes_in(&url);
+    assert_eq!(notes.last(), Some(&(count, served.note.clone())));
+    assert!(notes.windows(2).all(|w| w[0].0 < w[1].0));
 
     // Every record is in the database, in order, under its own seq.
     let stored = records_in(&url);
@@ -107,6 +128,28 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_500_00);
     server.stop().await;
     assert_eq!(records_in(&url).len() as u64, count + 1);
+
+    // A database that lost signed records (restored from an old backup,
+    // or a standby promoted without them) is refused, naming them.
+    cluster.admin(&format!(
+        "DELETE FROM fundtrail_records WHERE seq >= {lost};
+         UPDATE fundtrail_head SET size = {lost}, root_hash = NULL,
+             end_location = (SELECT location + 8 + octet_length(record)
+                             FROM fundtrail_records WHERE seq = {lost} - 1);
+         DELETE FROM fundtrail_cosignatures;
+         DELETE FROM fundtrail_checkpoints WHERE tree_size > {lost};",
+        lost = count - 3
+    ));
+    let refused = Engine::open(EngineConfig {
+        journal_url: Some(url.clone()),
+        ..EngineConfig::new(dir.path())
+    })
+    .err()
+    .expect("a database without signed records is refused");
+    assert!(
+        refused.contains(&format!("records {} to ", count - 3)) && refused.contains("are missing"),
+        "{refused}"
+    );
 
     // A data directory with a file journal is not opened on a database.
     let other = tempfile::tempdir().unwrap();

@@ -5,6 +5,7 @@
 //! one before it.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -13,7 +14,7 @@ use fundtrail_store::header::FileKind;
 use fundtrail_store::Journal;
 use fundtrail_tlog::{
     check_tree, open_note, parse_signature_line, prove_tree, sign_checkpoint, split_note,
-    tree_hash, Checkpoint, HashReader, NoteSigner, NoteVerifier, Verifier,
+    tree_hash, Checkpoint, Hash, HashReader, NoteSigner, NoteVerifier, Verifier,
 };
 
 /// The checkpoint log's file name inside the data directory.
@@ -57,8 +58,99 @@ impl Signed {
     }
 }
 
+/// Where signed checkpoints are kept: appended to, never changed.
+pub trait CheckpointStore: Send {
+    /// Every note stored, oldest first. A note for a size already seen
+    /// carries that checkpoint again with more cosignatures.
+    fn notes(&self) -> Result<Vec<String>, String>;
+    /// Stores a newly signed checkpoint, durably, before anyone sees it.
+    fn add_checkpoint(&mut self, signed: &Signed) -> io::Result<()>;
+    /// Stores `witness`'s cosignature, `signed` already carrying it.
+    fn add_cosignature(&mut self, signed: &Signed, witness: &str) -> io::Result<()>;
+}
+
+/// `checkpoints.log` in the data directory: each note appended whole.
+struct FileStore(Journal);
+
+impl FileStore {
+    fn path(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join(CHECKPOINTS_FILE_NAME)
+    }
+}
+
+impl CheckpointStore for FileStore {
+    fn notes(&self) -> Result<Vec<String>, String> {
+        let scan = self
+            .0
+            .scan(0)
+            .map_err(|e| format!("cannot read {CHECKPOINTS_FILE_NAME}: {e}"))?;
+        scan.map(|frame| {
+            let frame = frame.map_err(|e| format!("{CHECKPOINTS_FILE_NAME} is damaged: {e}"))?;
+            String::from_utf8(frame.record)
+                .map_err(|_| format!("{CHECKPOINTS_FILE_NAME} holds a note that is not text"))
+        })
+        .collect()
+    }
+
+    fn add_checkpoint(&mut self, signed: &Signed) -> io::Result<()> {
+        self.0.append(&[signed.note.clone().into_bytes()]).map(drop)
+    }
+
+    fn add_cosignature(&mut self, signed: &Signed, _witness: &str) -> io::Result<()> {
+        self.0
+            .append(&[signed.note_with_cosignatures().into_bytes()])
+            .map(drop)
+    }
+}
+
+/// The checkpoint tables of a ledger kept in PostgreSQL.
+impl CheckpointStore for fundtrail_pg::PgCheckpoints {
+    fn notes(&self) -> Result<Vec<String>, String> {
+        fundtrail_pg::PgCheckpoints::notes(self)
+            .map_err(|e| format!("cannot read the checkpoints in the database: {e}"))
+    }
+
+    fn add_checkpoint(&mut self, signed: &Signed) -> io::Result<()> {
+        let checkpoint = &signed.checkpoint;
+        self.insert_checkpoint(checkpoint.tree_size, &checkpoint.root_hash, &signed.note)
+    }
+
+    fn add_cosignature(&mut self, signed: &Signed, witness: &str) -> io::Result<()> {
+        let line = signed.cosignatures.get(witness).ok_or_else(|| {
+            io::Error::other(format!(
+                "the checkpoint carries no cosignature by {witness}"
+            ))
+        })?;
+        self.insert_cosignature(signed.checkpoint.tree_size, witness, line)
+    }
+}
+
+/// The size and root of the newest checkpoint in `store`, read without
+/// checking its signature: for demanding more of a journal before the
+/// log's key is at hand. [`Checkpoints::open`] checks every signature.
+pub fn newest_unchecked(store: &dyn CheckpointStore) -> Result<Option<(u64, Hash)>, String> {
+    let Some(text) = store.notes()?.pop() else {
+        return Ok(None);
+    };
+    let (body, _) = split_note(&text).map_err(|e| format!("a malformed checkpoint note: {e}"))?;
+    let checkpoint =
+        Checkpoint::parse(body).map_err(|e| format!("a malformed checkpoint note: {e}"))?;
+    Ok(Some((checkpoint.tree_size, checkpoint.root_hash)))
+}
+
+/// The local checkpoint log of `data_dir`, if it has one.
+pub fn local_store(data_dir: &Path) -> Result<Option<Box<dyn CheckpointStore>>, String> {
+    let path = FileStore::path(data_dir);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = Journal::open(&path, FileKind::Checkpoints, None).map_err(|e| e.to_string())?;
+    Ok(Some(Box::new(FileStore(file))))
+}
+
 struct Inner {
-    file: Journal,
+    /// Written in order: a checkpoint is in all of them before it is served.
+    stores: Vec<Box<dyn CheckpointStore>>,
     by_size: BTreeMap<u64, Signed>,
 }
 
@@ -70,67 +162,46 @@ pub struct Checkpoints {
 }
 
 impl Checkpoints {
-    /// Loads every checkpoint signed so far from `data_dir`.
+    /// Loads every checkpoint signed so far from `shared` (the database a
+    /// ledger in PostgreSQL keeps them in, if any) and from the checkpoint
+    /// log of `data_dir`. Both get every checkpoint signed from now on,
+    /// `shared` first.
     pub fn open(
         data_dir: &Path,
         ledger_id: &str,
         signer: NoteSigner,
         origin: String,
+        shared: Option<Box<dyn CheckpointStore>>,
     ) -> Result<Checkpoints, String> {
-        let path = data_dir.join(CHECKPOINTS_FILE_NAME);
-        let file = Journal::open_or_create(&path, FileKind::Checkpoints, ledger_id)
-            .map_err(|e| e.to_string())?;
+        let file =
+            Journal::open_or_create(&FileStore::path(data_dir), FileKind::Checkpoints, ledger_id)
+                .map_err(|e| e.to_string())?;
+        let mut stores = Vec::from_iter(shared);
+        stores.push(Box::new(FileStore(file)));
         let verifier = signer.verifier();
         let mut by_size: BTreeMap<u64, Signed> = BTreeMap::new();
-        let scan = file
-            .scan(0)
-            .map_err(|e| format!("cannot read {CHECKPOINTS_FILE_NAME}: {e}"))?;
-        for frame in scan {
-            let frame = frame.map_err(|e| format!("{CHECKPOINTS_FILE_NAME} is damaged: {e}"))?;
-            let text = String::from_utf8(frame.record)
-                .map_err(|_| format!("{CHECKPOINTS_FILE_NAME} holds a note that is not text"))?;
-            let opened = open_note(&text, &[&verifier as &dyn Verifier]).map_err(|e| {
-                format!("{CHECKPOINTS_FILE_NAME} holds a note the log did not sign: {e}")
-            })?;
-            let checkpoint = Checkpoint::parse(&opened.text)
-                .map_err(|e| format!("{CHECKPOINTS_FILE_NAME} holds a bad checkpoint: {e}"))?;
-            let mut note = opened.text.clone();
-            note.push('\n');
-            let mut cosignatures = BTreeMap::new();
-            let (_, lines) = split_note(&text)
-                .map_err(|e| format!("{CHECKPOINTS_FILE_NAME} holds a malformed note: {e}"))?;
-            for line in lines {
-                let signature = parse_signature_line(line)
-                    .map_err(|e| format!("{CHECKPOINTS_FILE_NAME} holds a malformed note: {e}"))?;
-                let line = format!("{line}\n");
-                if signature.name == origin {
-                    note.push_str(&line);
-                } else {
-                    cosignatures.insert(signature.name, line);
+        for store in &stores {
+            for text in store.notes()? {
+                let signed = parse_stored(&text, &verifier, &origin)?;
+                let size = signed.checkpoint.tree_size;
+                match by_size.get_mut(&size) {
+                    Some(earlier) if earlier.checkpoint != signed.checkpoint => {
+                        return Err(format!(
+                            "two different checkpoints of {size} records were signed by this log"
+                        ));
+                    }
+                    Some(earlier) => earlier.cosignatures.extend(signed.cosignatures),
+                    None => {
+                        by_size.insert(size, signed);
+                    }
                 }
             }
-            if let Some(earlier) = by_size.get(&checkpoint.tree_size) {
-                if earlier.checkpoint != checkpoint {
-                    return Err(format!(
-                        "{CHECKPOINTS_FILE_NAME} holds two different checkpoints of size {}",
-                        checkpoint.tree_size
-                    ));
-                }
-            }
-            by_size.insert(
-                checkpoint.tree_size,
-                Signed {
-                    checkpoint,
-                    note,
-                    cosignatures,
-                },
-            );
         }
         Ok(Checkpoints {
             signer,
             verifier,
             origin,
-            inner: Mutex::new(Inner { file, by_size }),
+            inner: Mutex::new(Inner { stores, by_size }),
         })
     }
 
@@ -193,15 +264,16 @@ impl Checkpoints {
         };
         let note = sign_checkpoint(&checkpoint, &self.signer)
             .map_err(|e| Fault::new(format!("cannot sign: {e}")))?;
-        inner
-            .file
-            .append(&[note.clone().into_bytes()])
-            .map_err(|e| Fault::new(format!("cannot store the checkpoint: {e}")))?;
         let signed = Signed {
             checkpoint,
             note,
             cosignatures: BTreeMap::new(),
         };
+        for store in inner.stores.iter_mut() {
+            store
+                .add_checkpoint(&signed)
+                .map_err(|e| Fault::new(format!("cannot store the checkpoint: {e}")))?;
+        }
         inner.by_size.insert(tree_size, signed.clone());
         Ok(Some(signed))
     }
@@ -236,11 +308,40 @@ impl Checkpoints {
             .into());
         }
         signed.cosignatures.insert(witness.to_string(), line);
-        inner
-            .file
-            .append(&[signed.note_with_cosignatures().into_bytes()])
-            .map_err(|e| Fault::new(format!("cannot store the cosignature: {e}")))?;
+        for store in inner.stores.iter_mut() {
+            store
+                .add_cosignature(&signed, witness)
+                .map_err(|e| Fault::new(format!("cannot store the cosignature: {e}")))?;
+        }
         inner.by_size.insert(tree_size, signed);
         Ok(())
     }
+}
+
+/// A stored note: the log's checkpoint, its signature checked, with the
+/// cosignature lines it carries.
+fn parse_stored(text: &str, verifier: &NoteVerifier, origin: &str) -> Result<Signed, String> {
+    let opened = open_note(text, &[verifier as &dyn Verifier])
+        .map_err(|e| format!("a stored note the log did not sign: {e}"))?;
+    let checkpoint = Checkpoint::parse(&opened.text)
+        .map_err(|e| format!("a stored checkpoint is malformed: {e}"))?;
+    let mut note = opened.text.clone();
+    note.push('\n');
+    let mut cosignatures = BTreeMap::new();
+    let (_, lines) = split_note(text).map_err(|e| format!("a stored note is malformed: {e}"))?;
+    for line in lines {
+        let signature =
+            parse_signature_line(line).map_err(|e| format!("a stored note is malformed: {e}"))?;
+        let line = format!("{line}\n");
+        if signature.name == origin {
+            note.push_str(&line);
+        } else {
+            cosignatures.insert(signature.name, line);
+        }
+    }
+    Ok(Signed {
+        checkpoint,
+        note,
+        cosignatures,
+    })
 }

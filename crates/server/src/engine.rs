@@ -38,7 +38,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access_log::AccessLog;
-use crate::checkpoints::{CheckpointPolicy, Checkpoints};
+use crate::checkpoints::{self, CheckpointPolicy, CheckpointStore, Checkpoints};
 use crate::checkpool::CheckPool;
 use crate::genesis::LOG_KEY_FILE_NAME;
 use crate::pipeline::{self, PipelineParts, Progress, SequencerState};
@@ -63,6 +63,9 @@ pub struct EngineConfig {
     /// A PostgreSQL connection string: the journal is kept there
     /// (docs/postgres.md) instead of in `journal.log`.
     pub journal_url: Option<String>,
+    /// With `journal_url`: hold the database's writer lease this long at a
+    /// time (renewed while the server runs); `None` writes without one.
+    pub journal_lease_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -85,15 +88,23 @@ impl EngineConfig {
             checkpoints: CheckpointPolicy::default(),
             scrub_on_start: true,
             journal_url: None,
+            journal_lease_ms: Some(JOURNAL_LEASE_MS_DEFAULT),
             clock: Arc::new(SystemClock),
         }
     }
 }
 
+/// How long a writer holds the database's lease at a time, by default: a
+/// failed writer's successor waits at most this long.
+pub const JOURNAL_LEASE_MS_DEFAULT: u64 = 10_000;
+
 /// The stores an engine runs on.
 pub struct Stores {
     pub journal: Box<dyn JournalStore>,
     pub state: Arc<dyn StateStore>,
+    /// Where checkpoints are kept besides the data directory: the database
+    /// of a journal kept in PostgreSQL.
+    pub shared_checkpoints: Option<Box<dyn CheckpointStore>>,
 }
 
 /// A request accepted into the log.
@@ -235,18 +246,68 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
     open_stores(data_dir, Box::new(journal))
 }
 
-/// Opens the journal in the PostgreSQL database at `url` and the derived
-/// state of `data_dir`, which may not hold a file journal too.
-pub fn open_pg_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
+/// Opens the journal in the PostgreSQL database at `url` to write, and the
+/// derived state of `data_dir`, which may not hold a file journal too.
+///
+/// Becoming the writer: takes the lease (when `lease_ms` is given), then
+/// reads the newest checkpoint the database or this node's checkpoint log
+/// holds, and has the journal check every record against it (see
+/// [`fundtrail_pg::PgJournal::open_writer`]): a database that lost or
+/// changed signed records is refused. Derived state ahead of the database
+/// (records a failover lost before any checkpoint or client saw them) is
+/// rebuilt from the database.
+pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Result<Stores, String> {
     if data_dir.join(JOURNAL_FILE_NAME).exists() {
         return Err(format!(
             "{} holds a file journal; a ledger kept in PostgreSQL needs a data directory of its own",
             data_dir.display()
         ));
     }
-    let journal = fundtrail_pg::PgJournal::open(url, None)
-        .map_err(|e| format!("cannot open the journal in PostgreSQL: {e}"))?;
-    open_stores(data_dir, Box::new(journal))
+    let in_db = |e: fundtrail_pg::PgError| format!("the journal in PostgreSQL: {e}");
+    let lease = lease_ms
+        .map(|ms| fundtrail_pg::Lease::acquire(url, &fundtrail_pg::holder_name(), ms))
+        .transpose()
+        .map_err(in_db)?;
+    let shared = fundtrail_pg::PgCheckpoints::open(url).map_err(in_db)?;
+    let checkpoint = newest_checkpoint(&shared, checkpoints::local_store(data_dir)?)?;
+    let (journal, _) =
+        fundtrail_pg::PgJournal::open_writer(url, None, lease, checkpoint).map_err(in_db)?;
+    let mut stores = open_stores(data_dir, Box::new(journal))?;
+    let reader = stores.journal.reader().map_err(|e| e.to_string())?;
+    if !state_holds_journal(
+        stores.journal.as_ref(),
+        stores.state.as_ref(),
+        reader.as_ref(),
+    )
+    .map_err(|e| e.to_string())?
+    {
+        info!("the derived state holds records the database does not; rebuilding it from the database");
+        let ledger_id = stores.journal.ledger_id().to_string();
+        stores.state = Arc::new(rebuilt_state(&state_dir(data_dir), &ledger_id)?);
+    }
+    stores.shared_checkpoints = Some(Box::new(shared));
+    Ok(stores)
+}
+
+/// The newest checkpoint in the database or the local checkpoint log, as
+/// (size, root); refused when the two hold different checkpoints of the
+/// newest size.
+fn newest_checkpoint(
+    shared: &dyn CheckpointStore,
+    local: Option<Box<dyn CheckpointStore>>,
+) -> Result<Option<(u64, fundtrail_tlog::Hash)>, String> {
+    let in_db = checkpoints::newest_unchecked(shared)?;
+    let here = local
+        .map(|store| checkpoints::newest_unchecked(store.as_ref()))
+        .transpose()?
+        .flatten();
+    match (in_db, here) {
+        (Some(a), Some(b)) if a.0 == b.0 && a.1 != b.1 => Err(format!(
+            "the database and this node's checkpoint log hold different checkpoints of {} records: the log was forked; do not write",
+            a.0
+        )),
+        (a, b) => Ok(a.max(b)),
+    }
 }
 
 /// The derived state of `data_dir` next to `journal`.
@@ -261,6 +322,7 @@ fn open_stores(data_dir: &Path, journal: Box<dyn JournalStore>) -> Result<Stores
     Ok(Stores {
         journal,
         state: Arc::new(state),
+        shared_checkpoints: None,
     })
 }
 
@@ -295,9 +357,7 @@ fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
         Some(why) => {
             info!(state = %dir.display(), %why, "rebuilding derived state from the journal");
             drop(state);
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| format!("cannot remove the stale state {}: {e}", dir.display()))?;
-            open()?
+            return rebuilt_state(dir, ledger_id);
         }
     };
     if state.schema_version().map_err(|e| e.to_string())?.is_none() {
@@ -306,12 +366,20 @@ fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
     Ok(state)
 }
 
+/// An empty derived state in `dir` (whatever was there is removed), to be
+/// rebuilt from the journal. Whoever held the old one has dropped it.
+fn rebuilt_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
+    std::fs::remove_dir_all(dir)
+        .map_err(|e| format!("cannot remove the stale state {}: {e}", dir.display()))?;
+    open_state(dir, ledger_id)
+}
+
 impl Engine {
     /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
         let stores = match &config.journal_url {
-            Some(url) => open_pg_stores(&config.data_dir, url)?,
+            Some(url) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
             None => open_file_stores(&config.data_dir)?,
         };
         Engine::open_with(config, stores)
@@ -321,7 +389,11 @@ impl Engine {
     /// watermark, cuts a torn tail, checks the newest checkpoint, and starts
     /// the sequencer, the checkpointer and (if asked) the scrub.
     pub fn open_with(config: EngineConfig, stores: Stores) -> Result<Arc<Engine>, String> {
-        let Stores { mut journal, state } = stores;
+        let Stores {
+            mut journal,
+            state,
+            shared_checkpoints,
+        } = stores;
         let reader = journal
             .reader()
             .map_err(|e| format!("cannot open journal: {e}"))?;
@@ -347,7 +419,7 @@ impl Engine {
             ));
         }
         let (checkpoints, pseudonym_key, access_log, tokens) =
-            open_checkpoints(&config.data_dir, &meta)?;
+            open_checkpoints(&config.data_dir, &meta, shared_checkpoints)?;
         let checkpoints = Arc::new(checkpoints);
         let recovery = match recovery {
             Some(reason) => Some(reason),
@@ -851,28 +923,38 @@ pub(crate) fn stopped_by_fault() -> Rejection {
 
 /// Brings derived state up to the journal. Returns why writes must be
 /// refused, if they must; errors only when the stores fail.
+/// Whether the journal holds, where the state says, the last record the
+/// state applied (an empty state holds nothing to disagree with).
+fn state_holds_journal(
+    journal: &dyn JournalStore,
+    state: &dyn StateStore,
+    reader: &dyn RecordReader,
+) -> Result<bool, Fault> {
+    let watermark = state.watermark()?;
+    let Some(last) = watermark.record_count.checked_sub(1) else {
+        return Ok(true);
+    };
+    let held = match state.record_location(last)? {
+        Some(location) if journal.end() >= watermark.journal_end => {
+            read_if_intact(reader, location)?
+        }
+        _ => None,
+    };
+    Ok(held.is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256))
+}
+
 fn recover(
     journal: &mut dyn JournalStore,
     state: &dyn StateStore,
     reader: &dyn RecordReader,
 ) -> Result<Option<String>, Fault> {
     let watermark = state.watermark()?;
-    if watermark.record_count > 0 {
-        let last = watermark.record_count - 1;
-        let held = match state.record_location(last)? {
-            Some(location) if journal.end() >= watermark.journal_end => {
-                read_if_intact(reader, location)?
-            }
-            _ => None,
-        };
-        let agrees =
-            held.is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256);
-        if !agrees {
-            return Ok(Some(format!(
-                "journal and state disagree: the state has applied {} records, but the journal no longer holds record {last} as applied (it was cut short or changed). Restore the journal; do not write until it is",
-                watermark.record_count
-            )));
-        }
+    if !state_holds_journal(journal, state, reader)? {
+        return Ok(Some(format!(
+            "journal and state disagree: the state has applied {} records, but the journal no longer holds record {} as applied (it was cut short or changed). Restore the journal; do not write until it is",
+            watermark.record_count,
+            watermark.record_count - 1
+        )));
     }
     let journal_len = journal.end();
     let mut scan = journal
@@ -995,6 +1077,7 @@ pub fn ledger_of_origin(origin: &str) -> Option<&str> {
 fn open_checkpoints(
     data_dir: &Path,
     meta: &LedgerMeta,
+    shared: Option<Box<dyn CheckpointStore>>,
 ) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
     let path = data_dir.join(LOG_KEY_FILE_NAME);
     let text = std::fs::read_to_string(&path)
@@ -1017,7 +1100,7 @@ fn open_checkpoints(
     let signer =
         fundtrail_tlog::NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
     Ok((
-        Checkpoints::open(data_dir, &meta.ledger_id, signer, origin)?,
+        Checkpoints::open(data_dir, &meta.ledger_id, signer, origin, shared)?,
         pseudonym_key,
         access_log,
         tokens,

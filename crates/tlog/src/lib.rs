@@ -69,8 +69,8 @@ pub use note::{
 pub use tree::{
     check_record, check_tree, node_hash, prove_record, prove_tree, record_hash,
     split_stored_hash_index, stored_hash_count, stored_hash_index, stored_hashes,
-    stored_hashes_for_record_hash, tree_hash, Hash, HashReader, MemoryHashes, EMPTY_TREE_HASH,
-    MAX_TREE_SIZE,
+    stored_hashes_for_record_hash, tree_hash, Frontier, Hash, HashReader, MemoryHashes,
+    EMPTY_TREE_HASH, MAX_TREE_SIZE,
 };
 
 /// The Ed25519 crate whose key types this crate's API takes.

@@ -193,6 +193,58 @@ impl HashReader for MemoryHashes {
     }
 }
 
+/// The right edge of a growing tree: the hash of each complete subtree in
+/// the binary decomposition of its size, largest first. It gives the root
+/// of every size it passes through while holding at most 62 hashes, for a
+/// writer or verifier that sees the records in order and keeps no other
+/// hashes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    tree_size: u64,
+    /// Subtree hashes for the 1 bits of `tree_size`, highest bit first.
+    peaks: Vec<Hash>,
+}
+
+impl Frontier {
+    /// The frontier of the empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records pushed so far.
+    pub fn tree_size(&self) -> u64 {
+        self.tree_size
+    }
+
+    /// Appends a record given by its record hash.
+    pub fn push(&mut self, record_hash: Hash) -> Result<()> {
+        check_tree_size(self.tree_size.saturating_add(1))?;
+        // Each trailing 1 bit of the old size is a peak the new record's
+        // subtree absorbs, exactly as in `stored_hashes_for_record_hash`.
+        let mut hash = record_hash;
+        for _ in 0..self.tree_size.trailing_ones() {
+            let left = self.peaks.pop().expect("one peak per 1 bit of the size");
+            hash = node_hash(&left, &hash);
+        }
+        self.peaks.push(hash);
+        self.tree_size += 1;
+        debug_assert_eq!(self.peaks.len() as u32, self.tree_size.count_ones());
+        Ok(())
+    }
+
+    /// The tree hash `MTH(D[0:tree_size])` of the records pushed so far.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(mut hash) = peaks.next().copied() else {
+            return EMPTY_TREE_HASH;
+        };
+        for left in peaks {
+            hash = node_hash(left, &hash);
+        }
+        hash
+    }
+}
+
 /// Returns the hashes to store when record `n` (0-based; the tree has `n`
 /// records before it) with contents `data` is appended, in stored-hash order:
 /// its record hash, then the hash of each complete subtree it finishes, lowest
@@ -570,6 +622,25 @@ mod tests {
             t.append(format!("record {i}").as_bytes()).unwrap();
         }
         t
+    }
+
+    #[test]
+    fn frontier_roots_equal_tree_hashes_at_every_size() {
+        let tree = tree_of(130);
+        let mut frontier = Frontier::new();
+        assert_eq!(frontier.root(), EMPTY_TREE_HASH);
+        for i in 0..130u64 {
+            frontier
+                .push(record_hash(format!("record {i}").as_bytes()))
+                .unwrap();
+            assert_eq!(frontier.tree_size(), i + 1);
+            assert_eq!(
+                frontier.root(),
+                tree_hash(i + 1, &tree).unwrap(),
+                "size {}",
+                i + 1
+            );
+        }
     }
 
     #[test]
