@@ -93,7 +93,8 @@ pub const QUERY_REQUEST_BYTES_MAX: usize = 64 * 1024;
 // The trust boundary (crates/server/src/boundary.rs).
 /// Calls being answered at once; more are shed with UNAVAILABLE (retryable).
 pub const IN_FLIGHT_CALLS_MAX: usize = 512;
-/// A call still unanswered after this is cancelled with DEADLINE_EXCEEDED.
+/// A call still unanswered after this is cancelled (CANCELLED, as tonic
+/// answers); writes answer UNAVAILABLE at nine tenths of it.
 pub const CALL_TIMEOUT_MS: u64 = 120_000;
 /// Concurrent HTTP/2 streams (calls) per connection.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 128;

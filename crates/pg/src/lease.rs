@@ -158,7 +158,10 @@ impl Drop for Lease {
     }
 }
 
-/// Extends the lease of `epoch` if it is still held; false if it was lost.
+/// Extends the lease of `epoch` unless another writer took it since; false
+/// if one did. An expired lease no one took is this writer's still: the
+/// epoch, not the clock, fences writers (a renewal may itself wait for a
+/// standby long past the expiry).
 fn extend(
     client: &mut impl GenericClient,
     epoch: i64,
@@ -166,7 +169,7 @@ fn extend(
 ) -> Result<bool, postgres::Error> {
     let rows = client.execute(
         "UPDATE fundtrail_lease SET expires_at = now() + make_interval(secs => $2)
-         WHERE epoch = $1 AND expires_at > now()",
+         WHERE epoch = $1",
         &[&epoch, &seconds(ttl_ms)],
     )?;
     Ok(rows == 1)
@@ -177,7 +180,7 @@ fn extend(
 pub(crate) fn extend_in(tx: &mut Transaction<'_>, epoch: i64, ttl_ms: u64) -> io::Result<()> {
     if !extend(tx, epoch, ttl_ms).map_err(db_error)? {
         return Err(io::Error::other(format!(
-            "this writer lost its lease (epoch {epoch}): it expired or was taken, so it commits nothing more"
+            "this writer lost its lease (epoch {epoch}): another writer took it, so this one commits nothing more"
         )));
     }
     Ok(())

@@ -14,43 +14,200 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A cluster on its own, with PostgreSQL's default settings.
     pub fn start() -> Cluster {
-        let bin = server_bin_dir();
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        if is_root() {
-            run("chown", &["-R", "postgres:postgres", path_str(dir.path())]);
-        }
-        let data = dir.path().join("data");
-        let port = free_port();
+        Cluster::start_with(&[])
+    }
+
+    /// A primary whose commits wait for any one of the standbys named
+    /// (`synchronous_standby_names = 'ANY 1 (…)'`, `synchronous_commit =
+    /// on`), as docs/deploy.md configures production.
+    pub fn start_primary(standby_names: &[&str]) -> Cluster {
+        let names = format!("'ANY 1 ({})'", standby_names.join(", "));
+        Cluster::start_with(&[
+            ("synchronous_standby_names", names.as_str()),
+            ("synchronous_commit", "on"),
+        ])
+    }
+
+    /// A cluster started with `settings` in its postgresql.conf.
+    pub fn start_with(settings: &[(&str, &str)]) -> Cluster {
+        let cluster = Cluster::new_dir();
         as_postgres(
-            &bin.join("initdb"),
+            &cluster.bin.join("initdb"),
             &[
                 "-D",
-                path_str(&data),
+                path_str(&cluster.data()),
                 "-U",
                 "postgres",
                 "--auth=trust",
                 "--no-sync",
             ],
         );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1",
-            path_str(dir.path())
-        );
+        cluster.configure(settings);
+        cluster.start_server();
+        cluster
+    }
+
+    /// A streaming standby of `primary`, copied with pg_basebackup, that
+    /// names itself `name` to it (a name in its synchronous_standby_names).
+    pub fn start_standby(primary: &Cluster, name: &str) -> Cluster {
+        let cluster = Cluster::new_dir();
         as_postgres(
-            &bin.join("pg_ctl"),
+            &cluster.bin.join("pg_basebackup"),
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+                path_str(&cluster.data()),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+            ],
+        );
+        cluster.follow(primary, name);
+        cluster.start_server();
+        cluster
+    }
+
+    /// Points this standby at `primary` (the standby must be stopped, or
+    /// be restarted afterwards).
+    pub fn follow(&self, primary: &Cluster, name: &str) {
+        self.configure(&[(
+            "primary_conninfo",
+            &format!(
+                "'host=127.0.0.1 port={} user=postgres application_name={name}'",
+                primary.port
+            ),
+        )]);
+    }
+
+    /// Kills the postmaster and every process it started with SIGKILL, as
+    /// a machine that loses power: nothing is flushed or answered.
+    pub fn kill9(&self) {
+        let pid = self.postmaster_pid();
+        let children = Command::new("pgrep")
+            .args(["-P", &pid.to_string()])
+            .output()
+            .expect("pgrep");
+        // The postmaster first: killed children would make it restart them.
+        run("kill", &["-KILL", &pid.to_string()]);
+        for child in String::from_utf8_lossy(&children.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", child]).status();
+        }
+    }
+
+    /// Stops the server at once (no checkpoint; it recovers at start).
+    pub fn stop(&self) {
+        as_postgres(
+            &self.bin.join("pg_ctl"),
             &[
                 "-D",
-                path_str(&data),
+                path_str(&self.data()),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts the server again after [`Cluster::stop`].
+    pub fn restart(&self) {
+        self.start_server();
+    }
+
+    /// Promotes this standby to primary and waits until it takes writes.
+    pub fn promote(&self) {
+        as_postgres(
+            &self.bin.join("pg_ctl"),
+            &["-D", path_str(&self.data()), "-w", "promote"],
+        );
+    }
+
+    /// The first column of the first row `sql` returns, as text, queried
+    /// as the superuser.
+    pub fn query(&self, sql: &str) -> String {
+        let (url, sql) = (self.url("postgres"), sql.to_string());
+        std::thread::spawn(move || {
+            let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+            let rows = client.simple_query(&sql).expect("query");
+            rows.into_iter()
+                .find_map(|message| match message {
+                    postgres::SimpleQueryMessage::Row(row) => {
+                        Some(row.get(0).unwrap_or_default().to_string())
+                    }
+                    _ => None,
+                })
+                .expect("a row")
+        })
+        .join()
+        .expect("query ran")
+    }
+
+    fn new_dir() -> Cluster {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        if is_root() {
+            run("chown", &["-R", "postgres:postgres", path_str(dir.path())]);
+        }
+        Cluster {
+            dir,
+            bin: server_bin_dir(),
+            port: free_port(),
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Appends `settings` to postgresql.auto.conf (the last setting wins).
+    fn configure(&self, settings: &[(&str, &str)]) {
+        let mut lines = String::new();
+        for (name, value) in settings {
+            lines.push_str(&format!("{name} = {value}\n"));
+        }
+        let path = self.data().join("postgresql.auto.conf");
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("postgresql.auto.conf");
+        std::io::Write::write_all(&mut file, lines.as_bytes()).expect("write the settings");
+    }
+
+    fn start_server(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            path_str(self.dir.path())
+        );
+        as_postgres(
+            &self.bin.join("pg_ctl"),
+            &[
+                "-D",
+                path_str(&self.data()),
                 "-o",
                 &options,
                 "-l",
-                path_str(&dir.path().join("server.log")),
+                path_str(&self.dir.path().join("server.log")),
                 "-w",
                 "start",
             ],
         );
-        Cluster { dir, bin, port }
+    }
+
+    fn postmaster_pid(&self) -> u32 {
+        let text = std::fs::read_to_string(self.data().join("postmaster.pid"))
+            .expect("a running server's postmaster.pid");
+        text.lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .expect("a pid on postmaster.pid's first line")
     }
 
     /// A connection string for `user` to database `postgres`.
@@ -76,11 +233,16 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        as_postgres(
-            &self.bin.join("pg_ctl"),
-            &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
-        );
+        // A server already killed or stopped has nothing left to stop.
+        if let Ok(pid) = std::fs::read_to_string(self.data().join("postmaster.pid")) {
+            let alive = pid
+                .lines()
+                .next()
+                .is_some_and(|pid| std::path::Path::new(&format!("/proc/{}", pid.trim())).exists());
+            if alive {
+                self.stop();
+            }
+        }
     }
 }
 

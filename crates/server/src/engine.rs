@@ -253,9 +253,10 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
 /// reads the newest checkpoint the database or this node's checkpoint log
 /// holds, and has the journal check every record against it (see
 /// [`fundtrail_pg::PgJournal::open_writer`]): a database that lost or
-/// changed signed records is refused. Derived state ahead of the database
-/// (records a failover lost before any checkpoint or client saw them) is
-/// rebuilt from the database.
+/// changed signed records is refused. Derived state holding records the
+/// database lacks is not thrown away: the writer answered their clients
+/// before indexing them, so the database lost acknowledged records, and
+/// recovery keeps the ledger read-only, naming them.
 pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Result<Stores, String> {
     if data_dir.join(JOURNAL_FILE_NAME).exists() {
         return Err(format!(
@@ -273,18 +274,6 @@ pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Resu
     let (journal, _) =
         fundtrail_pg::PgJournal::open_writer(url, None, lease, checkpoint).map_err(in_db)?;
     let mut stores = open_stores(data_dir, Box::new(journal))?;
-    let reader = stores.journal.reader().map_err(|e| e.to_string())?;
-    if !state_holds_journal(
-        stores.journal.as_ref(),
-        stores.state.as_ref(),
-        reader.as_ref(),
-    )
-    .map_err(|e| e.to_string())?
-    {
-        info!("the derived state holds records the database does not; rebuilding it from the database");
-        let ledger_id = stores.journal.ledger_id().to_string();
-        stores.state = Arc::new(rebuilt_state(&state_dir(data_dir), &ledger_id)?);
-    }
     stores.shared_checkpoints = Some(Box::new(shared));
     Ok(stores)
 }
@@ -357,21 +346,15 @@ fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
         Some(why) => {
             info!(state = %dir.display(), %why, "rebuilding derived state from the journal");
             drop(state);
-            return rebuilt_state(dir, ledger_id);
+            std::fs::remove_dir_all(dir)
+                .map_err(|e| format!("cannot remove the stale state {}: {e}", dir.display()))?;
+            open()?
         }
     };
     if state.schema_version().map_err(|e| e.to_string())?.is_none() {
         state.set_schema_version().map_err(|e| e.to_string())?;
     }
     Ok(state)
-}
-
-/// An empty derived state in `dir` (whatever was there is removed), to be
-/// rebuilt from the journal. Whoever held the old one has dropped it.
-fn rebuilt_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
-    std::fs::remove_dir_all(dir)
-        .map_err(|e| format!("cannot remove the stale state {}: {e}", dir.display()))?;
-    open_state(dir, ledger_id)
 }
 
 impl Engine {

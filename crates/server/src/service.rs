@@ -1,11 +1,12 @@
 //! The gRPC services `fundtrail.v1.Ledger` and `fundtrail.v1.Query`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
 use fundtrail_core::limits::{
-    CHECK_CHUNK_REQUESTS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, POST_BATCH_REQUESTS_MAX,
-    POST_STREAMS_MAX, POST_STREAM_IN_FLIGHT_MAX,
+    CALL_TIMEOUT_MS, CHECK_CHUNK_REQUESTS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
+    POST_BATCH_REQUESTS_MAX, POST_STREAMS_MAX, POST_STREAM_IN_FLIGHT_MAX,
 };
 use fundtrail_core::model::Account;
 use fundtrail_core::state::{decode, key, StateRead};
@@ -54,16 +55,64 @@ fn post_response(committed: Committed) -> pb::PostResponse {
     }
 }
 
+/// How long a write waits for its answer: nine tenths of the call's
+/// deadline (`grpc-timeout`), and of the server's own call limit when the
+/// client set none or a longer one, so that the client hears UNAVAILABLE
+/// before its deadline passes rather than nothing.
+fn answer_within(metadata: &tonic::metadata::MetadataMap) -> Duration {
+    let limit = Duration::from_millis(CALL_TIMEOUT_MS);
+    let asked = metadata
+        .get("grpc-timeout")
+        .and_then(|value| value.to_str().ok())
+        .and_then(grpc_timeout);
+    asked.map_or(limit, |asked| asked.min(limit)) * 9 / 10
+}
+
+/// A `grpc-timeout` header's value: at most 8 digits and a unit (gRPC over
+/// HTTP/2). A malformed one is ignored, as if absent.
+fn grpc_timeout(text: &str) -> Option<Duration> {
+    let (digits, unit) = text.split_at(text.len().checked_sub(1)?);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value * 3_600),
+        "M" => Duration::from_secs(value * 60),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
+}
+
+/// `answer`, unless it takes longer than `limit`: then UNAVAILABLE with an
+/// unknown outcome. The journal may be waiting for its disk or, on
+/// PostgreSQL, for a synchronous standby that is gone; what was handed to
+/// it may still be recorded when it returns.
+async fn within<T>(
+    limit: Duration,
+    answer: impl std::future::Future<Output = T>,
+) -> Result<T, Rejection> {
+    tokio::time::timeout(limit, answer).await.map_err(|_| {
+        Rejection::unavailable(format!(
+            "not confirmed durable within {} ms (nine tenths of the call's deadline): the journal is waiting for its disk or for a database standby. The outcome is unknown: retry with the same idempotency key, and you will get the first result if the request was recorded",
+            limit.as_millis()
+        ))
+    })
+}
+
 #[tonic::async_trait]
 impl pb::ledger_server::Ledger for LedgerService {
     async fn post(
         &self,
         request: Request<pb::SignedRequest>,
     ) -> Result<Response<pb::PostResponse>, Status> {
-        let committed = self
-            .engine
-            .submit(request.into_inner())
+        let limit = answer_within(request.metadata());
+        let committed = within(limit, self.engine.submit(request.into_inner()))
             .await
+            .and_then(|answer| answer)
             .map_err(status)?;
         Ok(Response::new(post_response(committed)))
     }
@@ -72,6 +121,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::PostBatchRequest>,
     ) -> Result<Response<pb::PostBatchResponse>, Status> {
+        let limit = answer_within(request.metadata());
         let requests = request.into_inner().requests;
         if requests.is_empty() {
             return Err(status(Rejection::invalid(
@@ -89,10 +139,9 @@ impl pb::ledger_server::Ledger for LedgerService {
                 ),
             )));
         }
-        let results = self
-            .engine
-            .submit_all(requests)
+        let results = within(limit, self.engine.submit_all(requests))
             .await
+            .map_err(status)?
             .into_iter()
             .map(post_result)
             .collect();
@@ -861,5 +910,37 @@ impl pb::query_server::Query for QueryService {
             move |engine, _, _| get_org(engine, org_id),
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_protocol_writes_them() {
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(grpc_timeout("1H"), Some(Duration::from_secs(3_600)));
+        assert_eq!(
+            grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        for bad in ["", "m", "123456789m", "12x", "-1S", "1.5S", "S1"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_answers_within_nine_tenths_of_the_shorter_deadline() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        let limit = Duration::from_millis(CALL_TIMEOUT_MS);
+        assert_eq!(answer_within(&metadata), limit * 9 / 10);
+        metadata.insert("grpc-timeout", "1000m".parse().unwrap());
+        assert_eq!(answer_within(&metadata), Duration::from_millis(900));
+        metadata.insert("grpc-timeout", "10H".parse().unwrap());
+        assert_eq!(answer_within(&metadata), limit * 9 / 10);
     }
 }
