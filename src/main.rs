@@ -165,8 +165,9 @@ enum Command {
         checkpoint_every_ms: u64,
         /// With --journal: hold the database's writer lease this long at a
         /// time; a writer that stops is replaced after at most this long.
-        /// 0 writes without the lease (a single writer only: two writers
-        /// without it stop each other, see docs/postgres.md).
+        /// 0 writes without the lease: two writers then take turns, each
+        /// catching up when the other wrote first, one mostly waiting
+        /// (docs/postgres.md).
         #[arg(long, env = "FUNDTRAIL_LEASE_MS", default_value_t = fundtrail_server::engine::JOURNAL_LEASE_MS_DEFAULT, requires = "journal")]
         lease_ms: u64,
         /// With --demo: multiply the households (and their payments) by this.

@@ -169,3 +169,137 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     .expect("refused");
     assert!(refused.contains("holds a file journal"), "{refused}");
 }
+
+const POSTS_PER_CLIENT: usize = 60;
+const CLIENTS_PER_NODE: usize = 3;
+
+/// Posts `POSTS_PER_CLIENT` one-fen payments, each expected to be recorded,
+/// and returns every request with its answer.
+async fn post_payments(
+    mut client: fundtrail_client::Client,
+    county: fundtrail_client::Signer,
+) -> Vec<(pb::SignedRequest, pb::PostResponse)> {
+    let mut acked = Vec::new();
+    for _ in 0..POSTS_PER_CLIENT {
+        let signed = county.sign(&client.request(disbursement("dx-xczx", "dx-hh-0001", 1)));
+        let answer = client
+            .post_signed(signed.clone())
+            .await
+            .unwrap_or_else(|status| panic!("a post was refused: {status:?}"));
+        acked.push((signed, answer));
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_nothing() {
+    let cluster = Cluster::start();
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    genesis::init_at(
+        a_dir.path(),
+        JournalAt::Postgres(&cluster.url("postgres")),
+        &RootOrg::default(),
+        Rules::CURRENT,
+        &SystemClock,
+    )
+    .unwrap();
+    // Both nodes serve one ledger: the same log key and root key.
+    for name in [genesis::LOG_KEY_FILE_NAME, genesis::ROOT_KEY_FILE_NAME] {
+        std::fs::copy(a_dir.path().join(name), b_dir.path().join(name)).unwrap();
+    }
+    cluster.admin(&format!("CREATE ROLE {APP_ROLE} LOGIN;"));
+    cluster.admin(&fundtrail_pg::grants_sql(APP_ROLE));
+    let url = cluster.url(APP_ROLE);
+    let unleased = |dir: &Path| {
+        Engine::open(EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            checkpoints: fast_checkpoints(),
+            journal_url: Some(url.clone()),
+            journal_lease_ms: None,
+            ..EngineConfig::new(dir)
+        })
+        .unwrap_or_else(|e| panic!("engine did not open: {e}"))
+    };
+    let a = TestServer::serve(unleased(a_dir.path()), a_dir.path(), unmetered()).await;
+    let mut client_a = a.client().await;
+    let chain = build_chain(&mut client_a, a.root()).await;
+    let before = ledger_info(&mut client_a).await.record_count;
+    let b = TestServer::serve(unleased(b_dir.path()), b_dir.path(), unmetered()).await;
+
+    // Both write at once; each loses the head's race now and then, catches
+    // up and applies its requests again.
+    let mut loads = Vec::new();
+    for server in [&a, &b] {
+        for _ in 0..CLIENTS_PER_NODE {
+            let load = post_payments(server.client().await, chain.dongxiang.clone());
+            loads.push(tokio::spawn(load));
+        }
+    }
+    let mut acked = Vec::new();
+    for load in loads {
+        acked.extend(load.await.unwrap());
+    }
+    let posted = (2 * CLIENTS_PER_NODE * POSTS_PER_CLIENT) as u64;
+
+    let stored = records_in(&url);
+    assert_eq!(
+        stored.len() as u64,
+        before + posted,
+        "each post recorded once"
+    );
+    let mut seqs = std::collections::BTreeSet::new();
+    for (signed, answer) in &acked {
+        assert!(!answer.duplicate);
+        assert!(
+            seqs.insert(answer.seq),
+            "seq {} acknowledged twice",
+            answer.seq
+        );
+        let record = pb::Record {
+            seq: answer.seq,
+            commit_time_ms: answer.commit_time_ms,
+            request: Some(signed.clone()),
+            effects: answer.effects.clone(),
+        };
+        assert_eq!(
+            stored[answer.seq as usize].1,
+            record.encode_to_vec(),
+            "record {} as acknowledged",
+            answer.seq
+        );
+    }
+
+    // A node catches up when it next writes: then it has every record,
+    // the other node's too, and the money adds up.
+    let mut client_b = b.client().await;
+    for client in [&mut client_b, &mut client_a] {
+        ok(
+            client,
+            &chain.dongxiang,
+            disbursement("dx-xczx", "dx-hh-0001", 1),
+        )
+        .await;
+    }
+    let count = records_in(&url).len() as u64;
+    let info = ledger_info(&mut client_a).await;
+    assert_eq!(info.record_count, count);
+    assert!(info.writable);
+    assert_eq!(
+        balance(&mut client_a, "dx-hh-0001").await,
+        3_000_00 + posted + 2
+    );
+
+    // Every checkpoint either node signed is a prefix of the one log.
+    let mut tree = fundtrail_tlog::MemoryHashes::new();
+    for (_, record) in records_in(&url) {
+        tree.append(&record).unwrap();
+    }
+    for (size, note) in notes_in(&url) {
+        let root = fundtrail_tlog::tree_hash(size, &tree).unwrap();
+        let (body, _) = fundtrail_tlog::split_note(&note).unwrap();
+        let checkpoint = fundtrail_tlog::Checkpoint::parse(body).unwrap();
+        assert_eq!(checkpoint.root_hash, root, "checkpoint of {size} records");
+    }
+    a.stop().await;
+    b.stop().await;
+}

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use fundtrail_core::limits::RECORD_BYTES_MAX;
 use fundtrail_store::journal::{Frame, JournalError, FRAME_HEADER_BYTES};
-use fundtrail_store::{FrameIter, JournalStore, RecordReader};
+use fundtrail_store::{FrameIter, JournalStore, RecordReader, Superseded};
 use fundtrail_tlog::{record_hash, Frontier, Hash};
-use postgres::Client;
+use postgres::{Client, GenericClient};
 
 use crate::conn::Conn;
 use crate::lease::Lease;
@@ -97,17 +97,13 @@ impl PgJournal {
         checkpoint: Option<(u64, Hash)>,
     ) -> Result<(PgJournal, Hash), PgError> {
         let mut journal = PgJournal::open(url, ledger_id)?;
-        let (frontier, head_root) = journal.check_records(checkpoint)?;
-        let root = frontier.root();
-        if head_root.is_some_and(|stored| stored != root) {
-            return Err(PgError::Refused(format!(
-                "the head row's tree root does not match the {} records in the table: the head or the records were changed; restore the database",
-                journal.size
-            )));
-        }
-        journal.frontier = Some(frontier);
+        journal.frontier = Some(Frontier::new());
+        journal.end = 0;
+        journal.size = 0;
+        journal.sync(checkpoint)?;
         journal.lease = lease;
-        Ok((journal, root))
+        let root = journal.frontier.as_ref().map(Frontier::root);
+        Ok((journal, root.expect("a writer holds the tree")))
     }
 
     /// Records in the journal.
@@ -115,42 +111,77 @@ impl PgJournal {
         self.size
     }
 
-    /// Reads every record in order and returns the tree of them and the
-    /// root the head row stores, refusing on the first record that is not
-    /// what the table says, and when the records do not reach or do not
-    /// have the root of `checkpoint`.
-    fn check_records(
-        &self,
-        checkpoint: Option<(u64, Hash)>,
-    ) -> Result<(Frontier, Option<Hash>), PgError> {
-        let (size, end) = (self.size, self.end);
-        if let Some((signed_size, _)) = checkpoint.filter(|(s, _)| *s > size) {
+    /// Reads the head and the records after those this writer holds, and
+    /// checks them: each sits at its seq and location and hashes to its
+    /// stored leaf hash, the tree of all of them has the head's root, and,
+    /// when `checkpoint` (the newest signed checkpoint anyone saw, as size
+    /// and root) is given, the records reach its size and have its root
+    /// there. Refuses on the first thing that is not so.
+    fn sync(&mut self, checkpoint: Option<(u64, Hash)>) -> Result<(), PgError> {
+        let mut frontier = self.frontier.clone().ok_or_else(|| {
+            PgError::Refused("this PostgreSQL journal was opened to read, not to write".into())
+        })?;
+        let (_, head) = self.conn.run(read_identity)??;
+        if head.size < self.size {
             return Err(PgError::Refused(format!(
-                "the table holds {size} records, but a checkpoint of {signed_size} records was signed: records {size} to {} are missing. This database lost acknowledged records; do not write to it",
+                "the journal's head went back from {} to {} records; restore the database",
+                self.size, head.size
+            )));
+        }
+        if let Some((signed_size, _)) = checkpoint.filter(|(s, _)| *s > head.size) {
+            return Err(PgError::Refused(format!(
+                "the table holds {} records, but a checkpoint of {signed_size} records was signed: records {} to {} are missing. This database lost acknowledged records; do not write to it",
+                head.size,
+                head.size,
                 signed_size - 1
             )));
         }
-        let mut frontier = Frontier::new();
-        let mut location = 0u64;
-        let check_root = |frontier: &Frontier| match checkpoint {
-            Some((signed_size, signed_root)) if signed_size == frontier.tree_size() => {
-                if frontier.root() != signed_root {
-                    return Err(PgError::Refused(format!(
-                        "the first {signed_size} records in the table do not have the root of the signed checkpoint of that size: a record before seq {signed_size} differs from what was signed. Do not write to this database"
-                    )));
-                }
-                Ok(())
+        let check_root = |frontier: &Frontier| {
+            match checkpoint {
+            Some((signed_size, signed_root))
+                if signed_size == frontier.tree_size() && frontier.root() != signed_root =>
+            {
+                Err(PgError::Refused(format!(
+                    "the first {signed_size} records in the table do not have the root of the signed checkpoint of that size: a record before seq {signed_size} differs from what was signed. Do not write to this database"
+                )))
             }
             _ => Ok(()),
+        }
         };
         check_root(&frontier)?;
+        self.read_into(&mut frontier, self.end, (head.size, head.end), check_root)?;
+        if head.root.is_some_and(|root| root != frontier.root()) {
+            return Err(PgError::Refused(format!(
+                "the head row's tree root does not match the {} records in the table: the head or the records were changed; restore the database",
+                head.size
+            )));
+        }
+        self.size = head.size;
+        self.end = head.end;
+        self.frontier = Some(frontier);
+        Ok(())
+    }
+
+    /// Reads the records after the `frontier.tree_size()` it holds, which
+    /// end at `location`, up to the head `(size, end)`, checking each
+    /// sits at its seq and location and hashes to its leaf hash, pushing
+    /// each onto `frontier` and calling `each` after it.
+    fn read_into(
+        &self,
+        frontier: &mut Frontier,
+        mut location: u64,
+        (size, end): (u64, u64),
+        each: impl Fn(&Frontier) -> Result<(), PgError>,
+    ) -> Result<(), PgError> {
+        let upto = to_i64(size)?;
         while frontier.tree_size() < size {
             let from = to_i64(frontier.tree_size())?;
+            // Only up to the head read: another writer may be adding more.
             let rows = self.conn.run(move |client| {
                 client.query(
                     "SELECT seq, location, record, leaf_hash FROM fundtrail_records
-                     WHERE seq >= $1 ORDER BY seq LIMIT $2",
-                    &[&from, &CHECK_PAGE_RECORDS],
+                     WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3",
+                    &[&from, &upto, &CHECK_PAGE_RECORDS],
                 )
             })??;
             if rows.is_empty() {
@@ -175,7 +206,7 @@ impl PgJournal {
                     .push(leaf)
                     .map_err(|e| PgError::Refused(e.to_string()))?;
                 location += FRAME_HEADER_BYTES + record.len() as u64;
-                check_root(&frontier)?;
+                each(frontier)?;
             }
         }
         if (frontier.tree_size(), location) != (size, end) {
@@ -184,12 +215,7 @@ impl PgJournal {
                 frontier.tree_size()
             )));
         }
-        let head_root = self.conn.run(|client| {
-            client
-                .query_one("SELECT root_hash FROM fundtrail_head", &[])
-                .map(|row| row.get::<_, Option<&[u8]>>(0).map(to_hash))
-        })??;
-        Ok((frontier, head_root))
+        Ok(())
     }
 }
 
@@ -197,6 +223,8 @@ impl PgJournal {
 struct Head {
     size: u64,
     end: u64,
+    /// NULL only in tables upgraded from format 1 and not written since.
+    root: Option<Hash>,
 }
 
 /// The ledger id and head the journal's tables hold, checked: the format
@@ -219,14 +247,26 @@ fn read_identity(client: &mut Client) -> Result<(String, Head), PgError> {
             )))
         }
     }
-    let row = client
-        .query_opt("SELECT size, end_location FROM fundtrail_head", &[])?
+    // One snapshot for the head and the last record: another writer may
+    // be appending meanwhile.
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()?;
+    let row = tx
+        .query_opt(
+            "SELECT size, end_location, root_hash FROM fundtrail_head",
+            &[],
+        )?
         .ok_or_else(|| PgError::Refused("the journal has no head row".into()))?;
     let head = Head {
         size: to_u64(row.get(0)),
         end: to_u64(row.get(1)),
+        root: row.get::<_, Option<&[u8]>>(2).map(to_hash),
     };
-    check_last_record(client, &head)?;
+    check_last_record(&mut tx, &head)?;
+    tx.commit()?;
     Ok((found, head))
 }
 
@@ -243,7 +283,7 @@ fn upgrade_from_1(client: &mut Client) -> Result<(), PgError> {
 }
 
 /// Checks the last record is record `size - 1` and ends at `end`.
-fn check_last_record(client: &mut Client, head: &Head) -> Result<(), PgError> {
+fn check_last_record(client: &mut impl GenericClient, head: &Head) -> Result<(), PgError> {
     let last = client.query_opt(
         "SELECT seq, location, octet_length(record) FROM fundtrail_records ORDER BY seq DESC LIMIT 1",
         &[],
@@ -291,10 +331,10 @@ fn insert(client: &mut Client, batch: Batch) -> io::Result<()> {
     let found = (to_u64(row.get(0)), to_u64(row.get(1)));
     if found != batch.expected {
         // Dropping the transaction rolls it back: nothing is written.
-        return Err(io::Error::other(format!(
-            "the journal's head is at {} records, not the {} this writer applied against: another writer has written, so this one stops",
-            found.0, batch.expected.0
-        )));
+        return Err(io::Error::other(Superseded {
+            expected: batch.expected.0,
+            found: found.0,
+        }));
     }
     if let Some((epoch, ttl_ms)) = batch.lease {
         crate::lease::extend_in(&mut tx, epoch, ttl_ms)?;
@@ -371,6 +411,7 @@ impl JournalStore for PgJournal {
         Ok(Box::new(Scan {
             conn,
             next: to_i64(location)?,
+            end: to_i64(self.end)?,
             page: Vec::new().into_iter(),
             done: false,
         }))
@@ -391,26 +432,33 @@ impl JournalStore for PgJournal {
         let conn = Conn::connect(&self.url).map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Arc::new(PgReader { conn }))
     }
+
+    fn catch_up(&mut self) -> io::Result<()> {
+        self.sync(None).map_err(|e| io::Error::other(e.to_string()))
+    }
 }
 
-/// The records from a location on, a page at a time.
+/// The records from a location on, a page at a time, up to the end the
+/// journal had read when the scan began (another writer may add more).
 struct Scan {
     conn: Conn,
     next: i64,
+    end: i64,
     page: std::vec::IntoIter<Frame>,
     done: bool,
 }
 
 impl Scan {
     fn fetch(&mut self) -> Result<(), JournalError> {
-        let next = self.next;
+        let (next, end) = (self.next, self.end);
         let frames = self
             .conn
             .run(move |client| -> io::Result<Vec<Frame>> {
                 let rows = client
                     .query(
-                        "SELECT location, record FROM fundtrail_records WHERE location >= $1 ORDER BY location LIMIT $2",
-                        &[&next, &SCAN_PAGE_RECORDS],
+                        "SELECT location, record FROM fundtrail_records
+                         WHERE location >= $1 AND location < $2 ORDER BY location LIMIT $3",
+                        &[&next, &end, &SCAN_PAGE_RECORDS],
                     )
                     .map_err(db_error)?;
                 Ok(rows

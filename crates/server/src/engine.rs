@@ -41,7 +41,7 @@ use crate::access_log::AccessLog;
 use crate::checkpoints::{self, CheckpointPolicy, CheckpointStore, Checkpoints};
 use crate::checkpool::CheckPool;
 use crate::genesis::LOG_KEY_FILE_NAME;
-use crate::pipeline::{self, PipelineParts, Progress, SequencerState};
+use crate::pipeline::{self, Inbox, PipelineParts, Progress, SequencerState};
 use crate::tokens::TokenSealer;
 use fundtrail_verify::{replay_record, ReplayError};
 use tracing::{info, warn};
@@ -213,7 +213,7 @@ pub struct Engine {
     indexed: Arc<Progress>,
     gate: WriteGate,
     /// The sequencer's queue; `None` once shut down.
-    tx: Mutex<Option<mpsc::Sender<Submission>>>,
+    tx: Mutex<Option<mpsc::Sender<Inbox>>>,
     checkpoints: Arc<Checkpoints>,
     /// Set at shutdown: background work stops at its next step.
     stopping: Arc<AtomicBool>,
@@ -453,6 +453,8 @@ impl Engine {
                 indexed: indexed.clone(),
                 checkpoint_due,
                 checkpoint_every_records: config.checkpoints.every_records,
+                reader: reader.clone(),
+                wake: tx.downgrade(),
             },
             rx,
         )?;
@@ -798,7 +800,7 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or_else(|| Rejection::unavailable("the ledger is shutting down"))?;
-        tx.send(submission)
+        tx.send(Inbox::Submit(submission))
             .await
             .map_err(|_| Rejection::unavailable("the sequencer has stopped"))?;
         Ok(answer)
@@ -926,7 +928,7 @@ fn state_holds_journal(
     Ok(held.is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256))
 }
 
-fn recover(
+pub(crate) fn recover(
     journal: &mut dyn JournalStore,
     state: &dyn StateStore,
     reader: &dyn RecordReader,

@@ -14,9 +14,17 @@
 //!
 //! A batch is answered only after every batch before it is durable, so an
 //! answer never rests on a write that might still fail.
+//!
+//! When another writer appended to a shared journal first (PostgreSQL,
+//! without the lease), the refused batch wrote nothing. The journal writer
+//! then holds that batch and every later one back, the sequencer stops
+//! applying and asks for a resync, the writer reads the other writer's
+//! records into the derived state, and the sequencer applies the held-back
+//! requests again, in order, on the state they now meet. Their clients
+//! only see a later answer.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -31,7 +39,7 @@ use fundtrail_core::limits::{
 };
 use fundtrail_core::state::{key, Kv, MemoryKv, Row, Writes};
 use fundtrail_core::{signing, Code, Error, Fault, Rejection};
-use fundtrail_store::{JournalStore, PendingTree, StateStore, Watermark};
+use fundtrail_store::{JournalStore, PendingTree, RecordReader, StateStore, Superseded, Watermark};
 use fundtrail_tlog::Hash;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -275,6 +283,64 @@ impl Progress {
 /// One request's result within a batch, before the batch is durable.
 type Answer = Result<Committed, Rejection>;
 
+/// What the sequencer's queue carries.
+// Boxing the request would cost an allocation per request for a variant
+// that is almost never sent.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Inbox {
+    Submit(Submission),
+    /// The journal writer asks for a resync (see the module's comment);
+    /// sent only to wake a sequencer waiting on an empty queue.
+    Wake,
+}
+
+/// A request as the sequencer took it, kept until its batch is durable so
+/// that it can be applied again after a resync.
+struct Resubmit {
+    signed: pb::SignedRequest,
+    request: fundtrail_core::model::Request,
+    verified_public_key: Option<[u8; 32]>,
+}
+
+impl Resubmit {
+    fn into_submission(self, reply: oneshot::Sender<Answer>) -> Submission {
+        Submission {
+            signed: self.signed,
+            request: self.request,
+            verified_public_key: self.verified_public_key,
+            reply,
+        }
+    }
+}
+
+/// What the sequencer hands the journal writer.
+enum ToJournal {
+    Batch(Applied),
+    /// Every batch sent before this was applied on state another writer
+    /// has overtaken: catch up, then answer with the state to go on from.
+    Resync(std::sync::mpsc::Sender<Result<Resynced, String>>),
+}
+
+/// The journal and derived state after a resync, and the requests to
+/// apply again, oldest first.
+struct Resynced {
+    watermark: Watermark,
+    /// The commit time of the newest record: commit times never go back.
+    last_commit_ms: i64,
+    held: Vec<(oneshot::Sender<Answer>, Resubmit)>,
+}
+
+/// Resyncs in a row (without a batch written in between) before the
+/// writer gives up and stops writing. Each resync means the other writer
+/// committed, so the ledger moves on; this only bounds a writer that never
+/// wins, whose clients meanwhile hear UNAVAILABLE at their deadlines. Two
+/// writers under full load lose to each other often: give one the lease.
+const RESYNCS_IN_A_ROW_MAX: u32 = 1_000;
+
+/// How long a resync waits for the indexer to finish this writer's own
+/// durable batches.
+const RESYNC_INDEX_WAIT_MS: u64 = 60_000;
+
 /// A batch the sequencer applied, on its way to the journal.
 struct Applied {
     first_seq: u64,
@@ -286,6 +352,8 @@ struct Applied {
     leaves: Vec<(u64, Hash)>,
     watermark: Watermark,
     replies: Vec<(oneshot::Sender<Answer>, Answer)>,
+    /// The request of each reply, in the same order.
+    resubmits: Vec<Resubmit>,
 }
 
 /// A durable batch on its way to the indexer.
@@ -307,7 +375,9 @@ struct Sequencer {
     indexed: Arc<Progress>,
     /// Submissions taken from the queue and not yet applied, oldest first.
     pending: VecDeque<Submission>,
-    to_journal: SyncSender<Applied>,
+    to_journal: SyncSender<ToJournal>,
+    /// Set by the journal writer when another writer appended first.
+    superseded: Arc<AtomicBool>,
 }
 
 /// What applying a batch builds up.
@@ -322,6 +392,7 @@ struct Batch<'s> {
     journal_end: u64,
     bytes: u64,
     replies: Vec<(oneshot::Sender<Answer>, Answer)>,
+    resubmits: Vec<Resubmit>,
 }
 
 /// A submission that did not fit the batch's bytes.
@@ -346,6 +417,11 @@ pub(crate) struct PipelineParts {
     pub indexed: Arc<Progress>,
     pub checkpoint_due: std::sync::mpsc::Sender<()>,
     pub checkpoint_every_records: u64,
+    /// Reads the journal's records, for a resync.
+    pub reader: Arc<dyn RecordReader>,
+    /// The sequencer's queue, to wake it for a resync (weak: the queue
+    /// still closes when the engine drops its sender).
+    pub wake: mpsc::WeakSender<Inbox>,
 }
 
 /// Starts the sequencer, the journal writer and the indexer. The
@@ -353,10 +429,11 @@ pub(crate) struct PipelineParts {
 /// one before it has ended.
 pub(crate) fn start(
     parts: PipelineParts,
-    submissions: mpsc::Receiver<Submission>,
+    submissions: mpsc::Receiver<Inbox>,
 ) -> Result<Vec<JoinHandle<()>>, String> {
     let (to_journal, journal_rx) = std::sync::mpsc::sync_channel(BATCHES_IN_FLIGHT_MAX);
     let (to_indexer, indexer_rx) = std::sync::mpsc::sync_channel(BATCHES_UNINDEXED_MAX);
+    let superseded = Arc::new(AtomicBool::new(false));
     let sequencer = Sequencer {
         state: parts.state,
         derived: parts.derived.clone(),
@@ -368,6 +445,7 @@ pub(crate) fn start(
         indexed: parts.indexed.clone(),
         pending: VecDeque::new(),
         to_journal,
+        superseded: superseded.clone(),
     };
     let writer = JournalWriter {
         journal: parts.journal,
@@ -376,6 +454,13 @@ pub(crate) fn start(
         checkpoint_due: parts.checkpoint_due,
         checkpoint_every_records: parts.checkpoint_every_records.max(1),
         to_indexer,
+        superseded,
+        held: Vec::new(),
+        resyncs_in_a_row: 0,
+        derived: parts.derived.clone(),
+        reader: parts.reader,
+        indexed: parts.indexed.clone(),
+        wake: parts.wake,
     };
     let indexer = Indexer {
         derived: parts.derived,
@@ -396,23 +481,69 @@ pub(crate) fn start(
 }
 
 impl Sequencer {
-    fn run(mut self, mut rx: mpsc::Receiver<Submission>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Inbox>) {
         loop {
-            if self.pending.is_empty() {
+            if self.pending.is_empty() && !self.superseded.load(Ordering::Acquire) {
                 match rx.blocking_recv() {
-                    Some(first) => self.pending.push_back(first),
+                    Some(Inbox::Submit(first)) => self.pending.push_back(first),
+                    Some(Inbox::Wake) => {}
                     None => break,
                 }
             }
             while self.pending.len() < COMMIT_BATCH_RECORDS_MAX {
                 match rx.try_recv() {
-                    Ok(next) => self.pending.push_back(next),
+                    Ok(Inbox::Submit(next)) => self.pending.push_back(next),
+                    Ok(Inbox::Wake) => {}
                     Err(_) => break,
                 }
             }
-            self.apply_batch();
+            if self.superseded.load(Ordering::Acquire) {
+                self.resync();
+            }
+            if !self.pending.is_empty() {
+                self.apply_batch();
+            }
         }
         info!("sequencer stopped");
+    }
+
+    /// Another writer appended first: stops applying, has the journal
+    /// writer catch up (after every batch already sent, all of which it
+    /// holds back), then goes on from the state it reports, the held-back
+    /// requests first.
+    fn resync(&mut self) {
+        let (done, answer) = std::sync::mpsc::channel();
+        let resynced = match self.to_journal.send(ToJournal::Resync(done)) {
+            Ok(()) => answer
+                .recv()
+                .unwrap_or_else(|_| Err("the journal writer stopped during a resync".into())),
+            Err(_) => Err("the journal writer has stopped".into()),
+        };
+        let resynced = resynced.and_then(|resynced| {
+            let state = SequencerState::load(self.derived.clone())
+                .map_err(|e| format!("cannot reload the sequencer's state: {e}"))?;
+            Ok((resynced, state))
+        });
+        match resynced {
+            Ok((resynced, state)) => {
+                info!(
+                    records = resynced.watermark.record_count,
+                    retried = resynced.held.len(),
+                    "caught up with another writer; applying the held-back requests again"
+                );
+                self.state = state;
+                self.watermark = resynced.watermark;
+                self.last_commit_ms = self.last_commit_ms.max(resynced.last_commit_ms);
+                for (reply, resubmit) in resynced.held.into_iter().rev() {
+                    self.pending.push_front(resubmit.into_submission(reply));
+                }
+            }
+            Err(reason) => {
+                // Whatever held the flag is gone; the gate answers from now on.
+                self.superseded.store(false, Ordering::Release);
+                self.gate.stop(reason);
+            }
+        }
     }
 
     /// Applies pending submissions in order until the batch is full (in
@@ -440,6 +571,7 @@ impl Sequencer {
             journal_end: self.watermark.journal_end,
             bytes: 0,
             replies: Vec::new(),
+            resubmits: Vec::new(),
         };
         while batch.replies.len() < COMMIT_BATCH_RECORDS_MAX {
             let Some(submission) = self.pending.pop_front() else {
@@ -466,6 +598,7 @@ impl Sequencer {
             offsets,
             journal_end,
             mut replies,
+            resubmits,
             ..
         } = batch;
         let (first_index, hashes) = tree.into_parts();
@@ -481,6 +614,7 @@ impl Sequencer {
             writes,
             watermark: self.watermark,
             replies: Vec::new(),
+            resubmits,
         };
         if let Some(last) = applied.records.last() {
             if let Err(fault) =
@@ -503,10 +637,12 @@ impl Sequencer {
             }
         }
         applied.replies = replies;
-        if let Err(unsent) = self.to_journal.send(applied) {
+        if let Err(std::sync::mpsc::SendError(ToJournal::Batch(unsent))) =
+            self.to_journal.send(ToJournal::Batch(applied))
+        {
             let reason = "the journal writer has stopped".to_string();
             self.gate.stop(reason.clone());
-            for (reply, _) in unsent.0.replies {
+            for (reply, _) in unsent.replies {
                 let _ = reply.send(Err(not_writing(&reason)));
             }
         }
@@ -587,7 +723,18 @@ fn apply_one(
             }
         }
     };
-    batch.replies.push((submission.reply, answer));
+    let Submission {
+        signed,
+        request,
+        verified_public_key,
+        reply,
+    } = submission;
+    batch.replies.push((reply, answer));
+    batch.resubmits.push(Resubmit {
+        signed,
+        request,
+        verified_public_key,
+    });
     Ok(())
 }
 
@@ -616,14 +763,117 @@ struct JournalWriter {
     checkpoint_due: std::sync::mpsc::Sender<()>,
     checkpoint_every_records: u64,
     to_indexer: SyncSender<Durable>,
+    /// Set when another writer appended first, until the resync.
+    superseded: Arc<AtomicBool>,
+    /// Requests of batches held back since, oldest first.
+    held: Vec<(oneshot::Sender<Answer>, Resubmit)>,
+    resyncs_in_a_row: u32,
+    derived: Arc<dyn StateStore>,
+    reader: Arc<dyn RecordReader>,
+    indexed: Arc<Progress>,
+    wake: mpsc::WeakSender<Inbox>,
 }
 
 impl JournalWriter {
-    fn run(mut self, rx: Receiver<Applied>) {
-        for applied in rx {
-            self.write(applied);
+    fn run(mut self, rx: Receiver<ToJournal>) {
+        for message in rx {
+            match message {
+                ToJournal::Batch(applied) => self.write(applied),
+                ToJournal::Resync(done) => {
+                    let resynced = self.resync();
+                    if let Err(reason) = &resynced {
+                        self.gate.stop(reason.clone());
+                    }
+                    if let Err(std::sync::mpsc::SendError(unsent)) = done.send(resynced) {
+                        for (reply, _) in unsent.map(|r| r.held).unwrap_or_default() {
+                            let _ = reply.send(Err(not_writing("the sequencer has stopped")));
+                        }
+                    }
+                }
+            }
         }
         info!("journal writer stopped");
+    }
+
+    /// Holds back a batch applied on state another writer overtook.
+    fn hold(&mut self, replies: Vec<(oneshot::Sender<Answer>, Answer)>, resubmits: Vec<Resubmit>) {
+        assert_eq!(replies.len(), resubmits.len(), "one request per reply");
+        self.held
+            .extend(replies.into_iter().map(|(reply, _)| reply).zip(resubmits));
+    }
+
+    /// Reads what the other writer appended into the journal's head and
+    /// the derived state (as recovery does at start-up), once the indexer
+    /// has finished this writer's own durable batches.
+    fn resync(&mut self) -> Result<Resynced, String> {
+        // The sequencer waits for the answer: nothing more arrives meanwhile.
+        self.superseded.store(false, Ordering::Release);
+        let held = std::mem::take(&mut self.held);
+        let refuse = |reason: String, held: Vec<(oneshot::Sender<Answer>, Resubmit)>| {
+            for (reply, _) in held {
+                let _ = reply.send(Err(not_writing(&reason)));
+            }
+            Err(reason)
+        };
+        let durable = self.record_count.load(Ordering::Acquire);
+        let wait = Duration::from_millis(RESYNC_INDEX_WAIT_MS);
+        if !self.indexed.wait_blocking(durable, wait) {
+            return refuse(
+                "the indexer did not finish in time to catch up with another writer".into(),
+                held,
+            );
+        }
+        if let Err(e) = self.journal.catch_up() {
+            return refuse(format!("cannot catch up with another writer: {e}"), held);
+        }
+        let recovered = crate::engine::recover(
+            self.journal.as_mut(),
+            self.derived.as_ref(),
+            self.reader.as_ref(),
+        );
+        let watermark = match recovered {
+            Ok(None) => self.derived.watermark(),
+            Ok(Some(problem)) => return refuse(problem, held),
+            Err(fault) => Err(fault),
+        };
+        let watermark = match watermark {
+            Ok(watermark) => watermark,
+            Err(fault) => return refuse(format!("the state store failed: {fault}"), held),
+        };
+        assert_eq!(
+            watermark.journal_end,
+            self.journal.end(),
+            "recovery reached the head"
+        );
+        let last_commit_ms = match self.last_commit_ms(watermark.record_count) {
+            Ok(ms) => ms,
+            Err(reason) => return refuse(reason, held),
+        };
+        self.record_count
+            .store(watermark.record_count, Ordering::Release);
+        self.indexed.advance(watermark.record_count);
+        let _ = self.checkpoint_due.send(());
+        Ok(Resynced {
+            watermark,
+            last_commit_ms,
+            held,
+        })
+    }
+
+    /// The commit time of record `record_count - 1`.
+    fn last_commit_ms(&self, record_count: u64) -> Result<i64, String> {
+        let last = record_count
+            .checked_sub(1)
+            .expect("a ledger holds its genesis record");
+        let location = self
+            .derived
+            .record_location(last)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("record {last} has no location after a resync"))?;
+        let bytes = self.reader.read(location).map_err(|e| e.to_string())?;
+        pb::Record::decode(bytes.as_slice())
+            .map(|record| record.commit_time_ms)
+            .map_err(|e| format!("record {last} does not decode: {e}"))
     }
 
     /// Appends the batch's records with one fdatasync, then answers every
@@ -638,7 +888,13 @@ impl JournalWriter {
             leaves,
             watermark,
             mut replies,
+            resubmits,
         } = applied;
+        if self.superseded.load(Ordering::Acquire) {
+            // Applied on state another writer overtook: not written.
+            self.hold(replies, resubmits);
+            return;
+        }
         if let Some(reason) = self.gate.reason() {
             // Not written: what the batch accepted, and what it found, may
             // rest on a batch that failed.
@@ -654,7 +910,20 @@ impl JournalWriter {
                 "the sequencer placed the batch where the journal ends"
             );
             match self.journal.append(&records) {
+                Err(e) if Superseded::is(&e) && self.resyncs_in_a_row < RESYNCS_IN_A_ROW_MAX => {
+                    info!(error = %e, "another writer appended first; holding the batch back to resync");
+                    self.resyncs_in_a_row += 1;
+                    self.superseded.store(true, Ordering::Release);
+                    self.hold(replies, resubmits);
+                    // Wakes a sequencer waiting on an empty queue; a full
+                    // queue means it is busy and sees the flag anyway.
+                    if let Some(queue) = self.wake.upgrade() {
+                        let _ = queue.try_send(Inbox::Wake);
+                    }
+                    return;
+                }
                 Ok(locations) => {
+                    self.resyncs_in_a_row = 0;
                     assert_eq!(locations, offsets, "records sit where the sequencer said");
                     assert_eq!(self.journal.end(), watermark.journal_end);
                     let next_seq = watermark.record_count;

@@ -68,6 +68,32 @@ pub trait JournalStore: Send {
 
     /// A reader that stays valid while the journal is appended to.
     fn reader(&self) -> io::Result<Arc<dyn RecordReader>>;
+
+    /// After an append failed with [`Superseded`] (another writer appended
+    /// first), reads and checks what the other writer appended, so that
+    /// [`JournalStore::end`] and the next append follow it. A journal only
+    /// this process writes is never superseded and has nothing to read.
+    fn catch_up(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Why an append was refused when another writer appended to the journal
+/// since this one last read it: nothing of the refused batch was written,
+/// so its requests may be checked again and retried after
+/// [`JournalStore::catch_up`]. Carried inside an [`io::Error`].
+#[derive(Debug, thiserror::Error)]
+#[error("the journal holds {found} records, not the {expected} this writer applied against: another writer appended first")]
+pub struct Superseded {
+    pub expected: u64,
+    pub found: u64,
+}
+
+impl Superseded {
+    /// Whether `e` is a refusal because another writer appended first.
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Superseded>())
+    }
 }
 
 /// Reads one record by its location.
