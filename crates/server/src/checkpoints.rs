@@ -269,10 +269,13 @@ impl Checkpoints {
             note,
             cosignatures: BTreeMap::new(),
         };
-        for store in inner.stores.iter_mut() {
+        for (i, store) in inner.stores.iter_mut().enumerate() {
             store
                 .add_checkpoint(&signed)
                 .map_err(|e| Fault::new(format!("cannot store the checkpoint: {e}")))?;
+            if i == 0 {
+                crate::crash::point(crate::crash::AFTER_CHECKPOINT_STORED);
+            }
         }
         inner.by_size.insert(tree_size, signed.clone());
         Ok(Some(signed))

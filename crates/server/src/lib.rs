@@ -19,6 +19,7 @@ pub mod audit;
 pub mod boundary;
 pub mod checkpoints;
 mod checkpool;
+pub mod crash;
 pub mod engine;
 pub mod genesis;
 pub mod jurisdiction;

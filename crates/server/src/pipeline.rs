@@ -923,6 +923,7 @@ impl JournalWriter {
                     return;
                 }
                 Ok(locations) => {
+                    crate::crash::point(crate::crash::AFTER_JOURNAL_COMMIT);
                     self.resyncs_in_a_row = 0;
                     assert_eq!(locations, offsets, "records sit where the sequencer said");
                     assert_eq!(self.journal.end(), watermark.journal_end);
