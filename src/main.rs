@@ -48,9 +48,23 @@ struct DataDir {
     /// directory still holds the keys, checkpoints and derived state.
     #[arg(long, env = "FUNDTRAIL_JOURNAL", value_name = "POSTGRES_URL")]
     journal: Option<String>,
+    /// With --journal: speak TLS to the database and check its certificate
+    /// (chain and host name) against the CA certificates in this PEM file,
+    /// as libpq's sslrootcert with sslmode=verify-full. Add sslmode=require
+    /// to the connection string to refuse a database without TLS.
+    #[arg(long, env = "PGSSLROOTCERT", value_name = "PEM", requires = "journal")]
+    journal_ca: Option<PathBuf>,
 }
 
 impl DataDir {
+    /// Sets up TLS to the database, if asked; before any connection.
+    fn connect_securely(&self) -> Result<()> {
+        if let Some(ca) = &self.journal_ca {
+            fundtrail_pg::use_root_certificates(ca)?;
+        }
+        Ok(())
+    }
+
     fn journal_at(&self) -> genesis::JournalAt<'_> {
         match &self.journal {
             Some(url) => genesis::JournalAt::Postgres(url),
@@ -391,6 +405,7 @@ fn print_genesis(created: &genesis::Genesis) {
 async fn run(command: Command) -> Result<()> {
     match command {
         Command::Init { data, root } => {
+            data.connect_securely()?;
             print_genesis(&data.init(&root)?);
         }
         Command::Serve {
@@ -444,6 +459,7 @@ async fn run(command: Command) -> Result<()> {
             if !(1..=100).contains(&demo_scale) {
                 bail!("--demo-scale must be between 1 and 100");
             }
+            data.connect_securely()?;
             let created = !genesis::exists_at(&data.data_dir, data.journal_at());
             if created {
                 print_genesis(&data.init(&root)?);

@@ -36,7 +36,11 @@ impl Conn {
         std::thread::Builder::new()
             .name("postgres".into())
             .spawn(move || {
-                let mut client = match config.connect(NoTls) {
+                let connected = match crate::TLS.get() {
+                    Some(tls) => config.connect(tls.clone()),
+                    None => config.connect(NoTls),
+                };
+                let mut client = match connected {
                     Ok(client) => {
                         let _ = ready.send(Ok(()));
                         client

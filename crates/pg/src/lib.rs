@@ -112,6 +112,40 @@ INSERT INTO fundtrail_lease DEFAULT VALUES;
 UPDATE fundtrail_ledger SET format_version = 2;
 ";
 
+/// How this process reaches its databases over TLS, once set.
+static TLS: std::sync::OnceLock<tokio_postgres_rustls::MakeRustlsConnect> =
+    std::sync::OnceLock::new();
+
+/// Has every connection this process makes from now on offer TLS and
+/// verify the database's certificate (chain and host name) against the CA
+/// certificates in the PEM file `ca_pem`: libpq's `sslrootcert`, checked as
+/// `sslmode=verify-full`. Put `sslmode=require` in the connection string
+/// to refuse a database that does not speak TLS. Set once per process.
+pub fn use_root_certificates(ca_pem: &std::path::Path) -> Result<(), PgError> {
+    use rustls::pki_types::pem::PemObject;
+    let refuse = |why: String| PgError::Refused(format!("{}: {why}", ca_pem.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca_pem)
+        .map_err(|e| refuse(e.to_string()))?
+    {
+        roots
+            .add(cert.map_err(|e| refuse(e.to_string()))?)
+            .map_err(|e| refuse(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(refuse("holds no CA certificate".into()));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| refuse(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    TLS.set(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+        .map_err(|_| refuse("the database CA was already set for this process".into()))
+}
+
 /// Why a PostgreSQL journal cannot be created or opened.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {

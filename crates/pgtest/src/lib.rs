@@ -49,6 +49,43 @@ impl Cluster {
         cluster
     }
 
+    /// A cluster that speaks TLS only, over TCP, with the certificate and
+    /// key in the PEM files given (`ssl = on`; pg_hba.conf rejects TCP
+    /// without TLS). [`Cluster::admin`] and [`Cluster::query`] still
+    /// connect, over the Unix socket.
+    pub fn start_tls(cert_pem: &Path, key_pem: &Path) -> Cluster {
+        let cluster = Cluster::new_dir();
+        as_postgres(
+            &cluster.bin.join("initdb"),
+            &[
+                "-D",
+                path_str(&cluster.data()),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        );
+        for (from, to) in [(cert_pem, "server.crt"), (key_pem, "server.key")] {
+            let to = cluster.data().join(to);
+            std::fs::copy(from, &to).expect("copy the TLS files");
+            run("chmod", &["600", path_str(&to)]);
+            if is_root() {
+                run("chown", &["postgres:postgres", path_str(&to)]);
+            }
+        }
+        std::fs::write(
+            cluster.data().join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .expect("write pg_hba.conf");
+        cluster.configure(&[("ssl", "on")]);
+        cluster.start_server();
+        cluster
+    }
+
     /// A streaming standby of `primary`, copied with pg_basebackup, that
     /// names itself `name` to it (a name in its synchronous_standby_names).
     pub fn start_standby(primary: &Cluster, name: &str) -> Cluster {
@@ -133,7 +170,7 @@ impl Cluster {
     /// The first column of the first row `sql` returns, as text, queried
     /// as the superuser.
     pub fn query(&self, sql: &str) -> String {
-        let (url, sql) = (self.url("postgres"), sql.to_string());
+        let (url, sql) = (self.socket_url(), sql.to_string());
         std::thread::spawn(move || {
             let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
             let rows = client.simple_query(&sql).expect("query");
@@ -218,10 +255,19 @@ impl Cluster {
         )
     }
 
+    /// A connection string for the superuser over the Unix socket.
+    fn socket_url(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            path_str(self.dir.path()),
+            self.port
+        )
+    }
+
     /// Runs `sql` as the superuser (on a thread of its own: the driver
     /// may not be called from inside an async runtime).
     pub fn admin(&self, sql: &str) {
-        let (url, sql) = (self.url("postgres"), sql.to_string());
+        let (url, sql) = (self.socket_url(), sql.to_string());
         std::thread::spawn(move || {
             let mut client = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
             client.batch_execute(&sql).expect("admin SQL");
@@ -300,4 +346,30 @@ fn path_str(path: &Path) -> &str {
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
     listener.local_addr().expect("its address").port()
+}
+
+/// PEM files for a database that speaks TLS, written under `dir`: a new CA
+/// named `name`, and a certificate it signed for 127.0.0.1 with its key,
+/// as (CA certificate, server certificate, server key).
+pub fn tls_files(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("a CA key"))
+        .expect("a CA certificate");
+    let key = KeyPair::generate().expect("a server key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server parameters")
+        .signed_by(&key, &issuer)
+        .expect("a server certificate");
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-server.pem")),
+        dir.join(format!("{name}-server.key")),
+    );
+    std::fs::write(&paths.0, issuer.pem()).expect("write the CA certificate");
+    std::fs::write(&paths.1, cert.pem()).expect("write the server certificate");
+    std::fs::write(&paths.2, key.serialize_pem()).expect("write the server key");
+    paths
 }

@@ -162,23 +162,13 @@ pub fn init_at(
         &format!("root org {}", root.org_id),
         &root_key,
     )?;
-    let mut journal: Box<dyn JournalStore> = match at {
-        JournalAt::File => Box::new(
-            Journal::create(
-                &data_dir.join(JOURNAL_FILE_NAME),
-                FileKind::Journal,
-                &ledger_id,
-            )
-            .map_err(|e| format!("cannot create the journal: {e}"))?,
-        ),
-        JournalAt::Postgres(url) => Box::new(
-            fundtrail_pg::PgJournal::create(url, &ledger_id)
-                .map_err(|e| format!("cannot create the journal in PostgreSQL: {e}"))?,
-        ),
-    };
-    journal
-        .append(&[record.encode_to_vec()])
-        .map_err(|e| format!("cannot write the genesis record: {e}"))?;
+    // Without its journal the keys are no ledger: a failed init leaves
+    // none behind, so that it can be run again.
+    if let Err(e) = write_genesis(data_dir, at, &ledger_id, record.encode_to_vec()) {
+        let _ = std::fs::remove_file(&log_key_path);
+        let _ = std::fs::remove_file(&root_key_path);
+        return Err(e);
+    }
     Ok(Genesis {
         ledger_id,
         root_org_id: root.org_id.clone(),
@@ -186,4 +176,31 @@ pub fn init_at(
         root_key_path,
         log_key_path,
     })
+}
+
+/// Creates the journal `at` for `ledger_id` and writes the genesis record.
+fn write_genesis(
+    data_dir: &Path,
+    at: JournalAt<'_>,
+    ledger_id: &str,
+    record: Vec<u8>,
+) -> Result<(), String> {
+    let mut journal: Box<dyn JournalStore> = match at {
+        JournalAt::File => Box::new(
+            Journal::create(
+                &data_dir.join(JOURNAL_FILE_NAME),
+                FileKind::Journal,
+                ledger_id,
+            )
+            .map_err(|e| format!("cannot create the journal: {e}"))?,
+        ),
+        JournalAt::Postgres(url) => Box::new(
+            fundtrail_pg::PgJournal::create(url, ledger_id)
+                .map_err(|e| format!("cannot create the journal in PostgreSQL: {e}"))?,
+        ),
+    };
+    journal
+        .append(&[record])
+        .map_err(|e| format!("cannot write the genesis record: {e}"))?;
+    Ok(())
 }
