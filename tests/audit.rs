@@ -992,3 +992,57 @@ async fn the_parallel_replay_agrees_with_the_sequential_one() {
         fundtrail_verify::replay_all(&mut parallel, tampered.into_iter(), 2, |_| {}).unwrap_err();
     assert_eq!(found, expected);
 }
+
+/// A checkpoint the log once published, older than the newest, that the
+/// tree does not extend (a fork signed in the past) keeps the ledger from
+/// writing, naming its size: every published checkpoint is checked, not
+/// only the newest.
+#[tokio::test]
+async fn an_older_published_checkpoint_the_tree_does_not_extend_stops_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    checkpoint_of_all(&server, &mut client).await;
+    let ledger_id = ledger_info(&mut client).await.ledger_id;
+    server.stop().await;
+
+    // The log's key signs a checkpoint of 3 records with another root, as
+    // a log that forked would have, and it sits among the published ones.
+    let text = std::fs::read_to_string(
+        dir.path()
+            .join(fundtrail_server::genesis::LOG_KEY_FILE_NAME),
+    )
+    .unwrap();
+    let (_, key) = fundtrail_core::keyfile::KeyFile::from_json(&text).unwrap();
+    let origin = fundtrail_server::engine::checkpoint_origin(&ledger_id);
+    let signer = fundtrail_tlog::NoteSigner::new(&origin, key).unwrap();
+    let forked = fundtrail_tlog::Checkpoint {
+        origin,
+        tree_size: 3,
+        root_hash: [7; 32],
+    };
+    let note = fundtrail_tlog::sign_checkpoint(&forked, &signer).unwrap();
+    let mut log = fundtrail_store::Journal::open(
+        &dir.path()
+            .join(fundtrail_server::checkpoints::CHECKPOINTS_FILE_NAME),
+        fundtrail_store::header::FileKind::Checkpoints,
+        None,
+    )
+    .unwrap();
+    log.append(&[note.into_bytes()]).unwrap();
+    drop(log);
+
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let info = ledger_info(&mut client).await;
+    assert!(!info.writable);
+    assert!(
+        info.read_only_reason
+            .contains("the root of the signed checkpoint of that size")
+            && info.read_only_reason.contains("before 3 "),
+        "{}",
+        info.read_only_reason
+    );
+    server.stop().await;
+}

@@ -1092,9 +1092,10 @@ fn open_checkpoints(
     ))
 }
 
-/// Checks the journal against the newest signed checkpoint: it must hold at
-/// least that many records, the tree must have that root, and every record
-/// after it must still hash to its stored leaf hash. Returns why writes must
+/// Checks the journal against the signed checkpoints: it must hold at least
+/// as many records as the newest, the tree must have the root of every one
+/// at its size, and every record after the newest must still hash to its
+/// stored leaf hash. Returns why writes must
 /// be refused, if they must.
 fn check_checkpoint(
     state: &dyn StateStore,
@@ -1113,12 +1114,19 @@ fn check_checkpoint(
             signed.tree_size - 1
         )));
     }
-    let root = fundtrail_tlog::tree_hash(signed.tree_size, state).map_err(|e| e.to_string())?;
-    if root != signed.root_hash {
-        return Ok(Some(format!(
-            "records before {} were changed: the tree no longer has the root of the signed checkpoint of that size",
-            signed.tree_size
-        )));
+    // Every checkpoint ever published, not only the newest: each must be a
+    // prefix of this one tree (with one tree, that is what a consistency
+    // proof from it to every later one shows).
+    for published in checkpoints.all() {
+        let published = &published.checkpoint;
+        let root =
+            fundtrail_tlog::tree_hash(published.tree_size, state).map_err(|e| e.to_string())?;
+        if root != published.root_hash {
+            return Ok(Some(format!(
+                "records before {} were changed: the tree no longer has the root of the signed checkpoint of that size",
+                published.tree_size
+            )));
+        }
     }
     for seq in signed.tree_size..record_count {
         let stored = state
