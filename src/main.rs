@@ -48,11 +48,11 @@ struct DataDir {
     /// directory still holds the keys, checkpoints and derived state.
     #[arg(long, env = "FUNDTRAIL_JOURNAL", value_name = "POSTGRES_URL")]
     journal: Option<String>,
-    /// With --journal: speak TLS to the database and check its certificate
+    /// With --journal or --follow-db: speak TLS to the database and check its certificate
     /// (chain and host name) against the CA certificates in this PEM file,
     /// as libpq's sslrootcert with sslmode=verify-full. Add sslmode=require
     /// to the connection string to refuse a database without TLS.
-    #[arg(long, env = "PGSSLROOTCERT", value_name = "PEM", requires = "journal")]
+    #[arg(long, env = "PGSSLROOTCERT", value_name = "PEM")]
     journal_ca: Option<PathBuf>,
 }
 
@@ -184,6 +184,13 @@ enum Command {
         /// (docs/postgres.md).
         #[arg(long, env = "FUNDTRAIL_LEASE_MS", default_value_t = fundtrail_server::engine::JOURNAL_LEASE_MS_DEFAULT, requires = "journal")]
         lease_ms: u64,
+        /// Run as a verifying replica of the ledger kept in this PostgreSQL
+        /// database (a standby's, usually): it replays and checks every
+        /// record, adopts each checkpoint the log signed once its own tree
+        /// has it, serves reads at the newest, and takes no writes
+        /// (docs/postgres.md). DATA_DIR holds only its own state and key.
+        #[arg(long, env = "FUNDTRAIL_FOLLOW_DB", value_name = "POSTGRES_URL", conflicts_with_all = ["journal", "demo"])]
+        follow_db: Option<String>,
         /// With --demo: multiply the households (and their payments) by this.
         #[arg(long, default_value_t = 1, requires = "demo")]
         demo_scale: u32,
@@ -418,6 +425,7 @@ async fn run(command: Command) -> Result<()> {
             checkpoint_every_records,
             checkpoint_every_ms,
             lease_ms,
+            follow_db,
             tls_cert,
             tls_key,
             client_ca,
@@ -460,7 +468,8 @@ async fn run(command: Command) -> Result<()> {
                 bail!("--demo-scale must be between 1 and 100");
             }
             data.connect_securely()?;
-            let created = !genesis::exists_at(&data.data_dir, data.journal_at());
+            let created =
+                follow_db.is_none() && !genesis::exists_at(&data.data_dir, data.journal_at());
             if created {
                 print_genesis(&data.init(&root)?);
             }
@@ -472,6 +481,7 @@ async fn run(command: Command) -> Result<()> {
                 },
                 journal_url: data.journal.clone(),
                 journal_lease_ms: (lease_ms > 0).then_some(lease_ms),
+                follow_db,
                 ..EngineConfig::new(data.data_dir.clone())
             };
             // Opening replays and checks the journal: off the async workers.

@@ -7,6 +7,7 @@
 
 #![cfg(unix)]
 
+mod common;
 #[path = "process/mod.rs"]
 mod process;
 
@@ -101,18 +102,12 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// The record bytes in the cluster's journal, in order.
 fn records_in(cluster: &Cluster) -> Vec<Vec<u8>> {
-    let url = cluster.url("postgres");
-    std::thread::spawn(move || {
-        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        db.query("SELECT record FROM fundtrail_records ORDER BY seq", &[])
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect()
-    })
-    .join()
-    .unwrap()
+    common::pg_records(&cluster.url("postgres"))
+        .into_iter()
+        .map(|(_, record)| record)
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -65,24 +65,6 @@ fn open(data_dir: &Path, cluster: &Cluster) -> Arc<Engine> {
     .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 
-/// Every record in the database, by seq, read on a thread of its own.
-fn records_in(cluster: &Cluster) -> Vec<(i64, Vec<u8>)> {
-    let url = cluster.url("postgres");
-    std::thread::spawn(move || {
-        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        db.query(
-            "SELECT seq, record FROM fundtrail_records ORDER BY seq",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
-    })
-    .join()
-    .unwrap()
-}
-
 /// The bytes the server must have stored for an acknowledged post.
 fn acknowledged_record(signed: &pb::SignedRequest, answer: &pb::PostResponse) -> Vec<u8> {
     pb::Record {
@@ -210,9 +192,9 @@ async fn a_failover_to_the_most_advanced_standby_keeps_every_acknowledged_record
     // fundtrail restarts against the promoted standby.
     let server = TestServer::serve(open(dir.path(), new_primary), dir.path(), unmetered()).await;
     let mut client = server.client().await;
-    let stored = records_in(new_primary);
+    let stored = pg_records(&new_primary.url("postgres"));
     for (i, (seq, _)) in stored.iter().enumerate() {
-        assert_eq!(*seq, i as i64, "no gap in the seqs");
+        assert_eq!(*seq, i as u64, "no gap in the seqs");
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= ACKED_BEFORE_KILL);

@@ -28,25 +28,6 @@ fn open(data_dir: &Path, url: &str) -> Arc<Engine> {
     .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 
-/// (seq, record) of every row, read on a thread of its own: the driver
-/// may not be called from inside the test's runtime.
-fn records_in(url: &str) -> Vec<(u64, Vec<u8>)> {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-        db.query(
-            "SELECT seq, record FROM fundtrail_records ORDER BY seq",
-            &[],
-        )
-        .unwrap()
-        .iter()
-        .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
-        .collect()
-    })
-    .join()
-    .unwrap()
-}
-
 /// (tree size, note with cosignatures) of every checkpoint in the database.
 fn notes_in(url: &str) -> Vec<(u64, String)> {
     let url = url.to_string();
@@ -100,7 +81,7 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     assert!(notes.windows(2).all(|w| w[0].0 < w[1].0));
 
     // Every record is in the database, in order, under its own seq.
-    let stored = records_in(&url);
+    let stored = pg_records(&url);
     assert_eq!(stored.len() as u64, count);
     for (i, (seq, bytes)) in stored.iter().enumerate() {
         assert_eq!(*seq, i as u64);
@@ -127,7 +108,7 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     .await;
     assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_500_00);
     server.stop().await;
-    assert_eq!(records_in(&url).len() as u64, count + 1);
+    assert_eq!(pg_records(&url).len() as u64, count + 1);
 
     // A database that lost signed records (restored from an old backup,
     // or a standby promoted without them) is refused, naming them.
@@ -241,7 +222,7 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
     }
     let posted = (2 * CLIENTS_PER_NODE * POSTS_PER_CLIENT) as u64;
 
-    let stored = records_in(&url);
+    let stored = pg_records(&url);
     assert_eq!(
         stored.len() as u64,
         before + posted,
@@ -280,7 +261,7 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
         )
         .await;
     }
-    let count = records_in(&url).len() as u64;
+    let count = pg_records(&url).len() as u64;
     let info = ledger_info(&mut client_a).await;
     assert_eq!(info.record_count, count);
     assert!(info.writable);
@@ -291,7 +272,7 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
 
     // Every checkpoint either node signed is a prefix of the one log.
     let mut tree = fundtrail_tlog::MemoryHashes::new();
-    for (_, record) in records_in(&url) {
+    for (_, record) in pg_records(&url) {
         tree.append(&record).unwrap();
     }
     for (size, note) in notes_in(&url) {

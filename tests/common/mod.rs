@@ -1,5 +1,5 @@
 //! Shared set-up for the end-to-end tests: a real server (in this process) on
-//! a real sled directory, reached over real gRPC on a loopback port.
+//! a real data directory, reached over real gRPC on a loopback port.
 
 #![allow(dead_code)]
 
@@ -550,4 +550,24 @@ pub fn sign_read(
 /// 16 fresh random bytes in hex, for a read signature.
 pub fn fresh_nonce() -> String {
     hex::encode(rand::random::<[u8; 16]>())
+}
+
+/// (seq, record) of every row of a PostgreSQL journal at `url`, in order,
+/// read on a thread of its own: the driver may not be called from inside
+/// the test's runtime.
+pub fn pg_records(url: &str) -> Vec<(u64, Vec<u8>)> {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let mut db = postgres::Client::connect(&url, postgres::NoTls).expect("connect");
+        db.query(
+            "SELECT seq, record FROM fundtrail_records ORDER BY seq",
+            &[],
+        )
+        .expect("read the records")
+        .iter()
+        .map(|row| (row.get::<_, i64>(0) as u64, row.get(1)))
+        .collect()
+    })
+    .join()
+    .expect("read the records")
 }

@@ -37,6 +37,21 @@ impl PgCheckpoints {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    /// The newest stored checkpoint's note, with its cosignature lines.
+    pub fn newest_note(&self) -> Result<Option<String>, PgError> {
+        let row = self.conn.run(|client| {
+            client.query_opt(
+                "SELECT c.note || coalesce(string_agg(s.line, '' ORDER BY s.witness), '')
+                 FROM fundtrail_checkpoints c
+                 LEFT JOIN fundtrail_cosignatures s USING (tree_size)
+                 WHERE c.tree_size = (SELECT max(tree_size) FROM fundtrail_checkpoints)
+                 GROUP BY c.tree_size, c.note",
+                &[],
+            )
+        })??;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// The size and root of the newest stored checkpoint, as stored (its
     /// signature is checked by whoever opens its note).
     pub fn newest(&self) -> Result<Option<(u64, Hash)>, PgError> {

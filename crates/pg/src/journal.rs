@@ -111,6 +111,35 @@ impl PgJournal {
         self.size
     }
 
+    /// For a reader (a replica): reads, and scans, up to record
+    /// `size - 1` from now on. False, and nothing changed, while the table
+    /// does not hold that record yet (a standby that has not replayed it).
+    pub fn read_up_to(&mut self, size: u64) -> Result<bool, PgError> {
+        if self.frontier.is_some() {
+            return Err(PgError::Refused(
+                "a writer's journal follows its own head, not a size".into(),
+            ));
+        }
+        let Some(last) = size.checked_sub(1) else {
+            (self.size, self.end) = (0, 0);
+            return Ok(true);
+        };
+        let last = to_i64(last)?;
+        let row = self.conn.run(move |client| {
+            client.query_opt(
+                "SELECT location, octet_length(record) FROM fundtrail_records WHERE seq = $1",
+                &[&last],
+            )
+        })??;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let (location, len): (i64, i32) = (row.get(0), row.get(1));
+        self.size = size;
+        self.end = to_u64(location) + FRAME_HEADER_BYTES + u64::from(len.unsigned_abs());
+        Ok(true)
+    }
+
     /// Reads the head and the records after those this writer holds, and
     /// checks them: each sits at its seq and location and hashes to its
     /// stored leaf hash, the tree of all of them has the head's root, and,

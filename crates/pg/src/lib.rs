@@ -34,9 +34,37 @@ pub use lease::{holder_name, Lease, LEASE_MS_MIN};
 /// role that owns the tables.
 pub const FORMAT_VERSION: i32 = 2;
 
+/// The tables format 2 added to format 1: checkpoints, cosignatures and
+/// the lease. A macro, so that both statements below are one literal.
+macro_rules! tables_new_in_format_2 {
+    () => {
+        "
+CREATE TABLE fundtrail_checkpoints (
+    tree_size bigint PRIMARY KEY CHECK (tree_size >= 0),
+    root_hash bytea NOT NULL CHECK (octet_length(root_hash) = 32),
+    note      text NOT NULL
+);
+CREATE TABLE fundtrail_cosignatures (
+    tree_size bigint NOT NULL REFERENCES fundtrail_checkpoints (tree_size),
+    witness   text NOT NULL,
+    line      text NOT NULL,
+    PRIMARY KEY (tree_size, witness)
+);
+CREATE TABLE fundtrail_lease (
+    only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    holder     text,
+    epoch      bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
+    expires_at timestamptz NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO fundtrail_lease DEFAULT VALUES;
+"
+    };
+}
+
 /// The tables, created by [`PgJournal::create`]. docs/postgres.md says
 /// which grants the server's role needs.
-pub const SCHEMA_SQL: &str = "
+pub const SCHEMA_SQL: &str = concat!(
+    "
 CREATE TABLE fundtrail_ledger (
     ledger_id      text PRIMARY KEY,
     format_version integer NOT NULL
@@ -53,31 +81,15 @@ CREATE TABLE fundtrail_head (
     end_location bigint NOT NULL CHECK (end_location >= 0),
     root_hash    bytea CHECK (octet_length(root_hash) = 32)
 );
-CREATE TABLE fundtrail_checkpoints (
-    tree_size bigint PRIMARY KEY CHECK (tree_size >= 0),
-    root_hash bytea NOT NULL CHECK (octet_length(root_hash) = 32),
-    note      text NOT NULL
-);
-CREATE TABLE fundtrail_cosignatures (
-    tree_size bigint NOT NULL REFERENCES fundtrail_checkpoints (tree_size),
-    witness   text NOT NULL,
-    line      text NOT NULL,
-    PRIMARY KEY (tree_size, witness)
-);
-CREATE TABLE fundtrail_lease (
-    only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    holder     text,
-    epoch      bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
-    expires_at timestamptz NOT NULL DEFAULT '-infinity'
-);
 INSERT INTO fundtrail_head (size, end_location, root_hash)
     VALUES (0, 0, sha256(''::bytea));
-INSERT INTO fundtrail_lease DEFAULT VALUES;
-";
+",
+    tables_new_in_format_2!()
+);
 
 /// The grants the server's role needs, and no more: records, checkpoints
 /// and cosignatures are only inserted; the head and the lease are updated.
-/// docs/postgres.md shows them for a role named `fundtrail`.
+/// docs/postgres.md shows them for a role named `fundtrail_app`.
 pub fn grants_sql(role: &str) -> String {
     format!(
         "GRANT SELECT ON fundtrail_ledger TO {role};
@@ -89,28 +101,13 @@ pub fn grants_sql(role: &str) -> String {
 /// What format 2 added to format 1. The head's root stays NULL until the
 /// first write after the upgrade, which the writer's check at opening
 /// computes from the records.
-const UPGRADE_FROM_1_SQL: &str = "
+const UPGRADE_FROM_1_SQL: &str = concat!(
+    "
 ALTER TABLE fundtrail_head ADD COLUMN root_hash bytea CHECK (octet_length(root_hash) = 32);
-CREATE TABLE fundtrail_checkpoints (
-    tree_size bigint PRIMARY KEY CHECK (tree_size >= 0),
-    root_hash bytea NOT NULL CHECK (octet_length(root_hash) = 32),
-    note      text NOT NULL
-);
-CREATE TABLE fundtrail_cosignatures (
-    tree_size bigint NOT NULL REFERENCES fundtrail_checkpoints (tree_size),
-    witness   text NOT NULL,
-    line      text NOT NULL,
-    PRIMARY KEY (tree_size, witness)
-);
-CREATE TABLE fundtrail_lease (
-    only_row   boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    holder     text,
-    epoch      bigint NOT NULL DEFAULT 0 CHECK (epoch >= 0),
-    expires_at timestamptz NOT NULL DEFAULT '-infinity'
-);
-INSERT INTO fundtrail_lease DEFAULT VALUES;
 UPDATE fundtrail_ledger SET format_version = 2;
-";
+",
+    tables_new_in_format_2!()
+);
 
 /// How this process reaches its databases over TLS, once set.
 static TLS: std::sync::OnceLock<tokio_postgres_rustls::MakeRustlsConnect> =
@@ -144,6 +141,29 @@ pub fn use_root_certificates(ca_pem: &std::path::Path) -> Result<(), PgError> {
     .with_no_client_auth();
     TLS.set(tokio_postgres_rustls::MakeRustlsConnect::new(config))
         .map_err(|_| refuse("the database CA was already set for this process".into()))
+}
+
+/// The hosts and database a connection string names, never its password:
+/// for logs and status lines.
+pub fn target_of(url: &str) -> String {
+    match url.parse::<postgres::Config>() {
+        Ok(config) => {
+            let hosts: Vec<String> = config
+                .get_hosts()
+                .iter()
+                .map(|host| match host {
+                    postgres::config::Host::Tcp(name) => name.clone(),
+                    postgres::config::Host::Unix(path) => path.display().to_string(),
+                })
+                .collect();
+            format!(
+                "database {} on {}",
+                config.get_dbname().unwrap_or("postgres"),
+                hosts.join(",")
+            )
+        }
+        Err(_) => "a database whose connection string does not parse".into(),
+    }
 }
 
 /// Why a PostgreSQL journal cannot be created or opened.

@@ -33,17 +33,7 @@ impl Cluster {
     /// A cluster started with `settings` in its postgresql.conf.
     pub fn start_with(settings: &[(&str, &str)]) -> Cluster {
         let cluster = Cluster::new_dir();
-        as_postgres(
-            &cluster.bin.join("initdb"),
-            &[
-                "-D",
-                path_str(&cluster.data()),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-        );
+        cluster.initdb();
         cluster.configure(settings);
         cluster.start_server();
         cluster
@@ -55,17 +45,7 @@ impl Cluster {
     /// connect, over the Unix socket.
     pub fn start_tls(cert_pem: &Path, key_pem: &Path) -> Cluster {
         let cluster = Cluster::new_dir();
-        as_postgres(
-            &cluster.bin.join("initdb"),
-            &[
-                "-D",
-                path_str(&cluster.data()),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "--no-sync",
-            ],
-        );
+        cluster.initdb();
         for (from, to) in [(cert_pem, "server.crt"), (key_pem, "server.key")] {
             let to = cluster.data().join(to);
             std::fs::copy(from, &to).expect("copy the TLS files");
@@ -197,6 +177,20 @@ impl Cluster {
             bin: server_bin_dir(),
             port: free_port(),
         }
+    }
+
+    fn initdb(&self) {
+        as_postgres(
+            &self.bin.join("initdb"),
+            &[
+                "-D",
+                path_str(&self.data()),
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+            ],
+        );
     }
 
     fn data(&self) -> PathBuf {

@@ -155,7 +155,9 @@ struct Inner {
 }
 
 pub struct Checkpoints {
-    signer: NoteSigner,
+    /// The log's key; `None` on a replica, which only adopts checkpoints
+    /// the log signed ([`Checkpoints::adopt`]).
+    signer: Option<NoteSigner>,
     verifier: NoteVerifier,
     origin: String,
     inner: Mutex<Inner>,
@@ -173,12 +175,34 @@ impl Checkpoints {
         origin: String,
         shared: Option<Box<dyn CheckpointStore>>,
     ) -> Result<Checkpoints, String> {
+        let verifier = signer.verifier();
+        Checkpoints::open_with(data_dir, ledger_id, Some(signer), verifier, origin, shared)
+    }
+
+    /// The checkpoints of a replica: those of the log whose key `verifier`
+    /// holds that it adopted, kept in the checkpoint log of `data_dir`.
+    pub fn open_replica(
+        data_dir: &Path,
+        ledger_id: &str,
+        verifier: NoteVerifier,
+        origin: String,
+    ) -> Result<Checkpoints, String> {
+        Checkpoints::open_with(data_dir, ledger_id, None, verifier, origin, None)
+    }
+
+    fn open_with(
+        data_dir: &Path,
+        ledger_id: &str,
+        signer: Option<NoteSigner>,
+        verifier: NoteVerifier,
+        origin: String,
+        shared: Option<Box<dyn CheckpointStore>>,
+    ) -> Result<Checkpoints, String> {
         let file =
             Journal::open_or_create(&FileStore::path(data_dir), FileKind::Checkpoints, ledger_id)
                 .map_err(|e| e.to_string())?;
         let mut stores = Vec::from_iter(shared);
         stores.push(Box::new(FileStore(file)));
-        let verifier = signer.verifier();
         let mut by_size: BTreeMap<u64, Signed> = BTreeMap::new();
         for store in &stores {
             for text in store.notes()? {
@@ -262,7 +286,11 @@ impl Checkpoints {
             tree_size,
             root_hash,
         };
-        let note = sign_checkpoint(&checkpoint, &self.signer)
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or_else(|| Fault::new("a replica signs no checkpoints"))?;
+        let note = sign_checkpoint(&checkpoint, signer)
             .map_err(|e| Fault::new(format!("cannot sign: {e}")))?;
         let signed = Signed {
             checkpoint,
@@ -279,6 +307,54 @@ impl Checkpoints {
         }
         inner.by_size.insert(tree_size, signed.clone());
         Ok(Some(signed))
+    }
+
+    /// Adopts a checkpoint the log signed (`note`, with any cosignatures),
+    /// as a replica does once its own tree reached it: the signature must
+    /// be the log's, `tree` must have the checkpoint's root at its size,
+    /// and it must extend the newest checkpoint adopted before. Returns it.
+    pub fn adopt(&self, note: &str, tree: &(impl HashReader + ?Sized)) -> Result<Signed, String> {
+        let signed = parse_stored(note, &self.verifier, &self.origin)?;
+        let checkpoint = &signed.checkpoint;
+        let root = tree_hash(checkpoint.tree_size, tree).map_err(|e| e.to_string())?;
+        if root != checkpoint.root_hash {
+            return Err(format!(
+                "the log signed a checkpoint of {} records whose root is not the root of those records",
+                checkpoint.tree_size
+            ));
+        }
+        let mut inner = self.lock();
+        if let Some(previous) = inner.by_size.values().next_back() {
+            let old = &previous.checkpoint;
+            if old.tree_size >= checkpoint.tree_size {
+                return Err(format!(
+                    "the log's newest checkpoint ({} records) is not newer than one adopted before ({} records)",
+                    checkpoint.tree_size, old.tree_size
+                ));
+            }
+            // Both roots are of this one tree; the proof shows it.
+            let proof =
+                prove_tree(checkpoint.tree_size, old.tree_size, tree).map_err(|e| e.to_string())?;
+            check_tree(&proof, checkpoint.tree_size, &root, old.tree_size, &old.root_hash)
+                .map_err(|e| {
+                    format!(
+                        "the checkpoint of {} records is not consistent with the one of {} records adopted before: {e}",
+                        checkpoint.tree_size, old.tree_size
+                    )
+                })?;
+        }
+        for store in inner.stores.iter_mut() {
+            store
+                .add_checkpoint(&signed)
+                .map_err(|e| format!("cannot store the checkpoint: {e}"))?;
+            if let Some(witness) = signed.cosignatures.keys().next() {
+                store
+                    .add_cosignature(&signed, witness)
+                    .map_err(|e| format!("cannot store the cosignatures: {e}"))?;
+            }
+        }
+        inner.by_size.insert(checkpoint.tree_size, signed.clone());
+        Ok(signed)
     }
 
     /// Stores an accepted cosignature line for the checkpoint of `tree_size`.

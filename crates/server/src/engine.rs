@@ -40,6 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::access_log::AccessLog;
 use crate::checkpoints::{self, CheckpointPolicy, CheckpointStore, Checkpoints};
 use crate::checkpool::CheckPool;
+use crate::follow::ReplicaStatus;
 use crate::genesis::LOG_KEY_FILE_NAME;
 use crate::pipeline::{self, Inbox, PipelineParts, Progress, SequencerState};
 use crate::tokens::TokenSealer;
@@ -66,6 +67,9 @@ pub struct EngineConfig {
     /// With `journal_url`: hold the database's writer lease this long at a
     /// time (renewed while the server runs); `None` writes without one.
     pub journal_lease_ms: Option<u64>,
+    /// A PostgreSQL connection string: run as a verifying replica of the
+    /// ledger kept there (crate::follow), taking no writes.
+    pub follow_db: Option<String>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -89,6 +93,7 @@ impl EngineConfig {
             scrub_on_start: true,
             journal_url: None,
             journal_lease_ms: Some(JOURNAL_LEASE_MS_DEFAULT),
+            follow_db: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -174,6 +179,7 @@ struct Threads {
     pipeline: Vec<JoinHandle<()>>,
     checkpointer: Option<JoinHandle<()>>,
     scrub: Option<JoinHandle<()>>,
+    follower: Option<JoinHandle<()>>,
 }
 
 /// A request handed to the sequencer, its answer to come; or refused.
@@ -215,6 +221,9 @@ pub struct Engine {
     /// The sequencer's queue; `None` once shut down.
     tx: Mutex<Option<mpsc::Sender<Inbox>>>,
     checkpoints: Arc<Checkpoints>,
+    data_dir: PathBuf,
+    /// On a replica, what it says about its following.
+    replica: Option<Arc<ReplicaStatus>>,
     /// Set at shutdown: background work stops at its next step.
     stopping: Arc<AtomicBool>,
     threads: Mutex<Threads>,
@@ -277,6 +286,75 @@ pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Resu
     stores.shared_checkpoints = Some(Box::new(shared));
     Ok(stores)
 }
+
+/// Opens the ledger kept in the PostgreSQL database at `url` to read, as a
+/// replica, and the derived state of `data_dir`. The journal reads only as
+/// far as the state replayed (at least the genesis record); the follower
+/// moves it on, a verified checkpoint at a time.
+pub fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
+    if data_dir.join(JOURNAL_FILE_NAME).exists() {
+        return Err(format!(
+            "{} holds a file journal; a replica needs a data directory of its own",
+            data_dir.display()
+        ));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let in_db = |e: fundtrail_pg::PgError| format!("the ledger in PostgreSQL: {e}");
+    let mut journal = fundtrail_pg::PgJournal::open(url, None).map_err(in_db)?;
+    let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
+    let replayed = state.watermark().map_err(|e| e.to_string())?.record_count;
+    if !journal.read_up_to(replayed.max(1)).map_err(in_db)? {
+        return Err(format!(
+            "the database holds fewer than the {replayed} records this replica replayed: it is an older copy of the ledger"
+        ));
+    }
+    Ok(Stores {
+        journal: Box::new(journal),
+        state: Arc::new(state),
+        shared_checkpoints: None,
+    })
+}
+
+/// A replica's own key (its access log, page tokens and household
+/// pseudonyms; created at first start) and the checkpoints it adopted,
+/// checked against the log key of the genesis record it replayed.
+fn open_replica_keys(
+    data_dir: &Path,
+    meta: &LedgerMeta,
+) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
+    let path = data_dir.join(REPLICA_KEY_FILE_NAME);
+    if !path.exists() {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+        fundtrail_store::secret::write_secret_file(
+            &path,
+            fundtrail_core::keyfile::KeyFile::new("replica", &key)
+                .to_json()
+                .as_bytes(),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (_, key) = fundtrail_core::keyfile::KeyFile::from_json(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let pseudonym_key = fundtrail_core::access::pseudonym_key(&key.to_bytes());
+    let tokens = TokenSealer::new(&fundtrail_core::access::derived_key(
+        &key.to_bytes(),
+        "page-token-key",
+    ));
+    let origin = checkpoint_origin(&meta.ledger_id);
+    let access_log = AccessLog::open(data_dir, &meta.ledger_id, &format!("{origin}/replica"), key)?;
+    let log_key = ed25519_dalek::VerifyingKey::from_bytes(&meta.log_public_key)
+        .map_err(|e| format!("the genesis record's log key is not a key: {e}"))?;
+    let verifier = fundtrail_tlog::NoteVerifier::new(&origin, log_key)
+        .map_err(|e| format!("bad log key: {e}"))?;
+    let checkpoints = Checkpoints::open_replica(data_dir, &meta.ledger_id, verifier, origin)?;
+    Ok((checkpoints, pseudonym_key, access_log, tokens))
+}
+
+/// A replica's own key file in its data directory.
+pub const REPLICA_KEY_FILE_NAME: &str = "replica.key";
 
 /// The newest checkpoint in the database or the local checkpoint log, as
 /// (size, root); refused when the two hold different checkpoints of the
@@ -361,9 +439,10 @@ impl Engine {
     /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
-        let stores = match &config.journal_url {
-            Some(url) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
-            None => open_file_stores(&config.data_dir)?,
+        let stores = match (&config.follow_db, &config.journal_url) {
+            (Some(url), _) => open_replica_stores(&config.data_dir, url)?,
+            (None, Some(url)) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
+            (None, None) => open_file_stores(&config.data_dir)?,
         };
         Engine::open_with(config, stores)
     }
@@ -401,8 +480,12 @@ impl Engine {
                 meta.ledger_id
             ));
         }
-        let (checkpoints, pseudonym_key, access_log, tokens) =
-            open_checkpoints(&config.data_dir, &meta, shared_checkpoints)?;
+        let replica = config.follow_db.is_some();
+        let (checkpoints, pseudonym_key, access_log, tokens) = if replica {
+            open_replica_keys(&config.data_dir, &meta)?
+        } else {
+            open_checkpoints(&config.data_dir, &meta, shared_checkpoints)?
+        };
         let checkpoints = Arc::new(checkpoints);
         let recovery = match recovery {
             Some(reason) => Some(reason),
@@ -413,7 +496,7 @@ impl Engine {
                 watermark.record_count,
             )?,
         };
-        if recovery.is_none() {
+        if recovery.is_none() && !replica {
             checkpoints
                 .sign(watermark.record_count, state.as_ref())
                 .map_err(|e| e.to_string())?;
@@ -422,7 +505,19 @@ impl Engine {
             warn!(%reason, "serving read-only");
         }
         info!(ledger_id = %meta.ledger_id, records = watermark.record_count, "ledger open");
-        let record_count = Arc::new(AtomicU64::new(watermark.record_count));
+        // A replica serves what it verified: up to the newest checkpoint it
+        // adopted (its state may hold more, replayed but not yet covered).
+        let served = match checkpoints.latest().filter(|_| replica) {
+            Some(adopted) => adopted.checkpoint.tree_size.min(watermark.record_count),
+            None => watermark.record_count,
+        };
+        let replica_status = replica.then(|| Arc::new(ReplicaStatus::default()));
+        let recovery = match (recovery, replica) {
+            (None, true) => Some("a replica: it takes no writes".to_string()),
+            (recovery, _) => recovery,
+        };
+        let following = replica && recovery.as_deref() == Some("a replica: it takes no writes");
+        let record_count = Arc::new(AtomicU64::new(served));
         let gate = WriteGate::new(recovery);
         let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE_MAX);
         let (checkpoint_due, checkpoint_wait) = std::sync::mpsc::channel::<()>();
@@ -437,7 +532,7 @@ impl Engine {
             .name("checkpointer".into())
             .spawn(move || checkpointer.run(checkpoint_wait))
             .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
-        let indexed = Arc::new(Progress::new(watermark.record_count));
+        let indexed = Arc::new(Progress::new(served));
         let sequencer_state = SequencerState::load(state.clone())
             .map_err(|e| format!("cannot load the sequencer's state: {e}"))?;
         let pipeline = pipeline::start(
@@ -476,14 +571,25 @@ impl Engine {
             gate,
             tx: Mutex::new(Some(tx)),
             checkpoints,
+            data_dir: config.data_dir.clone(),
+            replica: replica_status.clone(),
             stopping: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Threads {
                 pipeline,
                 checkpointer: Some(checkpointer),
                 scrub: None,
+                follower: None,
             }),
         });
-        if config.scrub_on_start {
+        if let (Some(url), Some(status), true) = (&config.follow_db, replica_status, following) {
+            let (followed, url) = (engine.clone(), url.clone());
+            let follower = std::thread::Builder::new()
+                .name("follower".into())
+                .spawn(move || crate::follow::run(followed, url, status))
+                .map_err(|e| format!("cannot start the follower: {e}"))?;
+            engine.lock_threads().follower = Some(follower);
+        }
+        if config.scrub_on_start && !replica {
             let scrubbed = engine.clone();
             let scrub = std::thread::Builder::new()
                 .name("scrub".into())
@@ -519,11 +625,11 @@ impl Engine {
         // The sequencer ends when its queue closes, each later stage of the
         // pipeline when the one before it has; the checkpointer when the
         // journal writer is gone; the scrub at its next record.
-        for handle in threads
-            .pipeline
-            .into_iter()
-            .chain([threads.checkpointer, threads.scrub].into_iter().flatten())
-        {
+        for handle in threads.pipeline.into_iter().chain(
+            [threads.checkpointer, threads.scrub, threads.follower]
+                .into_iter()
+                .flatten(),
+        ) {
             if handle.join().is_err() {
                 warn!("a background thread panicked");
             }
@@ -551,6 +657,32 @@ impl Engine {
 
     pub fn meta(&self) -> &LedgerMeta {
         &self.meta
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Why the ledger takes no writes, if it takes none: on a replica, what
+    /// it says about its following (how far it verified, or why it stopped).
+    pub fn read_only_reason(&self) -> Option<String> {
+        match &self.replica {
+            Some(status) => Some(status.get())
+                .filter(|s| !s.is_empty())
+                .or(self.gate.reason()),
+            None => self.gate.reason(),
+        }
+    }
+
+    /// On a replica, what it says about its following.
+    pub fn replica_status(&self) -> Option<&ReplicaStatus> {
+        self.replica.as_deref()
+    }
+
+    /// A replica verified up to `count` records: queries see them.
+    pub(crate) fn advance_replica(&self, count: u64) {
+        self.record_count.store(count, Ordering::Release);
+        self.indexed.advance(count);
     }
 
     pub fn state(&self) -> &dyn StateStore {

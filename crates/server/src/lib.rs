@@ -21,6 +21,7 @@ pub mod checkpoints;
 mod checkpool;
 pub mod crash;
 pub mod engine;
+pub mod follow;
 pub mod genesis;
 pub mod jurisdiction;
 pub mod pipeline;

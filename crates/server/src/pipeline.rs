@@ -243,7 +243,7 @@ impl Progress {
         *self.count.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn advance(&self, count: u64) {
+    pub(crate) fn advance(&self, count: u64) {
         let mut held = self.count.lock().unwrap_or_else(|e| e.into_inner());
         assert!(count >= *held, "progress never goes back");
         *held = count;

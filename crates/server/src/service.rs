@@ -740,7 +740,7 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::LedgerInfo>, Status> {
         jurisdiction::blocking(self.engine.clone(), |engine| {
             let meta = engine.meta();
-            let reason = engine.gate().reason();
+            let reason = engine.read_only_reason();
             // The rules version moves with UpgradeRules records: read it now.
             let rules_version = engine
                 .state()
