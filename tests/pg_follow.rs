@@ -113,6 +113,13 @@ async fn a_replica_of_a_standby_catches_up_under_load_and_agrees_with_the_writer
     let newest = checkpoint_of_all(&writer, &mut client).await;
     verified(&replica, newest.tree_size).await;
 
+    // Caught up: no lag between what it verified and what the log signed.
+    let mut status = replica.engine.replica_status().unwrap().subscribe();
+    let newest_size = format!("newest checkpoint is of {} records", newest.tree_size);
+    tokio::time::timeout(CATCH_UP, status.wait_for(|s| s.contains(&newest_size)))
+        .await
+        .expect("the status names the upstream's newest checkpoint")
+        .unwrap();
     let info = ledger_info(&mut replica_client).await;
     assert_eq!(info.record_count, newest.tree_size);
     assert!(!info.writable);

@@ -77,13 +77,16 @@ pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) 
         };
         let verified = engine.record_count();
         match step {
-            Ok(true) => {
+            Ok(advanced) => {
+                // The lag is the difference of the two sizes.
+                let newest = follower.as_ref().map_or(verified, |f| f.upstream_newest);
                 status.set(format!(
-                    "a replica of {upstream}: it takes no writes; verified up to the checkpoint of {verified} records"
+                    "a replica of {upstream}: it takes no writes; verified up to the checkpoint of {verified} records; the upstream's newest checkpoint is of {newest} records"
                 ));
-                continue;
+                if advanced {
+                    continue;
+                }
             }
-            Ok(false) => {}
             Err(Stop::Wait(why)) => {
                 status.set(format!(
                     "a replica of {upstream}: it takes no writes; verified up to the checkpoint of {verified} records; cannot follow now: {why}"
@@ -109,6 +112,8 @@ pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) 
 
 /// The upstream's tables, read.
 struct Follower {
+    /// The size of the newest checkpoint the upstream showed.
+    upstream_newest: u64,
     journal: PgJournal,
     reader: Arc<dyn fundtrail_store::RecordReader>,
     checkpoints: PgCheckpoints,
@@ -121,6 +126,7 @@ impl Follower {
         let reader = journal.reader().map_err(|e| e.to_string())?;
         let checkpoints = PgCheckpoints::open(url).map_err(|e| e.to_string())?;
         Ok(Follower {
+            upstream_newest: 0,
             journal,
             reader,
             checkpoints,
@@ -149,6 +155,7 @@ fn step(engine: &Engine, follower: &mut Follower) -> Result<bool, Stop> {
             "the upstream's newest checkpoint is malformed: {e}\n\n{note}"
         ))
     })?;
+    follower.upstream_newest = checkpoint.tree_size;
     let verified = engine.record_count();
     if checkpoint.tree_size <= verified {
         // Not newer: it must still be a checkpoint of this replica's tree.
