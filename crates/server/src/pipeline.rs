@@ -422,6 +422,8 @@ pub(crate) struct PipelineParts {
     /// The sequencer's queue, to wake it for a resync (weak: the queue
     /// still closes when the engine drops its sender).
     pub wake: mpsc::WeakSender<Inbox>,
+    /// Counts resyncs: another writer's records replayed into the state.
+    pub resyncs: Arc<AtomicU64>,
 }
 
 /// Starts the sequencer, the journal writer and the indexer. The
@@ -457,6 +459,7 @@ pub(crate) fn start(
         superseded,
         held: Vec::new(),
         resyncs_in_a_row: 0,
+        resyncs: parts.resyncs,
         derived: parts.derived.clone(),
         reader: parts.reader,
         indexed: parts.indexed.clone(),
@@ -768,6 +771,7 @@ struct JournalWriter {
     /// Requests of batches held back since, oldest first.
     held: Vec<(oneshot::Sender<Answer>, Resubmit)>,
     resyncs_in_a_row: u32,
+    resyncs: Arc<AtomicU64>,
     derived: Arc<dyn StateStore>,
     reader: Arc<dyn RecordReader>,
     indexed: Arc<Progress>,
@@ -852,6 +856,7 @@ impl JournalWriter {
         self.record_count
             .store(watermark.record_count, Ordering::Release);
         self.indexed.advance(watermark.record_count);
+        self.resyncs.fetch_add(1, Ordering::AcqRel);
         let _ = self.checkpoint_due.send(());
         Ok(Resynced {
             watermark,
