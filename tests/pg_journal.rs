@@ -197,9 +197,6 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
             checkpoints: fast_checkpoints(),
             journal_url: Some(url.clone()),
             journal_lease_ms: None,
-            // The start-up scrub can race a node's first catch-up (see the
-            // closing note of this session): off until that is fixed.
-            scrub_on_start: false,
             ..EngineConfig::new(dir)
         })
         .unwrap_or_else(|e| panic!("engine did not open: {e}"))

@@ -533,7 +533,7 @@ impl Engine {
             .spawn(move || checkpointer.run(checkpoint_wait))
             .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
         let indexed = Arc::new(Progress::new(served));
-        let resyncs = Arc::new(AtomicU64::new(0));
+        let resyncs = Arc::new(crate::pipeline::Resyncs::default());
         let sequencer_state = SequencerState::load(state.clone())
             .map_err(|e| format!("cannot load the sequencer's state: {e}"))?;
         let pipeline = pipeline::start(
@@ -596,11 +596,11 @@ impl Engine {
             let scrub = std::thread::Builder::new()
                 .name("scrub".into())
                 .spawn(move || {
-                    let resyncs_before = resyncs.load(Ordering::Acquire);
+                    let stamp = resyncs.stamp();
                     let report = crate::verify::scrub(&scrubbed);
                     // Another writer's records replayed into the state while
                     // the scrub compared it: a difference proves nothing.
-                    let overtaken = resyncs.load(Ordering::Acquire) != resyncs_before;
+                    let overtaken = !resyncs.quiet_since(stamp);
                     match report.problem {
                         Some(problem) if overtaken => warn!(
                             %problem,

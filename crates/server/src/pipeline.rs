@@ -422,8 +422,36 @@ pub(crate) struct PipelineParts {
     /// The sequencer's queue, to wake it for a resync (weak: the queue
     /// still closes when the engine drops its sender).
     pub wake: mpsc::WeakSender<Inbox>,
-    /// Counts resyncs: another writer's records replayed into the state.
-    pub resyncs: Arc<AtomicU64>,
+    /// Marks resyncs: another writer's records replayed into the state.
+    pub resyncs: Arc<Resyncs>,
+}
+
+/// A sequence counter around resyncs, so a reader of the derived state (the
+/// scrub) can tell whether another writer's records were replayed while it
+/// read: odd while a resync runs, and two higher after each one.
+#[derive(Debug, Default)]
+pub struct Resyncs(AtomicU64);
+
+impl Resyncs {
+    /// The counter now, to pass to [`Resyncs::quiet_since`] later.
+    pub fn stamp(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Whether no resync ran at any time since `stamp` was taken.
+    pub fn quiet_since(&self, stamp: u64) -> bool {
+        stamp.is_multiple_of(2) && self.stamp() == stamp
+    }
+
+    fn begin(&self) {
+        let before = self.0.fetch_add(1, Ordering::AcqRel);
+        assert!(before.is_multiple_of(2), "one resync at a time");
+    }
+
+    fn end(&self) {
+        let before = self.0.fetch_add(1, Ordering::AcqRel);
+        assert!(!before.is_multiple_of(2), "a resync ends after it begins");
+    }
 }
 
 /// Starts the sequencer, the journal writer and the indexer. The
@@ -771,7 +799,7 @@ struct JournalWriter {
     /// Requests of batches held back since, oldest first.
     held: Vec<(oneshot::Sender<Answer>, Resubmit)>,
     resyncs_in_a_row: u32,
-    resyncs: Arc<AtomicU64>,
+    resyncs: Arc<Resyncs>,
     derived: Arc<dyn StateStore>,
     reader: Arc<dyn RecordReader>,
     indexed: Arc<Progress>,
@@ -810,6 +838,13 @@ impl JournalWriter {
     /// the derived state (as recovery does at start-up), once the indexer
     /// has finished this writer's own durable batches.
     fn resync(&mut self) -> Result<Resynced, String> {
+        self.resyncs.begin();
+        let resynced = self.replay_other_writer();
+        self.resyncs.end();
+        resynced
+    }
+
+    fn replay_other_writer(&mut self) -> Result<Resynced, String> {
         // The sequencer waits for the answer: nothing more arrives meanwhile.
         self.superseded.store(false, Ordering::Release);
         let held = std::mem::take(&mut self.held);
@@ -856,7 +891,6 @@ impl JournalWriter {
         self.record_count
             .store(watermark.record_count, Ordering::Release);
         self.indexed.advance(watermark.record_count);
-        self.resyncs.fetch_add(1, Ordering::AcqRel);
         let _ = self.checkpoint_due.send(());
         Ok(Resynced {
             watermark,
@@ -1014,5 +1048,28 @@ impl Indexer {
             }
         }
         info!("indexer stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Resyncs;
+
+    #[test]
+    fn a_stamp_is_quiet_only_if_no_resync_ran_or_was_running() {
+        let resyncs = Resyncs::default();
+        let idle = resyncs.stamp();
+        assert!(resyncs.quiet_since(idle));
+        resyncs.begin();
+        let during = resyncs.stamp();
+        assert!(!resyncs.quiet_since(idle), "a resync began after the stamp");
+        assert!(
+            !resyncs.quiet_since(during),
+            "the stamp fell inside a resync"
+        );
+        resyncs.end();
+        assert!(!resyncs.quiet_since(during));
+        let after = resyncs.stamp();
+        assert!(resyncs.quiet_since(after));
     }
 }
