@@ -21,6 +21,7 @@ use fundtrail_core::limits::{
     READ_COST_BURST_DEFAULT, READ_COST_MAX, READ_COST_PER_SECOND_DEFAULT, SIGNING_SKEW_MS_DEFAULT,
 };
 use fundtrail_server::engine::EngineConfig;
+use fundtrail_server::follow::{NodeUpstream, Upstream};
 use fundtrail_server::genesis::{self, RootOrg};
 
 #[derive(Parser)]
@@ -191,6 +192,36 @@ enum Command {
         /// (docs/postgres.md). DATA_DIR holds only its own state and key.
         #[arg(long, env = "FUNDTRAIL_FOLLOW_DB", value_name = "POSTGRES_URL", conflicts_with_all = ["journal", "demo"])]
         follow_db: Option<String>,
+        /// Run as a verifying replica of another fundtrail node (a writer or
+        /// a replica), over gRPC: it exports the log with --follow-key,
+        /// checks every record against the log's signed checkpoints,
+        /// replays it, and keeps the records it verified in its own
+        /// journal (docs/deploy.md). DATA_DIR holds only the replica's files.
+        #[arg(long, env = "FUNDTRAIL_FOLLOW", value_name = "URL", conflicts_with_all = ["journal", "demo", "follow_db"], requires = "follow_key")]
+        follow: Option<String>,
+        /// With --follow: the key file of an org that may export the whole
+        /// log (a MIRROR org, the root org, or an audit office at 000000).
+        #[arg(
+            long,
+            env = "FUNDTRAIL_FOLLOW_KEY",
+            value_name = "KEY_FILE",
+            requires = "follow"
+        )]
+        follow_key: Option<PathBuf>,
+        /// With --follow: the CA certificate (PEM) that signed the upstream's.
+        #[arg(
+            long,
+            env = "FUNDTRAIL_FOLLOW_CA",
+            value_name = "PEM",
+            requires = "follow"
+        )]
+        follow_ca: Option<PathBuf>,
+        /// With --follow: a client certificate (PEM) for an upstream that requires one…
+        #[arg(long, value_name = "PEM", requires = "follow_cert_key")]
+        follow_cert: Option<PathBuf>,
+        /// …and its private key (PEM).
+        #[arg(long, value_name = "PEM", requires = "follow_cert")]
+        follow_cert_key: Option<PathBuf>,
         /// With --demo: multiply the households (and their payments) by this.
         #[arg(long, default_value_t = 1, requires = "demo")]
         demo_scale: u32,
@@ -426,6 +457,11 @@ async fn run(command: Command) -> Result<()> {
             checkpoint_every_ms,
             lease_ms,
             follow_db,
+            follow,
+            follow_key,
+            follow_ca,
+            follow_cert,
+            follow_cert_key,
             tls_cert,
             tls_key,
             client_ca,
@@ -468,8 +504,21 @@ async fn run(command: Command) -> Result<()> {
                 bail!("--demo-scale must be between 1 and 100");
             }
             data.connect_securely()?;
+            let upstream = match (follow_db, follow, follow_key) {
+                (Some(url), _, _) => Some(Upstream::Database(url)),
+                (None, Some(url), Some(key)) => Some(Upstream::Node(Box::new(NodeUpstream {
+                    url,
+                    tls: TlsFiles {
+                        ca_cert: follow_ca,
+                        cert: follow_cert,
+                        key: follow_cert_key,
+                    },
+                    reader: Signer::from_key_file(&key)?,
+                }))),
+                _ => None,
+            };
             let created =
-                follow_db.is_none() && !genesis::exists_at(&data.data_dir, data.journal_at());
+                upstream.is_none() && !genesis::exists_at(&data.data_dir, data.journal_at());
             if created {
                 print_genesis(&data.init(&root)?);
             }
@@ -481,7 +530,7 @@ async fn run(command: Command) -> Result<()> {
                 },
                 journal_url: data.journal.clone(),
                 journal_lease_ms: (lease_ms > 0).then_some(lease_ms),
-                follow_db,
+                follow: upstream,
                 ..EngineConfig::new(data.data_dir.clone())
             };
             // Opening replays and checks the journal: off the async workers.

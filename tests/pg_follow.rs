@@ -15,7 +15,7 @@ use fundtrail_core::clock::SystemClock;
 use fundtrail_core::rules::Rules;
 use fundtrail_pgtest::Cluster;
 use fundtrail_server::engine::{Engine, EngineConfig};
-use fundtrail_server::follow::EVIDENCE_FILE_NAME;
+use fundtrail_server::follow::{Upstream, EVIDENCE_FILE_NAME};
 use fundtrail_server::genesis::{self, JournalAt, RootOrg};
 use prost::Message;
 
@@ -60,7 +60,7 @@ async fn replica(dir: &Path, writer_dir: &Path, url: &str) -> TestServer {
     std::fs::copy(writer_dir.join("root.key"), dir.join("root.key")).unwrap();
     let engine = Engine::open(EngineConfig {
         skew_ms_max: SKEW_MS_MAX,
-        follow_db: Some(url.to_string()),
+        follow: Some(Upstream::Database(url.to_string())),
         ..EngineConfig::new(dir)
     })
     .unwrap_or_else(|e| panic!("replica did not open: {e}"));

@@ -40,7 +40,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::access_log::AccessLog;
 use crate::checkpoints::{self, CheckpointPolicy, CheckpointStore, Checkpoints};
 use crate::checkpool::CheckPool;
-use crate::follow::ReplicaStatus;
+use crate::follow::{NodeUpstream, ReplicaStatus, Upstream};
 use crate::genesis::LOG_KEY_FILE_NAME;
 use crate::pipeline::{self, Inbox, PipelineParts, Progress, SequencerState};
 use crate::tokens::TokenSealer;
@@ -67,9 +67,9 @@ pub struct EngineConfig {
     /// With `journal_url`: hold the database's writer lease this long at a
     /// time (renewed while the server runs); `None` writes without one.
     pub journal_lease_ms: Option<u64>,
-    /// A PostgreSQL connection string: run as a verifying replica of the
-    /// ledger kept there (crate::follow), taking no writes.
-    pub follow_db: Option<String>,
+    /// Run as a verifying replica of this upstream (crate::follow), taking
+    /// no writes.
+    pub follow: Option<Upstream>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -93,7 +93,7 @@ impl EngineConfig {
             scrub_on_start: true,
             journal_url: None,
             journal_lease_ms: Some(JOURNAL_LEASE_MS_DEFAULT),
-            follow_db: None,
+            follow: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -316,6 +316,29 @@ pub fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String>
     })
 }
 
+/// Opens, as a replica of another fundtrail node, the replica's own
+/// journal file in `data_dir` (holding the records it verified; created
+/// with the upstream's genesis record at the first start) and its derived
+/// state.
+pub fn open_node_replica_stores(
+    data_dir: &Path,
+    upstream: &NodeUpstream,
+) -> Result<Stores, String> {
+    if data_dir.join(LOG_KEY_FILE_NAME).exists() {
+        return Err(format!(
+            "{} holds a ledger's log key; a replica needs a data directory of its own",
+            data_dir.display()
+        ));
+    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+    let path = data_dir.join(JOURNAL_FILE_NAME);
+    if !path.exists() {
+        crate::follow_node::fetch_genesis(upstream, &path)?;
+    }
+    open_file_stores(data_dir)
+}
+
 /// A replica's own key (its access log, page tokens and household
 /// pseudonyms; created at first start) and the checkpoints it adopted,
 /// checked against the log key of the genesis record it replayed.
@@ -439,8 +462,9 @@ impl Engine {
     /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
-        let stores = match (&config.follow_db, &config.journal_url) {
-            (Some(url), _) => open_replica_stores(&config.data_dir, url)?,
+        let stores = match (&config.follow, &config.journal_url) {
+            (Some(Upstream::Database(url)), _) => open_replica_stores(&config.data_dir, url)?,
+            (Some(Upstream::Node(node)), _) => open_node_replica_stores(&config.data_dir, node)?,
             (None, Some(url)) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
             (None, None) => open_file_stores(&config.data_dir)?,
         };
@@ -480,7 +504,7 @@ impl Engine {
                 meta.ledger_id
             ));
         }
-        let replica = config.follow_db.is_some();
+        let replica = config.follow.is_some();
         let (checkpoints, pseudonym_key, access_log, tokens) = if replica {
             open_replica_keys(&config.data_dir, &meta)?
         } else {
@@ -583,11 +607,11 @@ impl Engine {
                 follower: None,
             }),
         });
-        if let (Some(url), Some(status), true) = (&config.follow_db, replica_status, following) {
-            let (followed, url) = (engine.clone(), url.clone());
+        if let (Some(upstream), Some(status), true) = (&config.follow, replica_status, following) {
+            let (followed, upstream) = (engine.clone(), upstream.clone());
             let follower = std::thread::Builder::new()
                 .name("follower".into())
-                .spawn(move || crate::follow::run(followed, url, status))
+                .spawn(move || crate::follow::run(followed, upstream, status))
                 .map_err(|e| format!("cannot start the follower: {e}"))?;
             engine.lock_threads().follower = Some(follower);
         }

@@ -1,5 +1,6 @@
-//! A verifying replica: follows a ledger kept in PostgreSQL by reading its
-//! tables (a standby's, usually) and trusts nothing it reads. It moves from
+//! A verifying replica: follows a ledger by reading the tables it is kept
+//! in (in PostgreSQL, a standby's usually), or another fundtrail node over
+//! gRPC (crate::follow_node), and trusts nothing it reads. It moves from
 //! one signed checkpoint to the next: it takes the newest checkpoint the
 //! log signed, checks the signature against the log key of the genesis it
 //! replayed, replays every record up to that size with the same code as
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fundtrail_pg::{PgCheckpoints, PgJournal};
-use fundtrail_store::JournalStore;
+use fundtrail_store::{JournalStore, RecordReader};
+use fundtrail_tlog::Checkpoint;
 use tracing::{info, warn};
 
 use crate::engine::{recover, Engine};
@@ -51,25 +53,76 @@ impl ReplicaStatus {
     }
 }
 
+/// What a verifying replica follows.
+#[derive(Clone)]
+pub enum Upstream {
+    /// The tables of a ledger kept in PostgreSQL (a standby's, usually), at
+    /// this connection string, read with a SELECT-only role.
+    Database(String),
+    /// Another fundtrail node (a writer or a replica), over gRPC.
+    Node(Box<NodeUpstream>),
+}
+
+/// A fundtrail node to follow over gRPC.
+#[derive(Clone)]
+pub struct NodeUpstream {
+    pub url: String,
+    pub tls: fundtrail_client::TlsFiles,
+    /// A key of an org that may export the whole log (a MIRROR org, the
+    /// root org, or an audit office at `000000`): it signs the reads.
+    pub reader: fundtrail_client::Signer,
+}
+
+impl Upstream {
+    /// The upstream as the status names it: no password or key.
+    fn name(&self) -> String {
+        match self {
+            Upstream::Database(url) => fundtrail_pg::target_of(url),
+            Upstream::Node(node) => node.url.clone(),
+        }
+    }
+
+    fn connect(&self, engine: &Engine) -> Result<Box<dyn Source>, String> {
+        Ok(match self {
+            Upstream::Database(url) => Box::new(Tables::connect(url, engine)?),
+            Upstream::Node(node) => Box::new(crate::follow_node::Node::connect(node, engine)?),
+        })
+    }
+}
+
+/// Where a replica reads the upstream's checkpoints and records.
+pub(crate) trait Source {
+    /// The upstream's newest signed checkpoint, with any cosignatures.
+    fn newest_note(&mut self) -> Result<Option<String>, Stop>;
+
+    /// Makes the records up to `checkpoint`'s size readable from
+    /// [`Source::journal`]; false when the upstream does not have them yet.
+    fn fetch(&mut self, engine: &Engine, checkpoint: &Checkpoint, note: &str)
+        -> Result<bool, Stop>;
+
+    /// The journal recovery replays the fetched records from.
+    fn journal(&mut self) -> (&mut dyn JournalStore, &dyn RecordReader);
+}
+
 /// Why one step of following did not advance.
-enum Stop {
+pub(crate) enum Stop {
     /// The upstream is unreachable or behind: try again later.
     Wait(String),
     /// The upstream showed something that fails a check: stop for good.
     Evidence(String),
 }
 
-/// Follows the database at `url` until the engine stops or the upstream
-/// fails a check.
-pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) {
-    let upstream = fundtrail_pg::target_of(&url);
-    let mut follower = None;
+/// Follows `upstream` until the engine stops or the upstream fails a check.
+pub(crate) fn run(engine: Arc<Engine>, upstream: Upstream, status: Arc<ReplicaStatus>) {
+    let name = upstream.name();
+    let mut source: Option<Box<dyn Source>> = None;
+    let mut upstream_newest = 0;
     while !engine.is_stopping() {
-        let step = match &mut follower {
-            Some(follower) => step(&engine, follower),
-            None => match Follower::connect(&url, &engine) {
+        let step = match &mut source {
+            Some(source) => step(&engine, source.as_mut(), &mut upstream_newest),
+            None => match upstream.connect(&engine) {
                 Ok(connected) => {
-                    follower = Some(connected);
+                    source = Some(connected);
                     continue;
                 }
                 Err(why) => Err(Stop::Wait(why)),
@@ -79,9 +132,9 @@ pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) 
         match step {
             Ok(advanced) => {
                 // The lag is the difference of the two sizes.
-                let newest = follower.as_ref().map_or(verified, |f| f.upstream_newest);
+                let newest = upstream_newest.max(verified);
                 status.set(format!(
-                    "a replica of {upstream}: it takes no writes; verified up to the checkpoint of {verified} records; the upstream's newest checkpoint is of {newest} records"
+                    "a replica of {name}: it takes no writes; verified up to the checkpoint of {verified} records; the upstream's newest checkpoint is of {newest} records"
                 ));
                 if advanced {
                     continue;
@@ -89,9 +142,9 @@ pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) 
             }
             Err(Stop::Wait(why)) => {
                 status.set(format!(
-                    "a replica of {upstream}: it takes no writes; verified up to the checkpoint of {verified} records; cannot follow now: {why}"
+                    "a replica of {name}: it takes no writes; verified up to the checkpoint of {verified} records; cannot follow now: {why}"
                 ));
-                follower = None;
+                source = None;
             }
             Err(Stop::Evidence(evidence)) => {
                 warn!(%evidence, "stopped following");
@@ -100,7 +153,7 @@ pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) 
                     warn!(error = %e, "cannot write the evidence file");
                 }
                 status.set(format!(
-                    "a replica of {upstream} that stopped following at the checkpoint of {verified} records: the upstream failed a check (evidence in {EVIDENCE_FILE_NAME}): {}",
+                    "a replica of {name} that stopped following at the checkpoint of {verified} records: the upstream failed a check (evidence in {EVIDENCE_FILE_NAME}): {}",
                     evidence.lines().next().unwrap_or_default()
                 ));
                 return;
@@ -111,22 +164,19 @@ pub(crate) fn run(engine: Arc<Engine>, url: String, status: Arc<ReplicaStatus>) 
 }
 
 /// The upstream's tables, read.
-struct Follower {
-    /// The size of the newest checkpoint the upstream showed.
-    upstream_newest: u64,
+struct Tables {
     journal: PgJournal,
-    reader: Arc<dyn fundtrail_store::RecordReader>,
+    reader: Arc<dyn RecordReader>,
     checkpoints: PgCheckpoints,
 }
 
-impl Follower {
-    fn connect(url: &str, engine: &Engine) -> Result<Follower, String> {
+impl Tables {
+    fn connect(url: &str, engine: &Engine) -> Result<Tables, String> {
         let journal =
             PgJournal::open(url, Some(&engine.meta().ledger_id)).map_err(|e| e.to_string())?;
         let reader = journal.reader().map_err(|e| e.to_string())?;
         let checkpoints = PgCheckpoints::open(url).map_err(|e| e.to_string())?;
-        Ok(Follower {
-            upstream_newest: 0,
+        Ok(Tables {
             journal,
             reader,
             checkpoints,
@@ -134,11 +184,30 @@ impl Follower {
     }
 }
 
+impl Source for Tables {
+    fn newest_note(&mut self) -> Result<Option<String>, Stop> {
+        self.checkpoints
+            .newest_note()
+            .map_err(|e| Stop::Wait(e.to_string()))
+    }
+
+    fn fetch(&mut self, _: &Engine, checkpoint: &Checkpoint, _: &str) -> Result<bool, Stop> {
+        // A standby that has the checkpoint row has every record before
+        // it; one that does not yet has neither.
+        self.journal
+            .read_up_to(checkpoint.tree_size)
+            .map_err(|e| Stop::Wait(e.to_string()))
+    }
+
+    fn journal(&mut self) -> (&mut dyn JournalStore, &dyn RecordReader) {
+        (&mut self.journal, self.reader.as_ref())
+    }
+}
+
 /// Moves to the upstream's newest checkpoint if it is newer than the one
 /// verified; says whether it did.
-fn step(engine: &Engine, follower: &mut Follower) -> Result<bool, Stop> {
-    let wait = |e: &dyn std::fmt::Display| Stop::Wait(e.to_string());
-    let Some(note) = follower.checkpoints.newest_note().map_err(|e| wait(&e))? else {
+fn step(engine: &Engine, source: &mut dyn Source, upstream_newest: &mut u64) -> Result<bool, Stop> {
+    let Some(note) = source.newest_note()? else {
         return Ok(false);
     };
     let opened = fundtrail_tlog::open_note(
@@ -150,42 +219,32 @@ fn step(engine: &Engine, follower: &mut Follower) -> Result<bool, Stop> {
             "the upstream's newest checkpoint is not signed by the log: {e}\n\n{note}"
         ))
     })?;
-    let checkpoint = fundtrail_tlog::Checkpoint::parse(&opened.text).map_err(|e| {
+    let checkpoint = Checkpoint::parse(&opened.text).map_err(|e| {
         Stop::Evidence(format!(
             "the upstream's newest checkpoint is malformed: {e}\n\n{note}"
         ))
     })?;
-    follower.upstream_newest = checkpoint.tree_size;
+    *upstream_newest = checkpoint.tree_size;
     let verified = engine.record_count();
     if checkpoint.tree_size <= verified {
         // Not newer: it must still be a checkpoint of this replica's tree.
         let root = fundtrail_tlog::tree_hash(checkpoint.tree_size, engine.state())
             .map_err(|e| Stop::Wait(e.to_string()))?;
         if root != checkpoint.root_hash {
-            let adopted = engine
-                .checkpoints()
-                .get(checkpoint.tree_size)
-                .or_else(|| engine.checkpoints().latest())
-                .map(|signed| signed.note_with_cosignatures())
-                .unwrap_or_default();
             return Err(Stop::Evidence(format!(
-                "the log signed two different checkpoints: the upstream's of {} records has another root than this replica's verified tree\n\nThe upstream's checkpoint:\n{note}\nThe checkpoint this replica adopted:\n{adopted}",
-                checkpoint.tree_size
+                "the log signed two different checkpoints: the upstream's of {} records has another root than this replica's verified tree\n\n{}",
+                checkpoint.tree_size,
+                against_adopted(engine, checkpoint.tree_size, &note)
             )));
         }
         return Ok(false);
     }
-    if !follower
-        .journal
-        .read_up_to(checkpoint.tree_size)
-        .map_err(|e| wait(&e))?
-    {
-        // A standby that has the checkpoint row has every record before
-        // it; one that does not yet has neither.
+    if !source.fetch(engine, &checkpoint, &note)? {
         return Ok(false);
     }
     let state = engine.state();
-    match recover(&mut follower.journal, state, follower.reader.as_ref()) {
+    let (journal, reader) = source.journal();
+    match recover(journal, state, reader) {
         Ok(None) => {}
         Ok(Some(problem)) => {
             return Err(Stop::Evidence(format!(
@@ -210,4 +269,17 @@ fn step(engine: &Engine, follower: &mut Follower) -> Result<bool, Stop> {
         "verified up to a new checkpoint"
     );
     Ok(true)
+}
+
+/// The upstream's checkpoint `note` of `size` records next to the one this
+/// replica adopted at that size (or its newest): two signed checkpoints,
+/// the evidence of a fork.
+pub(crate) fn against_adopted(engine: &Engine, size: u64, note: &str) -> String {
+    let adopted = engine
+        .checkpoints()
+        .get(size)
+        .or_else(|| engine.checkpoints().latest())
+        .map(|signed| signed.note_with_cosignatures())
+        .unwrap_or_default();
+    format!("The upstream's checkpoint:\n{note}\nThe checkpoint this replica adopted:\n{adopted}")
 }

@@ -22,6 +22,7 @@ mod checkpool;
 pub mod crash;
 pub mod engine;
 pub mod follow;
+mod follow_node;
 pub mod genesis;
 pub mod jurisdiction;
 pub mod pipeline;
@@ -209,7 +210,12 @@ pub async fn serve_on(
         )
         .await
         .map_err(|e| format!("server failed: {e}"))?;
-    engine.shutdown();
+    // Joining the engine's threads blocks: off the async workers, which may
+    // still carry tasks other servers in this process need (a replica's
+    // follower may wait on one).
+    tokio::task::spawn_blocking(move || engine.shutdown())
+        .await
+        .map_err(|e| format!("shutdown failed: {e}"))?;
     info!("fundtrail stopped");
     Ok(())
 }

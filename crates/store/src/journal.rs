@@ -91,13 +91,7 @@ impl Journal {
         file.write_all(&bytes).map_err(io_error)?;
         file.sync_all().map_err(io_error)?;
         // Make the new directory entry durable too.
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error)?;
+        sync_dir_of(path).map_err(io_error)?;
         let first_offset = bytes.len() as u64;
         Ok(Journal {
             file,
@@ -286,6 +280,16 @@ fn frame_len(offset: u64, header: [u8; 8]) -> Result<usize, JournalError> {
         });
     }
     Ok(len)
+}
+
+/// Makes durable the directory entry of `path` (after creating or renaming
+/// it): syncs the directory holding it.
+pub fn sync_dir_of(path: &Path) -> io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 /// See [`Journal::scan`].

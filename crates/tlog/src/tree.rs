@@ -211,6 +211,23 @@ impl Frontier {
         Self::default()
     }
 
+    /// The frontier of the first `tree_size` records of a tree whose
+    /// stored hashes `reader` holds, to push later records onto.
+    ///
+    /// Reads one stored hash per 1 bit of `tree_size`.
+    pub fn from_stored<R: HashReader + ?Sized>(tree_size: u64, reader: &R) -> Result<Self> {
+        check_tree_size(tree_size)?;
+        let mut indexes = Vec::with_capacity(tree_size.count_ones() as usize);
+        let mut start = 0u64;
+        for level in (0..64u8).rev().filter(|level| tree_size >> level & 1 == 1) {
+            indexes.push(stored_hash_index(level, start >> level));
+            start += 1 << level;
+        }
+        debug_assert_eq!(start, tree_size);
+        let peaks = read_exact(reader, &indexes)?;
+        Ok(Frontier { tree_size, peaks })
+    }
+
     /// Records pushed so far.
     pub fn tree_size(&self) -> u64 {
         self.tree_size
@@ -641,6 +658,30 @@ mod tests {
                 i + 1
             );
         }
+    }
+
+    #[test]
+    fn a_frontier_from_stored_hashes_grows_like_one_pushed_from_the_start() {
+        let tree = tree_of(70);
+        for size in 0..=64u64 {
+            let mut frontier = Frontier::from_stored(size, &tree).unwrap();
+            assert_eq!(
+                frontier.root(),
+                tree_hash(size, &tree).unwrap(),
+                "size {size}"
+            );
+            for i in size..70 {
+                frontier
+                    .push(record_hash(format!("record {i}").as_bytes()))
+                    .unwrap();
+            }
+            assert_eq!(
+                frontier.root(),
+                tree_hash(70, &tree).unwrap(),
+                "from {size}"
+            );
+        }
+        assert!(Frontier::from_stored(71, &tree).is_err(), "hashes it lacks");
     }
 
     #[test]

@@ -1,0 +1,296 @@
+//! Verifying replicas of another fundtrail node (`serve --follow URL`):
+//! real servers over gRPC on real data directories. A replica catches up
+//! with a writer under load and agrees with it, restarts from its own
+//! journal, and is followed in turn by another replica; a replica shown a
+//! fork of the log or a forged record stops, keeps serving what it
+//! verified and writes the evidence.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_client::Signer;
+use fundtrail_server::engine::{Engine, EngineConfig};
+use fundtrail_server::follow::{NodeUpstream, Upstream, EVIDENCE_FILE_NAME};
+
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// A writer with the national chain and a MIRROR org, whose key replicas
+/// follow with.
+async fn writer(dir: &Path) -> (TestServer, Chain, Signer) {
+    let writer = TestServer::start(dir).await;
+    let mut client = writer.client().await;
+    let chain = build_chain(&mut client, writer.root()).await;
+    let mirror = new_signer();
+    ok(
+        &mut client,
+        &chain.root,
+        register_org("mirror", "镜像", pb::OrgRole::Mirror, "000000", &mirror),
+    )
+    .await;
+    (writer, chain, mirror)
+}
+
+/// A replica in `dir` of the node at `url`, served; the test reads it with
+/// the ledger's root key, copied from `writer_dir`.
+async fn replica(dir: &Path, writer_dir: &Path, url: &str, mirror: &Signer) -> TestServer {
+    std::fs::create_dir_all(dir).unwrap();
+    let root_key = dir.join("root.key");
+    if !root_key.exists() {
+        std::fs::copy(writer_dir.join("root.key"), root_key).unwrap();
+    }
+    let engine = Engine::open(EngineConfig {
+        skew_ms_max: SKEW_MS_MAX,
+        follow: Some(Upstream::Node(Box::new(NodeUpstream {
+            url: url.to_string(),
+            tls: Default::default(),
+            reader: mirror.clone(),
+        }))),
+        ..EngineConfig::new(dir)
+    })
+    .unwrap_or_else(|e| panic!("replica did not open: {e}"));
+    TestServer::serve(engine, dir, unmetered()).await
+}
+
+/// Waits until the replica serves at least `count` records.
+async fn verified(replica: &TestServer, count: u64) {
+    assert!(
+        replica.engine.indexed().wait(count, CATCH_UP).await,
+        "the replica reached {count} records; it says: {:?}",
+        replica.engine.read_only_reason()
+    );
+}
+
+/// Waits until the replica says it stopped following, and returns why.
+async fn stopped(replica: &TestServer) -> String {
+    let mut status = replica
+        .engine
+        .replica_status()
+        .expect("a replica")
+        .subscribe();
+    let reason = tokio::time::timeout(
+        CATCH_UP,
+        status.wait_for(|reason| reason.contains("stopped following")),
+    )
+    .await
+    .expect("the replica stopped following in time")
+    .expect("the replica's status")
+    .clone();
+    reason
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() {
+    let dirs = tempfile::tempdir().unwrap();
+    let writer_dir = dirs.path().join("writer");
+    let (writer, chain, mirror) = writer(&writer_dir).await;
+    let mut client = writer.client().await;
+    let first_dir = dirs.path().join("first");
+    let first = replica(&first_dir, &writer_dir, &writer.url, &mirror).await;
+
+    // The writer keeps posting while the replica follows.
+    let mut loads = Vec::new();
+    for _ in 0..3 {
+        let (mut client, county) = (writer.client().await, chain.dongxiang.clone());
+        loads.push(tokio::spawn(async move {
+            for _ in 0..80 {
+                ok(
+                    &mut client,
+                    &county,
+                    disbursement("dx-xczx", "dx-hh-0001", 1),
+                )
+                .await;
+            }
+        }));
+    }
+    for load in loads {
+        load.await.unwrap();
+    }
+    let newest = checkpoint_of_all(&writer, &mut client).await;
+    verified(&first, newest.tree_size).await;
+    let mut first_client = first.client().await;
+    let info = ledger_info(&mut first_client).await;
+    assert_eq!(info.record_count, newest.tree_size);
+    assert!(!info.writable);
+    assert!(
+        info.read_only_reason
+            .contains(&format!("a replica of {}", writer.url)),
+        "{}",
+        info.read_only_reason
+    );
+    for account in ["dx-hh-0001", "dx-xczx", "gs-xczx"] {
+        assert_eq!(
+            balance(&mut first_client, account).await,
+            balance(&mut client, account).await,
+            "{account}"
+        );
+    }
+    let served = first_client
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { tree_size: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(served.note, newest.note, "it serves the log's checkpoint");
+    let refused = first_client
+        .post(&chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 1))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable);
+    // Its journal holds exactly the records it verified, byte for byte.
+    writer.settle();
+    let exported = |dir: &Path| {
+        let journal = fundtrail_store::journal::Journal::open(
+            &dir.join("journal.log"),
+            fundtrail_store::header::FileKind::Journal,
+            None,
+        )
+        .unwrap();
+        journal
+            .scan(journal.first_offset())
+            .unwrap()
+            .map(|frame| frame.unwrap().record)
+            .take(newest.tree_size as usize)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(exported(&first_dir), exported(&writer_dir));
+
+    // Restarted, it serves what it verified at once, then follows on.
+    first.stop().await;
+    let first = replica(&first_dir, &writer_dir, &writer.url, &mirror).await;
+    assert_eq!(first.engine.record_count(), newest.tree_size);
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 5),
+    )
+    .await;
+    let later = checkpoint_of_all(&writer, &mut client).await;
+    verified(&first, later.tree_size).await;
+
+    // A replica of the replica: any fundtrail node can be followed.
+    let second = replica(
+        &dirs.path().join("second"),
+        &writer_dir,
+        &first.url,
+        &mirror,
+    )
+    .await;
+    verified(&second, later.tree_size).await;
+    let mut second_client = second.client().await;
+    assert_eq!(
+        balance(&mut second_client, "dx-hh-0001").await,
+        balance(&mut client, "dx-hh-0001").await
+    );
+    second.stop().await;
+    first.stop().await;
+    writer.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_of_a_node_stops_at_a_fork_or_a_forged_record_and_keeps_what_it_verified() {
+    let dirs = tempfile::tempdir().unwrap();
+    let a_dir = dirs.path().join("a");
+    let (a, chain, mirror) = writer(&a_dir).await;
+    let mut client = a.client().await;
+    let first = checkpoint_of_all(&a, &mut client).await;
+    // Two replicas verify the first checkpoint.
+    let (honest_dir, early_dir) = (dirs.path().join("honest"), dirs.path().join("early"));
+    for dir in [&honest_dir, &early_dir] {
+        let replica = replica(dir, &a_dir, &a.url, &mirror).await;
+        verified(&replica, first.tree_size).await;
+        replica.stop().await;
+    }
+    a.stop().await;
+
+    // The log forks: a copy of its data directory, keys and all, writes
+    // other records than the original, and both sign checkpoints.
+    let b_dir = dirs.path().join("b");
+    copy_dir(&a_dir, &b_dir);
+    let (a, b) = (
+        TestServer::start(&a_dir).await,
+        TestServer::start(&b_dir).await,
+    );
+    for (server, amount_fen) in [(&a, 1), (&b, 2)] {
+        ok(
+            &mut server.client().await,
+            &chain.dongxiang,
+            disbursement("dx-xczx", "dx-hh-0001", amount_fen),
+        )
+        .await;
+    }
+    let a_checkpoint = checkpoint_of_all(&a, &mut a.client().await).await;
+    let b_checkpoint = checkpoint_of_all(&b, &mut b.client().await).await;
+    assert_eq!(a_checkpoint.tree_size, b_checkpoint.tree_size);
+    assert_ne!(a_checkpoint.root_hash, b_checkpoint.root_hash);
+
+    // One verifies the original's newer checkpoint…
+    let honest = replica(&honest_dir, &a_dir, &a.url, &mirror).await;
+    verified(&honest, a_checkpoint.tree_size).await;
+    honest.stop().await;
+    // …then, pointed at the copy, finds the log signed two trees.
+    let honest = replica(&honest_dir, &a_dir, &b.url, &mirror).await;
+    let reason = stopped(&honest).await;
+    assert!(reason.contains("two different checkpoints"), "{reason}");
+    let evidence = std::fs::read_to_string(honest_dir.join(EVIDENCE_FILE_NAME)).unwrap();
+    assert!(
+        evidence.contains(&a_checkpoint.note) && evidence.contains(&b_checkpoint.note),
+        "both signed checkpoints are the evidence: {evidence}"
+    );
+    let mut honest_client = honest.client().await;
+    assert_eq!(
+        ledger_info(&mut honest_client).await.record_count,
+        a_checkpoint.tree_size,
+        "it serves what it verified"
+    );
+    assert_eq!(
+        balance(&mut honest_client, "dx-hh-0001").await,
+        balance(&mut a.client().await, "dx-hh-0001").await
+    );
+    honest.stop().await;
+
+    // The copy's record after the first checkpoint is rewritten on disk:
+    // the other replica, which verified only the first checkpoint, is sent
+    // records whose tree is not the one signed.
+    let location = b
+        .engine
+        .state()
+        .record_location(first.tree_size)
+        .unwrap()
+        .unwrap();
+    b.stop().await;
+    forge_record(&b_dir.join("journal.log"), location, |record| {
+        let last = record.len() - 1;
+        record[last] ^= 1;
+    });
+    let b = TestServer::start(&b_dir).await;
+    let early = replica(&early_dir, &a_dir, &b.url, &mirror).await;
+    let reason = stopped(&early).await;
+    assert!(reason.contains("do not give the root"), "{reason}");
+    let evidence = std::fs::read_to_string(early_dir.join(EVIDENCE_FILE_NAME)).unwrap();
+    assert!(evidence.contains(&b_checkpoint.note), "{evidence}");
+    let mut early_client = early.client().await;
+    assert_eq!(
+        ledger_info(&mut early_client).await.record_count,
+        first.tree_size
+    );
+    early.stop().await;
+    a.stop().await;
+    b.stop().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
