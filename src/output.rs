@@ -443,6 +443,11 @@ pub fn ledger(info: &pb::LedgerInfo, json: bool) {
             "ledger_id": info.ledger_id, "root_org_id": info.root_org_id, "record_count": info.record_count,
             "writable": info.writable, "read_only_reason": info.read_only_reason,
             "log_public_key": hex::encode(&info.log_public_key), "rules_version": info.rules_version,
+            "replica": info.replica.as_ref().map(|r| json!({
+                "upstream": r.upstream, "upstream_checkpoint_size": r.upstream_checkpoint_size,
+                "lag_records": r.upstream_checkpoint_size.saturating_sub(info.record_count),
+                "stopped": r.stopped,
+            })),
         }));
         return;
     }
@@ -450,6 +455,21 @@ pub fn ledger(info: &pb::LedgerInfo, json: bool) {
         "ledger {}  root org {}  {} records  rules version {}",
         info.ledger_id, info.root_org_id, info.record_count, info.rules_version
     );
+    if let Some(replica) = &info.replica {
+        println!(
+            "replica of {}  {}  upstream checkpoint of {} records (lag {})",
+            replica.upstream,
+            if replica.stopped {
+                "STOPPED following"
+            } else {
+                "following"
+            },
+            replica.upstream_checkpoint_size,
+            replica
+                .upstream_checkpoint_size
+                .saturating_sub(info.record_count)
+        );
+    }
     if !info.writable {
         println!("READ-ONLY: {}", info.read_only_reason);
     }

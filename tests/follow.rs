@@ -71,14 +71,13 @@ async fn stopped(replica: &TestServer) -> String {
         .replica_status()
         .expect("a replica")
         .subscribe();
-    let reason = tokio::time::timeout(
-        CATCH_UP,
-        status.wait_for(|reason| reason.contains("stopped following")),
-    )
-    .await
-    .expect("the replica stopped following in time")
-    .expect("the replica's status")
-    .clone();
+    let reason = tokio::time::timeout(CATCH_UP, status.wait_for(|report| report.stopped))
+        .await
+        .expect("the replica stopped following in time")
+        .expect("the replica's status")
+        .reason
+        .clone();
+    assert!(reason.contains("stopped following"), "{reason}");
     reason
 }
 
@@ -111,9 +110,27 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     }
     let newest = checkpoint_of_all(&writer, &mut client).await;
     verified(&first, newest.tree_size).await;
+    // Caught up: the lag GetLedger reports is zero.
+    let mut status = first.engine.replica_status().unwrap().subscribe();
+    let caught_up = format!(
+        "verified up to the checkpoint of {} records",
+        newest.tree_size
+    );
+    tokio::time::timeout(CATCH_UP, status.wait_for(|s| s.reason.contains(&caught_up)))
+        .await
+        .expect("the status says it caught up")
+        .unwrap();
     let mut first_client = first.client().await;
     let info = ledger_info(&mut first_client).await;
     assert_eq!(info.record_count, newest.tree_size);
+    let replica_info = info.replica.clone().expect("a replica says so");
+    assert_eq!(replica_info.upstream, writer.url);
+    assert_eq!(replica_info.upstream_checkpoint_size, newest.tree_size);
+    assert!(!replica_info.stopped);
+    assert!(
+        ledger_info(&mut client).await.replica.is_none(),
+        "the writer is none"
+    );
     assert!(!info.writable);
     assert!(
         info.read_only_reason
@@ -241,11 +258,12 @@ async fn a_replica_of_a_node_stops_at_a_fork_or_a_forged_record_and_keeps_what_i
         "both signed checkpoints are the evidence: {evidence}"
     );
     let mut honest_client = honest.client().await;
+    let info = ledger_info(&mut honest_client).await;
     assert_eq!(
-        ledger_info(&mut honest_client).await.record_count,
-        a_checkpoint.tree_size,
+        info.record_count, a_checkpoint.tree_size,
         "it serves what it verified"
     );
+    assert!(info.replica.unwrap().stopped);
     assert_eq!(
         balance(&mut honest_client, "dx-hh-0001").await,
         balance(&mut a.client().await, "dx-hh-0001").await

@@ -116,10 +116,13 @@ async fn a_replica_of_a_standby_catches_up_under_load_and_agrees_with_the_writer
     // Caught up: no lag between what it verified and what the log signed.
     let mut status = replica.engine.replica_status().unwrap().subscribe();
     let newest_size = format!("newest checkpoint is of {} records", newest.tree_size);
-    tokio::time::timeout(CATCH_UP, status.wait_for(|s| s.contains(&newest_size)))
-        .await
-        .expect("the status names the upstream's newest checkpoint")
-        .unwrap();
+    tokio::time::timeout(
+        CATCH_UP,
+        status.wait_for(|s| s.reason.contains(&newest_size)),
+    )
+    .await
+    .expect("the status names the upstream's newest checkpoint")
+    .unwrap();
     let info = ledger_info(&mut replica_client).await;
     assert_eq!(info.record_count, newest.tree_size);
     assert!(!info.writable);
@@ -278,13 +281,12 @@ async fn stopped(replica: &TestServer) -> String {
         .replica_status()
         .expect("a replica")
         .subscribe();
-    let reason = tokio::time::timeout(
-        CATCH_UP,
-        status.wait_for(|reason| reason.contains("stopped following")),
-    )
-    .await
-    .expect("the replica stopped following in time")
-    .expect("the replica's status")
-    .clone();
+    let reason = tokio::time::timeout(CATCH_UP, status.wait_for(|report| report.stopped))
+        .await
+        .expect("the replica stopped following in time")
+        .expect("the replica's status")
+        .reason
+        .clone();
+    assert!(reason.contains("stopped following"), "{reason}");
     reason
 }

@@ -701,7 +701,7 @@ impl Engine {
     /// it says about its following (how far it verified, or why it stopped).
     pub fn read_only_reason(&self) -> Option<String> {
         match &self.replica {
-            Some(status) => Some(status.get())
+            Some(status) => Some(status.get().reason)
                 .filter(|s| !s.is_empty())
                 .or(self.gate.reason()),
             None => self.gate.reason(),

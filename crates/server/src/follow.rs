@@ -29,27 +29,42 @@ pub const EVIDENCE_FILE_NAME: &str = "follow-evidence.txt";
 /// How long a replica waits before looking for a newer checkpoint.
 pub const FOLLOW_POLL_MS: u64 = 200;
 
-/// What a replica says about itself, as its read-only reason.
-pub struct ReplicaStatus(tokio::sync::watch::Sender<String>);
+/// Where a replica stands, as `GetLedger` reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaReport {
+    /// For people: what it verified and what it waits for, or why it
+    /// stopped. Its read-only reason.
+    pub reason: String,
+    /// The upstream, named without secrets.
+    pub upstream: String,
+    /// The size of the upstream's newest checkpoint seen (the lag is this
+    /// minus the records verified).
+    pub upstream_checkpoint_size: u64,
+    /// The upstream failed a check: the replica follows no more.
+    pub stopped: bool,
+}
+
+/// What a replica says about itself, as it changes.
+pub struct ReplicaStatus(tokio::sync::watch::Sender<ReplicaReport>);
 
 impl Default for ReplicaStatus {
     fn default() -> Self {
-        ReplicaStatus(tokio::sync::watch::channel(String::new()).0)
+        ReplicaStatus(tokio::sync::watch::channel(ReplicaReport::default()).0)
     }
 }
 
 impl ReplicaStatus {
-    pub fn get(&self) -> String {
+    pub fn get(&self) -> ReplicaReport {
         self.0.borrow().clone()
     }
 
     /// Changes to the status, as they happen.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<String> {
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<ReplicaReport> {
         self.0.subscribe()
     }
 
-    fn set(&self, status: String) {
-        self.0.send_replace(status);
+    fn set(&self, report: ReplicaReport) {
+        self.0.send_replace(report);
     }
 }
 
@@ -129,20 +144,31 @@ pub(crate) fn run(engine: Arc<Engine>, upstream: Upstream, status: Arc<ReplicaSt
             },
         };
         let verified = engine.record_count();
+        let report = |reason: String, stopped| ReplicaReport {
+            reason,
+            upstream: name.clone(),
+            upstream_checkpoint_size: upstream_newest.max(verified),
+            stopped,
+        };
         match step {
             Ok(advanced) => {
-                // The lag is the difference of the two sizes.
-                let newest = upstream_newest.max(verified);
-                status.set(format!(
-                    "a replica of {name}: it takes no writes; verified up to the checkpoint of {verified} records; the upstream's newest checkpoint is of {newest} records"
+                status.set(report(
+                    format!(
+                        "a replica of {name}: it takes no writes; verified up to the checkpoint of {verified} records; the upstream's newest checkpoint is of {} records",
+                        upstream_newest.max(verified)
+                    ),
+                    false,
                 ));
                 if advanced {
                     continue;
                 }
             }
             Err(Stop::Wait(why)) => {
-                status.set(format!(
-                    "a replica of {name}: it takes no writes; verified up to the checkpoint of {verified} records; cannot follow now: {why}"
+                status.set(report(
+                    format!(
+                        "a replica of {name}: it takes no writes; verified up to the checkpoint of {verified} records; cannot follow now: {why}"
+                    ),
+                    false,
                 ));
                 source = None;
             }
@@ -152,9 +178,12 @@ pub(crate) fn run(engine: Arc<Engine>, upstream: Upstream, status: Arc<ReplicaSt
                 if let Err(e) = std::fs::write(&path, &evidence) {
                     warn!(error = %e, "cannot write the evidence file");
                 }
-                status.set(format!(
-                    "a replica of {name} that stopped following at the checkpoint of {verified} records: the upstream failed a check (evidence in {EVIDENCE_FILE_NAME}): {}",
-                    evidence.lines().next().unwrap_or_default()
+                status.set(report(
+                    format!(
+                        "a replica of {name} that stopped following at the checkpoint of {verified} records: the upstream failed a check (evidence in {EVIDENCE_FILE_NAME}): {}",
+                        evidence.lines().next().unwrap_or_default()
+                    ),
+                    true,
                 ));
                 return;
             }

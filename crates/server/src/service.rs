@@ -755,6 +755,14 @@ impl pb::query_server::Query for QueryService {
                 read_only_reason: reason.unwrap_or_default(),
                 log_public_key: meta.log_public_key.to_vec(),
                 rules_version,
+                replica: engine.replica_status().map(|status| {
+                    let report = status.get();
+                    pb::ReplicaInfo {
+                        upstream: report.upstream,
+                        upstream_checkpoint_size: report.upstream_checkpoint_size,
+                        stopped: report.stopped,
+                    }
+                }),
             })
         })
         .await
