@@ -25,31 +25,27 @@ impl PgCheckpoints {
     /// Every stored note, oldest first, each with its cosignature lines
     /// (ordered by witness name) after the log's own signature.
     pub fn notes(&self) -> Result<Vec<String>, PgError> {
-        let rows = self.conn.run(|client| {
-            client.query(
-                "SELECT c.note || coalesce(string_agg(s.line, '' ORDER BY s.witness), '')
-                 FROM fundtrail_checkpoints c
-                 LEFT JOIN fundtrail_cosignatures s USING (tree_size)
-                 GROUP BY c.tree_size, c.note ORDER BY c.tree_size",
-                &[],
-            )
-        })??;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        self.notes_where("true")
     }
 
     /// The newest stored checkpoint's note, with its cosignature lines.
     pub fn newest_note(&self) -> Result<Option<String>, PgError> {
-        let row = self.conn.run(|client| {
-            client.query_opt(
-                "SELECT c.note || coalesce(string_agg(s.line, '' ORDER BY s.witness), '')
-                 FROM fundtrail_checkpoints c
-                 LEFT JOIN fundtrail_cosignatures s USING (tree_size)
-                 WHERE c.tree_size = (SELECT max(tree_size) FROM fundtrail_checkpoints)
-                 GROUP BY c.tree_size, c.note",
-                &[],
-            )
-        })??;
-        Ok(row.map(|row| row.get(0)))
+        let newest = "c.tree_size = (SELECT max(tree_size) FROM fundtrail_checkpoints)";
+        Ok(self.notes_where(newest)?.pop())
+    }
+
+    /// The notes, with cosignature lines, of the checkpoints `filter` (an
+    /// SQL condition on `c`, written here, never from input) selects.
+    fn notes_where(&self, filter: &'static str) -> Result<Vec<String>, PgError> {
+        let sql = format!(
+            "SELECT c.note || coalesce(string_agg(s.line, '' ORDER BY s.witness), '')
+             FROM fundtrail_checkpoints c
+             LEFT JOIN fundtrail_cosignatures s USING (tree_size)
+             WHERE {filter}
+             GROUP BY c.tree_size, c.note ORDER BY c.tree_size"
+        );
+        let rows = self.conn.run(move |client| client.query(&sql, &[]))??;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// The size and root of the newest stored checkpoint, as stored (its
