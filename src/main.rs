@@ -159,6 +159,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, env = "FUNDTRAIL_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
+        /// Also serve HTTP here: `/metrics` in the Prometheus text format
+        /// (docs/operations.md). Loopback addresses only. Off by default.
+        #[arg(long, env = "FUNDTRAIL_HTTP", value_name = "ADDR")]
+        http: Option<SocketAddr>,
         /// Largest accepted distance between a request's signing time and the
         /// server's clock, in milliseconds.
         #[arg(long, env = "FUNDTRAIL_MAX_SKEW_MS", default_value_t = SIGNING_SKEW_MS_DEFAULT)]
@@ -462,6 +466,7 @@ async fn run(command: Command) -> Result<()> {
             follow_ca,
             follow_cert,
             follow_cert_key,
+            http,
             tls_cert,
             tls_key,
             client_ca,
@@ -491,6 +496,10 @@ async fn run(command: Command) -> Result<()> {
                 },
             };
             fundtrail_server::check_transport(listen, &options).map_err(anyhow::Error::msg)?;
+            if let Some(addr) = http {
+                fundtrail_server::http_view::check_http_address(addr)
+                    .map_err(anyhow::Error::msg)?;
+            }
             if checkpoint_every_records == 0 || checkpoint_every_ms == 0 {
                 bail!("--checkpoint-every-records and --checkpoint-every-ms must be above zero");
             }
@@ -547,10 +556,35 @@ async fn run(command: Command) -> Result<()> {
             // One line scripts and tests wait for (with --listen ADDR:0, it
             // names the port the system chose).
             println!("fundtrail listening on {}", listener.local_addr()?);
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+                let _ = stopped.wait_for(|&stop| stop).await;
+            };
+            let http_port = match http {
+                Some(addr) => {
+                    let listener = tokio::net::TcpListener::bind(addr)
+                        .await
+                        .with_context(|| format!("cannot listen on {addr}"))?;
+                    println!("fundtrail HTTP on http://{}", listener.local_addr()?);
+                    Some(tokio::spawn(fundtrail_server::http_view::serve_http(
+                        engine.clone(),
+                        listener,
+                        until_stopped(stopped.clone()),
+                    )))
+                }
+                None => None,
+            };
             std::io::Write::flush(&mut std::io::stdout())?;
-            fundtrail_server::serve_on(engine, listener, options, shutdown_signal())
+            fundtrail_server::serve_on(engine, listener, options, until_stopped(stopped))
                 .await
                 .map_err(anyhow::Error::msg)?;
+            if let Some(http_port) = http_port {
+                http_port.await?.map_err(anyhow::Error::msg)?;
+            }
         }
         Command::Keygen { out, label } => keygen(&out, &label)?,
         Command::Post(args) => post::run(args).await?,

@@ -127,6 +127,17 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     assert_eq!(replica_info.upstream, writer.url);
     assert_eq!(replica_info.upstream_checkpoint_size, newest.tree_size);
     assert!(!replica_info.stopped);
+    let metrics = first.engine.metrics().render(&first.engine);
+    for line in [
+        format!(
+            "fundtrail_replica_upstream_checkpoint_size {}",
+            newest.tree_size
+        ),
+        "fundtrail_replica_lag_records 0".to_string(),
+        "fundtrail_replica_stopped 0".to_string(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     assert!(
         ledger_info(&mut client).await.replica.is_none(),
         "the writer is none"
@@ -264,6 +275,11 @@ async fn a_replica_of_a_node_stops_at_a_fork_or_a_forged_record_and_keeps_what_i
         "it serves what it verified"
     );
     assert!(info.replica.unwrap().stopped);
+    let metrics = honest.engine.metrics().render(&honest.engine);
+    assert!(
+        metrics.lines().any(|l| l == "fundtrail_replica_stopped 1"),
+        "{metrics}"
+    );
     assert_eq!(
         balance(&mut honest_client, "dx-hh-0001").await,
         balance(&mut a.client().await, "dx-hh-0001").await

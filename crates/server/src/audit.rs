@@ -535,7 +535,10 @@ impl pb::audit_server::Audit for AuditService {
         let report = tokio::task::spawn_blocking(move || {
             let report = crate::verify::scrub(&engine);
             if let Some(problem) = &report.problem {
+                engine.metrics().scrubbed("problem");
                 engine.gate().stop(format!("scrub: {problem}"));
+            } else if !report.stopped {
+                engine.metrics().scrubbed("intact");
             }
             report
         })

@@ -35,6 +35,7 @@ use tonic::body::Body;
 use tonic::Status;
 
 use crate::engine::Engine;
+use crate::metrics::CallTimer;
 use crate::status::status;
 
 use fundtrail_core::signing::{MIN_SEQ_HEADER, RECORD_COUNT_HEADER};
@@ -285,38 +286,70 @@ where
     fn call(&mut self, request: http::Request<Body>) -> Self::Future {
         // The clone that was made ready serves this call.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
+        let timer = CallTimer::start(
+            shared.engine.metrics().clone(),
+            metric_label(request.uri().path()),
+        );
         Box::pin(async move {
-            let Ok(_permit) = shared.in_flight.clone().try_acquire_owned() else {
-                return Ok(Status::unavailable(format!(
-                    "the server is answering its limit of {} calls at once; retry with backoff",
-                    shared.in_flight_max
-                ))
-                .into_http());
-            };
-            let writes = request.uri().path().starts_with(LEDGER_PATH_PREFIX);
-            let request = if request.uri().path() == POST_STREAM_PATH {
-                request
-                    .map(|body| Body::new(FrameLimited::new(body, POST_STREAM_MESSAGE_BYTES_MAX)))
-            } else {
-                request
-            };
-            match admit(&shared, request).await {
-                Ok((request, _buffered)) => {
-                    let mut response = inner.call(request).await.map(decode_errors_are_invalid)?;
-                    if writes {
-                        // Read after the answer was made: covers every seq in it.
-                        let count = shared.engine.record_count();
-                        response
-                            .headers_mut()
-                            .insert(RECORD_COUNT_HEADER, http::HeaderValue::from(count));
-                    }
-                    Ok(response)
-                }
-                Err(status) => Ok(status.into_http()),
-            }
+            let response = answer(shared, inner, request).await?;
+            Ok(timer.finish(response).map(Body::new))
         })
+    }
+}
+
+/// The method label of a call's path for the metrics: the path of a method
+/// served, else `other`.
+fn metric_label(path: &str) -> &'static str {
+    method_of(path)
+        .map(|method| method.path)
+        .or_else(|| STREAMING_PATHS.iter().copied().find(|&p| p == path))
+        .unwrap_or("other")
+}
+
+/// Methods whose requests stream: not in [`METHODS`], served all the same.
+const STREAMING_PATHS: &[&str] = &[
+    POST_STREAM_PATH,
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// Admits one call and has `inner` answer it.
+async fn answer<S>(
+    shared: Arc<Shared>,
+    mut inner: S,
+    request: http::Request<Body>,
+) -> Result<http::Response<Body>, S::Error>
+where
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
+{
+    let Ok(_permit) = shared.in_flight.clone().try_acquire_owned() else {
+        return Ok(Status::unavailable(format!(
+            "the server is answering its limit of {} calls at once; retry with backoff",
+            shared.in_flight_max
+        ))
+        .into_http());
+    };
+    let writes = request.uri().path().starts_with(LEDGER_PATH_PREFIX);
+    let request = if request.uri().path() == POST_STREAM_PATH {
+        request.map(|body| Body::new(FrameLimited::new(body, POST_STREAM_MESSAGE_BYTES_MAX)))
+    } else {
+        request
+    };
+    match admit(&shared, request).await {
+        Ok((request, _buffered)) => {
+            let mut response = inner.call(request).await.map(decode_errors_are_invalid)?;
+            if writes {
+                // Read after the answer was made: covers every seq in it.
+                let count = shared.engine.record_count();
+                response
+                    .headers_mut()
+                    .insert(RECORD_COUNT_HEADER, http::HeaderValue::from(count));
+            }
+            Ok(response)
+        }
+        Err(status) => Ok(status.into_http()),
     }
 }
 

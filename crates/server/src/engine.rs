@@ -224,6 +224,7 @@ pub struct Engine {
     data_dir: PathBuf,
     /// On a replica, what it says about its following.
     replica: Option<Arc<ReplicaStatus>>,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Set at shutdown: background work stops at its next step.
     stopping: Arc<AtomicBool>,
     threads: Mutex<Threads>,
@@ -545,7 +546,10 @@ impl Engine {
         let gate = WriteGate::new(recovery);
         let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE_MAX);
         let (checkpoint_due, checkpoint_wait) = std::sync::mpsc::channel::<()>();
+        let metrics = Arc::new(crate::metrics::Metrics::new());
         let checkpointer = Checkpointer {
+            metrics: metrics.clone(),
+            clock: config.clock.clone(),
             checkpoints: checkpoints.clone(),
             state: state.clone(),
             record_count: record_count.clone(),
@@ -576,6 +580,7 @@ impl Engine {
                 reader: reader.clone(),
                 wake: tx.downgrade(),
                 resyncs: resyncs.clone(),
+                metrics: metrics.clone(),
             },
             rx,
         )?;
@@ -599,6 +604,7 @@ impl Engine {
             checkpoints,
             data_dir: config.data_dir.clone(),
             replica: replica_status.clone(),
+            metrics,
             stopping: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Threads {
                 pipeline,
@@ -625,17 +631,27 @@ impl Engine {
                     // Another writer's records replayed into the state while
                     // the scrub compared it: a difference proves nothing.
                     let overtaken = !resyncs.quiet_since(stamp);
+                    let metrics = scrubbed.metrics();
                     match report.problem {
-                        Some(problem) if overtaken => warn!(
-                            %problem,
-                            "scrub inconclusive: another writer's records were replayed during it"
-                        ),
-                        Some(problem) => scrubbed.gate.stop(format!("scrub: {problem}")),
-                        None if report.stopped => {}
-                        None => info!(
-                            records = report.records_checked,
-                            "scrub found the log intact"
-                        ),
+                        Some(problem) if overtaken => {
+                            metrics.scrubbed("inconclusive");
+                            warn!(
+                                %problem,
+                                "scrub inconclusive: another writer's records were replayed during it"
+                            )
+                        }
+                        Some(problem) => {
+                            metrics.scrubbed("problem");
+                            scrubbed.gate.stop(format!("scrub: {problem}"))
+                        }
+                        None if report.stopped => metrics.scrubbed("stopped"),
+                        None => {
+                            metrics.scrubbed("intact");
+                            info!(
+                                records = report.records_checked,
+                                "scrub found the log intact"
+                            )
+                        }
                     }
                 })
                 .map_err(|e| format!("cannot start the scrub: {e}"))?;
@@ -706,6 +722,18 @@ impl Engine {
                 .or(self.gate.reason()),
             None => self.gate.reason(),
         }
+    }
+
+    /// The metrics `/metrics` serves.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
+    }
+
+    /// Requests waiting for the sequencer.
+    pub fn queue_depth(&self) -> usize {
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        tx.as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
     }
 
     /// On a replica, what it says about its following.
@@ -1315,6 +1343,8 @@ fn check_checkpoint(
 /// Signs checkpoints: when the sequencer says enough records arrived, and
 /// otherwise every `every_ms` when the tree grew.
 struct Checkpointer {
+    metrics: Arc<crate::metrics::Metrics>,
+    clock: Arc<dyn Clock>,
     checkpoints: Arc<Checkpoints>,
     state: Arc<dyn StateStore>,
     record_count: Arc<AtomicU64>,
@@ -1333,8 +1363,10 @@ impl Checkpointer {
                 continue;
             }
             let tree_size = self.record_count.load(Ordering::Acquire);
-            if let Err(e) = self.checkpoints.sign(tree_size, self.state.as_ref()) {
-                self.gate.stop(format!("cannot sign a checkpoint: {e}"));
+            match self.checkpoints.sign(tree_size, self.state.as_ref()) {
+                Ok(Some(_)) => self.metrics.checkpointed(self.clock.now_ms()),
+                Ok(None) => {}
+                Err(e) => self.gate.stop(format!("cannot sign a checkpoint: {e}")),
             }
         }
     }

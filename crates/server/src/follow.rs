@@ -293,6 +293,7 @@ fn step(engine: &Engine, source: &mut dyn Source, upstream_newest: &mut u64) -> 
         ))
     })?;
     engine.advance_replica(adopted.checkpoint.tree_size);
+    engine.metrics().checkpointed(engine.clock().now_ms());
     info!(
         records = adopted.checkpoint.tree_size,
         "verified up to a new checkpoint"

@@ -424,6 +424,7 @@ pub(crate) struct PipelineParts {
     pub wake: mpsc::WeakSender<Inbox>,
     /// Marks resyncs: another writer's records replayed into the state.
     pub resyncs: Arc<Resyncs>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A sequence counter around resyncs, so a reader of the derived state (the
@@ -488,6 +489,7 @@ pub(crate) fn start(
         held: Vec::new(),
         resyncs_in_a_row: 0,
         resyncs: parts.resyncs,
+        metrics: parts.metrics,
         derived: parts.derived.clone(),
         reader: parts.reader,
         indexed: parts.indexed.clone(),
@@ -804,6 +806,7 @@ struct JournalWriter {
     reader: Arc<dyn RecordReader>,
     indexed: Arc<Progress>,
     wake: mpsc::WeakSender<Inbox>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl JournalWriter {
@@ -948,7 +951,14 @@ impl JournalWriter {
                 offsets[0],
                 "the sequencer placed the batch where the journal ends"
             );
-            match self.journal.append(&records) {
+            let started = std::time::Instant::now();
+            let appended = self.journal.append(&records);
+            match &appended {
+                Ok(_) => self.metrics.committed(records.len(), started.elapsed()),
+                Err(e) if !Superseded::is(e) => self.metrics.commit_failed(),
+                Err(_) => {}
+            }
+            match appended {
                 Err(e) if Superseded::is(&e) && self.resyncs_in_a_row < RESYNCS_IN_A_ROW_MAX => {
                     info!(error = %e, "another writer appended first; holding the batch back to resync");
                     self.resyncs_in_a_row += 1;
