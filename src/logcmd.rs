@@ -79,7 +79,8 @@ pub enum VerifyCommand {
 
 #[derive(Args)]
 pub struct AuditArgs {
-    /// The export file (`fundtrail export`).
+    /// The export file (`fundtrail export`), or a journal file: a
+    /// backup's `journal.log` (docs/operations.md).
     #[arg(long)]
     export: PathBuf,
     /// The log's pinned verifier key.
@@ -319,7 +320,12 @@ pub fn audit(args: AuditArgs) -> Result<()> {
     if !args.export.exists() {
         bail!("{} does not exist", args.export.display());
     }
-    let file = Journal::open(&args.export, FileKind::Export, Some(ledger_id))?;
+    // A server's own journal file (a backup's journal.log) holds every
+    // record from genesis on: it is read as a full export.
+    let file =
+        Journal::open(&args.export, FileKind::Export, Some(ledger_id)).or_else(|not_export| {
+            Journal::open(&args.export, FileKind::Journal, Some(ledger_id)).map_err(|_| not_export)
+        })?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} {pos} records audited, {per_sec}")

@@ -2,6 +2,7 @@
 //! requests and read the ledger. Thin: the work lives in `crates/`.
 
 mod bench;
+mod config;
 mod demo;
 mod logcmd;
 mod output;
@@ -13,7 +14,7 @@ use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use fundtrail_api::pb;
 use fundtrail_client::{Client, ConnectOptions, Session, Signer, TlsFiles};
 use fundtrail_core::keyfile::KeyFile;
@@ -35,8 +36,18 @@ and answers where the money went.\n\nStart a service with `fundtrail serve`; eve
 command talks to it over gRPC (--server) or works on files."
 )]
 struct Cli {
+    /// How the service writes its log lines (to stderr): `text` for people,
+    /// `json` (one object per line) for log collectors.
+    #[arg(long, global = true, env = "FUNDTRAIL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Args, Clone)]
@@ -156,6 +167,11 @@ enum Command {
         data: DataDir,
         #[command(flatten)]
         root: RootArgs,
+        /// Read any of these flags from a TOML file, by their long names
+        /// (`listen = "127.0.0.1:50051"`); flags and environment variables
+        /// given override it (docs/operations.md).
+        #[arg(long, env = "FUNDTRAIL_CONFIG", value_name = "TOML")]
+        config: Option<PathBuf>,
         /// Address to listen on.
         #[arg(long, env = "FUNDTRAIL_LISTEN", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
@@ -408,13 +424,24 @@ fn main() -> Result<()> {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
+    // Parsed once to answer --help and refuse bad flags, then again with
+    // the config file's settings (serve --config).
+    Cli::parse();
+    let mut command = Cli::command();
+    command.build();
+    let cli = Cli::parse_from(config::with_config_file(
+        command,
+        std::env::args_os().collect(),
+    )?);
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -451,6 +478,7 @@ async fn run(command: Command) -> Result<()> {
             print_genesis(&data.init(&root)?);
         }
         Command::Serve {
+            config: _,
             data,
             root,
             listen,
@@ -553,9 +581,6 @@ async fn run(command: Command) -> Result<()> {
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen on {listen}"))?;
-            // One line scripts and tests wait for (with --listen ADDR:0, it
-            // names the port the system chose).
-            println!("fundtrail listening on {}", listener.local_addr()?);
             let (stop, stopped) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
                 shutdown_signal().await;
@@ -578,6 +603,9 @@ async fn run(command: Command) -> Result<()> {
                 }
                 None => None,
             };
+            // The last line scripts and tests wait for (with --listen
+            // ADDR:0, it names the port the system chose).
+            println!("fundtrail listening on {}", listener.local_addr()?);
             std::io::Write::flush(&mut std::io::stdout())?;
             fundtrail_server::serve_on(engine, listener, options, until_stopped(stopped))
                 .await

@@ -438,6 +438,23 @@ async fn export_then_audit_checks_everything_and_names_a_forged_record() {
     assert_eq!(summary["disbursed_fen"], 3_000_00);
     assert_eq!(summary["idle_fen"], CENTRAL_FEN - 3_000_00);
 
+    // A backup of the server's journal file, copied while it runs, audits
+    // the same: the file kind differs, the records do not.
+    let backup = work.path().join("backup-journal.log");
+    std::fs::copy(journal_path(dir.path()), &backup).unwrap();
+    let out = audit(&backup);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut from_backup: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut expected = summary.clone();
+    for timed in [&mut from_backup, &mut expected] {
+        timed["replay_records_per_second"] = serde_json::Value::Null;
+    }
+    assert_eq!(from_backup, expected);
+
     // Forge record 14 (a transfer): one byte of its amount, checksum fixed up.
     let forged = forged_copy(&server, dir.path(), &export, 14);
     let out = audit(&forged);
