@@ -3,6 +3,7 @@
 
 mod bench;
 mod config;
+mod csvexport;
 mod demo;
 mod logcmd;
 mod output;
@@ -415,6 +416,10 @@ enum Command {
     /// org's reads, each checked against a signed access checkpoint.
     /// Auditors and administrators, within their jurisdiction.
     AccessLog(logcmd::AccessLogArgs),
+    /// A report as CSV an office opens in a spreadsheet (UTF-8 with BOM,
+    /// Chinese header, yuan with two decimals; columns in docs/exports.md):
+    /// entries, payments, idle, anomalies or projects.
+    ExportCsv(csvexport::ExportCsvArgs),
 }
 
 fn main() -> Result<()> {
@@ -711,6 +716,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Trace(command) => tracecmd::trace(command).await?,
         Command::Statement { server, household } => tracecmd::statement(&server, household).await?,
         Command::Idle(args) => tracecmd::idle(args).await?,
+        Command::ExportCsv(args) => csvexport::run(args).await?,
         Command::Anomalies { server, idle_days } => tracecmd::anomalies(&server, idle_days).await?,
         Command::Checkpoint { server, tree_size } => logcmd::checkpoint(&server, tree_size).await?,
         Command::Prove(command) => logcmd::prove(command).await?,

@@ -64,9 +64,31 @@ pub fn format_date(day: Day) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// A Unix-millisecond instant as China Standard Time, to the second:
+/// `2026-03-01 08:00:00`.
+pub fn format_cst_time(unix_ms: i64) -> String {
+    let secs = (unix_ms + CST_OFFSET_MS).div_euclid(1_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let in_day = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        in_day / 3_600,
+        in_day % 3_600 / 60,
+        in_day % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cst_time_is_eight_hours_ahead_of_utc() {
+        assert_eq!(format_cst_time(0), "1970-01-01 08:00:00");
+        // 2026-03-01T16:30:05Z is past midnight in Beijing.
+        assert_eq!(format_cst_time(1_772_382_605_000), "2026-03-02 00:30:05");
+        assert_eq!(format_cst_time(-1), "1970-01-01 07:59:59");
+    }
 
     #[test]
     fn dates_round_trip() {

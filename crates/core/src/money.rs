@@ -76,6 +76,12 @@ pub fn format_fen(amount_fen: u128) -> String {
     format!("¥{grouped}.{fen:02}")
 }
 
+/// Formats fen as plain yuan with two decimals and no separators,
+/// `1234.56`: the number a spreadsheet reads from a CSV cell.
+pub fn plain_yuan(amount_fen: u128) -> String {
+    format!("{}.{:02}", amount_fen / 100, amount_fen % 100)
+}
+
 impl fmt::Display for Fen {
     /// Formats as yuan with thousands separators: `¥1,234.56`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,6 +93,14 @@ impl fmt::Display for Fen {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn plain_yuan_has_two_decimals_and_no_separators() {
+        assert_eq!(plain_yuan(0), "0.00");
+        assert_eq!(plain_yuan(5), "0.05");
+        assert_eq!(plain_yuan(123_456), "1234.56");
+        assert_eq!(plain_yuan(u128::from(u64::MAX)), "184467440737095516.15");
+    }
 
     #[test]
     fn formats_yuan() {
