@@ -416,7 +416,7 @@ async fn projects(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> R
 }
 
 /// The money that reached the project: every leg into it, exactly.
-async fn project_received_fen(client: &mut Client, account_id: &str) -> Result<u128> {
+pub(crate) async fn project_received_fen(client: &mut Client, account_id: &str) -> Result<u128> {
     let mut total_fen = 0u128;
     let mut page_token = String::new();
     loop {
@@ -447,7 +447,10 @@ async fn project_received_fen(client: &mut Client, account_id: &str) -> Result<u
 
 /// The 文号 of each announced project's announcement (公告公示), by
 /// project account: one short entry per announced project.
-async fn announcements(client: &mut Client, org: &str) -> Result<HashMap<String, String>> {
+pub(crate) async fn announcements(
+    client: &mut Client,
+    org: &str,
+) -> Result<HashMap<String, String>> {
     let mut announced = HashMap::new();
     let mut page_token = String::new();
     loop {

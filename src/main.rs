@@ -6,6 +6,7 @@ mod config;
 mod csvexport;
 mod demo;
 mod logcmd;
+mod notice;
 mod output;
 mod post;
 mod tracecmd;
@@ -420,6 +421,10 @@ enum Command {
     /// Chinese header, yuan with two decimals; columns in docs/exports.md):
     /// entries, payments, idle, anomalies or projects.
     ExportCsv(csvexport::ExportCsvArgs),
+    /// The 公告公示 sheet of a county or one of its villages: announced
+    /// projects and payments to households (registry references masked),
+    /// as a printable HTML page or as CSV.
+    PublicNotice(notice::NoticeArgs),
 }
 
 fn main() -> Result<()> {
@@ -717,6 +722,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Statement { server, household } => tracecmd::statement(&server, household).await?,
         Command::Idle(args) => tracecmd::idle(args).await?,
         Command::ExportCsv(args) => csvexport::run(args).await?,
+        Command::PublicNotice(args) => notice::run(args).await?,
         Command::Anomalies { server, idle_days } => tracecmd::anomalies(&server, idle_days).await?,
         Command::Checkpoint { server, tree_size } => logcmd::checkpoint(&server, tree_size).await?,
         Command::Prove(command) => logcmd::prove(command).await?,

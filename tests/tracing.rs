@@ -2945,3 +2945,76 @@ async fn csv_exports_hold_what_the_queries_answer() {
     assert_eq!(rows.len(), findings.findings.len());
     server.stop().await;
 }
+
+/// `fundtrail public-notice` for Dongxiang, as the root org: the file.
+fn public_notice(server: &TestServer, out: &std::path::Path, extra: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+        .args([
+            "public-notice",
+            "--county",
+            "dx-czj",
+            "--server",
+            &server.url,
+            "--key",
+        ])
+        .arg(server.data_dir.join("root.key"))
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(std::fs::read(out).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_notice_shows_announced_projects_and_masked_payments() {
+    let (_dir, server, _client, county) = start().await;
+    let work = tempfile::tempdir().unwrap();
+
+    let html = public_notice(&server, &work.path().join("dx.html"), &[]);
+    assert!(html.contains("扶贫项目和到户资金公告公示"));
+    // The announced project, with its money to the fen.
+    assert!(html.contains("<td>¥150,000.00</td>"), "budget");
+    assert!(html.contains("<td>¥120,000.00</td>"), "received");
+    assert!(html.contains(ANNOUNCE_DOC));
+    assert!(html.contains("带动脱贫户 3 户增收；项目竣工验收合格率 100%"));
+    // Linxia's project is another county's; nothing unannounced shows.
+    assert!(!html.contains("修建产业路"));
+    // Every payment, each household's reference masked, never whole.
+    for (i, seq) in county.d.iter().enumerate() {
+        assert!(html.contains(&format!("<td>{seq}</td>")), "payment {seq}");
+        let whole = format!("HH-622926-000{}", i + 1);
+        assert!(!html.contains(&whole), "{whole} is masked");
+        assert!(html.contains(&format!("HH-6********0{}", i + 1)));
+    }
+    let paid: u64 = PAID.iter().sum();
+    assert!(html.contains(&format!(
+        "共 3 笔，已拨付合计 {}",
+        fundtrail_core::money::format_fen(u128::from(paid))
+    )));
+
+    // One village: only its household's payment.
+    let village = public_notice(
+        &server,
+        &work.path().join("village.html"),
+        &["--village", "622926100202"],
+    );
+    assert!(village.contains("HH-6********02"));
+    assert!(!village.contains("HH-6********01") && !village.contains("HH-6********03"));
+    assert!(village.contains(&format!("<td>{}</td>", county.d[1])));
+
+    // The same as CSV for a spreadsheet.
+    let csv = public_notice(&server, &work.path().join("dx.csv"), &["--csv"]);
+    let csv = csv.strip_prefix('\u{feff}').expect("a byte-order mark");
+    assert!(csv.contains("项目公示") && csv.contains("到户资金公示"));
+    assert!(csv.contains(",150000.00,") && csv.contains(",120000.00,"));
+    assert!(!csv.contains("HH-622926-0001"));
+    assert_eq!(csv.matches("已拨付").count(), 3);
+    server.stop().await;
+}
