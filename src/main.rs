@@ -230,6 +230,11 @@ enum Command {
             requires = "follow"
         )]
         follow_key: Option<PathBuf>,
+        /// With --follow or --follow-db: the log's verifier key (as
+        /// `fundtrail log-key` prints it) the replayed genesis must name;
+        /// without it, the first genesis seen is trusted.
+        #[arg(long, env = "FUNDTRAIL_PIN_LOG_KEY", value_name = "VKEY")]
+        pin_log_key: Option<String>,
         /// With --follow: the CA certificate (PEM) that signed the upstream's.
         #[arg(
             long,
@@ -504,6 +509,7 @@ async fn run(command: Command) -> Result<()> {
             follow_ca,
             follow_cert,
             follow_cert_key,
+            pin_log_key,
             http,
             tls_cert,
             tls_key,
@@ -564,6 +570,9 @@ async fn run(command: Command) -> Result<()> {
                 }))),
                 _ => None,
             };
+            if pin_log_key.is_some() && upstream.is_none() {
+                bail!("--pin-log-key is for a replica: give --follow or --follow-db");
+            }
             let created =
                 upstream.is_none() && !genesis::exists_at(&data.data_dir, data.journal_at());
             if created {
@@ -578,6 +587,7 @@ async fn run(command: Command) -> Result<()> {
                 journal_url: data.journal.clone(),
                 journal_lease_ms: (lease_ms > 0).then_some(lease_ms),
                 follow: upstream,
+                pinned_log_vkey: pin_log_key,
                 ..EngineConfig::new(data.data_dir.clone())
             };
             // Opening replays and checks the journal: off the async workers.

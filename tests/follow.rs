@@ -37,22 +37,34 @@ async fn writer(dir: &Path) -> (TestServer, Chain, Signer) {
 /// A replica in `dir` of the node at `url`, served; the test reads it with
 /// the ledger's root key, copied from `writer_dir`.
 async fn replica(dir: &Path, writer_dir: &Path, url: &str, mirror: &Signer) -> TestServer {
+    let engine = open_replica(dir, writer_dir, url, mirror, None)
+        .unwrap_or_else(|e| panic!("replica did not open: {e}"));
+    TestServer::serve(engine, dir, unmetered()).await
+}
+
+/// A replica's engine, its genesis's log key pinned to `pin` if given.
+fn open_replica(
+    dir: &Path,
+    writer_dir: &Path,
+    url: &str,
+    mirror: &Signer,
+    pin: Option<&str>,
+) -> Result<std::sync::Arc<Engine>, String> {
     std::fs::create_dir_all(dir).unwrap();
     let root_key = dir.join("root.key");
     if !root_key.exists() {
         std::fs::copy(writer_dir.join("root.key"), root_key).unwrap();
     }
-    let engine = Engine::open(EngineConfig {
+    Engine::open(EngineConfig {
         skew_ms_max: SKEW_MS_MAX,
         follow: Some(Upstream::Node(Box::new(NodeUpstream {
             url: url.to_string(),
             tls: Default::default(),
             reader: mirror.clone(),
         }))),
+        pinned_log_vkey: pin.map(str::to_string),
         ..EngineConfig::new(dir)
     })
-    .unwrap_or_else(|e| panic!("replica did not open: {e}"));
-    TestServer::serve(engine, dir, unmetered()).await
 }
 
 /// Waits until the replica serves at least `count` records.
@@ -198,6 +210,33 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     .await;
     let later = checkpoint_of_all(&writer, &mut client).await;
     verified(&first, later.tree_size).await;
+
+    // A replica that pins the log key opens only on the ledger it names.
+    let log_vkey = vkey(&mut client).await;
+    let pinned = open_replica(
+        &dirs.path().join("pinned"),
+        &writer_dir,
+        &writer.url,
+        &mirror,
+        Some(&log_vkey),
+    )
+    .unwrap_or_else(|e| panic!("the right pin is accepted: {e}"));
+    pinned.shutdown();
+    let stranger = fundtrail_tlog::NoteSigner::new(
+        "fundtrail/someone-else",
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
+    .unwrap();
+    let refused = open_replica(
+        &dirs.path().join("mispinned"),
+        &writer_dir,
+        &writer.url,
+        &mirror,
+        Some(&stranger.verifier().vkey()),
+    )
+    .map(|_| ())
+    .unwrap_err();
+    assert!(refused.contains("not the pinned"), "{refused}");
 
     // A replica of the replica: any fundtrail node can be followed.
     let second = replica(

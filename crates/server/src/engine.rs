@@ -70,6 +70,10 @@ pub struct EngineConfig {
     /// Run as a verifying replica of this upstream (crate::follow), taking
     /// no writes.
     pub follow: Option<Upstream>,
+    /// On a replica: the log's verifier key (`GetLogKey().vkey`) the
+    /// genesis record it replays must name. Without it the first genesis
+    /// seen is trusted.
+    pub pinned_log_vkey: Option<String>,
 }
 
 impl std::fmt::Debug for EngineConfig {
@@ -94,6 +98,7 @@ impl EngineConfig {
             journal_url: None,
             journal_lease_ms: Some(JOURNAL_LEASE_MS_DEFAULT),
             follow: None,
+            pinned_log_vkey: None,
             clock: Arc::new(SystemClock),
         }
     }
@@ -346,6 +351,7 @@ pub fn open_node_replica_stores(
 fn open_replica_keys(
     data_dir: &Path,
     meta: &LedgerMeta,
+    pinned_log_vkey: Option<&str>,
 ) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
     let path = data_dir.join(REPLICA_KEY_FILE_NAME);
     if !path.exists() {
@@ -373,6 +379,12 @@ fn open_replica_keys(
         .map_err(|e| format!("the genesis record's log key is not a key: {e}"))?;
     let verifier = fundtrail_tlog::NoteVerifier::new(&origin, log_key)
         .map_err(|e| format!("bad log key: {e}"))?;
+    if let Some(pinned) = pinned_log_vkey.filter(|&pinned| pinned != verifier.vkey()) {
+        return Err(format!(
+            "the genesis record names the log key {}, not the pinned {pinned}: the upstream serves another ledger, or a forged one",
+            verifier.vkey()
+        ));
+    }
     let checkpoints = Checkpoints::open_replica(data_dir, &meta.ledger_id, verifier, origin)?;
     Ok((checkpoints, pseudonym_key, access_log, tokens))
 }
@@ -507,7 +519,7 @@ impl Engine {
         }
         let replica = config.follow.is_some();
         let (checkpoints, pseudonym_key, access_log, tokens) = if replica {
-            open_replica_keys(&config.data_dir, &meta)?
+            open_replica_keys(&config.data_dir, &meta, config.pinned_log_vkey.as_deref())?
         } else {
             open_checkpoints(&config.data_dir, &meta, shared_checkpoints)?
         };
