@@ -22,6 +22,41 @@ use crate::{connect, status, Server};
 /// Rows asked for per page.
 const PAGE_ROWS: u32 = 1_000;
 
+/// The pages of a `ListEntries` query, fetched one at a time; the client
+/// is passed to each call, so it stays free between pages.
+pub(crate) struct EntryPages {
+    request: pb::ListEntriesRequest,
+    done: bool,
+}
+
+impl EntryPages {
+    pub(crate) fn new(request: pb::ListEntriesRequest) -> EntryPages {
+        EntryPages {
+            request: pb::ListEntriesRequest {
+                page_size: PAGE_ROWS,
+                ..request
+            },
+            done: false,
+        }
+    }
+
+    /// The next page's entries; `None` after the last.
+    pub(crate) async fn next(&mut self, client: &mut Client) -> Result<Option<Vec<pb::Entry>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = client
+            .query
+            .list_entries(self.request.clone())
+            .await
+            .map_err(status)?
+            .into_inner();
+        self.done = page.next_page_token.is_empty();
+        self.request.page_token = page.next_page_token;
+        Ok(Some(page.entries))
+    }
+}
+
 /// The byte-order mark Excel needs to read UTF-8.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -150,34 +185,23 @@ async fn entries(
         args.kind.clone()
     };
     let mut rows = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                account_id: args.account.clone(),
-                org_id: args.org.clone(),
-                kind: kind.clone(),
-                document_no: args.document.clone(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        account_id: args.account.clone(),
+        org_id: args.org.clone(),
+        kind,
+        document_no: args.document.clone(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
             rows += if payments {
                 payment_row(csv, entry)?
             } else {
                 entry_rows(csv, entry)?
             };
         }
-        if page.next_page_token.is_empty() {
-            return Ok(rows);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(rows)
 }
 
 fn value_date(entry: &pb::Entry) -> String {
@@ -370,21 +394,13 @@ async fn projects(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> R
     ])?;
     let announced = announcements(client, &args.org).await?;
     let mut rows = 0;
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                org_id: args.org.clone(),
-                kind: "RegisterProject".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: args.org.clone(),
+        kind: "RegisterProject".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
             let Some(pb::request::Body::RegisterProject(project)) =
                 entry.body.as_ref().and_then(|r| r.body.as_ref())
             else {
@@ -408,41 +424,28 @@ async fn projects(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> R
             ])?;
             rows += 1;
         }
-        if page.next_page_token.is_empty() {
-            return Ok(rows);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(rows)
 }
 
 /// The money that reached the project: every leg into it, exactly.
 pub(crate) async fn project_received_fen(client: &mut Client, account_id: &str) -> Result<u128> {
     let mut total_fen = 0u128;
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                account_id: account_id.into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
-            for leg in entry.effects.iter().flat_map(|e| &e.legs) {
-                if leg.to_account_id == account_id {
-                    total_fen += u128::from(leg.amount_fen);
-                }
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        account_id: account_id.into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for leg in entries
+            .iter()
+            .flat_map(|e| e.effects.iter().flat_map(|e| &e.legs))
+        {
+            if leg.to_account_id == account_id {
+                total_fen += u128::from(leg.amount_fen);
             }
         }
-        if page.next_page_token.is_empty() {
-            return Ok(total_fen);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(total_fen)
 }
 
 /// The 文号 of each announced project's announcement (公告公示), by
@@ -452,21 +455,13 @@ pub(crate) async fn announcements(
     org: &str,
 ) -> Result<HashMap<String, String>> {
     let mut announced = HashMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                org_id: org.into(),
-                kind: "AnnounceProject".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: org.into(),
+        kind: "AnnounceProject".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
             if let Some(pb::request::Body::AnnounceProject(a)) =
                 entry.body.as_ref().and_then(|r| r.body.as_ref())
             {
@@ -475,9 +470,6 @@ pub(crate) async fn announcements(
                     .or_insert_with(|| a.document_no.clone());
             }
         }
-        if page.next_page_token.is_empty() {
-            return Ok(announced);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(announced)
 }

@@ -15,10 +15,8 @@ use fundtrail_client::Client;
 use fundtrail_core::dates::{day_of_ms, format_date};
 use fundtrail_core::money::{format_fen, plain_yuan};
 
-use crate::csvexport::{announcements, project_received_fen};
+use crate::csvexport::{announcements, project_received_fen, EntryPages};
 use crate::{connect, status, Server};
-
-const PAGE_ROWS: u32 = 1_000;
 
 #[derive(Args)]
 pub struct NoticeArgs {
@@ -119,21 +117,13 @@ pub async fn run(args: NoticeArgs) -> Result<()> {
 async fn projects(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Project>> {
     let announced = announcements(client, &args.county).await?;
     let mut projects = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                org_id: args.county.clone(),
-                kind: "RegisterProject".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: args.county.clone(),
+        kind: "RegisterProject".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
             let Some(pb::request::Body::RegisterProject(p)) =
                 entry.body.as_ref().and_then(|r| r.body.as_ref())
             else {
@@ -155,11 +145,8 @@ async fn projects(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Project>
                 document_no: document_no.clone(),
             });
         }
-        if page.next_page_token.is_empty() {
-            return Ok(projects);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(projects)
 }
 
 /// The county's households: (masked reference, village) by account.
@@ -168,21 +155,13 @@ async fn households(
     county: &str,
 ) -> Result<HashMap<String, (String, String)>> {
     let mut households = HashMap::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                org_id: county.into(),
-                kind: "RegisterHousehold".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: county.into(),
+        kind: "RegisterHousehold".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
             if let Some(pb::request::Body::RegisterHousehold(h)) =
                 entry.body.as_ref().and_then(|r| r.body.as_ref())
             {
@@ -192,31 +171,20 @@ async fn households(
                 );
             }
         }
-        if page.next_page_token.is_empty() {
-            return Ok(households);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(households)
 }
 
 async fn payments(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Payment>> {
     let households = households(client, &args.county).await?;
     let mut payments = Vec::new();
-    let mut page_token = String::new();
-    loop {
-        let page = client
-            .query
-            .list_entries(pb::ListEntriesRequest {
-                page_size: PAGE_ROWS,
-                page_token,
-                org_id: args.county.clone(),
-                kind: "Disbursement".into(),
-                ..Default::default()
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        for entry in &page.entries {
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: args.county.clone(),
+        kind: "Disbursement".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
             let Some(pb::request::Body::Disbursement(d)) =
                 entry.body.as_ref().and_then(|r| r.body.as_ref())
             else {
@@ -247,11 +215,8 @@ async fn payments(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Payment>
                 reversed: entry.reversed_by_seq.is_some(),
             });
         }
-        if page.next_page_token.is_empty() {
-            return Ok(payments);
-        }
-        page_token = page.next_page_token;
     }
+    Ok(payments)
 }
 
 const PROJECT_HEADER: [&str; 7] = [

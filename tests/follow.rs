@@ -8,15 +8,12 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use fundtrail_api::pb;
 use fundtrail_client::Signer;
 use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::follow::{NodeUpstream, Upstream, EVIDENCE_FILE_NAME};
-
-const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// A writer with the national chain and a MIRROR org, whose key replicas
 /// follow with.
@@ -65,32 +62,6 @@ fn open_replica(
         pinned_log_vkey: pin.map(str::to_string),
         ..EngineConfig::new(dir)
     })
-}
-
-/// Waits until the replica serves at least `count` records.
-async fn verified(replica: &TestServer, count: u64) {
-    assert!(
-        replica.engine.indexed().wait(count, CATCH_UP).await,
-        "the replica reached {count} records; it says: {:?}",
-        replica.engine.read_only_reason()
-    );
-}
-
-/// Waits until the replica says it stopped following, and returns why.
-async fn stopped(replica: &TestServer) -> String {
-    let mut status = replica
-        .engine
-        .replica_status()
-        .expect("a replica")
-        .subscribe();
-    let reason = tokio::time::timeout(CATCH_UP, status.wait_for(|report| report.stopped))
-        .await
-        .expect("the replica stopped following in time")
-        .expect("the replica's status")
-        .reason
-        .clone();
-    assert!(reason.contains("stopped following"), "{reason}");
-    reason
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

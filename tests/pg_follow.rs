@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
 use fundtrail_api::pb;
@@ -21,7 +20,6 @@ use prost::Message;
 
 const APP_ROLE: &str = "fundtrail_app";
 const READER_ROLE: &str = "fundtrail_reader";
-const CATCH_UP: Duration = Duration::from_secs(60);
 
 /// A writer's engine on the primary, a standby, and the ledger's tables.
 async fn writer(dir: &Path) -> (Cluster, Cluster, TestServer) {
@@ -65,15 +63,6 @@ async fn replica(dir: &Path, writer_dir: &Path, url: &str) -> TestServer {
     })
     .unwrap_or_else(|e| panic!("replica did not open: {e}"));
     TestServer::serve(engine, dir, unmetered()).await
-}
-
-/// Waits until the replica serves at least `count` records.
-async fn verified(replica: &TestServer, count: u64) {
-    assert!(
-        replica.engine.indexed().wait(count, CATCH_UP).await,
-        "the replica reached {count} records; it says: {:?}",
-        replica.engine.read_only_reason()
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,21 +261,4 @@ async fn a_replica_stops_at_a_forked_checkpoint_or_a_forged_record_and_keeps_wha
     let reason = stopped(&fresh).await;
     assert!(reason.contains("not the root of those records"), "{reason}");
     fresh.stop().await;
-}
-
-/// Waits until the replica says it stopped following, and returns why.
-async fn stopped(replica: &TestServer) -> String {
-    let mut status = replica
-        .engine
-        .replica_status()
-        .expect("a replica")
-        .subscribe();
-    let reason = tokio::time::timeout(CATCH_UP, status.wait_for(|report| report.stopped))
-        .await
-        .expect("the replica stopped following in time")
-        .expect("the replica's status")
-        .reason
-        .clone();
-    assert!(reason.contains("stopped following"), "{reason}");
-    reason
 }

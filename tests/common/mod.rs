@@ -571,3 +571,32 @@ pub fn pg_records(url: &str) -> Vec<(u64, Vec<u8>)> {
     .join()
     .expect("read the records")
 }
+
+/// How long a replica may take to catch up, or to stop, in a test.
+pub const CATCH_UP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Waits until the replica serves at least `count` records.
+pub async fn verified(replica: &TestServer, count: u64) {
+    assert!(
+        replica.engine.indexed().wait(count, CATCH_UP).await,
+        "the replica reached {count} records; it says: {:?}",
+        replica.engine.read_only_reason()
+    );
+}
+
+/// Waits until the replica says it stopped following, and returns why.
+pub async fn stopped(replica: &TestServer) -> String {
+    let mut status = replica
+        .engine
+        .replica_status()
+        .expect("a replica")
+        .subscribe();
+    let reason = tokio::time::timeout(CATCH_UP, status.wait_for(|report| report.stopped))
+        .await
+        .expect("the replica stopped following in time")
+        .expect("the replica's status")
+        .reason
+        .clone();
+    assert!(reason.contains("stopped following"), "{reason}");
+    reason
+}
