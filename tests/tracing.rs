@@ -2787,25 +2787,36 @@ async fn reversing_an_allocation_gives_the_budget_back() {
     server.stop().await;
 }
 
-/// `fundtrail export-csv REPORT` against `server`, as the root org: the
-/// file's bytes.
-fn export_csv(server: &TestServer, dir: &std::path::Path, report: &str, extra: &[&str]) -> Vec<u8> {
-    let out = dir.join(format!("{report}.csv"));
+/// Runs `fundtrail COMMAND… --server URL --key ROOT_KEY --out OUT EXTRA…`
+/// against `server` as the root org, and returns the file it wrote.
+fn report_as_root(
+    server: &TestServer,
+    command: &[&str],
+    out: &std::path::Path,
+    extra: &[&str],
+) -> Vec<u8> {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
-        .args(["export-csv", report, "--server", &server.url, "--key"])
+        .args(command)
+        .args(["--server", &server.url, "--key"])
         .arg(server.data_dir.join("root.key"))
         .arg("--out")
-        .arg(&out)
+        .arg(out)
         .args(extra)
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "{report}: {}",
+        "{command:?}: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     std::fs::read(out).unwrap()
+}
+
+/// `fundtrail export-csv REPORT` into `dir`: the file's bytes.
+fn export_csv(server: &TestServer, dir: &std::path::Path, report: &str, extra: &[&str]) -> Vec<u8> {
+    let out = dir.join(format!("{report}.csv"));
+    report_as_root(server, &["export-csv", report], &out, extra)
 }
 
 /// The header and rows of a CSV export, after its byte-order mark.
@@ -2948,28 +2959,8 @@ async fn csv_exports_hold_what_the_queries_answer() {
 
 /// `fundtrail public-notice` for Dongxiang, as the root org: the file.
 fn public_notice(server: &TestServer, out: &std::path::Path, extra: &[&str]) -> String {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
-        .args([
-            "public-notice",
-            "--county",
-            "dx-czj",
-            "--server",
-            &server.url,
-            "--key",
-        ])
-        .arg(server.data_dir.join("root.key"))
-        .arg("--out")
-        .arg(out)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(std::fs::read(out).unwrap()).unwrap()
+    let command = ["public-notice", "--county", "dx-czj"];
+    String::from_utf8(report_as_root(server, &command, out, extra)).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
