@@ -171,3 +171,20 @@ fn a_bad_config_file_is_refused_before_anything_starts() {
         .unwrap();
     assert!(String::from_utf8_lossy(&output.stderr).contains("cannot read the config file"));
 }
+
+#[test]
+fn a_second_server_on_one_data_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", "data", "--listen", "127.0.0.1:0"];
+    let (first, _) = start(dir.path(), serve(dir.path(), &args, &[]));
+    let second = serve(dir.path(), &args, &[]).output().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("in use by another fundtrail server"),
+        "{stderr}"
+    );
+    // Once the first is gone, the directory opens again.
+    drop(first);
+    let (_again, _) = start(dir.path(), serve(dir.path(), &args, &[]));
+}

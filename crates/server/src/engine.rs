@@ -230,6 +230,8 @@ pub struct Engine {
     /// On a replica, what it says about its following.
     replica: Option<Arc<ReplicaStatus>>,
     metrics: Arc<crate::metrics::Metrics>,
+    /// Held from [`Engine::open`] until shutdown.
+    data_dir_lock: Mutex<Option<crate::dirlock::DataDirLock>>,
     /// Set at shutdown: background work stops at its next step.
     stopping: Arc<AtomicBool>,
     threads: Mutex<Threads>,
@@ -475,13 +477,19 @@ impl Engine {
     /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
+        let lock = crate::dirlock::DataDirLock::take(&config.data_dir)?;
         let stores = match (&config.follow, &config.journal_url) {
             (Some(Upstream::Database(url)), _) => open_replica_stores(&config.data_dir, url)?,
             (Some(Upstream::Node(node)), _) => open_node_replica_stores(&config.data_dir, node)?,
             (None, Some(url)) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
             (None, None) => open_file_stores(&config.data_dir)?,
         };
-        Engine::open_with(config, stores)
+        let engine = Engine::open_with(config, stores)?;
+        *engine
+            .data_dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        Ok(engine)
     }
 
     /// Opens the ledger on `stores`: replays the journal past the state's
@@ -617,6 +625,7 @@ impl Engine {
             data_dir: config.data_dir.clone(),
             replica: replica_status.clone(),
             metrics,
+            data_dir_lock: Mutex::new(None),
             stopping: Arc::new(AtomicBool::new(false)),
             threads: Mutex::new(Threads {
                 pipeline,
@@ -700,6 +709,11 @@ impl Engine {
         if let Err(e) = self.state.flush() {
             warn!(reason = %e, "cannot flush the state store");
         }
+        // Nothing more is written here: another server may open it.
+        self.data_dir_lock
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 
     /// Waits for the start-up scrub to finish (at once if there is none).

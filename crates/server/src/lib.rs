@@ -20,6 +20,7 @@ pub mod boundary;
 pub mod checkpoints;
 mod checkpool;
 pub mod crash;
+pub mod dirlock;
 pub mod engine;
 pub mod follow;
 mod follow_node;
