@@ -57,6 +57,61 @@ impl EntryPages {
     }
 }
 
+/// A record's decoded request body, if the reader was shown it.
+pub(crate) fn body_of(entry: &pb::Entry) -> Option<&pb::request::Body> {
+    entry
+        .body
+        .as_ref()
+        .and_then(|request| request.body.as_ref())
+}
+
+/// A registered project with what reached it and its announcement.
+pub(crate) struct Project {
+    pub registered: pb::RegisterProject,
+    /// Every movement of money into the project, exactly.
+    pub received_fen: u128,
+    /// The 公告公示 document, if the project was announced.
+    pub announcement: Option<String>,
+}
+
+/// The projects `org` registered (every org's when empty), a page at a time.
+pub(crate) struct ProjectPages {
+    pages: EntryPages,
+    announced: HashMap<String, String>,
+}
+
+impl ProjectPages {
+    pub(crate) async fn new(client: &mut Client, org: &str) -> Result<ProjectPages> {
+        Ok(ProjectPages {
+            pages: EntryPages::new(pb::ListEntriesRequest {
+                org_id: org.into(),
+                kind: "RegisterProject".into(),
+                ..Default::default()
+            }),
+            announced: announcements(client, org).await?,
+        })
+    }
+
+    /// The next page's projects; `None` after the last.
+    pub(crate) async fn next(&mut self, client: &mut Client) -> Result<Option<Vec<Project>>> {
+        let Some(entries) = self.pages.next(client).await? else {
+            return Ok(None);
+        };
+        let mut projects = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let Some(pb::request::Body::RegisterProject(registered)) = body_of(entry) else {
+                continue;
+            };
+            projects.push(Project {
+                received_fen: project_received_fen(client, &registered.account_id).await?,
+                announcement: self.announced.get(&registered.account_id).cloned(),
+                registered: registered.clone(),
+            });
+        }
+        Ok(Some(projects))
+    }
+}
+
 /// The byte-order mark Excel needs to read UTF-8.
 const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -212,7 +267,7 @@ fn value_date(entry: &pb::Entry) -> String {
 }
 
 fn entry_rows(csv: &mut Csv, entry: &pb::Entry) -> Result<u64> {
-    let body = entry.body.as_ref().and_then(|r| r.body.clone());
+    let body = body_of(entry).cloned();
     let document = entry
         .body
         .clone()
@@ -254,9 +309,7 @@ fn entry_rows(csv: &mut Csv, entry: &pb::Entry) -> Result<u64> {
 }
 
 fn payment_row(csv: &mut Csv, entry: &pb::Entry) -> Result<u64> {
-    let Some(pb::request::Body::Disbursement(paid)) =
-        entry.body.as_ref().and_then(|r| r.body.as_ref())
-    else {
+    let Some(pb::request::Body::Disbursement(paid)) = body_of(entry) else {
         return Ok(0);
     };
     let effects = entry.effects.clone().unwrap_or_default();
@@ -392,35 +445,26 @@ async fn projects(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> R
         "已到位资金（元）",
         "公告文号",
     ])?;
-    let announced = announcements(client, &args.org).await?;
     let mut rows = 0;
-    let mut pages = EntryPages::new(pb::ListEntriesRequest {
-        org_id: args.org.clone(),
-        kind: "RegisterProject".into(),
-        ..Default::default()
-    });
-    while let Some(entries) = pages.next(client).await? {
-        for entry in &entries {
-            let Some(pb::request::Body::RegisterProject(project)) =
-                entry.body.as_ref().and_then(|r| r.body.as_ref())
-            else {
-                continue;
-            };
-            let received_fen = project_received_fen(client, &project.account_id).await?;
+    let mut pages = ProjectPages::new(client, &args.org).await?;
+    while let Some(projects) = pages.next(client).await? {
+        for Project {
+            registered: project,
+            received_fen,
+            announcement,
+        } in projects
+        {
             csv.write_record([
-                project.account_id.clone(),
-                project.name.clone(),
-                project.category.clone(),
-                project.location_code.clone(),
+                project.account_id,
+                project.name,
+                project.category,
+                project.location_code,
                 project.fiscal_year.to_string(),
                 plain_yuan(u128::from(project.budget_fen)),
                 project.performance_targets.join("；"),
-                project.responsible_unit.clone(),
+                project.responsible_unit,
                 plain_yuan(received_fen),
-                announced
-                    .get(&project.account_id)
-                    .cloned()
-                    .unwrap_or_default(),
+                announcement.unwrap_or_default(),
             ])?;
             rows += 1;
         }
@@ -429,7 +473,7 @@ async fn projects(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> R
 }
 
 /// The money that reached the project: every leg into it, exactly.
-pub(crate) async fn project_received_fen(client: &mut Client, account_id: &str) -> Result<u128> {
+async fn project_received_fen(client: &mut Client, account_id: &str) -> Result<u128> {
     let mut total_fen = 0u128;
     let mut pages = EntryPages::new(pb::ListEntriesRequest {
         account_id: account_id.into(),
@@ -450,10 +494,7 @@ pub(crate) async fn project_received_fen(client: &mut Client, account_id: &str) 
 
 /// The 文号 of each announced project's announcement (公告公示), by
 /// project account: one short entry per announced project.
-pub(crate) async fn announcements(
-    client: &mut Client,
-    org: &str,
-) -> Result<HashMap<String, String>> {
+async fn announcements(client: &mut Client, org: &str) -> Result<HashMap<String, String>> {
     let mut announced = HashMap::new();
     let mut pages = EntryPages::new(pb::ListEntriesRequest {
         org_id: org.into(),
@@ -462,9 +503,7 @@ pub(crate) async fn announcements(
     });
     while let Some(entries) = pages.next(client).await? {
         for entry in &entries {
-            if let Some(pb::request::Body::AnnounceProject(a)) =
-                entry.body.as_ref().and_then(|r| r.body.as_ref())
-            {
+            if let Some(pb::request::Body::AnnounceProject(a)) = body_of(entry) {
                 announced
                     .entry(a.account_id.clone())
                     .or_insert_with(|| a.document_no.clone());

@@ -15,7 +15,7 @@ use fundtrail_client::Client;
 use fundtrail_core::dates::{day_of_ms, format_date};
 use fundtrail_core::money::{format_fen, plain_yuan};
 
-use crate::csvexport::{announcements, project_received_fen, EntryPages};
+use crate::csvexport::{body_of, EntryPages, ProjectPages};
 use crate::{connect, status, Server};
 
 #[derive(Args)]
@@ -115,38 +115,29 @@ pub async fn run(args: NoticeArgs) -> Result<()> {
 }
 
 async fn projects(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Project>> {
-    let announced = announcements(client, &args.county).await?;
-    let mut projects = Vec::new();
-    let mut pages = EntryPages::new(pb::ListEntriesRequest {
-        org_id: args.county.clone(),
-        kind: "RegisterProject".into(),
-        ..Default::default()
-    });
-    while let Some(entries) = pages.next(client).await? {
-        for entry in &entries {
-            let Some(pb::request::Body::RegisterProject(p)) =
-                entry.body.as_ref().and_then(|r| r.body.as_ref())
-            else {
-                continue;
-            };
-            let Some(document_no) = announced.get(&p.account_id) else {
+    let mut announced = Vec::new();
+    let mut pages = ProjectPages::new(client, &args.county).await?;
+    while let Some(projects) = pages.next(client).await? {
+        for project in projects {
+            let p = project.registered;
+            let Some(document_no) = project.announcement else {
                 continue;
             };
             if !p.location_code.starts_with(&args.village) {
                 continue;
             }
-            projects.push(Project {
-                name: p.name.clone(),
-                location_code: p.location_code.clone(),
+            announced.push(Project {
+                name: p.name,
+                location_code: p.location_code,
                 budget_fen: u128::from(p.budget_fen),
                 targets: p.performance_targets.join("；"),
-                responsible_unit: p.responsible_unit.clone(),
-                received_fen: project_received_fen(client, &p.account_id).await?,
-                document_no: document_no.clone(),
+                responsible_unit: p.responsible_unit,
+                received_fen: project.received_fen,
+                document_no,
             });
         }
     }
-    Ok(projects)
+    Ok(announced)
 }
 
 /// The county's households: (masked reference, village) by account.
@@ -162,9 +153,7 @@ async fn households(
     });
     while let Some(entries) = pages.next(client).await? {
         for entry in &entries {
-            if let Some(pb::request::Body::RegisterHousehold(h)) =
-                entry.body.as_ref().and_then(|r| r.body.as_ref())
-            {
+            if let Some(pb::request::Body::RegisterHousehold(h)) = body_of(entry) {
                 households.insert(
                     h.account_id.clone(),
                     (mask_ref(&h.household_ref), h.village_code.clone()),
@@ -185,9 +174,7 @@ async fn payments(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Payment>
     });
     while let Some(entries) = pages.next(client).await? {
         for entry in &entries {
-            let Some(pb::request::Body::Disbursement(d)) =
-                entry.body.as_ref().and_then(|r| r.body.as_ref())
-            else {
+            let Some(pb::request::Body::Disbursement(d)) = body_of(entry) else {
                 continue;
             };
             let Some((masked_ref, village_code)) = households.get(&d.household_account_id) else {

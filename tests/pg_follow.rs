@@ -82,23 +82,7 @@ async fn a_replica_of_a_standby_catches_up_under_load_and_agrees_with_the_writer
     let mut replica_client = replica.client().await;
 
     // The writer keeps posting while the replica follows.
-    let mut loads = Vec::new();
-    for _ in 0..3 {
-        let (mut client, county) = (writer.client().await, chain.dongxiang.clone());
-        loads.push(tokio::spawn(async move {
-            for _ in 0..80 {
-                ok(
-                    &mut client,
-                    &county,
-                    disbursement("dx-xczx", "dx-hh-0001", 1),
-                )
-                .await;
-            }
-        }));
-    }
-    for load in loads {
-        load.await.unwrap();
-    }
+    pay_one_fen_concurrently(&writer, &chain.dongxiang, 3, 80).await;
     let newest = checkpoint_of_all(&writer, &mut client).await;
     verified(&replica, newest.tree_size).await;
 

@@ -600,3 +600,30 @@ pub async fn stopped(replica: &TestServer) -> String {
     assert!(reason.contains("stopped following"), "{reason}");
     reason
 }
+
+/// `clients` clients of `server` each pay dx-hh-0001 one fen `each` times
+/// from dx-xczx as `county`, all at once; returns when all were accepted.
+pub async fn pay_one_fen_concurrently(
+    server: &TestServer,
+    county: &Signer,
+    clients: usize,
+    each: usize,
+) {
+    let mut loads = Vec::new();
+    for _ in 0..clients {
+        let (mut client, county) = (server.client().await, county.clone());
+        loads.push(tokio::spawn(async move {
+            for _ in 0..each {
+                ok(
+                    &mut client,
+                    &county,
+                    disbursement("dx-xczx", "dx-hh-0001", 1),
+                )
+                .await;
+            }
+        }));
+    }
+    for load in loads {
+        load.await.unwrap();
+    }
+}
