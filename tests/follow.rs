@@ -192,6 +192,10 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     .map(|_| ())
     .unwrap_err();
     assert!(refused.contains("not the pinned"), "{refused}");
+    assert!(
+        !dirs.path().join("mispinned/replica.key").exists(),
+        "nothing of its own was written"
+    );
 
     // A replica of the replica: any fundtrail node can be followed.
     let second = replica(

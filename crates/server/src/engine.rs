@@ -300,14 +300,13 @@ pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Resu
 /// far as the state replayed (at least the genesis record); the follower
 /// moves it on, a verified checkpoint at a time.
 pub fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
+    replica_data_dir(data_dir)?;
     if data_dir.join(JOURNAL_FILE_NAME).exists() {
         return Err(format!(
             "{} holds a file journal; a replica needs a data directory of its own",
             data_dir.display()
         ));
     }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
     let in_db = |e: fundtrail_pg::PgError| format!("the ledger in PostgreSQL: {e}");
     let mut journal = fundtrail_pg::PgJournal::open(url, None).map_err(in_db)?;
     let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
@@ -332,6 +331,17 @@ pub fn open_node_replica_stores(
     data_dir: &Path,
     upstream: &NodeUpstream,
 ) -> Result<Stores, String> {
+    replica_data_dir(data_dir)?;
+    let path = data_dir.join(JOURNAL_FILE_NAME);
+    if !path.exists() {
+        crate::follow_node::fetch_genesis(upstream, &path)?;
+    }
+    open_file_stores(data_dir)
+}
+
+/// Refuses a writer's data directory (it holds the log's key) for a
+/// replica, and creates a new one.
+fn replica_data_dir(data_dir: &Path) -> Result<(), String> {
     if data_dir.join(LOG_KEY_FILE_NAME).exists() {
         return Err(format!(
             "{} holds a ledger's log key; a replica needs a data directory of its own",
@@ -339,12 +349,7 @@ pub fn open_node_replica_stores(
         ));
     }
     std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
-    let path = data_dir.join(JOURNAL_FILE_NAME);
-    if !path.exists() {
-        crate::follow_node::fetch_genesis(upstream, &path)?;
-    }
-    open_file_stores(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))
 }
 
 /// A replica's own key (its access log, page tokens and household
@@ -355,6 +360,18 @@ fn open_replica_keys(
     meta: &LedgerMeta,
     pinned_log_vkey: Option<&str>,
 ) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
+    // The pin is checked before the replica writes anything of its own.
+    let origin = checkpoint_origin(&meta.ledger_id);
+    let log_key = ed25519_dalek::VerifyingKey::from_bytes(&meta.log_public_key)
+        .map_err(|e| format!("the genesis record's log key is not a key: {e}"))?;
+    let verifier = fundtrail_tlog::NoteVerifier::new(&origin, log_key)
+        .map_err(|e| format!("bad log key: {e}"))?;
+    if let Some(pinned) = pinned_log_vkey.filter(|&pinned| pinned != verifier.vkey()) {
+        return Err(format!(
+            "the genesis record names the log key {}, not the pinned {pinned}: the upstream serves another ledger, or a forged one",
+            verifier.vkey()
+        ));
+    }
     let path = data_dir.join(REPLICA_KEY_FILE_NAME);
     if !path.exists() {
         let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
@@ -375,18 +392,7 @@ fn open_replica_keys(
         &key.to_bytes(),
         "page-token-key",
     ));
-    let origin = checkpoint_origin(&meta.ledger_id);
     let access_log = AccessLog::open(data_dir, &meta.ledger_id, &format!("{origin}/replica"), key)?;
-    let log_key = ed25519_dalek::VerifyingKey::from_bytes(&meta.log_public_key)
-        .map_err(|e| format!("the genesis record's log key is not a key: {e}"))?;
-    let verifier = fundtrail_tlog::NoteVerifier::new(&origin, log_key)
-        .map_err(|e| format!("bad log key: {e}"))?;
-    if let Some(pinned) = pinned_log_vkey.filter(|&pinned| pinned != verifier.vkey()) {
-        return Err(format!(
-            "the genesis record names the log key {}, not the pinned {pinned}: the upstream serves another ledger, or a forged one",
-            verifier.vkey()
-        ));
-    }
     let checkpoints = Checkpoints::open_replica(data_dir, &meta.ledger_id, verifier, origin)?;
     Ok((checkpoints, pseudonym_key, access_log, tokens))
 }
