@@ -609,6 +609,7 @@ async fn run(command: Command) -> Result<()> {
             let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
                 let _ = stopped.wait_for(|&stop| stop).await;
             };
+            let boundary = fundtrail_server::boundary_layer(&engine, &options);
             let http_port = match http {
                 Some(addr) => {
                     let listener = tokio::net::TcpListener::bind(addr)
@@ -617,6 +618,7 @@ async fn run(command: Command) -> Result<()> {
                     println!("fundtrail HTTP on http://{}", listener.local_addr()?);
                     Some(tokio::spawn(fundtrail_server::http_view::serve_http(
                         engine.clone(),
+                        boundary.clone(),
                         listener,
                         until_stopped(stopped.clone()),
                     )))
@@ -627,9 +629,15 @@ async fn run(command: Command) -> Result<()> {
             // ADDR:0, it names the port the system chose).
             println!("fundtrail listening on {}", listener.local_addr()?);
             std::io::Write::flush(&mut std::io::stdout())?;
-            fundtrail_server::serve_on(engine, listener, options, until_stopped(stopped))
-                .await
-                .map_err(anyhow::Error::msg)?;
+            fundtrail_server::serve_on_with(
+                engine,
+                listener,
+                options,
+                boundary,
+                until_stopped(stopped),
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
             if let Some(http_port) = http_port {
                 http_port.await?.map_err(anyhow::Error::msg)?;
             }

@@ -42,6 +42,7 @@ async fn metrics_count_what_the_server_did() {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let http = tokio::spawn(fundtrail_server::http_view::serve_http(
         server.engine.clone(),
+        fundtrail_server::boundary_layer(&server.engine, &Default::default()),
         listener,
         async {
             let _ = stopped.await;

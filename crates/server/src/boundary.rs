@@ -224,7 +224,9 @@ struct Shared {
 /// Charges between sweeps of the limiter's idle keys.
 const LIMITER_SWEEP_EVERY: u64 = 1 << 16;
 
-/// The layer that puts the boundary in front of every service.
+/// The layer that puts the boundary in front of every service. One per
+/// server: the gRPC port and the HTTP port's gRPC-web share it, so a key's
+/// nonces and read allowance are the same whichever port it calls.
 #[derive(Clone)]
 pub struct BoundaryLayer {
     shared: Arc<Shared>,

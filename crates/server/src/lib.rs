@@ -122,6 +122,34 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
     serve_on(engine, listener, config.options, shutdown).await
 }
 
+/// The boundary every call of one server passes, on both of its ports.
+pub fn boundary_layer(engine: &Arc<Engine>, options: &ServeOptions) -> BoundaryLayer {
+    BoundaryLayer::new(engine.clone(), options.boundary)
+}
+
+/// The read services, as both ports build them: limits on what they decode
+/// and encode.
+fn query_service(engine: &Arc<Engine>) -> pb::query_server::QueryServer<service::QueryService> {
+    pb::query_server::QueryServer::new(service::QueryService {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+}
+
+fn audit_service(engine: &Arc<Engine>) -> pb::audit_server::AuditServer<audit::AuditService> {
+    pb::audit_server::AuditServer::new(audit::AuditService {
+        engine: engine.clone(),
+    })
+    .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
+    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+}
+
+/// Query and Audit (not Ledger: the HTTP port never writes) behind `boundary`.
+pub(crate) fn read_routes(engine: &Arc<Engine>) -> tonic::service::Routes {
+    tonic::service::Routes::new(query_service(engine)).add_service(audit_service(engine))
+}
+
 /// Reports the Ledger service SERVING while writes are open.
 async fn ledger_health(health: &tonic_health::server::HealthReporter, writes_open: bool) {
     type Ledger = pb::ledger_server::LedgerServer<service::LedgerService>;
@@ -137,6 +165,19 @@ pub async fn serve_on(
     engine: Arc<Engine>,
     listener: TcpListener,
     options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), String> {
+    let boundary = boundary_layer(&engine, &options);
+    serve_on_with(engine, listener, options, boundary, shutdown).await
+}
+
+/// [`serve_on`] behind a boundary the caller made, to share it with the
+/// HTTP port ([`http_view::serve_http`]).
+pub async fn serve_on_with(
+    engine: Arc<Engine>,
+    listener: TcpListener,
+    options: ServeOptions,
+    boundary: BoundaryLayer,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -173,11 +214,6 @@ pub async fn serve_on(
         .map_err(|e| format!("cannot build the reflection service: {e}"))?;
     let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService::new(engine.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
-    let query = pb::query_server::QueryServer::new(service::QueryService {
-        engine: engine.clone(),
-    })
-    .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
-    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     info!(%addr, ledger_id = %engine.meta().ledger_id, "fundtrail serving");
     let mut builder = tonic::transport::Server::builder();
     if let Some(files) = &options.tls {
@@ -193,19 +229,13 @@ pub async fn serve_on(
         .http2_max_pending_accept_reset_streams(Some(PENDING_RESET_STREAMS_MAX))
         .http2_keepalive_interval(Some(Duration::from_millis(KEEPALIVE_INTERVAL_MS)))
         .http2_keepalive_timeout(Some(Duration::from_millis(KEEPALIVE_TIMEOUT_MS)))
-        .layer(BoundaryLayer::new(engine.clone(), options.boundary))
+        .layer(boundary)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_v1alpha)
         .add_service(ledger)
-        .add_service(query)
-        .add_service(
-            pb::audit_server::AuditServer::new(audit::AuditService {
-                engine: engine.clone(),
-            })
-            .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
-            .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-        )
+        .add_service(query_service(&engine))
+        .add_service(audit_service(&engine))
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY small answers wait ~40 ms for delayed ACKs.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
