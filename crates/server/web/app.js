@@ -317,8 +317,6 @@ function sankey(graph, sourceAccount) {
     if (layout.has(edge.from_account_id) && layout.has(target)) links.push({ from: edge.from_account_id, to: target, amount: edge.amount_fen, edge });
   }
   for (const group of groups.values()) group.label = `农户 ${group.households.size} 户`;
-  const source = layout.get(sourceAccount);
-  if (source && source.received < graph.traced_fen) source.received = graph.traced_fen;
   // Depth by breadth-first search from the source; later loops (returns)
   // are drawn as arcs back.
   const depth = new Map([[sourceAccount, 0]]);
@@ -678,7 +676,7 @@ function renderWho() {
     : "未登录";
 }
 
-async function route() {
+export async function route() {
   const [path, query = ""] = location.hash.replace(/^#/, "").split("?");
   const params = new URLSearchParams(query);
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
