@@ -324,6 +324,10 @@ enum Command {
         #[command(flatten)]
         server: Server,
         account_id: String,
+        /// The balance by business date (记账日期, YYYY-MM-DD, CST): only
+        /// records dated on or before it count.
+        #[arg(long, default_value = "")]
+        as_of: String,
     },
     /// List accounts.
     Accounts {
@@ -682,12 +686,17 @@ async fn run(command: Command) -> Result<()> {
                 .into_inner();
             output::entries(&page, server.json);
         }
-        Command::Account { server, account_id } => {
+        Command::Account {
+            server,
+            account_id,
+            as_of,
+        } => {
             let mut client = connect(&server).await?;
             let account = client
                 .query
                 .get_account(pb::GetAccountRequest {
                     account_id,
+                    as_of_date: as_of,
                     ..Default::default()
                 })
                 .await

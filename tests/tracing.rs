@@ -520,6 +520,23 @@ async fn account_as_of(
         .get_account(pb::GetAccountRequest {
             account_id: account.into(),
             as_of_seq,
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+async fn account_on(
+    client: &mut Client,
+    account: &str,
+    as_of_date: &str,
+) -> Result<pb::Account, tonic::Status> {
+    client
+        .query
+        .get_account(pb::GetAccountRequest {
+            account_id: account.into(),
+            as_of_date: as_of_date.into(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -1655,6 +1672,69 @@ async fn idle_funds_by_age_level_division_and_programme() {
 
 // ---------------------------------------------------------------------------
 // GetAccount as of a record, and ListEntries filters.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_by_business_date() {
+    let (_dir, _server, mut client, county) = start().await;
+    // mof-xczx: appropriated 800 days ago, ¥600,000 to the province 400
+    // days ago. dx-xczx: its own ¥50,000 300 days ago, ¥300,000 from the
+    // province 200 days ago.
+    let central = |a: &pb::Account| {
+        a.balances
+            .iter()
+            .map(|b| (b.source_seq, b.amount_fen))
+            .collect::<Vec<_>>()
+    };
+    let before = account_on(&mut client, "mof-xczx", &date(801))
+        .await
+        .unwrap();
+    assert_eq!((before.balance_fen, central(&before)), (0, vec![]));
+    let appropriated = account_on(&mut client, "mof-xczx", &date(800))
+        .await
+        .unwrap();
+    assert_eq!(central(&appropriated), vec![(county.s, CENTRAL)]);
+    let transferred = account_on(&mut client, "mof-xczx", &date(400))
+        .await
+        .unwrap();
+    assert_eq!(transferred.balance_fen, CENTRAL - TO_PROVINCE);
+    let county_before = account_on(&mut client, "dx-xczx", &date(250))
+        .await
+        .unwrap();
+    assert_eq!(central(&county_before), vec![(county.s2, COUNTY_OWN)]);
+    let county_after = account_on(&mut client, "dx-xczx", &date(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        central(&county_after),
+        vec![(county.s, TO_DONGXIANG), (county.s2, COUNTY_OWN)]
+    );
+    // Today's balance by date is today's balance.
+    let now = client
+        .query
+        .get_account(pb::GetAccountRequest {
+            account_id: "dx-xczx".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let today = account_on(&mut client, "dx-xczx", &date(0)).await.unwrap();
+    assert_eq!(today.balances, now.balances);
+    // Not a date, or both kinds of moment: refused.
+    for bad in ["2025-13-01", "yesterday", "2025-1-1"] {
+        let refused = account_on(&mut client, "dx-xczx", bad).await;
+        assert_eq!(code_of(refused), Some(Code::InvalidArgument), "{bad}");
+    }
+    let both = client
+        .query
+        .get_account(pb::GetAccountRequest {
+            account_id: "dx-xczx".into(),
+            as_of_seq: Some(county.t2),
+            as_of_date: date(10),
+        })
+        .await;
+    assert_eq!(code_of(both), Some(Code::InvalidArgument));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balances_as_of_a_record_and_filtered_entries() {

@@ -516,6 +516,39 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
         .contains("检查点未通过"));
     pin(&browser, &vkey).await;
 
+    // An account's balance by source at a business date.
+    let on_date = |date: &str| pb::GetAccountRequest {
+        account_id: "bt-czj-pool".into(),
+        as_of_date: date.into(),
+        ..Default::default()
+    };
+    let then = client
+        .query
+        .get_account(on_date("2025-06-10"))
+        .await
+        .unwrap()
+        .into_inner();
+    let now = client
+        .query
+        .get_account(on_date(""))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(
+        then.balance_fen, now.balance_fen,
+        "the pool allocated after 2025-06-10"
+    );
+    view(&browser, "#/account/bt-czj-pool?date=2025-06-10").await;
+    assert_eq!(
+        attr(&browser, "#balance .money", "data-fen").await,
+        then.balance_fen.to_string()
+    );
+    let rows = text(&browser, "#balances").await;
+    for balance in &then.balances {
+        assert!(rows.contains(&format!("#{}", balance.source_seq)), "{rows}");
+    }
+    screenshot(&browser, "account").await;
+
     // The page's exports are the CLI's, byte for byte.
     view(&browser, "#/idle").await;
     screenshot(&browser, "idle").await;

@@ -25,7 +25,7 @@ use fundtrail_core::Error;
 
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,
-    trace_forward,
+    trace_forward, AsOf,
 };
 
 /// What the queries read.

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use fundtrail_core::apply::document_no;
-use fundtrail_core::dates::Day;
+use fundtrail_core::dates::{format_date, Day};
 use fundtrail_core::limits::{
     HOUSEHOLD_PAYMENTS_READ_MAX, REPORT_SCAN_ROWS_MAX, TRACE_EDGE_DOCUMENTS_MAX,
     TRACE_LOTS_READ_MAX, TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
@@ -988,12 +988,23 @@ fn project_findings(
     Ok(())
 }
 
-/// An account's balance by source just after record `as_of_seq`: its current
-/// lots with every later movement undone, read from the account's index.
+/// The moment an account's balance is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Just after this record.
+    Seq(u64),
+    /// By business date: records whose value date is on or before this day.
+    ValueDay(Day),
+}
+
+/// An account's balance by source at `as_of`: its current lots with every
+/// movement after it undone, read from the account's index. By value day a
+/// source can come out below zero (imported records dated before the money
+/// they spent arrived): that is refused, naming the source.
 pub fn balances_as_of(
     ledger: &dyn LedgerView,
     account: &Account,
-    as_of_seq: u64,
+    as_of: AsOf,
 ) -> Result<BTreeMap<u64, Fen>, Error> {
     let mut balances: BTreeMap<u64, i128> = account
         .balances
@@ -1001,7 +1012,10 @@ pub fn balances_as_of(
         .map(|(&s, a)| (s, i128::from(a.0)))
         .collect();
     let prefix = key::account_entries(&account.account_id);
-    let from = key::account_entry(&account.account_id, as_of_seq.saturating_add(1));
+    let from = match as_of {
+        AsOf::Seq(seq) => key::account_entry(&account.account_id, seq.saturating_add(1)),
+        AsOf::ValueDay(_) => prefix.clone(),
+    };
     let rows = ledger.state().scan(&prefix, &from, TRACE_RECORDS_MAX + 1)?;
     if rows.len() > TRACE_RECORDS_MAX {
         return Err(too_big("this balance history").into());
@@ -1018,6 +1032,11 @@ pub fn balances_as_of(
             .state()
             .movement(seq)?
             .ok_or_else(|| broken(format!("record {seq} moved no money")))?;
+        if let AsOf::ValueDay(day) = as_of {
+            if movement.value_day <= day {
+                continue;
+            }
+        }
         for leg in &movement.legs {
             let amount = i128::from(leg.amount.0);
             if leg.to_account_id.as_deref() == Some(account.account_id.as_str()) {
@@ -1030,11 +1049,24 @@ pub fn balances_as_of(
     }
     let mut then = BTreeMap::new();
     for (source_seq, amount) in balances.into_iter().filter(|(_, a)| *a != 0) {
-        let amount = u64::try_from(amount).map_err(|_| {
-            broken(format!(
-                "undoing later records leaves {amount} fen of source {source_seq}"
-            ))
-        })?;
+        let Ok(amount) = u64::try_from(amount) else {
+            return Err(match as_of {
+                AsOf::Seq(_) => broken(format!(
+                    "undoing later records leaves {amount} fen of source {source_seq}"
+                ))
+                .into(),
+                AsOf::ValueDay(day) => Rejection::precondition(
+                    "as_of_date",
+                    format!(
+                        "by value date {}, account {} had spent {} fen more of source {source_seq} than had arrived (records dated before the money they spent)",
+                        format_date(day),
+                        account.account_id,
+                        amount.unsigned_abs()
+                    ),
+                )
+                .into(),
+            });
+        };
         then.insert(source_seq, Fen(amount));
     }
     Ok(then)

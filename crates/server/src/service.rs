@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
+use fundtrail_core::dates::parse_date;
 use fundtrail_core::limits::{
     CALL_TIMEOUT_MS, CHECK_CHUNK_REQUESTS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
     POST_BATCH_REQUESTS_MAX, POST_STREAMS_MAX, POST_STREAM_IN_FLIGHT_MAX,
@@ -12,6 +13,8 @@ use fundtrail_core::model::Account;
 use fundtrail_core::state::{decode, key, StateRead};
 use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 use tonic::{Request, Response, Status};
+
+use fundtrail_query::AsOf;
 
 use crate::engine::{Committed, Engine};
 use crate::jurisdiction::{self, Facts};
@@ -518,9 +521,33 @@ fn get_account(
             format!("account {account_id:?} does not exist"),
         )
     })?;
-    let Some(as_of_seq) = request.as_of_seq else {
-        return account_pb(engine, &account);
+    let as_of = match (request.as_of_seq, request.as_of_date.as_str()) {
+        (None, "") => return account_pb(engine, &account),
+        (Some(_), date) if !date.is_empty() => {
+            return Err(
+                Rejection::invalid("as_of_date", "give as_of_seq or as_of_date, not both").into(),
+            )
+        }
+        (Some(as_of_seq), _) => as_of_record(engine, &account, as_of_seq)?,
+        (None, date) => AsOf::ValueDay(parse_date(date).ok_or_else(|| {
+            Rejection::invalid(
+                "as_of_date",
+                "as_of_date must be a date of the form YYYY-MM-DD",
+            )
+        })?),
     };
+    let balances = fundtrail_query::balances_as_of(engine, &account, as_of)?;
+    account_pb(
+        engine,
+        &Account {
+            balances,
+            ..account
+        },
+    )
+}
+
+/// Checks `as_of_seq` names a record at or after the account's opening.
+fn as_of_record(engine: &Engine, account: &Account, as_of_seq: u64) -> Result<AsOf, Error> {
     let count = engine.record_count();
     if as_of_seq >= count {
         return Err(Rejection::not_found(
@@ -533,20 +560,13 @@ fn get_account(
         return Err(Rejection::precondition(
             "as_of_seq",
             format!(
-                "account {account_id} was opened by record {}, after record {as_of_seq}",
-                account.opened_seq
+                "account {} was opened by record {}, after record {as_of_seq}",
+                account.account_id, account.opened_seq
             ),
         )
         .into());
     }
-    let balances = fundtrail_query::balances_as_of(engine, &account, as_of_seq)?;
-    account_pb(
-        engine,
-        &Account {
-            balances,
-            ..account
-        },
-    )
+    Ok(AsOf::Seq(as_of_seq))
 }
 
 fn list_accounts(

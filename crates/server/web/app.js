@@ -5,7 +5,7 @@
 
 import { Api, CallError, loadKeyFile } from "./api.js";
 import { anomaliesCsv, download, entriesCsv, idleCsv } from "./export.js";
-import { cstTime, dayDate, endOfCstDay, yuan } from "./format.js";
+import { cstTime, dayDate, yuan } from "./format.js";
 import { bodyOf, decodeRecord, documentNo } from "./pb.js";
 import { hex, verifyRecord, verifyRequestSignature } from "./verify.js";
 
@@ -26,6 +26,17 @@ const KIND_LABELS = {
   Reversal: "冲销", Consolidation: "统筹整合", RegisterProject: "项目登记", AnnounceProject: "项目公告",
   Allocation: "项目安排", RegisterHousehold: "农户登记", SetHouseholdStatus: "农户状态",
   Return: "资金收回", UpgradeRules: "规则升级",
+};
+const FIELD_LABELS = {
+  account_id: "账户", from_account_id: "付出账户", to_account_id: "收入账户", household_account_id: "收款农户",
+  pool_account_id: "资金池账户", project_account_id: "项目账户", amount_fen: "金额", budget_fen: "预算",
+  sources: "资金来源", programme_code: "科目", fiscal_year: "年度", period: "所属期间", document_no: "文号",
+  plan_document_no: "整合方案文号", purpose: "用途", memo: "备注", reason: "原因", target_seq: "被冲销记录",
+  name: "名称", kind: "类型", category: "类别", location_code: "建设地点", performance_targets: "绩效目标",
+  responsible_unit: "责任单位", household_ref: "户编号", village_code: "所在村", basis: "补助依据",
+  members: "人数", status: "状态", org_id: "机构", role: "角色", division_code: "区划", public_key: "公钥",
+  key_id: "密钥", root_org_id: "根机构", root_org_name: "根机构名称", root_public_key: "根机构公钥",
+  log_public_key: "日志公钥", rules_version: "规则版本",
 };
 const HOUSEHOLD_STATUS = ["未指定", "在册", "已退出", "不符合条件"];
 const BASIS = ["未指定", "按户", "按人"];
@@ -472,21 +483,13 @@ async function trace(seq) {
 
 async function account(id, params) {
   const asOf = params.get("date") || "";
-  let asOfSeq;
-  let note = "当前余额";
-  if (asOf) {
-    const endMs = endOfCstDay(asOf);
-    await paged("ListEntries", { account_id: id, to_time_ms: BigInt(endMs), page_size: 1000 }, (page) => {
-      if (page.entries.length) asOfSeq = page.entries[page.entries.length - 1].seq;
-    });
-    note = asOfSeq === undefined ? `截至 ${asOf} 尚无记录` : `截至 ${asOf} 日终（记录 #${asOfSeq} 之后）`;
-  }
-  const acct = await state.api.query("GetAccount", { account_id: id, as_of_seq: asOfSeq });
+  const acct = await state.api.query("GetAccount", { account_id: id, as_of_date: asOf });
+  const note = asOf ? `截至业务日期 ${asOf}（北京时间）日终：只计业务日期在此日或之前的记录` : "当前余额";
   const date = el("input", { type: "date", id: "as-of", value: asOf });
   date.addEventListener("change", () => {
     location.hash = `#/account/${encodeURIComponent(id)}${date.value ? `?date=${date.value}` : ""}`;
   });
-  const balances = (asOf && asOfSeq === undefined ? [] : acct.balances).map((b) =>
+  const balances = acct.balances.map((b) =>
     row(link(`#/trace/${b.source_seq}`, `#${b.source_seq}`), b.document_no, b.programme_code, b.fiscal_year, money(b.amount_fen)));
   const entries = await state.api.query("ListEntries", { account_id: id, page_size: 100 });
   const entryRows = entries.entries.map((entry) => {
@@ -505,7 +508,7 @@ async function account(id, params) {
       el("dt", {}, "区划"), el("dd", {}, acct.division_code),
       el("dt", {}, "科目"), el("dd", {}, acct.programme_code || "—"),
       el("dt", {}, "开户记录"), el("dd", {}, recordLink(acct.opened_seq)),
-      el("dt", {}, "余额"), el("dd", { id: "balance" }, asOf && asOfSeq === undefined ? money(0n) : money(acct.balances.reduce((s, b) => s + b.amount_fen, 0n))),
+      el("dt", {}, "余额"), el("dd", { id: "balance" }, money(acct.balances.reduce((s, b) => s + b.amount_fen, 0n))),
     ),
     acct.kind === 5 ? el("p", {}, link(`#/household/${encodeURIComponent(id)}`, "农户明细"), " · ", link(`#/back/${encodeURIComponent(id)}`, "回溯资金来源")) : el("p", {}, link(`#/back/${encodeURIComponent(id)}`, "回溯资金来源")),
     el("h3", {}, "按来源的余额 ", el("label", {}, "截至日期 ", date)),
@@ -604,7 +607,8 @@ async function record(seq) {
     return;
   }
   const { record: r, kind, body, request } = decoded;
-  const fields = Object.entries(body).map(([name, value]) => row(name, show_value(value)));
+  const fields = Object.entries(body).map(([name, value]) =>
+    row(FIELD_LABELS[name] ? `${FIELD_LABELS[name]}（${name}）` : name, name.endsWith("_fen") ? money(value) : showValue(value)));
   content.append(
     el("dl", { class: "summary" },
       el("dt", {}, "类型"), el("dd", { "data-key": "kind" }, `${KIND_LABELS[kind] || kind}（${kind}）`),
@@ -623,9 +627,11 @@ async function record(seq) {
   );
 }
 
-function show_value(value) {
+function showValue(value) {
   if (value instanceof Uint8Array) return hex(value);
-  if (Array.isArray(value)) return value.map((v) => (typeof v === "object" ? JSON.stringify(v, (_, x) => (typeof x === "bigint" ? String(x) : x)) : String(v))).join("；");
+  if (Array.isArray(value)) {
+    return value.map((v) => (v && v.source_seq !== undefined ? `来源 #${v.source_seq} ${yuan(v.amount_fen)}` : showValue(v))).join("；");
+  }
   if (value && typeof value === "object") return JSON.stringify(value, (_, x) => (typeof x === "bigint" ? String(x) : x));
   return String(value);
 }

@@ -40,11 +40,3 @@ export function cstTime(unixMs) {
   const d = new Date(Number(unixMs) + CST_OFFSET_MS);
   return `${pad(d.getUTCFullYear(), 4)}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
 }
-
-/// "YYYY-MM-DD" (a CST day) → Unix milliseconds of its last millisecond.
-export function endOfCstDay(date) {
-  const match = /^(\d{4})-(\d{2})-(\d{2})$/.exec(date);
-  if (!match) throw new Error("日期格式应为 YYYY-MM-DD");
-  const start = Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3])) - CST_OFFSET_MS;
-  return start + DAY_MS - 1;
-}

@@ -24,7 +24,7 @@ function msg(name, text) {
 msg("GetLedgerRequest", "");
 msg("GetEntryRequest", "1 seq u64");
 msg("ListEntriesRequest", "1 page_size u32; 2 page_token s; 3 account_id s; 4 org_id s; 5 kind s; 6 source_seq u64?; 7 document_no s; 8 from_time_ms i64; 9 to_time_ms i64");
-msg("GetAccountRequest", "1 account_id s; 2 as_of_seq u64?");
+msg("GetAccountRequest", "1 account_id s; 2 as_of_seq u64?; 3 as_of_date s");
 msg("ListAccountsRequest", "1 page_size u32; 2 page_token s; 3 owner_org_id s");
 msg("GetOrgRequest", "1 org_id s");
 msg("TraceForwardRequest", "1 seq u64; 2 page_size u32; 3 page_token s");
