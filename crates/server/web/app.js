@@ -356,8 +356,8 @@ function sankey(graph, sourceAccount) {
     column.forEach((node, i) => order.set(node.id, i));
   }
   const nodeWidth = 14;
-  const columnGap = 230;
-  const labelChars = 14;
+  const columnGap = 200;
+  const labelChars = 12;
   const slotMin = 30;
   const sourceHeight = 520;
   const total = graph.traced_fen > 0n ? graph.traced_fen : 1n;
@@ -389,16 +389,28 @@ function sankey(graph, sourceAccount) {
     svg("rect", { width: 6, height: 6, fill: "#f3c27a" }), svg("line", { x1: 0, y1: 0, x2: 0, y2: 6, stroke: "#c07a12", "stroke-width": 3 }))));
   const linkLayer = svg("g", { class: "links" });
   root.append(linkLayer);
-  for (const l of links.sort((a, b) => (b.amount > a.amount ? 1 : -1))) {
+  // Bands leave a node in the order of their targets, top to bottom, and
+  // enter in the order of their sources, so they do not cross at the nodes.
+  for (const l of links) l.w = scale(l.amount);
+  const byTarget = [...links].sort((a, b) => layout.get(a.to).y - layout.get(b.to).y);
+  for (const l of byTarget) {
+    const from = layout.get(l.from);
+    l.y0 = from.outAt + l.w / 2;
+    from.outAt += l.w;
+  }
+  const bySource = [...links].sort((a, b) => layout.get(a.from).y - layout.get(b.from).y);
+  for (const l of bySource) {
+    const to = layout.get(l.to);
+    l.y1 = to.inAt + l.w / 2;
+    to.inAt += l.w;
+  }
+  for (const l of links) {
     const from = layout.get(l.from);
     const to = layout.get(l.to);
-    const w = scale(l.amount);
+    const w = l.w;
     const x0 = from.x + nodeWidth;
     const x1 = to.x;
-    const y0 = from.outAt + w / 2;
-    const y1 = to.inAt + w / 2;
-    from.outAt += w;
-    to.inAt += w;
+    const { y0, y1 } = l;
     const back = x1 <= x0;
     const path = back
       ? `M${x0},${y0} C${x0 + 60},${y0} ${x0 + 60},${height - 5} ${(x0 + x1) / 2},${height - 5} S${x1 - 60},${y1} ${x1},${y1}`
