@@ -377,6 +377,27 @@ enum Command {
         #[arg(long, default_value_t = 365)]
         idle_days: u32,
     },
+    /// Follow the ledger as it is written: committed entries from --from,
+    /// then new ones as they commit, and each new signed checkpoint
+    /// (Query.Watch). Resumes by itself after a disconnect, from the seq
+    /// after the last entry printed.
+    Tail {
+        #[command(flatten)]
+        server: Server,
+        /// The first record: 0 for the whole ledger; by default only what
+        /// commits from now.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Only entries moving money in or out of this account (repeatable).
+        #[arg(long)]
+        account: Vec<String>,
+        /// Only entries signed by this org.
+        #[arg(long, default_value = "")]
+        org: String,
+        /// Only entries of this kind, e.g. Disbursement (repeatable).
+        #[arg(long)]
+        kind: Vec<String>,
+    },
     /// Print the log's verifier key (name+key id+base64 key) to pin once.
     LogKey {
         #[command(flatten)]
@@ -749,6 +770,21 @@ async fn run(command: Command) -> Result<()> {
         Command::Statement { server, household } => tracecmd::statement(&server, household).await?,
         Command::Idle(args) => tracecmd::idle(args).await?,
         Command::ExportCsv(args) => csvexport::run(args).await?,
+        Command::Tail {
+            server,
+            from,
+            account,
+            org,
+            kind,
+        } => {
+            let request = pb::WatchRequest {
+                from_seq: from.unwrap_or(u64::MAX),
+                account_ids: account,
+                org_id: org,
+                kinds: kind,
+            };
+            output::tail(&server, request).await?
+        }
         Command::PublicNotice(args) => notice::run(args).await?,
         Command::Anomalies { server, idle_days } => tracecmd::anomalies(&server, idle_days).await?,
         Command::Checkpoint { server, tree_size } => logcmd::checkpoint(&server, tree_size).await?,

@@ -326,6 +326,68 @@ pub fn entry(entry: &pb::Entry, json: bool) {
     }
 }
 
+/// `fundtrail tail`: prints each event of Query.Watch as it comes, one line
+/// each (JSON Lines with --json), and resumes after a disconnect from the
+/// seq after the last entry printed. `from_seq` u64::MAX means "from now".
+pub async fn tail(server: &crate::Server, mut request: pb::WatchRequest) -> anyhow::Result<()> {
+    let mut client = crate::connect(server).await?;
+    if request.from_seq == u64::MAX {
+        request.from_seq = client
+            .query
+            .get_ledger(pb::GetLedgerRequest {})
+            .await
+            .map_err(crate::status)?
+            .into_inner()
+            .record_count;
+    }
+    loop {
+        let mut stream = match client.query.watch(request.clone()).await {
+            Ok(response) => response.into_inner(),
+            Err(status) => return Err(crate::status(status)),
+        };
+        loop {
+            let event = match stream.message().await {
+                Ok(Some(event)) => event,
+                Ok(None) => return Ok(()),
+                // Fell behind, or the connection broke: resume where it was.
+                Err(status)
+                    if status.code() == tonic::Code::ResourceExhausted
+                        || status.code() == tonic::Code::Unavailable =>
+                {
+                    eprintln!(
+                        "tail: {}; resuming from record {}",
+                        status.message(),
+                        request.from_seq
+                    );
+                    break;
+                }
+                Err(status) => return Err(crate::status(status)),
+            };
+            match event.event {
+                Some(pb::watch_event::Event::Entry(entry)) => {
+                    request.from_seq = entry.seq + 1;
+                    if server.json {
+                        println!("{}", json!({"entry": entry_json(&entry)}));
+                    } else {
+                        println!("{}", entry_text(&entry));
+                    }
+                }
+                Some(pb::watch_event::Event::Checkpoint(checkpoint)) => {
+                    if server.json {
+                        println!(
+                            "{}",
+                            json!({"checkpoint": {"tree_size": checkpoint.tree_size, "note": checkpoint.note}})
+                        );
+                    } else {
+                        println!("checkpoint: {} records signed", checkpoint.tree_size);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
 pub fn entries(page: &pb::ListEntriesResponse, json: bool) {
     if json {
         print_json(&json!({

@@ -5,46 +5,16 @@
 #[path = "process/mod.rs"]
 mod process;
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
-/// Seeding the demo in a debug build on a slow machine takes a while.
-const START_TIMEOUT: Duration = Duration::from_secs(300);
-
 use fundtrail_api::pb;
 use fundtrail_client::Client;
+use process::Killed;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start(dir: &std::path::Path) -> (Server, Client, String) {
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
-        .args(["serve", "--demo", "--data-dir"])
-        .arg(dir.join("data"))
-        .args(["--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut server = Server(child);
-    // Seeding the demo comes before listening: the line means it is done.
-    let url = process::listening_url(&mut server.0, &dir.join("serve.stdout"), START_TIMEOUT)
-        .unwrap_or_else(|e| {
-            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
-            panic!("the demo server did not come up: {e}\n{log}")
-        });
-    let root = fundtrail_client::Signer::from_key_file(&dir.join("data").join("root.key")).unwrap();
-    let client = Client::connect_as(&url, &root).await.unwrap();
-    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
-    (server, client, log)
+async fn start(dir: &std::path::Path) -> (Killed, Client, String) {
+    let demo = process::start_demo(dir, false);
+    let root = fundtrail_client::Signer::from_key_file(&demo.data.join("root.key")).unwrap();
+    let client = Client::connect_as(&demo.grpc, &root).await.unwrap();
+    let log = std::fs::read_to_string(&demo.log).unwrap_or_default();
+    (demo.server, client, log)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,18 +16,17 @@ mod process;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use fantoccini::{Client as Browser, Locator};
 use fundtrail_api::pb;
 use fundtrail_client::{Client, Signer};
+use process::{Demo, Killed};
 use serde_json::{json, Value};
 
-/// Seeding the demo in a debug build on a slow machine takes a while.
-const START_TIMEOUT: Duration = Duration::from_secs(300);
 const CHROMEDRIVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A household of 布拖县 (bt-czj, 513429) and one of 昭觉县 (zj-czj, 513431).
@@ -35,49 +34,6 @@ const OWN_HOUSEHOLD: &str = "513429-hh-000001";
 const OTHER_HOUSEHOLD: &str = "513431-hh-000052";
 /// The demo's first appropriation: 财农〔2025〕17号, ¥270,000,000.00.
 const APPROPRIATION_SEQ: u64 = 2;
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Demo {
-    _server: Killed,
-    grpc: String,
-    http: String,
-    data: PathBuf,
-}
-
-fn start_demo(dir: &Path) -> Demo {
-    let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let data = dir.join("data");
-    let child = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
-        .args(["serve", "--demo", "--data-dir"])
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut server = Killed(child);
-    let (grpc, http) =
-        process::listening_urls(&mut server.0, &dir.join("serve.stdout"), START_TIMEOUT)
-            .unwrap_or_else(|e| {
-                let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
-                panic!("the demo server did not come up: {e}\n{log}")
-            });
-    Demo {
-        _server: server,
-        grpc,
-        http: http.expect("the server names its HTTP port"),
-        data,
-    }
-}
 
 /// Starts chromedriver on a free port, and returns it with its URL.
 fn start_chromedriver() -> (Killed, String) {
@@ -187,6 +143,16 @@ async fn attr(browser: &Browser, css: &str, name: &str) -> String {
         .await
         .unwrap()
         .unwrap_or_default()
+}
+
+/// Shows record `seq` and returns the page's verdict: its state ("ok",
+/// "failed" or "pending") and what it says.
+async fn verification(browser: &Browser, seq: u64) -> (String, String) {
+    view(browser, &format!("#/record/{seq}")).await;
+    (
+        attr(browser, "#verify-status", "data-state").await,
+        text(browser, "#verify-status").await,
+    )
 }
 
 async fn screenshot(browser: &Browser, name: &str) {
@@ -373,11 +339,12 @@ async fn page_csv(browser: &Browser, call: &str) -> String {
     answer.as_str().unwrap().to_string()
 }
 
-fn cli_csv(demo: &Demo, dir: &Path, args: &[&str]) -> String {
-    // export-csv never overwrites a file.
-    let out = dir.join(format!("{}.csv", args.join("-")));
+/// What `fundtrail COMMAND ARGS --out FILE` writes, signed by the root org.
+fn cli_output(demo: &Demo, dir: &Path, command: &str, args: &[&str]) -> String {
+    // The CLI never overwrites a file.
+    let out = dir.join(format!("{command}-{}.csv", args.join("-")));
     let status = Command::new(env!("CARGO_BIN_EXE_fundtrail"))
-        .arg("export-csv")
+        .arg(command)
         .args(args)
         .args(["--server", &demo.grpc, "--key"])
         .arg(demo.data.join("root.key"))
@@ -389,10 +356,15 @@ fn cli_csv(demo: &Demo, dir: &Path, args: &[&str]) -> String {
     String::from_utf8(std::fs::read(out).unwrap()).unwrap()
 }
 
+fn cli_csv(demo: &Demo, dir: &Path, args: &[&str]) -> String {
+    cli_output(demo, dir, "export-csv", args)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
     let dir = tempfile::tempdir().unwrap();
-    let demo = start_demo(dir.path());
+    let demo = process::start_demo(dir.path(), true);
+    let http = demo.http.clone().expect("the server names its HTTP port");
     let (_driver, driver_url) = start_chromedriver();
     let browser = open_browser(&driver_url).await;
     let root_key = demo.data.join("root.key");
@@ -412,7 +384,7 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
         .into_inner()
         .vkey;
 
-    sign_in(&browser, &demo.http, &root_key).await;
+    sign_in(&browser, &http, &root_key).await;
     pin(&browser, &vkey).await;
     screenshot(&browser, "signin").await;
 
@@ -457,8 +429,8 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
         paid < checkpoint.tree_size,
         "the demo's payments are checkpointed"
     );
-    view(&browser, &format!("#/record/{paid}")).await;
-    assert_eq!(attr(&browser, "#verify-status", "data-state").await, "ok");
+    let (state, said) = verification(&browser, paid).await;
+    assert_eq!(state, "ok", "{said}");
     let legs = text(&browser, "#legs").await;
     assert!(legs.contains(OWN_HOUSEHOLD), "{legs}");
     screenshot(&browser, "record").await;
@@ -484,17 +456,12 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
         .unwrap()
         .into_inner();
     tamper_inclusion_proofs(&browser, &proof.hashes[0]).await;
-    view(&browser, &format!("#/record/{paid}")).await;
-    assert_eq!(
-        attr(&browser, "#verify-status", "data-state").await,
-        "failed"
-    );
-    assert!(text(&browser, "#verify-status")
-        .await
-        .contains("默克尔路径"));
+    let (state, said) = verification(&browser, paid).await;
+    assert_eq!(state, "failed", "{said}");
+    assert!(said.contains("默克尔路径"), "{said}");
     browser.execute("window.untamper()", vec![]).await.unwrap();
-    view(&browser, &format!("#/record/{paid}")).await;
-    assert_eq!(attr(&browser, "#verify-status", "data-state").await, "ok");
+    let (state, said) = verification(&browser, paid).await;
+    assert_eq!(state, "ok", "{said}");
 
     // A checkpoint not signed by the pinned key shows as failed: pin a
     // stranger's key under the ledger's own name.
@@ -506,14 +473,9 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
     .verifier()
     .vkey();
     pin(&browser, &stranger).await;
-    view(&browser, &format!("#/record/{paid}")).await;
-    assert_eq!(
-        attr(&browser, "#verify-status", "data-state").await,
-        "failed"
-    );
-    assert!(text(&browser, "#verify-status")
-        .await
-        .contains("检查点未通过"));
+    let (state, said) = verification(&browser, paid).await;
+    assert_eq!(state, "failed", "{said}");
+    assert!(said.contains("检查点未通过"), "{said}");
     pin(&browser, &vkey).await;
 
     // An account's balance by source at a business date.
@@ -570,11 +532,49 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
     assert_eq!(web, cli_csv(&demo, dir.path(), &["anomalies"]));
     view(&browser, "#/anomalies").await;
     screenshot(&browser, "anomalies").await;
+    let web = page_csv(&browser, r#"e.projectsCsv(app.state.api, "bt-czj")"#).await;
+    let cli = cli_csv(&demo, dir.path(), &["projects", "--org", "bt-czj"]);
+    assert!(cli.lines().count() > 2, "{cli}");
+    assert_eq!(web, cli);
+
+    // The 公告公示 sheet: the CLI's, with registry references masked.
+    for (county, village) in [("bt-czj", ""), ("bt-czj", "513429100")] {
+        let web = page_csv(
+            &browser,
+            &format!(r#"e.notice(app.state.api, "{county}", "{village}").then(e.noticeCsv)"#),
+        )
+        .await;
+        let mut args = vec!["--county", county, "--csv"];
+        if !village.is_empty() {
+            args.extend(["--village", village]);
+        }
+        let cli = cli_output(&demo, dir.path(), "public-notice", &args);
+        assert!(cli.contains("JDLK"), "{cli}");
+        assert_eq!(web, cli, "{county} {village}");
+    }
+    view(&browser, "#/notice/bt-czj?village=513429100").await;
+    let sheet = text(&browser, "#notice-payments").await;
+    assert!(sheet.contains("JDLK*"), "{sheet}");
+    assert!(
+        !sheet.contains("JDLK-513429-"),
+        "a whole reference shows: {sheet}"
+    );
+    let shown = browser
+        .find_all(Locator::Css("#notice-payments tbody tr"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        attr(&browser, "#notice-total", "data-count").await,
+        shown.to_string()
+    );
+    assert!(shown > 0);
+    screenshot(&browser, "notice").await;
 
     // A county's reader sees its own households, not another county's.
     sign_in(
         &browser,
-        &demo.http,
+        &http,
         &demo.data.join("demo-keys").join("bt-czj.key"),
     )
     .await;

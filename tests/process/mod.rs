@@ -3,8 +3,8 @@
 //! the test reads that line.
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::Path;
-use std::process::Child;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -55,4 +55,67 @@ pub fn listening_urls(
             "the server closed its stdout (exited) before listening".into()
         }
     })
+}
+
+/// A child process killed when dropped.
+#[allow(dead_code)]
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Seeding the demo in a debug build on a slow machine takes a while.
+#[allow(dead_code)]
+pub const DEMO_START_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// `fundtrail serve --demo` running on `dir/data`.
+#[allow(dead_code)]
+pub struct Demo {
+    pub server: Killed,
+    pub grpc: String,
+    /// The HTTP port's URL, when started with one.
+    pub http: Option<String>,
+    pub data: PathBuf,
+    /// The server's log so far (stderr).
+    pub log: PathBuf,
+}
+
+/// Starts the real binary's demo on `dir/data`, with an HTTP port if
+/// `http`, and waits (without polling) until it listens: seeding the demo
+/// comes before that.
+#[allow(dead_code)]
+pub fn start_demo(dir: &Path, http: bool) -> Demo {
+    let log = dir.join("serve.log");
+    let data = dir.join("data");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_fundtrail"));
+    command
+        .args(["serve", "--demo", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0"]);
+    if http {
+        command.args(["--http", "127.0.0.1:0"]);
+    }
+    let child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut server = Killed(child);
+    let (grpc, http) = listening_urls(&mut server.0, &dir.join("serve.stdout"), DEMO_START_TIMEOUT)
+        .unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("the demo server did not come up: {e}\n{log}")
+        });
+    Demo {
+        server,
+        grpc,
+        http,
+        data,
+        log,
+    }
 }

@@ -156,6 +156,22 @@ pub const HOUSEHOLD_PAYMENTS_READ_MAX: usize = TRACE_RECORDS_MAX;
 pub const TRACE_EDGE_DOCUMENTS_MAX: usize = 5;
 /// Rows an idle-funds or anomaly page reads at most.
 pub const REPORT_SCAN_ROWS_MAX: usize = 5_000;
+/// Watch streams (Query.Watch) served at once.
+pub const WATCH_STREAMS_MAX: usize = 256;
+/// Events a watch stream queues ahead of its consumer, one slot of them
+/// kept for the stream's final status.
+pub const WATCH_BUFFER_EVENTS: usize = 256;
+/// Records a watch page reads at most (one access-log entry each page).
+pub const WATCH_PAGE_RECORDS: u64 = 1_000;
+/// How far the ledger may move on while a watch consumer takes no event
+/// before its stream ends (RESOURCE_EXHAUSTED, naming the seq to resume
+/// from).
+pub const WATCH_LAG_RECORDS_MAX: u64 = 10_000;
+/// How often a stream with nothing to send looks for a new checkpoint.
+pub const WATCH_IDLE_MS: u64 = 1_000;
+/// Filters of one watch stream.
+pub const WATCH_ACCOUNTS_MAX: usize = 64;
+pub const WATCH_KINDS_MAX: usize = 32;
 /// Records an ExportLog stream buffers ahead of the client.
 pub const EXPORT_BUFFER_RECORDS: usize = 256;
 /// An export whose client takes longer than this to read the next record
@@ -189,6 +205,11 @@ const _: () = assert!(
 const _: () = assert!(2 * (ENTRIES_PAGE_BYTES_MAX + RECORD_BYTES_MAX) <= GRPC_MESSAGE_BYTES_MAX);
 // A page of the largest size can be read in one list scan.
 const _: () = assert!(PAGE_SIZE_MAX as usize <= LIST_SCAN_ROWS_MAX);
+// A consumer is never ended for lagging within one page it was sent.
+const _: () = assert!(WATCH_PAGE_RECORDS < WATCH_LAG_RECORDS_MAX);
+const _: () = assert!(WATCH_PAGE_RECORDS as usize <= LIST_SCAN_ROWS_MAX);
+// The final status has its own slot, and events have the others.
+const _: () = assert!(WATCH_BUFFER_EVENTS >= 2);
 const _: () = assert!(PAGE_SIZE_DEFAULT <= PAGE_SIZE_MAX);
 const _: () = assert!(TRACE_PAGE_RECORDS_DEFAULT <= TRACE_PAGE_RECORDS_MAX);
 const _: () = assert!(TRACE_PAGE_RECORDS_MAX as usize <= TRACE_RECORDS_MAX);

@@ -127,6 +127,7 @@ const METHODS: &[Method] = &[
         READ_COST_MAX,
         Q,
     ),
+    method("/fundtrail.v1.Query/Watch", Access::Signed, 10, Q),
     method("/fundtrail.v1.Audit/GetLogKey", Access::Public, 1, Q),
     method("/fundtrail.v1.Audit/GetCheckpoint", Access::Public, 1, Q),
     method(

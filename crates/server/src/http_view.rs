@@ -102,7 +102,8 @@ pub async fn serve_http(
         .route("/", get(index))
         .route("/assets/{name}", get(asset))
         .route("/metrics", get(metrics))
-        .fallback_service(grpc_web)
+        .route_service("/fundtrail.v1.Query/{method}", grpc_web.clone())
+        .route_service("/fundtrail.v1.Audit/{method}", grpc_web)
         .with_state(engine);
     info!(%addr, "HTTP port serving the web view and /metrics");
     axum::serve(listener, app)

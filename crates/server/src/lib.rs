@@ -34,6 +34,7 @@ pub mod service;
 pub mod status;
 pub mod tokens;
 pub mod verify;
+pub mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -130,11 +131,9 @@ pub fn boundary_layer(engine: &Arc<Engine>, options: &ServeOptions) -> BoundaryL
 /// The read services, as both ports build them: limits on what they decode
 /// and encode.
 fn query_service(engine: &Arc<Engine>) -> pb::query_server::QueryServer<service::QueryService> {
-    pb::query_server::QueryServer::new(service::QueryService {
-        engine: engine.clone(),
-    })
-    .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
-    .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
+    pb::query_server::QueryServer::new(service::QueryService::new(engine.clone()))
+        .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
+        .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
 }
 
 fn audit_service(engine: &Arc<Engine>) -> pb::audit_server::AuditServer<audit::AuditService> {

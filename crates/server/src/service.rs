@@ -47,6 +47,19 @@ impl LedgerService {
 
 pub struct QueryService {
     pub engine: Arc<Engine>,
+    /// Places for Watch streams ([`fundtrail_core::limits::WATCH_STREAMS_MAX`]).
+    watchers: Arc<tokio::sync::Semaphore>,
+}
+
+impl QueryService {
+    pub fn new(engine: Arc<Engine>) -> QueryService {
+        QueryService {
+            engine,
+            watchers: Arc::new(tokio::sync::Semaphore::new(
+                fundtrail_core::limits::WATCH_STREAMS_MAX,
+            )),
+        }
+    }
 }
 
 fn post_response(committed: Committed) -> pb::PostResponse {
@@ -754,6 +767,25 @@ fn anomalies(
 
 #[tonic::async_trait]
 impl pb::query_server::Query for QueryService {
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = jurisdiction::caller(&request)?;
+        let rx = crate::watch::start(
+            self.engine.clone(),
+            caller,
+            request.into_inner(),
+            self.watchers.clone(),
+        )
+        .await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
     async fn get_ledger(
         &self,
         _: Request<pb::GetLedgerRequest>,

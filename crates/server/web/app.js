@@ -4,7 +4,10 @@
 // record shown can be checked against the signed log by verify.js.
 
 import { Api, CallError, loadKeyFile } from "./api.js";
-import { anomaliesCsv, download, entriesCsv, idleCsv } from "./export.js";
+import {
+  anomaliesCsv, download, entriesCsv, idleCsv, notice, noticeCsv, NOTICE_PAYMENT_HEADER,
+  NOTICE_PROJECT_HEADER, projectsCsv,
+} from "./export.js";
 import { cstTime, dayDate, yuan } from "./format.js";
 import { bodyOf, decodeRecord, documentNo } from "./pb.js";
 import { hex, verifyRecord, verifyRequestSignature } from "./verify.js";
@@ -648,6 +651,40 @@ function showValue(value) {
   return String(value);
 }
 
+async function noticeView(county, params) {
+  const village = params.get("village") || "";
+  const countyInput = el("input", { id: "notice-county", value: county || "", placeholder: "县级机构，如 bt-czj" });
+  const villageInput = el("input", { id: "notice-village", value: village, placeholder: "乡镇或村代码（可空）" });
+  const form = el("form", { class: "buttons", id: "notice-form" }, el("label", {}, "县 ", countyInput), el("label", {}, "村 ", villageInput), el("button", { type: "submit" }, "生成"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const v = villageInput.value.trim();
+    location.hash = `#/notice/${encodeURIComponent(countyInput.value.trim())}${v ? `?village=${encodeURIComponent(v)}` : ""}`;
+  });
+  if (!county) {
+    show(el("h2", {}, "公告公示"), form);
+    return;
+  }
+  const org = await state.api.query("GetOrg", { org_id: county });
+  const sheet = await notice(state.api, county, village);
+  const paid = sheet.payments.filter((p) => p.state === "已拨付").reduce((sum, p) => sum + p.amount_fen, 0n);
+  const print = el("button", { type: "button" }, "打印");
+  print.addEventListener("click", () => window.print());
+  const csv = el("button", { type: "button", class: "export" }, "导出公示 CSV");
+  csv.addEventListener("click", () => download(noticeCsv(sheet), `notice-${county}${village ? `-${village}` : ""}.csv`));
+  show(
+    form,
+    el("h2", {}, `${org.name}${village ? ` ${village}` : ""} 扶贫项目和到户资金公告公示`),
+    el("p", {}, "数据取自 fundtrail 签名账本，每条记录可按记录序号核验；户编号已脱敏。"),
+    el("div", { class: "buttons" }, print, csv, exportButton("导出项目 CSV", `projects-${county}.csv`, () => projectsCsv(state.api, county))),
+    el("h3", {}, "一、项目公示"),
+    table(NOTICE_PROJECT_HEADER, sheet.projects.map((p) => row(p.name, p.location_code, money(p.budget_fen), p.targets, p.responsible_unit, money(p.received_fen), p.document_no)), { id: "notice-projects" }),
+    el("h3", {}, "二、到户资金公示"),
+    el("p", { id: "notice-total", "data-count": sheet.payments.length, "data-paid-fen": String(paid) }, `共 ${sheet.payments.length} 笔，已拨付合计 `, money(paid), "。"),
+    table(NOTICE_PAYMENT_HEADER, sheet.payments.map((p) => row(recordLink(p.seq), p.value_date, p.masked_ref, p.village_code, money(p.amount_fen), p.period, p.document_no, p.state)), { id: "notice-payments" }),
+  );
+}
+
 async function accounts(params) {
   const org = params.get("org") || "";
   const rows = [];
@@ -712,6 +749,7 @@ export async function route() {
     else if (parts[0] === "anomalies") await anomalies();
     else if (parts[0] === "record") await record(parts[1]);
     else if (parts[0] === "accounts") await accounts(params);
+    else if (parts[0] === "notice") await noticeView(parts[1], params);
     else if (parts[0] === "search") await search(parts.slice(1).join("/"));
     else show(el("p", {}, "没有这个页面。"));
   } catch (e) {
