@@ -9,6 +9,7 @@ mod logcmd;
 mod notice;
 mod output;
 mod post;
+mod reconcile;
 mod tracecmd;
 
 use std::net::SocketAddr;
@@ -398,6 +399,11 @@ enum Command {
         #[arg(long)]
         kind: Vec<String>,
     },
+    /// Match a bank's 一卡通 result file against the payments a county
+    /// recorded: credited, failed at the bank, no payment, amount or date
+    /// mismatch, a bank reference twice, and payments no line reports
+    /// (file format in docs/reconcile.md).
+    Reconcile(reconcile::ReconcileArgs),
     /// Print the log's verifier key (name+key id+base64 key) to pin once.
     LogKey {
         #[command(flatten)]
@@ -770,6 +776,7 @@ async fn run(command: Command) -> Result<()> {
         Command::Statement { server, household } => tracecmd::statement(&server, household).await?,
         Command::Idle(args) => tracecmd::idle(args).await?,
         Command::ExportCsv(args) => csvexport::run(args).await?,
+        Command::Reconcile(args) => reconcile::run(args).await?,
         Command::Tail {
             server,
             from,

@@ -23,6 +23,7 @@ pub mod keyfile;
 pub mod limits;
 pub mod model;
 pub mod money;
+pub mod reconcile;
 pub mod rules;
 pub mod signing;
 pub mod state;
