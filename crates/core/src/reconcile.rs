@@ -256,6 +256,8 @@ impl Finding {
 }
 
 #[cfg(test)]
+// Amounts are written yuan_fen: 300_00 is ¥300.00.
+#[allow(clippy::inconsistent_digit_grouping)]
 mod tests {
     use super::*;
 
