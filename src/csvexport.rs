@@ -65,6 +65,48 @@ pub(crate) fn body_of(entry: &pb::Entry) -> Option<&pb::request::Body> {
         .and_then(|request| request.body.as_ref())
 }
 
+/// The households `org` registered, by account.
+pub(crate) async fn registered_households(
+    client: &mut Client,
+    org: &str,
+) -> Result<HashMap<String, pb::RegisterHousehold>> {
+    let mut households = HashMap::new();
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: org.into(),
+        kind: "RegisterHousehold".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in &entries {
+            if let Some(pb::request::Body::RegisterHousehold(h)) = body_of(entry) {
+                households.insert(h.account_id.clone(), h.clone());
+            }
+        }
+    }
+    Ok(households)
+}
+
+/// The payments to households `org` signed, each with its entry.
+pub(crate) async fn disbursements(
+    client: &mut Client,
+    org: &str,
+) -> Result<Vec<(pb::Entry, pb::Disbursement)>> {
+    let mut paid = Vec::new();
+    let mut pages = EntryPages::new(pb::ListEntriesRequest {
+        org_id: org.into(),
+        kind: "Disbursement".into(),
+        ..Default::default()
+    });
+    while let Some(entries) = pages.next(client).await? {
+        for entry in entries {
+            if let Some(pb::request::Body::Disbursement(d)) = body_of(&entry).cloned() {
+                paid.push((entry, d));
+            }
+        }
+    }
+    Ok(paid)
+}
+
 /// A registered project with what reached it and its announcement.
 pub(crate) struct Project {
     pub registered: pb::RegisterProject,

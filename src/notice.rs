@@ -4,7 +4,6 @@
 //! payment to its households, with the household's registry reference
 //! masked. The log holds no names; the sheet adds none.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -15,7 +14,7 @@ use fundtrail_client::Client;
 use fundtrail_core::dates::{day_of_ms, format_date};
 use fundtrail_core::money::{format_fen, plain_yuan};
 
-use crate::csvexport::{body_of, EntryPages, ProjectPages};
+use crate::csvexport::{disbursements, registered_households, ProjectPages};
 use crate::{connect, status, Server};
 
 #[derive(Args)]
@@ -140,68 +139,34 @@ async fn projects(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Project>
     Ok(announced)
 }
 
-/// The county's households: (masked reference, village) by account.
-async fn households(
-    client: &mut Client,
-    county: &str,
-) -> Result<HashMap<String, (String, String)>> {
-    let mut households = HashMap::new();
-    let mut pages = EntryPages::new(pb::ListEntriesRequest {
-        org_id: county.into(),
-        kind: "RegisterHousehold".into(),
-        ..Default::default()
-    });
-    while let Some(entries) = pages.next(client).await? {
-        for entry in &entries {
-            if let Some(pb::request::Body::RegisterHousehold(h)) = body_of(entry) {
-                households.insert(
-                    h.account_id.clone(),
-                    (mask_ref(&h.household_ref), h.village_code.clone()),
-                );
-            }
-        }
-    }
-    Ok(households)
-}
-
 async fn payments(client: &mut Client, args: &NoticeArgs) -> Result<Vec<Payment>> {
-    let households = households(client, &args.county).await?;
+    let households = registered_households(client, &args.county).await?;
     let mut payments = Vec::new();
-    let mut pages = EntryPages::new(pb::ListEntriesRequest {
-        org_id: args.county.clone(),
-        kind: "Disbursement".into(),
-        ..Default::default()
-    });
-    while let Some(entries) = pages.next(client).await? {
-        for entry in &entries {
-            let Some(pb::request::Body::Disbursement(d)) = body_of(entry) else {
-                continue;
-            };
-            let Some((masked_ref, village_code)) = households.get(&d.household_account_id) else {
-                // Another county's household, or one the reader sees only
-                // under its pseudonym: not this county's to announce.
-                continue;
-            };
-            if !village_code.starts_with(&args.village) {
-                continue;
-            }
-            let amount_fen = entry
-                .effects
-                .iter()
-                .flat_map(|e| &e.legs)
-                .map(|leg| u128::from(leg.amount_fen))
-                .sum();
-            payments.push(Payment {
-                seq: entry.seq,
-                value_date: format_date(entry.effects.as_ref().map_or(0, |e| e.value_day)),
-                masked_ref: masked_ref.clone(),
-                village_code: village_code.clone(),
-                amount_fen,
-                period: d.period.clone(),
-                document_no: d.document_no.clone(),
-                reversed: entry.reversed_by_seq.is_some(),
-            });
+    for (entry, d) in disbursements(client, &args.county).await? {
+        let Some(household) = households.get(&d.household_account_id) else {
+            // Another county's household, or one the reader sees only
+            // under its pseudonym: not this county's to announce.
+            continue;
+        };
+        if !household.village_code.starts_with(&args.village) {
+            continue;
         }
+        let amount_fen = entry
+            .effects
+            .iter()
+            .flat_map(|e| &e.legs)
+            .map(|leg| u128::from(leg.amount_fen))
+            .sum();
+        payments.push(Payment {
+            seq: entry.seq,
+            value_date: format_date(entry.effects.as_ref().map_or(0, |e| e.value_day)),
+            masked_ref: mask_ref(&household.household_ref),
+            village_code: household.village_code.clone(),
+            amount_fen,
+            period: d.period,
+            document_no: d.document_no,
+            reversed: entry.reversed_by_seq.is_some(),
+        });
     }
     Ok(payments)
 }

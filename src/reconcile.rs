@@ -8,7 +8,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fundtrail_api::pb;
 use fundtrail_client::Client;
 use fundtrail_core::dates::format_date;
 use fundtrail_core::money::Fen;
@@ -18,7 +17,7 @@ use fundtrail_core::reconcile::{
 };
 use serde_json::json;
 
-use crate::csvexport::{body_of, EntryPages};
+use crate::csvexport::{disbursements, registered_households};
 use crate::{connect, Server};
 
 #[derive(Args)]
@@ -101,45 +100,22 @@ fn read_bank_file(path: &PathBuf) -> Result<(Vec<BankLine>, Vec<BadLine>)> {
 
 /// The county's payments to the households it registered, not reversed.
 async fn payments(client: &mut Client, county: &str) -> Result<Vec<Payment>> {
-    let mut refs = HashMap::new();
-    let mut pages = EntryPages::new(pb::ListEntriesRequest {
-        org_id: county.into(),
-        kind: "RegisterHousehold".into(),
-        ..Default::default()
-    });
-    while let Some(entries) = pages.next(client).await? {
-        for entry in &entries {
-            if let Some(pb::request::Body::RegisterHousehold(h)) = body_of(entry) {
-                refs.insert(h.account_id.clone(), h.household_ref.clone());
-            }
-        }
-    }
+    let households = registered_households(client, county).await?;
     let mut payments = Vec::new();
-    let mut pages = EntryPages::new(pb::ListEntriesRequest {
-        org_id: county.into(),
-        kind: "Disbursement".into(),
-        ..Default::default()
-    });
-    while let Some(entries) = pages.next(client).await? {
-        for entry in &entries {
-            let Some(pb::request::Body::Disbursement(d)) = body_of(entry) else {
-                continue;
-            };
-            let Some(household_ref) = refs.get(&d.household_account_id) else {
-                continue;
-            };
-            if entry.reversed_by_seq.is_some() {
-                continue;
-            }
-            let effects = entry.effects.clone().unwrap_or_default();
-            let amount_fen = effects.legs.iter().map(|l| l.amount_fen).sum();
-            payments.push(Payment {
-                seq: entry.seq,
-                household_ref: household_ref.clone(),
-                amount: Fen(amount_fen),
-                value_day: effects.value_day,
-            });
+    for (entry, d) in disbursements(client, county).await? {
+        let Some(household) = households.get(&d.household_account_id) else {
+            continue;
+        };
+        if entry.reversed_by_seq.is_some() {
+            continue;
         }
+        let effects = entry.effects.unwrap_or_default();
+        payments.push(Payment {
+            seq: entry.seq,
+            household_ref: household.household_ref.clone(),
+            amount: Fen(effects.legs.iter().map(|l| l.amount_fen).sum()),
+            value_day: effects.value_day,
+        });
     }
     Ok(payments)
 }
