@@ -197,3 +197,115 @@ async fn malformed_lines_are_named_and_nothing_is_reconciled_without_skip() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("银行流水号"));
 }
+
+fn bank_lines() -> Vec<fundtrail_api::pb::BankLine> {
+    let today = today_plus(0);
+    let late = today_plus(31);
+    let line = |line, household: &str, amount_fen, date: &str, reference: &str, failed| {
+        fundtrail_api::pb::BankLine {
+            line,
+            household_ref: household.into(),
+            amount_fen,
+            value_date: date.into(),
+            bank_reference: reference.into(),
+            failed,
+        }
+    };
+    vec![
+        line(2, "HH-622926-0001", 3_000_00, &today, "R1", false),
+        line(3, "HH-622926-0002", 300_00, &today, "R2", true),
+        line(4, "HH-622926-0003", 299_00, &today, "R3", false),
+        line(5, "HH-622926-0004", 300_00, &late, "R4", false),
+        line(6, "HH-622926-9999", 300_00, &today, "R5", false),
+        line(7, "HH-622926-0001", 3_000_00, &today, "R1", false),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_grpc_call_reports_what_the_cli_reports() {
+    use fundtrail_api::pb;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let chain = county_with_payments(&server).await;
+    let file = dir.path().join("bank.csv");
+    std::fs::write(&file, bank_file()).unwrap();
+    let cli = report(&reconcile(&server, dir.path(), &file, &[]));
+
+    let mut client = server.client().await;
+    let answer = client
+        .query
+        .reconcile(pb::ReconcileRequest {
+            county_org_id: "dx-czj".into(),
+            lines: bank_lines(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<Value> = answer
+        .findings
+        .iter()
+        .map(|f| {
+            let line = if f.line == 0 {
+                Value::Null
+            } else {
+                json!(f.line)
+            };
+            (line, f.kind.clone(), f.seq)
+        })
+        .map(|(line, kind, seq)| json!([line, kind, seq]))
+        .collect();
+    let want: Vec<Value> = cli["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| json!([f["line"], f["kind"], f["seq"]]))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(json!(answer.payments), cli["payments"]);
+
+    // A malformed line is refused, named by its number.
+    let mut lines = bank_lines();
+    lines[3].value_date = "2025/09/21".into();
+    let refused = client
+        .query
+        .reconcile(pb::ReconcileRequest {
+            county_org_id: "dx-czj".into(),
+            lines,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(refused.message().contains("line 5"), "{refused:?}");
+    // Too many lines.
+    let many = (0..20_001)
+        .map(|i| pb::BankLine {
+            line: i + 2,
+            household_ref: "H".into(),
+            amount_fen: 1,
+            value_date: "2025-01-01".into(),
+            bank_reference: format!("R{i}"),
+            failed: false,
+        })
+        .collect();
+    let refused = client
+        .query
+        .reconcile(pb::ReconcileRequest {
+            county_org_id: "dx-czj".into(),
+            lines: many,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+    // Another county sees the households under pseudonyms: nothing matches.
+    let mut linxia = server.client_as(&chain.linxia).await;
+    let outsider = linxia
+        .query
+        .reconcile(pb::ReconcileRequest {
+            county_org_id: "dx-czj".into(),
+            lines: bank_lines(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(outsider.findings.iter().all(|f| f.kind != "CREDITED"));
+}

@@ -26,6 +26,10 @@ pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
 pub const INCLUSION_PROOFS_PER_CALL_MAX: usize = 4_096;
 // Each index is a varint of at most 10 bytes, inside one Audit request.
 const _: () = assert!(INCLUSION_PROOFS_PER_CALL_MAX * 10 + 16 <= QUERY_REQUEST_BYTES_MAX);
+// Lines of the longest fields fit: two of 64 characters of up to four
+// UTF-8 bytes, a date, three numbers, tags and lengths.
+const _: () = assert!(RECONCILE_LINES_MAX * (2 * 4 * 64 + 88) <= RECONCILE_REQUEST_BYTES_MAX);
+const _: () = assert!(RECONCILE_REQUEST_BYTES_MAX <= GRPC_MESSAGE_BYTES_MAX);
 /// Requests a PostStream reads ahead of the answers it has sent.
 pub const POST_STREAM_IN_FLIGHT_MAX: usize = 4_096;
 /// PostStreams a server runs at once.
@@ -89,6 +93,10 @@ pub const RECORD_OVERHEAD_BYTES_MAX: usize = 512;
 pub const GRPC_MESSAGE_BYTES_MAX: usize = 24 * 1024 * 1024;
 /// Largest Query or Audit request message (they carry ids, not records).
 pub const QUERY_REQUEST_BYTES_MAX: usize = 64 * 1024;
+/// Query.Reconcile's request: bank lines, at most this many in this many
+/// bytes (the one Query request above [`QUERY_REQUEST_BYTES_MAX`]).
+pub const RECONCILE_REQUEST_BYTES_MAX: usize = 12 * 1024 * 1024;
+pub const RECONCILE_LINES_MAX: usize = 20_000;
 
 // The trust boundary (crates/server/src/boundary.rs).
 /// Calls being answered at once; more are shed with UNAVAILABLE (retryable).

@@ -41,6 +41,47 @@ pub struct BankLine {
     pub status: BankStatus,
 }
 
+impl BankLine {
+    /// A line from its fields, or what is wrong with them: none empty or
+    /// longer than [`BANK_FIELD_CHARS_MAX`] characters, the amount above
+    /// zero, the date `YYYY-MM-DD`.
+    pub fn check(
+        line_no: u64,
+        household_ref: &str,
+        amount: Fen,
+        value_date: &str,
+        bank_reference: &str,
+        status: BankStatus,
+    ) -> Result<BankLine, String> {
+        let field = |value: &str, name: &str| -> Result<String, String> {
+            let value = value.trim();
+            if value.is_empty() {
+                return Err(format!("{name} is empty"));
+            }
+            if value.chars().count() > BANK_FIELD_CHARS_MAX {
+                return Err(format!(
+                    "{name} is longer than {BANK_FIELD_CHARS_MAX} characters"
+                ));
+            }
+            Ok(value.to_string())
+        };
+        if amount.0 == 0 {
+            return Err("金额 (amount_yuan) is zero".into());
+        }
+        let date = field(value_date, "入账日期 (value_date)")?;
+        let value_day = parse_date(&date)
+            .ok_or_else(|| format!("入账日期 (value_date) {date:?} is not a date YYYY-MM-DD"))?;
+        Ok(BankLine {
+            line_no,
+            household_ref: field(household_ref, "户编号 (household_ref)")?,
+            amount,
+            value_day,
+            bank_reference: field(bank_reference, "银行流水号 (bank_reference)")?,
+            status,
+        })
+    }
+}
+
 /// One payment the county recorded (a Disbursement not reversed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payment {
@@ -191,27 +232,12 @@ impl Columns {
 
     /// Reads line `line_no`'s fields, or says what is wrong with them.
     pub fn line(&self, line_no: u64, fields: &[&str]) -> Result<BankLine, String> {
-        let field = |at: usize, name: &str| -> Result<&str, String> {
-            let value = fields.get(at).map(|f| f.trim()).unwrap_or("");
-            if value.is_empty() {
-                return Err(format!("{name} is empty"));
-            }
-            if value.chars().count() > BANK_FIELD_CHARS_MAX {
-                return Err(format!(
-                    "{name} is longer than {BANK_FIELD_CHARS_MAX} characters"
-                ));
-            }
-            Ok(value)
+        let field = |at: usize| fields.get(at).map(|f| f.trim()).unwrap_or("");
+        let amount = match field(self.amount) {
+            "" => return Err("金额 (amount_yuan) is empty".into()),
+            text => Fen::parse_yuan(text).map_err(|e| format!("金额 (amount_yuan): {e}"))?,
         };
-        let amount = Fen::parse_yuan(field(self.amount, "金额 (amount_yuan)")?)
-            .map_err(|e| format!("金额 (amount_yuan): {e}"))?;
-        if amount.0 == 0 {
-            return Err("金额 (amount_yuan) is zero".into());
-        }
-        let date = field(self.value_date, "入账日期 (value_date)")?;
-        let value_day = parse_date(date)
-            .ok_or_else(|| format!("入账日期 (value_date) {date:?} is not a date YYYY-MM-DD"))?;
-        let status = match field(self.status, "状态 (status)")? {
+        let status = match field(self.status) {
             "成功" | "success" => BankStatus::Credited,
             "失败" | "failed" => BankStatus::Failed,
             other => {
@@ -220,14 +246,14 @@ impl Columns {
                 ))
             }
         };
-        Ok(BankLine {
+        BankLine::check(
             line_no,
-            household_ref: field(self.household_ref, "户编号 (household_ref)")?.to_string(),
+            field(self.household_ref),
             amount,
-            value_day,
-            bank_reference: field(self.bank_reference, "银行流水号 (bank_reference)")?.to_string(),
+            field(self.value_date),
+            field(self.bank_reference),
             status,
-        })
+        )
     }
 }
 

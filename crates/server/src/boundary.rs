@@ -23,7 +23,7 @@ use fundtrail_core::access::Reader;
 use fundtrail_core::limits::{
     BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, MIN_SEQ_WAIT_MS,
     POST_STREAM_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX,
-    READ_NONCES_REMEMBERED_MAX, REQUEST_BODY_TIMEOUT_MS,
+    READ_NONCES_REMEMBERED_MAX, RECONCILE_REQUEST_BYTES_MAX, REQUEST_BODY_TIMEOUT_MS,
 };
 use fundtrail_core::signing::{sha256, ReadClaim};
 use fundtrail_core::state::StateRead;
@@ -128,6 +128,12 @@ const METHODS: &[Method] = &[
         Q,
     ),
     method("/fundtrail.v1.Query/Watch", Access::Signed, 10, Q),
+    method(
+        "/fundtrail.v1.Query/Reconcile",
+        Access::Signed,
+        READ_COST_MAX,
+        RECONCILE_REQUEST_BYTES_MAX,
+    ),
     method("/fundtrail.v1.Audit/GetLogKey", Access::Public, 1, Q),
     method("/fundtrail.v1.Audit/GetCheckpoint", Access::Public, 1, Q),
     method(

@@ -51,7 +51,7 @@ use tracing::info;
 use fundtrail_core::limits::{
     CALL_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HEADER_LIST_BYTES_MAX, KEEPALIVE_INTERVAL_MS,
     KEEPALIVE_TIMEOUT_MS, PENDING_RESET_STREAMS_MAX, QUERY_REQUEST_BYTES_MAX,
-    STREAMS_PER_CONNECTION_MAX,
+    RECONCILE_REQUEST_BYTES_MAX, STREAMS_PER_CONNECTION_MAX,
 };
 
 #[derive(Debug, Clone)]
@@ -131,8 +131,10 @@ pub fn boundary_layer(engine: &Arc<Engine>, options: &ServeOptions) -> BoundaryL
 /// The read services, as both ports build them: limits on what they decode
 /// and encode.
 fn query_service(engine: &Arc<Engine>) -> pb::query_server::QueryServer<service::QueryService> {
+    // The boundary holds each method to its own limit first; Reconcile's is
+    // the largest.
     pb::query_server::QueryServer::new(service::QueryService::new(engine.clone()))
-        .max_decoding_message_size(QUERY_REQUEST_BYTES_MAX)
+        .max_decoding_message_size(RECONCILE_REQUEST_BYTES_MAX)
         .max_encoding_message_size(GRPC_MESSAGE_BYTES_MAX)
 }
 

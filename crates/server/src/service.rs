@@ -479,6 +479,145 @@ fn list_entries(
     })
 }
 
+/// Query.Reconcile: the bank's lines against the county's payments, by the
+/// one matcher (`fundtrail_core::reconcile`) the CLI uses too. Payments are
+/// read a page at a time and only what matching needs is kept.
+fn reconcile(
+    engine: &Engine,
+    reader: &Reader,
+    facts: &mut Facts<'_>,
+    request: pb::ReconcileRequest,
+) -> Result<pb::ReconcileResponse, Error> {
+    use fundtrail_core::limits::RECONCILE_LINES_MAX;
+    use fundtrail_core::reconcile::{BankLine, BankStatus, Finding, Payment};
+    validate::id("county_org_id", &request.county_org_id)?;
+    if request.lines.len() > RECONCILE_LINES_MAX {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            "lines",
+            format!("at most {RECONCILE_LINES_MAX} bank lines per call"),
+        )
+        .into());
+    }
+    let mut lines = Vec::with_capacity(request.lines.len());
+    for line in &request.lines {
+        let status = match line.failed {
+            true => BankStatus::Failed,
+            false => BankStatus::Credited,
+        };
+        let checked = BankLine::check(
+            line.line,
+            &line.household_ref,
+            fundtrail_core::money::Fen(line.amount_fen),
+            &line.value_date,
+            &line.bank_reference,
+            status,
+        )
+        .map_err(|reason| Rejection::invalid("lines", format!("line {}: {reason}", line.line)))?;
+        lines.push(checked);
+    }
+    let county = request.county_org_id.as_str();
+    let mut refs = std::collections::HashMap::new();
+    each_entry_of(
+        engine,
+        reader,
+        facts,
+        county,
+        "RegisterHousehold",
+        |entry| {
+            if let Some(pb::request::Body::RegisterHousehold(h)) = entry_body(entry) {
+                refs.insert(h.account_id.clone(), h.household_ref.clone());
+            }
+        },
+    )?;
+    let mut payments = Vec::new();
+    each_entry_of(engine, reader, facts, county, "Disbursement", |entry| {
+        let Some(pb::request::Body::Disbursement(d)) = entry_body(entry) else {
+            return;
+        };
+        let (Some(household_ref), None) =
+            (refs.get(&d.household_account_id), entry.reversed_by_seq)
+        else {
+            return;
+        };
+        let effects = entry.effects.clone().unwrap_or_default();
+        payments.push(Payment {
+            seq: entry.seq,
+            household_ref: household_ref.clone(),
+            amount: fundtrail_core::money::Fen(effects.legs.iter().map(|l| l.amount_fen).sum()),
+            value_day: effects.value_day,
+        });
+    })?;
+    let findings = fundtrail_core::reconcile::reconcile(&lines, &payments);
+    facts.rows(findings.len());
+    let finding = |f: &Finding| {
+        let mut out = pb::ReconcileFinding {
+            kind: f.kind().to_string(),
+            ..Default::default()
+        };
+        match *f {
+            Finding::Credited { line_no, seq } | Finding::Failed { line_no, seq } => {
+                (out.line, out.seq) = (line_no, Some(seq));
+            }
+            Finding::Mismatch {
+                line_no,
+                seq,
+                amount_differs,
+                date_differs,
+            } => {
+                (out.line, out.seq) = (line_no, Some(seq));
+                (out.amount_differs, out.date_differs) = (amount_differs, date_differs);
+            }
+            Finding::NoPayment { line_no } => out.line = line_no,
+            Finding::DuplicateReference {
+                line_no,
+                first_line_no,
+            } => {
+                (out.line, out.first_line) = (line_no, first_line_no);
+            }
+            Finding::NoBankLine { seq } => out.seq = Some(seq),
+        }
+        out
+    };
+    Ok(pb::ReconcileResponse {
+        findings: findings.iter().map(finding).collect(),
+        payments: payments.len() as u64,
+    })
+}
+
+fn entry_body(entry: &pb::Entry) -> Option<&pb::request::Body> {
+    entry
+        .body
+        .as_ref()
+        .and_then(|request| request.body.as_ref())
+}
+
+/// Calls `each` on every entry of `kind` that `org` signed, as ListEntries
+/// pages show them to `reader`.
+fn each_entry_of(
+    engine: &Engine,
+    reader: &Reader,
+    facts: &mut Facts<'_>,
+    org: &str,
+    kind: &str,
+    mut each: impl FnMut(&pb::Entry),
+) -> Result<(), Error> {
+    let mut request = pb::ListEntriesRequest {
+        page_size: PAGE_SIZE_MAX,
+        org_id: org.into(),
+        kind: kind.into(),
+        ..Default::default()
+    };
+    loop {
+        let page = list_entries(engine, reader, facts, &request)?;
+        page.entries.iter().for_each(&mut each);
+        if page.next_page_token.is_empty() {
+            return Ok(());
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
 /// The seq a page token names; empty means from the start.
 pub(crate) fn seq_token(token: &str) -> Result<u64, Rejection> {
     if token.is_empty() {
@@ -768,6 +907,21 @@ fn anomalies(
 #[tonic::async_trait]
 impl pb::query_server::Query for QueryService {
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::WatchEvent, Status>>;
+
+    async fn reconcile(
+        &self,
+        request: Request<pb::ReconcileRequest>,
+    ) -> Result<Response<pb::ReconcileResponse>, Status> {
+        let caller = jurisdiction::caller(&request)?;
+        let request = request.into_inner();
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            "/fundtrail.v1.Query/Reconcile",
+            move |engine, reader, facts| reconcile(engine, reader, facts, request),
+        )
+        .await
+    }
 
     async fn watch(
         &self,
