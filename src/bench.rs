@@ -63,6 +63,10 @@ pub struct BenchArgs {
     /// Then replay the journal as `fundtrail audit` does and report its rate.
     #[arg(long)]
     audit: bool,
+    /// Open this many change-feed streams (Query.Watch from record 0) that
+    /// are never read, before writing: writers must not wait for them.
+    #[arg(long, default_value_t = 0)]
+    stalled_watchers: u64,
     /// Keep the journal in this (empty) PostgreSQL database instead of a
     /// file (docs/postgres.md).
     #[arg(long, value_name = "POSTGRES_URL", conflicts_with = "audit")]
@@ -331,6 +335,22 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
         "ceiling on {cores} cores: verify_batch {batch_ceiling:.0} signatures/s; one-by-one strict {strict_ceiling:.0}/s"
     );
     let ceiling = Some(batch_ceiling);
+    // Streams that stop reading at once: held, never read, until the end.
+    let mut stalled = Vec::new();
+    for _ in 0..args.stalled_watchers {
+        let request = pb::WatchRequest::default();
+        stalled.push(
+            client
+                .query
+                .watch(request)
+                .await
+                .map_err(crate::status)?
+                .into_inner(),
+        );
+    }
+    if !stalled.is_empty() {
+        println!("{} stalled change-feed streams open", stalled.len());
+    }
 
     // 1. Writes, with a reader timing queries alongside if asked.
     let writing = Arc::new(std::sync::atomic::AtomicBool::new(true));
