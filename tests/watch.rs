@@ -349,3 +349,19 @@ async fn fundtrail_tail_prints_every_entry_as_json_lines() {
     assert_eq!(seqs, (0..=last).collect::<Vec<_>>());
     assert!(checkpoints >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_stops_although_a_consumer_stopped_reading() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(dir.path(), fast_checkpoints()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let stalled = watch(&mut client, from(0)).await;
+    // More than the transport holds for it: its stream cannot finish.
+    let mut writer = server.client().await;
+    open_accounts(&mut writer, &root, "fill", 8_000).await;
+    tokio::time::timeout(OWED_WITHIN, server.stop())
+        .await
+        .expect("the server stops after its grace period");
+    drop(stalled);
+}

@@ -104,6 +104,9 @@ pub const IN_FLIGHT_CALLS_MAX: usize = 512;
 /// A call still unanswered after this is cancelled (CANCELLED, as tonic
 /// answers); writes answer UNAVAILABLE at nine tenths of it.
 pub const CALL_TIMEOUT_MS: u64 = 120_000;
+/// After the stop signal, how long the server waits for open calls and
+/// streams to finish before it closes their connections.
+pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// Concurrent HTTP/2 streams (calls) per connection.
 pub const STREAMS_PER_CONNECTION_MAX: u32 = 128;
 /// Bytes of HTTP/2 headers per call (the read signature needs ~300).

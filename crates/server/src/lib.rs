@@ -46,12 +46,12 @@ use boundary::{BoundaryConfig, BoundaryLayer};
 use engine::{Engine, EngineConfig};
 use fundtrail_api::pb;
 use tokio::net::TcpListener;
-use tracing::info;
+use tracing::{info, warn};
 
 use fundtrail_core::limits::{
     CALL_TIMEOUT_MS, GRPC_MESSAGE_BYTES_MAX, HEADER_LIST_BYTES_MAX, KEEPALIVE_INTERVAL_MS,
     KEEPALIVE_TIMEOUT_MS, PENDING_RESET_STREAMS_MAX, QUERY_REQUEST_BYTES_MAX,
-    RECONCILE_REQUEST_BYTES_MAX, STREAMS_PER_CONNECTION_MAX,
+    RECONCILE_REQUEST_BYTES_MAX, SHUTDOWN_GRACE_MS, STREAMS_PER_CONNECTION_MAX,
 };
 
 #[derive(Debug, Clone)]
@@ -216,13 +216,14 @@ pub async fn serve_on_with(
     let ledger = pb::ledger_server::LedgerServer::new(service::LedgerService::new(engine.clone()))
         .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX);
     info!(%addr, ledger_id = %engine.meta().ledger_id, "fundtrail serving");
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
     let mut builder = tonic::transport::Server::builder();
     if let Some(files) = &options.tls {
         builder = builder
             .tls_config(tls_config(files)?)
             .map_err(|e| format!("cannot set up TLS: {e}"))?;
     }
-    builder
+    let serving = builder
         .timeout(Duration::from_millis(CALL_TIMEOUT_MS))
         .max_concurrent_streams(STREAMS_PER_CONNECTION_MAX)
         .concurrency_limit_per_connection(STREAMS_PER_CONNECTION_MAX as usize)
@@ -240,10 +241,22 @@ pub async fn serve_on_with(
         .serve_with_incoming_shutdown(
             // Without TCP_NODELAY small answers wait ~40 ms for delayed ACKs.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await
-        .map_err(|e| format!("server failed: {e}"))?;
+            async move {
+                shutdown.await;
+                let _ = stopping_tx.send(());
+            },
+        );
+    // Calls finish on their own after the signal, but a stream whose client
+    // stopped reading (a watch, an export) never does: after the grace
+    // period the connections are closed anyway.
+    let grace = async move {
+        let _ = stopping_rx.await;
+        tokio::time::sleep(Duration::from_millis(SHUTDOWN_GRACE_MS)).await;
+    };
+    tokio::select! {
+        served = serving => served.map_err(|e| format!("server failed: {e}"))?,
+        () = grace => warn!("connections still open {SHUTDOWN_GRACE_MS} ms after the stop signal were closed"),
+    }
     // Joining the engine's threads blocks: off the async workers, which may
     // still carry tasks other servers in this process need (a replica's
     // follower may wait on one).
