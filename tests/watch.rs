@@ -5,6 +5,7 @@
 //! what its ListEntries shows, no more.
 
 mod common;
+mod process;
 
 use std::time::Duration;
 
@@ -309,7 +310,7 @@ async fn fundtrail_tail_prints_every_entry_as_json_lines() {
     let server = TestServer::start_with(dir.path(), fast_checkpoints()).await;
     let mut client = server.client().await;
     let last = open_accounts(&mut client, &server.root(), "tail", 40).await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
         .args([
             "tail",
             "--from",
@@ -323,12 +324,18 @@ async fn fundtrail_tail_prints_every_entry_as_json_lines() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let read = tokio::task::spawn_blocking(move || {
+    // Killed when the test ends, passed or failed, which ends the reader.
+    let mut child = process::Killed(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    // A thread of its own, not the runtime's blocking pool, whose shutdown
+    // would wait for it.
+    std::thread::spawn(move || {
         let mut seqs = Vec::new();
         let mut checkpoints = 0;
         for line in std::io::BufReader::new(stdout).lines() {
-            let value: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+            let Ok(line) = line else { break };
+            let value: serde_json::Value = serde_json::from_str(&line).expect("a JSON line");
             if let Some(seq) = value["entry"]["seq"].as_u64() {
                 seqs.push(seq);
                 if seq == last {
@@ -338,14 +345,12 @@ async fn fundtrail_tail_prints_every_entry_as_json_lines() {
                 checkpoints += 1;
             }
         }
-        (seqs, checkpoints)
+        let _ = tx.send((seqs, checkpoints));
     });
-    let (seqs, checkpoints) = tokio::time::timeout(OWED_WITHIN, read)
-        .await
-        .expect("tail printed the ledger")
-        .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
+    let (seqs, checkpoints) = rx
+        .recv_timeout(OWED_WITHIN)
+        .expect("tail printed the ledger");
+    drop(child);
     assert_eq!(seqs, (0..=last).collect::<Vec<_>>());
     assert!(checkpoints >= 1);
 }

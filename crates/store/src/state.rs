@@ -330,9 +330,10 @@ impl StateDb {
         self.offsets
             .sync()
             .map_err(|e| io_fault("record-offset", e))?;
-        // Written out to sorted files now, the memtable's journal can go:
-        // less disk, and the next open replays nothing.
-        self.db.rotate_memtable_and_wait().map_err(unavailable)?;
+        // The memtable is not written out to sorted files here: fjall's way
+        // to wait for that spins until its flush thread is done, forever if
+        // that thread died of an I/O error, and shutdown must end. The next
+        // open replays the synced memtable journal instead.
         self.keyspace
             .persist(fjall::PersistMode::SyncAll)
             .map_err(unavailable)?;
@@ -402,5 +403,61 @@ mod tests {
         assert_eq!(db.record_offset(0).unwrap(), Some(0));
         assert_eq!(db.record_offset(1).unwrap(), None);
         assert_eq!(db.scan(b"a", b"a", 10).unwrap().len(), 1);
+    }
+
+    fn commit_one(db: &StateDb) {
+        let mut writes = BTreeMap::new();
+        writes.insert(b"a1".to_vec(), Some(vec![7; 4096]));
+        let mut tree = crate::PendingTree::new(db, 0);
+        tree.append(b"record 0").unwrap();
+        let watermark = Watermark {
+            record_count: 1,
+            journal_end: 40,
+            last_record_sha256: [9; 32],
+        };
+        let at = [RecordLocation { seq: 0, offset: 0 }];
+        crate::StateStore::commit(db, writes, &at, tree, watermark).unwrap();
+    }
+
+    #[test]
+    fn a_flushed_state_opens_again_with_what_it_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let db = StateDb::open(&path, "fundtrail-test").unwrap();
+        commit_one(&db);
+        db.flush().unwrap();
+        drop(db);
+        let db = StateDb::open(&path, "fundtrail-test").unwrap();
+        assert_eq!(db.watermark().unwrap().record_count, 1);
+        assert_eq!(db.get(b"a1").unwrap(), Some(vec![7; 4096]));
+    }
+
+    /// Shutdown must end even when the disk fails under the store (here:
+    /// the directory its sorted files go to is removed): a flush that waited on fjall's flush
+    /// thread spun forever once that thread had died of the I/O error.
+    #[test]
+    fn flush_ends_when_the_sorted_files_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state");
+        let db = StateDb::open(&path, "fundtrail-test").unwrap();
+        commit_one(&db);
+        // Where fjall's flush thread would write the memtable out.
+        let segments = kv_dir(&path)
+            .join("partitions")
+            .join(KV_PARTITION)
+            .join("segments");
+        std::fs::remove_dir_all(&segments).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let flushed = db.flush();
+            let _ = tx.send(flushed.is_ok());
+        });
+        let ok = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("flush returns");
+        assert!(
+            ok,
+            "the memtable's journal is synced; nothing else is written"
+        );
     }
 }
