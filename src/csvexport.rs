@@ -450,6 +450,7 @@ async fn anomalies(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> 
                 idle_older_than_days: args.days,
                 page_size: PAGE_ROWS,
                 page_token,
+                unconfirmed_after_days: 0,
             })
             .await
             .map_err(status)?

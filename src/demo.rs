@@ -172,6 +172,16 @@ const PROGRAMMES: &[(&str, &str, &str, u64)] = &[
     ("2130506", "mzfz", "少数民族发展资金", 5_000_000),
 ];
 
+/// Each programme's rules: code, most per household and per person in a
+/// month (yuan), longest idle days, announcement required first.
+const PROGRAMME_RULES: &[(&str, u64, u64, u32, bool)] = &[
+    ("2130599", 800, 300, 365, true),
+    ("2130505", 0, 0, 180, true),
+    ("2130506", 0, 0, 365, false),
+    // 东西部协作 (闽宁): "80%以上资金用于县及以下基层".
+    ("2139900", 0, 0, 365, false),
+];
+
 /// Monthly household payments, with the payment dates.
 const PAYMENT_MONTHS: &[(&str, &str)] = &[
     ("2025-09", "2025-09-20"),
@@ -430,7 +440,9 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         "2025-04-01",
         B::Appropriation(pb::Appropriation {
             account_id: "fj-mnxz".into(),
-            amount_fen: fen_of_yuan(6_000_000),
+            // 2,000,000 of it stays with the province: less than the 80% at
+            // county level its rules ask for.
+            amount_fen: fen_of_yuan(8_000_000),
             programme_code: "2139900".into(),
             fiscal_year: 2025,
             document_no: "闽财农〔2025〕8号".into(),
@@ -569,6 +581,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
             kind: pb::ReturnKind::IdleRecovery as i32,
             document_no: "布财〔2026〕5号".into(),
             reason: "闲置超过一年，收回统筹使用".into(),
+            ..Default::default()
         }),
     );
     // 2024 money carried over to 四川 and left idle for over two years.
@@ -583,6 +596,25 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
             "2024年结转资金",
         ),
     );
+    // The programmes' rules (资金管理办法), in force from 2025 on (posted
+    // last, so that the records before keep their numbers): the compliance
+    // report judges the ledger by them.
+    for &(code, household_max, person_max, idle_days_max, announcement_required) in PROGRAMME_RULES
+    {
+        seeder.add(
+            &root,
+            "2025-01-01",
+            B::SetProgrammeRules(pb::SetProgrammeRules {
+                programme_code: code.into(),
+                document_no: format!("财农〔2025〕{}号", 1 + code.len()),
+                household_max_fen: fen_of_yuan(household_max),
+                person_max_fen: fen_of_yuan(person_max),
+                county_share_min_percent: 80,
+                idle_days_max,
+                announcement_required,
+            }),
+        );
+    }
     seeder.flush().await?;
     Ok(seeder.count)
 }
@@ -797,6 +829,31 @@ async fn seed_county(
                 kind: pb::ReturnKind::Clawback as i32,
                 document_no: format!("{short}追缴〔2025〕1号"),
                 reason: "追回不符合条件发放的奖补资金".into(),
+                ..Default::default()
+            }),
+        );
+        // Performance evaluations (绩效评价): the roads project fails, and
+        // money is allocated to it all the same; the industry project passes.
+        let evaluate = |project: &str, score: u32, targets_met: Vec<bool>| {
+            B::EvaluateProject(pb::EvaluateProject {
+                account_id: format!("{}-{project}", county.org),
+                document_no: format!("{short}绩评〔2025〕{}号", project.len()),
+                score,
+                targets_met,
+            })
+        };
+        seeder.add(&c, "2025-12-01", evaluate("nclu", 52, vec![false, true]));
+        seeder.add(&c, "2025-12-01", evaluate("cydh", 91, vec![true, true]));
+        seeder.add(
+            &c,
+            "2025-12-10",
+            B::Allocation(pb::Allocation {
+                pool_account_id: format!("{}-pool", county.org),
+                project_account_id: format!("{}-nclu", county.org),
+                amount_fen: fen_of_yuan(1_000_000),
+                sources: Vec::new(),
+                document_no: format!("{short}财整〔2025〕20号"),
+                memo: "评价为差后继续安排".into(),
             }),
         );
         seeder.flush().await?;

@@ -377,6 +377,29 @@ enum Command {
         /// Money idle at least this many days is a finding.
         #[arg(long, default_value_t = 365)]
         idle_days: u32,
+        /// A household payment the bank has not confirmed (or refused) this
+        /// many days after it was made is a finding. 0: not checked.
+        #[arg(long, default_value_t = 0)]
+        unconfirmed_days: u32,
+    },
+    /// Breaches of the programme rules in force and of performance
+    /// evaluations, each with its records (docs/compliance.md).
+    Compliance {
+        #[command(flatten)]
+        server: Server,
+        /// Only this programme.
+        #[arg(long, default_value = "")]
+        programme: String,
+        /// Only accounts of orgs whose division code starts with this.
+        #[arg(long, default_value = "")]
+        division: String,
+        /// Only accounts of orgs of this level: central, province,
+        /// prefecture or county.
+        #[arg(long, default_value = "")]
+        level: String,
+        /// Only breaches with a record in this period: YYYY or YYYY-MM.
+        #[arg(long, default_value = "")]
+        period: String,
     },
     /// Follow the ledger as it is written: committed entries from --from,
     /// then new ones as they commit, and each new signed checkpoint
@@ -793,7 +816,27 @@ async fn run(command: Command) -> Result<()> {
             output::tail(&server, request).await?
         }
         Command::PublicNotice(args) => notice::run(args).await?,
-        Command::Anomalies { server, idle_days } => tracecmd::anomalies(&server, idle_days).await?,
+        Command::Anomalies {
+            server,
+            idle_days,
+            unconfirmed_days,
+        } => tracecmd::anomalies(&server, idle_days, unconfirmed_days).await?,
+        Command::Compliance {
+            server,
+            programme,
+            division,
+            level,
+            period,
+        } => {
+            let request = pb::ComplianceRequest {
+                programme_code: programme,
+                division_prefix: division,
+                level,
+                period,
+                ..Default::default()
+            };
+            tracecmd::compliance(&server, request).await?
+        }
         Command::Checkpoint { server, tree_size } => logcmd::checkpoint(&server, tree_size).await?,
         Command::Prove(command) => logcmd::prove(command).await?,
         Command::Verify(command) => logcmd::verify(command)?,

@@ -135,10 +135,25 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
         Some(B::Return(r)) => {
             json!({"from_account_id": r.from_account_id, "to_account_id": r.to_account_id,
             "amount_fen": r.amount_fen, "sources": sources_json(&r.sources), "kind": r.kind().as_str_name(),
-            "document_no": r.document_no, "reason": r.reason})
+            "document_no": r.document_no, "reason": r.reason,
+            "disbursement_seq": r.disbursement_seq, "bank_reference": r.bank_reference})
         }
         Some(B::UpgradeRules(u)) => {
             json!({"rules_version": u.rules_version, "document_no": u.document_no})
+        }
+        Some(B::ConfirmCredit(c)) => {
+            json!({"disbursement_seq": c.disbursement_seq, "household_account_id": c.household_account_id,
+            "bank_reference": c.bank_reference, "document_no": c.document_no})
+        }
+        Some(B::SetProgrammeRules(r)) => {
+            json!({"programme_code": r.programme_code, "document_no": r.document_no,
+            "household_max_fen": r.household_max_fen, "person_max_fen": r.person_max_fen,
+            "county_share_min_percent": r.county_share_min_percent, "idle_days_max": r.idle_days_max,
+            "announcement_required": r.announcement_required})
+        }
+        Some(B::EvaluateProject(e)) => {
+            json!({"account_id": e.account_id, "document_no": e.document_no, "score": e.score,
+            "targets_met": e.targets_met})
         }
     }
 }
@@ -289,6 +304,28 @@ fn entry_text(entry: &pb::Entry) -> String {
         Some(B::UpgradeRules(u)) => format!(
             "the ledger runs rules version {} from the next record on  文号 {}",
             u.rules_version, u.document_no
+        ),
+        Some(B::ConfirmCredit(c)) => format!(
+            "the bank credited payment #{} to {}  银行流水号 {}  文号 {}",
+            c.disbursement_seq, c.household_account_id, c.bank_reference, c.document_no
+        ),
+        Some(B::SetProgrammeRules(r)) => format!(
+            "rules of programme {}: per household {}, per person {}, county share ≥ {}%, idle ≤ {} days, announcement {}  文号 {}",
+            r.programme_code,
+            yuan(r.household_max_fen),
+            yuan(r.person_max_fen),
+            r.county_share_min_percent,
+            r.idle_days_max,
+            if r.announcement_required { "required" } else { "not required" },
+            r.document_no
+        ),
+        Some(B::EvaluateProject(e)) => format!(
+            "project {} evaluated: score {}, targets met {}/{}  文号 {}",
+            e.account_id,
+            e.score,
+            e.targets_met.iter().filter(|m| **m).count(),
+            e.targets_met.len(),
+            e.document_no
         ),
         None => String::new(),
     };

@@ -332,6 +332,84 @@ enum PostRequest {
         #[arg(long)]
         reason: String,
     },
+    /// The bank credited a household payment (到账确认; rules 5). Give the
+    /// bank's credit day with --value-date.
+    ConfirmCredit {
+        /// Sequence number of the Disbursement record.
+        #[arg(long)]
+        disbursement: u64,
+        /// The household account it paid.
+        #[arg(long)]
+        household: String,
+        /// The bank's reference for the credit (银行流水号).
+        #[arg(long)]
+        bank_reference: String,
+        /// The bank's result file or receipt (回单号).
+        #[arg(long)]
+        document: String,
+    },
+    /// The bank could not credit a household payment (银行退回; rules 5):
+    /// the payment's money goes back to the account that paid it.
+    BankFailure {
+        /// Sequence number of the Disbursement record.
+        #[arg(long)]
+        disbursement: u64,
+        /// The household account it paid.
+        #[arg(long)]
+        household: String,
+        /// The account that paid it.
+        #[arg(long)]
+        to: String,
+        /// The payment's whole amount.
+        #[arg(long, value_parser = yuan)]
+        amount: u64,
+        /// The bank's reference for the failed credit.
+        #[arg(long)]
+        bank_reference: String,
+        #[arg(long)]
+        document: String,
+        /// Why the bank refused it, as the bank says (e.g. 账户已销户).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Set a programme's standards from --value-date on (ADMINISTRATOR
+    /// only; rules 5). Omitted standards are not set (0: no rule).
+    SetProgrammeRules {
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        document: String,
+        /// Most one PER_HOUSEHOLD household may be paid in one period.
+        #[arg(long, value_parser = yuan, default_value = "0")]
+        household_max: u64,
+        /// Most per member of a PER_PERSON household in one period.
+        #[arg(long, value_parser = yuan, default_value = "0")]
+        person_max: u64,
+        /// Least share (percent) of the programme's money held at county
+        /// level or below.
+        #[arg(long, default_value_t = 0)]
+        county_share_min: u32,
+        /// Longest time (days) its money may lie in one account.
+        #[arg(long, default_value_t = 0)]
+        idle_days_max: u32,
+        /// Projects must be announced (公告公示) before money is allocated.
+        #[arg(long)]
+        announcement_required: bool,
+    },
+    /// Record a project's performance evaluation (绩效评价; rules 5).
+    EvaluateProject {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long)]
+        document: String,
+        /// 0-100; below 60 the project failed.
+        #[arg(long)]
+        score: u32,
+        /// One per performance target, in order: met or not (e.g.
+        /// --targets-met true,false).
+        #[arg(long, value_delimiter = ',')]
+        targets_met: Vec<bool>,
+    },
     /// Reverse an earlier movement with a compensating record.
     Reverse {
         /// Sequence number of the record to reverse.
@@ -572,6 +650,65 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             } as i32,
             document_no: document,
             reason,
+            ..Default::default()
+        }),
+        PostRequest::SetProgrammeRules {
+            programme,
+            document,
+            household_max,
+            person_max,
+            county_share_min,
+            idle_days_max,
+            announcement_required,
+        } => B::SetProgrammeRules(pb::SetProgrammeRules {
+            programme_code: programme,
+            document_no: document,
+            household_max_fen: household_max,
+            person_max_fen: person_max,
+            county_share_min_percent: county_share_min,
+            idle_days_max,
+            announcement_required,
+        }),
+        PostRequest::EvaluateProject {
+            account_id,
+            document,
+            score,
+            targets_met,
+        } => B::EvaluateProject(pb::EvaluateProject {
+            account_id,
+            document_no: document,
+            score,
+            targets_met,
+        }),
+        PostRequest::ConfirmCredit {
+            disbursement,
+            household,
+            bank_reference,
+            document,
+        } => B::ConfirmCredit(pb::ConfirmCredit {
+            disbursement_seq: disbursement,
+            household_account_id: household,
+            bank_reference,
+            document_no: document,
+        }),
+        PostRequest::BankFailure {
+            disbursement,
+            household,
+            to,
+            amount,
+            bank_reference,
+            document,
+            reason,
+        } => B::Return(pb::Return {
+            from_account_id: household,
+            to_account_id: to,
+            amount_fen: amount,
+            sources: Vec::new(),
+            kind: pb::ReturnKind::BankFailure as i32,
+            document_no: document,
+            reason,
+            disbursement_seq: disbursement,
+            bank_reference,
         }),
         PostRequest::Reverse {
             seq,

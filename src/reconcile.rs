@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use fundtrail_client::Client;
+use fundtrail_api::pb;
+use fundtrail_client::{Client, Signer};
 use fundtrail_core::dates::format_date;
 use fundtrail_core::money::Fen;
 use fundtrail_core::reconcile::{
@@ -34,6 +35,12 @@ pub struct ReconcileArgs {
     /// (each still reported); without it such a file is refused whole.
     #[arg(long)]
     skip_bad_lines: bool,
+    /// Post the bank's results as signed records with the county's key
+    /// (--key): a ConfirmCredit for each credited payment, dated the
+    /// bank's value date, and a BANK_FAILURE Return for each failed one.
+    /// Each uses its bank reference as idempotency key.
+    #[arg(long)]
+    post: bool,
 }
 
 /// A line the file could not give, with why.
@@ -98,10 +105,21 @@ fn read_bank_file(path: &PathBuf) -> Result<(Vec<BankLine>, Vec<BadLine>)> {
     Ok((lines, bad))
 }
 
-/// The county's payments to the households it registered, not reversed.
-async fn payments(client: &mut Client, county: &str) -> Result<Vec<Payment>> {
+/// Where a payment went from and to, for posting the bank's result.
+struct PaidAccounts {
+    household: String,
+    paying: String,
+}
+
+/// The county's payments to the households it registered, not reversed,
+/// with each one's accounts by seq.
+async fn payments(
+    client: &mut Client,
+    county: &str,
+) -> Result<(Vec<Payment>, HashMap<u64, PaidAccounts>)> {
     let households = registered_households(client, county).await?;
     let mut payments = Vec::new();
+    let mut accounts = HashMap::new();
     for (entry, d) in disbursements(client, county).await? {
         let Some(household) = households.get(&d.household_account_id) else {
             continue;
@@ -110,6 +128,13 @@ async fn payments(client: &mut Client, county: &str) -> Result<Vec<Payment>> {
             continue;
         }
         let effects = entry.effects.unwrap_or_default();
+        accounts.insert(
+            entry.seq,
+            PaidAccounts {
+                household: d.household_account_id.clone(),
+                paying: d.from_account_id.clone(),
+            },
+        );
         payments.push(Payment {
             seq: entry.seq,
             household_ref: household.household_ref.clone(),
@@ -117,7 +142,94 @@ async fn payments(client: &mut Client, county: &str) -> Result<Vec<Payment>> {
             value_day: effects.value_day,
         });
     }
-    Ok(payments)
+    Ok((payments, accounts))
+}
+
+/// The signed record that posts the bank's result for `seq`, if the
+/// finding is a result (credited or failed).
+fn result_body(
+    finding: &Finding,
+    lines: &HashMap<u64, &BankLine>,
+    accounts: &HashMap<u64, PaidAccounts>,
+) -> Option<(u64, String, pb::request::Body)> {
+    use pb::request::Body as B;
+    let (line_no, seq, credited) = match *finding {
+        Finding::Credited { line_no, seq } => (line_no, seq, true),
+        Finding::Failed { line_no, seq } => (line_no, seq, false),
+        _ => return None,
+    };
+    let line = lines.get(&line_no)?;
+    let paid = accounts.get(&seq)?;
+    let document_no = format!("一卡通结果 {}", line.bank_reference);
+    let body = if credited {
+        B::ConfirmCredit(pb::ConfirmCredit {
+            disbursement_seq: seq,
+            household_account_id: paid.household.clone(),
+            bank_reference: line.bank_reference.clone(),
+            document_no,
+        })
+    } else {
+        B::Return(pb::Return {
+            from_account_id: paid.household.clone(),
+            to_account_id: paid.paying.clone(),
+            amount_fen: line.amount.0,
+            kind: pb::ReturnKind::BankFailure as i32,
+            document_no,
+            reason: "银行入账失败".into(),
+            disbursement_seq: seq,
+            bank_reference: line.bank_reference.clone(),
+            ..Default::default()
+        })
+    };
+    let value_date = if credited {
+        format_date(line.value_day)
+    } else {
+        String::new()
+    };
+    Some((line_no, value_date, body))
+}
+
+/// Posts the bank's results one by one; a result posted before (the same
+/// bank reference as idempotency key) is reported as such, not posted
+/// twice. Fails after all were tried if any was refused otherwise.
+async fn post_results(
+    client: &mut Client,
+    signer: &Signer,
+    results: Vec<(u64, String, pb::request::Body)>,
+) -> Result<()> {
+    let (mut posted, mut before, mut refused) = (0, 0, 0);
+    for (line_no, value_date, body) in results {
+        let reference = match &body {
+            pb::request::Body::ConfirmCredit(c) => c.bank_reference.clone(),
+            pb::request::Body::Return(r) => r.bank_reference.clone(),
+            _ => unreachable!("only bank results are posted"),
+        };
+        let mut request = client.request_with_key(body, reference);
+        request.value_date = value_date;
+        match client.post_signed(signer.sign(&request)).await {
+            Ok(done) if done.duplicate => {
+                before += 1;
+                println!("line {line_no}: posted before as record {}", done.seq);
+            }
+            Ok(done) => {
+                posted += 1;
+                println!("line {line_no}: posted as record {}", done.seq);
+            }
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                before += 1;
+                println!("line {line_no}: posted before: {}", status.message());
+            }
+            Err(status) => {
+                refused += 1;
+                println!("line {line_no}: REFUSED: {}", status.message());
+            }
+        }
+    }
+    println!("bank results: {posted} posted, {before} posted before, {refused} refused");
+    if refused > 0 {
+        bail!("{refused} bank results were refused");
+    }
+    Ok(())
 }
 
 fn finding_json(finding: &Finding) -> serde_json::Value {
@@ -234,8 +346,16 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
             bad.len()
         );
     }
+    if args.post && args.server.json {
+        bail!("--post reports line by line in text; leave out --json");
+    }
+    // The key is checked before anything is read or posted.
+    let signer = match args.post {
+        true => Some(Signer::from_key_file(args.server.key_file()?)?),
+        false => None,
+    };
     let mut client = connect(&args.server).await?;
-    let payments = payments(&mut client, &args.county).await?;
+    let (payments, accounts) = payments(&mut client, &args.county).await?;
     let findings = reconcile(&lines, &payments);
     let counts = summary(&findings);
     if args.server.json {
@@ -269,5 +389,12 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    if let Some(signer) = signer {
+        let results = findings
+            .iter()
+            .filter_map(|f| result_body(f, &by_line, &accounts))
+            .collect();
+        post_results(&mut client, &signer, results).await?;
+    }
     Ok(())
 }

@@ -367,6 +367,8 @@ pub async fn statement(server: &Server, household: String) -> Result<()> {
             "payments": s.payments.iter().map(|p| json!({"seq": p.seq, "value_date": format_date(p.value_day), "amount_fen": p.amount_fen,
                 "programme_code": p.programme_code, "period": p.period, "document_no": p.document_no,
                 "from_account_id": p.from_account_id, "reversed": p.reversed,
+                "bank_status": bank_status(p), "bank_result_seq": p.bank_result_seq,
+                "bank_reference": p.bank_reference,
                 "sources": p.sources.iter().map(|x| json!({"source_seq": x.source_seq, "amount_fen": x.amount_fen})).collect::<Value>()})).collect::<Value>(),
             "received_fen": s.received_fen, "balance_fen": s.balance_fen,
         }));
@@ -395,7 +397,7 @@ pub async fn statement(server: &Server, household: String) -> Result<()> {
             .map(|x| format!("#{}", x.source_seq))
             .collect();
         println!(
-            "  #{:<7} {}  {:>12}  {} {}  from {}  文号 {}  sources {}{}",
+            "  #{:<7} {}  {:>12}  {} {}  from {}  文号 {}  sources {}{}  bank: {}{}",
             p.seq,
             format_date(p.value_day),
             yuan(p.amount_fen),
@@ -404,7 +406,18 @@ pub async fn statement(server: &Server, household: String) -> Result<()> {
             p.from_account_id,
             p.document_no,
             sources.join(","),
-            if p.reversed { "  [REVERSED]" } else { "" }
+            if p.reversed { "  [REVERSED]" } else { "" },
+            bank_status(p),
+            if p.bank_result_seq == 0 {
+                String::new()
+            } else {
+                format!(
+                    " {} (#{}, {})",
+                    p.bank_reference,
+                    p.bank_result_seq,
+                    format_date(p.bank_day)
+                )
+            }
         );
     }
     println!(
@@ -486,7 +499,61 @@ pub async fn idle(args: IdleArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn anomalies(server: &Server, idle_days: u32) -> Result<()> {
+/// `fundtrail compliance`: every page of Query.Compliance, then the
+/// breaches as a table (or JSON).
+pub async fn compliance(server: &Server, mut request: pb::ComplianceRequest) -> Result<()> {
+    let mut client = connect(server).await?;
+    let mut breaches = Vec::new();
+    request.page_size = 1_000;
+    let as_of_day = loop {
+        let page = client
+            .query
+            .compliance(request.clone())
+            .await
+            .map_err(status)?
+            .into_inner();
+        breaches.extend(page.breaches);
+        if page.next_page_token.is_empty() {
+            break page.as_of_day;
+        }
+        request.page_token = page.next_page_token;
+    };
+    if server.json {
+        return print_json(&json!({
+            "as_of": format_date(as_of_day),
+            "breaches": breaches.iter().map(|b| json!({"kind": b.kind, "programme_code": b.programme_code,
+                "account_id": b.account_id, "seqs": b.seqs, "rule_seq": b.rule_seq,
+                "amount_fen": b.amount_fen, "detail": b.detail})).collect::<Value>(),
+        }));
+    }
+    println!(
+        "{} breaches as of {}",
+        breaches.len(),
+        format_date(as_of_day)
+    );
+    for b in &breaches {
+        let seqs: Vec<String> = b.seqs.iter().map(|s| format!("#{s}")).collect();
+        println!(
+            "{:<26} {:<9} {:>16}  {}  rule #{}  records {}",
+            b.kind,
+            b.programme_code,
+            yuan(b.amount_fen),
+            b.detail,
+            b.rule_seq,
+            seqs.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// The bank's result for a payment, as the statement names it.
+fn bank_status(p: &pb::HouseholdPaymentLine) -> &'static str {
+    p.bank_status()
+        .as_str_name()
+        .trim_start_matches("BANK_STATUS_")
+}
+
+pub async fn anomalies(server: &Server, idle_days: u32, unconfirmed_days: u32) -> Result<()> {
     let mut client = connect(server).await?;
     let mut findings = Vec::new();
     let mut page_token = String::new();
@@ -497,6 +564,7 @@ pub async fn anomalies(server: &Server, idle_days: u32) -> Result<()> {
                 idle_older_than_days: idle_days,
                 page_size: 1_000,
                 page_token,
+                unconfirmed_after_days: unconfirmed_days,
             })
             .await
             .map_err(status)?

@@ -150,6 +150,7 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
                 idle_older_than_days: 365,
                 page_size: 1_000,
                 page_token,
+                ..Default::default()
             })
             .await
             .unwrap()
@@ -169,6 +170,46 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
     ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
+    // The programmes' rules are breached in each way the report knows.
+    let mut breaches = Vec::new();
+    let mut request = pb::ComplianceRequest {
+        page_size: 1_000,
+        ..Default::default()
+    };
+    loop {
+        let page = client
+            .query
+            .compliance(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        breaches.extend(page.breaches);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    let kinds: std::collections::BTreeSet<&str> =
+        breaches.iter().map(|b| b.kind.as_str()).collect();
+    for kind in [
+        "ABOVE_STANDARD",
+        "BELOW_COUNTY_SHARE",
+        "IDLE_BEYOND_RULE",
+        "UNANNOUNCED_PAYMENT",
+        "FAILED_EVALUATION_FUNDED",
+    ] {
+        assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    // The duplicate payment is the one above the standard.
+    let above: Vec<_> = breaches
+        .iter()
+        .filter(|b| b.kind == "ABOVE_STANDARD")
+        .collect();
+    assert_eq!(above.len(), 1, "{above:?}");
+    assert_eq!(
+        (above[0].account_id.as_str(), above[0].amount_fen),
+        ("622926-hh-000003", 800_00)
+    );
     drop(client);
     drop(server);
 

@@ -309,3 +309,88 @@ async fn the_grpc_call_reports_what_the_cli_reports() {
         .into_inner();
     assert!(outsider.findings.iter().all(|f| f.kind != "CREDITED"));
 }
+
+/// Runs `fundtrail reconcile --post` signed by `key` (text output).
+fn reconcile_and_post(server: &TestServer, key: &Path, file: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+        .args(["reconcile", "--county", "dx-czj", "--post", "--bank-file"])
+        .arg(file)
+        .args(extra)
+        .args(["--server", &server.url, "--key"])
+        .arg(key)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posting_the_banks_results_settles_each_payment_once() {
+    use fundtrail_api::pb;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let chain = county_with_payments(&server).await;
+    let key = dir.path().join("dongxiang.key");
+    let file = fundtrail_core::keyfile::KeyFile::new("dx-czj", chain.dongxiang.signing_key());
+    std::fs::write(&key, file.to_json()).unwrap();
+    let bank = dir.path().join("bank.csv");
+    std::fs::write(&bank, bank_file()).unwrap();
+    let mut client = server.client().await;
+    let before = ledger_info(&mut client).await.record_count;
+
+    // A file with a malformed line posts nothing.
+    let broken = dir.path().join("broken.csv");
+    std::fs::write(
+        &broken,
+        format!("{}HH-622926-0005,3.001,2026-01-01,R9,成功\n", bank_file()),
+    )
+    .unwrap();
+    let refused = reconcile_and_post(&server, &key, &broken, &[]);
+    assert!(!refused.status.success());
+    assert_eq!(ledger_info(&mut client).await.record_count, before);
+
+    // Line 2 was credited, line 3 failed; the other lines are no results.
+    let posted = reconcile_and_post(&server, &key, &bank, &[]);
+    let said = String::from_utf8_lossy(&posted.stdout);
+    assert!(
+        posted.status.success(),
+        "{said}\n{}",
+        String::from_utf8_lossy(&posted.stderr)
+    );
+    assert!(
+        said.contains("bank results: 2 posted, 0 posted before, 0 refused"),
+        "{said}"
+    );
+    assert_eq!(ledger_info(&mut client).await.record_count, before + 2);
+    let statement = |id: &str| {
+        let mut client = client.clone();
+        let id = id.to_string();
+        async move {
+            client
+                .query
+                .household_statement(pb::HouseholdStatementRequest { account_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let credited = statement("dx-hh-0001").await;
+    assert_eq!(credited.payments[0].bank_status(), pb::BankStatus::Credited);
+    assert_eq!(credited.payments[0].bank_reference, "R1");
+    let failed = statement("dx-hh-0002").await;
+    assert_eq!(failed.payments[0].bank_status(), pb::BankStatus::Failed);
+    assert_eq!((failed.received_fen, failed.balance_fen), (0, 0));
+    let untouched = statement("dx-hh-0003").await;
+    assert_eq!(
+        untouched.payments[0].bank_status(),
+        pb::BankStatus::Unconfirmed
+    );
+
+    // The same file again posts nothing new.
+    let again = reconcile_and_post(&server, &key, &bank, &[]);
+    let said = String::from_utf8_lossy(&again.stdout);
+    assert!(again.status.success(), "{said}");
+    assert!(
+        said.contains("bank results: 0 posted, 2 posted before, 0 refused"),
+        "{said}"
+    );
+    assert_eq!(ledger_info(&mut client).await.record_count, before + 2);
+}

@@ -163,6 +163,7 @@ fn give_back(from: &str, to: &str, amount_fen: u64, kind: pb::ReturnKind, reason
         kind: kind as i32,
         document_no: "东财农〔2026〕40号".into(),
         reason: reason.into(),
+        ..Default::default()
     })
 }
 
@@ -2349,6 +2350,22 @@ async fn anomaly_pages_add_up_to_the_whole_answer() {
 // ---------------------------------------------------------------------------
 // Refusals.
 
+fn refusal(
+    name: &'static str,
+    request: pb::SignedRequest,
+    code: Code,
+    field: &'static str,
+    says: &'static str,
+) -> Refusal {
+    Refusal {
+        name,
+        request,
+        code,
+        field,
+        says,
+    }
+}
+
 struct Refusal {
     name: &'static str,
     request: pb::SignedRequest,
@@ -2356,6 +2373,83 @@ struct Refusal {
     field: &'static str,
     /// A phrase of the message that shows the request was refused for this reason.
     says: &'static str,
+}
+
+/// Posts each case alone and in a batch: each is refused with its code,
+/// field and reason, and neither adds a record nor changes derived state.
+async fn check_refusals(server: &TestServer, client: &mut Client, cases: Vec<Refusal>) {
+    for case in cases {
+        let count_before = client
+            .query
+            .get_ledger(pb::GetLedgerRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .record_count;
+        let state_before = server.dump();
+        let status = match client.post_signed(case.request.clone()).await {
+            Ok(posted) => panic!(
+                "{}: accepted as #{}, expected {:?}",
+                case.name, posted.seq, case.code
+            ),
+            Err(status) => status,
+        };
+        assert_eq!(
+            status.code(),
+            case.code,
+            "{}: {}",
+            case.name,
+            status.message()
+        );
+        assert!(
+            status.message().contains(case.says),
+            "{}: the message {:?} should say {:?}",
+            case.name,
+            status.message(),
+            case.says
+        );
+        let fields: Vec<String> = status
+            .get_error_details()
+            .bad_request()
+            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            fields,
+            vec![case.field.to_string()],
+            "{}: the field at fault",
+            case.name
+        );
+        let count_after = client
+            .query
+            .get_ledger(pb::GetLedgerRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .record_count;
+        assert_eq!(count_before, count_after, "{}: no record added", case.name);
+        assert!(
+            state_before == server.dump(),
+            "{}: derived state changed",
+            case.name
+        );
+        // The same in a batch.
+        let results = client.post_batch(vec![case.request]).await.expect("batch");
+        match &results[0].result {
+            Some(pb::post_result::Result::Error(e)) => {
+                assert_eq!(e.code, case.code as i32, "{} in a batch", case.name);
+                assert_eq!(e.field, case.field, "{} in a batch", case.name);
+            }
+            other => panic!(
+                "{} in a batch: expected a refusal, got {other:?}",
+                case.name
+            ),
+        }
+        assert!(
+            state_before == server.dump(),
+            "{} in a batch: derived state changed",
+            case.name
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2393,13 +2487,6 @@ async fn new_rules_refuse_and_change_nothing() {
         dated(&requester, signer, value_date, imported, body)
     };
     let budget_left = BUDGET - ALLOCATED;
-    let refusal = |name, request, code, field, says| Refusal {
-        name,
-        request,
-        code,
-        field,
-        says,
-    };
     let fp = Code::FailedPrecondition;
     let ia = Code::InvalidArgument;
     let cases = vec![
@@ -2677,78 +2764,7 @@ async fn new_rules_refuse_and_change_nothing() {
             "reason",
         ),
     ];
-    for case in cases {
-        let count_before = client
-            .query
-            .get_ledger(pb::GetLedgerRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .record_count;
-        let state_before = server.dump();
-        let status = match client.post_signed(case.request.clone()).await {
-            Ok(posted) => panic!(
-                "{}: accepted as #{}, expected {:?}",
-                case.name, posted.seq, case.code
-            ),
-            Err(status) => status,
-        };
-        assert_eq!(
-            status.code(),
-            case.code,
-            "{}: {}",
-            case.name,
-            status.message()
-        );
-        assert!(
-            status.message().contains(case.says),
-            "{}: the message {:?} should say {:?}",
-            case.name,
-            status.message(),
-            case.says
-        );
-        let fields: Vec<String> = status
-            .get_error_details()
-            .bad_request()
-            .map(|b| b.field_violations.iter().map(|v| v.field.clone()).collect())
-            .unwrap_or_default();
-        assert_eq!(
-            fields,
-            vec![case.field.to_string()],
-            "{}: the field at fault",
-            case.name
-        );
-        let count_after = client
-            .query
-            .get_ledger(pb::GetLedgerRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .record_count;
-        assert_eq!(count_before, count_after, "{}: no record added", case.name);
-        assert!(
-            state_before == server.dump(),
-            "{}: derived state changed",
-            case.name
-        );
-        // The same in a batch.
-        let results = client.post_batch(vec![case.request]).await.expect("batch");
-        match &results[0].result {
-            Some(pb::post_result::Result::Error(e)) => {
-                assert_eq!(e.code, case.code as i32, "{} in a batch", case.name);
-                assert_eq!(e.field, case.field, "{} in a batch", case.name);
-            }
-            other => panic!(
-                "{} in a batch: expected a refusal, got {other:?}",
-                case.name
-            ),
-        }
-        assert!(
-            state_before == server.dump(),
-            "{} in a batch: derived state changed",
-            case.name
-        );
-    }
+    check_refusals(&server, &mut client, cases).await;
 
     // The refusals were about the rule, not the money: the same requests
     // made right are accepted.
@@ -3088,4 +3104,545 @@ async fn the_public_notice_shows_announced_projects_and_masked_payments() {
     assert!(!csv.contains("HH-622926-0001"));
     assert_eq!(csv.matches("已拨付").count(), 3);
     server.stop().await;
+}
+
+// ---------------------------------------------------------------------------
+// The bank's results (rules 5).
+
+fn confirm(disbursement_seq: u64, household: &str, reference: &str) -> B {
+    B::ConfirmCredit(pb::ConfirmCredit {
+        disbursement_seq,
+        household_account_id: household.into(),
+        bank_reference: reference.into(),
+        document_no: "农信回单〔2026〕1号".into(),
+    })
+}
+
+fn bank_failure(
+    disbursement_seq: u64,
+    household: &str,
+    to: &str,
+    amount_fen: u64,
+    reference: &str,
+) -> B {
+    B::Return(pb::Return {
+        from_account_id: household.into(),
+        to_account_id: to.into(),
+        amount_fen,
+        kind: pb::ReturnKind::BankFailure as i32,
+        document_no: "农信回单〔2026〕1号".into(),
+        reason: "账户已销户".into(),
+        disbursement_seq,
+        bank_reference: reference.into(),
+        ..Default::default()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banks_results_settle_payments_and_a_failure_brings_the_money_back() {
+    let (_dir, server, mut client, county) = start().await;
+    let dongxiang = county.dongxiang.clone();
+    let d = county.d;
+    // Credited four days ago (the result file came today); the second
+    // household's card was closed, so the bank sent its money back.
+    let credited = post_dated(
+        &mut client,
+        &dongxiang,
+        &date(4),
+        false,
+        confirm(d[0], HOUSEHOLDS[0], "NX-20260001"),
+    )
+    .await;
+    let failed = ok(
+        &mut client,
+        &dongxiang,
+        bank_failure(d[1], HOUSEHOLDS[1], "dx-proj-1", PAID[1], "NX-20260002"),
+    )
+    .await;
+    let legs = failed.effects.clone().unwrap().legs;
+    assert_eq!(legs.len(), 1);
+    assert_eq!(
+        (
+            legs[0].from_account_id.as_str(),
+            legs[0].to_account_id.as_str()
+        ),
+        (HOUSEHOLDS[1], "dx-proj-1")
+    );
+    assert_eq!(
+        (legs[0].amount_fen, legs[0].from_arrival_seq),
+        (PAID[1], Some(d[1]))
+    );
+
+    // The statements say what the bank said.
+    let first = statement(&mut client, HOUSEHOLDS[0]).await.unwrap();
+    let line = &first.payments[0];
+    assert_eq!(line.bank_status(), pb::BankStatus::Credited);
+    assert_eq!(
+        (
+            line.bank_result_seq,
+            line.bank_reference.as_str(),
+            line.bank_day
+        ),
+        (credited.seq, "NX-20260001", today() - 4)
+    );
+    assert_eq!((first.received_fen, first.balance_fen), (PAID[0], PAID[0]));
+    let second = statement(&mut client, HOUSEHOLDS[1]).await.unwrap();
+    let line = &second.payments[0];
+    assert_eq!(line.bank_status(), pb::BankStatus::Failed);
+    assert_eq!((line.bank_result_seq, line.bank_day), (failed.seq, today()));
+    assert_eq!((second.received_fen, second.balance_fen), (0, 0));
+    let third = statement(&mut client, HOUSEHOLDS[2]).await.unwrap();
+    assert_eq!(third.payments[0].bank_status(), pb::BankStatus::Unconfirmed);
+
+    // The trace shows the money back at the project, not at the household.
+    let graph = trace_forward(&mut client, county.s, 0, "").await.unwrap();
+    assert_eq!(graph.reached_households_fen, PAID_TOTAL - PAID[1]);
+    assert_eq!(node(&graph, HOUSEHOLDS[1]).held_fen, 0);
+    let back = edge(&graph, HOUSEHOLDS[1], "dx-proj-1");
+    assert_eq!(
+        (back.kinds.clone(), back.first_seq),
+        (vec!["Return".to_string()], failed.seq)
+    );
+    assert_eq!(
+        accounted(&graph),
+        graph.traced_fen,
+        "Σ held + withdrawn = traced"
+    );
+
+    // Three days on, only the third payment (five days old) lacks a result.
+    let findings = |days| pb::AnomaliesRequest {
+        unconfirmed_after_days: days,
+        page_size: 1_000,
+        ..Default::default()
+    };
+    let unconfirmed = |r: pb::AnomaliesResponse| -> Vec<(String, Vec<u64>, u64)> {
+        r.findings
+            .into_iter()
+            .filter(|f| f.kind == "UNCONFIRMED_PAYMENT")
+            .map(|f| (f.account_id, f.seqs, f.amount_fen))
+            .collect()
+    };
+    assert_eq!(
+        unconfirmed(anomalies(&mut client, findings(3)).await),
+        vec![(HOUSEHOLDS[2].to_string(), vec![d[2]], PAID[2])]
+    );
+    assert!(unconfirmed(anomalies(&mut client, findings(10)).await).is_empty());
+    assert!(unconfirmed(anomalies(&mut client, findings(0)).await).is_empty());
+
+    // What the rules refuse, each changing nothing.
+    let requester = client.clone();
+    let signed = |signer: &Signer, body: B| signer.sign(&requester.request(body));
+    let on = |value_date: &str, body: B| dated(&requester, &dongxiang, value_date, false, body);
+    let fp = Code::FailedPrecondition;
+    let ia = Code::InvalidArgument;
+    let cases = vec![
+        refusal(
+            "a second result for a payment",
+            signed(&dongxiang, confirm(d[0], HOUSEHOLDS[0], "NX-20260009")),
+            fp,
+            "confirm_credit.disbursement_seq",
+            "already posted",
+        ),
+        refusal(
+            "a bank reference used before",
+            signed(&dongxiang, confirm(d[2], HOUSEHOLDS[2], "NX-20260002")),
+            Code::AlreadyExists,
+            "confirm_credit.bank_reference",
+            "already posted by record",
+        ),
+        refusal(
+            "another county's payment",
+            signed(&county.linxia, confirm(d[2], HOUSEHOLDS[2], "LX-1")),
+            Code::PermissionDenied,
+            "confirm_credit.disbursement_seq",
+            "only dx-czj",
+        ),
+        refusal(
+            "another household than the payment's",
+            signed(&dongxiang, confirm(d[2], HOUSEHOLDS[0], "NX-20260003")),
+            ia,
+            "confirm_credit.household_account_id",
+            "not dx-hh-1",
+        ),
+        refusal(
+            "a record that is not a payment",
+            signed(&dongxiang, confirm(county.a, HOUSEHOLDS[2], "NX-20260003")),
+            fp,
+            "confirm_credit.disbursement_seq",
+            "not a household payment",
+        ),
+        refusal(
+            "credited before it was paid",
+            on(&date(6), confirm(d[2], HOUSEHOLDS[2], "NX-20260003")),
+            fp,
+            "value_date",
+            "cannot have credited",
+        ),
+        refusal(
+            "a card-number-shaped reference",
+            signed(
+                &dongxiang,
+                confirm(d[2], HOUSEHOLDS[2], "6222021234567890123"),
+            ),
+            ia,
+            "confirm_credit.bank_reference",
+            "bank card number",
+        ),
+        refusal(
+            "a failure for less than the payment",
+            signed(
+                &dongxiang,
+                bank_failure(d[2], HOUSEHOLDS[2], "dx-proj-1", PAID[2] - 1, "NX-20260003"),
+            ),
+            ia,
+            "return.amount_fen",
+            "whole payment",
+        ),
+        refusal(
+            "a failure sent elsewhere than the paying account",
+            signed(
+                &dongxiang,
+                bank_failure(d[2], HOUSEHOLDS[2], "dx-pool", PAID[2], "NX-20260003"),
+            ),
+            ia,
+            "return.to_account_id",
+            "the account that paid",
+        ),
+        refusal(
+            "reversing a credited payment",
+            signed(&dongxiang, reverse(d[0], "东财农〔2026〕91号")),
+            fp,
+            "reversal.target_seq",
+            "CLAWBACK",
+        ),
+        refusal(
+            "reversing the bank's failure",
+            signed(&dongxiang, reverse(failed.seq, "东财农〔2026〕92号")),
+            fp,
+            "reversal.target_seq",
+            "not reversed",
+        ),
+    ];
+    check_refusals(&server, &mut client, cases).await;
+
+    // The third payment settles once the bank says so.
+    ok(
+        &mut client,
+        &dongxiang,
+        confirm(d[2], HOUSEHOLDS[2], "NX-20260003"),
+    )
+    .await;
+    assert!(unconfirmed(anomalies(&mut client, findings(3)).await).is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// Programme rules and the compliance report (rules 5).
+
+fn programme_rules(household_max_fen: u64, share: u32, idle_days: u32, announce: bool) -> B {
+    B::SetProgrammeRules(pb::SetProgrammeRules {
+        programme_code: CENTRAL_PROGRAMME.into(),
+        document_no: "财农〔2024〕3号".into(),
+        household_max_fen,
+        person_max_fen: 0,
+        county_share_min_percent: share,
+        idle_days_max: idle_days,
+        announcement_required: announce,
+    })
+}
+
+fn evaluation(project: &str, score: u32, targets_met: &[bool]) -> B {
+    B::EvaluateProject(pb::EvaluateProject {
+        account_id: project.into(),
+        document_no: "东财绩〔2026〕1号".into(),
+        score,
+        targets_met: targets_met.to_vec(),
+    })
+}
+
+async fn compliance_of(client: &mut Client, mut request: pb::ComplianceRequest) -> Vec<pb::Breach> {
+    let mut breaches = Vec::new();
+    loop {
+        let page = client
+            .query
+            .compliance(request.clone())
+            .await
+            .expect("compliance")
+            .into_inner();
+        assert_eq!(page.as_of_day, today());
+        breaches.extend(page.breaches);
+        if page.next_page_token.is_empty() {
+            return breaches;
+        }
+        request.page_token = page.next_page_token;
+    }
+}
+
+/// (kind, account, records, rule record, amount) of each breach, sorted.
+fn breach_rows(breaches: &[pb::Breach]) -> Vec<(String, String, Vec<u64>, u64, u64)> {
+    let mut rows: Vec<_> = breaches
+        .iter()
+        .map(|b| {
+            (
+                b.kind.clone(),
+                b.account_id.clone(),
+                b.seqs.clone(),
+                b.rule_seq,
+                b.amount_fen,
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compliance_report_names_each_breach_of_the_rules_in_force() {
+    let (_dir, server, mut client, county) = start().await;
+    let root = county.root.clone();
+    let dongxiang = county.dongxiang.clone();
+    // The rules, in force since long before any of the money moved.
+    let rules = post_dated(
+        &mut client,
+        &root,
+        &date(900),
+        false,
+        programme_rules(15_000_00, 80, 100, true),
+    )
+    .await
+    .seq;
+    // A project never announced gets money; the announced one fails its
+    // evaluation, then gets more.
+    ok(
+        &mut client,
+        &dongxiang,
+        register_project("dx-proj-2", "622926100", 50_000_00, &["修建水窖 10 口"]),
+    )
+    .await;
+    let unannounced = ok(
+        &mut client,
+        &dongxiang,
+        allocation("dx-pool", "dx-proj-2", 5_000_00, "东财农〔2026〕60号"),
+    )
+    .await
+    .seq;
+    let failed = ok(
+        &mut client,
+        &dongxiang,
+        evaluation("dx-proj-1", 45, &[true, false]),
+    )
+    .await
+    .seq;
+    let after = ok(
+        &mut client,
+        &dongxiang,
+        allocation("dx-pool", "dx-proj-1", 10_000_00, "东财农〔2026〕61号"),
+    )
+    .await
+    .seq;
+
+    let held = central_held();
+    let all = compliance_of(&mut client, pb::ComplianceRequest::default()).await;
+    let row = |kind: &str, account: &str, seqs: Vec<u64>, rule: u64, amount: u64| {
+        (kind.to_string(), account.to_string(), seqs, rule, amount)
+    };
+    let idle = |account: &str, arrived: u64| {
+        row(
+            "IDLE_BEYOND_RULE",
+            account,
+            vec![arrived],
+            rules,
+            held[account],
+        )
+    };
+    let mut want = vec![
+        row(
+            "ABOVE_STANDARD",
+            HOUSEHOLDS[1],
+            vec![county.d[1]],
+            rules,
+            PAID[1] - 15_000_00,
+        ),
+        row(
+            "ABOVE_STANDARD",
+            HOUSEHOLDS[2],
+            vec![county.d[2]],
+            rules,
+            PAID[2] - 15_000_00,
+        ),
+        // 40% of the central money is at county level or below: 600,000
+        // is still at the ministry and the province.
+        row(
+            "BELOW_COUNTY_SHARE",
+            "",
+            vec![county.s],
+            rules,
+            800_000_00 - 400_000_00,
+        ),
+        row(
+            "FAILED_EVALUATION_FUNDED",
+            "dx-proj-1",
+            vec![after],
+            failed,
+            10_000_00,
+        ),
+        row(
+            "UNANNOUNCED_PAYMENT",
+            "dx-proj-2",
+            vec![unannounced],
+            rules,
+            5_000_00,
+        ),
+        idle("mof-xczx", county.s),
+        idle("gs-xczx", county.t1),
+        idle("dx-xczx", county.t2),
+        idle("lx-xczx", county.t3),
+    ];
+    want.sort();
+    assert_eq!(breach_rows(&all), want);
+    assert!(all.iter().all(|b| b.programme_code == CENTRAL_PROGRAMME));
+
+    // Pages of one breach add up to the whole report.
+    let paged = compliance_of(
+        &mut client,
+        pb::ComplianceRequest {
+            page_size: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(breach_rows(&paged), want);
+
+    // Filters.
+    let only = |request: pb::ComplianceRequest| {
+        let mut client = client.clone();
+        async move { breach_rows(&compliance_of(&mut client, request).await) }
+    };
+    let kinds_at = |rows: Vec<(String, String, Vec<u64>, u64, u64)>| -> Vec<(String, String)> {
+        rows.into_iter().map(|r| (r.0, r.1)).collect()
+    };
+    assert_eq!(
+        kinds_at(
+            only(pb::ComplianceRequest {
+                division_prefix: "622921".into(),
+                ..Default::default()
+            })
+            .await
+        ),
+        vec![("IDLE_BEYOND_RULE".to_string(), "lx-xczx".to_string())]
+    );
+    assert_eq!(
+        kinds_at(
+            only(pb::ComplianceRequest {
+                level: "province".into(),
+                ..Default::default()
+            })
+            .await
+        ),
+        vec![("IDLE_BEYOND_RULE".to_string(), "gs-xczx".to_string())]
+    );
+    assert!(only(pb::ComplianceRequest {
+        programme_code: COUNTY_PROGRAMME.into(),
+        ..Default::default()
+    })
+    .await
+    .is_empty());
+    let december = only(pb::ComplianceRequest {
+        period: PERIOD.into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        december.iter().filter(|r| r.0 == "ABOVE_STANDARD").count() == 2,
+        "{december:?}"
+    );
+    let november = only(pb::ComplianceRequest {
+        period: "2025-11".into(),
+        ..Default::default()
+    })
+    .await;
+    assert!(
+        november.iter().all(|r| r.0 != "ABOVE_STANDARD"),
+        "{november:?}"
+    );
+    let bad = client
+        .query
+        .compliance(pb::ComplianceRequest {
+            level: "village".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    // A county reads the breaches at its own accounts only.
+    let mut linxia = server.client_as(&county.linxia).await;
+    assert_eq!(
+        kinds_at(breach_rows(
+            &compliance_of(&mut linxia, pb::ComplianceRequest::default()).await
+        )),
+        vec![("IDLE_BEYOND_RULE".to_string(), "lx-xczx".to_string())]
+    );
+
+    // New rules from today: payments are judged by the rules in force on
+    // their value dates (the households' five days ago, under the first
+    // rules), money held now and today's allocation by today's.
+    ok(&mut client, &root, programme_rules(40_000_00, 0, 0, false)).await;
+    let now = compliance_of(&mut client, pb::ComplianceRequest::default()).await;
+    let kinds: BTreeSet<String> = now.iter().map(|b| b.kind.clone()).collect();
+    assert_eq!(
+        kinds,
+        ["ABOVE_STANDARD", "FAILED_EVALUATION_FUNDED"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+
+    // Who may set rules and evaluate, and what they must say.
+    let requester = client.clone();
+    let signed = |signer: &Signer, body: B| signer.sign(&requester.request(body));
+    let cases = vec![
+        refusal(
+            "rules set by a finance bureau",
+            signed(&county.province, programme_rules(1, 0, 0, false)),
+            Code::PermissionDenied,
+            "key_id",
+            "ADMINISTRATOR",
+        ),
+        refusal(
+            "a share above 100%",
+            signed(&root, programme_rules(1, 101, 0, false)),
+            Code::InvalidArgument,
+            "set_programme_rules.county_share_min_percent",
+            "0 to 100",
+        ),
+        refusal(
+            "an evaluation from another county",
+            signed(&county.linxia, evaluation("dx-proj-1", 90, &[true, true])),
+            Code::PermissionDenied,
+            "evaluate_project.account_id",
+            "may not",
+        ),
+        refusal(
+            "an evaluation missing a target",
+            signed(&dongxiang, evaluation("dx-proj-1", 90, &[true])),
+            Code::InvalidArgument,
+            "evaluate_project.targets_met",
+            "2 performance targets",
+        ),
+        refusal(
+            "a score above 100",
+            signed(&dongxiang, evaluation("dx-proj-1", 101, &[true, true])),
+            Code::InvalidArgument,
+            "evaluate_project.score",
+            "0 to 100",
+        ),
+    ];
+    check_refusals(&server, &mut client, cases).await;
+    // The province evaluates a county's project: its division contains it.
+    ok(
+        &mut client,
+        &county.province,
+        evaluation("dx-proj-1", 85, &[true, true]),
+    )
+    .await;
 }

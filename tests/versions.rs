@@ -110,9 +110,9 @@ async fn only_the_root_org_upgrades_the_rules_and_only_forward() {
         ),
         (
             &root,
-            4,
+            Rules::CURRENT.version(),
             tonic::Code::FailedPrecondition,
-            "already runs rules version 4",
+            "already runs rules version",
         ),
         (
             &root,
@@ -289,4 +289,64 @@ async fn rules_3_keep_id_numbers_out_of_identifiers_from_the_upgrade_on() {
     assert!(info.writable, "{}", info.read_only_reason);
     assert_eq!(info.record_count, count + 1);
     replayed.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_banks_results_come_with_rules_5() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        Rules::V4,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let confirm = B::ConfirmCredit(pb::ConfirmCredit {
+        disbursement_seq: 1,
+        household_account_id: "mof-hh-1".into(),
+        bank_reference: "R-1".into(),
+        document_no: "回单〔2026〕1号".into(),
+    });
+    let failure = B::Return(pb::Return {
+        from_account_id: "mof-hh-1".into(),
+        to_account_id: "mof-xczx".into(),
+        amount_fen: 100,
+        kind: pb::ReturnKind::BankFailure as i32,
+        document_no: "回单〔2026〕1号".into(),
+        reason: "账户已销户".into(),
+        disbursement_seq: 1,
+        bank_reference: "R-2".into(),
+        ..Default::default()
+    });
+    let count = ledger_info(&mut client).await.record_count;
+    for (body, field) in [
+        (confirm.clone(), "confirm_credit"),
+        (failure, "return.kind"),
+    ] {
+        let refused = client.post(&root, body).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            tonic::Code::FailedPrecondition,
+            "{refused:?}"
+        );
+        assert!(
+            refused.message().contains("needs rules version 5"),
+            "{field}: {}",
+            refused.message()
+        );
+    }
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    ok(&mut client, &root, upgrade(5)).await;
+    // Now the rules themselves answer: record 1 is no payment.
+    let refused = client.post(&root, confirm).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("not a household payment"),
+        "{}",
+        refused.message()
+    );
+    server.stop().await;
 }

@@ -20,6 +20,11 @@ pub const DOCUMENT_NO_CHARS_MAX: usize = 128;
 pub const TEXT_CHARS_MAX: usize = 512;
 /// Performance targets one project may list, and characters each.
 pub const PERFORMANCE_TARGETS_MAX: usize = 32;
+/// Rule records (SetProgrammeRules) one programme may have: each report
+/// reads them all.
+pub const PROGRAMME_RULES_MAX: usize = 256;
+/// Evaluations (EvaluateProject) one project may have.
+pub const EVALUATIONS_PER_PROJECT_MAX: usize = 64;
 /// Members one household may be registered with.
 pub const HOUSEHOLD_MEMBERS_MAX: u32 = 50;
 /// Indexes one GetInclusionProofs call may ask for.

@@ -75,6 +75,9 @@ pub enum Body {
     SetHouseholdStatus(SetHouseholdStatus),
     Return(Return),
     UpgradeRules(UpgradeRules),
+    ConfirmCredit(ConfirmCredit),
+    SetProgrammeRules(SetProgrammeRules),
+    EvaluateProject(EvaluateProject),
 }
 
 impl Body {
@@ -98,6 +101,9 @@ impl Body {
             Body::SetHouseholdStatus(_) => "SetHouseholdStatus",
             Body::Return(_) => "Return",
             Body::UpgradeRules(_) => "UpgradeRules",
+            Body::ConfirmCredit(_) => "ConfirmCredit",
+            Body::SetProgrammeRules(_) => "SetProgrammeRules",
+            Body::EvaluateProject(_) => "EvaluateProject",
         }
     }
 
@@ -123,7 +129,8 @@ impl Body {
             | Body::AddKey(_)
             | Body::RevokeKey(_)
             | Body::Reversal(_)
-            | Body::UpgradeRules(_) => vec![],
+            | Body::UpgradeRules(_)
+            | Body::SetProgrammeRules(_) => vec![],
             Body::OpenAccount(b) => vec![&b.account_id],
             Body::Appropriation(b) => vec![&b.account_id],
             Body::Transfer(b) => vec![&b.from_account_id, &b.to_account_id],
@@ -135,6 +142,8 @@ impl Body {
             Body::RegisterHousehold(b) => vec![&b.account_id],
             Body::SetHouseholdStatus(b) => vec![&b.account_id],
             Body::Return(b) => vec![&b.from_account_id, &b.to_account_id],
+            Body::ConfirmCredit(b) => vec![&b.household_account_id],
+            Body::EvaluateProject(b) => vec![&b.account_id],
         }
     }
 
@@ -339,6 +348,8 @@ pub enum ReturnKind {
     Clawback,
     /// 结余资金.
     Surplus,
+    /// 银行退回: the bank could not credit a household payment (rules 5).
+    BankFailure,
 }
 
 /// Money sent back up (资金收回).
@@ -351,6 +362,85 @@ pub struct Return {
     pub kind: ReturnKind,
     pub document_no: String,
     pub reason: String,
+    /// [`ReturnKind::BankFailure`] only: the payment the bank could not
+    /// credit (0: none), and the bank's reference for that result.
+    pub disbursement_seq: u64,
+    pub bank_reference: String,
+}
+
+/// The bank's confirmation that a household payment was credited (到账确认).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfirmCredit {
+    pub disbursement_seq: u64,
+    pub household_account_id: String,
+    pub bank_reference: String,
+    pub document_no: String,
+}
+
+/// A programme's standards from a value date on (rules 5); 0 or false is
+/// no such rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetProgrammeRules {
+    pub programme_code: String,
+    pub document_no: String,
+    pub household_max: Fen,
+    pub person_max: Fen,
+    pub county_share_min_percent: u32,
+    pub idle_days_max: u32,
+    pub announcement_required: bool,
+}
+
+/// The rules of a programme as stored: what was set, by which record, from
+/// which day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgrammeRules {
+    pub seq: u64,
+    pub effective_day: Day,
+    pub programme_code: String,
+    pub household_max: Fen,
+    pub person_max: Fen,
+    pub county_share_min_percent: u32,
+    pub idle_days_max: u32,
+    pub announcement_required: bool,
+}
+
+/// A project's performance evaluation (绩效评价, rules 5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvaluateProject {
+    pub account_id: String,
+    pub document_no: String,
+    pub score: u32,
+    pub targets_met: Vec<bool>,
+}
+
+/// An evaluation as stored under its project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub seq: u64,
+    pub day: Day,
+    pub score: u32,
+    pub targets_met: Vec<bool>,
+}
+
+impl Evaluation {
+    /// Below this score (评价等级"差") the project failed its evaluation.
+    pub const PASS_SCORE: u32 = 60;
+
+    pub fn failed(&self) -> bool {
+        self.score < Self::PASS_SCORE
+    }
+}
+
+/// The bank's result for one household payment, kept under the payment's
+/// seq: a [`ConfirmCredit`] (`credited`) or a bank-failure [`Return`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The record that posted the result.
+    pub seq: u64,
+    /// Its value day: when the bank credited, or when the money came back.
+    pub day: Day,
+    pub credited: bool,
+    pub bank_reference: String,
 }
 
 /// One source's money moving between two accounts. `None` on the from side

@@ -12,6 +12,7 @@
 //! | 2 | idempotency keys are scoped to the signing org, so a request re-signed by another key of the same org is a retry |
 //! | 3 | account, org and household identifiers may not look like ID-card or bank-card numbers; no account may hold more than u64::MAX fen in all |
 //! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has; a record moves money in at most 1,000 legs (`LEGS_PER_RECORD_MAX`) |
+//! | 5 | the bank's result for a household payment can be posted: `ConfirmCredit` (credited) and a `Return` of kind `BANK_FAILURE` (not credited: the payment's money goes back to the account that paid it); a payment with a bank result can no longer be reversed |
 
 use crate::model::LedgerMeta;
 use crate::Fault;
@@ -23,11 +24,12 @@ pub enum Rules {
     V2,
     V3,
     V4,
+    V5,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V4;
+    pub const CURRENT: Rules = Rules::V5;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
@@ -36,6 +38,7 @@ impl Rules {
             2 => Some(Rules::V2),
             3 => Some(Rules::V3),
             4 => Some(Rules::V4),
+            5 => Some(Rules::V5),
             _ => None,
         }
     }
@@ -56,6 +59,7 @@ impl Rules {
             Rules::V2 => 2,
             Rules::V3 => 3,
             Rules::V4 => 4,
+            Rules::V5 => 5,
         }
     }
 
@@ -63,7 +67,7 @@ impl Rules {
     pub fn idempotency_scope_name(self) -> &'static str {
         match self {
             Rules::V1 => "this key",
-            Rules::V2 | Rules::V3 | Rules::V4 => "a key of this org",
+            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 => "a key of this org",
         }
     }
 }

@@ -93,6 +93,20 @@ pub mod key {
     /// Money held: account ‖ 0x00 ‖ arrival day ‖ arrival seq ‖ source seq
     /// → amount (fen, big-endian). Key order is oldest money first.
     pub const LOT: u8 = b'q';
+    /// Programme ‖ 0x00 ‖ seq → the rules that record set (ProgrammeRules;
+    /// rules 5).
+    pub const PROGRAMME_RULES: u8 = b'v';
+    /// Project account ‖ 0x00 ‖ seq → an evaluation of it (Evaluation;
+    /// rules 5).
+    pub const EVALUATION: u8 = b'y';
+    /// Prefix ‖ name → how many records the rules keep under prefix ‖
+    /// name (u32): the rules bound them without scanning (rules 5).
+    pub const COUNT: u8 = b'j';
+    /// Disbursement seq → the bank's result for it (Settlement; rules 5).
+    pub const SETTLEMENT: u8 = b'c';
+    /// Org ‖ 0x00 ‖ bank reference → the seq of the record that cited it
+    /// (rules 5): a bank reference names one result per org.
+    pub const BANK_REFERENCE: u8 = b'r';
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
@@ -210,6 +224,20 @@ pub mod key {
         key
     }
 
+    /// The count of the records kept under `prefix` ‖ `name`.
+    pub fn count(prefix: u8, name: &str) -> Vec<u8> {
+        let mut key = vec![COUNT, prefix];
+        key.extend_from_slice(name.as_bytes());
+        key
+    }
+
+    pub fn bank_reference(org_id: &str, reference: &str) -> Vec<u8> {
+        let mut key = named(BANK_REFERENCE, org_id);
+        key.push(0);
+        key.extend_from_slice(reference.as_bytes());
+        key
+    }
+
     pub fn org_idempotency(org_id: &str, idempotency_key: &str) -> Vec<u8> {
         let mut key = named(ORG_IDEMPOTENCY, org_id);
         key.push(0);
@@ -272,6 +300,11 @@ pub fn describe_key(key: &[u8]) -> String {
             format!("an index entry ({})", text())
         }
         key::HOLDER => format!("the holder index of account {}", text()),
+        key::SETTLEMENT => format!("the bank's result for record {}", seq()),
+        key::PROGRAMME_RULES => format!("rules of programme {}", text()),
+        key::COUNT => format!("a record count ({})", text()),
+        key::EVALUATION => format!("an evaluation of project {}", text()),
+        key::BANK_REFERENCE => format!("bank reference {}", text()),
         key::LOT => format!(
             "a lot of account {}",
             String::from_utf8_lossy(rest.split(|b| *b == 0).next().unwrap_or_default())
@@ -381,6 +414,26 @@ pub trait StateRead: Kv {
             ));
         }
         Ok(out)
+    }
+    /// Up to `limit` rule records of `programme`, in record order.
+    fn programme_rules(&self, programme: &str, limit: usize) -> Result<Vec<ProgrammeRules>, Fault> {
+        let prefix = key::named_prefix(key::PROGRAMME_RULES, programme);
+        self.scan(&prefix, &prefix, limit)?
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect()
+    }
+    /// Up to `limit` evaluations of project `account_id`, in record order.
+    fn evaluations(&self, account_id: &str, limit: usize) -> Result<Vec<Evaluation>, Fault> {
+        let prefix = key::named_prefix(key::EVALUATION, account_id);
+        self.scan(&prefix, &prefix, limit)?
+            .iter()
+            .map(|(_, v)| decode(v))
+            .collect()
+    }
+    /// The bank's result for the household payment of record `seq`.
+    fn settlement(&self, seq: u64) -> Result<Option<Settlement>, Fault> {
+        self.read(&key::seq(key::SETTLEMENT, seq))
     }
     fn movement(&self, seq: u64) -> Result<Option<Movement>, Fault> {
         self.read(&key::seq(key::MOVEMENT, seq))

@@ -538,6 +538,8 @@ fn body(op: &Op) -> (usize, Body) {
                 } else {
                     " ".into()
                 },
+                disbursement_seq: 0,
+                bank_reference: String::new(),
             }),
         ),
         Op::SetStatus { signer, status } => (

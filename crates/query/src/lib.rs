@@ -1,6 +1,6 @@
 //! The questions auditors ask, answered from derived state: forward and
-//! backward traces, household statements, idle funds by age, anomalies and
-//! balances as of a record.
+//! backward traces, household statements, idle funds by age, anomalies,
+//! balances as of a record and the compliance report.
 //!
 //! The queries read through [`LedgerView`] (derived state, the record count,
 //! today's date and the requests records carry) and answer in domain types
@@ -15,6 +15,7 @@
 //! assert_eq!(level_of("622926"), "county");
 //! ```
 
+pub mod compliance;
 pub mod trace;
 pub mod types;
 
@@ -23,6 +24,7 @@ use fundtrail_core::model::Request;
 use fundtrail_core::state::Kv;
 use fundtrail_core::Error;
 
+pub use compliance::{compliance, Breach, ComplianceRequest, ComplianceResponse};
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,
     trace_forward, AsOf,

@@ -32,7 +32,7 @@ fn too_big(what: &str) -> Rejection {
 
 /// A total as the API carries it (u64 fen); one that does not fit is
 /// refused, never cut.
-fn fen(amount: u128) -> Result<u64, Rejection> {
+pub(crate) fn fen(amount: u128) -> Result<u64, Rejection> {
     u64::try_from(amount).map_err(|_| {
         Rejection::new(
             Code::ResourceExhausted,
@@ -46,19 +46,19 @@ fn fen(amount: u128) -> Result<u64, Rejection> {
 }
 
 /// The sum of `amounts`, exactly.
-fn total_fen(amounts: impl IntoIterator<Item = Fen>) -> Result<u64, Rejection> {
+pub(crate) fn total_fen(amounts: impl IntoIterator<Item = Fen>) -> Result<u64, Rejection> {
     fen(amounts.into_iter().map(|a| u128::from(a.0)).sum())
 }
 
 /// The seq an index key ends with. Index keys are ours: one that does not
 /// end with a seq is corruption.
-fn indexed_seq(key_bytes: &[u8]) -> Result<u64, Fault> {
+pub(crate) fn indexed_seq(key_bytes: &[u8]) -> Result<u64, Fault> {
     key::seq_suffix(key_bytes)
         .ok_or_else(|| Fault::new("an index key of derived state does not end with a seq"))
 }
 
 /// The movement of a record that an index or a leg names.
-fn indexed_movement<K: Kv + ?Sized>(state: &K, seq: u64) -> Result<Movement, Error> {
+pub(crate) fn indexed_movement<K: Kv + ?Sized>(state: &K, seq: u64) -> Result<Movement, Error> {
     Ok(state.movement(seq)?.ok_or_else(|| {
         Fault::new(format!(
             "derived state names record {seq} as a movement but holds none for it"
@@ -67,7 +67,10 @@ fn indexed_movement<K: Kv + ?Sized>(state: &K, seq: u64) -> Result<Movement, Err
 }
 
 /// An account that derived state names (in an index, a lot or a registry entry).
-fn indexed_account<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Account, Error> {
+pub(crate) fn indexed_account<K: Kv + ?Sized>(
+    state: &K,
+    account_id: &str,
+) -> Result<Account, Error> {
     Ok(state.account(account_id)?.ok_or_else(|| {
         Fault::new(format!(
             "derived state names account {account_id} but holds no such account"
@@ -76,14 +79,17 @@ fn indexed_account<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Accoun
 }
 
 /// A source that a leg or a lot names.
-fn indexed_source<K: Kv + ?Sized>(state: &K, source_seq: u64) -> Result<Source, Error> {
+pub(crate) fn indexed_source<K: Kv + ?Sized>(state: &K, source_seq: u64) -> Result<Source, Error> {
     Ok(state
         .source(source_seq)?
         .ok_or_else(|| Fault::new(format!("derived state lacks source {source_seq}")))?)
 }
 
 /// Every lot of an account, oldest first; refused, never cut, past the limit.
-fn all_lots<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Vec<(LotKey, Lot)>, Error> {
+pub(crate) fn all_lots<K: Kv + ?Sized>(
+    state: &K,
+    account_id: &str,
+) -> Result<Vec<(LotKey, Lot)>, Error> {
     let lots = state.lots(account_id, TRACE_LOTS_READ_MAX + 1)?;
     if lots.len() > TRACE_LOTS_READ_MAX {
         return Err(Rejection::new(
@@ -99,7 +105,7 @@ fn all_lots<K: Kv + ?Sized>(state: &K, account_id: &str) -> Result<Vec<(LotKey, 
 }
 
 /// Every payment household `account_id` received, in record order.
-fn all_payments<K: Kv + ?Sized>(
+pub(crate) fn all_payments<K: Kv + ?Sized>(
     state: &K,
     account_id: &str,
 ) -> Result<Vec<HouseholdPayment>, Error> {
@@ -600,7 +606,9 @@ pub fn household_statement(
             .filter(|l| l.to_account_id.as_deref() == Some(account_id))
             .collect();
         let (document, _) = document_and_key(ledger, payment.seq)?;
-        if !payment.reversed {
+        let bank = state.settlement(payment.seq)?;
+        let failed = bank.as_ref().is_some_and(|b| !b.credited);
+        if !payment.reversed && !failed {
             received += u128::from(payment.amount.0);
         }
         payments.push(HouseholdPaymentLine {
@@ -622,6 +630,7 @@ pub fn household_statement(
                     amount_fen: l.amount.0,
                 })
                 .collect(),
+            bank,
         });
     }
     let today = ledger.today();
@@ -808,9 +817,12 @@ pub fn anomalies(
             examined += 1;
             last_key = Some(row.clone());
             match prefix {
-                key::HOUSEHOLD => {
-                    household_findings(ledger, &decode::<Household>(&value)?, &mut findings)?
-                }
+                key::HOUSEHOLD => household_findings(
+                    ledger,
+                    &decode::<Household>(&value)?,
+                    request.unconfirmed_after_days,
+                    &mut findings,
+                )?,
                 key::PROJECT => {
                     project_findings(ledger, &decode::<Project>(&value)?, &mut findings)?
                 }
@@ -878,6 +890,7 @@ pub fn anomalies(
 fn household_findings(
     ledger: &dyn LedgerView,
     household: &Household,
+    unconfirmed_after_days: u32,
     findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
     let received = all_payments(ledger.state(), &household.account_id)?;
@@ -916,6 +929,9 @@ fn household_findings(
             detail: format!("household {} was paid while not eligible (a later status change took effect before the payment date)", household.account_id),
         });
     }
+    if unconfirmed_after_days > 0 {
+        unconfirmed_findings(ledger, household, &live, unconfirmed_after_days, findings)?;
+    }
     let county = ledger
         .state()
         .org(&household.owner_org_id)?
@@ -935,6 +951,40 @@ fn household_findings(
             detail: format!(
                 "household {} lives in village {} outside county {county} of {}, which paid it",
                 household.account_id, household.village_code, household.owner_org_id
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Payments `live` to `household` with no bank result `after_days` days
+/// after their value date (the day they were sent to the bank).
+fn unconfirmed_findings(
+    ledger: &dyn LedgerView,
+    household: &Household,
+    live: &[&fundtrail_core::model::HouseholdPayment],
+    after_days: u32,
+    findings: &mut Vec<Finding>,
+) -> Result<(), Error> {
+    let due_before = ledger
+        .today()
+        .saturating_sub(i32::try_from(after_days).unwrap_or(i32::MAX));
+    let mut unconfirmed = Vec::new();
+    for payment in live.iter().filter(|p| p.day < due_before) {
+        if ledger.state().settlement(payment.seq)?.is_none() {
+            unconfirmed.push(*payment);
+        }
+    }
+    if !unconfirmed.is_empty() {
+        findings.push(Finding {
+            kind: "UNCONFIRMED_PAYMENT".into(),
+            account_id: household.account_id.clone(),
+            seqs: unconfirmed.iter().map(|p| p.seq).collect(),
+            amount_fen: total_fen(unconfirmed.iter().map(|p| p.amount))?,
+            detail: format!(
+                "household {} has {} payment(s) the bank has not confirmed {after_days} days after they were made",
+                household.account_id,
+                unconfirmed.len()
             ),
         });
     }

@@ -123,6 +123,8 @@ pub struct HouseholdPaymentLine {
     pub from_account_id: String,
     pub reversed: bool,
     pub sources: Vec<SourceAmount>,
+    /// The bank's result, when one was posted.
+    pub bank: Option<fundtrail_core::model::Settlement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +181,9 @@ pub struct IdleFundsResponse {
 pub struct AnomaliesRequest {
     pub idle_older_than_days: u32,
     pub page_token: String,
+    /// Payments with no bank result this many days after their value date
+    /// are findings; 0: not checked.
+    pub unconfirmed_after_days: u32,
 }
 
 /// Something an auditor should follow up, naming the records involved.

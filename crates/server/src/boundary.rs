@@ -127,6 +127,12 @@ const METHODS: &[Method] = &[
         READ_COST_MAX,
         Q,
     ),
+    method(
+        "/fundtrail.v1.Query/Compliance",
+        Access::Signed,
+        READ_COST_MAX,
+        Q,
+    ),
     method("/fundtrail.v1.Query/Watch", Access::Signed, 10, Q),
     method(
         "/fundtrail.v1.Query/Reconcile",

@@ -345,7 +345,15 @@ impl<'e> Facts<'e> {
             B::Return(b) => {
                 let hidden = self.mask(reader, &mut b.from_account_id)?
                     | self.mask(reader, &mut b.to_account_id)?;
-                conceal(hidden, "", [&mut b.reason, &mut b.document_no]);
+                conceal(
+                    hidden,
+                    "",
+                    [&mut b.reason, &mut b.document_no, &mut b.bank_reference],
+                );
+            }
+            B::ConfirmCredit(b) => {
+                let hidden = self.mask(reader, &mut b.household_account_id)?;
+                conceal(hidden, "", [&mut b.bank_reference, &mut b.document_no]);
             }
             _ => {}
         }

@@ -68,6 +68,7 @@ pub fn anomalies_request(r: pb::AnomaliesRequest) -> q::AnomaliesRequest {
     q::AnomaliesRequest {
         idle_older_than_days: r.idle_older_than_days,
         page_token: r.page_token,
+        unconfirmed_after_days: r.unconfirmed_after_days,
     }
 }
 
@@ -184,6 +185,18 @@ pub fn household_statement(s: q::HouseholdStatementResponse) -> pb::HouseholdSta
                         amount_fen: a.amount_fen,
                     })
                     .collect(),
+                bank_status: match &p.bank {
+                    None => pb::BankStatus::Unconfirmed,
+                    Some(b) if b.credited => pb::BankStatus::Credited,
+                    Some(_) => pb::BankStatus::Failed,
+                } as i32,
+                bank_result_seq: p.bank.as_ref().map_or(0, |b| b.seq),
+                bank_reference: p
+                    .bank
+                    .as_ref()
+                    .map(|b| b.bank_reference.clone())
+                    .unwrap_or_default(),
+                bank_day: p.bank.as_ref().map_or(0, |b| b.day),
             })
             .collect(),
         received_fen: s.received_fen,
@@ -215,6 +228,18 @@ pub fn idle_funds_response(r: q::IdleFundsResponse) -> pb::IdleFundsResponse {
             .collect(),
         next_page_token: r.next_page_token,
         as_of_day: r.as_of_day,
+    }
+}
+
+pub fn breach(b: fundtrail_query::Breach) -> pb::Breach {
+    pb::Breach {
+        kind: b.kind.to_string(),
+        programme_code: b.programme_code,
+        account_id: b.account_id,
+        seqs: b.seqs,
+        rule_seq: b.rule_seq,
+        amount_fen: b.amount_fen,
+        detail: b.detail,
     }
 }
 

@@ -29,6 +29,7 @@ use fundtrail_core::limits::{ENTRIES_PAGE_BYTES_MAX, LIST_SCAN_ROWS_MAX};
 const LIST_ACCOUNTS: &str = "/fundtrail.v1.Query/ListAccounts";
 const IDLE_FUNDS: &str = "/fundtrail.v1.Query/IdleFunds";
 const ANOMALIES: &str = "/fundtrail.v1.Query/Anomalies";
+const COMPLIANCE: &str = "/fundtrail.v1.Query/Compliance";
 
 pub struct LedgerService {
     pub engine: Arc<Engine>,
@@ -904,6 +905,57 @@ fn anomalies(
     Ok(answer)
 }
 
+/// The compliance report, keeping the breaches the reader may read whole:
+/// at an account of its jurisdiction, or, for a programme's share, at
+/// every account its appropriations were made into.
+fn compliance(
+    engine: &Engine,
+    reader: &Reader,
+    facts: &mut Facts<'_>,
+    request: pb::ComplianceRequest,
+) -> Result<pb::ComplianceResponse, Error> {
+    let limit = page_size(request.page_size)?;
+    let mut request = fundtrail_query::ComplianceRequest {
+        programme_code: request.programme_code,
+        division_prefix: request.division_prefix,
+        level: request.level,
+        period: request.period,
+        page_token: request.page_token,
+    };
+    fundtrail_query::compliance::check_request(&request)?;
+    request.page_token = engine.tokens().open(COMPLIANCE, &request.page_token)?;
+    let answer = fundtrail_query::compliance(engine, &request, limit)?;
+    let mut breaches = Vec::with_capacity(answer.breaches.len());
+    for breach in answer.breaches {
+        let accounts = if breach.account_id.is_empty() {
+            let mut accounts = Vec::new();
+            for seq in &breach.seqs {
+                let source = engine
+                    .state()
+                    .source(*seq)?
+                    .ok_or_else(|| Fault::new(format!("derived state lacks source {seq}")))?;
+                accounts.push(source.account_id);
+            }
+            accounts
+        } else {
+            vec![breach.account_id.clone()]
+        };
+        let mut full = true;
+        for account in &accounts {
+            full &= facts.account_answer(reader, Call::Anomalies, account)? == Answer::Full;
+        }
+        if full {
+            breaches.push(query::breach(breach));
+        }
+    }
+    facts.rows(breaches.len());
+    Ok(pb::ComplianceResponse {
+        breaches,
+        next_page_token: engine.tokens().seal(COMPLIANCE, &answer.next_page_token),
+        as_of_day: answer.as_of_day,
+    })
+}
+
 #[tonic::async_trait]
 impl pb::query_server::Query for QueryService {
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<pb::WatchEvent, Status>>;
@@ -1090,6 +1142,21 @@ impl pb::query_server::Query for QueryService {
             caller,
             ANOMALIES,
             move |engine, reader, facts| anomalies(engine, reader, facts, request),
+        )
+        .await
+    }
+
+    async fn compliance(
+        &self,
+        request: Request<pb::ComplianceRequest>,
+    ) -> Result<Response<pb::ComplianceResponse>, Status> {
+        let caller = jurisdiction::caller(&request)?;
+        let request = request.into_inner();
+        jurisdiction::answer(
+            self.engine.clone(),
+            caller,
+            COMPLIANCE,
+            move |engine, reader, facts| compliance(engine, reader, facts, request),
         )
         .await
     }

@@ -28,7 +28,8 @@ const KIND_LABELS = {
   OpenAccount: "开设账户", Appropriation: "预算下达", Transfer: "拨付", Disbursement: "发放到户",
   Reversal: "冲销", Consolidation: "统筹整合", RegisterProject: "项目登记", AnnounceProject: "项目公告",
   Allocation: "项目安排", RegisterHousehold: "农户登记", SetHouseholdStatus: "农户状态",
-  Return: "资金收回", UpgradeRules: "规则升级",
+  Return: "资金收回", UpgradeRules: "规则升级", ConfirmCredit: "到账确认",
+  SetProgrammeRules: "资金管理规则", EvaluateProject: "绩效评价",
 };
 const FIELD_LABELS = {
   account_id: "账户", from_account_id: "付出账户", to_account_id: "收入账户", household_account_id: "收款农户",
@@ -537,10 +538,17 @@ async function account(id, params) {
   );
 }
 
+// What the bank said of a payment (一卡通): credited, returned, or nothing yet.
+function bankStatus(p) {
+  if (p.bank_status === 1) return el("span", {}, "已到账 ", recordLink(p.bank_result_seq));
+  if (p.bank_status === 2) return el("span", {}, "银行退回 ", recordLink(p.bank_result_seq));
+  return "未确认";
+}
+
 async function household(id) {
   const s = await state.api.query("HouseholdStatement", { account_id: id });
   const payments = s.payments.map((p) =>
-    row(recordLink(p.seq), dayDate(p.value_day), money(p.amount_fen), p.programme_code, p.period, p.document_no, accountLink(p.from_account_id), p.reversed ? "已冲销" : "已拨付", verifyBadge(p.seq)));
+    row(recordLink(p.seq), dayDate(p.value_day), money(p.amount_fen), p.programme_code, p.period, p.document_no, accountLink(p.from_account_id), p.reversed ? "已冲销" : "已拨付", bankStatus(p), verifyBadge(p.seq)));
   show(
     el("h2", {}, `农户 ${s.account_id}`),
     el("dl", { class: "summary", id: "household-summary" },
@@ -555,7 +563,7 @@ async function household(id) {
     el("p", {}, link(`#/back/${encodeURIComponent(id)}`, "回溯每一笔资金的来源")),
     el("h3", {}, "到户发放"),
     el("div", { class: "buttons" }, exportButton("导出 CSV", `payments-${id}.csv`, () => entriesCsv(state.api, "payments", { account_id: id }))),
-    table(["记录", "业务日期", "金额", "科目", "期间", "文号", "付款账户", "状态", "验证"], payments, { id: "payments" }),
+    table(["记录", "业务日期", "金额", "科目", "期间", "文号", "付款账户", "状态", "银行", "验证"], payments, { id: "payments" }),
     el("h3", {}, "状态变更"),
     table(["生效日期", "状态", "记录"], s.statuses.map((c) => row(dayDate(c.effective_day), HOUSEHOLD_STATUS[c.status], recordLink(c.seq)))),
   );

@@ -198,6 +198,9 @@ fn dispatch<K: Kv + ?Sized>(act: &mut Act<K>, body: &Body) -> Result<(), Error> 
         Body::Disbursement(d) => movement::disbursement(act, d),
         Body::Return(r) => movement::return_money(act, r),
         Body::Reversal(r) => movement::reversal(act, r),
+        Body::ConfirmCredit(c) => movement::confirm_credit(act, c),
+        Body::SetProgrammeRules(r) => registry::set_programme_rules(act, r),
+        Body::EvaluateProject(e) => registry::evaluate_project(act, e),
     }
 }
 
@@ -211,7 +214,7 @@ fn idempotency_entry<K: Kv + ?Sized>(
 ) -> Result<Option<IdempotencyEntry>, Fault> {
     match rules {
         Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
-        Rules::V2 | Rules::V3 | Rules::V4 => {
+        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 => {
             state.org_idempotency(&signer.org_id, &request.idempotency_key)
         }
     }
@@ -284,13 +287,17 @@ pub fn document_no(body: &Body) -> Option<&str> {
         Body::SetHouseholdStatus(s) => Some(&s.document_no),
         Body::Return(r) => Some(&r.document_no),
         Body::UpgradeRules(u) => Some(&u.document_no),
+        Body::ConfirmCredit(c) => Some(&c.document_no),
+        Body::SetProgrammeRules(r) => Some(&r.document_no),
+        Body::EvaluateProject(e) => Some(&e.document_no),
         _ => None,
     }
 }
 
 /// The record's business date: the commit day unless the request names one.
-/// Never after the commit day; before it only for imported records and for
-/// household status changes (a finding about the past, made today).
+/// Never after the commit day; before it only for imported records, for
+/// household status changes (a finding about the past, made today), for
+/// bank credit confirmations and for programme rules adopted from a date.
 fn value_day(ctx: &Context, request: &Request) -> Result<Day, Rejection> {
     let commit_day = crate::dates::day_of_ms(ctx.commit_time_ms);
     let Some(day) = request.value_date else {
@@ -306,8 +313,12 @@ fn value_day(ctx: &Context, request: &Request) -> Result<Day, Rejection> {
             ),
         ));
     }
-    let backdating_allowed =
-        request.imported || matches!(request.body, Body::SetHouseholdStatus(_));
+    // A bank's credit is confirmed from its result file, days later.
+    let backdating_allowed = request.imported
+        || matches!(
+            request.body,
+            Body::SetHouseholdStatus(_) | Body::ConfirmCredit(_) | Body::SetProgrammeRules(_)
+        );
     if day < commit_day && !backdating_allowed {
         return Err(Rejection::invalid(
             "value_date",

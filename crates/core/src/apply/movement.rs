@@ -581,6 +581,9 @@ pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> 
 
 /// Money sent back up from any of the signer's accounts, households' too.
 pub(super) fn return_money<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result<(), Error> {
+    if r.kind == ReturnKind::BankFailure {
+        return bank_failure(m, r);
+    }
     let from = return_account(m.txn, &m.org, "return.from_account_id", &r.from_account_id)?;
     let to = credit_account(m.txn, "return.to_account_id", &r.to_account_id)?;
     if matches!(to.kind, AccountKind::Household | AccountKind::Project) {
@@ -594,6 +597,247 @@ pub(super) fn return_money<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result
         .into());
     }
     m.move_money(from, to, r.amount, &r.sources, "return.sources")
+}
+
+/// A household payment the signer made that has no bank result yet: the
+/// payment's movement, the payment, and the account that paid it.
+/// `household_id` must be the household it paid.
+fn unsettled_payment<K: Kv + ?Sized>(
+    m: &Act<K>,
+    kind: &str,
+    seq: u64,
+    household_id: &str,
+    household_field: &str,
+) -> Result<(Movement, HouseholdPayment, String), Error> {
+    let field = format!("{kind}.disbursement_seq");
+    if seq >= m.seq {
+        return Err(Rejection::not_found(field, format!("record {seq} does not exist yet")).into());
+    }
+    let not_a_payment = || {
+        Rejection::precondition(
+            &field,
+            format!("record {seq} is not a household payment (Disbursement)"),
+        )
+    };
+    let movement = m.txn.movement(seq)?.ok_or_else(not_a_payment)?;
+    if movement.kind != "Disbursement" {
+        return Err(not_a_payment().into());
+    }
+    let leg = movement.legs.first().expect("a payment moves money");
+    let paid = leg
+        .to_account_id
+        .clone()
+        .expect("a payment reaches a household");
+    let paying = leg
+        .from_account_id
+        .clone()
+        .expect("a payment leaves an account");
+    if paid != household_id {
+        return Err(Rejection::invalid(
+            household_field,
+            format!("record {seq} paid household {paid}, not {household_id}"),
+        )
+        .into());
+    }
+    let owner = credit_account(m.txn, &field, &paying)?.owner_org_id;
+    if owner != m.org.org_id {
+        return Err(Rejection::denied(
+            &field,
+            format!(
+                "record {seq} was paid from {paying} of {owner}; only {owner} posts the bank's result for it"
+            ),
+        )
+        .into());
+    }
+    if let Some(by) = movement.reversed_by {
+        return Err(Rejection::precondition(
+            &field,
+            format!("record {seq} was reversed by record {by}; no payment is left for the bank to settle"),
+        )
+        .into());
+    }
+    if let Some(settled) = m.txn.settlement(seq)? {
+        return Err(Rejection::precondition(
+            &field,
+            format!(
+                "the bank's result for record {seq} was already posted by record {}",
+                settled.seq
+            ),
+        )
+        .into());
+    }
+    let payment = m.txn.household_payment(&paid, seq)?.ok_or_else(|| {
+        Fault::new(format!(
+            "derived state lacks the payment of record {seq} to {paid}"
+        ))
+    })?;
+    Ok((movement, payment, paying))
+}
+
+/// Remembers the bank's result for payment `seq` and takes the bank's
+/// reference for the signer's org.
+fn settle<K: Kv + ?Sized>(
+    m: &mut Act<K>,
+    seq: u64,
+    credited: bool,
+    reference: &str,
+    field: &str,
+) -> Result<(), Error> {
+    let reference_key = key::bank_reference(&m.org.org_id, reference);
+    if let Some(first) = m.txn.read::<u64>(&reference_key)? {
+        return Err(Rejection::exists(
+            field,
+            format!("bank reference {reference} was already posted by record {first}"),
+        )
+        .into());
+    }
+    m.txn.put(reference_key, &m.seq);
+    let settlement = Settlement {
+        seq: m.seq,
+        day: m.day,
+        credited,
+        bank_reference: reference.to_string(),
+    };
+    m.txn.put(key::seq(key::SETTLEMENT, seq), &settlement);
+    Ok(())
+}
+
+/// The bank credited a household payment (到账确认). Moves no money.
+pub(super) fn confirm_credit<K: Kv + ?Sized>(
+    m: &mut Act<K>,
+    c: &ConfirmCredit,
+) -> Result<(), Error> {
+    let (_, payment, _) = unsettled_payment(
+        m,
+        "confirm_credit",
+        c.disbursement_seq,
+        &c.household_account_id,
+        "confirm_credit.household_account_id",
+    )?;
+    if m.day < payment.day {
+        return Err(Rejection::precondition(
+            "value_date",
+            format!(
+                "the bank cannot have credited on {} a payment made on {}",
+                crate::dates::format_date(m.day),
+                crate::dates::format_date(payment.day)
+            ),
+        )
+        .into());
+    }
+    settle(
+        m,
+        c.disbursement_seq,
+        true,
+        &c.bank_reference,
+        "confirm_credit.bank_reference",
+    )
+}
+
+/// The bank could not credit a household payment (银行退回): exactly that
+/// payment's money leaves the lot it made at the household and comes back
+/// to the account that paid it, as a new lot there named by this record.
+fn bank_failure<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result<(), Error> {
+    let (movement, payment, paying) = unsettled_payment(
+        m,
+        "return",
+        r.disbursement_seq,
+        &r.from_account_id,
+        "return.from_account_id",
+    )?;
+    if r.to_account_id != paying {
+        return Err(Rejection::invalid(
+            "return.to_account_id",
+            format!("a BANK_FAILURE return goes back to {paying}, the account that paid"),
+        )
+        .into());
+    }
+    if r.amount != payment.amount {
+        return Err(Rejection::invalid(
+            "return.amount_fen",
+            format!(
+                "a BANK_FAILURE return takes back the whole payment, {}",
+                payment.amount
+            ),
+        )
+        .into());
+    }
+    let field = "return.amount_fen";
+    let mut household =
+        return_account(m.txn, &m.org, "return.from_account_id", &r.from_account_id)?;
+    let mut to = credit_account(m.txn, "return.to_account_id", &paying)?;
+    let mut by_source: BTreeMap<u64, Fen> = BTreeMap::new();
+    for leg in &movement.legs {
+        let part = by_source.entry(leg.source_seq).or_insert(Fen::ZERO);
+        *part = part
+            .checked_add(leg.amount)
+            .expect("a payment's legs sum to its amount");
+    }
+    for (source_seq, part) in by_source {
+        let made = LotKey {
+            source_seq,
+            arrival_seq: r.disbursement_seq,
+        };
+        take_lot(m.txn, &mut household, made, payment.day, part, field)?;
+        let back = LotKey {
+            source_seq,
+            arrival_seq: m.seq,
+        };
+        add_lot(m.txn, &mut to, back, part, m.day, field)?;
+        m.effects.legs.push(Leg {
+            from_account_id: Some(household.account_id.clone()),
+            to_account_id: Some(paying.clone()),
+            source_seq,
+            amount: part,
+            from_arrival_seq: Some(r.disbursement_seq),
+        });
+    }
+    total_within_limit(m.rules, &to, field)?;
+    m.txn
+        .put(key::named(key::ACCOUNT, &household.account_id), &household);
+    m.txn.put(key::named(key::ACCOUNT, &paying), &to);
+    m.txn.put_raw(key::named(key::HOLDER, &paying), Vec::new());
+    settle(
+        m,
+        r.disbursement_seq,
+        false,
+        &r.bank_reference,
+        "return.bank_reference",
+    )
+}
+
+/// Refuses to reverse a household payment the bank has settled, or a
+/// bank-failure return: the bank's result stands (money that reached a
+/// household comes back by a CLAWBACK return).
+fn settled<K: Kv + ?Sized>(m: &Act<K>, target: &Movement) -> Result<(), Error> {
+    let field = "reversal.target_seq";
+    let paid = match target.kind.as_str() {
+        "Disbursement" => target.seq,
+        "Return" => match target.legs.first().and_then(|l| l.from_arrival_seq) {
+            Some(lot) => lot,
+            None => return Ok(()),
+        },
+        _ => return Ok(()),
+    };
+    match m.txn.settlement(paid)? {
+        Some(s) if paid == target.seq => Err(Rejection::precondition(
+            field,
+            format!(
+                "the bank's result for payment {paid} was posted by record {}; a settled payment is not reversed (money that reached the household comes back by a CLAWBACK return)",
+                s.seq
+            ),
+        )
+        .into()),
+        Some(s) if s.seq == target.seq => Err(Rejection::precondition(
+            field,
+            format!(
+                "record {} is the bank's failure to credit payment {paid}; a bank result is not reversed",
+                target.seq
+            ),
+        )
+        .into()),
+        _ => Ok(()),
+    }
 }
 
 /// Money into the ledger: a new source, held by the signer's treasury or
@@ -717,6 +961,7 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
         )
         .into());
     }
+    settled(m, &target)?;
     if m.day < target.value_day {
         return Err(Rejection::precondition(
             "value_date",

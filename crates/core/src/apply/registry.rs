@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use super::{Act, Context};
-use crate::limits::{HOUSEHOLD_STATUS_CHANGES_MAX, ORG_KEYS_MAX};
+use crate::limits::{
+    EVALUATIONS_PER_PROJECT_MAX, HOUSEHOLD_STATUS_CHANGES_MAX, ORG_KEYS_MAX, PROGRAMME_RULES_MAX,
+};
 use crate::model::*;
 use crate::money::Fen;
 use crate::rules::Rules;
@@ -510,4 +512,143 @@ pub(super) fn upgrade_rules<K: Kv + ?Sized>(
     ledger.rules_version = wanted.version();
     act.txn.put(key::LEDGER.to_vec(), &ledger);
     Ok(())
+}
+
+/// A programme's standards from the record's value date on, set by an
+/// administrator. Checked by reports only: no posting is refused for them.
+pub(super) fn set_programme_rules<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    r: &SetProgrammeRules,
+) -> Result<(), Error> {
+    let field = "set_programme_rules.programme_code";
+    if act.org.role != Role::Administrator {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "programme rules are set by an ADMINISTRATOR org; {} is {:?}",
+                act.org.org_id, act.org.role
+            ),
+        )
+        .into());
+    }
+    if !count_one_more(
+        act.txn,
+        key::PROGRAMME_RULES,
+        &r.programme_code,
+        PROGRAMME_RULES_MAX,
+    )? {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "programme {} already has {PROGRAMME_RULES_MAX} rule records, the most one may have",
+                r.programme_code
+            ),
+        )
+        .into());
+    }
+    let rules = ProgrammeRules {
+        seq: act.seq,
+        effective_day: act.day,
+        programme_code: r.programme_code.clone(),
+        household_max: r.household_max,
+        person_max: r.person_max,
+        county_share_min_percent: r.county_share_min_percent,
+        idle_days_max: r.idle_days_max,
+        announcement_required: r.announcement_required,
+    };
+    act.txn.put(
+        key::named_seq(key::PROGRAMME_RULES, &r.programme_code, act.seq),
+        &rules,
+    );
+    Ok(())
+}
+
+/// A project's performance evaluation, by a finance or administrator org
+/// whose division contains the project owner's.
+pub(super) fn evaluate_project<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    e: &EvaluateProject,
+) -> Result<(), Error> {
+    let field = "evaluate_project.account_id";
+    let project = act.txn.project(&e.account_id)?.ok_or_else(|| {
+        Rejection::not_found(
+            field,
+            format!("project {:?} is not in any project library", e.account_id),
+        )
+    })?;
+    let owner = act.txn.org(&project.owner_org_id)?.ok_or_else(|| {
+        Fault::new(format!(
+            "derived state lacks org {}, which owns project {}",
+            project.owner_org_id, project.account_id
+        ))
+    })?;
+    let evaluator = &act.org;
+    if !matches!(evaluator.role, Role::Finance | Role::Administrator)
+        || !crate::access::division_within(&owner.division_code, &evaluator.division_code)
+    {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "project {} of {} is evaluated by a FINANCE or ADMINISTRATOR org whose division contains {}; {} may not",
+                project.account_id, owner.org_id, owner.division_code, evaluator.org_id
+            ),
+        )
+        .into());
+    }
+    if e.targets_met.len() != project.performance_targets.len() {
+        return Err(Rejection::invalid(
+            "evaluate_project.targets_met",
+            format!(
+                "project {} has {} performance targets; say of each whether it was met",
+                project.account_id,
+                project.performance_targets.len()
+            ),
+        )
+        .into());
+    }
+    if !count_one_more(
+        act.txn,
+        key::EVALUATION,
+        &e.account_id,
+        EVALUATIONS_PER_PROJECT_MAX,
+    )? {
+        return Err(Rejection::new(
+            Code::ResourceExhausted,
+            field,
+            format!(
+                "project {} already has {EVALUATIONS_PER_PROJECT_MAX} evaluations, the most one may have",
+                project.account_id
+            ),
+        )
+        .into());
+    }
+    let evaluation = Evaluation {
+        seq: act.seq,
+        day: act.day,
+        score: e.score,
+        targets_met: e.targets_met.clone(),
+    };
+    act.txn.put(
+        key::named_seq(key::EVALUATION, &e.account_id, act.seq),
+        &evaluation,
+    );
+    Ok(())
+}
+
+/// Counts one more record under `prefix` ‖ `name`, unless `max` are there
+/// already (then false, and nothing is written).
+fn count_one_more<K: Kv + ?Sized>(
+    txn: &mut Txn<K>,
+    prefix: u8,
+    name: &str,
+    max: usize,
+) -> Result<bool, Fault> {
+    let count_key = key::count(prefix, name);
+    let count: u32 = txn.read(&count_key)?.unwrap_or(0);
+    if count as usize >= max {
+        return Ok(false);
+    }
+    txn.put(count_key, &(count + 1));
+    Ok(true)
 }
