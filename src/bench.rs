@@ -336,11 +336,15 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
     );
     let ceiling = Some(batch_ceiling);
     // Streams that stop reading at once: held, never read, until the end.
+    // Each on a connection of its own, as query.proto tells consumers: an
+    // unread stream holds its connection's HTTP/2 window, which would
+    // stall the writers' calls on a shared one.
+    let mut watchers = connect_each(&server.url, Some(&root), args.stalled_watchers).await?;
     let mut stalled = Vec::new();
-    for _ in 0..args.stalled_watchers {
+    for watcher in &mut watchers {
         let request = pb::WatchRequest::default();
         stalled.push(
-            client
+            watcher
                 .query
                 .watch(request)
                 .await
