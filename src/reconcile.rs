@@ -18,7 +18,7 @@ use fundtrail_core::reconcile::{
 };
 use serde_json::json;
 
-use crate::csvexport::{disbursements, registered_households};
+use crate::csvexport::{body_of, disbursements, registered_households, EntryPages};
 use crate::{connect, Server};
 
 #[derive(Args)]
@@ -38,7 +38,8 @@ pub struct ReconcileArgs {
     /// Post the bank's results as signed records with the county's key
     /// (--key): a ConfirmCredit for each credited payment, dated the
     /// bank's value date, and a BANK_FAILURE Return for each failed one.
-    /// Each uses its bank reference as idempotency key.
+    /// A payment whose result was posted before is not posted again; each
+    /// request uses its bank reference as idempotency key.
     #[arg(long)]
     post: bool,
 }
@@ -111,11 +112,54 @@ struct PaidAccounts {
     paying: String,
 }
 
-/// The county's payments to the households it registered, not reversed,
-/// with each one's accounts by seq.
+/// The bank's result the county posted for a payment: its reference, and
+/// whether it was a credit.
+struct Posted {
+    bank_reference: String,
+    credited: bool,
+}
+
+/// The bank's results `county` posted, by payment seq.
+async fn posted_results(client: &mut Client, county: &str) -> Result<HashMap<u64, Posted>> {
+    let mut posted = HashMap::new();
+    for kind in ["ConfirmCredit", "Return"] {
+        let mut pages = EntryPages::new(pb::ListEntriesRequest {
+            org_id: county.into(),
+            kind: kind.into(),
+            ..Default::default()
+        });
+        while let Some(entries) = pages.next(client).await? {
+            for entry in &entries {
+                let (seq, bank_reference, credited) = match body_of(entry) {
+                    Some(pb::request::Body::ConfirmCredit(c)) => {
+                        (c.disbursement_seq, c.bank_reference.clone(), true)
+                    }
+                    Some(pb::request::Body::Return(r))
+                        if r.kind() == pb::ReturnKind::BankFailure =>
+                    {
+                        (r.disbursement_seq, r.bank_reference.clone(), false)
+                    }
+                    _ => continue,
+                };
+                posted.insert(
+                    seq,
+                    Posted {
+                        bank_reference,
+                        credited,
+                    },
+                );
+            }
+        }
+    }
+    Ok(posted)
+}
+
+/// The county's payments to the households it registered, not reversed
+/// (marked when the bank sent them back), with each one's accounts by seq.
 async fn payments(
     client: &mut Client,
     county: &str,
+    posted: &HashMap<u64, Posted>,
 ) -> Result<(Vec<Payment>, HashMap<u64, PaidAccounts>)> {
     let households = registered_households(client, county).await?;
     let mut payments = Vec::new();
@@ -140,24 +184,39 @@ async fn payments(
             household_ref: household.household_ref.clone(),
             amount: Fen(effects.legs.iter().map(|l| l.amount_fen).sum()),
             value_day: effects.value_day,
+            returned_by_bank: posted.get(&entry.seq).is_some_and(|p| !p.credited),
         });
     }
     Ok((payments, accounts))
 }
 
+/// What posting the bank's result for a finding comes to: nothing (not a
+/// result), a result posted before, or a signed record to post.
+enum ToPost {
+    Before { line_no: u64, reference: String },
+    Record(u64, String, pb::request::Body),
+}
+
 /// The signed record that posts the bank's result for `seq`, if the
-/// finding is a result (credited or failed).
+/// finding is a result (credited or failed) not posted before.
 fn result_body(
     finding: &Finding,
     lines: &HashMap<u64, &BankLine>,
     accounts: &HashMap<u64, PaidAccounts>,
-) -> Option<(u64, String, pb::request::Body)> {
+    posted: &HashMap<u64, Posted>,
+) -> Option<ToPost> {
     use pb::request::Body as B;
     let (line_no, seq, credited) = match *finding {
         Finding::Credited { line_no, seq } => (line_no, seq, true),
         Finding::Failed { line_no, seq } => (line_no, seq, false),
         _ => return None,
     };
+    if let Some(before) = posted.get(&seq) {
+        return Some(ToPost::Before {
+            line_no,
+            reference: before.bank_reference.clone(),
+        });
+    }
     let line = lines.get(&line_no)?;
     let paid = accounts.get(&seq)?;
     let document_no = format!("一卡通结果 {}", line.bank_reference);
@@ -186,19 +245,39 @@ fn result_body(
     } else {
         String::new()
     };
-    Some((line_no, value_date, body))
+    Some(ToPost::Record(line_no, value_date, body))
 }
 
-/// Posts the bank's results one by one; a result posted before (the same
-/// bank reference as idempotency key) is reported as such, not posted
-/// twice. Fails after all were tried if any was refused otherwise.
+/// Posts the bank's results one by one. A payment whose result was posted
+/// before is not posted again: reported as such when the reference is the
+/// line's, refused when it is another. Fails after all were tried if any
+/// was refused.
 async fn post_results(
     client: &mut Client,
     signer: &Signer,
-    results: Vec<(u64, String, pb::request::Body)>,
+    lines: &HashMap<u64, &BankLine>,
+    results: Vec<ToPost>,
 ) -> Result<()> {
     let (mut posted, mut before, mut refused) = (0, 0, 0);
-    for (line_no, value_date, body) in results {
+    for result in results {
+        let (line_no, value_date, body) = match result {
+            ToPost::Record(line_no, value_date, body) => (line_no, value_date, body),
+            ToPost::Before { line_no, reference } => {
+                if lines
+                    .get(&line_no)
+                    .is_some_and(|l| l.bank_reference == reference)
+                {
+                    before += 1;
+                    println!("line {line_no}: posted before");
+                } else {
+                    refused += 1;
+                    println!(
+                        "line {line_no}: REFUSED: the payment's bank result was posted before, with reference {reference}"
+                    );
+                }
+                continue;
+            }
+        };
         let reference = match &body {
             pb::request::Body::ConfirmCredit(c) => c.bank_reference.clone(),
             pb::request::Body::Return(r) => r.bank_reference.clone(),
@@ -214,10 +293,6 @@ async fn post_results(
             Ok(done) => {
                 posted += 1;
                 println!("line {line_no}: posted as record {}", done.seq);
-            }
-            Err(status) if status.code() == tonic::Code::AlreadyExists => {
-                before += 1;
-                println!("line {line_no}: posted before: {}", status.message());
             }
             Err(status) => {
                 refused += 1;
@@ -355,7 +430,8 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
         false => None,
     };
     let mut client = connect(&args.server).await?;
-    let (payments, accounts) = payments(&mut client, &args.county).await?;
+    let posted = posted_results(&mut client, &args.county).await?;
+    let (payments, accounts) = payments(&mut client, &args.county, &posted).await?;
     let findings = reconcile(&lines, &payments);
     let counts = summary(&findings);
     if args.server.json {
@@ -392,9 +468,9 @@ pub async fn run(args: ReconcileArgs) -> Result<()> {
     if let Some(signer) = signer {
         let results = findings
             .iter()
-            .filter_map(|f| result_body(f, &by_line, &accounts))
+            .filter_map(|f| result_body(f, &by_line, &accounts, &posted))
             .collect();
-        post_results(&mut client, &signer, results).await?;
+        post_results(&mut client, &signer, &by_line, results).await?;
     }
     Ok(())
 }

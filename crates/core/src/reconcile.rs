@@ -89,6 +89,9 @@ pub struct Payment {
     pub household_ref: String,
     pub amount: Fen,
     pub value_day: Day,
+    /// The bank sent it back (a BANK_FAILURE return was posted): a line
+    /// saying 成功 never matches it, and no line need report it again.
+    pub returned_by_bank: bool,
 }
 
 /// What reconciliation found, line by line and payment by payment.
@@ -142,9 +145,10 @@ pub fn reconcile(lines: &[BankLine], payments: &[Payment]) -> Vec<Finding> {
         let in_time = |p: &Payment| {
             p.value_day <= line.value_day && line.value_day - p.value_day <= BANK_VALUE_DAYS_MAX
         };
+        let eligible = |p: &Payment| !(p.returned_by_bank && line.status == BankStatus::Credited);
         if let Some(at) = list
             .iter()
-            .position(|p| p.amount == line.amount && in_time(p))
+            .position(|p| eligible(p) && p.amount == line.amount && in_time(p))
         {
             let seq = list.remove(at).seq;
             findings.push(match line.status {
@@ -157,21 +161,26 @@ pub fn reconcile(lines: &[BankLine], payments: &[Payment]) -> Vec<Finding> {
                     seq,
                 },
             });
-        } else if list.is_empty() {
-            findings.push(Finding::NoPayment {
-                line_no: line.line_no,
-            });
-        } else {
-            let payment = list.remove(0);
+        } else if let Some(at) = list.iter().position(|p| eligible(p)) {
+            let payment = list.remove(at);
             findings.push(Finding::Mismatch {
                 line_no: line.line_no,
                 seq: payment.seq,
                 amount_differs: payment.amount != line.amount,
                 date_differs: !in_time(payment),
             });
+        } else {
+            findings.push(Finding::NoPayment {
+                line_no: line.line_no,
+            });
         }
     }
-    let mut unreported: Vec<u64> = open.values().flatten().map(|p| p.seq).collect();
+    let mut unreported: Vec<u64> = open
+        .values()
+        .flatten()
+        .filter(|p| !p.returned_by_bank)
+        .map(|p| p.seq)
+        .collect();
     unreported.sort_unstable();
     findings.extend(
         unreported
@@ -311,7 +320,46 @@ mod tests {
             household_ref: household.into(),
             amount: Fen(fen),
             value_day: day,
+            returned_by_bank: false,
         }
+    }
+
+    #[test]
+    fn a_payment_the_bank_returned_matches_its_failure_only() {
+        use BankStatus::*;
+        let returned = Payment {
+            returned_by_bank: true,
+            ..paid(10, "H1", 300_00, 100)
+        };
+        let again = paid(11, "H1", 300_00, 105);
+        let payments = [returned.clone(), again];
+        // The repaid money is credited: the line matches the new payment.
+        let credited = [line(2, "H1", 300_00, 106, "R2", Credited)];
+        assert_eq!(
+            reconcile(&credited, &payments),
+            vec![Finding::Credited {
+                line_no: 2,
+                seq: 11
+            }]
+        );
+        // The old failure file again: it matches the returned payment, and
+        // the new one is not reported by it.
+        let failed = [line(2, "H1", 300_00, 101, "R1", Failed)];
+        assert_eq!(
+            reconcile(&failed, &payments),
+            vec![
+                Finding::Failed {
+                    line_no: 2,
+                    seq: 10
+                },
+                Finding::NoBankLine { seq: 11 }
+            ]
+        );
+        // A returned payment alone is neither credited nor unreported.
+        assert_eq!(
+            reconcile(&credited, &[returned]),
+            vec![Finding::NoPayment { line_no: 2 }]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | 2 | idempotency keys are scoped to the signing org, so a request re-signed by another key of the same org is a retry |
 //! | 3 | account, org and household identifiers may not look like ID-card or bank-card numbers; no account may hold more than u64::MAX fen in all |
 //! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has; a record moves money in at most 1,000 legs (`LEGS_PER_RECORD_MAX`) |
-//! | 5 | the bank's result for a household payment can be posted: `ConfirmCredit` (credited) and a `Return` of kind `BANK_FAILURE` (not credited: the payment's money goes back to the account that paid it); a payment with a bank result can no longer be reversed |
+//! | 5 | the bank's result for a household payment can be posted: `ConfirmCredit` (credited) and a `Return` of kind `BANK_FAILURE` (not credited: the payment's money goes back to the account that paid it); a payment with a bank result can no longer be reversed; programme rules (`SetProgrammeRules`) and performance evaluations (`EvaluateProject`) are recorded, for reports to judge |
 
 use crate::model::LedgerMeta;
 use crate::Fault;

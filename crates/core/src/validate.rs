@@ -248,9 +248,13 @@ fn since(rules: Rules, first: Rules, field: &str) -> Result<(), Rejection> {
 }
 
 /// A bank-failure return names the payment and the bank's reference; any
-/// other return names neither.
+/// other return names neither. Before rules 5 fields 8 and 9 did not exist
+/// and were ignored, as unknown fields are: so they are still, there.
 fn bank_failure_fields(r: &Return, rules: Rules) -> Result<(), Rejection> {
     if r.kind != ReturnKind::BankFailure {
+        if rules < Rules::V5 {
+            return Ok(());
+        }
         if r.disbursement_seq != 0 || !r.bank_reference.is_empty() {
             return Err(Rejection::invalid(
                 "return.disbursement_seq",

@@ -52,6 +52,10 @@ pub struct Breach {
     pub rule_seq: u64,
     pub amount_fen: u64,
     pub detail: String,
+    /// The accounts a reader must see whole to be shown the breach: the
+    /// account at fault, or every account a programme's appropriations
+    /// were made into (not cut like `seqs`).
+    pub scope_accounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +335,7 @@ fn idle_beyond_rule(report: &mut Report, account_id: &str) -> Result<(), Error> 
                 kind: "IDLE_BEYOND_RULE",
                 programme_code: programme.clone(),
                 account_id: account_id.to_string(),
+                scope_accounts: vec![account_id.to_string()],
                 seqs: seqs.into_iter().collect(),
                 rule_seq,
                 amount_fen: fen(amount)?,
@@ -399,6 +404,7 @@ fn above_standard(report: &mut Report, household: &Household) -> Result<(), Erro
                 kind: "ABOVE_STANDARD",
                 programme_code: programme.clone(),
                 account_id: household.account_id.clone(),
+                scope_accounts: vec![household.account_id.clone()],
                 seqs: payments.iter().map(|p| p.seq).collect(),
                 rule_seq,
                 amount_fen: fen(paid - limit)?,
@@ -505,6 +511,7 @@ fn project_breaches(report: &mut Report, project: &Project) -> Result<(), Error>
                 kind,
                 programme_code: programme,
                 account_id: project.account_id.clone(),
+                scope_accounts: vec![project.account_id.clone()],
                 seqs,
                 rule_seq,
                 amount_fen: fen(amount)?,
@@ -533,24 +540,11 @@ fn below_county_share(report: &mut Report, programme: &str) -> Result<(), Error>
     if rule.county_share_min_percent == 0 {
         return Ok(());
     }
-    let state = report.ledger.state();
-    let prefix = [key::SOURCE];
-    let sources = state.scan(&prefix, &prefix, REPORT_SCAN_ROWS_MAX + 1)?;
-    if sources.len() > REPORT_SCAN_ROWS_MAX {
-        return Err(Rejection::new(
-            Code::ResourceExhausted,
-            "",
-            format!("the ledger holds more than {REPORT_SCAN_ROWS_MAX} appropriations; the share of a programme is not reported"),
-        )
-        .into());
-    }
-    let (mut total, mut county, mut seqs) = (0u128, 0u128, Vec::new());
-    for (_, value) in sources {
-        let source: fundtrail_core::model::Source = decode(&value)?;
-        if source.programme_code != programme {
-            continue;
-        }
+    let (mut total, mut county, mut seqs, mut accounts) =
+        (0u128, 0u128, Vec::new(), BTreeSet::new());
+    for source in sources_of(report.ledger.state(), programme)? {
         seqs.push(source.source_seq);
+        accounts.insert(source.account_id.clone());
         let (in_ledger, at_county) = county_holding(report.ledger, source.source_seq)?;
         total += in_ledger;
         county += at_county;
@@ -566,6 +560,7 @@ fn below_county_share(report: &mut Report, programme: &str) -> Result<(), Error>
             kind: "BELOW_COUNTY_SHARE",
             programme_code: programme.to_string(),
             account_id: String::new(),
+            scope_accounts: accounts.into_iter().collect(),
             seqs,
             rule_seq: rule.seq,
             amount_fen: fen(shortfall)?,
@@ -580,6 +575,33 @@ fn below_county_share(report: &mut Report, programme: &str) -> Result<(), Error>
         count,
     );
     Ok(())
+}
+
+/// Every appropriation of `programme`, read in chunks: the registry of
+/// sources is small beside the records, and a share needs all of them.
+fn sources_of<K: Kv + ?Sized>(
+    state: &K,
+    programme: &str,
+) -> Result<Vec<fundtrail_core::model::Source>, Error> {
+    let prefix = [key::SOURCE];
+    let mut from = prefix.to_vec();
+    let mut out = Vec::new();
+    loop {
+        let rows = state.scan(&prefix, &from, REPORT_SCAN_ROWS_MAX)?;
+        for (_, value) in &rows {
+            let source: fundtrail_core::model::Source = decode(value)?;
+            if source.programme_code == programme {
+                out.push(source);
+            }
+        }
+        match rows.last() {
+            Some((last, _)) if rows.len() == REPORT_SCAN_ROWS_MAX => {
+                from = last.clone();
+                from.push(0);
+            }
+            _ => return Ok(out),
+        }
+    }
 }
 
 /// Of appropriation `source_seq`: what the ledger holds, and what of it

@@ -894,7 +894,17 @@ fn household_findings(
     findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
     let received = all_payments(ledger.state(), &household.account_id)?;
-    let live: Vec<_> = received.iter().filter(|p| !p.reversed).collect();
+    // Reversed payments, and those the bank sent back, did not reach it.
+    let mut live = Vec::with_capacity(received.len());
+    for payment in received.iter().filter(|p| !p.reversed) {
+        let failed = ledger
+            .state()
+            .settlement(payment.seq)?
+            .is_some_and(|s| !s.credited);
+        if !failed {
+            live.push(payment);
+        }
+    }
     let mut by_period: BTreeMap<(&str, &str), Vec<&fundtrail_core::model::HouseholdPayment>> =
         BTreeMap::new();
     for payment in &live {

@@ -531,7 +531,7 @@ fn reconcile(
             }
         },
     )?;
-    let mut payments = Vec::new();
+    let mut disbursements = Vec::new();
     each_entry_of(engine, reader, facts, county, "Disbursement", |entry| {
         let Some(pb::request::Body::Disbursement(d)) = entry_body(entry) else {
             return;
@@ -542,13 +542,22 @@ fn reconcile(
             return;
         };
         let effects = entry.effects.clone().unwrap_or_default();
-        payments.push(Payment {
+        disbursements.push(Payment {
             seq: entry.seq,
             household_ref: household_ref.clone(),
             amount: fundtrail_core::money::Fen(effects.legs.iter().map(|l| l.amount_fen).sum()),
             value_day: effects.value_day,
+            returned_by_bank: false,
         });
     })?;
+    let mut payments = Vec::with_capacity(disbursements.len());
+    for mut payment in disbursements {
+        payment.returned_by_bank = engine
+            .state()
+            .settlement(payment.seq)?
+            .is_some_and(|s| !s.credited);
+        payments.push(payment);
+    }
     let findings = fundtrail_core::reconcile::reconcile(&lines, &payments);
     facts.rows(findings.len());
     let finding = |f: &Finding| {
@@ -927,21 +936,8 @@ fn compliance(
     let answer = fundtrail_query::compliance(engine, &request, limit)?;
     let mut breaches = Vec::with_capacity(answer.breaches.len());
     for breach in answer.breaches {
-        let accounts = if breach.account_id.is_empty() {
-            let mut accounts = Vec::new();
-            for seq in &breach.seqs {
-                let source = engine
-                    .state()
-                    .source(*seq)?
-                    .ok_or_else(|| Fault::new(format!("derived state lacks source {seq}")))?;
-                accounts.push(source.account_id);
-            }
-            accounts
-        } else {
-            vec![breach.account_id.clone()]
-        };
         let mut full = true;
-        for account in &accounts {
+        for account in &breach.scope_accounts {
             full &= facts.account_answer(reader, Call::Anomalies, account)? == Answer::Full;
         }
         if full {

@@ -632,20 +632,23 @@ fn unsettled_payment<K: Kv + ?Sized>(
         .from_account_id
         .clone()
         .expect("a payment leaves an account");
-    if paid != household_id {
-        return Err(Rejection::invalid(
-            household_field,
-            format!("record {seq} paid household {paid}, not {household_id}"),
-        )
-        .into());
-    }
+    // Whose payment it is comes first, and is refused naming no account:
+    // another org must not learn (or test guesses of) whom it paid.
     let owner = credit_account(m.txn, &field, &paying)?.owner_org_id;
     if owner != m.org.org_id {
         return Err(Rejection::denied(
             &field,
             format!(
-                "record {seq} was paid from {paying} of {owner}; only {owner} posts the bank's result for it"
+                "record {seq} is not a payment {} made; only the org that paid posts the bank's result for it",
+                m.org.org_id
             ),
+        )
+        .into());
+    }
+    if paid != household_id {
+        return Err(Rejection::invalid(
+            household_field,
+            format!("record {seq} paid household {paid}, not {household_id}"),
         )
         .into());
     }
