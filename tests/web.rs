@@ -94,8 +94,11 @@ async fn view(browser: &Browser, hash: &str) {
 
 async fn sign_in(browser: &Browser, http: &str, key: &Path) {
     browser.goto(&format!("{http}/#/signin")).await.unwrap();
+    // The page draws the form once its modules have loaded, which may be
+    // after the load event `goto` waits for.
     browser
-        .find(Locator::Id("keyfile"))
+        .wait()
+        .for_element(Locator::Id("keyfile"))
         .await
         .unwrap()
         .send_keys(key.to_str().unwrap())
