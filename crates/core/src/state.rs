@@ -435,6 +435,11 @@ pub trait StateRead: Kv {
     fn settlement(&self, seq: u64) -> Result<Option<Settlement>, Fault> {
         self.read(&key::seq(key::SETTLEMENT, seq))
     }
+    /// Whether the bank sent back the payment of record `seq` (a
+    /// BANK_FAILURE return): its money did not reach the household.
+    fn returned_by_bank(&self, seq: u64) -> Result<bool, Fault> {
+        Ok(self.settlement(seq)?.is_some_and(|s| !s.credited))
+    }
     fn movement(&self, seq: u64) -> Result<Option<Movement>, Fault> {
         self.read(&key::seq(key::MOVEMENT, seq))
     }

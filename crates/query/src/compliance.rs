@@ -304,7 +304,9 @@ fn idle_beyond_rule(report: &mut Report, account_id: &str) -> Result<(), Error> 
     if !report.org_passes(&account.owner_org_id)? {
         return Ok(());
     }
-    let mut by_programme: BTreeMap<String, (u128, BTreeSet<u64>, u64)> = BTreeMap::new();
+    // Programme → (money held too long, the records that brought it, the
+    // rule's record, its days).
+    let mut by_programme: BTreeMap<String, (u128, BTreeSet<u64>, u64, u32)> = BTreeMap::new();
     for (lot, held) in all_lots(state, account_id)? {
         let programme = report.programme_of(lot.source_seq)?;
         if !report.wants_programme(&programme) || !report.day_in_period(held.arrival_day) {
@@ -323,12 +325,9 @@ fn idle_beyond_rule(report: &mut Report, account_id: &str) -> Result<(), Error> 
         entry.0 += u128::from(held.amount.0);
         entry.1.insert(lot.arrival_seq);
         entry.2 = rule.seq;
+        entry.3 = rule.idle_days_max;
     }
-    for (programme, (amount, seqs, rule_seq)) in by_programme {
-        let rule_days = report
-            .rules
-            .in_force(&programme, report.today)
-            .map_or(0, |r| r.idle_days_max);
+    for (programme, (amount, seqs, rule_seq, rule_days)) in by_programme {
         let count = seqs.len();
         report.push(
             Breach {
@@ -368,9 +367,8 @@ fn above_standard(report: &mut Report, household: &Household) -> Result<(), Erro
     let state = report.ledger.state();
     let mut by_period: BTreeMap<(String, String), Vec<HouseholdPayment>> = BTreeMap::new();
     for payment in all_payments(state, &household.account_id)? {
-        let failed = state.settlement(payment.seq)?.is_some_and(|s| !s.credited);
         if payment.reversed
-            || failed
+            || state.returned_by_bank(payment.seq)?
             || !report.wants_programme(&payment.programme_code)
             || !payment.period.starts_with(&report.request.period)
         {

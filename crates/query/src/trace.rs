@@ -897,11 +897,7 @@ fn household_findings(
     // Reversed payments, and those the bank sent back, did not reach it.
     let mut live = Vec::with_capacity(received.len());
     for payment in received.iter().filter(|p| !p.reversed) {
-        let failed = ledger
-            .state()
-            .settlement(payment.seq)?
-            .is_some_and(|s| !s.credited);
-        if !failed {
+        if !ledger.state().returned_by_bank(payment.seq)? {
             live.push(payment);
         }
     }

@@ -552,10 +552,7 @@ fn reconcile(
     })?;
     let mut payments = Vec::with_capacity(disbursements.len());
     for mut payment in disbursements {
-        payment.returned_by_bank = engine
-            .state()
-            .settlement(payment.seq)?
-            .is_some_and(|s| !s.credited);
+        payment.returned_by_bank = engine.state().returned_by_bank(payment.seq)?;
         payments.push(payment);
     }
     let findings = fundtrail_core::reconcile::reconcile(&lines, &payments);
