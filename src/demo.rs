@@ -13,6 +13,7 @@
 //! The orgs' keys are derived from their ids, so every run builds the same
 //! ledger; they are written to `<data-dir>/demo-keys/` to post as them.
 
+use fundtrail_core::rules::Rules;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -253,14 +254,24 @@ struct Seeder {
 }
 
 impl Seeder {
+    /// Adds a record of the history, imported with its value date.
     fn add(&mut self, signer: &Signer, date: &str, body: B) {
+        self.push(signer, date, true, body);
+    }
+
+    /// Adds a record of today, not imported.
+    fn add_today(&mut self, signer: &Signer, body: B) {
+        self.push(signer, "", false, body);
+    }
+
+    fn push(&mut self, signer: &Signer, date: &str, imported: bool, body: B) {
         self.next_key += 1;
         let request = pb::Request {
             ledger_id: self.ledger_id.clone(),
             idempotency_key: format!("demo-{}", self.next_key),
             signed_at_ms: fundtrail_client::now_ms(),
             value_date: date.to_string(),
-            imported: true,
+            imported,
             body: Some(body),
         };
         self.pending.push(signer.sign(&request));
@@ -323,6 +334,11 @@ fn register(org: &str, name: &str, role: pb::OrgRole, code: &str, key: &Signer) 
 
 /// Seeds the scenario into a freshly created ledger; returns the record count.
 /// `scale` multiplies the households (and their payments).
+/// The rules the demo's history is loaded under: those before import
+/// windows (rules 6), as a ledger migrated from an earlier system was.
+pub const HISTORY_RULES: Rules = Rules::V5;
+const _: () = assert!(HISTORY_RULES.version() < Rules::CURRENT.version());
+
 pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u64> {
     let root = Signer::from_key_file(&data_dir.join("root.key"))?;
     let keys_dir = data_dir.join("demo-keys");
@@ -615,6 +631,15 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
             }),
         );
     }
+    // The history is loaded: the ledger moves on to the current rules, under
+    // which nothing more can be imported without a declared window.
+    seeder.add_today(
+        &root,
+        B::UpgradeRules(pb::UpgradeRules {
+            rules_version: Rules::CURRENT.version(),
+            document_no: "财办〔2026〕9号".into(),
+        }),
+    );
     seeder.flush().await?;
     Ok(seeder.count)
 }

@@ -12,6 +12,7 @@ mod post;
 mod reconcile;
 mod tracecmd;
 
+use fundtrail_core::rules::Rules;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -87,14 +88,14 @@ impl DataDir {
         }
     }
 
-    /// Creates the ledger: its keys in the data directory, its genesis
-    /// record in the journal.
-    fn init(&self, root: &RootArgs) -> Result<genesis::Genesis> {
+    /// Creates the ledger under `rules`: its keys in the data directory,
+    /// its genesis record in the journal.
+    fn init(&self, root: &RootArgs, rules: Rules) -> Result<genesis::Genesis> {
         genesis::init_at(
             &self.data_dir,
             self.journal_at(),
             &root_org(root),
-            fundtrail_core::rules::Rules::CURRENT,
+            rules,
             &fundtrail_core::clock::SystemClock,
         )
         .map_err(anyhow::Error::msg)
@@ -544,7 +545,7 @@ async fn run(command: Command) -> Result<()> {
     match command {
         Command::Init { data, root } => {
             data.connect_securely()?;
-            print_genesis(&data.init(&root)?);
+            print_genesis(&data.init(&root, Rules::CURRENT)?);
         }
         Command::Serve {
             config: _,
@@ -630,7 +631,15 @@ async fn run(command: Command) -> Result<()> {
             let created =
                 upstream.is_none() && !genesis::exists_at(&data.data_dir, data.journal_at());
             if created {
-                print_genesis(&data.init(&root)?);
+                // The demo's history is a migration from an earlier system,
+                // loaded under the rules it was written for; the demo then
+                // moves the ledger on to the current rules.
+                let rules = if demo {
+                    demo::HISTORY_RULES
+                } else {
+                    Rules::CURRENT
+                };
+                print_genesis(&data.init(&root, rules)?);
             }
             let config = EngineConfig {
                 skew_ms_max: max_skew_ms,

@@ -155,6 +155,9 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
             json!({"account_id": e.account_id, "document_no": e.document_no, "score": e.score,
             "targets_met": e.targets_met})
         }
+        Some(B::DeclareImportWindow(w)) => {
+            json!({"org_id": w.org_id, "until_date": w.until_date, "document_no": w.document_no})
+        }
     }
 }
 
@@ -326,6 +329,10 @@ fn entry_text(entry: &pb::Entry) -> String {
             e.targets_met.iter().filter(|m| **m).count(),
             e.targets_met.len(),
             e.document_no
+        ),
+        Some(B::DeclareImportWindow(w)) => format!(
+            "{} may post imported records (past value dates) until {}  文号 {}",
+            w.org_id, w.until_date, w.document_no
         ),
         None => String::new(),
     };

@@ -396,6 +396,20 @@ enum PostRequest {
         #[arg(long)]
         announcement_required: bool,
     },
+    /// Open, move or close an org's import window (rules 6): while open it
+    /// may post records marked --imported. Signed by the root org or the
+    /// org's parent.
+    DeclareImportWindow {
+        /// The org that may import.
+        #[arg(long)]
+        org_id: String,
+        /// The last commit day of the window (YYYY-MM-DD); a day before
+        /// today closes it.
+        #[arg(long)]
+        until: String,
+        #[arg(long)]
+        document: String,
+    },
     /// Record a project's performance evaluation (绩效评价; rules 5).
     EvaluateProject {
         #[arg(long)]
@@ -668,6 +682,15 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             county_share_min_percent: county_share_min,
             idle_days_max,
             announcement_required,
+        }),
+        PostRequest::DeclareImportWindow {
+            org_id,
+            until,
+            document,
+        } => B::DeclareImportWindow(pb::DeclareImportWindow {
+            org_id,
+            until_date: until,
+            document_no: document,
         }),
         PostRequest::EvaluateProject {
             account_id,

@@ -223,7 +223,7 @@ async fn an_entry_naming_households_outside_the_auditors_jurisdiction_is_proved_
     let county_auditor = new_signer();
     ok(
         &mut client,
-        &chain.dongxiang,
+        &chain.auditor,
         register_org(
             "dx-sjj",
             "东乡县审计局",
@@ -274,5 +274,118 @@ async fn an_entry_naming_households_outside_the_auditors_jurisdiction_is_proved_
     assert!(export_entry
         .household_account_ids
         .contains(&"lx-hh-0001".to_string()));
+    server.stop().await;
+}
+
+/// Finding 1 of the insiders' review: who audited a household is for the
+/// root org and the audit offices above the one that read, never for the
+/// audited or an office below. Here the national office (审计署) and a
+/// county office (东乡县审计局) read one household; each office sees the
+/// reads of offices it covers, and an office's own reads; the others' are
+/// proved by leaf hash but not shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_by_audit_offices_are_shown_only_above_them() {
+    use pb::OrgRole as R;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let province_office = new_signer();
+    let county_office = new_signer();
+    ok(
+        &mut client,
+        &chain.auditor,
+        register_org(
+            "gs-sjt",
+            "甘肃省审计厅",
+            R::Auditor,
+            "620000",
+            &province_office,
+        ),
+    )
+    .await;
+    ok(
+        &mut client,
+        &province_office,
+        register_org(
+            "dx-sjj",
+            "东乡县审计局",
+            R::Auditor,
+            "622926",
+            &county_office,
+        ),
+    )
+    .await;
+    let statement = pb::HouseholdStatementRequest {
+        account_id: "dx-hh-0001".into(),
+    };
+    for reader in [&chain.auditor, &county_office] {
+        let mut office = server.client_as(reader).await;
+        office
+            .query
+            .household_statement(statement.clone())
+            .await
+            .expect("an audit office reads a household in its jurisdiction");
+    }
+    let vkey = access_vkey(&mut client).await;
+    // (reader, the offices whose statement reads it is shown)
+    let cases: [(&Signer, &[&str]); 4] = [
+        (&chain.root, &["cnao", "dx-sjj"]),
+        (&chain.auditor, &["cnao", "dx-sjj"]),
+        (&province_office, &["dx-sjj"]),
+        (&county_office, &["dx-sjj"]),
+    ];
+    for (reader, shown) in cases {
+        let mut office = server.client_as(reader).await;
+        let page = household_log(&mut office, "dx-hh-0001").await;
+        let checkpoint =
+            fundtrail_client::proofs::open_pinned(&vkey, &page.checkpoint_note).unwrap();
+        let mut seen = Vec::new();
+        let mut withheld = 0;
+        for entry in &page.entries {
+            // Shown or not, every entry is proved against the checkpoint.
+            let leaf = if entry.record.is_empty() {
+                withheld += 1;
+                entry.leaf_hash.as_slice().try_into().unwrap()
+            } else {
+                fundtrail_tlog::record_hash(&entry.record)
+            };
+            fundtrail_tlog::check_record(
+                &hashes(&entry.inclusion_proof),
+                checkpoint.tree_size,
+                &checkpoint.root_hash,
+                entry.index,
+                &leaf,
+            )
+            .expect("the entry is in the signed access log");
+            if !entry.record.is_empty() {
+                let record = pb::AccessRecord::decode(entry.record.as_slice()).unwrap();
+                if record.method.ends_with("/HouseholdStatement") {
+                    seen.push(record.org_id);
+                }
+            }
+        }
+        seen.sort();
+        assert_eq!(seen, shown.to_vec(), "{}", reader.key_id());
+        // Its own and the offices' earlier GetAccessLog reads are entries
+        // too: those of offices it does not cover are withheld as well.
+        if shown.len() == 2 {
+            assert_eq!(withheld, 0, "{}", reader.key_id());
+        } else {
+            assert!(withheld >= 2 - shown.len(), "{}", reader.key_id());
+        }
+    }
+    // The audited county reads no access log at all.
+    let mut county = server.client_as(&chain.dongxiang).await;
+    use pb::get_access_log_request::About;
+    let denied = county
+        .audit
+        .get_access_log(pb::GetAccessLogRequest {
+            about: Some(About::HouseholdAccountId("dx-hh-0001".into())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
     server.stop().await;
 }

@@ -297,15 +297,15 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
             Some("transfer.to_account_id"),
         ),
         case(
-            "disburse to a non-household account",
+            "disburse to another county's account (one it may not read)",
             signed(county, disbursement("dx-xczx", "lx-xczx", 100)),
-            Code::FailedPrecondition,
+            Code::PermissionDenied,
             Some("disbursement.household_account_id"),
         ),
         case(
             "disburse to another county's household",
             signed(county, disbursement("dx-xczx", "lx-hh-0001", 100)),
-            Code::FailedPrecondition,
+            Code::PermissionDenied,
             Some("disbursement.household_account_id"),
         ),
         case(
@@ -399,10 +399,10 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
             Some("register_org.public_key"),
         ),
         case(
-            "auditor registers an org",
+            "auditor registers an org other than an audit office",
             signed(&chain.auditor, B::RegisterOrg(register_org_pb(&stranger))),
             Code::PermissionDenied,
-            Some("key_id"),
+            Some("register_org.role"),
         ),
         case(
             "auditor opens an account",

@@ -314,15 +314,16 @@ async fn build_world(client: &mut Client, root: Signer) -> World {
     let sc = add("sc-czt");
     let witness = add("witness");
     let mirror = add("mirror");
+    // Audit offices register audit offices inside their division (rules 6).
     ok(
         client,
-        &chain.province,
+        &chain.auditor,
         register_org("gs-audit", "甘肃省审计厅", R::Auditor, "620000", &gs_audit),
     )
     .await;
     ok(
         client,
-        &chain.linxia,
+        &gs_audit,
         register_org("lx-audit", "临夏县审计局", R::Auditor, "622921", &lx_audit),
     )
     .await;
@@ -787,11 +788,24 @@ async fn no_org_registers_a_child_beyond_its_own_division() {
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     let chain = build_chain(&mut client, server.root()).await;
+    let gs_audit = new_signer();
+    ok(
+        &mut client,
+        &chain.auditor,
+        register_org(
+            "gs-audit",
+            "甘肃省审计厅",
+            pb::OrgRole::Auditor,
+            "620000",
+            &gs_audit,
+        ),
+    )
+    .await;
     let count = ledger_info(&mut client).await.record_count;
     let state = server.dump();
     let cases = [
         (
-            &chain.dongxiang,
+            &gs_audit,
             register_org(
                 "dx-audit",
                 "越权审计",
@@ -800,7 +814,7 @@ async fn no_org_registers_a_child_beyond_its_own_division() {
                 &new_signer(),
             ),
             Code::PermissionDenied,
-            "lies outside division 622926",
+            "lies outside division 620000",
         ),
         (
             &chain.province,
@@ -828,7 +842,7 @@ async fn no_org_registers_a_child_beyond_its_own_division() {
     // Within its division it may.
     ok(
         &mut client,
-        &chain.dongxiang,
+        &gs_audit,
         register_org(
             "dx-audit",
             "东乡县审计局",

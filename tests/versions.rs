@@ -342,9 +342,9 @@ async fn the_banks_results_come_with_rules_5() {
     ok(&mut client, &root, upgrade(5)).await;
     // Now the rules themselves answer: record 1 is no payment.
     let refused = client.post(&root, confirm).await.unwrap_err();
-    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
     assert!(
-        refused.message().contains("not a household payment"),
+        refused.message().contains("names no household payment"),
         "{}",
         refused.message()
     );

@@ -269,6 +269,16 @@ pub fn appropriation(account: &str, amount_fen: u64, document: &str) -> B {
     })
 }
 
+/// An import window for `org` open until `until` (YYYY-MM-DD): from rules 6
+/// it may then post records marked imported, with past value dates.
+pub fn import_window(org: &str, until: &str) -> B {
+    B::DeclareImportWindow(pb::DeclareImportWindow {
+        org_id: org.into(),
+        until_date: until.into(),
+        document_no: "财办〔2026〕1号 历史数据迁移".into(),
+    })
+}
+
 pub fn transfer(from: &str, to: &str, amount_fen: u64, document: &str) -> B {
     B::Transfer(pb::Transfer {
         from_account_id: from.into(),

@@ -105,136 +105,136 @@ fn earmarks(sources: Vec<pb::SourceAmount>) -> Vec<m::Earmark> {
 /// A decoded `Request` as a domain request.
 pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
     use pb::request::Body as B;
-    let body =
-        match request.body {
-            None => {
-                return Err(Rejection::invalid(
-                    "body",
-                    "the request says nothing to do (no body)",
-                ))
-            }
-            Some(B::Genesis(g)) => m::Body::Genesis(m::Genesis {
-                root_public_key: key32("genesis.root_public_key", &g.root_public_key)?,
-                log_public_key: key32("genesis.log_public_key", &g.log_public_key)?,
-                root_org_id: g.root_org_id,
-                root_org_name: g.root_org_name,
-                division_code: g.division_code,
-                // Genesis records from before rules versions carry none: rules 1.
-                rules_version: g.rules_version.max(1),
-            }),
-            Some(B::UpgradeRules(u)) => m::Body::UpgradeRules(m::UpgradeRules {
-                rules_version: u.rules_version,
-                document_no: u.document_no,
-            }),
-            Some(B::RegisterOrg(r)) => m::Body::RegisterOrg(m::RegisterOrg {
-                role: role("register_org.role", r.role)?,
-                public_key: key32("register_org.public_key", &r.public_key)?,
-                org_id: r.org_id,
-                name: r.name,
-                division_code: r.division_code,
-            }),
-            Some(B::AddKey(a)) => m::Body::AddKey(m::AddKey {
-                public_key: key32("add_key.public_key", &a.public_key)?,
-                org_id: a.org_id,
-            }),
-            Some(B::RevokeKey(r)) => m::Body::RevokeKey(m::RevokeKey {
-                key_id: r.key_id,
-                reason: r.reason,
-            }),
-            Some(B::OpenAccount(o)) => m::Body::OpenAccount(m::OpenAccount {
-                kind: account_kind("open_account.kind", o.kind)?,
-                account_id: o.account_id,
-                name: o.name,
-                programme_code: o.programme_code,
-                household_ref: o.household_ref,
-            }),
-            Some(B::Appropriation(a)) => m::Body::Appropriation(m::Appropriation {
-                account_id: a.account_id,
-                amount: Fen(a.amount_fen),
-                programme_code: a.programme_code,
-                fiscal_year: a.fiscal_year,
-                document_no: a.document_no,
-                purpose: a.purpose,
-                memo: a.memo,
-            }),
-            Some(B::Transfer(t)) => m::Body::Transfer(m::Transfer {
-                from_account_id: t.from_account_id,
-                to_account_id: t.to_account_id,
-                amount: Fen(t.amount_fen),
-                sources: earmarks(t.sources),
-                document_no: t.document_no,
-                purpose: t.purpose,
-                memo: t.memo,
-            }),
-            Some(B::Disbursement(d)) => m::Body::Disbursement(m::Disbursement {
-                from_account_id: d.from_account_id,
-                household_account_id: d.household_account_id,
-                amount: Fen(d.amount_fen),
-                sources: earmarks(d.sources),
-                programme_code: d.programme_code,
-                period: d.period,
-                document_no: d.document_no,
-                memo: d.memo,
-            }),
-            Some(B::Reversal(r)) => m::Body::Reversal(m::Reversal {
-                target_seq: r.target_seq,
-                document_no: r.document_no,
-                reason: r.reason,
-            }),
-            Some(B::Consolidation(c)) => m::Body::Consolidation(m::Consolidation {
-                from_account_id: c.from_account_id,
-                pool_account_id: c.pool_account_id,
-                amount: Fen(c.amount_fen),
-                sources: earmarks(c.sources),
-                plan_document_no: c.plan_document_no,
-                memo: c.memo,
-            }),
-            Some(B::RegisterProject(r)) => m::Body::RegisterProject(m::RegisterProject {
-                account_id: r.account_id,
-                name: r.name,
-                category: r.category,
-                location_code: r.location_code,
-                budget: Fen(r.budget_fen),
-                performance_targets: r.performance_targets,
-                responsible_unit: r.responsible_unit,
-                fiscal_year: r.fiscal_year,
-            }),
-            Some(B::AnnounceProject(a)) => m::Body::AnnounceProject(m::AnnounceProject {
-                account_id: a.account_id,
-                document_no: a.document_no,
-                memo: a.memo,
-            }),
-            Some(B::Allocation(a)) => m::Body::Allocation(m::Allocation {
-                pool_account_id: a.pool_account_id,
-                project_account_id: a.project_account_id,
-                amount: Fen(a.amount_fen),
-                sources: earmarks(a.sources),
-                document_no: a.document_no,
-                memo: a.memo,
-            }),
-            Some(B::RegisterHousehold(r)) => m::Body::RegisterHousehold(m::RegisterHousehold {
-                basis: match pb::SubsidyBasis::try_from(r.basis) {
-                    Ok(pb::SubsidyBasis::PerHousehold) => m::SubsidyBasis::PerHousehold,
-                    Ok(pb::SubsidyBasis::PerPerson) => m::SubsidyBasis::PerPerson,
-                    _ => {
-                        return Err(Rejection::invalid(
-                            "register_household.basis",
-                            "the subsidy basis must be PER_HOUSEHOLD or PER_PERSON",
-                        ))
-                    }
-                },
-                account_id: r.account_id,
-                household_ref: r.household_ref,
-                village_code: r.village_code,
-                members: r.members,
-            }),
-            Some(B::SetHouseholdStatus(s)) => m::Body::SetHouseholdStatus(m::SetHouseholdStatus {
-                status: household_status("set_household_status.status", s.status)?,
-                account_id: s.account_id,
-                document_no: s.document_no,
-                reason: s.reason,
-            }),
-            Some(B::Return(r)) => m::Body::Return(m::Return {
+    let body = match request.body {
+        None => {
+            return Err(Rejection::invalid(
+                "body",
+                "the request says nothing to do (no body)",
+            ))
+        }
+        Some(B::Genesis(g)) => m::Body::Genesis(m::Genesis {
+            root_public_key: key32("genesis.root_public_key", &g.root_public_key)?,
+            log_public_key: key32("genesis.log_public_key", &g.log_public_key)?,
+            root_org_id: g.root_org_id,
+            root_org_name: g.root_org_name,
+            division_code: g.division_code,
+            // Genesis records from before rules versions carry none: rules 1.
+            rules_version: g.rules_version.max(1),
+        }),
+        Some(B::UpgradeRules(u)) => m::Body::UpgradeRules(m::UpgradeRules {
+            rules_version: u.rules_version,
+            document_no: u.document_no,
+        }),
+        Some(B::RegisterOrg(r)) => m::Body::RegisterOrg(m::RegisterOrg {
+            role: role("register_org.role", r.role)?,
+            public_key: key32("register_org.public_key", &r.public_key)?,
+            org_id: r.org_id,
+            name: r.name,
+            division_code: r.division_code,
+        }),
+        Some(B::AddKey(a)) => m::Body::AddKey(m::AddKey {
+            public_key: key32("add_key.public_key", &a.public_key)?,
+            org_id: a.org_id,
+        }),
+        Some(B::RevokeKey(r)) => m::Body::RevokeKey(m::RevokeKey {
+            key_id: r.key_id,
+            reason: r.reason,
+        }),
+        Some(B::OpenAccount(o)) => m::Body::OpenAccount(m::OpenAccount {
+            kind: account_kind("open_account.kind", o.kind)?,
+            account_id: o.account_id,
+            name: o.name,
+            programme_code: o.programme_code,
+            household_ref: o.household_ref,
+        }),
+        Some(B::Appropriation(a)) => m::Body::Appropriation(m::Appropriation {
+            account_id: a.account_id,
+            amount: Fen(a.amount_fen),
+            programme_code: a.programme_code,
+            fiscal_year: a.fiscal_year,
+            document_no: a.document_no,
+            purpose: a.purpose,
+            memo: a.memo,
+        }),
+        Some(B::Transfer(t)) => m::Body::Transfer(m::Transfer {
+            from_account_id: t.from_account_id,
+            to_account_id: t.to_account_id,
+            amount: Fen(t.amount_fen),
+            sources: earmarks(t.sources),
+            document_no: t.document_no,
+            purpose: t.purpose,
+            memo: t.memo,
+        }),
+        Some(B::Disbursement(d)) => m::Body::Disbursement(m::Disbursement {
+            from_account_id: d.from_account_id,
+            household_account_id: d.household_account_id,
+            amount: Fen(d.amount_fen),
+            sources: earmarks(d.sources),
+            programme_code: d.programme_code,
+            period: d.period,
+            document_no: d.document_no,
+            memo: d.memo,
+        }),
+        Some(B::Reversal(r)) => m::Body::Reversal(m::Reversal {
+            target_seq: r.target_seq,
+            document_no: r.document_no,
+            reason: r.reason,
+        }),
+        Some(B::Consolidation(c)) => m::Body::Consolidation(m::Consolidation {
+            from_account_id: c.from_account_id,
+            pool_account_id: c.pool_account_id,
+            amount: Fen(c.amount_fen),
+            sources: earmarks(c.sources),
+            plan_document_no: c.plan_document_no,
+            memo: c.memo,
+        }),
+        Some(B::RegisterProject(r)) => m::Body::RegisterProject(m::RegisterProject {
+            account_id: r.account_id,
+            name: r.name,
+            category: r.category,
+            location_code: r.location_code,
+            budget: Fen(r.budget_fen),
+            performance_targets: r.performance_targets,
+            responsible_unit: r.responsible_unit,
+            fiscal_year: r.fiscal_year,
+        }),
+        Some(B::AnnounceProject(a)) => m::Body::AnnounceProject(m::AnnounceProject {
+            account_id: a.account_id,
+            document_no: a.document_no,
+            memo: a.memo,
+        }),
+        Some(B::Allocation(a)) => m::Body::Allocation(m::Allocation {
+            pool_account_id: a.pool_account_id,
+            project_account_id: a.project_account_id,
+            amount: Fen(a.amount_fen),
+            sources: earmarks(a.sources),
+            document_no: a.document_no,
+            memo: a.memo,
+        }),
+        Some(B::RegisterHousehold(r)) => m::Body::RegisterHousehold(m::RegisterHousehold {
+            basis: match pb::SubsidyBasis::try_from(r.basis) {
+                Ok(pb::SubsidyBasis::PerHousehold) => m::SubsidyBasis::PerHousehold,
+                Ok(pb::SubsidyBasis::PerPerson) => m::SubsidyBasis::PerPerson,
+                _ => {
+                    return Err(Rejection::invalid(
+                        "register_household.basis",
+                        "the subsidy basis must be PER_HOUSEHOLD or PER_PERSON",
+                    ))
+                }
+            },
+            account_id: r.account_id,
+            household_ref: r.household_ref,
+            village_code: r.village_code,
+            members: r.members,
+        }),
+        Some(B::SetHouseholdStatus(s)) => m::Body::SetHouseholdStatus(m::SetHouseholdStatus {
+            status: household_status("set_household_status.status", s.status)?,
+            account_id: s.account_id,
+            document_no: s.document_no,
+            reason: s.reason,
+        }),
+        Some(B::Return(r)) => {
+            m::Body::Return(m::Return {
                 kind: match pb::ReturnKind::try_from(r.kind) {
                     Ok(pb::ReturnKind::IdleRecovery) => m::ReturnKind::IdleRecovery,
                     Ok(pb::ReturnKind::Clawback) => m::ReturnKind::Clawback,
@@ -253,29 +253,43 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
                 reason: r.reason,
                 disbursement_seq: r.disbursement_seq,
                 bank_reference: r.bank_reference,
-            }),
-            Some(B::SetProgrammeRules(r)) => m::Body::SetProgrammeRules(m::SetProgrammeRules {
-                programme_code: r.programme_code,
-                document_no: r.document_no,
-                household_max: Fen(r.household_max_fen),
-                person_max: Fen(r.person_max_fen),
-                county_share_min_percent: r.county_share_min_percent,
-                idle_days_max: r.idle_days_max,
-                announcement_required: r.announcement_required,
-            }),
-            Some(B::EvaluateProject(e)) => m::Body::EvaluateProject(m::EvaluateProject {
-                account_id: e.account_id,
-                document_no: e.document_no,
-                score: e.score,
-                targets_met: e.targets_met,
-            }),
-            Some(B::ConfirmCredit(c)) => m::Body::ConfirmCredit(m::ConfirmCredit {
-                disbursement_seq: c.disbursement_seq,
-                household_account_id: c.household_account_id,
-                bank_reference: c.bank_reference,
-                document_no: c.document_no,
-            }),
-        };
+            })
+        }
+        Some(B::SetProgrammeRules(r)) => m::Body::SetProgrammeRules(m::SetProgrammeRules {
+            programme_code: r.programme_code,
+            document_no: r.document_no,
+            household_max: Fen(r.household_max_fen),
+            person_max: Fen(r.person_max_fen),
+            county_share_min_percent: r.county_share_min_percent,
+            idle_days_max: r.idle_days_max,
+            announcement_required: r.announcement_required,
+        }),
+        Some(B::EvaluateProject(e)) => m::Body::EvaluateProject(m::EvaluateProject {
+            account_id: e.account_id,
+            document_no: e.document_no,
+            score: e.score,
+            targets_met: e.targets_met,
+        }),
+        Some(B::DeclareImportWindow(w)) => m::Body::DeclareImportWindow(m::DeclareImportWindow {
+            until_day: fundtrail_core::dates::parse_date(&w.until_date).ok_or_else(|| {
+                Rejection::invalid(
+                    "declare_import_window.until_date",
+                    format!(
+                        "the window's last day {:?} is not a date like 2026-03-15",
+                        w.until_date
+                    ),
+                )
+            })?,
+            org_id: w.org_id,
+            document_no: w.document_no,
+        }),
+        Some(B::ConfirmCredit(c)) => m::Body::ConfirmCredit(m::ConfirmCredit {
+            disbursement_seq: c.disbursement_seq,
+            household_account_id: c.household_account_id,
+            bank_reference: c.bank_reference,
+            document_no: c.document_no,
+        }),
+    };
     let value_date = if request.value_date.is_empty() {
         None
     } else {
@@ -365,6 +379,7 @@ pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
         Some(B::ConfirmCredit(_)) => "ConfirmCredit",
         Some(B::SetProgrammeRules(_)) => "SetProgrammeRules",
         Some(B::EvaluateProject(_)) => "EvaluateProject",
+        Some(B::DeclareImportWindow(_)) => "DeclareImportWindow",
     }
 }
 

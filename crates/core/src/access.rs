@@ -141,6 +141,19 @@ pub fn sees(reader: &Reader, owner: &Owner) -> bool {
     }
 }
 
+/// Whether `reader` may learn of a read that an audit office of division
+/// `auditor_division` made: the root org and audit offices whose
+/// jurisdiction covers that office may; nobody else, least of all the
+/// audited (separation of duties).
+pub fn sees_audit_read(reader: &Reader, auditor_division: &str) -> bool {
+    reader.root
+        || (reader.role == Role::Auditor
+            && reader
+                .jurisdiction
+                .as_deref()
+                .is_some_and(|scope| division_within(auditor_division, scope)))
+}
+
 /// How a reader sees one record: in full, with the households it may not
 /// see pseudonymised, or not at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

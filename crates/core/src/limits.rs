@@ -39,6 +39,12 @@ const _: () = assert!(RECONCILE_REQUEST_BYTES_MAX <= GRPC_MESSAGE_BYTES_MAX);
 pub const POST_STREAM_IN_FLIGHT_MAX: usize = 4_096;
 /// PostStreams a server runs at once.
 pub const POST_STREAMS_MAX: usize = 16;
+/// Of them, those opened from one client address.
+pub const POST_STREAMS_PER_ADDRESS_MAX: usize = 4;
+const _: () = assert!(POST_STREAMS_PER_ADDRESS_MAX * 4 <= POST_STREAMS_MAX);
+/// A PostStream on which no request arrives for this long is ended
+/// (DEADLINE_EXCEEDED, after the answers already due).
+pub const POST_STREAM_IDLE_MS: u64 = 30_000;
 /// Requests checked (decoded, signature verified) in one hop to a core.
 pub const CHECK_CHUNK_REQUESTS: usize = 64;
 /// Largest message of a PostStream: one SignedRequest.
@@ -58,6 +64,8 @@ pub const ACCOUNT_SOURCES_MAX: usize = 100_000;
 pub const ORG_KEYS_MAX: usize = 64;
 /// Status changes one household may have.
 pub const HOUSEHOLD_STATUS_CHANGES_MAX: usize = 64;
+/// Days an import window may reach past the day it is declared.
+pub const IMPORT_WINDOW_DAYS_MAX: i32 = 366;
 /// Lots read by the first scan while picking which lots pay a movement:
 /// the oldest lot usually pays it all.
 pub const LOT_SCAN_FIRST: usize = 8;
@@ -131,8 +139,25 @@ pub const READ_NONCES_REMEMBERED_MAX: usize = 1 << 20;
 /// Of them, from one key: a key at the default read allowance (500 calls a
 /// second for the ~300 s a nonce is kept) stays under it.
 pub const READ_NONCES_PER_KEY_MAX: usize = 1 << 18;
+/// Of them, from the keys of one org together: an org's share, so that no
+/// fewer than four orgs together can fill the store, and one org with many
+/// keys is refused alone.
+pub const READ_NONCES_PER_ORG_MAX: usize = 1 << 18;
+const _: () = assert!(READ_NONCES_PER_KEY_MAX <= READ_NONCES_PER_ORG_MAX);
+const _: () = assert!(READ_NONCES_PER_ORG_MAX * 4 <= READ_NONCES_REMEMBERED_MAX);
 /// A request message must arrive whole within this.
 pub const REQUEST_BODY_TIMEOUT_MS: u64 = 10_000;
+/// Time a call that carries no key (no read signature, not a write) has to
+/// send its message once its headers arrived.
+pub const UNKEYED_BODY_TIMEOUT_MS: u64 = 2_000;
+/// Calls from one client address whose messages are still arriving. Such a
+/// call holds no answering slot, only this share of its own address.
+pub const RECEIVING_CALLS_PER_ADDRESS_MAX: usize = 64;
+/// Of the [`IN_FLIGHT_CALLS_MAX`] answering slots, those calls without a
+/// key may hold: a quarter.
+pub const UNKEYED_CALLS_MAX: usize = IN_FLIGHT_CALLS_MAX / 4;
+const _: () = assert!(UNKEYED_BODY_TIMEOUT_MS <= REQUEST_BODY_TIMEOUT_MS);
+const _: () = assert!(UNKEYED_CALLS_MAX >= 1 && UNKEYED_CALLS_MAX < IN_FLIGHT_CALLS_MAX);
 /// Bytes of request messages being received at once, server-wide; more
 /// are shed with UNAVAILABLE.
 pub const BUFFERED_REQUEST_BYTES_MAX: usize = 256 * 1024 * 1024;
@@ -174,6 +199,9 @@ pub const TRACE_EDGE_DOCUMENTS_MAX: usize = 5;
 pub const REPORT_SCAN_ROWS_MAX: usize = 5_000;
 /// Watch streams (Query.Watch) served at once.
 pub const WATCH_STREAMS_MAX: usize = 256;
+/// Of them, those of one org: a share, so that one org cannot take them all.
+pub const WATCH_STREAMS_PER_ORG_MAX: usize = 32;
+const _: () = assert!(WATCH_STREAMS_PER_ORG_MAX * 8 <= WATCH_STREAMS_MAX);
 /// Events a watch stream queues ahead of its consumer, one slot of them
 /// kept for the stream's final status.
 pub const WATCH_BUFFER_EVENTS: usize = 256;
@@ -190,9 +218,10 @@ pub const WATCH_ACCOUNTS_MAX: usize = 64;
 pub const WATCH_KINDS_MAX: usize = 32;
 /// Records an ExportLog stream buffers ahead of the client.
 pub const EXPORT_BUFFER_RECORDS: usize = 256;
-/// An export whose client takes longer than this to read the next record
-/// is ended.
-pub const EXPORT_SEND_TIMEOUT_MS: u64 = 30_000;
+/// A server stream (an export, inclusion proofs) whose client reads
+/// nothing for this long is ended with DEADLINE_EXCEEDED naming where to
+/// resume; no thread waits on it meanwhile.
+pub const STREAM_SEND_TIMEOUT_MS: u64 = 30_000;
 
 // --- Checkpoints ---------------------------------------------------------------
 

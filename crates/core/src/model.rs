@@ -23,6 +23,17 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role as the API spells it (`ORG_ROLE_` left off).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Administrator => "ADMINISTRATOR",
+            Role::Finance => "FINANCE",
+            Role::Auditor => "AUDITOR",
+            Role::Witness => "WITNESS",
+            Role::Mirror => "MIRROR",
+        }
+    }
+
     /// Whether keys of this role may hold accounts, move money and register child orgs.
     pub fn handles_money(self) -> bool {
         matches!(self, Role::Administrator | Role::Finance)
@@ -78,6 +89,7 @@ pub enum Body {
     ConfirmCredit(ConfirmCredit),
     SetProgrammeRules(SetProgrammeRules),
     EvaluateProject(EvaluateProject),
+    DeclareImportWindow(DeclareImportWindow),
 }
 
 impl Body {
@@ -104,6 +116,7 @@ impl Body {
             Body::ConfirmCredit(_) => "ConfirmCredit",
             Body::SetProgrammeRules(_) => "SetProgrammeRules",
             Body::EvaluateProject(_) => "EvaluateProject",
+            Body::DeclareImportWindow(_) => "DeclareImportWindow",
         }
     }
 
@@ -117,6 +130,7 @@ impl Body {
                 | Body::AddKey(_)
                 | Body::RevokeKey(_)
                 | Body::UpgradeRules(_)
+                | Body::DeclareImportWindow(_)
         )
     }
 
@@ -130,7 +144,8 @@ impl Body {
             | Body::RevokeKey(_)
             | Body::Reversal(_)
             | Body::UpgradeRules(_)
-            | Body::SetProgrammeRules(_) => vec![],
+            | Body::SetProgrammeRules(_)
+            | Body::DeclareImportWindow(_) => vec![],
             Body::OpenAccount(b) => vec![&b.account_id],
             Body::Appropriation(b) => vec![&b.account_id],
             Body::Transfer(b) => vec![&b.from_account_id, &b.to_account_id],
@@ -413,6 +428,24 @@ pub struct EvaluateProject {
     pub targets_met: Vec<bool>,
 }
 
+/// An org's import window (历史数据导入): while it is open the org may post
+/// records marked imported, with past value dates (rules 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclareImportWindow {
+    pub org_id: String,
+    /// The last commit day on which the window is open.
+    pub until_day: Day,
+    pub document_no: String,
+}
+
+/// An import window as stored under its org.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportWindow {
+    /// The record that declared it.
+    pub seq: u64,
+    pub until_day: Day,
+}
+
 /// An evaluation as stored under its project.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Evaluation {
@@ -420,6 +453,9 @@ pub struct Evaluation {
     pub day: Day,
     pub score: u32,
     pub targets_met: Vec<bool>,
+    /// Signed by the project's owner (自评): shown as such, and never what
+    /// a report judges the project by.
+    pub by_owner: bool,
 }
 
 impl Evaluation {

@@ -13,6 +13,7 @@
 //! | 3 | account, org and household identifiers may not look like ID-card or bank-card numbers; no account may hold more than u64::MAX fen in all |
 //! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has; a record moves money in at most 1,000 legs (`LEGS_PER_RECORD_MAX`) |
 //! | 5 | the bank's result for a household payment can be posted: `ConfirmCredit` (credited) and a `Return` of kind `BANK_FAILURE` (not credited: the payment's money goes back to the account that paid it); a payment with a bank result can no longer be reversed; programme rules (`SetProgrammeRules`) and performance evaluations (`EvaluateProject`) are recorded, for reports to judge |
+//! | 6 | separation of duties: who may register whom follows the org's role (the root org registers any role; an audit office registers audit offices only; every other org registers finance orgs only), and an org manages the keys only of itself and of children whose role it may register |
 
 use crate::model::LedgerMeta;
 use crate::Fault;
@@ -25,11 +26,12 @@ pub enum Rules {
     V3,
     V4,
     V5,
+    V6,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V5;
+    pub const CURRENT: Rules = Rules::V6;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
@@ -39,6 +41,7 @@ impl Rules {
             3 => Some(Rules::V3),
             4 => Some(Rules::V4),
             5 => Some(Rules::V5),
+            6 => Some(Rules::V6),
             _ => None,
         }
     }
@@ -53,13 +56,14 @@ impl Rules {
         })
     }
 
-    pub fn version(self) -> u32 {
+    pub const fn version(self) -> u32 {
         match self {
             Rules::V1 => 1,
             Rules::V2 => 2,
             Rules::V3 => 3,
             Rules::V4 => 4,
             Rules::V5 => 5,
+            Rules::V6 => 6,
         }
     }
 
@@ -67,7 +71,7 @@ impl Rules {
     pub fn idempotency_scope_name(self) -> &'static str {
         match self {
             Rules::V1 => "this key",
-            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 => "a key of this org",
+            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 => "a key of this org",
         }
     }
 }

@@ -99,6 +99,32 @@ pub fn key_id(public_key: &[u8; 32]) -> String {
     hex::encode(&digest[..8])
 }
 
+/// Characters of every key id [`key_id`] makes.
+pub const KEY_ID_CHARS: usize = 16;
+
+/// Whether `text` has the shape of a key id: exactly [`KEY_ID_CHARS`]
+/// lowercase hex digits. Anything else names no key, so it is refused
+/// before any store is asked (a 64 KiB id once reached the key store and
+/// failed the whole batch it came in).
+pub fn is_key_id(text: &str) -> bool {
+    text.len() == KEY_ID_CHARS && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Refuses a key id of the wrong shape, naming `field`.
+pub fn check_key_id(field: &str, text: &str) -> Result<(), Rejection> {
+    if is_key_id(text) {
+        return Ok(());
+    }
+    let shown: String = text.chars().take(KEY_ID_CHARS + 4).collect();
+    Err(Rejection::invalid(
+        field,
+        format!(
+            "{field} must be {KEY_ID_CHARS} lowercase hex digits (a key's id); {shown:?}{} is not one",
+            if shown.len() < text.len() { "…" } else { "" }
+        ),
+    ))
+}
+
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }

@@ -107,6 +107,8 @@ pub mod key {
     /// Org ‖ 0x00 ‖ bank reference → the seq of the record that cited it
     /// (rules 5): a bank reference names one result per org.
     pub const BANK_REFERENCE: u8 = b'r';
+    /// Org → its import window (ImportWindow; rules 6).
+    pub const IMPORT_WINDOW: u8 = b'n';
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
@@ -359,6 +361,10 @@ pub trait StateRead: Kv {
         Ok(chain)
     }
     fn key(&self, key_id: &str) -> Result<Option<Key>, Fault> {
+        // An id of another shape names no key; the store is not asked.
+        if !crate::signing::is_key_id(key_id) {
+            return Ok(None);
+        }
         self.read(&key::named(key::KEY, key_id))
     }
     fn account(&self, account_id: &str) -> Result<Option<Account>, Fault> {
@@ -432,6 +438,9 @@ pub trait StateRead: Kv {
             .collect()
     }
     /// The bank's result for the household payment of record `seq`.
+    fn import_window(&self, org_id: &str) -> Result<Option<ImportWindow>, Fault> {
+        self.read(&key::named(key::IMPORT_WINDOW, org_id))
+    }
     fn settlement(&self, seq: u64) -> Result<Option<Settlement>, Fault> {
         self.read(&key::seq(key::SETTLEMENT, seq))
     }

@@ -168,6 +168,11 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        Body::DeclareImportWindow(w) => {
+            since(rules, Rules::V6, "declare_import_window")?;
+            id("declare_import_window.org_id", &w.org_id)?;
+            document_no("declare_import_window.document_no", &w.document_no)
+        }
         Body::ConfirmCredit(c) => {
             since(rules, Rules::V5, "confirm_credit")?;
             if c.disbursement_seq == 0 {

@@ -155,6 +155,19 @@ fn genesis() -> Ledger {
             )
             .expect("register");
     }
+    // Every org may import history (rules 6: a window the root declares).
+    for org in ORGS {
+        ledger
+            .post(
+                0,
+                Body::DeclareImportWindow(DeclareImportWindow {
+                    org_id: org.into(),
+                    until_day: commit_day(),
+                    document_no: "财办〔2026〕1号".into(),
+                }),
+            )
+            .expect("import window");
+    }
     for (account_id, owner, kind) in ACCOUNTS {
         ledger
             .post(

@@ -419,6 +419,23 @@ fn above_standard(report: &mut Report, household: &Household) -> Result<(), Erro
     Ok(())
 }
 
+/// The failed evaluation a project stood under at record `seq`, if any. A
+/// project is judged by the latest evaluation its owner did not sign; a
+/// self-evaluation (自评) counts only to admit a failure newer than that,
+/// never to clear one.
+fn failed_evaluation(evaluations: &[Evaluation], seq: u64) -> Option<&Evaluation> {
+    let before = || evaluations.iter().rev().filter(|e| e.seq < seq);
+    let external = before().find(|e| !e.by_owner);
+    let own = before().find(|e| e.by_owner);
+    match (external, own) {
+        (Some(external), _) if external.failed() => Some(external),
+        (external, Some(own)) if own.failed() && external.is_none_or(|x| own.seq > x.seq) => {
+            Some(own)
+        }
+        _ => None,
+    }
+}
+
 /// Allocations to a project before its announcement where the rules want
 /// one, and after a failed evaluation.
 fn project_breaches(report: &mut Report, project: &Project) -> Result<(), Error> {
@@ -444,7 +461,7 @@ fn project_breaches(report: &mut Report, project: &Project) -> Result<(), Error>
         if !report.day_in_period(movement.value_day) {
             continue;
         }
-        let evaluated = evaluations.iter().rev().find(|e| e.seq < seq);
+        let evaluated = failed_evaluation(&evaluations, seq);
         for leg in &movement.legs {
             if leg.to_account_id.as_deref() != Some(project.account_id.as_str()) {
                 continue;
@@ -467,7 +484,7 @@ fn project_breaches(report: &mut Report, project: &Project) -> Result<(), Error>
                     }
                 }
             }
-            if let Some(e) = evaluated.filter(|e| e.failed()) {
+            if let Some(e) = evaluated {
                 let entry = found
                     .entry(("FAILED_EVALUATION_FUNDED", programme.clone()))
                     .or_insert((e.seq, 0, Vec::new()));
@@ -493,12 +510,15 @@ fn project_breaches(report: &mut Report, project: &Project) -> Result<(), Error>
                 ),
             }
         } else {
-            let score = evaluations
-                .iter()
-                .find(|e| e.seq == rule_seq)
-                .map_or(0, |e| e.score);
+            let evaluation = evaluations.iter().find(|e| e.seq == rule_seq);
+            let score = evaluation.map_or(0, |e| e.score);
+            let by = if evaluation.is_some_and(|e| e.by_owner) {
+                "its own self-evaluation (自评)"
+            } else {
+                "its evaluation"
+            };
             format!(
-                "project {} received {} of programme {programme} after its evaluation (record {rule_seq}) failed with score {score}",
+                "project {} received {} of programme {programme} after {by} (record {rule_seq}) failed with score {score}",
                 project.account_id,
                 Fen(fen(amount)?)
             )

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::paced;
 use fundtrail_api::pb;
 use fundtrail_core::model::Role;
 use fundtrail_core::state::StateRead;
@@ -12,7 +13,6 @@ use fundtrail_tlog::{
     CosignatureVerifier, Verifier,
 };
 use prost::Message;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::boundary::Caller;
@@ -23,8 +23,7 @@ use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
 use fundtrail_core::{Error, Fault, Rejection};
 
 use fundtrail_core::limits::{
-    COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS, EXPORT_SEND_TIMEOUT_MS,
-    INCLUSION_PROOFS_PER_CALL_MAX,
+    COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS, INCLUSION_PROOFS_PER_CALL_MAX,
 };
 
 pub struct AuditService {
@@ -137,6 +136,9 @@ fn access_log_page(
     let log = engine.access_log();
     let (checkpoint, note) = log.checkpoint()?;
     let indexes = log.find(household, org, start, limit + 1);
+    let state = engine.state();
+    let mut audit_divisions: std::collections::HashMap<String, Option<String>> =
+        std::collections::HashMap::new();
     let mut entries = Vec::with_capacity(limit);
     let mut next_page_token = String::new();
     for index in indexes {
@@ -157,7 +159,22 @@ fn access_log_page(
             .into_iter()
             .chain(decoded.household_account_ids)
             .collect();
-        let (record, leaf_hash) = match facts.sees_all(reader, &named)? {
+        // A read by an audit office is shown only to the root org and to
+        // audit offices above it: never to the audited.
+        let auditor_division = match audit_divisions.get(&decoded.org_id) {
+            Some(division) => division.clone(),
+            None => {
+                let division = state
+                    .org(&decoded.org_id)?
+                    .filter(|o| o.role == fundtrail_core::model::Role::Auditor)
+                    .map(|o| o.division_code);
+                audit_divisions.insert(decoded.org_id.clone(), division.clone());
+                division
+            }
+        };
+        let audit_hidden = auditor_division
+            .is_some_and(|division| !fundtrail_core::access::sees_audit_read(reader, &division));
+        let (record, leaf_hash) = match !audit_hidden && facts.sees_all(reader, &named)? {
             true => (record, Vec::new()),
             false => (Vec::new(), fundtrail_tlog::record_hash(&record).to_vec()),
         };
@@ -375,12 +392,12 @@ impl pb::audit_server::Audit for AuditService {
         }
     }
 
-    type GetInclusionProofsStream = ProofStream;
+    type GetInclusionProofsStream = paced::Paced<pb::GetInclusionProofResponse>;
 
     async fn get_inclusion_proofs(
         &self,
         request: Request<pb::GetInclusionProofsRequest>,
-    ) -> Result<Response<ProofStream>, Status> {
+    ) -> Result<Response<Self::GetInclusionProofsStream>, Status> {
         let request = request.into_inner();
         let tree_size = proof_tree_size(&self.engine, request.tree_size)?;
         if request.indexes.len() > INCLUSION_PROOFS_PER_CALL_MAX {
@@ -394,18 +411,21 @@ impl pb::audit_server::Audit for AuditService {
                 "record {index} is not in a tree of {tree_size} records (indexes start at 0)"
             )));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(PROOFS_SENT_AHEAD);
         let engine = self.engine.clone();
-        tokio::task::spawn_blocking(move || {
-            for index in request.indexes {
-                let proof = public_proof(&engine, tree_size, index).map_err(status);
-                if tx.blocking_send(proof).is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+        let indexes = request.indexes;
+        let count = indexes.len() as u64;
+        Ok(Response::new(paced::chunked(
+            0,
+            count,
+            PROOFS_SENT_AHEAD,
+            PROOFS_SENT_AHEAD,
+            "position {} of the indexes asked",
+            move |from, to| {
+                indexes[from as usize..to as usize]
+                    .iter()
+                    .map(|&index| public_proof(&engine, tree_size, index).map_err(status))
+                    .collect()
+            },
         )))
     }
 
@@ -434,7 +454,7 @@ impl pb::audit_server::Audit for AuditService {
         .await
     }
 
-    type ExportLogStream = ReceiverStream<Result<pb::ExportLogRecord, Status>>;
+    type ExportLogStream = paced::Paced<pb::ExportLogRecord>;
 
     async fn export_log(
         &self,
@@ -453,40 +473,15 @@ impl pb::audit_server::Audit for AuditService {
                 request.start
             )));
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(EXPORT_BUFFER_RECORDS);
         let engine = self.engine.clone();
-        // Chunks are read on the blocking pool and sent from here: a client
-        // that stops reading holds no blocking thread, and is dropped after
-        // EXPORT_SEND_TIMEOUT_MS.
-        tokio::spawn(async move {
-            let send_timeout = std::time::Duration::from_millis(EXPORT_SEND_TIMEOUT_MS);
-            let mut start = request.start;
-            while start < end {
-                let chunk_end = end.min(start + EXPORT_BUFFER_RECORDS as u64);
-                let (engine, caller) = (engine.clone(), caller.clone());
-                let chunk = tokio::task::spawn_blocking(move || {
-                    export_chunk(&engine, &caller, start, chunk_end)
-                })
-                .await
-                .unwrap_or_else(|e| Err(Status::unavailable(format!("the export stopped: {e}"))));
-                let failed = chunk.is_err();
-                let items = match chunk {
-                    Ok(items) => items.into_iter().map(Ok).collect(),
-                    Err(status) => vec![Err(status)],
-                };
-                for item in items {
-                    match tokio::time::timeout(send_timeout, tx.send(item)).await {
-                        Ok(Ok(())) => {}
-                        _ => return,
-                    }
-                }
-                if failed {
-                    return;
-                }
-                start = chunk_end;
-            }
-        });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(paced::chunked(
+            request.start,
+            end,
+            EXPORT_BUFFER_RECORDS,
+            EXPORT_BUFFER_RECORDS,
+            "seq {}",
+            move |start, end| export_chunk(&engine, &caller, start, end),
+        )))
     }
 
     async fn add_cosignature(
@@ -607,15 +602,6 @@ fn proof_tree_size(engine: &Engine, requested: u64) -> Result<u64, Status> {
 
 /// Inclusion proofs sent ahead of the client's reading.
 const PROOFS_SENT_AHEAD: usize = 256;
-
-/// The answers of a GetInclusionProofs call, in the order asked.
-pub type ProofStream = std::pin::Pin<
-    Box<
-        dyn tokio_stream::Stream<Item = Result<pb::GetInclusionProofResponse, Status>>
-            + Send
-            + 'static,
-    >,
->;
 
 /// The proof that record `index` is in the tree of `tree_size` records,
 /// with its leaf hash, read from the tree alone (no record bytes).

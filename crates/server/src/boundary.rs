@@ -1,16 +1,23 @@
 //! The trust boundary: every call passes here before a service sees it.
 //!
-//! In order: shed load past [`IN_FLIGHT_CALLS_MAX`]; bound the request
-//! message by its method's limit (RESOURCE_EXHAUSTED, naming it); check the
-//! read signature (docs/read-signature.md) against the keys registered at
-//! the head, the skew window and the nonces already seen; charge the key's
-//! read allowance; and hand the service the [`Caller`]. On the way out, a
-//! request that did not decode is answered INVALID_ARGUMENT rather than
-//! tonic's INTERNAL.
+//! In order: admit the call's message to be received, within its
+//! address's share ([`RECEIVING_CALLS_PER_ADDRESS_MAX`]) and its deadline
+//! (shorter for calls that carry no key); bound the request message by its
+//! method's limit (RESOURCE_EXHAUSTED, naming it); check the read signature
+//! (docs/read-signature.md) against the keys registered at the head, the
+//! skew window and the nonces already seen, charging a failure to the
+//! address; charge the key's read allowance; take one of the
+//! [`IN_FLIGHT_CALLS_MAX`] answering slots (calls without a key at most
+//! [`UNKEYED_CALLS_MAX`] of them; health checks need none); and hand the
+//! service the [`Caller`]. A call holds no answering slot while its message
+//! is still arriving, so clients that send headers and never a body hold
+//! only their own address's share. On the way out, a request that did not
+//! decode is answered INVALID_ARGUMENT rather than tonic's INTERNAL.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::future::Future;
+use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +30,9 @@ use fundtrail_core::access::Reader;
 use fundtrail_core::limits::{
     BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, MIN_SEQ_WAIT_MS,
     POST_STREAM_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX,
-    READ_NONCES_REMEMBERED_MAX, RECONCILE_REQUEST_BYTES_MAX, REQUEST_BODY_TIMEOUT_MS,
+    READ_NONCES_PER_ORG_MAX, READ_NONCES_REMEMBERED_MAX, RECEIVING_CALLS_PER_ADDRESS_MAX,
+    RECONCILE_REQUEST_BYTES_MAX, REQUEST_BODY_TIMEOUT_MS, UNKEYED_BODY_TIMEOUT_MS,
+    UNKEYED_CALLS_MAX,
 };
 use fundtrail_core::signing::{sha256, ReadClaim};
 use fundtrail_core::state::StateRead;
@@ -50,6 +59,10 @@ const POST_STREAM_PATH: &str = "/fundtrail.v1.Ledger/PostStream";
 
 /// Paths of the write service, whose answers say the durable record count.
 const LEDGER_PATH_PREFIX: &str = "/fundtrail.v1.Ledger/";
+
+/// Health checks: answered without an answering slot, so a full server
+/// still says whether it is alive.
+const HEALTH_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 
 /// The authenticated caller of a signed call, in the request's extensions.
 #[derive(Debug, Clone)]
@@ -208,6 +221,10 @@ pub struct BoundaryConfig {
     /// Read allowance per key (and per address for unsigned public calls).
     pub read_cost_per_second: NonZeroU32,
     pub read_cost_burst: NonZeroU32,
+    /// Read signatures remembered inside the skew window: in all, and of
+    /// one org (all its keys together).
+    pub read_nonces_max: usize,
+    pub read_nonces_per_org_max: usize,
 }
 
 impl Default for BoundaryConfig {
@@ -217,6 +234,8 @@ impl Default for BoundaryConfig {
             in_flight_calls_max: IN_FLIGHT_CALLS_MAX,
             read_cost_per_second: NonZeroU32::new(READ_COST_PER_SECOND_DEFAULT).expect("nonzero"),
             read_cost_burst: NonZeroU32::new(READ_COST_BURST_DEFAULT).expect("nonzero"),
+            read_nonces_max: READ_NONCES_REMEMBERED_MAX,
+            read_nonces_per_org_max: READ_NONCES_PER_ORG_MAX,
         }
     }
 }
@@ -226,6 +245,11 @@ struct Shared {
     engine: Arc<Engine>,
     in_flight: Arc<Semaphore>,
     in_flight_max: usize,
+    /// The answering slots calls without a key may hold, inside `in_flight`.
+    unkeyed: Arc<Semaphore>,
+    unkeyed_max: usize,
+    /// Calls whose message is still arriving, per client address.
+    receiving: Arc<Mutex<HashMap<Option<IpAddr>, Arc<Semaphore>>>>,
     limiter: DefaultKeyedRateLimiter<String>,
     cost_per_second: u32,
     nonces: Mutex<Nonces>,
@@ -254,9 +278,16 @@ impl BoundaryLayer {
                 engine,
                 in_flight: Arc::new(Semaphore::new(config.in_flight_calls_max)),
                 in_flight_max: config.in_flight_calls_max,
+                unkeyed: Arc::new(Semaphore::new(unkeyed_max(config.in_flight_calls_max))),
+                unkeyed_max: unkeyed_max(config.in_flight_calls_max),
+                receiving: Arc::new(Mutex::new(HashMap::new())),
                 limiter: RateLimiter::keyed(quota),
                 cost_per_second: config.read_cost_per_second.get(),
-                nonces: Mutex::new(Nonces::default()),
+                nonces: Mutex::new(Nonces {
+                    max: config.read_nonces_max,
+                    per_org_max: config.read_nonces_per_org_max,
+                    ..Nonces::default()
+                }),
                 buffered: Arc::new(Semaphore::new(BUFFERED_REQUEST_BYTES_MAX)),
                 charges: AtomicU64::new(0),
             }),
@@ -330,6 +361,129 @@ const STREAMING_PATHS: &[&str] = &[
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
 ];
 
+/// The share of answering slots for calls without a key: a quarter.
+fn unkeyed_max(in_flight_max: usize) -> usize {
+    (in_flight_max * UNKEYED_CALLS_MAX / IN_FLIGHT_CALLS_MAX).max(1)
+}
+
+/// The address a call came from: the TCP peer (through TLS too), or for
+/// the HTTP port, whose peers are local (a TLS proxy in front), the last
+/// address the proxy added to `x-forwarded-for`. `None` when unknown.
+fn client_address(parts: &http::request::Parts) -> Option<IpAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = &parts.extensions;
+    if let Some(info) = extensions.get::<TcpConnectInfo>() {
+        return info.remote_addr().map(|a| a.ip());
+    }
+    if let Some(info) = extensions.get::<TlsConnectInfo<TcpConnectInfo>>() {
+        return info.get_ref().remote_addr().map(|a| a.ip());
+    }
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()?
+        .0
+        .ip();
+    let forwarded = parts
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|v| v.trim().parse::<IpAddr>().ok());
+    Some(forwarded.unwrap_or(peer))
+}
+
+/// How an address is named in refusals.
+fn address_name(address: Option<IpAddr>) -> String {
+    match address {
+        Some(ip) => format!("address {ip}"),
+        None => "an unknown address".to_string(),
+    }
+}
+
+/// One of an address's [`RECEIVING_CALLS_PER_ADDRESS_MAX`] calls whose
+/// message is still arriving; given back when dropped. Calls past the share
+/// wait their turn within their own deadline, holding nothing shared.
+struct Receiving {
+    permit: Option<OwnedSemaphorePermit>,
+    shares: Arc<Mutex<HashMap<Option<IpAddr>, Arc<Semaphore>>>>,
+    address: Option<IpAddr>,
+}
+
+impl Receiving {
+    async fn take(shared: &Shared, address: Option<IpAddr>) -> Receiving {
+        let share = shared
+            .receiving
+            .lock()
+            .expect("receiving shares poisoned")
+            .entry(address)
+            .or_insert_with(|| Arc::new(Semaphore::new(RECEIVING_CALLS_PER_ADDRESS_MAX)))
+            .clone();
+        let permit = share
+            .acquire_owned()
+            .await
+            .expect("receiving shares are never closed");
+        Receiving {
+            permit: Some(permit),
+            shares: shared.receiving.clone(),
+            address,
+        }
+    }
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        // Clones are made under this lock: one reference means none waits.
+        if shares
+            .get(&self.address)
+            .is_some_and(|share| Arc::strong_count(share) == 1)
+        {
+            shares.remove(&self.address);
+        }
+    }
+}
+
+/// The answering slots a call holds while its service answers it.
+struct Slots {
+    _in_flight: Option<OwnedSemaphorePermit>,
+    _unkeyed: Option<OwnedSemaphorePermit>,
+}
+
+/// Takes the answering slots for a call: none for a health check; one of
+/// the server's for a call with a key (a signed read, or a write, which
+/// carries its signature in its message); for a call without, one of the
+/// unkeyed share as well, so they can never take every slot.
+fn take_slots(shared: &Shared, path: &str, keyed: bool) -> Result<Slots, Status> {
+    if path.starts_with(HEALTH_PATH_PREFIX) {
+        return Ok(Slots {
+            _in_flight: None,
+            _unkeyed: None,
+        });
+    }
+    let unkeyed = if keyed {
+        None
+    } else {
+        Some(shared.unkeyed.clone().try_acquire_owned().map_err(|_| {
+            Status::unavailable(format!(
+                "the server is answering its limit of {} calls without a key at once; retry with backoff, or sign the call",
+                shared.unkeyed_max
+            ))
+        })?)
+    };
+    let in_flight = shared.in_flight.clone().try_acquire_owned().map_err(|_| {
+        Status::unavailable(format!(
+            "the server is answering its limit of {} calls at once; retry with backoff",
+            shared.in_flight_max
+        ))
+    })?;
+    Ok(Slots {
+        _in_flight: Some(in_flight),
+        _unkeyed: unkeyed,
+    })
+}
+
 /// Admits one call and has `inner` answer it.
 async fn answer<S>(
     shared: Arc<Shared>,
@@ -339,13 +493,6 @@ async fn answer<S>(
 where
     S: tower::Service<http::Request<Body>, Response = http::Response<Body>>,
 {
-    let Ok(_permit) = shared.in_flight.clone().try_acquire_owned() else {
-        return Ok(Status::unavailable(format!(
-            "the server is answering its limit of {} calls at once; retry with backoff",
-            shared.in_flight_max
-        ))
-        .into_http());
-    };
     let writes = request.uri().path().starts_with(LEDGER_PATH_PREFIX);
     let request = if request.uri().path() == POST_STREAM_PATH {
         request.map(|body| Body::new(FrameLimited::new(body, POST_STREAM_MESSAGE_BYTES_MAX)))
@@ -353,7 +500,7 @@ where
         request
     };
     match admit(&shared, request).await {
-        Ok((request, _buffered)) => {
+        Ok((request, _buffered, _slots)) => {
             let mut response = inner.call(request).await.map(decode_errors_are_invalid)?;
             if writes {
                 // Read after the answer was made: covers every seq in it.
@@ -368,17 +515,44 @@ where
     }
 }
 
-/// Checks one call at the boundary and returns it ready for its service.
+/// Checks one call at the boundary and returns it ready for its service,
+/// with what it holds while it is answered.
 async fn admit(
     shared: &Arc<Shared>,
     request: http::Request<Body>,
-) -> Result<(http::Request<Body>, Option<OwnedSemaphorePermit>), Status> {
+) -> Result<(http::Request<Body>, Option<OwnedSemaphorePermit>, Slots), Status> {
     let Some(method) = method_of(request.uri().path()) else {
-        return Ok((request, None));
+        // Streaming requests (PostStream, reflection) and unknown paths.
+        let slots = take_slots(shared, request.uri().path(), true)?;
+        return Ok((request, None, slots));
     };
     let (mut parts, body) = request.into_parts();
-    let (message, buffered) = read_message(shared, body, method).await?;
+    let address = client_address(&parts);
     let signed = parts.headers.contains_key(KEY_ID_HEADER);
+    let keyed = signed || method.access == Access::SelfSigned;
+    let deadline_ms = if keyed {
+        REQUEST_BODY_TIMEOUT_MS
+    } else {
+        UNKEYED_BODY_TIMEOUT_MS
+    };
+    // A health check holds nothing shared while it arrives: it waits for
+    // no share, so a full address or server still answers whether it lives.
+    let health = method.path.starts_with(HEALTH_PATH_PREFIX);
+    let receive = async {
+        let _receiving = match health {
+            true => None,
+            false => Some(Receiving::take(shared, address).await),
+        };
+        read_message(shared, body, method).await
+    };
+    let (message, buffered) = tokio::time::timeout(Duration::from_millis(deadline_ms), receive)
+        .await
+        .map_err(|_| {
+            Status::deadline_exceeded(format!(
+                "the request message did not arrive within {deadline_ms} ms ({} may send at most {RECEIVING_CALLS_PER_ADDRESS_MAX} at once)",
+                address_name(address)
+            ))
+        })??;
     let caller = match (method.access, signed) {
         (Access::SelfSigned, _) => None,
         (Access::Public, false) => {
@@ -393,7 +567,15 @@ async fn admit(
         }
         (Access::Signed | Access::Public, true) => {
             let (caller, signature) =
-                authenticate(shared, &parts.headers, method.path, &message).await?;
+                match authenticate(shared, &parts.headers, method.path, &message).await {
+                    Ok(found) => found,
+                    Err(refused) => {
+                        // A failed check costs the address what the call
+                        // would have cost the key: guessing is not free.
+                        charge(shared, &parts, None, method)?;
+                        return Err(refused);
+                    }
+                };
             // Charged before its nonce is kept: a key's allowance bounds
             // the nonces it can make the server remember.
             charge(shared, &parts, Some(&caller), method)?;
@@ -403,11 +585,12 @@ async fn admit(
                 .nonces
                 .lock()
                 .expect("nonce set poisoned")
-                .insert(&signature, now_ms, skew_ms)
+                .insert(&signature, &caller.reader.org_id, now_ms, skew_ms)
                 .map_err(status)?;
             Some(caller)
         }
     };
+    let slots = take_slots(shared, method.path, caller.is_some() || keyed && !signed)?;
     if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
@@ -415,7 +598,7 @@ async fn admit(
         reach_min_seq(shared, &parts.headers).await?;
     }
     let request = http::Request::from_parts(parts, Body::new(Full::new(message.frame)));
-    Ok((request, Some(buffered)))
+    Ok((request, Some(buffered), slots))
 }
 
 /// A number written in ASCII decimal digits only (no sign, no spaces), as
@@ -469,7 +652,7 @@ impl Message {
 }
 
 /// Reads the request body, refusing it as soon as it passes the method's
-/// limit, within [`REQUEST_BODY_TIMEOUT_MS`], holding its bytes against the
+/// limit (the caller bounds the time), holding its bytes against the
 /// server-wide [`BUFFERED_REQUEST_BYTES_MAX`]; checks it is one uncompressed
 /// gRPC frame.
 async fn read_message(
@@ -483,7 +666,6 @@ async fn read_message(
             method.path, method.request_bytes_max
         ))
     };
-    let deadline = Duration::from_millis(REQUEST_BODY_TIMEOUT_MS);
     let read = async {
         let mut body = Limited::new(body, method.request_bytes_max + 5);
         let mut buffered = shared
@@ -515,11 +697,7 @@ async fn read_message(
         }
         Ok::<_, Status>((frame.freeze(), buffered))
     };
-    let (frame, buffered) = tokio::time::timeout(deadline, read).await.map_err(|_| {
-        Status::deadline_exceeded(format!(
-            "the request message did not arrive within {REQUEST_BODY_TIMEOUT_MS} ms"
-        ))
-    })??;
+    let (frame, buffered) = read.await?;
     let mut header = &frame[..frame.len().min(5)];
     if header.len() < 5 {
         return Err(Status::invalid_argument(
@@ -564,6 +742,12 @@ fn signature_of(headers: &http::HeaderMap) -> Result<Signature, Rejection> {
             })
     };
     let key_id = text(KEY_ID_HEADER)?;
+    if !fundtrail_core::signing::is_key_id(&key_id) {
+        return Err(Rejection::unauthenticated(
+            KEY_ID_HEADER,
+            "must be a key id: 16 lowercase hex digits",
+        ));
+    }
     let signed_at = text(SIGNED_AT_HEADER)?;
     let canonical = signed_at.len() <= 19 && (signed_at == "0" || !signed_at.starts_with('0'));
     let signed_at_ms = Some(signed_at)
@@ -693,14 +877,7 @@ fn charge(
 ) -> Result<(), Status> {
     let who = match caller {
         Some(caller) => format!("key {}", caller.key_id),
-        None => match parts
-            .extensions
-            .get::<tonic::transport::server::TcpConnectInfo>()
-            .and_then(|info| info.remote_addr())
-        {
-            Some(addr) => format!("address {}", addr.ip()),
-            None => "an unknown address".to_string(),
-        },
+        None => address_name(client_address(parts)),
     };
     // Keys idle long enough to be full again are forgotten now and then, so
     // the limiter's memory follows the active callers.
@@ -722,42 +899,60 @@ fn charge(
 }
 
 /// The (key, nonce) pairs of read signatures still inside the skew window.
+/// Each org holds at most its share, so one org filling the store (with
+/// many keys, say) is refused alone.
 #[derive(Default)]
 struct Nonces {
     seen: HashSet<[u8; 16]>,
-    /// (expiry ms, entry, key id), soonest first.
-    expiry: BinaryHeap<Reverse<(i64, [u8; 16], String)>>,
+    /// Entries by expiry, soonest first.
+    expiry: BinaryHeap<Reverse<Kept>>,
     per_key: HashMap<String, usize>,
+    per_org: HashMap<String, usize>,
+    max: usize,
+    per_org_max: usize,
     /// The latest clock reading seen: time here never goes back.
     now_ms: i64,
 }
 
+/// One remembered entry: (expiry ms, entry, key id, org id).
+type Kept = (i64, [u8; 16], String, String);
+
+/// Takes one from `counts[name]`, forgetting a name that reaches zero.
+fn count_down(counts: &mut HashMap<String, usize>, name: &str) {
+    if let Some(count) = counts.get_mut(name) {
+        *count -= 1;
+        if *count == 0 {
+            counts.remove(name);
+        }
+    }
+}
+
 impl Nonces {
-    /// Remembers a signature's nonce; refuses one already used, and checks
-    /// the skew again against the clock read under the lock, so an entry
-    /// that left (its signature too old by now) cannot be replayed.
+    /// Remembers a signature's nonce for `org_id`; refuses one already
+    /// used, and checks the skew again against the clock read under the
+    /// lock, so an entry that left (its signature too old by now) cannot be
+    /// replayed. An entry is kept until its signing time plus the skew: it
+    /// must stay while the signature could still pass the skew check, and a
+    /// signature dated ahead costs its org's share that much longer.
     fn insert(
         &mut self,
         signature: &Signature,
+        org_id: &str,
         now_ms: i64,
         skew_ms: i64,
     ) -> Result<(), Rejection> {
         self.now_ms = self.now_ms.max(now_ms);
         let now_ms = self.now_ms;
-        while let Some(Reverse((expires_ms, _, _))) = self.expiry.peek() {
+        while let Some(Reverse((expires_ms, _, _, _))) = self.expiry.peek() {
             if *expires_ms >= now_ms {
                 break;
             }
-            let Some(Reverse((_, entry, key_id))) = self.expiry.pop() else {
+            let Some(Reverse((_, entry, key_id, org))) = self.expiry.pop() else {
                 break;
             };
             self.seen.remove(&entry);
-            if let Some(count) = self.per_key.get_mut(&key_id) {
-                *count -= 1;
-                if *count == 0 {
-                    self.per_key.remove(&key_id);
-                }
-            }
+            count_down(&mut self.per_key, &key_id);
+            count_down(&mut self.per_org, &org);
         }
         if now_ms.abs_diff(signature.signed_at_ms) > skew_ms as u64 {
             return Err(Rejection::unauthenticated(
@@ -788,21 +983,35 @@ impl Nonces {
                 ),
             ));
         }
-        if self.seen.len() >= READ_NONCES_REMEMBERED_MAX {
+        let of_org = self.per_org.get(org_id).copied().unwrap_or(0);
+        if of_org >= self.per_org_max {
+            return Err(Rejection::new(
+                fundtrail_core::Code::ResourceExhausted,
+                KEY_ID_HEADER,
+                format!(
+                    "org {org_id} has {} read signatures inside the skew window, its share; retry shortly",
+                    self.per_org_max
+                ),
+            ));
+        }
+        if self.seen.len() >= self.max {
             return Err(Rejection::new(
                 fundtrail_core::Code::Unavailable,
                 NONCE_HEADER,
                 format!(
-                    "the server remembers {READ_NONCES_REMEMBERED_MAX} recent read signatures, its limit; retry shortly"
+                    "the server remembers {} recent read signatures, its limit; retry shortly",
+                    self.max
                 ),
             ));
         }
         self.seen.insert(entry);
         *self.per_key.entry(signature.key_id.clone()).or_default() += 1;
+        *self.per_org.entry(org_id.to_string()).or_default() += 1;
         self.expiry.push(Reverse((
             signature.signed_at_ms.saturating_add(skew_ms),
             entry,
             signature.key_id.clone(),
+            org_id.to_string(),
         )));
         Ok(())
     }

@@ -926,7 +926,14 @@ impl Engine {
             .run(move || {
                 requests
                     .into_iter()
-                    .map(|signed| engine.check(signed))
+                    .map(|signed| {
+                        // A check that panics is a bug; it fails its own
+                        // request, not the others of its chunk.
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            engine.check(signed)
+                        }))
+                        .unwrap_or_else(|_| check_unfinished(1, "the check failed").remove(0))
+                    })
                     .collect()
             })
             .await;
@@ -944,6 +951,7 @@ impl Engine {
                 "the request is not signed: key_id is missing",
             ));
         }
+        signing::check_key_id("key_id", &signed.key_id)?;
         if signed.signature.is_empty() {
             return Err(Rejection::unauthenticated(
                 "signature",

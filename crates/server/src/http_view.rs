@@ -106,10 +106,15 @@ pub async fn serve_http(
         .route_service("/fundtrail.v1.Audit/{method}", grpc_web)
         .with_state(engine);
     info!(%addr, "HTTP port serving the web view and /metrics");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| format!("the HTTP port failed: {e}"))
+    // The peer's address goes with each call: the boundary charges
+    // gRPC-web calls by it (or by the proxy's x-forwarded-for).
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .map_err(|e| format!("the HTTP port failed: {e}"))
 }
 
 fn page(content_type: &'static str, bytes: &'static [u8]) -> Response {

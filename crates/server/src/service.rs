@@ -7,7 +7,7 @@ use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
 use fundtrail_core::dates::parse_date;
 use fundtrail_core::limits::{
     CALL_TIMEOUT_MS, CHECK_CHUNK_REQUESTS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
-    POST_BATCH_REQUESTS_MAX, POST_STREAMS_MAX, POST_STREAM_IN_FLIGHT_MAX,
+    POST_BATCH_REQUESTS_MAX, POST_STREAMS_MAX, POST_STREAM_IDLE_MS, POST_STREAM_IN_FLIGHT_MAX,
 };
 use fundtrail_core::model::Account;
 use fundtrail_core::state::{decode, key, StateRead};
@@ -35,6 +35,8 @@ pub struct LedgerService {
     pub engine: Arc<Engine>,
     /// PostStreams running at once.
     pub streams: Arc<tokio::sync::Semaphore>,
+    /// Of them, each client address's share.
+    streams_of_address: crate::shares::Shares<Option<std::net::IpAddr>>,
 }
 
 impl LedgerService {
@@ -42,6 +44,9 @@ impl LedgerService {
         LedgerService {
             engine,
             streams: Arc::new(tokio::sync::Semaphore::new(POST_STREAMS_MAX)),
+            streams_of_address: crate::shares::Shares::new(
+                fundtrail_core::limits::POST_STREAMS_PER_ADDRESS_MAX,
+            ),
         }
     }
 }
@@ -50,6 +55,8 @@ pub struct QueryService {
     pub engine: Arc<Engine>,
     /// Places for Watch streams ([`fundtrail_core::limits::WATCH_STREAMS_MAX`]).
     watchers: Arc<tokio::sync::Semaphore>,
+    /// Of them, each org's share.
+    watchers_of_org: Arc<crate::shares::Shares<String>>,
 }
 
 impl QueryService {
@@ -58,6 +65,9 @@ impl QueryService {
             engine,
             watchers: Arc::new(tokio::sync::Semaphore::new(
                 fundtrail_core::limits::WATCH_STREAMS_MAX,
+            )),
+            watchers_of_org: Arc::new(crate::shares::Shares::new(
+                fundtrail_core::limits::WATCH_STREAMS_PER_ORG_MAX,
             )),
         }
     }
@@ -171,6 +181,13 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<tonic::Streaming<pb::SignedRequest>>,
     ) -> Result<Response<PostStream>, Status> {
+        let address = request.remote_addr().map(|a| a.ip());
+        let Some(share) = self.streams_of_address.try_take(&address) else {
+            return Err(Status::resource_exhausted(format!(
+                "{} PostStreams are open from this address, its share; close one first",
+                self.streams_of_address.max()
+            )));
+        };
         let Ok(permit) = self.streams.clone().try_acquire_owned() else {
             return Err(Status::unavailable(format!(
                 "the server runs its limit of {POST_STREAMS_MAX} PostStreams at once; retry with backoff"
@@ -179,7 +196,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         Ok(Response::new(post_stream(
             self.engine.clone(),
             request.into_inner(),
-            permit,
+            (permit, share),
         )))
     }
 }
@@ -211,7 +228,10 @@ enum Outbound {
 fn post_stream(
     engine: Arc<Engine>,
     mut inbound: tonic::Streaming<pb::SignedRequest>,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    permit: (
+        tokio::sync::OwnedSemaphorePermit,
+        crate::shares::Share<Option<std::net::IpAddr>>,
+    ),
 ) -> PostStream {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (checks_tx, mut checks_rx) = tokio::sync::mpsc::channel::<Inbound>(cores * 2);
@@ -281,7 +301,19 @@ async fn read_chunk(
     let mut chunk = Vec::new();
     loop {
         let next = if chunk.is_empty() {
-            inbound.message().await
+            // A stream on which nothing arrives gives its place back.
+            let idle = std::time::Duration::from_millis(POST_STREAM_IDLE_MS);
+            match tokio::time::timeout(idle, inbound.message()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return (
+                        chunk,
+                        Some(Err(Status::deadline_exceeded(format!(
+                            "no request arrived on this PostStream for {POST_STREAM_IDLE_MS} ms, so it was ended; open a new one to post more"
+                        )))),
+                    )
+                }
+            }
         } else {
             // Take only what is already here; waiting would hold back the
             // chunk read so far. (`message` keeps partial input on drop.)
@@ -978,6 +1010,7 @@ impl pb::query_server::Query for QueryService {
             caller,
             request.into_inner(),
             self.watchers.clone(),
+            &self.watchers_of_org,
         )
         .await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(

@@ -147,8 +147,9 @@ pub struct Stream {
     pub tx: Sender<Event>,
     /// The slot the stream's final status goes in.
     pub last: OwnedPermit<Event>,
-    /// The stream's place among [`fundtrail_core::limits::WATCH_STREAMS_MAX`].
-    pub _stream: OwnedSemaphorePermit,
+    /// The stream's place among [`fundtrail_core::limits::WATCH_STREAMS_MAX`],
+    /// and in its org's share of them.
+    pub _stream: (OwnedSemaphorePermit, crate::shares::Share<String>),
 }
 
 impl Stream {
@@ -248,6 +249,7 @@ pub async fn start(
     caller: Caller,
     request: pb::WatchRequest,
     streams: Arc<tokio::sync::Semaphore>,
+    of_org: &crate::shares::Shares<String>,
 ) -> Result<tokio::sync::mpsc::Receiver<Event>, Status> {
     let filter = Filter::new(&request).map_err(crate::status::status)?;
     let count = engine.indexed().get();
@@ -257,6 +259,13 @@ pub async fn start(
             request.from_seq
         )));
     }
+    let Some(org_share) = of_org.try_take(&caller.reader.org_id) else {
+        return Err(Status::resource_exhausted(format!(
+            "org {} has {} watch streams open, its share; close one first",
+            caller.reader.org_id,
+            of_org.max()
+        )));
+    };
     let Ok(stream) = streams.try_acquire_owned() else {
         return Err(Status::resource_exhausted(format!(
             "the server serves its limit of {} watch streams; retry later",
@@ -283,7 +292,7 @@ pub async fn start(
         filter,
         tx,
         last,
-        _stream: stream,
+        _stream: (stream, org_share),
     };
     tokio::spawn(stream.run(request.from_seq));
     Ok(rx)

@@ -30,6 +30,7 @@ const KIND_LABELS = {
   Allocation: "项目安排", RegisterHousehold: "农户登记", SetHouseholdStatus: "农户状态",
   Return: "资金收回", UpgradeRules: "规则升级", ConfirmCredit: "到账确认",
   SetProgrammeRules: "资金管理规则", EvaluateProject: "绩效评价",
+  DeclareImportWindow: "历史数据导入期",
 };
 const FIELD_LABELS = {
   account_id: "账户", from_account_id: "付出账户", to_account_id: "收入账户", household_account_id: "收款农户",

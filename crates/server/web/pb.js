@@ -89,6 +89,7 @@ msg("UpgradeRules", "1 rules_version u32; 2 document_no s");
 msg("ConfirmCredit", "1 disbursement_seq u64; 2 household_account_id s; 3 bank_reference s; 4 document_no s");
 msg("SetProgrammeRules", "1 programme_code s; 2 document_no s; 3 household_max_fen u64; 4 person_max_fen u64; 5 county_share_min_percent u32; 6 idle_days_max u32; 7 announcement_required bool");
 msg("EvaluateProject", "1 account_id s; 2 document_no s; 3 score u32; 4 targets_met bool*");
+msg("DeclareImportWindow", "1 org_id s; 2 until_date s; 3 document_no s");
 
 // Request.body: the oneof's field number names the kind.
 export const BODY_KINDS = {
@@ -97,6 +98,7 @@ export const BODY_KINDS = {
   19: "Consolidation", 20: "RegisterProject", 21: "AnnounceProject", 22: "Allocation",
   23: "RegisterHousehold", 24: "SetHouseholdStatus", 25: "Return", 26: "UpgradeRules",
   27: "ConfirmCredit", 28: "SetProgrammeRules", 29: "EvaluateProject",
+  30: "DeclareImportWindow",
 };
 msg("Request", "1 ledger_id s; 2 idempotency_key s; 3 signed_at_ms i64; 4 value_date s; 5 imported bool; " +
   Object.entries(BODY_KINDS).map(([no, kind]) => `${no} ${kind} ${kind}?`).join("; "));

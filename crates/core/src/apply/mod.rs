@@ -49,9 +49,63 @@ pub(crate) struct Act<'t, 'a, K: Kv + ?Sized> {
     /// The rules in force for this record.
     pub rules: Rules,
     pub seq: u64,
+    /// The record's business date (its value date).
     pub day: Day,
+    /// The day it is committed: from rules 6 a record must pass the rules
+    /// of this day as well as those of its value date.
+    pub commit_day: Day,
     pub org: Org,
     pub effects: Effects,
+}
+
+impl<K: Kv + ?Sized> Act<'_, '_, K> {
+    /// The signer as a reader: what it may read, reads decide
+    /// ([`crate::access`]), and so what its refusals may reveal.
+    pub(crate) fn reader(&self) -> Result<crate::access::Reader, Fault> {
+        let chain = self.txn.org_chain(&self.org.org_id)?;
+        Ok(crate::access::Reader::of_chain(&chain))
+    }
+
+    /// Whether the signer may read data owned by `owner_org_id`.
+    pub(crate) fn reads(&self, owner_org_id: &str) -> Result<bool, Fault> {
+        let owner = crate::access::Owner::of_chain(&self.txn.org_chain(owner_org_id)?);
+        Ok(crate::access::sees(&self.reader()?, &owner))
+    }
+
+    /// The refusal of a write whose `field` names something absent: NOT_FOUND
+    /// (`why`) only to a signer that sees every org's data; to any other,
+    /// the answer [`unreadable`] gives for what exists but is not its, so
+    /// guesses of ids cannot be tested by writing.
+    pub(crate) fn absent(&self, field: &str, why: String) -> Result<Rejection, Fault> {
+        if self.reader()?.sees_everything() {
+            return Ok(Rejection::not_found(field, why));
+        }
+        Ok(unreadable(field))
+    }
+
+    /// `refusal` if the signer may read what `owner_org_id` owns; otherwise
+    /// the one answer for what it may not read ([`unreadable`]).
+    pub(crate) fn refuse_as_reader(
+        &self,
+        field: &str,
+        owner_org_id: &str,
+        refusal: impl FnOnce() -> Rejection,
+    ) -> Result<Rejection, Fault> {
+        if self.reads(owner_org_id)? {
+            return Ok(refusal());
+        }
+        Ok(unreadable(field))
+    }
+}
+
+/// The one answer to a write that names, in `field`, something the signer
+/// may not read, and equally to one that names nothing: the same code and
+/// words either way, so a write reveals no more than a read.
+pub(crate) fn unreadable(field: &str) -> Rejection {
+    Rejection::denied(
+        field,
+        format!("{field} names nothing this org may act on; it may name only what it may read"),
+    )
 }
 
 /// Decides request `request` signed as in `ctx` against `state`, under the
@@ -144,12 +198,17 @@ pub fn apply<K: Kv + ?Sized>(
         ))
     })?;
     let day = value_day(ctx, request)?;
+    let commit_day = crate::dates::day_of_ms(ctx.commit_time_ms);
+    if rules >= Rules::V6 && request.imported {
+        check_import_window(state, &org, commit_day)?;
+    }
     let mut txn = Txn::new(state);
     let mut act = Act {
         txn: &mut txn,
         rules,
         seq: ctx.seq,
         day,
+        commit_day,
         effects: Effects {
             signer_org_id: org.org_id.clone(),
             value_day: day,
@@ -201,6 +260,7 @@ fn dispatch<K: Kv + ?Sized>(act: &mut Act<K>, body: &Body) -> Result<(), Error> 
         Body::ConfirmCredit(c) => movement::confirm_credit(act, c),
         Body::SetProgrammeRules(r) => registry::set_programme_rules(act, r),
         Body::EvaluateProject(e) => registry::evaluate_project(act, e),
+        Body::DeclareImportWindow(w) => registry::declare_import_window(act, w),
     }
 }
 
@@ -214,7 +274,7 @@ fn idempotency_entry<K: Kv + ?Sized>(
 ) -> Result<Option<IdempotencyEntry>, Fault> {
     match rules {
         Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
-        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 => {
+        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 => {
             state.org_idempotency(&signer.org_id, &request.idempotency_key)
         }
     }
@@ -290,6 +350,7 @@ pub fn document_no(body: &Body) -> Option<&str> {
         Body::ConfirmCredit(c) => Some(&c.document_no),
         Body::SetProgrammeRules(r) => Some(&r.document_no),
         Body::EvaluateProject(e) => Some(&e.document_no),
+        Body::DeclareImportWindow(w) => Some(&w.document_no),
         _ => None,
     }
 }
@@ -330,6 +391,33 @@ fn value_day(ctx: &Context, request: &Request) -> Result<Day, Rejection> {
         ));
     }
     Ok(day)
+}
+
+/// Rules 6: a record marked imported needs an import window declared for
+/// its signer's org that is open on the commit day.
+fn check_import_window<K: Kv + ?Sized>(state: &K, org: &Org, commit_day: Day) -> Result<(), Error> {
+    match state.import_window(&org.org_id)? {
+        Some(window) if window.until_day >= commit_day => Ok(()),
+        Some(window) => Err(Rejection::precondition(
+            "imported",
+            format!(
+                "the import window of {} closed on {} (record {}); records imported from an earlier system need an open window, declared by the root org or {}'s parent",
+                org.org_id,
+                crate::dates::format_date(window.until_day),
+                window.seq,
+                org.org_id
+            ),
+        )
+        .into()),
+        None => Err(Rejection::precondition(
+            "imported",
+            format!(
+                "{} has no import window; records imported from an earlier system need one, declared by the root org or {}'s parent (DeclareImportWindow)",
+                org.org_id, org.org_id
+            ),
+        )
+        .into()),
+    }
 }
 
 /// The signing key, if it is registered and the signature is its.

@@ -13,15 +13,14 @@ use crate::rules::Rules;
 use crate::state::{key, Kv, StateRead, Txn};
 use crate::{Code, Error, Fault, Rejection};
 
-/// The account `org` wants to debit: it must exist, be `org`'s own, and not
-/// be a household account (households are final recipients).
+/// The account the signer wants to debit: it must exist, be the signer's
+/// own, and not be a household account (households are final recipients).
 fn debit_account<K: Kv + ?Sized>(
-    txn: &Txn<K>,
-    org: &Org,
+    m: &Act<K>,
     field: &str,
     account_id: &str,
 ) -> Result<Account, Error> {
-    let account = return_account(txn, org, field, account_id)?;
+    let account = return_account(m, field, account_id)?;
     if account.kind == AccountKind::Household {
         return Err(Rejection::precondition(
             field,
@@ -31,37 +30,49 @@ fn debit_account<K: Kv + ?Sized>(
     Ok(account)
 }
 
-/// The account `org` sends money back from: its own, household ones included.
+/// The account the signer sends money back from: its own, household ones
+/// included. Another org's account is refused naming its owner only to a
+/// signer that may read it.
 fn return_account<K: Kv + ?Sized>(
-    txn: &Txn<K>,
-    org: &Org,
+    m: &Act<K>,
     field: &str,
     account_id: &str,
 ) -> Result<Account, Error> {
-    let account = txn.account(account_id)?.ok_or_else(|| {
-        Rejection::not_found(field, format!("account {account_id:?} does not exist"))
-    })?;
-    if account.owner_org_id != org.org_id {
-        return Err(Rejection::denied(
-            field,
-            format!(
-                "account {account_id} belongs to {}; a key of {} may not pay out of it",
-                account.owner_org_id, org.org_id
-            ),
-        )
-        .into());
+    let account = existing_account(m, field, account_id)?;
+    if account.owner_org_id != m.org.org_id {
+        return Err(m
+            .refuse_as_reader(field, &account.owner_org_id, || {
+                Rejection::denied(
+                    field,
+                    format!(
+                        "account {account_id} belongs to {}; a key of {} may not pay out of it",
+                        account.owner_org_id, m.org.org_id
+                    ),
+                )
+            })?
+            .into());
     }
     Ok(account)
 }
 
-fn credit_account<K: Kv + ?Sized>(
-    txn: &Txn<K>,
+/// An account a record names: absent is refused as [`Act::absent`] says.
+fn existing_account<K: Kv + ?Sized>(
+    m: &Act<K>,
     field: &str,
     account_id: &str,
 ) -> Result<Account, Error> {
-    Ok(txn.account(account_id)?.ok_or_else(|| {
-        Rejection::not_found(field, format!("account {account_id:?} does not exist"))
-    })?)
+    match m.txn.account(account_id)? {
+        Some(account) => Ok(account),
+        None => Err(m
+            .absent(field, format!("account {account_id:?} does not exist"))?
+            .into()),
+    }
+}
+
+/// An account the ledger itself named (in a leg): it must be there.
+fn named_account<K: Kv + ?Sized>(txn: &Txn<K>, account_id: &str) -> Result<Account, Fault> {
+    txn.account(account_id)?
+        .ok_or_else(|| Fault::new(format!("derived state lacks account {account_id}")))
 }
 
 fn too_many_legs(account_id: &str, field: &str) -> Error {
@@ -347,8 +358,8 @@ impl<K: Kv + ?Sized> Act<'_, '_, K> {
         to_field: &str,
         to_id: &str,
     ) -> Result<(Account, Account), Error> {
-        let from = debit_account(self.txn, &self.org, from_field, from_id)?;
-        let to = credit_account(self.txn, to_field, to_id)?;
+        let from = debit_account(self, from_field, from_id)?;
+        let to = existing_account(self, to_field, to_id)?;
         Ok((from, to))
     }
 }
@@ -458,17 +469,22 @@ pub(super) fn consolidation<K: Kv + ?Sized>(
 }
 
 /// Refuses a registry entry (project or household) of another org: only the
-/// county whose library or registry holds it may fund or pay it.
-fn owned_by_signer(
+/// county whose library or registry holds it may fund or pay it. Named, with
+/// its owner, only to a signer that may read it.
+fn owned_by_signer<K: Kv + ?Sized>(
+    m: &Act<K>,
     field: &str,
     owner_org_id: &str,
-    signer_org_id: &str,
     why: impl FnOnce() -> String,
-) -> Result<(), Rejection> {
-    if owner_org_id == signer_org_id {
+) -> Result<(), Error> {
+    if owner_org_id == m.org.org_id {
         return Ok(());
     }
-    Err(Rejection::precondition(field, why()))
+    Err(m
+        .refuse_as_reader(field, owner_org_id, || {
+            Rejection::precondition(field, why())
+        })?
+        .into())
 }
 
 /// Pool money to a library project that has a performance target, within
@@ -491,16 +507,16 @@ pub(super) fn allocation<K: Kv + ?Sized>(m: &mut Act<K>, a: &Allocation) -> Resu
         )
         .into());
     }
+    owned_by_signer(m, field, &to.owner_org_id, || {
+        format!(
+            "{} belongs to {}, not to {}; only the county whose library holds a project funds it",
+            to.account_id, to.owner_org_id, m.org.org_id
+        )
+    })?;
     let mut project = m.txn.project(&to.account_id)?.ok_or_else(|| {
         Rejection::precondition(
             field,
             format!("{} is not in a county project library", to.account_id),
-        )
-    })?;
-    owned_by_signer(field, &project.owner_org_id, &m.org.org_id, || {
-        format!(
-            "project {} is in the library of {}, not of {}",
-            project.account_id, project.owner_org_id, m.org.org_id
         )
     })?;
     if project.performance_targets.is_empty() {
@@ -541,28 +557,37 @@ pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> 
         field,
         &d.household_account_id,
     )?;
+    owned_by_signer(m, field, &to.owner_org_id, || {
+        format!(
+            "{} is registered with {}, not with {}; only the county that registered a household pays it",
+            to.account_id, to.owner_org_id, m.org.org_id
+        )
+    })?;
     let household = m.txn.household(&to.account_id)?.ok_or_else(|| {
         Rejection::precondition(
             field,
             format!("{} is not a registered household", to.account_id),
         )
     })?;
-    owned_by_signer(field, &household.owner_org_id, &m.org.org_id, || {
-        format!(
-            "household {} is registered with {}, not with {}; only the county that registered a household pays it",
-            household.account_id, household.owner_org_id, m.org.org_id
-        )
-    })?;
-    if household.status_on(m.day) == HouseholdStatus::Ineligible {
-        return Err(Rejection::precondition(
-            field,
-            format!(
-                "household {} is not eligible on {}",
-                to.account_id,
-                crate::dates::format_date(m.day)
-            ),
-        )
-        .into());
+    // From rules 6 a payment must pass today's rules as well as those of
+    // its value date: a household found ineligible cannot then be paid
+    // with an earlier date.
+    let mut days = vec![m.day];
+    if m.rules >= Rules::V6 && m.commit_day != m.day {
+        days.push(m.commit_day);
+    }
+    for day in days {
+        if household.status_on(day) == HouseholdStatus::Ineligible {
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "household {} is not eligible on {}",
+                    to.account_id,
+                    crate::dates::format_date(day)
+                ),
+            )
+            .into());
+        }
     }
     let payment = HouseholdPayment {
         seq: m.seq,
@@ -584,8 +609,8 @@ pub(super) fn return_money<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result
     if r.kind == ReturnKind::BankFailure {
         return bank_failure(m, r);
     }
-    let from = return_account(m.txn, &m.org, "return.from_account_id", &r.from_account_id)?;
-    let to = credit_account(m.txn, "return.to_account_id", &r.to_account_id)?;
+    let from = return_account(m, "return.from_account_id", &r.from_account_id)?;
+    let to = existing_account(m, "return.to_account_id", &r.to_account_id)?;
     if matches!(to.kind, AccountKind::Household | AccountKind::Project) {
         return Err(Rejection::precondition(
             "return.to_account_id",
@@ -610,19 +635,23 @@ fn unsettled_payment<K: Kv + ?Sized>(
     household_field: &str,
 ) -> Result<(Movement, HouseholdPayment, String), Error> {
     let field = format!("{kind}.disbursement_seq");
-    if seq >= m.seq {
-        return Err(Rejection::not_found(field, format!("record {seq} does not exist yet")).into());
-    }
-    let not_a_payment = || {
-        Rejection::precondition(
-            &field,
-            format!("record {seq} is not a household payment (Disbursement)"),
-        )
-    };
-    let movement = m.txn.movement(seq)?.ok_or_else(not_a_payment)?;
-    if movement.kind != "Disbursement" {
-        return Err(not_a_payment().into());
-    }
+    // Whose payment it is comes first, and anything but a payment the
+    // signer made gets one answer naming nothing: another org must not
+    // learn (or test guesses of) what a record is or whom it paid.
+    let movement = m
+        .txn
+        .movement(seq)?
+        .filter(|movement| movement.kind == "Disbursement")
+        .filter(|movement| movement.signer_org_id == m.org.org_id)
+        .ok_or_else(|| {
+            Rejection::denied(
+                &field,
+                format!(
+                    "{field} names no household payment (Disbursement) that {} made; only the org that paid posts the bank's result for it",
+                    m.org.org_id
+                ),
+            )
+        })?;
     let leg = movement.legs.first().expect("a payment moves money");
     let paid = leg
         .to_account_id
@@ -632,19 +661,6 @@ fn unsettled_payment<K: Kv + ?Sized>(
         .from_account_id
         .clone()
         .expect("a payment leaves an account");
-    // Whose payment it is comes first, and is refused naming no account:
-    // another org must not learn (or test guesses of) whom it paid.
-    let owner = credit_account(m.txn, &field, &paying)?.owner_org_id;
-    if owner != m.org.org_id {
-        return Err(Rejection::denied(
-            &field,
-            format!(
-                "record {seq} is not a payment {} made; only the org that paid posts the bank's result for it",
-                m.org.org_id
-            ),
-        )
-        .into());
-    }
     if paid != household_id {
         return Err(Rejection::invalid(
             household_field,
@@ -766,9 +782,8 @@ fn bank_failure<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result<(), Error>
         .into());
     }
     let field = "return.amount_fen";
-    let mut household =
-        return_account(m.txn, &m.org, "return.from_account_id", &r.from_account_id)?;
-    let mut to = credit_account(m.txn, "return.to_account_id", &paying)?;
+    let mut household = return_account(m, "return.from_account_id", &r.from_account_id)?;
+    let mut to = named_account(m.txn, &paying)?;
     let mut by_source: BTreeMap<u64, Fen> = BTreeMap::new();
     for leg in &movement.legs {
         let part = by_source.entry(leg.source_seq).or_insert(Fen::ZERO);
@@ -923,27 +938,66 @@ pub(super) fn appropriation<K: Kv + ?Sized>(
     Ok(())
 }
 
+/// The movement record `seq` made, if the signer may reverse it: every
+/// account it credited (which the reversal debits) is the signer's. Anything
+/// else gets one answer, naming neither account nor owner, unless the
+/// signer may read every account the record credited.
+fn reversible<K: Kv + ?Sized>(m: &Act<K>, seq: u64) -> Result<Movement, Error> {
+    let field = "reversal.target_seq";
+    let not_reversible = || {
+        Rejection::denied(
+            field,
+            format!(
+                "{field} names no money movement that {} may reverse: a reversal takes the money back out of the accounts the record paid, and those must be the signer's own",
+                m.org.org_id
+            ),
+        )
+    };
+    let Some(target) = m.txn.movement(seq)? else {
+        // Only a signer that sees everything may learn what the record is.
+        if !m.reader()?.sees_everything() {
+            return Err(not_reversible().into());
+        }
+        if seq >= m.seq {
+            return Err(
+                Rejection::not_found(field, format!("record {seq} does not exist yet")).into(),
+            );
+        }
+        return Err(Rejection::precondition(
+            field,
+            format!("record {seq} did not move money, so there is nothing to reverse"),
+        )
+        .into());
+    };
+    for leg in &target.legs {
+        let Some(credited_id) = &leg.to_account_id else {
+            continue;
+        };
+        let owner = named_account(m.txn, credited_id)?.owner_org_id;
+        if owner == m.org.org_id {
+            continue;
+        }
+        if !m.reads(&owner)? {
+            return Err(not_reversible().into());
+        }
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "reversing record {seq} takes money out of account {credited_id}, which belongs to {owner}; a key of {} may not sign it",
+                m.org.org_id
+            ),
+        )
+        .into());
+    }
+    Ok(target)
+}
+
 /// A compensating record: undoes an earlier movement leg by leg, returning
 /// each part to the lot it came from. The reversed record stays in the log.
 pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(), Error> {
     let org = m.org.clone();
     let field = "reversal.target_seq";
-    if r.target_seq >= m.seq {
-        return Err(Rejection::not_found(
-            field,
-            format!("record {} does not exist yet", r.target_seq),
-        )
-        .into());
-    }
-    let mut target = m.txn.movement(r.target_seq)?.ok_or_else(|| {
-        Rejection::precondition(
-            field,
-            format!(
-                "record {} did not move money, so there is nothing to reverse",
-                r.target_seq
-            ),
-        )
-    })?;
+    let mut target = reversible(m, r.target_seq)?;
     if target.is_reversal {
         return Err(Rejection::precondition(
             field,
@@ -990,13 +1044,11 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
             .into());
         };
         if !accounts.contains_key(debited_id) {
-            let account = credit_account(m.txn, field, debited_id)?;
-            if account.owner_org_id != org.org_id {
-                return Err(Rejection::denied(
-                    field,
-                    format!("reversing record {} takes money out of account {debited_id}, which belongs to {}; a key of {} may not sign it", r.target_seq, account.owner_org_id, org.org_id),
-                ).into());
-            }
+            let account = named_account(m.txn, debited_id)?;
+            assert_eq!(
+                account.owner_org_id, org.org_id,
+                "reversible checked the owners"
+            );
             accounts.insert(debited_id.clone(), account);
         }
         let debited = accounts.get_mut(debited_id).expect("inserted above");
@@ -1019,7 +1071,7 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
         match (&leg.from_account_id, leg.from_arrival_seq) {
             (Some(credited_id), Some(arrival_seq)) => {
                 if !accounts.contains_key(credited_id) {
-                    let account = credit_account(m.txn, field, credited_id)?;
+                    let account = named_account(m.txn, credited_id)?;
                     accounts.insert(credited_id.clone(), account);
                 }
                 let arrival_day = m

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use super::{Act, Context};
 use crate::limits::{
-    EVALUATIONS_PER_PROJECT_MAX, HOUSEHOLD_STATUS_CHANGES_MAX, ORG_KEYS_MAX, PROGRAMME_RULES_MAX,
+    EVALUATIONS_PER_PROJECT_MAX, HOUSEHOLD_STATUS_CHANGES_MAX, IMPORT_WINDOW_DAYS_MAX,
+    ORG_KEYS_MAX, PROGRAMME_RULES_MAX,
 };
 use crate::model::*;
 use crate::money::Fen;
@@ -120,7 +121,25 @@ fn register_key<K: Kv + ?Sized>(
 
 pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) -> Result<(), Error> {
     let (txn, signer_org) = (&mut *act.txn, &act.org);
-    if !signer_org.role.handles_money() {
+    let root_org_id = txn
+        .ledger()?
+        .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
+        .root_org_id;
+    if act.rules >= Rules::V6 {
+        if !may_register(&root_org_id, signer_org, r.role) {
+            return Err(Rejection::denied(
+                "register_org.role",
+                format!(
+                    "{} ({}) may not register an org of role {}: {}",
+                    signer_org.org_id,
+                    signer_org.role.name(),
+                    r.role.name(),
+                    registrar_rule(&root_org_id, signer_org)
+                ),
+            )
+            .into());
+        }
+    } else if !signer_org.role.handles_money() {
         return Err(Rejection::denied(
             "key_id",
             format!(
@@ -131,10 +150,7 @@ pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) ->
         .into());
     }
     if act.rules >= Rules::V4 || r.role == Role::Mirror {
-        let ledger = txn
-            .ledger()?
-            .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?;
-        check_new_org_scope(act.rules, &ledger.root_org_id, signer_org, r)?;
+        check_new_org_scope(act.rules, &root_org_id, signer_org, r)?;
     }
     if txn.org(&r.org_id)?.is_some() {
         return Err(Rejection::exists(
@@ -201,21 +217,66 @@ fn check_new_org_scope(
     Ok(())
 }
 
-/// Whether `signer_org` may manage the keys of `target`: its own, or a child's.
-fn manages(signer_org: &Org, target: &Org) -> bool {
-    signer_org.org_id == target.org_id
-        || target.parent_org_id.as_deref() == Some(signer_org.org_id.as_str())
+/// Rules 6, separation of duties: whether `registrar` may register an org
+/// of `role`. The root org (the ledger's operator) registers any role, so
+/// administrators, witnesses, mirrors and the top audit office come from it
+/// alone; an audit office registers audit offices (审计署 → 省审计厅 →
+/// 县审计局); every other org registers finance orgs. So no finance bureau
+/// can make an audit office, which would read who audited it.
+pub fn may_register(root_org_id: &str, registrar: &Org, role: Role) -> bool {
+    if registrar.org_id == root_org_id {
+        return true;
+    }
+    match registrar.role {
+        Role::Auditor => role == Role::Auditor,
+        Role::Administrator | Role::Finance => role == Role::Finance,
+        Role::Witness | Role::Mirror => false,
+    }
+}
+
+/// [`may_register`] in words, for `registrar`.
+fn registrar_rule(root_org_id: &str, registrar: &Org) -> String {
+    match registrar.role {
+        Role::Auditor => "an audit office registers audit offices only".into(),
+        Role::Administrator | Role::Finance => format!(
+            "only the root org {root_org_id} registers ADMINISTRATOR, AUDITOR, WITNESS and MIRROR orgs (an audit office registers audit offices); other orgs register FINANCE orgs"
+        ),
+        Role::Witness | Role::Mirror => "witnesses and mirrors register no orgs".into(),
+    }
+}
+
+/// Whether `signer_org` may manage the keys of `target`: its own, or a
+/// child's; from rules 6 only a child of a role it may register now (a
+/// county keeps no hold on an audit office it registered before).
+fn manages<K: Kv + ?Sized>(act: &Act<K>, target: &Org) -> Result<bool, Fault> {
+    let signer_org = &act.org;
+    if signer_org.org_id == target.org_id {
+        return Ok(true);
+    }
+    if target.parent_org_id.as_deref() != Some(signer_org.org_id.as_str()) {
+        return Ok(false);
+    }
+    if act.rules < Rules::V6 {
+        return Ok(true);
+    }
+    let root_org_id = act
+        .txn
+        .ledger()?
+        .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
+        .root_org_id;
+    Ok(may_register(&root_org_id, signer_org, target.role))
 }
 
 pub(super) fn add_key<K: Kv + ?Sized>(act: &mut Act<K>, a: &AddKey) -> Result<(), Error> {
-    let (txn, signer_org) = (&mut *act.txn, &act.org);
-    let mut target = txn.org(&a.org_id)?.ok_or_else(|| {
+    let mut target = act.txn.org(&a.org_id)?.ok_or_else(|| {
         Rejection::not_found(
             "add_key.org_id",
             format!("org {:?} is not registered", a.org_id),
         )
     })?;
-    if !manages(signer_org, &target) {
+    let managed = manages(act, &target)?;
+    let (txn, signer_org) = (&mut *act.txn, &act.org);
+    if !managed {
         return Err(Rejection::denied(
             "add_key.org_id",
             format!(
@@ -238,17 +299,19 @@ pub(super) fn add_key<K: Kv + ?Sized>(act: &mut Act<K>, a: &AddKey) -> Result<()
 }
 
 pub(super) fn revoke_key<K: Kv + ?Sized>(act: &mut Act<K>, r: &RevokeKey) -> Result<(), Error> {
-    let (txn, signer_org) = (&mut *act.txn, &act.org);
-    let mut key = txn.key(&r.key_id)?.ok_or_else(|| {
+    let mut key = act.txn.key(&r.key_id)?.ok_or_else(|| {
         Rejection::not_found(
             "revoke_key.key_id",
             format!("key {:?} is not registered", r.key_id),
         )
     })?;
-    let owner = txn
+    let owner = act
+        .txn
         .org(&key.org_id)?
         .ok_or_else(|| Fault::new(format!("derived state lacks org {}", key.org_id)))?;
-    if !manages(signer_org, &owner) {
+    let managed = manages(act, &owner)?;
+    let (txn, signer_org) = (&mut *act.txn, &act.org);
+    if !managed {
         return Err(Rejection::denied(
             "revoke_key.key_id",
             format!("{} may only revoke its own keys or those of orgs it registered; key {} belongs to {}", signer_org.org_id, key.key_id, owner.org_id),
@@ -361,24 +424,22 @@ pub(super) fn announce_project<K: Kv + ?Sized>(
     act: &mut Act<K>,
     a: &AnnounceProject,
 ) -> Result<(), Error> {
-    let (txn, org) = (&mut *act.txn, &act.org);
     let field = "announce_project.account_id";
-    let mut project = txn.project(&a.account_id)?.ok_or_else(|| {
-        Rejection::not_found(
-            field,
-            format!("project {:?} is not in any project library", a.account_id),
-        )
-    })?;
-    if project.owner_org_id != org.org_id {
-        return Err(Rejection::denied(
-            field,
-            format!(
-                "project {} belongs to {}",
-                project.account_id, project.owner_org_id
-            ),
-        )
-        .into());
+    let mut project = library_project(act, field, &a.account_id)?;
+    if project.owner_org_id != act.org.org_id {
+        return Err(act
+            .refuse_as_reader(field, &project.owner_org_id, || {
+                Rejection::denied(
+                    field,
+                    format!(
+                        "project {} belongs to {}",
+                        project.account_id, project.owner_org_id
+                    ),
+                )
+            })?
+            .into());
     }
+    let txn = &mut *act.txn;
     if let Some(seq) = project.announced_seq {
         return Err(Rejection::precondition(
             field,
@@ -430,24 +491,25 @@ pub(super) fn set_household_status<K: Kv + ?Sized>(
     act: &mut Act<K>,
     s: &SetHouseholdStatus,
 ) -> Result<(), Error> {
-    let (txn, org, day) = (&mut *act.txn, &act.org, act.day);
     let field = "set_household_status.account_id";
-    let mut household = txn.household(&s.account_id)?.ok_or_else(|| {
-        Rejection::not_found(
-            field,
-            format!("{:?} is not a registered household", s.account_id),
-        )
-    })?;
-    if household.owner_org_id != org.org_id {
-        return Err(Rejection::denied(
-            field,
-            format!(
-                "household {} is registered with {}; only that county may change its status",
-                household.account_id, household.owner_org_id
-            ),
-        )
-        .into());
+    let Some(mut household) = act.txn.household(&s.account_id)? else {
+        let why = format!("{:?} is not a registered household", s.account_id);
+        return Err(act.absent(field, why)?.into());
+    };
+    if household.owner_org_id != act.org.org_id {
+        return Err(act
+            .refuse_as_reader(field, &household.owner_org_id, || {
+                Rejection::denied(
+                    field,
+                    format!(
+                        "household {} is registered with {}; only that county may change its status",
+                        household.account_id, household.owner_org_id
+                    ),
+                )
+            })?
+            .into());
     }
+    let (txn, day) = (&mut *act.txn, act.day);
     if household.statuses.len() >= HOUSEHOLD_STATUS_CHANGES_MAX {
         return Err(Rejection::new(
             Code::ResourceExhausted,
@@ -565,18 +627,14 @@ pub(super) fn set_programme_rules<K: Kv + ?Sized>(
 }
 
 /// A project's performance evaluation, by a finance or administrator org
-/// whose division contains the project owner's.
+/// (from rules 6 also an audit office) whose division contains the project
+/// owner's. One the owner signs is a self-evaluation (自评), kept as such.
 pub(super) fn evaluate_project<K: Kv + ?Sized>(
     act: &mut Act<K>,
     e: &EvaluateProject,
 ) -> Result<(), Error> {
     let field = "evaluate_project.account_id";
-    let project = act.txn.project(&e.account_id)?.ok_or_else(|| {
-        Rejection::not_found(
-            field,
-            format!("project {:?} is not in any project library", e.account_id),
-        )
-    })?;
+    let project = library_project(act, field, &e.account_id)?;
     let owner = act.txn.org(&project.owner_org_id)?.ok_or_else(|| {
         Fault::new(format!(
             "derived state lacks org {}, which owns project {}",
@@ -584,17 +642,25 @@ pub(super) fn evaluate_project<K: Kv + ?Sized>(
         ))
     })?;
     let evaluator = &act.org;
-    if !matches!(evaluator.role, Role::Finance | Role::Administrator)
-        || !crate::access::division_within(&owner.division_code, &evaluator.division_code)
+    // From rules 6 an audit office evaluates within its jurisdiction too.
+    let evaluates = match evaluator.role {
+        Role::Finance | Role::Administrator => true,
+        Role::Auditor => act.rules >= Rules::V6 && act.reader()?.jurisdiction.is_some(),
+        Role::Witness | Role::Mirror => false,
+    };
+    if !evaluates || !crate::access::division_within(&owner.division_code, &evaluator.division_code)
     {
-        return Err(Rejection::denied(
-            field,
-            format!(
-                "project {} of {} is evaluated by a FINANCE or ADMINISTRATOR org whose division contains {}; {} may not",
-                project.account_id, owner.org_id, owner.division_code, evaluator.org_id
-            ),
-        )
-        .into());
+        return Err(act
+            .refuse_as_reader(field, &owner.org_id, || {
+                Rejection::denied(
+                    field,
+                    format!(
+                        "project {} of {} is evaluated by a FINANCE or ADMINISTRATOR org (from rules 6 also an audit office) whose division contains {}; {} may not",
+                        project.account_id, owner.org_id, owner.division_code, evaluator.org_id
+                    ),
+                )
+            })?
+            .into());
     }
     if e.targets_met.len() != project.performance_targets.len() {
         return Err(Rejection::invalid(
@@ -628,12 +694,76 @@ pub(super) fn evaluate_project<K: Kv + ?Sized>(
         day: act.day,
         score: e.score,
         targets_met: e.targets_met.clone(),
+        by_owner: project.owner_org_id == act.org.org_id,
     };
     act.txn.put(
         key::named_seq(key::EVALUATION, &e.account_id, act.seq),
         &evaluation,
     );
     Ok(())
+}
+
+/// Opens, moves or closes an org's import window. The root org declares
+/// one for any org, a parent for its children; never an org for itself
+/// (unless it is the root), so no bureau can let itself back-date.
+pub(super) fn declare_import_window<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    w: &DeclareImportWindow,
+) -> Result<(), Error> {
+    let field = "declare_import_window.org_id";
+    let target = act.txn.org(&w.org_id)?.ok_or_else(|| {
+        Rejection::not_found(field, format!("org {:?} is not registered", w.org_id))
+    })?;
+    let root_org_id = act
+        .txn
+        .ledger()?
+        .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
+        .root_org_id;
+    let parent = target.parent_org_id.as_deref() == Some(act.org.org_id.as_str());
+    if act.org.org_id != root_org_id && !parent {
+        return Err(Rejection::denied(
+            field,
+            format!(
+                "an import window for {} is declared by the root org {root_org_id} or by {}'s parent; {} may not",
+                target.org_id, target.org_id, act.org.org_id
+            ),
+        )
+        .into());
+    }
+    let last_day = act.commit_day.saturating_add(IMPORT_WINDOW_DAYS_MAX);
+    if w.until_day > last_day {
+        return Err(Rejection::invalid(
+            "declare_import_window.until_date",
+            format!(
+                "an import window reaches at most {IMPORT_WINDOW_DAYS_MAX} days ahead, to {}",
+                crate::dates::format_date(last_day)
+            ),
+        )
+        .into());
+    }
+    let window = ImportWindow {
+        seq: act.seq,
+        until_day: w.until_day,
+    };
+    act.txn
+        .put(key::named(key::IMPORT_WINDOW, &target.org_id), &window);
+    Ok(())
+}
+
+/// The library project `account_id` a record names: absent is refused as
+/// [`Act::absent`] says.
+fn library_project<K: Kv + ?Sized>(
+    act: &Act<K>,
+    field: &str,
+    account_id: &str,
+) -> Result<Project, Error> {
+    match act.txn.project(account_id)? {
+        Some(project) => Ok(project),
+        None => {
+            let why = format!("project {account_id:?} is not in any project library");
+            Err(act.absent(field, why)?.into())
+        }
+    }
 }
 
 /// Counts one more record under `prefix` ‖ `name`, unless `max` are there

@@ -1,0 +1,712 @@
+//! Insiders cannot bend the rules, and no client can starve the others:
+//! each test acts as a registered org acting against the rules (or as a
+//! client with no key) over real gRPC against a real server, and checks
+//! both the refusal and that nothing changed for anyone else.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
+use fundtrail_client::{Client, Signer};
+use fundtrail_core::dates::{day_of_ms, format_date, Day};
+use tonic::Code;
+
+fn today() -> Day {
+    day_of_ms(fundtrail_client::now_ms())
+}
+
+/// `body` signed by `signer`, dated `value_date` and marked `imported`.
+fn dated(
+    client: &Client,
+    signer: &Signer,
+    value_date: Day,
+    imported: bool,
+    body: B,
+) -> pb::SignedRequest {
+    let mut request = client.request(body);
+    request.value_date = format_date(value_date);
+    request.imported = imported;
+    signer.sign(&request)
+}
+
+fn set_status(account: &str, status: pb::HouseholdStatus) -> B {
+    B::SetHouseholdStatus(pb::SetHouseholdStatus {
+        account_id: account.into(),
+        status: status as i32,
+        document_no: "东扶〔2026〕3号".into(),
+        reason: "动态调整".into(),
+    })
+}
+
+/// Refuses `body` from `signer` and checks nothing changed: no record, and
+/// derived state byte for byte as before. Returns the refusal.
+async fn refused(
+    server: &TestServer,
+    client: &mut Client,
+    signer: &Signer,
+    body: B,
+) -> tonic::Status {
+    let count = ledger_info(client).await.record_count;
+    let state = server.dump();
+    let what = format!("{body:?}");
+    let refusal = match client.post(signer, body).await {
+        Ok(posted) => panic!("accepted as #{}: {what}", posted.seq),
+        Err(status) => status,
+    };
+    assert_eq!(ledger_info(client).await.record_count, count, "{what}");
+    assert!(
+        server.dump() == state,
+        "a refusal changed derived state: {what}"
+    );
+    refusal
+}
+
+/// Finding 1: a county registered an audit office of its own and read who
+/// audited it. From rules 6 the root registers administrators, witnesses,
+/// mirrors and the top audit office; audit offices register audit offices
+/// inside their division; every other org registers finance orgs only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_county_registers_neither_an_auditor_nor_a_witness() {
+    use pb::OrgRole as R;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    for (signer, role) in [
+        (&chain.dongxiang, R::Auditor),
+        (&chain.dongxiang, R::Witness),
+        (&chain.dongxiang, R::Administrator),
+        (&chain.dongxiang, R::Mirror),
+        (&chain.province, R::Auditor),
+        (&chain.auditor, R::Finance),
+        (&chain.auditor, R::Witness),
+    ] {
+        let refusal = refused(
+            &server,
+            &mut client,
+            signer,
+            register_org("x-org", "越权机构", role, "622926", &new_signer()),
+        )
+        .await;
+        assert_eq!(
+            refusal.code(),
+            Code::PermissionDenied,
+            "{role:?}: {refusal:?}"
+        );
+        assert!(
+            refusal
+                .message()
+                .contains("may not register an org of role"),
+            "{}",
+            refusal.message()
+        );
+    }
+    // Each may register what its duties allow.
+    let gs_audit = new_signer();
+    ok(
+        &mut client,
+        &chain.auditor,
+        register_org("gs-sjt", "甘肃省审计厅", R::Auditor, "620000", &gs_audit),
+    )
+    .await;
+    ok(
+        &mut client,
+        &gs_audit,
+        register_org(
+            "dx-sjj",
+            "东乡县审计局",
+            R::Auditor,
+            "622926",
+            &new_signer(),
+        ),
+    )
+    .await;
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        register_org(
+            "dx-nyj",
+            "东乡县农业农村局",
+            R::Finance,
+            "622926",
+            &new_signer(),
+        ),
+    )
+    .await;
+    ok(
+        &mut client,
+        &chain.root,
+        register_org("w-1", "见证节点", R::Witness, "000000", &new_signer()),
+    )
+    .await;
+    // A finance org holds no key of an audit office, even one of its own
+    // division: it cannot add one to the office it did not register.
+    let refusal = refused(
+        &server,
+        &mut client,
+        &chain.province,
+        B::AddKey(pb::AddKey {
+            org_id: "gs-sjt".into(),
+            public_key: new_signer().public_key().to_vec(),
+        }),
+    )
+    .await;
+    assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    server.stop().await;
+}
+
+/// Finding 2: a county marked a household INELIGIBLE, then paid it with
+/// `imported` and yesterday's date. From rules 6 `imported` needs an open
+/// import window declared by the root org or the org's parent, and every
+/// record must pass today's rules as well as its value date's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_records_need_an_open_window_and_pass_todays_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let dongxiang = chain.dongxiang.clone();
+    ok(
+        &mut client,
+        &dongxiang,
+        household("dx-hh-0002", "HH-622926-0002"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &dongxiang,
+        set_status("dx-hh-0001", pb::HouseholdStatus::Ineligible),
+    )
+    .await;
+    let yesterday = today() - 1;
+    let backdated = |client: &Client, household: &str| {
+        dated(
+            client,
+            &dongxiang,
+            yesterday,
+            true,
+            disbursement("dx-xczx", household, 500_00),
+        )
+    };
+    let poster = client.clone();
+    let post = |signed: pb::SignedRequest| {
+        let mut client = poster.clone();
+        async move { client.post_signed(signed).await }
+    };
+
+    // No window: refused, whatever the household.
+    let count = ledger_info(&mut client).await.record_count;
+    for household in ["dx-hh-0001", "dx-hh-0002"] {
+        let refusal = post(backdated(&client, household)).await.unwrap_err();
+        assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+        assert!(
+            refusal.message().contains("no import window"),
+            "{}",
+            refusal.message()
+        );
+    }
+    // A county cannot open its own window, nor one for its neighbour.
+    let until = format_date(today() + 30);
+    for (signer, org) in [
+        (&dongxiang, "dx-czj"),
+        (&dongxiang, "lx-czj"),
+        (&chain.linxia, "dx-czj"),
+    ] {
+        let refusal = refused(&server, &mut client, signer, import_window(org, &until)).await;
+        assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    }
+    // Nor can anyone open one for more than a year.
+    let refusal = refused(
+        &server,
+        &mut client,
+        &chain.province,
+        import_window("dx-czj", &format_date(today() + 367)),
+    )
+    .await;
+    assert_eq!(refusal.code(), Code::InvalidArgument, "{refusal:?}");
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+
+    // Its parent opens one: the back-dated payment to the household found
+    // ineligible today is still refused, by today's rules.
+    ok(
+        &mut client,
+        &chain.province,
+        import_window("dx-czj", &until),
+    )
+    .await;
+    let refusal = post(backdated(&client, "dx-hh-0001")).await.unwrap_err();
+    assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+    assert!(
+        refusal
+            .message()
+            .contains(&format!("not eligible on {}", format_date(today()))),
+        "{}",
+        refusal.message()
+    );
+    // Not imported, it may not carry a past date at all.
+    let plain = dated(
+        &client,
+        &dongxiang,
+        yesterday,
+        false,
+        disbursement("dx-xczx", "dx-hh-0002", 1),
+    );
+    let refusal = post(plain).await.unwrap_err();
+    assert_eq!(refusal.code(), Code::InvalidArgument, "{refusal:?}");
+    // An eligible household's history imports, dated as it happened: the
+    // county's own money of three days ago, then the payment of yesterday.
+    let own_money = dated(
+        &client,
+        &dongxiang,
+        today() - 3,
+        true,
+        appropriation("dx-xczx", 1_000_00, "东财〔2026〕1号"),
+    );
+    post(own_money).await.expect("imported appropriation");
+    let imported = post(backdated(&client, "dx-hh-0002"))
+        .await
+        .expect("imported");
+    let entry = client
+        .query
+        .get_entry(pb::GetEntryRequest { seq: imported.seq })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(entry.effects.expect("effects").value_day, yesterday);
+
+    // The root org closes the window (a last day before today): imports stop.
+    ok(
+        &mut client,
+        &chain.root,
+        import_window("dx-czj", &format_date(today() - 1)),
+    )
+    .await;
+    let refusal = post(backdated(&client, "dx-hh-0002")).await.unwrap_err();
+    assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+    assert!(
+        refusal.message().contains("closed on"),
+        "{}",
+        refusal.message()
+    );
+    server.stop().await;
+}
+
+/// Finding 3: the county's own evaluation (100) cleared the province's
+/// failing one (40). From rules 6 every evaluation says whether the
+/// project's owner signed it, and a self-evaluation never clears a failed
+/// external one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_evaluation_never_clears_a_failed_external_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let dongxiang = chain.dongxiang.clone();
+    ok(
+        &mut client,
+        &dongxiang,
+        open_account("dx-pool", pb::AccountKind::Pool, "东乡县统筹整合资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &dongxiang,
+        B::Consolidation(pb::Consolidation {
+            from_account_id: "dx-xczx".into(),
+            pool_account_id: "dx-pool".into(),
+            amount_fen: 1_000_000_00,
+            sources: Vec::new(),
+            plan_document_no: "东政办〔2026〕1号".into(),
+            memo: String::new(),
+        }),
+    )
+    .await;
+    ok(
+        &mut client,
+        &dongxiang,
+        B::RegisterProject(pb::RegisterProject {
+            account_id: "dx-road".into(),
+            name: "村组道路硬化".into(),
+            category: "基础设施".into(),
+            location_code: "622926100".into(),
+            budget_fen: 1_000_000_00,
+            performance_targets: vec!["硬化道路 5 公里".into()],
+            responsible_unit: "县交通运输局".into(),
+            fiscal_year: 2026,
+        }),
+    )
+    .await;
+    let evaluate = |score: u32, met: bool| {
+        B::EvaluateProject(pb::EvaluateProject {
+            account_id: "dx-road".into(),
+            document_no: "甘财绩〔2026〕4号".into(),
+            score,
+            targets_met: vec![met],
+        })
+    };
+    let failed = ok(&mut client, &chain.province, evaluate(40, false))
+        .await
+        .seq;
+    ok(&mut client, &dongxiang, evaluate(100, true)).await;
+    let allocated = ok(
+        &mut client,
+        &dongxiang,
+        B::Allocation(pb::Allocation {
+            pool_account_id: "dx-pool".into(),
+            project_account_id: "dx-road".into(),
+            amount_fen: 300_000_00,
+            sources: Vec::new(),
+            document_no: "东财整〔2026〕5号".into(),
+            memo: String::new(),
+        }),
+    )
+    .await
+    .seq;
+    let breaches = client
+        .query
+        .compliance(pb::ComplianceRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .breaches;
+    let funded: Vec<_> = breaches
+        .iter()
+        .filter(|b| b.kind == "FAILED_EVALUATION_FUNDED")
+        .map(|b| {
+            (
+                b.account_id.as_str(),
+                b.rule_seq,
+                b.seqs.clone(),
+                b.amount_fen,
+            )
+        })
+        .collect();
+    assert_eq!(
+        funded,
+        vec![("dx-road", failed, vec![allocated], 300_000_00)]
+    );
+    // An audit office evaluates within its jurisdiction too (rules 6); a
+    // county evaluates no other county's project, and is told nothing of it.
+    ok(&mut client, &chain.auditor, evaluate(85, true)).await;
+    let refusal = refused(&server, &mut client, &chain.linxia, evaluate(90, true)).await;
+    assert_eq!(refusal.code(), Code::PermissionDenied);
+    assert!(
+        !refusal.message().contains("dx-czj"),
+        "{}",
+        refusal.message()
+    );
+    server.stop().await;
+}
+
+/// Finding 4: writes answered what reads hide. A write naming something the
+/// signer may not read gets the very answer it gets for something that does
+/// not exist, and no refusal names another org's account or owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_reveal_no_more_than_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    let linxia = chain.linxia.clone();
+    // Dongxiang's payment to its household: the record Linxia probes.
+    let payment = ok(
+        &mut client,
+        &chain.dongxiang,
+        disbursement("dx-xczx", "dx-hh-0001", 1_00),
+    )
+    .await
+    .seq;
+    let reversal = |seq: u64| {
+        B::Reversal(pb::Reversal {
+            target_seq: seq,
+            document_no: "临财〔2026〕9号".into(),
+            reason: "试探".into(),
+        })
+    };
+    let probes: Vec<(&str, B, B)> = vec![
+        (
+            "household status",
+            set_status("dx-hh-0001", pb::HouseholdStatus::Exited),
+            set_status("dx-hh-9999", pb::HouseholdStatus::Exited),
+        ),
+        (
+            "payment to a household",
+            disbursement("lx-xczx", "dx-hh-0001", 1),
+            disbursement("lx-xczx", "dx-hh-9999", 1),
+        ),
+        (
+            "paying from an account",
+            transfer("dx-xczx", "lx-xczx", 1, "临财〔2026〕8号"),
+            transfer("dx-nowhere", "lx-xczx", 1, "临财〔2026〕8号"),
+        ),
+        ("reversal", reversal(payment), reversal(1_000_000)),
+        (
+            "reversal of a registry record",
+            reversal(payment),
+            reversal(1),
+        ),
+    ];
+    for (what, existing, absent) in probes {
+        let a = refused(&server, &mut client, &linxia, existing).await;
+        let b = refused(&server, &mut client, &linxia, absent).await;
+        assert_eq!(a.code(), Code::PermissionDenied, "{what}: {a:?}");
+        assert_eq!(
+            (a.code(), a.message()),
+            (b.code(), b.message()),
+            "{what}: the answer tells existing from absent"
+        );
+        for secret in ["dx-czj", "dx-hh-0001", "dx-xczx"] {
+            assert!(
+                !a.message().contains(secret),
+                "{what} names {secret}: {}",
+                a.message()
+            );
+        }
+    }
+    // An ancestor, which may read the household, is told why.
+    let refusal = refused(
+        &server,
+        &mut client,
+        &chain.province,
+        set_status("dx-hh-0001", pb::HouseholdStatus::Exited),
+    )
+    .await;
+    assert!(
+        refusal.message().contains("registered with dx-czj"),
+        "{}",
+        refusal.message()
+    );
+    // The root org sees everything: absence is no secret to it.
+    let refusal = refused(
+        &server,
+        &mut client,
+        &chain.root,
+        set_status("dx-hh-9999", pb::HouseholdStatus::Exited),
+    )
+    .await;
+    assert_eq!(refusal.code(), Code::NotFound, "{refusal:?}");
+    server.stop().await;
+}
+
+/// Finding 6: a 64 KiB key id in one request of a batch reached the key
+/// store and failed all twenty. Now it is INVALID_ARGUMENT alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_key_id_fails_its_request_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let count = ledger_info(&mut client).await.record_count;
+    let mut requests: Vec<pb::SignedRequest> = (0..20)
+        .map(|i| {
+            let body = open_account(&format!("mof-a{i}"), pb::AccountKind::Treasury, "国库");
+            root.sign(&client.request(body))
+        })
+        .collect();
+    requests[7].key_id = "a".repeat(64 * 1024);
+    requests[13].key_id = "ABCDEF0123456789".into();
+    let results = client
+        .post_batch(requests)
+        .await
+        .expect("the batch is answered");
+    assert_eq!(results.len(), 20);
+    for (i, result) in results.iter().enumerate() {
+        match (&result.result, i) {
+            (Some(pb::post_result::Result::Error(error)), 7 | 13) => {
+                assert_eq!(error.code, Code::InvalidArgument as i32, "{i}: {error:?}");
+                assert_eq!(error.field, "key_id");
+            }
+            (Some(pb::post_result::Result::Ok(_)), i) if i != 7 && i != 13 => {}
+            (other, i) => panic!("request {i}: {other:?}"),
+        }
+    }
+    assert_eq!(ledger_info(&mut client).await.record_count, count + 18);
+    server.stop().await;
+}
+
+/// Opens `calls` Post calls from `from` (a loopback address of its own) to
+/// `addr`, on connections of up to 100 calls each: each sends its headers
+/// and never a body. Returns, per connection, its sender (to probe it) and
+/// the calls' answers still to come.
+async fn hold_calls(
+    addr: std::net::SocketAddr,
+    from: std::net::IpAddr,
+    calls: usize,
+) -> Vec<(
+    h2::client::SendRequest<bytes::Bytes>,
+    Vec<(h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>)>,
+)> {
+    let mut connections = Vec::new();
+    for chunk in 0..calls.div_ceil(100) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
+        let tcp = socket.connect(addr).await.unwrap();
+        let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+        tokio::spawn(connection);
+        let mut h2 = h2.ready().await.unwrap();
+        let mut held = Vec::new();
+        for _ in 0..(calls - chunk * 100).min(100) {
+            let request = http::Request::builder()
+                .method("POST")
+                .uri(format!("http://{addr}/fundtrail.v1.Ledger/Post"))
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(())
+                .unwrap();
+            h2 = h2.ready().await.unwrap();
+            held.push(h2.send_request(request, false).unwrap());
+        }
+        connections.push((h2, held));
+    }
+    connections
+}
+
+/// A health check on `h2`: once it is answered the server has taken in
+/// every call opened before it on that connection.
+async fn health_on(h2: &mut h2::client::SendRequest<bytes::Bytes>, addr: std::net::SocketAddr) {
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let mut ready = h2.clone().ready().await.unwrap();
+    let (response, mut send) = ready.send_request(request, false).unwrap();
+    // HealthCheckRequest { service: "" }: an empty message.
+    send.send_data(bytes::Bytes::from_static(&[0, 0, 0, 0, 0]), true)
+        .unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        chunk.unwrap();
+    }
+    let trailers = body.trailers().await.unwrap().unwrap_or_default();
+    assert_eq!(
+        trailers.get("grpc-status").map(|v| v.to_str().unwrap()),
+        Some("0"),
+        "the health check answers: {trailers:?}"
+    );
+}
+
+/// Finding 5: 540 calls that sent headers and never a body, from one
+/// address, made every other client's calls UNAVAILABLE. A call now holds
+/// no answering slot while its message arrives, only a share of its own
+/// address; so while 600 such calls are held open, a registered org posts
+/// and reads, and health checks answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_held_open_without_a_body_starve_no_one_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let from: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut connections = hold_calls(addr, from, 600).await;
+    // The attacker's own health checks answer, each after every call
+    // opened before it on its connection was taken in.
+    for (h2, _) in &mut connections {
+        health_on(h2, addr).await;
+    }
+    // Everyone else: a post and a signed read.
+    let posted = client
+        .post(
+            &root,
+            open_account("mof-b", pb::AccountKind::Treasury, "国库"),
+        )
+        .await
+        .expect("a registered org posts while 600 calls are held");
+    let entry = client
+        .query
+        .get_entry(pb::GetEntryRequest { seq: posted.seq })
+        .await
+        .expect("a signed read is answered while 600 calls are held")
+        .into_inner();
+    assert_eq!(entry.seq, posted.seq);
+    // And every held call was still held all that time (a write's message
+    // has REQUEST_BODY_TIMEOUT_MS, 10 s, to arrive).
+    let mut still_held = 0;
+    for (_, held) in &mut connections {
+        for (response, _) in held.iter_mut() {
+            if tokio::time::timeout(Duration::ZERO, response)
+                .await
+                .is_err()
+            {
+                still_held += 1;
+            }
+        }
+    }
+    assert_eq!(still_held, 600, "calls were answered before the test's own");
+    drop(connections);
+    server.stop().await;
+}
+
+/// Finding 7: one org could fill the replay store (1,048,576 nonces) by
+/// adding keys to itself, and then every other org's signed reads were
+/// refused. Each org now holds at most its share (here, on a small store:
+/// 16 of 64), and is refused alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_that_floods_the_replay_store_is_refused_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = unmetered();
+    options.boundary.read_nonces_max = 64;
+    options.boundary.read_nonces_per_org_max = 16;
+    let server = TestServer::start_serving(
+        dir.path(),
+        fast_checkpoints(),
+        std::sync::Arc::new(fundtrail_core::clock::SystemClock),
+        options,
+    )
+    .await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    // The county adds keys to itself, and reads with each, 15 times.
+    let mut keys = vec![chain.dongxiang.clone()];
+    for _ in 0..3 {
+        let key = new_signer();
+        ok(
+            &mut client,
+            &chain.dongxiang,
+            B::AddKey(pb::AddKey {
+                org_id: "dx-czj".into(),
+                public_key: key.public_key().to_vec(),
+            }),
+        )
+        .await;
+        keys.push(key);
+    }
+    let (mut read, mut refused) = (0, 0);
+    for key in &keys {
+        let mut county = server.client_as(key).await;
+        for _ in 0..15 {
+            match county.query.get_ledger(pb::GetLedgerRequest {}).await {
+                Ok(_) => read += 1,
+                Err(status) => {
+                    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                    assert!(
+                        status.message().contains("its share"),
+                        "{}",
+                        status.message()
+                    );
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(read <= 16, "the county kept {read} nonces, above its share");
+    assert!(refused >= 60 - 16, "{refused} refused");
+    // Another org reads on, within its own share.
+    let mut province = server.client_as(&chain.province).await;
+    for i in 0..12 {
+        province
+            .query
+            .get_ledger(pb::GetLedgerRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("read {i} of another org: {status:?}"));
+    }
+    server.stop().await;
+}
