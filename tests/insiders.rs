@@ -710,3 +710,87 @@ async fn an_org_that_floods_the_replay_store_is_refused_alone() {
     }
     server.stop().await;
 }
+
+/// Finding 7: `GetInclusionProofs` (public) ran on a blocking-pool thread
+/// that waited forever on a client that stopped reading, so as many such
+/// calls as the pool has threads (512 by default; 16 here) pinned the pool
+/// every signed read needs. Proofs are now made a chunk at a time and sent
+/// from an async task: 24 calls whose client never reads hold no thread,
+/// and a signed read is answered.
+#[test]
+fn clients_that_stop_reading_proofs_hold_no_thread() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(stalled_proof_streams());
+}
+
+async fn stalled_proof_streams() {
+    use prost::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    build_chain(&mut client, server.root()).await;
+    let tree_size = ledger_info(&mut client).await.record_count;
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    // 4,096 proofs of ~200 bytes: more than the server buffers for a call.
+    let message = pb::GetInclusionProofsRequest {
+        tree_size,
+        indexes: (0..4096).map(|i| i % tree_size).collect(),
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let frame = bytes::Bytes::from(frame);
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // A client that reads nothing past its first kilobyte per call.
+    let (h2, connection) = h2::client::Builder::new()
+        .initial_window_size(1024)
+        .handshake::<_, bytes::Bytes>(tcp)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let mut responses = Vec::new();
+    for _ in 0..24 {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!(
+                "http://{addr}/fundtrail.v1.Audit/GetInclusionProofs"
+            ))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        h2 = h2.ready().await.unwrap();
+        let (response, mut send) = h2.send_request(request, false).unwrap();
+        send.send_data(frame.clone(), true).unwrap();
+        responses.push(response);
+    }
+    let mut held = Vec::new();
+    for response in responses {
+        // Each stream starts; its body is never read.
+        let response = response.await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            !response.headers().contains_key("grpc-status"),
+            "{response:?}"
+        );
+        held.push(response);
+    }
+    // A signed read needs the blocking pool (its key is looked up there).
+    let read = tokio::time::timeout(
+        Duration::from_secs(60),
+        client.query.get_entry(pb::GetEntryRequest { seq: 1 }),
+    )
+    .await
+    .expect("a signed read is answered while proof streams stall")
+    .expect("the read succeeds");
+    assert_eq!(read.into_inner().seq, 1);
+    drop(held);
+    server.stop().await;
+}
