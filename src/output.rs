@@ -86,7 +86,9 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
             json!({"org_id": r.org_id, "name": r.name, "role": r.role().as_str_name(),
             "division_code": r.division_code, "public_key": hex::encode(&r.public_key)})
         }
-        Some(B::AddKey(a)) => json!({"org_id": a.org_id, "public_key": hex::encode(&a.public_key)}),
+        Some(B::AddKey(a)) => {
+            json!({"org_id": a.org_id, "public_key": hex::encode(&a.public_key), "read_only": a.read_only})
+        }
         Some(B::RevokeKey(r)) => json!({"key_id": r.key_id, "reason": r.reason}),
         Some(B::OpenAccount(o)) => {
             json!({"account_id": o.account_id, "kind": o.kind().as_str_name(), "name": o.name,
@@ -158,6 +160,9 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
         Some(B::DeclareImportWindow(w)) => {
             json!({"org_id": w.org_id, "until_date": w.until_date, "document_no": w.document_no})
         }
+        Some(B::DeclarePairing(p)) => {
+            json!({"from_org_id": p.from_org_id, "to_org_id": p.to_org_id, "document_no": p.document_no})
+        }
     }
 }
 
@@ -218,7 +223,12 @@ fn entry_text(entry: &pb::Entry) -> String {
             short(r.role().as_str_name()),
             r.division_code
         ),
-        Some(B::AddKey(a)) => format!("key {} for org {}", effects.registered_key_id, a.org_id),
+        Some(B::AddKey(a)) => format!(
+            "{} {} for org {}",
+            if a.read_only { "read key" } else { "key" },
+            effects.registered_key_id,
+            a.org_id
+        ),
         Some(B::RevokeKey(r)) => format!("key {} revoked: {}", r.key_id, r.reason),
         Some(B::OpenAccount(o)) => format!(
             "account {} {} ({})",
@@ -333,6 +343,10 @@ fn entry_text(entry: &pb::Entry) -> String {
         Some(B::DeclareImportWindow(w)) => format!(
             "{} may post imported records (past value dates) until {}  文号 {}",
             w.org_id, w.until_date, w.document_no
+        ),
+        Some(B::DeclarePairing(p)) => format!(
+            "{} may send money to {} (对口帮扶)  文号 {}",
+            p.from_org_id, p.to_org_id, p.document_no
         ),
         None => String::new(),
     };

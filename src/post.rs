@@ -151,6 +151,10 @@ enum PostRequest {
         /// 64 hex digits, or a key file.
         #[arg(long)]
         public_key: String,
+        /// A read key (rules 6): it signs reads, never records. Give people
+        /// who only read (and the web view) a read key.
+        #[arg(long)]
+        read_only: bool,
     },
     /// Revoke a key of the signing org or one of its child orgs.
     RevokeKey {
@@ -410,6 +414,17 @@ enum PostRequest {
         #[arg(long)]
         document: String,
     },
+    /// Pair two orgs for money sent sideways (对口帮扶, 东西部协作; rules
+    /// 6): FROM and its descendants may then credit TO and its
+    /// descendants. Signed by an org above both (or the root org).
+    DeclarePairing {
+        #[arg(long)]
+        from_org_id: String,
+        #[arg(long)]
+        to_org_id: String,
+        #[arg(long)]
+        document: String,
+    },
     /// Record a project's performance evaluation (绩效评价; rules 5).
     EvaluateProject {
         #[arg(long)]
@@ -481,9 +496,11 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
         PostRequest::AddKey {
             org_id,
             public_key: key,
+            read_only,
         } => B::AddKey(pb::AddKey {
             org_id,
             public_key: public_key(&key)?,
+            read_only,
         }),
         PostRequest::RevokeKey { key_id, reason } => B::RevokeKey(pb::RevokeKey { key_id, reason }),
         PostRequest::OpenAccount {
@@ -690,6 +707,15 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
         } => B::DeclareImportWindow(pb::DeclareImportWindow {
             org_id,
             until_date: until,
+            document_no: document,
+        }),
+        PostRequest::DeclarePairing {
+            from_org_id,
+            to_org_id,
+            document,
+        } => B::DeclarePairing(pb::DeclarePairing {
+            from_org_id,
+            to_org_id,
             document_no: document,
         }),
         PostRequest::EvaluateProject {

@@ -274,7 +274,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "insufficient funds",
-            signed(county, transfer("dx-xczx", "lx-xczx", CENTRAL_FEN, "x")),
+            signed(county, transfer("dx-xczx", "gs-xczx", CENTRAL_FEN, "x")),
             Code::FailedPrecondition,
             Some("transfer.sources"),
         ),
@@ -420,6 +420,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
                 B::AddKey(pb::AddKey {
                     org_id: "lx-czj".into(),
                     public_key: stranger.public_key().to_vec(),
+                    read_only: false,
                 }),
             ),
             Code::PermissionDenied,

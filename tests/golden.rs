@@ -283,6 +283,7 @@ async fn write_golden_v1() {
         B::AddKey(pb::AddKey {
             org_id: "dx-czj".into(),
             public_key: key_b.public_key().to_vec(),
+            read_only: false,
         }),
     )
     .await; // 4

@@ -71,10 +71,7 @@ async fn refused(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_county_registers_neither_an_auditor_nor_a_witness() {
     use pb::OrgRole as R;
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let chain = build_chain(&mut client, server.root()).await;
+    let (_dir, server, mut client, chain) = start_with_chain().await;
     for (signer, role) in [
         (&chain.dongxiang, R::Auditor),
         (&chain.dongxiang, R::Witness),
@@ -151,6 +148,7 @@ async fn a_county_registers_neither_an_auditor_nor_a_witness() {
         B::AddKey(pb::AddKey {
             org_id: "gs-sjt".into(),
             public_key: new_signer().public_key().to_vec(),
+            read_only: false,
         }),
     )
     .await;
@@ -164,10 +162,7 @@ async fn a_county_registers_neither_an_auditor_nor_a_witness() {
 /// record must pass today's rules as well as its value date's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_records_need_an_open_window_and_pass_todays_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let chain = build_chain(&mut client, server.root()).await;
+    let (_dir, server, mut client, chain) = start_with_chain().await;
     let dongxiang = chain.dongxiang.clone();
     ok(
         &mut client,
@@ -300,10 +295,7 @@ async fn imported_records_need_an_open_window_and_pass_todays_rules() {
 /// external one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_evaluation_never_clears_a_failed_external_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let chain = build_chain(&mut client, server.root()).await;
+    let (_dir, server, mut client, chain) = start_with_chain().await;
     let dongxiang = chain.dongxiang.clone();
     ok(
         &mut client,
@@ -406,10 +398,7 @@ async fn a_self_evaluation_never_clears_a_failed_external_one() {
 /// not exist, and no refusal names another org's account or owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_reveal_no_more_than_reads() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let chain = build_chain(&mut client, server.root()).await;
+    let (_dir, server, mut client, chain) = start_with_chain().await;
     let linxia = chain.linxia.clone();
     // Dongxiang's payment to its household: the record Linxia probes.
     let payment = ok(
@@ -674,6 +663,7 @@ async fn an_org_that_floods_the_replay_store_is_refused_alone() {
             B::AddKey(pb::AddKey {
                 org_id: "dx-czj".into(),
                 public_key: key.public_key().to_vec(),
+                read_only: false,
             }),
         )
         .await;
@@ -792,5 +782,98 @@ async fn stalled_proof_streams() {
     .expect("the read succeeds");
     assert_eq!(read.into_inner().seq, 1);
     drop(held);
+    server.stop().await;
+}
+
+/// Finding 7: anyone could credit another org's account (1,001 one-fen
+/// transfers made the victim's oldest 1,001 lots, and its next payment
+/// without earmarks was refused). From rules 6 an org credits only its own,
+/// its descendants' and its ancestors' accounts, or those of an org paired
+/// with it by a superior of both (东西部协作: 福建 → 甘肃); any other credit
+/// answers as an account that does not exist would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_goes_sideways_only_between_paired_orgs() {
+    let (_dir, server, mut client, chain) = start_with_chain().await;
+    let fujian = new_signer();
+    ok(
+        &mut client,
+        &chain.root,
+        register_org(
+            "fj-czt",
+            "福建省财政厅",
+            pb::OrgRole::Finance,
+            "350000",
+            &fujian,
+        ),
+    )
+    .await;
+    ok(
+        &mut client,
+        &fujian,
+        open_account("fj-xczx", pb::AccountKind::Programme, "闽宁协作资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &chain.root,
+        transfer("mof-xczx", "fj-xczx", 1_000_000_00, "财农〔2026〕30号"),
+    )
+    .await;
+    // Unpaired: a stranger's account and no account at all answer alike.
+    for (signer, from) in [(&fujian, "fj-xczx"), (&chain.linxia, "lx-xczx")] {
+        let real = refused(
+            &server,
+            &mut client,
+            signer,
+            transfer(from, "dx-xczx", 1, "x"),
+        )
+        .await;
+        let none = refused(
+            &server,
+            &mut client,
+            signer,
+            transfer(from, "dx-nowhere", 1, "x"),
+        )
+        .await;
+        assert_eq!(real.code(), Code::PermissionDenied, "{real:?}");
+        assert_eq!((real.code(), real.message()), (none.code(), none.message()));
+    }
+    // Neither side pairs itself, nor does a superior of only one side.
+    for signer in [&fujian, &chain.province] {
+        let refusal = refused(&server, &mut client, signer, pairing("fj-czt", "gs-czt")).await;
+        assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    }
+    // The root pairs 福建 with 甘肃: 福建 may now credit 甘肃's counties.
+    ok(&mut client, &chain.root, pairing("fj-czt", "gs-czt")).await;
+    ok(
+        &mut client,
+        &fujian,
+        transfer("fj-xczx", "dx-xczx", 500_000_00, "闽财〔2026〕8号"),
+    )
+    .await;
+    // Only that way round, and only for the paired orgs.
+    let refusal = refused(
+        &server,
+        &mut client,
+        &chain.dongxiang,
+        transfer("dx-xczx", "fj-xczx", 1, "x"),
+    )
+    .await;
+    assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    // Money still goes back up the chain.
+    ok(
+        &mut client,
+        &chain.dongxiang,
+        B::Return(pb::Return {
+            from_account_id: "dx-xczx".into(),
+            to_account_id: "gs-xczx".into(),
+            amount_fen: 1_00,
+            kind: pb::ReturnKind::IdleRecovery as i32,
+            document_no: "东财〔2026〕4号".into(),
+            reason: "闲置资金收回".into(),
+            ..Default::default()
+        }),
+    )
+    .await;
     server.stop().await;
 }

@@ -351,7 +351,9 @@ async fn build_world(client: &mut Client, root: Signer) -> World {
         register_org("mirror", "镜像", R::Mirror, "000000", &mirror),
     )
     .await;
-    // East–west cooperation: Sichuan's money reaches a Linxia household.
+    // East–west cooperation: Sichuan's money reaches a Linxia household,
+    // the two paired by the root org (rules 6).
+    ok(client, &root, pairing("sc-czt", "lx-czj")).await;
     ok(
         client,
         &sc,

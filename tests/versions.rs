@@ -51,6 +51,7 @@ async fn from_rules_2_a_request_re_signed_by_another_key_of_the_org_is_a_retry()
         B::AddKey(pb::AddKey {
             org_id: "gs-czt".into(),
             public_key: second_key.public_key().to_vec(),
+            read_only: false,
         }),
     )
     .await;
@@ -348,5 +349,146 @@ async fn the_banks_results_come_with_rules_5() {
         "{}",
         refused.message()
     );
+    server.stop().await;
+}
+
+/// Rules 5 ledgers keep what they accepted: a finance org's audit office,
+/// an `AddKey` whose (then unknown) `read_only` is set, imports without a
+/// window. After `UpgradeRules 6` none of these is accepted any more, and
+/// the ledger replays unchanged after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn separation_of_duties_comes_with_rules_6() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        Rules::V5,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let county = new_signer();
+    let old_read_key = new_signer();
+    ok(
+        &mut client,
+        &root,
+        register_org(
+            "dx-czj",
+            "东乡县财政局",
+            pb::OrgRole::Finance,
+            "622926",
+            &county,
+        ),
+    )
+    .await;
+    let mine = |id: &str| {
+        register_org(
+            id,
+            "县审计局",
+            pb::OrgRole::Auditor,
+            "622926",
+            &new_signer(),
+        )
+    };
+    ok(&mut client, &county, mine("dx-sjj")).await;
+    ok(
+        &mut client,
+        &county,
+        B::AddKey(pb::AddKey {
+            org_id: "dx-czj".into(),
+            public_key: old_read_key.public_key().to_vec(),
+            read_only: true,
+        }),
+    )
+    .await;
+    // Under rules 5 the flag meant nothing: the key signs records.
+    ok(
+        &mut client,
+        &old_read_key,
+        open_account("dx-a", pb::AccountKind::Treasury, "国库"),
+    )
+    .await;
+    let window = client
+        .post(&root, import_window("dx-czj", "2099-01-01"))
+        .await
+        .unwrap_err();
+    assert_eq!(window.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        window.message().contains("needs rules version 6"),
+        "{}",
+        window.message()
+    );
+
+    ok(&mut client, &root, upgrade(6)).await;
+    let refused = client.post(&county, mine("dx-sjj-2")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    // The audit office it registered under rules 5 is no longer its to key.
+    let refused = client
+        .post(
+            &county,
+            B::AddKey(pb::AddKey {
+                org_id: "dx-sjj".into(),
+                public_key: new_signer().public_key().to_vec(),
+                read_only: false,
+            }),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    let new_read_key = new_signer();
+    ok(
+        &mut client,
+        &county,
+        B::AddKey(pb::AddKey {
+            org_id: "dx-czj".into(),
+            public_key: new_read_key.public_key().to_vec(),
+            read_only: true,
+        }),
+    )
+    .await;
+    let refused = client
+        .post(
+            &new_read_key,
+            open_account("dx-b", pb::AccountKind::Treasury, "国库"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+    assert!(
+        refused.message().contains("read key"),
+        "{}",
+        refused.message()
+    );
+    let count = ledger_info(&mut client).await.record_count;
+    let state = server.dump();
+
+    // Replayed from the journal, the ledger is the same; the key added
+    // under rules 5 still signs, the one added under rules 6 still reads.
+    let data_dir = server.data_dir.clone();
+    server.stop().await;
+    std::fs::remove_dir_all(fundtrail_server::engine::state_dir(&data_dir)).unwrap();
+    let server = TestServer::start(&data_dir).await;
+    let mut client = server.client().await;
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    assert!(server.dump() == state, "the replayed state differs");
+    ok(
+        &mut client,
+        &old_read_key,
+        open_account("dx-c", pb::AccountKind::Treasury, "国库"),
+    )
+    .await;
+    let mut reader = server.client_as(&new_read_key).await;
+    let account = reader
+        .query
+        .get_account(pb::GetAccountRequest {
+            account_id: "dx-a".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a read key reads")
+        .into_inner();
+    assert_eq!(account.account_id, "dx-a");
     server.stop().await;
 }

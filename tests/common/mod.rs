@@ -194,6 +194,16 @@ impl TestServer {
     }
 }
 
+/// A server on a fresh data directory with [`build_chain`] posted, and a
+/// client reading as the root org.
+pub async fn start_with_chain() -> (tempfile::TempDir, TestServer, Client, Chain) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let chain = build_chain(&mut client, server.root()).await;
+    (dir, server, client, chain)
+}
+
 pub fn new_signer() -> Signer {
     Signer::new(ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng))
 }
@@ -276,6 +286,16 @@ pub fn import_window(org: &str, until: &str) -> B {
         org_id: org.into(),
         until_date: until.into(),
         document_no: "财办〔2026〕1号 历史数据迁移".into(),
+    })
+}
+
+/// Pairs `from` with `to` (东西部协作): from rules 6 `from` and its
+/// descendants may then credit `to` and its descendants.
+pub fn pairing(from: &str, to: &str) -> B {
+    B::DeclarePairing(pb::DeclarePairing {
+        from_org_id: from.into(),
+        to_org_id: to.into(),
+        document_no: "国办发〔2026〕3号 东西部协作结对".into(),
     })
 }
 
@@ -392,6 +412,7 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
         B::AddKey(pb::AddKey {
             org_id: "gs-czt".into(),
             public_key: revoked.public_key().to_vec(),
+            read_only: false,
         }),
     )
     .await;

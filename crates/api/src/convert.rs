@@ -135,6 +135,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
         Some(B::AddKey(a)) => m::Body::AddKey(m::AddKey {
             public_key: key32("add_key.public_key", &a.public_key)?,
             org_id: a.org_id,
+            read_only: a.read_only,
         }),
         Some(B::RevokeKey(r)) => m::Body::RevokeKey(m::RevokeKey {
             key_id: r.key_id,
@@ -283,6 +284,11 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             org_id: w.org_id,
             document_no: w.document_no,
         }),
+        Some(B::DeclarePairing(p)) => m::Body::DeclarePairing(m::DeclarePairing {
+            from_org_id: p.from_org_id,
+            to_org_id: p.to_org_id,
+            document_no: p.document_no,
+        }),
         Some(B::ConfirmCredit(c)) => m::Body::ConfirmCredit(m::ConfirmCredit {
             disbursement_seq: c.disbursement_seq,
             household_account_id: c.household_account_id,
@@ -380,6 +386,7 @@ pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
         Some(B::SetProgrammeRules(_)) => "SetProgrammeRules",
         Some(B::EvaluateProject(_)) => "EvaluateProject",
         Some(B::DeclareImportWindow(_)) => "DeclareImportWindow",
+        Some(B::DeclarePairing(_)) => "DeclarePairing",
     }
 }
 
@@ -401,6 +408,7 @@ pub fn key_to_pb(key: &m::Key) -> pb::OrgKey {
         public_key: key.public_key.to_vec(),
         added_seq: key.added_seq,
         revoked_seq: key.revoked_seq,
+        read_only: key.read_only,
     }
 }
 

@@ -72,6 +72,11 @@ pub const LOT_SCAN_FIRST: usize = 8;
 /// Lots read per later scan.
 pub const LOT_SCAN_CHUNK: usize = 256;
 const _: () = assert!(LOT_SCAN_FIRST <= LOT_SCAN_CHUNK);
+/// Lots one record may read while picking what pays it (rules 6): lots of
+/// other sources skipped for an earmark count too, so the work one record
+/// costs the sequencer is bounded.
+pub const LOT_SCAN_ROWS_MAX: usize = 100_000;
+const _: () = assert!(LOT_SCAN_ROWS_MAX >= LOT_SCAN_CHUNK * 4);
 
 // --- Journal and sequencer ---------------------------------------------------
 

@@ -90,6 +90,7 @@ pub enum Body {
     SetProgrammeRules(SetProgrammeRules),
     EvaluateProject(EvaluateProject),
     DeclareImportWindow(DeclareImportWindow),
+    DeclarePairing(DeclarePairing),
 }
 
 impl Body {
@@ -117,6 +118,7 @@ impl Body {
             Body::SetProgrammeRules(_) => "SetProgrammeRules",
             Body::EvaluateProject(_) => "EvaluateProject",
             Body::DeclareImportWindow(_) => "DeclareImportWindow",
+            Body::DeclarePairing(_) => "DeclarePairing",
         }
     }
 
@@ -131,6 +133,7 @@ impl Body {
                 | Body::RevokeKey(_)
                 | Body::UpgradeRules(_)
                 | Body::DeclareImportWindow(_)
+                | Body::DeclarePairing(_)
         )
     }
 
@@ -145,7 +148,8 @@ impl Body {
             | Body::Reversal(_)
             | Body::UpgradeRules(_)
             | Body::SetProgrammeRules(_)
-            | Body::DeclareImportWindow(_) => vec![],
+            | Body::DeclareImportWindow(_)
+            | Body::DeclarePairing(_) => vec![],
             Body::OpenAccount(b) => vec![&b.account_id],
             Body::Appropriation(b) => vec![&b.account_id],
             Body::Transfer(b) => vec![&b.from_account_id, &b.to_account_id],
@@ -210,6 +214,8 @@ pub struct RegisterOrg {
 pub struct AddKey {
     pub org_id: String,
     pub public_key: [u8; 32],
+    /// A read key: it signs reads, never records (rules 6 on).
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,6 +444,14 @@ pub struct DeclareImportWindow {
     pub document_no: String,
 }
 
+/// Two orgs paired for money sent sideways (对口帮扶, 东西部协作; rules 6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeclarePairing {
+    pub from_org_id: String,
+    pub to_org_id: String,
+    pub document_no: String,
+}
+
 /// An import window as stored under its org.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportWindow {
@@ -532,6 +546,8 @@ pub struct Key {
     pub public_key: [u8; 32],
     pub added_seq: u64,
     pub revoked_seq: Option<u64>,
+    /// A read key: it signs reads, never records (rules 6 on).
+    pub read_only: bool,
 }
 
 /// An account and its balance per source.

@@ -109,6 +109,9 @@ pub mod key {
     pub const BANK_REFERENCE: u8 = b'r';
     /// Org → its import window (ImportWindow; rules 6).
     pub const IMPORT_WINDOW: u8 = b'n';
+    /// From org ‖ 0x00 ‖ to org → the seq of the record that paired them
+    /// (u64; rules 6).
+    pub const PAIRING: u8 = b'u';
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
@@ -125,6 +128,13 @@ pub mod key {
     /// Whether `key` is under one of [`INDEX_PREFIXES`].
     pub fn is_index(key: &[u8]) -> bool {
         key.first().is_some_and(|p| INDEX_PREFIXES.contains(p))
+    }
+
+    /// The pairing that lets `from_org` credit `to_org` (rules 6).
+    pub fn pairing(from_org: &str, to_org: &str) -> Vec<u8> {
+        let mut key = named_prefix(PAIRING, from_org);
+        key.extend_from_slice(to_org.as_bytes());
+        key
     }
 
     /// Prefix of all lots of one account.

@@ -173,6 +173,18 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             id("declare_import_window.org_id", &w.org_id)?;
             document_no("declare_import_window.document_no", &w.document_no)
         }
+        Body::DeclarePairing(p) => {
+            since(rules, Rules::V6, "declare_pairing")?;
+            id("declare_pairing.from_org_id", &p.from_org_id)?;
+            id("declare_pairing.to_org_id", &p.to_org_id)?;
+            if p.from_org_id == p.to_org_id {
+                return Err(Rejection::invalid(
+                    "declare_pairing.to_org_id",
+                    "an org is not paired with itself",
+                ));
+            }
+            document_no("declare_pairing.document_no", &p.document_no)
+        }
         Body::ConfirmCredit(c) => {
             since(rules, Rules::V5, "confirm_credit")?;
             if c.disbursement_seq == 0 {

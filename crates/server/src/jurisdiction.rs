@@ -4,6 +4,7 @@
 //! returns: whole, pseudonymised, left out, or PERMISSION_DENIED.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use fundtrail_api::pb;
@@ -54,8 +55,12 @@ pub async fn answer<T: Send + 'static>(
     method: &'static str,
     read: impl FnOnce(&Engine, &Reader, &mut Facts<'_>) -> Result<T, Error> + Send + 'static,
 ) -> Result<tonic::Response<T>, Status> {
+    // Dropped with this future when the client goes away.
+    let _gone = GoneOnDrop(Arc::new(AtomicBool::new(false)));
+    let flag = _gone.0.clone();
     let answer = tokio::task::spawn_blocking(move || {
         let mut facts = Facts::new(&engine);
+        facts.gone = flag;
         let result = read(&engine, &caller.reader, &mut facts);
         let outcome = match &result {
             Ok(_) => "OK".to_string(),
@@ -82,6 +87,16 @@ pub async fn answer<T: Send + 'static>(
     .map_err(|e| Status::unavailable(format!("the read did not finish: {e}")))?
     .map_err(status)?;
     Ok(tonic::Response::new(answer))
+}
+
+/// Raises its flag when dropped: a call's answer future is dropped when
+/// its client goes away.
+struct GoneOnDrop(Arc<AtomicBool>);
+
+impl Drop for GoneOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Appends one read to the access log; durable first when it revealed a
@@ -128,6 +143,8 @@ pub struct Facts<'e> {
     owners: HashMap<String, Owner>,
     parties: HashMap<String, Option<Party>>,
     pub touched: Touched,
+    /// Set once the client stopped waiting for the answer.
+    gone: Arc<AtomicBool>,
 }
 
 impl<'e> Facts<'e> {
@@ -137,7 +154,19 @@ impl<'e> Facts<'e> {
             owners: HashMap::new(),
             parties: HashMap::new(),
             touched: Touched::default(),
+            gone: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// Refuses to go on once the client has gone: a long scan checks this
+    /// between pages, so it stops with its client.
+    pub fn still_wanted(&self) -> Result<(), Rejection> {
+        if self.gone.load(Ordering::Relaxed) {
+            return Err(Rejection::unavailable(
+                "the client went away before the answer was ready",
+            ));
+        }
+        Ok(())
     }
 
     /// Notes how many items the answer holds.

@@ -648,6 +648,7 @@ fn each_entry_of(
         ..Default::default()
     };
     loop {
+        facts.still_wanted()?;
         let page = list_entries(engine, reader, facts, &request)?;
         page.entries.iter().for_each(&mut each);
         if page.next_page_token.is_empty() {

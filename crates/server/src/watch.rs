@@ -181,6 +181,11 @@ async fn send_from(
     let mut next = from_seq;
     let mut checkpoint_sent = 0;
     loop {
+        // A consumer that went away while its filter matched nothing is
+        // noticed here, not after the whole ledger was scanned for it.
+        if tx.is_closed() {
+            return Ok(());
+        }
         if let Some(signed) = engine.checkpoints().latest() {
             let tree_size = signed.checkpoint.tree_size;
             if tree_size > checkpoint_sent {

@@ -30,7 +30,7 @@ const KIND_LABELS = {
   Allocation: "项目安排", RegisterHousehold: "农户登记", SetHouseholdStatus: "农户状态",
   Return: "资金收回", UpgradeRules: "规则升级", ConfirmCredit: "到账确认",
   SetProgrammeRules: "资金管理规则", EvaluateProject: "绩效评价",
-  DeclareImportWindow: "历史数据导入期",
+  DeclareImportWindow: "历史数据导入期", DeclarePairing: "对口帮扶结对",
 };
 const FIELD_LABELS = {
   account_id: "账户", from_account_id: "付出账户", to_account_id: "收入账户", household_account_id: "收款农户",
@@ -232,7 +232,7 @@ async function signin() {
   });
   show(
     el("h2", {}, "登录"),
-    el("p", {}, "选择本机构的密钥文件（fundtrail keygen 生成）。密钥只留在本页内存中，不上传、不保存。"),
+    el("p", {}, "选择本机构的只读密钥文件（fundtrail keygen 生成，由本机构以 fundtrail post add-key --read-only 登记）：只读密钥只能签名查询，不能签署记录、动用资金。密钥只留在本页内存中，不上传、不保存。"),
     file,
     status,
     el("h2", {}, "日志公钥"),

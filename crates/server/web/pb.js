@@ -44,7 +44,7 @@ msg("ListEntriesResponse", "1 entries Entry*; 2 next_page_token s");
 msg("SourceBalance", "1 source_seq u64; 2 amount_fen u64; 3 programme_code s; 4 document_no s; 5 fiscal_year u32");
 msg("Account", "1 account_id s; 2 owner_org_id s; 3 kind e; 4 name s; 5 programme_code s; 6 household_ref s; 7 division_code s; 8 opened_seq u64; 9 balance_fen u64; 10 balances SourceBalance*");
 msg("ListAccountsResponse", "1 accounts Account*; 2 next_page_token s");
-msg("OrgKey", "1 key_id s; 2 public_key b; 3 added_seq u64; 4 revoked_seq u64?");
+msg("OrgKey", "1 key_id s; 2 public_key b; 3 added_seq u64; 4 revoked_seq u64?; 5 read_only bool");
 msg("Org", "1 org_id s; 2 name s; 3 role e; 4 division_code s; 5 parent_org_id s; 6 registered_seq u64; 7 keys OrgKey*");
 msg("FlowNode", "1 account_id s; 2 owner_org_id s; 3 kind e; 4 name s; 5 division_code s; 6 received_fen u64; 7 held_fen u64; 8 held_since_day i32");
 msg("FlowEdge", "1 from_account_id s; 2 to_account_id s; 3 amount_fen u64; 4 records u32; 5 first_seq u64; 6 last_seq u64; 7 kinds s*; 8 document_nos s*");
@@ -71,7 +71,7 @@ msg("Leg", "1 from_account_id s; 2 to_account_id s; 3 source_seq u64; 4 amount_f
 msg("Effects", "1 signer_org_id s; 2 legs Leg*; 3 registered_key_id s; 4 value_day i32");
 msg("Genesis", "1 root_org_id s; 2 root_org_name s; 3 division_code s; 4 root_public_key b; 5 log_public_key b; 6 rules_version u32");
 msg("RegisterOrg", "1 org_id s; 2 name s; 3 role e; 4 division_code s; 5 public_key b");
-msg("AddKey", "1 org_id s; 2 public_key b");
+msg("AddKey", "1 org_id s; 2 public_key b; 3 read_only bool");
 msg("RevokeKey", "1 key_id s; 2 reason s");
 msg("OpenAccount", "1 account_id s; 2 kind e; 3 name s; 4 programme_code s; 5 household_ref s");
 msg("Appropriation", "1 account_id s; 2 amount_fen u64; 3 programme_code s; 4 fiscal_year u32; 5 document_no s; 6 purpose s; 7 memo s");
@@ -90,6 +90,7 @@ msg("ConfirmCredit", "1 disbursement_seq u64; 2 household_account_id s; 3 bank_r
 msg("SetProgrammeRules", "1 programme_code s; 2 document_no s; 3 household_max_fen u64; 4 person_max_fen u64; 5 county_share_min_percent u32; 6 idle_days_max u32; 7 announcement_required bool");
 msg("EvaluateProject", "1 account_id s; 2 document_no s; 3 score u32; 4 targets_met bool*");
 msg("DeclareImportWindow", "1 org_id s; 2 until_date s; 3 document_no s");
+msg("DeclarePairing", "1 from_org_id s; 2 to_org_id s; 3 document_no s");
 
 // Request.body: the oneof's field number names the kind.
 export const BODY_KINDS = {
@@ -98,7 +99,7 @@ export const BODY_KINDS = {
   19: "Consolidation", 20: "RegisterProject", 21: "AnnounceProject", 22: "Allocation",
   23: "RegisterHousehold", 24: "SetHouseholdStatus", 25: "Return", 26: "UpgradeRules",
   27: "ConfirmCredit", 28: "SetProgrammeRules", 29: "EvaluateProject",
-  30: "DeclareImportWindow",
+  30: "DeclareImportWindow", 31: "DeclarePairing",
 };
 msg("Request", "1 ledger_id s; 2 idempotency_key s; 3 signed_at_ms i64; 4 value_date s; 5 imported bool; " +
   Object.entries(BODY_KINDS).map(([no, kind]) => `${no} ${kind} ${kind}?`).join("; "));

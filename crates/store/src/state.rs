@@ -86,7 +86,8 @@ fn leaf_key(leaf_hash: &Hash) -> Vec<u8> {
 /// hash, for inclusion proofs by leaf hash. 4: tree hashes and record
 /// offsets in slot files, the key–value state in fjall under `kv/`.
 /// 5: a household's payments one key each, no longer inside the household.
-/// 6: an evaluation says whether the project's owner signed it.
+/// 6: an evaluation says whether the project's owner signed it; a key
+/// whether it is a read key; import windows.
 pub const SCHEMA_VERSION: u32 = 6;
 
 /// The one fjall partition holding the key–value state.

@@ -190,6 +190,16 @@ pub fn apply<K: Kv + ?Sized>(
         )
         .into());
     }
+    if signer.read_only {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "key {} is a read key: it signs reads, never records; sign with a write key of {}",
+                signer.key_id, signer.org_id
+            ),
+        )
+        .into());
+    }
     check_skew(ctx, request)?;
     let org = state.org(&signer.org_id)?.ok_or_else(|| {
         Fault::new(format!(
@@ -261,6 +271,7 @@ fn dispatch<K: Kv + ?Sized>(act: &mut Act<K>, body: &Body) -> Result<(), Error> 
         Body::SetProgrammeRules(r) => registry::set_programme_rules(act, r),
         Body::EvaluateProject(e) => registry::evaluate_project(act, e),
         Body::DeclareImportWindow(w) => registry::declare_import_window(act, w),
+        Body::DeclarePairing(p) => registry::declare_pairing(act, p),
     }
 }
 
@@ -351,6 +362,7 @@ pub fn document_no(body: &Body) -> Option<&str> {
         Body::SetProgrammeRules(r) => Some(&r.document_no),
         Body::EvaluateProject(e) => Some(&e.document_no),
         Body::DeclareImportWindow(w) => Some(&w.document_no),
+        Body::DeclarePairing(p) => Some(&p.document_no),
         _ => None,
     }
 }

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use super::Act;
 use crate::dates::Day;
-use crate::limits::{ACCOUNT_SOURCES_MAX, LEGS_PER_RECORD_MAX, LOT_SCAN_CHUNK, LOT_SCAN_FIRST};
+use crate::limits::{
+    ACCOUNT_SOURCES_MAX, LEGS_PER_RECORD_MAX, LOT_SCAN_CHUNK, LOT_SCAN_FIRST, LOT_SCAN_ROWS_MAX,
+};
 use crate::model::*;
 use crate::money::Fen;
 use crate::rules::Rules;
@@ -112,12 +114,25 @@ fn pick_lots<K: Kv + ?Sized>(
     };
     let prefix = key::lots(&account.account_id);
     let mut picked = Vec::new();
+    let mut rows_read = 0usize;
     for (source, want) in wants {
         let mut left = want;
         let mut start = prefix.clone();
         let mut chunk = LOT_SCAN_FIRST;
         'scan: loop {
             let rows = txn.scan(&prefix, &start, chunk)?;
+            rows_read += rows.len();
+            if rules >= Rules::V6 && rows_read > LOT_SCAN_ROWS_MAX {
+                return Err(Rejection::new(
+                    Code::ResourceExhausted,
+                    field,
+                    format!(
+                        "paying this from account {} would read more than {LOT_SCAN_ROWS_MAX} lots; name fewer sources, or move the money in smaller steps",
+                        account.account_id
+                    ),
+                )
+                .into());
+            }
             for (row, value) in &rows {
                 let (lot_day, arrival_seq, source_seq) = key::parse_lot(&account.account_id, row)
                     .ok_or_else(|| {
@@ -431,7 +446,49 @@ pub(super) fn transfer<K: Kv + ?Sized>(m: &mut Act<K>, t: &Transfer) -> Result<(
         }
         _ => {}
     }
+    check_credit(m, field, &to)?;
     m.move_money(from, to, t.amount, &t.sources, "transfer.sources")
+}
+
+/// Rules 6: the signer may credit (by Transfer or Return) only accounts of
+/// its own org, its descendants and its ancestors, or of an org paired with
+/// it: a pairing (A, B) lets A and its descendants credit B and its
+/// descendants. So nobody can fill a stranger's account with lots, and an
+/// account the signer may not read is refused as if it did not exist.
+fn check_credit<K: Kv + ?Sized>(m: &Act<K>, field: &str, to: &Account) -> Result<(), Error> {
+    if m.rules < Rules::V6 {
+        return Ok(());
+    }
+    let owner = &to.owner_org_id;
+    let owner_chain = m.txn.org_chain(owner)?;
+    if owner_chain.iter().any(|o| o.org_id == m.org.org_id) {
+        return Ok(());
+    }
+    let signer_chain = m.txn.org_chain(&m.org.org_id)?;
+    if signer_chain.iter().any(|o| &o.org_id == owner) {
+        return Ok(());
+    }
+    for from in &signer_chain {
+        for into in &owner_chain {
+            if m.txn
+                .read::<u64>(&key::pairing(&from.org_id, &into.org_id))?
+                .is_some()
+            {
+                return Ok(());
+            }
+        }
+    }
+    Err(m
+        .refuse_as_reader(field, owner, || {
+            Rejection::denied(
+                field,
+                format!(
+                    "{} belongs to {owner}, which is neither above nor below {}; money goes sideways only between orgs paired by a common superior (DeclarePairing)",
+                    to.account_id, m.org.org_id
+                ),
+            )
+        })?
+        .into())
 }
 
 /// Programme money into the signer's own consolidated pool (统筹整合).
@@ -611,6 +668,7 @@ pub(super) fn return_money<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result
     }
     let from = return_account(m, "return.from_account_id", &r.from_account_id)?;
     let to = existing_account(m, "return.to_account_id", &r.to_account_id)?;
+    check_credit(m, "return.to_account_id", &to)?;
     if matches!(to.kind, AccountKind::Household | AccountKind::Project) {
         return Err(Rejection::precondition(
             "return.to_account_id",

@@ -67,6 +67,7 @@ pub(super) fn genesis<K: Kv + ?Sized>(
             public_key: root_key,
             added_seq: ctx.seq,
             revoked_seq: None,
+            read_only: false,
         },
     );
     Ok(Effects {
@@ -77,13 +78,15 @@ pub(super) fn genesis<K: Kv + ?Sized>(
     })
 }
 
-/// Registers `public_key` for `org`, refusing a key already in the ledger.
+/// Registers `public_key` for `org` (a read key when `read_only`),
+/// refusing a key already in the ledger.
 fn register_key<K: Kv + ?Sized>(
     txn: &mut Txn<K>,
     seq: u64,
     org: &mut Org,
     field: &str,
     public_key: &[u8; 32],
+    read_only: bool,
 ) -> Result<String, Error> {
     let public_key = signing::parse_public_key(field, public_key)?;
     let key_id = signing::key_id(&public_key);
@@ -114,6 +117,7 @@ fn register_key<K: Kv + ?Sized>(
             public_key,
             added_seq: seq,
             revoked_seq: None,
+            read_only,
         },
     );
     Ok(key_id)
@@ -174,6 +178,7 @@ pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) ->
         &mut org,
         "register_org.public_key",
         &r.public_key,
+        false,
     )?;
     txn.put(key::named(key::ORG, &org.org_id), &org);
     act.effects.registered_key_id = Some(key_id);
@@ -292,6 +297,8 @@ pub(super) fn add_key<K: Kv + ?Sized>(act: &mut Act<K>, a: &AddKey) -> Result<()
         &mut target,
         "add_key.public_key",
         &a.public_key,
+        // Before rules 6 the field did not exist: old servers ignored it.
+        a.read_only && act.rules >= Rules::V6,
     )?;
     txn.put(key::named(key::ORG, &target.org_id), &target);
     act.effects.registered_key_id = Some(key_id);
@@ -747,6 +754,41 @@ pub(super) fn declare_import_window<K: Kv + ?Sized>(
     };
     act.txn
         .put(key::named(key::IMPORT_WINDOW, &target.org_id), &window);
+    Ok(())
+}
+
+/// Pairs two orgs for money sent sideways. Signed by an ancestor of both
+/// (the root org is one of every org), so neither side pairs itself.
+pub(super) fn declare_pairing<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    p: &DeclarePairing,
+) -> Result<(), Error> {
+    let mut chains = Vec::with_capacity(2);
+    for (field, org_id) in [
+        ("declare_pairing.from_org_id", &p.from_org_id),
+        ("declare_pairing.to_org_id", &p.to_org_id),
+    ] {
+        if act.txn.org(org_id)?.is_none() {
+            return Err(
+                Rejection::not_found(field, format!("org {org_id:?} is not registered")).into(),
+            );
+        }
+        chains.push(act.txn.org_chain(org_id)?);
+    }
+    let signer = &act.org.org_id;
+    let above = |chain: &Vec<Org>| chain.iter().skip(1).any(|o| &o.org_id == signer);
+    if !chains.iter().all(above) {
+        return Err(Rejection::denied(
+            "key_id",
+            format!(
+                "a pairing of {} and {} is declared by an org above both (their common superior, or the root org); {signer} is not",
+                p.from_org_id, p.to_org_id
+            ),
+        )
+        .into());
+    }
+    act.txn
+        .put(key::pairing(&p.from_org_id, &p.to_org_id), &act.seq);
     Ok(())
 }
 
