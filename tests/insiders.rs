@@ -845,12 +845,64 @@ async fn money_goes_sideways_only_between_paired_orgs() {
     }
     // The root pairs 福建 with 甘肃: 福建 may now credit 甘肃's counties.
     ok(&mut client, &chain.root, pairing("fj-czt", "gs-czt")).await;
-    ok(
+    let fujian_money = ok(
         &mut client,
         &fujian,
-        transfer("fj-xczx", "dx-xczx", 500_000_00, "闽财〔2026〕8号"),
+        appropriation("fj-xczx", 500_000_00, "闽财〔2026〕7号"),
     )
-    .await;
+    .await
+    .seq;
+    let mut sent = transfer("fj-xczx", "dx-xczx", 500_000_00, "闽财〔2026〕8号");
+    if let B::Transfer(t) = &mut sent {
+        t.sources = vec![pb::SourceAmount {
+            source_seq: fujian_money,
+            amount_fen: 500_000_00,
+        }];
+    }
+    ok(&mut client, &fujian, sent).await;
+    let mut paid = disbursement("dx-xczx", "dx-hh-0001", 2_000_00);
+    if let B::Disbursement(d) = &mut paid {
+        d.sources = vec![pb::SourceAmount {
+            source_seq: fujian_money,
+            amount_fen: 2_000_00,
+        }];
+    }
+    let payment = ok(&mut client, &chain.dongxiang, paid).await.seq;
+    // 福建 follows its money to the household, under a pseudonym: the
+    // amount is exact, but which record paid it, under which document, is
+    // the household's data (finding 4).
+    let trace = |reader: &Signer| {
+        let reader = reader.clone();
+        let server = &server;
+        async move {
+            let mut client = server.client_as(&reader).await;
+            client
+                .query
+                .trace_forward(pb::TraceForwardRequest {
+                    seq: fujian_money,
+                    ..Default::default()
+                })
+                .await
+                .expect("trace")
+                .into_inner()
+        }
+    };
+    let graph = trace(&fujian).await;
+    let edge = graph
+        .edges
+        .iter()
+        .find(|e| e.to_account_id.starts_with("hh~"))
+        .expect("an edge into a pseudonymised household");
+    assert_eq!(edge.amount_fen, 2_000_00);
+    assert_eq!((edge.first_seq, edge.last_seq), (0, 0));
+    assert!(edge.document_nos.is_empty(), "{edge:?}");
+    let graph = trace(&chain.root).await;
+    let edge = graph
+        .edges
+        .iter()
+        .find(|e| e.to_account_id == "dx-hh-0001")
+        .expect("the root sees the household");
+    assert_eq!((edge.first_seq, edge.last_seq), (payment, payment));
     // Only that way round, and only for the paired orgs.
     let refusal = refused(
         &server,
