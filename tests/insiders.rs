@@ -929,3 +929,61 @@ async fn money_goes_sideways_only_between_paired_orgs() {
     .await;
     server.stop().await;
 }
+
+/// Finding 7: the 256 `Watch` slots had no per-org share and the 16
+/// `PostStream` slots could all be held by one client. An org now holds at
+/// most 32 watch streams and an address 4 post streams; another org's
+/// watch still starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_slots_are_shared_out() {
+    let (_dir, server, mut client, chain) = start_with_chain().await;
+    let head = ledger_info(&mut client).await.record_count;
+    let from_head = || pb::WatchRequest {
+        from_seq: head,
+        ..Default::default()
+    };
+    let mut county = server.client_as(&chain.dongxiang).await;
+    let mut watches = Vec::new();
+    for i in 0..32 {
+        let watch = county
+            .query
+            .watch(from_head())
+            .await
+            .unwrap_or_else(|status| panic!("watch {i} of the org's share: {status:?}"));
+        watches.push(watch.into_inner());
+    }
+    let refused = county.query.watch(from_head()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("its share"),
+        "{}",
+        refused.message()
+    );
+    let mut province = server.client_as(&chain.province).await;
+    province
+        .query
+        .watch(from_head())
+        .await
+        .expect("another org's watch starts");
+
+    let mut streams = Vec::new();
+    for i in 0..4 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::SignedRequest>(1);
+        let stream = client
+            .ledger
+            .post_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap_or_else(|status| panic!("post stream {i}: {status:?}"));
+        streams.push((tx, stream));
+    }
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::SignedRequest>(1);
+    let refused = client
+        .ledger
+        .post_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    drop(streams);
+    drop(watches);
+    server.stop().await;
+}
