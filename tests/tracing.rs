@@ -2608,9 +2608,9 @@ async fn new_rules_refuse_and_change_nothing() {
                 &dongxiang,
                 consolidation("dx-xczx", "lx-pool", 100_00, "东政办〔2026〕80号"),
             ),
-            fp,
+            Code::PermissionDenied,
             "consolidation.pool_account_id",
-            "not a consolidated pool of dx-czj",
+            "names nothing this org may act on",
         ),
         refusal(
             "consolidation into a project instead of the pool",

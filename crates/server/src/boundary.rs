@@ -104,6 +104,9 @@ const fn method(path: &'static str, access: Access, cost: u32, request_bytes_max
 
 const Q: usize = QUERY_REQUEST_BYTES_MAX;
 
+/// A health check's request: a service name.
+const HEALTH_REQUEST_BYTES_MAX: usize = 1024;
+
 /// Every unary-request method served. Streaming-request methods (server
 /// reflection) pass unbuffered; unknown paths go on to UNIMPLEMENTED.
 const METHODS: &[Method] = &[
@@ -198,8 +201,20 @@ const METHODS: &[Method] = &[
         1,
         Q,
     ),
-    method("/grpc.health.v1.Health/Check", Access::Public, 1, Q),
-    method("/grpc.health.v1.Health/Watch", Access::Public, 1, Q),
+    // A health request names at most a service: it needs no more, and
+    // buffers nothing worth holding while it arrives.
+    method(
+        "/grpc.health.v1.Health/Check",
+        Access::Public,
+        1,
+        HEALTH_REQUEST_BYTES_MAX,
+    ),
+    method(
+        "/grpc.health.v1.Health/Watch",
+        Access::Public,
+        1,
+        HEALTH_REQUEST_BYTES_MAX,
+    ),
 ];
 
 const _: () = {
@@ -249,7 +264,7 @@ struct Shared {
     unkeyed: Arc<Semaphore>,
     unkeyed_max: usize,
     /// Calls whose message is still arriving, per client address.
-    receiving: Arc<Mutex<HashMap<Option<IpAddr>, Arc<Semaphore>>>>,
+    receiving: Arc<Mutex<ReceivingShares>>,
     limiter: DefaultKeyedRateLimiter<String>,
     cost_per_second: u32,
     nonces: Mutex<Nonces>,
@@ -401,33 +416,43 @@ fn address_name(address: Option<IpAddr>) -> String {
     }
 }
 
+/// Per address: its share of calls whose message is arriving, and how many
+/// calls hold or wait for a place in it (the entry goes when none does).
+type ReceivingShares = HashMap<Option<IpAddr>, (Arc<Semaphore>, usize)>;
+
 /// One of an address's [`RECEIVING_CALLS_PER_ADDRESS_MAX`] calls whose
 /// message is still arriving; given back when dropped. Calls past the share
 /// wait their turn within their own deadline, holding nothing shared.
 struct Receiving {
     permit: Option<OwnedSemaphorePermit>,
-    shares: Arc<Mutex<HashMap<Option<IpAddr>, Arc<Semaphore>>>>,
+    shares: Arc<Mutex<ReceivingShares>>,
     address: Option<IpAddr>,
 }
 
 impl Receiving {
     async fn take(shared: &Shared, address: Option<IpAddr>) -> Receiving {
-        let share = shared
-            .receiving
-            .lock()
-            .expect("receiving shares poisoned")
-            .entry(address)
-            .or_insert_with(|| Arc::new(Semaphore::new(RECEIVING_CALLS_PER_ADDRESS_MAX)))
-            .clone();
-        let permit = share
-            .acquire_owned()
-            .await
-            .expect("receiving shares are never closed");
-        Receiving {
-            permit: Some(permit),
+        let share = {
+            let mut shares = shared.receiving.lock().expect("receiving shares poisoned");
+            let (share, users) = shares
+                .entry(address)
+                .or_insert_with(|| (Arc::new(Semaphore::new(RECEIVING_CALLS_PER_ADDRESS_MAX)), 0));
+            *users += 1;
+            share.clone()
+        };
+        // Counted before the wait: a call dropped while waiting is counted
+        // out again by the guard's drop.
+        let mut receiving = Receiving {
+            permit: None,
             shares: shared.receiving.clone(),
             address,
-        }
+        };
+        receiving.permit = Some(
+            share
+                .acquire_owned()
+                .await
+                .expect("receiving shares are never closed"),
+        );
+        receiving
     }
 }
 
@@ -435,12 +460,11 @@ impl Drop for Receiving {
     fn drop(&mut self) {
         drop(self.permit.take());
         let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
-        // Clones are made under this lock: one reference means none waits.
-        if shares
-            .get(&self.address)
-            .is_some_and(|share| Arc::strong_count(share) == 1)
-        {
-            shares.remove(&self.address);
+        if let Some((_, users)) = shares.get_mut(&self.address) {
+            *users -= 1;
+            if *users == 0 {
+                shares.remove(&self.address);
+            }
         }
     }
 }
@@ -530,14 +554,15 @@ async fn admit(
     let address = client_address(&parts);
     let signed = parts.headers.contains_key(KEY_ID_HEADER);
     let keyed = signed || method.access == Access::SelfSigned;
-    let deadline_ms = if keyed {
+    // A health check holds nothing shared while it arrives: it waits for
+    // no share, so a full address or server still answers whether it lives;
+    // its message is small and has the short deadline, key or no key.
+    let health = method.path.starts_with(HEALTH_PATH_PREFIX);
+    let deadline_ms = if keyed && !health {
         REQUEST_BODY_TIMEOUT_MS
     } else {
         UNKEYED_BODY_TIMEOUT_MS
     };
-    // A health check holds nothing shared while it arrives: it waits for
-    // no share, so a full address or server still answers whether it lives.
-    let health = method.path.starts_with(HEALTH_PATH_PREFIX);
     let receive = async {
         let _receiving = match health {
             true => None,

@@ -279,13 +279,19 @@ fn post_stream(
     });
     tokio::spawn(async move {
         let _permit = permit;
+        // A client that stops reading its answers gives its place back:
+        // the idle timeout alone never fires once it has sent enough to
+        // stop the reader.
+        let send_timeout =
+            std::time::Duration::from_millis(fundtrail_core::limits::STREAM_SEND_TIMEOUT_MS);
         while let Some(item) = pending_rx.recv().await {
             let answer = match item {
                 Outbound::Answer(pending) => Ok(post_result(engine.answer(pending).await)),
                 Outbound::Broken(status) => Err(status),
             };
-            if out_tx.send(answer).await.is_err() {
-                return;
+            match tokio::time::timeout(send_timeout, out_tx.send(answer)).await {
+                Ok(Ok(())) => {}
+                _ => return,
             }
         }
     });
@@ -883,8 +889,16 @@ fn trace_backward(
     let mut answer = query::trace_backward_response(answer);
     facts.rows(answer.lineages.len());
     for hop in answer.lineages.iter_mut().flat_map(|l| l.hops.iter_mut()) {
-        facts.mask(reader, &mut hop.from_account_id)?;
-        facts.mask(reader, &mut hop.to_account_id)?;
+        let from_masked = facts.mask(reader, &mut hop.from_account_id)?;
+        let to_masked = facts.mask(reader, &mut hop.to_account_id)?;
+        // As on forward edges: the record that moved a hidden household's
+        // money, its document and signer, are the household's data too.
+        if from_masked || to_masked {
+            hop.seq = 0;
+            hop.document_no.clear();
+            hop.signer_org_id.clear();
+            hop.key_id.clear();
+        }
     }
     Ok(answer)
 }

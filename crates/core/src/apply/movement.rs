@@ -363,20 +363,6 @@ impl<K: Kv + ?Sized> Act<'_, '_, K> {
         }
         Ok(())
     }
-
-    /// The paying account (the signer's own, not a household's) and the
-    /// receiving one, both of which must exist.
-    fn accounts(
-        &self,
-        from_field: &str,
-        from_id: &str,
-        to_field: &str,
-        to_id: &str,
-    ) -> Result<(Account, Account), Error> {
-        let from = debit_account(self, from_field, from_id)?;
-        let to = existing_account(self, to_field, to_id)?;
-        Ok((from, to))
-    }
 }
 
 /// Writes the indexes of a record that moved money: its movement, and each
@@ -417,12 +403,12 @@ pub(super) fn index_movement<K: Kv + ?Sized>(
 /// Level to level, and east–west: any account but a project's or a household's.
 pub(super) fn transfer<K: Kv + ?Sized>(m: &mut Act<K>, t: &Transfer) -> Result<(), Error> {
     let field = "transfer.to_account_id";
-    let (from, to) = m.accounts(
-        "transfer.from_account_id",
-        &t.from_account_id,
-        field,
-        &t.to_account_id,
-    )?;
+    // Everything about the paying account is checked before the receiving
+    // one is looked at, and whether the signer may credit it before what
+    // kind it is: an account the signer may not read tells nothing.
+    let from = debit_account(m, "transfer.from_account_id", &t.from_account_id)?;
+    let to = existing_account(m, field, &t.to_account_id)?;
+    check_credit(m, field, &to)?;
     match to.kind {
         AccountKind::Household => {
             return Err(Rejection::precondition(
@@ -446,7 +432,6 @@ pub(super) fn transfer<K: Kv + ?Sized>(m: &mut Act<K>, t: &Transfer) -> Result<(
         }
         _ => {}
     }
-    check_credit(m, field, &to)?;
     m.move_money(from, to, t.amount, &t.sources, "transfer.sources")
 }
 
@@ -496,12 +481,8 @@ pub(super) fn consolidation<K: Kv + ?Sized>(
     m: &mut Act<K>,
     c: &Consolidation,
 ) -> Result<(), Error> {
-    let (from, to) = m.accounts(
-        "consolidation.from_account_id",
-        &c.from_account_id,
-        "consolidation.pool_account_id",
-        &c.pool_account_id,
-    )?;
+    let field = "consolidation.pool_account_id";
+    let from = debit_account(m, "consolidation.from_account_id", &c.from_account_id)?;
     if from.kind != AccountKind::Programme {
         return Err(Rejection::precondition(
             "consolidation.from_account_id",
@@ -512,15 +493,16 @@ pub(super) fn consolidation<K: Kv + ?Sized>(
         )
         .into());
     }
-    if to.kind != AccountKind::Pool || to.owner_org_id != m.org.org_id {
-        return Err(Rejection::precondition(
-            "consolidation.pool_account_id",
-            format!(
-                "{} is not a consolidated pool of {}",
-                to.account_id, m.org.org_id
-            ),
+    let to = existing_account(m, field, &c.pool_account_id)?;
+    let not_a_pool = || {
+        format!(
+            "{} is not a consolidated pool of {}",
+            to.account_id, m.org.org_id
         )
-        .into());
+    };
+    owned_by_signer(m, field, &to.owner_org_id, not_a_pool)?;
+    if to.kind != AccountKind::Pool {
+        return Err(Rejection::precondition(field, not_a_pool()).into());
     }
     m.move_money(from, to, c.amount, &c.sources, "consolidation.sources")
 }
@@ -548,12 +530,7 @@ fn owned_by_signer<K: Kv + ?Sized>(
 /// its budget.
 pub(super) fn allocation<K: Kv + ?Sized>(m: &mut Act<K>, a: &Allocation) -> Result<(), Error> {
     let field = "allocation.project_account_id";
-    let (from, to) = m.accounts(
-        "allocation.pool_account_id",
-        &a.pool_account_id,
-        field,
-        &a.project_account_id,
-    )?;
+    let from = debit_account(m, "allocation.pool_account_id", &a.pool_account_id)?;
     if from.kind != AccountKind::Pool {
         return Err(Rejection::precondition(
             "allocation.pool_account_id",
@@ -564,6 +541,7 @@ pub(super) fn allocation<K: Kv + ?Sized>(m: &mut Act<K>, a: &Allocation) -> Resu
         )
         .into());
     }
+    let to = existing_account(m, field, &a.project_account_id)?;
     owned_by_signer(m, field, &to.owner_org_id, || {
         format!(
             "{} belongs to {}, not to {}; only the county whose library holds a project funds it",
@@ -608,12 +586,8 @@ pub(super) fn allocation<K: Kv + ?Sized>(m: &mut Act<K>, a: &Allocation) -> Resu
 /// Payment to a household the signer registered, eligible on the value date.
 pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> Result<(), Error> {
     let field = "disbursement.household_account_id";
-    let (from, to) = m.accounts(
-        "disbursement.from_account_id",
-        &d.from_account_id,
-        field,
-        &d.household_account_id,
-    )?;
+    let from = debit_account(m, "disbursement.from_account_id", &d.from_account_id)?;
+    let to = existing_account(m, field, &d.household_account_id)?;
     owned_by_signer(m, field, &to.owner_org_id, || {
         format!(
             "{} is registered with {}, not with {}; only the county that registered a household pays it",

@@ -655,7 +655,13 @@ pub(super) fn evaluate_project<K: Kv + ?Sized>(
         Role::Auditor => act.rules >= Rules::V6 && act.reader()?.jurisdiction.is_some(),
         Role::Witness | Role::Mirror => false,
     };
-    if !evaluates || !crate::access::division_within(&owner.division_code, &evaluator.division_code)
+    // From rules 6 the evaluator must also read the project: a division
+    // that contains it is not enough for a finance org outside its chain.
+    let reads = act.rules < Rules::V6 || act.reads(&owner.org_id)?;
+    let evaluator = &act.org;
+    if !evaluates
+        || !reads
+        || !crate::access::division_within(&owner.division_code, &evaluator.division_code)
     {
         return Err(act
             .refuse_as_reader(field, &owner.org_id, || {
