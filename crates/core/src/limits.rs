@@ -158,6 +158,14 @@ pub const UNKEYED_BODY_TIMEOUT_MS: u64 = 2_000;
 /// Calls from one client address whose messages are still arriving. Such a
 /// call holds no answering slot, only this share of its own address.
 pub const RECEIVING_CALLS_PER_ADDRESS_MAX: usize = 64;
+/// Of the [`IN_FLIGHT_CALLS_MAX`] answering slots, those the calls of one
+/// client address may hold: a quarter, so no one address takes them all.
+pub const ANSWERING_CALLS_PER_ADDRESS_MAX: usize = IN_FLIGHT_CALLS_MAX / 4;
+/// Of the [`BUFFERED_REQUEST_BYTES_MAX`], those of one client address: a
+/// quarter, still room for the largest request.
+pub const BUFFERED_REQUEST_BYTES_PER_ADDRESS_MAX: usize = BUFFERED_REQUEST_BYTES_MAX / 4;
+const _: () = assert!(BUFFERED_REQUEST_BYTES_PER_ADDRESS_MAX >= GRPC_MESSAGE_BYTES_MAX + 5);
+const _: () = assert!(BUFFERED_REQUEST_BYTES_PER_ADDRESS_MAX <= u32::MAX as usize);
 /// Of the [`IN_FLIGHT_CALLS_MAX`] answering slots, those calls without a
 /// key may hold: a quarter.
 pub const UNKEYED_CALLS_MAX: usize = IN_FLIGHT_CALLS_MAX / 4;

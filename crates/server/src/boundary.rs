@@ -28,11 +28,12 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use fundtrail_core::access::Reader;
 use fundtrail_core::limits::{
-    BUFFERED_REQUEST_BYTES_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX, MIN_SEQ_WAIT_MS,
-    POST_STREAM_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX, READ_NONCES_PER_KEY_MAX,
-    READ_NONCES_PER_ORG_MAX, READ_NONCES_REMEMBERED_MAX, RECEIVING_CALLS_PER_ADDRESS_MAX,
-    RECONCILE_REQUEST_BYTES_MAX, REQUEST_BODY_TIMEOUT_MS, UNKEYED_BODY_TIMEOUT_MS,
-    UNKEYED_CALLS_MAX,
+    ANSWERING_CALLS_PER_ADDRESS_MAX, BUFFERED_REQUEST_BYTES_MAX,
+    BUFFERED_REQUEST_BYTES_PER_ADDRESS_MAX, GRPC_MESSAGE_BYTES_MAX, IN_FLIGHT_CALLS_MAX,
+    MIN_SEQ_WAIT_MS, POST_STREAM_MESSAGE_BYTES_MAX, QUERY_REQUEST_BYTES_MAX, READ_COST_MAX,
+    READ_NONCES_PER_KEY_MAX, READ_NONCES_PER_ORG_MAX, READ_NONCES_REMEMBERED_MAX,
+    RECEIVING_CALLS_PER_ADDRESS_MAX, RECONCILE_REQUEST_BYTES_MAX, REQUEST_BODY_TIMEOUT_MS,
+    UNKEYED_BODY_TIMEOUT_MS, UNKEYED_CALLS_MAX,
 };
 use fundtrail_core::signing::{sha256, ReadClaim};
 use fundtrail_core::state::StateRead;
@@ -263,8 +264,8 @@ struct Shared {
     /// The answering slots calls without a key may hold, inside `in_flight`.
     unkeyed: Arc<Semaphore>,
     unkeyed_max: usize,
-    /// Calls whose message is still arriving, per client address.
-    receiving: Arc<Mutex<ReceivingShares>>,
+    /// Each client address's shares.
+    addresses: Arc<Mutex<AddressShares>>,
     limiter: DefaultKeyedRateLimiter<String>,
     cost_per_second: u32,
     nonces: Mutex<Nonces>,
@@ -295,7 +296,7 @@ impl BoundaryLayer {
                 in_flight_max: config.in_flight_calls_max,
                 unkeyed: Arc::new(Semaphore::new(unkeyed_max(config.in_flight_calls_max))),
                 unkeyed_max: unkeyed_max(config.in_flight_calls_max),
-                receiving: Arc::new(Mutex::new(HashMap::new())),
+                addresses: Arc::new(Mutex::new(HashMap::new())),
                 limiter: RateLimiter::keyed(quota),
                 cost_per_second: config.read_cost_per_second.get(),
                 nonces: Mutex::new(Nonces {
@@ -416,76 +417,122 @@ fn address_name(address: Option<IpAddr>) -> String {
     }
 }
 
-/// Per address: its share of calls whose message is arriving, and how many
-/// calls hold or wait for a place in it (the entry goes when none does).
-type ReceivingShares = HashMap<Option<IpAddr>, (Arc<Semaphore>, usize)>;
+/// One client address's shares: of calls whose message is arriving, of
+/// request bytes being received, and of calls being answered; and how many
+/// calls hold or wait for a place (the entry goes when none does).
+struct AddressShare {
+    receiving: Arc<Semaphore>,
+    bytes: Arc<Semaphore>,
+    answering: Arc<Semaphore>,
+    users: usize,
+}
 
-/// One of an address's [`RECEIVING_CALLS_PER_ADDRESS_MAX`] calls whose
-/// message is still arriving; given back when dropped. Calls past the share
-/// wait their turn within their own deadline, holding nothing shared.
-struct Receiving {
-    permit: Option<OwnedSemaphorePermit>,
-    shares: Arc<Mutex<ReceivingShares>>,
+type AddressShares = HashMap<Option<IpAddr>, AddressShare>;
+
+/// A call's hold on its address's shares, from its headers until its answer
+/// is done: first one of the [`RECEIVING_CALLS_PER_ADDRESS_MAX`] places for
+/// a message still arriving (calls past them wait their turn within their
+/// own deadline, holding nothing shared), then the bytes it buffered and a
+/// place among the address's calls being answered.
+struct AddressHold {
+    receiving: Option<OwnedSemaphorePermit>,
+    bytes: Arc<Semaphore>,
+    answering: Arc<Semaphore>,
+    shares: Arc<Mutex<AddressShares>>,
     address: Option<IpAddr>,
 }
 
-impl Receiving {
-    async fn take(shared: &Shared, address: Option<IpAddr>) -> Receiving {
-        let share = {
-            let mut shares = shared.receiving.lock().expect("receiving shares poisoned");
-            let (share, users) = shares
-                .entry(address)
-                .or_insert_with(|| (Arc::new(Semaphore::new(RECEIVING_CALLS_PER_ADDRESS_MAX)), 0));
-            *users += 1;
-            share.clone()
+impl AddressHold {
+    async fn take(shared: &Shared, address: Option<IpAddr>) -> AddressHold {
+        let (receiving, bytes, answering) = {
+            let mut shares = shared.addresses.lock().expect("address shares poisoned");
+            let share = shares.entry(address).or_insert_with(|| AddressShare {
+                receiving: Arc::new(Semaphore::new(RECEIVING_CALLS_PER_ADDRESS_MAX)),
+                bytes: Arc::new(Semaphore::new(BUFFERED_REQUEST_BYTES_PER_ADDRESS_MAX)),
+                answering: Arc::new(Semaphore::new(ANSWERING_CALLS_PER_ADDRESS_MAX)),
+                users: 0,
+            });
+            share.users += 1;
+            (
+                share.receiving.clone(),
+                share.bytes.clone(),
+                share.answering.clone(),
+            )
         };
         // Counted before the wait: a call dropped while waiting is counted
-        // out again by the guard's drop.
-        let mut receiving = Receiving {
-            permit: None,
-            shares: shared.receiving.clone(),
+        // out again by the hold's drop.
+        let mut hold = AddressHold {
+            receiving: None,
+            bytes,
+            answering,
+            shares: shared.addresses.clone(),
             address,
         };
-        receiving.permit = Some(
-            share
+        hold.receiving = Some(
+            receiving
                 .acquire_owned()
                 .await
-                .expect("receiving shares are never closed"),
+                .expect("address shares are never closed"),
         );
-        receiving
+        hold
+    }
+
+    /// The message has arrived: its place among those arriving is free.
+    fn received(&mut self) {
+        drop(self.receiving.take());
     }
 }
 
-impl Drop for Receiving {
+impl Drop for AddressHold {
     fn drop(&mut self) {
-        drop(self.permit.take());
+        drop(self.receiving.take());
         let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, users)) = shares.get_mut(&self.address) {
-            *users -= 1;
-            if *users == 0 {
+        if let Some(share) = shares.get_mut(&self.address) {
+            share.users -= 1;
+            if share.users == 0 {
                 shares.remove(&self.address);
             }
         }
     }
 }
 
-/// The answering slots a call holds while its service answers it.
+/// The answering slots a call holds while its service answers it, and its
+/// hold on its address's shares.
 struct Slots {
     _in_flight: Option<OwnedSemaphorePermit>,
     _unkeyed: Option<OwnedSemaphorePermit>,
+    _answering: Option<OwnedSemaphorePermit>,
+    _address: Option<AddressHold>,
 }
 
 /// Takes the answering slots for a call: none for a health check; one of
 /// the server's for a call with a key (a signed read, or a write, which
 /// carries its signature in its message); for a call without, one of the
-/// unkeyed share as well, so they can never take every slot.
-fn take_slots(shared: &Shared, path: &str, keyed: bool) -> Result<Slots, Status> {
+/// unkeyed share as well, so they can never take every slot; and one of
+/// its address's share, so no one address can either.
+fn take_slots(
+    shared: &Shared,
+    path: &str,
+    keyed: bool,
+    address: Option<AddressHold>,
+) -> Result<Slots, Status> {
     if path.starts_with(HEALTH_PATH_PREFIX) {
         return Ok(Slots {
             _in_flight: None,
             _unkeyed: None,
+            _answering: None,
+            _address: address,
         });
     }
+    let answering = match &address {
+        Some(hold) => Some(hold.answering.clone().try_acquire_owned().map_err(|_| {
+            Status::unavailable(format!(
+                "{} has {ANSWERING_CALLS_PER_ADDRESS_MAX} calls being answered, its share; retry with backoff",
+                address_name(hold.address)
+            ))
+        })?),
+        None => None,
+    };
     let unkeyed = if keyed {
         None
     } else {
@@ -505,6 +552,8 @@ fn take_slots(shared: &Shared, path: &str, keyed: bool) -> Result<Slots, Status>
     Ok(Slots {
         _in_flight: Some(in_flight),
         _unkeyed: unkeyed,
+        _answering: answering,
+        _address: address,
     })
 }
 
@@ -544,10 +593,10 @@ where
 async fn admit(
     shared: &Arc<Shared>,
     request: http::Request<Body>,
-) -> Result<(http::Request<Body>, Option<OwnedSemaphorePermit>, Slots), Status> {
+) -> Result<(http::Request<Body>, Option<Buffered>, Slots), Status> {
     let Some(method) = method_of(request.uri().path()) else {
         // Streaming requests (PostStream, reflection) and unknown paths.
-        let slots = take_slots(shared, request.uri().path(), true)?;
+        let slots = take_slots(shared, request.uri().path(), true, None)?;
         return Ok((request, None, slots));
     };
     let (mut parts, body) = request.into_parts();
@@ -564,13 +613,18 @@ async fn admit(
         UNKEYED_BODY_TIMEOUT_MS
     };
     let receive = async {
-        let _receiving = match health {
+        let mut hold = match health {
             true => None,
-            false => Some(Receiving::take(shared, address).await),
+            false => Some(AddressHold::take(shared, address).await),
         };
-        read_message(shared, body, method).await
+        let read = read_message(shared, body, method, hold.as_ref().map(|h| &h.bytes)).await;
+        if let Some(hold) = &mut hold {
+            hold.received();
+        }
+        read.map(|(message, buffered)| (message, buffered, hold))
     };
-    let (message, buffered) = tokio::time::timeout(Duration::from_millis(deadline_ms), receive)
+    let (message, buffered, hold) =
+        tokio::time::timeout(Duration::from_millis(deadline_ms), receive)
         .await
         .map_err(|_| {
             Status::deadline_exceeded(format!(
@@ -615,7 +669,12 @@ async fn admit(
             Some(caller)
         }
     };
-    let slots = take_slots(shared, method.path, caller.is_some() || keyed && !signed)?;
+    let slots = take_slots(
+        shared,
+        method.path,
+        caller.is_some() || keyed && !signed,
+        hold,
+    )?;
     if let Some(caller) = caller {
         parts.extensions.insert(caller);
     }
@@ -665,6 +724,9 @@ async fn reach_min_seq(shared: &Shared, headers: &http::HeaderMap) -> Result<(),
     )))
 }
 
+/// The request bytes a call holds, server-wide and of its address.
+type Buffered = (OwnedSemaphorePermit, Option<OwnedSemaphorePermit>);
+
 /// A unary request's one gRPC frame, and the message inside it.
 struct Message {
     frame: Bytes,
@@ -684,7 +746,8 @@ async fn read_message(
     shared: &Shared,
     body: Body,
     method: &Method,
-) -> Result<(Message, OwnedSemaphorePermit), Status> {
+    address_bytes: Option<&Arc<Semaphore>>,
+) -> Result<(Message, Buffered), Status> {
     let too_large = |bytes: String| {
         Status::resource_exhausted(format!(
             "the request message is {bytes} bytes; {} accepts at most {} bytes",
@@ -693,11 +756,14 @@ async fn read_message(
     };
     let read = async {
         let mut body = Limited::new(body, method.request_bytes_max + 5);
-        let mut buffered = shared
-            .buffered
-            .clone()
-            .try_acquire_many_owned(0)
-            .expect("zero permits are always there");
+        let none = |semaphore: &Arc<Semaphore>| {
+            semaphore
+                .clone()
+                .try_acquire_many_owned(0)
+                .expect("zero permits are always there")
+        };
+        let mut buffered = none(&shared.buffered);
+        let mut of_address = address_bytes.map(none);
         let mut frame = BytesMut::new();
         while let Some(part) = body.frame().await {
             let part = part.map_err(|e| {
@@ -718,9 +784,20 @@ async fn read_message(
                     ))
                 })?;
             buffered.merge(more);
+            if let (Some(held), Some(bytes)) = (&mut of_address, address_bytes) {
+                let more = bytes
+                    .clone()
+                    .try_acquire_many_owned(data.len() as u32)
+                    .map_err(|_| {
+                        Status::unavailable(format!(
+                            "this address holds its share of {BUFFERED_REQUEST_BYTES_PER_ADDRESS_MAX} bytes of requests being received; retry with backoff"
+                        ))
+                    })?;
+                held.merge(more);
+            }
             frame.extend_from_slice(&data);
         }
-        Ok::<_, Status>((frame.freeze(), buffered))
+        Ok::<_, Status>((frame.freeze(), (buffered, of_address)))
     };
     let (frame, buffered) = read.await?;
     let mut header = &frame[..frame.len().min(5)];
