@@ -1021,3 +1021,90 @@ async fn stream_slots_are_shared_out() {
     drop(watches);
     server.stop().await;
 }
+
+/// Review of this issue: one address's slow request bodies could hold the
+/// whole server-wide receive buffer (256 MiB). An address holds at most
+/// 64 MiB: its third 23 MB body is refused while the first two still
+/// arrive, and another address posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_holds_at_most_its_share_of_bytes_being_received() {
+    let (_dir, server, mut client, chain) = start_with_chain().await;
+    let addr: std::net::SocketAddr = server.url.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.5:0".parse().unwrap()).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    // A PostBatch frame header declaring 24 MB, then 23 MB of it.
+    let declared: u32 = 24 * 1024 * 1024;
+    let mut head = vec![0u8];
+    head.extend_from_slice(&declared.to_be_bytes());
+    let chunk = bytes::Bytes::from(vec![0u8; 1024 * 1024]);
+    assert!(23 * chunk.len() < declared as usize);
+    let mut calls = Vec::new();
+    for _ in 0..3 {
+        let request = http::Request::builder()
+            .method("POST")
+            .uri(format!("http://{addr}/fundtrail.v1.Ledger/PostBatch"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(())
+            .unwrap();
+        h2 = h2.ready().await.unwrap();
+        let (response, mut send) = h2.send_request(request, false).unwrap();
+        send.send_data(bytes::Bytes::from(head.clone()), false)
+            .unwrap();
+        calls.push((response, send));
+    }
+    // Send 23 MiB on each, as fast as flow control allows.
+    let mut refused = None;
+    'calls: for (i, (response, send)) in calls.iter_mut().enumerate() {
+        let mut left = 23 * chunk.len();
+        while left > 0 {
+            send.reserve_capacity(left.min(chunk.len()));
+            let granted = match std::future::poll_fn(|cx| send.poll_capacity(cx)).await {
+                Some(Ok(n)) => n.min(left),
+                // The server ended this call: it must say why.
+                _ => {
+                    refused = Some((i, response.await.unwrap()));
+                    break 'calls;
+                }
+            };
+            if granted == 0 {
+                continue;
+            }
+            if send.send_data(chunk.slice(..granted), false).is_err() {
+                refused = Some((i, response.await.unwrap()));
+                break 'calls;
+            }
+            left -= granted;
+        }
+    }
+    let (index, answer) = refused.expect("the address went past its share unrefused");
+    assert_eq!(index, 2, "the first two bodies fit the share");
+    let status = answer
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(status.as_deref(), Some("14"), "UNAVAILABLE: {answer:?}");
+    let message = answer
+        .headers()
+        .get("grpc-message")
+        .unwrap()
+        .to_str()
+        .unwrap();
+    assert!(
+        message.contains("its%20share") || message.contains("its share"),
+        "{message}"
+    );
+    // Meanwhile another address posts.
+    ok(
+        &mut client,
+        &chain.root,
+        open_account("mof-c", pb::AccountKind::Treasury, "国库"),
+    )
+    .await;
+    drop(calls);
+    server.stop().await;
+}
