@@ -293,11 +293,19 @@ fn the_lease_passes_on_only_when_released_or_expired_and_fences_the_old_writer()
 fn a_commit_whose_wait_for_a_standby_was_cancelled_is_not_taken_as_written() {
     let cluster = cluster();
     let url = cluster.url(APP_ROLE);
-    let mut journal = writer(&url);
-    journal.append(&[record(0)]).unwrap();
+    writer(&url).append(&[record(0)]).unwrap();
     // No standby will ever answer: commits wait, as with every standby gone.
     cluster.admin("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
     cluster.admin("SELECT pg_reload_conf()");
+    // The reload reaches a running session only at its next command, so a
+    // writer opened before it could commit without waiting (and the DO
+    // below would wait forever). A session reads the settings when it
+    // starts: once a new one sees the new value, the postmaster has it, and
+    // the writer's session, opened after, starts with it.
+    let reloaded = (0..100_000)
+        .any(|_| cluster.query("SELECT current_setting('synchronous_standby_names')") == "nobody");
+    assert!(reloaded, "the server did not take the new setting");
+    let mut journal = writer(&url);
     let waiting = std::thread::spawn(move || {
         let result = journal.append(&[record(1)]);
         (journal, result)
