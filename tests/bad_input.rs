@@ -1,4 +1,4 @@
-//! Every write path answers bad input with the gRPC code of DESIGN.md §8 and
+//! Every write path answers bad input with the gRPC code of docs/design.md §8 and
 //! a readable message, and changes nothing: neither the records nor any byte
 //! of derived state.
 

@@ -1,4 +1,4 @@
-//! Following the money over real gRPC (DESIGN.md §9): a county chain from a
+//! Following the money over real gRPC (docs/design.md §9): a county chain from a
 //! central appropriation through the province, the county's programme
 //! account, its consolidated pool and a library project down to households,
 //! with imported records carrying past value dates so that money has ages.

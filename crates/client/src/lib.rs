@@ -79,7 +79,7 @@ impl Signer {
         self.key.verifying_key().to_bytes()
     }
 
-    /// Encodes and signs `request` (DESIGN.md §4).
+    /// Encodes and signs `request` (docs/design.md §4).
     pub fn sign(&self, request: &pb::Request) -> pb::SignedRequest {
         let payload = request.encode_to_vec();
         let signature = signing::sign(&self.key, &payload).to_vec();

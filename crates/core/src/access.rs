@@ -1,4 +1,4 @@
-//! Who may read what (DESIGN.md §10). [`sees`] decides whether a reader may
+//! Who may read what (docs/design.md §10). [`sees`] decides whether a reader may
 //! see data owned by one org; [`decide`] applies it to every call and kind
 //! of data. The server only gathers the facts (the reader's org, the owner's
 //! org chain and division) and does what the answer says.

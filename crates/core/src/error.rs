@@ -1,4 +1,4 @@
-//! Why a request was refused, classified the way DESIGN.md §8 maps to gRPC.
+//! Why a request was refused, classified the way docs/design.md §8 maps to gRPC.
 
 /// The class of a refusal; the server maps each to one gRPC status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

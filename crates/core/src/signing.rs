@@ -1,4 +1,4 @@
-//! The request signature (DESIGN.md §4, fixed): Ed25519 over
+//! The request signature (docs/design.md §4, fixed): Ed25519 over
 //! `"fundtrail/v1/request\n" ‖ payload`; the read signature
 //! (docs/read-signature.md, fixed); and key ids.
 

@@ -1,4 +1,4 @@
-//! Property tests of DESIGN.md §7 invariants 1–3 over random sequences of
+//! Property tests of docs/design.md §7 invariants 1–3 over random sequences of
 //! valid and invalid operations: conservation per source, no balance below
 //! zero, every movement's legs adding up to its amount, and replayed state
 //! equal to live state byte for byte. The operations include the county

@@ -1,4 +1,4 @@
-//! The questions auditors ask (DESIGN.md §9), answered from indexes written
+//! The questions auditors ask (docs/design.md §9), answered from indexes written
 //! when each record was applied: a trace reads the records that carried the
 //! money traced and nothing else, so its cost grows with the answer, not
 //! with the ledger.

@@ -1,4 +1,4 @@
-//! The one mapping from domain refusals to gRPC statuses (DESIGN.md §8).
+//! The one mapping from domain refusals to gRPC statuses (docs/design.md §8).
 
 use fundtrail_core::{Code, Error, Rejection};
 use tonic_types::{ErrorDetails, StatusExt};

@@ -1,4 +1,4 @@
-//! Durable storage for fundtrail behind two narrow traits, as DESIGN.md §2
+//! Durable storage for fundtrail behind two narrow traits, as docs/design.md §2
 //! draws them:
 //!
 //! - [`JournalStore`]: the truth. Appends a batch of records durably, reads
