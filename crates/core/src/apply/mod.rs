@@ -54,6 +54,8 @@ pub(crate) struct Act<'t, 'a, K: Kv + ?Sized> {
     /// The day it is committed: from rules 6 a record must pass the rules
     /// of this day as well as those of its value date.
     pub commit_day: Day,
+    /// The ledger's root org, as `apply` read it from the ledger identity.
+    pub root_org_id: &'t str,
     pub org: Org,
     pub effects: Effects,
 }
@@ -219,6 +221,7 @@ pub fn apply<K: Kv + ?Sized>(
         seq: ctx.seq,
         day,
         commit_day,
+        root_org_id: &ledger.root_org_id,
         effects: Effects {
             signer_org_id: org.org_id.clone(),
             value_day: day,

@@ -124,13 +124,9 @@ fn register_key<K: Kv + ?Sized>(
 }
 
 pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) -> Result<(), Error> {
-    let (txn, signer_org) = (&mut *act.txn, &act.org);
-    let root_org_id = txn
-        .ledger()?
-        .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
-        .root_org_id;
+    let (txn, signer_org, root_org_id) = (&mut *act.txn, &act.org, act.root_org_id);
     if act.rules >= Rules::V6 {
-        if !may_register(&root_org_id, signer_org, r.role) {
+        if !may_register(root_org_id, signer_org, r.role) {
             return Err(Rejection::denied(
                 "register_org.role",
                 format!(
@@ -138,7 +134,7 @@ pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) ->
                     signer_org.org_id,
                     signer_org.role.name(),
                     r.role.name(),
-                    registrar_rule(&root_org_id, signer_org)
+                    registrar_rule(root_org_id, signer_org)
                 ),
             )
             .into());
@@ -154,7 +150,7 @@ pub(super) fn register_org<K: Kv + ?Sized>(act: &mut Act<K>, r: &RegisterOrg) ->
         .into());
     }
     if act.rules >= Rules::V4 || r.role == Role::Mirror {
-        check_new_org_scope(act.rules, &root_org_id, signer_org, r)?;
+        check_new_org_scope(act.rules, root_org_id, signer_org, r)?;
     }
     if txn.org(&r.org_id)?.is_some() {
         return Err(Rejection::exists(
@@ -253,23 +249,15 @@ fn registrar_rule(root_org_id: &str, registrar: &Org) -> String {
 /// Whether `signer_org` may manage the keys of `target`: its own, or a
 /// child's; from rules 6 only a child of a role it may register now (a
 /// county keeps no hold on an audit office it registered before).
-fn manages<K: Kv + ?Sized>(act: &Act<K>, target: &Org) -> Result<bool, Fault> {
+fn manages<K: Kv + ?Sized>(act: &Act<K>, target: &Org) -> bool {
     let signer_org = &act.org;
     if signer_org.org_id == target.org_id {
-        return Ok(true);
+        return true;
     }
     if target.parent_org_id.as_deref() != Some(signer_org.org_id.as_str()) {
-        return Ok(false);
+        return false;
     }
-    if act.rules < Rules::V6 {
-        return Ok(true);
-    }
-    let root_org_id = act
-        .txn
-        .ledger()?
-        .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
-        .root_org_id;
-    Ok(may_register(&root_org_id, signer_org, target.role))
+    act.rules < Rules::V6 || may_register(act.root_org_id, signer_org, target.role)
 }
 
 pub(super) fn add_key<K: Kv + ?Sized>(act: &mut Act<K>, a: &AddKey) -> Result<(), Error> {
@@ -279,7 +267,7 @@ pub(super) fn add_key<K: Kv + ?Sized>(act: &mut Act<K>, a: &AddKey) -> Result<()
             format!("org {:?} is not registered", a.org_id),
         )
     })?;
-    let managed = manages(act, &target)?;
+    let managed = manages(act, &target);
     let (txn, signer_org) = (&mut *act.txn, &act.org);
     if !managed {
         return Err(Rejection::denied(
@@ -316,7 +304,7 @@ pub(super) fn revoke_key<K: Kv + ?Sized>(act: &mut Act<K>, r: &RevokeKey) -> Res
         .txn
         .org(&key.org_id)?
         .ok_or_else(|| Fault::new(format!("derived state lacks org {}", key.org_id)))?;
-    let managed = manages(act, &owner)?;
+    let managed = manages(act, &owner);
     let (txn, signer_org) = (&mut *act.txn, &act.org);
     if !managed {
         return Err(Rejection::denied(
@@ -727,11 +715,7 @@ pub(super) fn declare_import_window<K: Kv + ?Sized>(
     let target = act.txn.org(&w.org_id)?.ok_or_else(|| {
         Rejection::not_found(field, format!("org {:?} is not registered", w.org_id))
     })?;
-    let root_org_id = act
-        .txn
-        .ledger()?
-        .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
-        .root_org_id;
+    let root_org_id = act.root_org_id;
     let parent = target.parent_org_id.as_deref() == Some(act.org.org_id.as_str());
     if act.org.org_id != root_org_id && !parent {
         return Err(Rejection::denied(
