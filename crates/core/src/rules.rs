@@ -14,6 +14,7 @@
 //! | 4 | orgs may have the MIRROR role (whole-log readers, registered by the root org only); a new org's division code must lie within its parent's, so no org can hand a child more jurisdiction than it has; a record moves money in at most 1,000 legs (`LEGS_PER_RECORD_MAX`) |
 //! | 5 | the bank's result for a household payment can be posted: `ConfirmCredit` (credited) and a `Return` of kind `BANK_FAILURE` (not credited: the payment's money goes back to the account that paid it); a payment with a bank result can no longer be reversed; programme rules (`SetProgrammeRules`) and performance evaluations (`EvaluateProject`) are recorded, for reports to judge |
 //! | 6 | separation of duties: who may register whom follows the org's role (the root org registers any role; an audit office registers audit offices only; every other org registers finance orgs only), and an org manages the keys only of itself and of children whose role it may register |
+//! | 7 | a payment that oldest-first would spread over more than 1,000 lots is picked again skipping every lot smaller than what is left to pay divided by the legs left, so many small lots sent to an account never stop it paying out of larger ones |
 
 use crate::model::LedgerMeta;
 use crate::Fault;
@@ -27,11 +28,12 @@ pub enum Rules {
     V4,
     V5,
     V6,
+    V7,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V6;
+    pub const CURRENT: Rules = Rules::V7;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
@@ -42,6 +44,7 @@ impl Rules {
             4 => Some(Rules::V4),
             5 => Some(Rules::V5),
             6 => Some(Rules::V6),
+            7 => Some(Rules::V7),
             _ => None,
         }
     }
@@ -64,6 +67,7 @@ impl Rules {
             Rules::V4 => 4,
             Rules::V5 => 5,
             Rules::V6 => 6,
+            Rules::V7 => 7,
         }
     }
 
@@ -71,7 +75,9 @@ impl Rules {
     pub fn idempotency_scope_name(self) -> &'static str {
         match self {
             Rules::V1 => "this key",
-            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 => "a key of this org",
+            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 => {
+                "a key of this org"
+            }
         }
     }
 }

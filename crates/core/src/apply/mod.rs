@@ -288,7 +288,7 @@ fn idempotency_entry<K: Kv + ?Sized>(
 ) -> Result<Option<IdempotencyEntry>, Fault> {
     match rules {
         Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
-        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 => {
+        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 => {
             state.org_idempotency(&signer.org_id, &request.idempotency_key)
         }
     }

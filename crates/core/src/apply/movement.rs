@@ -94,7 +94,10 @@ fn too_many_legs(account_id: &str, field: &str) -> Error {
 /// deterministic and spends money in the order it arrived. Money that
 /// arrived after `day` cannot pay on `day`. Returns (lot, its arrival day,
 /// amount taken from it). From rules 4, more than [`LEGS_PER_RECORD_MAX`]
-/// lots is a refusal: the record would be too large to keep.
+/// lots is a refusal: the record would be too large to keep. From rules 7,
+/// before refusing, the lots are picked again skipping every lot too small
+/// to matter ([`Picking::SkipSmall`]): so many small lots sent to an account
+/// (by a parent or a paired org) never stop it paying out of larger ones.
 fn pick_lots<K: Kv + ?Sized>(
     txn: &Txn<K>,
     account: &Account,
@@ -112,95 +115,166 @@ fn pick_lots<K: Kv + ?Sized>(
             .map(|e| (Some(e.source_seq), e.amount))
             .collect()
     };
-    let prefix = key::lots(&account.account_id);
-    let mut picked = Vec::new();
-    let mut rows_read = 0usize;
-    for (source, want) in wants {
-        let mut left = want;
-        let mut start = prefix.clone();
-        let mut chunk = LOT_SCAN_FIRST;
-        'scan: loop {
-            let rows = txn.scan(&prefix, &start, chunk)?;
-            rows_read += rows.len();
-            if rules >= Rules::V6 && rows_read > LOT_SCAN_ROWS_MAX {
-                return Err(Rejection::new(
-                    Code::ResourceExhausted,
-                    field,
-                    format!(
-                        "paying this from account {} would read more than {LOT_SCAN_ROWS_MAX} lots; name fewer sources, or move the money in smaller steps",
-                        account.account_id
-                    ),
-                )
-                .into());
-            }
-            for (row, value) in &rows {
-                let (lot_day, arrival_seq, source_seq) = key::parse_lot(&account.account_id, row)
-                    .ok_or_else(|| {
-                    Fault::new(format!(
-                        "a lot key of account {} is corrupt",
-                        account.account_id
-                    ))
-                })?;
-                if lot_day > day {
-                    break 'scan;
-                }
-                if source.is_some_and(|s| s != source_seq) {
-                    continue;
-                }
-                if rules >= Rules::V4 && picked.len() == LEGS_PER_RECORD_MAX {
-                    return Err(too_many_legs(&account.account_id, field));
-                }
-                let held: Fen = crate::state::decode(value)?;
-                let take = held.min(left);
-                picked.push((
-                    LotKey {
-                        source_seq,
-                        arrival_seq,
-                    },
-                    lot_day,
-                    take,
-                ));
-                left = Fen(left.0 - take.0);
-                if left == Fen::ZERO {
-                    break 'scan;
-                }
-            }
-            match rows.last() {
-                Some((last, _)) if rows.len() == chunk => {
-                    start = last.clone();
-                    start.push(0);
-                    chunk = LOT_SCAN_CHUNK;
-                }
-                _ => break,
-            }
-        }
-        if left != Fen::ZERO {
-            let held = match source {
-                Some(s) => account.balance_of(s),
-                None => account.balance(),
-            };
-            let what = source
-                .map(|s| format!(" of source {s}"))
-                .unwrap_or_default();
-            let later = if held >= u128::from(want.0) {
-                format!(
-                    "; part of it arrived after {}",
-                    crate::dates::format_date(day)
-                )
-            } else {
-                String::new()
-            };
-            return Err(Rejection::precondition(
-                field,
-                format!(
-                    "insufficient funds: account {} holds {}{what}, the request needs {want}{later}",
-                    account.account_id,
-                    crate::money::format_fen(held)
-                ),
-            ).into());
-        }
+    let mut scan = LotScan {
+        txn,
+        account,
+        day,
+        field,
+        rules,
+        rows_read: 0,
+    };
+    match scan.pick(&wants, Picking::OldestFirst)? {
+        Some(picked) => Ok(picked),
+        None if rules >= Rules::V7 => scan
+            .pick(&wants, Picking::SkipSmall)?
+            .ok_or_else(|| too_many_legs(&account.account_id, field)),
+        None => Err(too_many_legs(&account.account_id, field)),
     }
-    Ok(picked)
+}
+
+/// How [`LotScan::pick`] chooses among the lots, oldest first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Picking {
+    /// Every lot in turn.
+    OldestFirst,
+    /// Only lots holding at least what is left to pay divided by the legs
+    /// left for it. Such a pick never needs more legs than a record holds:
+    /// with one leg left only a lot covering the rest is taken.
+    SkipSmall,
+}
+
+/// One account's lots read for one movement; `rows_read` counts across
+/// both pickings, so the movement reads at most [`LOT_SCAN_ROWS_MAX`] rows.
+struct LotScan<'a, K: Kv + ?Sized> {
+    txn: &'a Txn<'a, K>,
+    account: &'a Account,
+    day: Day,
+    field: &'a str,
+    rules: Rules,
+    rows_read: usize,
+}
+
+impl<K: Kv + ?Sized> LotScan<'_, K> {
+    /// The lots paying each (source, amount) in `wants`, or `None` when they
+    /// would take more legs than a record holds (from rules 4).
+    fn pick(
+        &mut self,
+        wants: &[(Option<u64>, Fen)],
+        picking: Picking,
+    ) -> Result<Option<Vec<(LotKey, Day, Fen)>>, Error> {
+        let account_id = &self.account.account_id;
+        let prefix = key::lots(account_id);
+        let mut picked = Vec::new();
+        for (want_index, &(source, want)) in wants.iter().enumerate() {
+            // From rules 7 later wants keep a leg each, so skipping small
+            // lots never starves them (the outcome is the same: a pick that
+            // needs their legs would not fit either way).
+            let legs_reserved = if self.rules >= Rules::V7 {
+                wants.len() - want_index - 1
+            } else {
+                0
+            };
+            let mut left = want;
+            let mut start = prefix.clone();
+            let mut chunk = LOT_SCAN_FIRST;
+            'scan: loop {
+                let rows = self.txn.scan(&prefix, &start, chunk)?;
+                self.rows_read += rows.len();
+                if self.rules >= Rules::V6 && self.rows_read > LOT_SCAN_ROWS_MAX {
+                    return Err(Rejection::new(
+                        Code::ResourceExhausted,
+                        self.field,
+                        format!(
+                            "paying this from account {account_id} would read more than {LOT_SCAN_ROWS_MAX} lots; name fewer sources, or move the money in smaller steps"
+                        ),
+                    )
+                    .into());
+                }
+                for (row, value) in &rows {
+                    let (lot_day, arrival_seq, source_seq) = key::parse_lot(account_id, row)
+                        .ok_or_else(|| {
+                            Fault::new(format!("a lot key of account {account_id} is corrupt"))
+                        })?;
+                    if lot_day > self.day {
+                        break 'scan;
+                    }
+                    if source.is_some_and(|s| s != source_seq) {
+                        continue;
+                    }
+                    if self.rules >= Rules::V4
+                        && picked.len() + legs_reserved >= LEGS_PER_RECORD_MAX
+                    {
+                        return Ok(None);
+                    }
+                    let held: Fen = crate::state::decode(value)?;
+                    if picking == Picking::SkipSmall {
+                        let legs_left = LEGS_PER_RECORD_MAX - legs_reserved - picked.len();
+                        if u128::from(held.0) * (legs_left as u128) < u128::from(left.0) {
+                            continue;
+                        }
+                    }
+                    let take = held.min(left);
+                    picked.push((
+                        LotKey {
+                            source_seq,
+                            arrival_seq,
+                        },
+                        lot_day,
+                        take,
+                    ));
+                    left = Fen(left.0 - take.0);
+                    if left == Fen::ZERO {
+                        break 'scan;
+                    }
+                }
+                match rows.last() {
+                    Some((last, _)) if rows.len() == chunk => {
+                        start = last.clone();
+                        start.push(0);
+                        chunk = LOT_SCAN_CHUNK;
+                    }
+                    _ => break,
+                }
+            }
+            if left != Fen::ZERO {
+                return Err(self.short(source, want, picking));
+            }
+        }
+        Ok(Some(picked))
+    }
+
+    /// Why `want` of `source` could not be paid: the account holds less, or
+    /// part arrived after the value date, or (skipping small lots) the money
+    /// lies in more pieces than a record holds.
+    fn short(&self, source: Option<u64>, want: Fen, picking: Picking) -> Error {
+        let account_id = &self.account.account_id;
+        let held = match source {
+            Some(s) => self.account.balance_of(s),
+            None => self.account.balance(),
+        };
+        if picking == Picking::SkipSmall && held >= u128::from(want.0) {
+            return too_many_legs(account_id, self.field);
+        }
+        let what = source
+            .map(|s| format!(" of source {s}"))
+            .unwrap_or_default();
+        let later = if held >= u128::from(want.0) {
+            format!(
+                "; part of it arrived after {}",
+                crate::dates::format_date(self.day)
+            )
+        } else {
+            String::new()
+        };
+        Rejection::precondition(
+            self.field,
+            format!(
+                "insufficient funds: account {account_id} holds {}{what}, the request needs {want}{later}",
+                crate::money::format_fen(held)
+            ),
+        )
+        .into()
+    }
 }
 
 /// From rules 3 on, no account may hold more than u64::MAX fen in all, so
