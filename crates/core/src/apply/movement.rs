@@ -106,7 +106,7 @@ fn pick_lots<K: Kv + ?Sized>(
     day: Day,
     field: &str,
     rules: Rules,
-) -> Result<Vec<(LotKey, Day, Fen)>, Error> {
+) -> Result<Vec<Picked>, Error> {
     let wants: Vec<(Option<u64>, Fen)> = if earmarks.is_empty() {
         vec![(None, amount)]
     } else {
@@ -131,6 +131,9 @@ fn pick_lots<K: Kv + ?Sized>(
         None => Err(too_many_legs(&account.account_id, field)),
     }
 }
+
+/// A lot picked to pay from: the lot, its arrival day, the amount taken.
+type Picked = (LotKey, Day, Fen);
 
 /// How [`LotScan::pick`] chooses among the lots, oldest first.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -161,7 +164,7 @@ impl<K: Kv + ?Sized> LotScan<'_, K> {
         &mut self,
         wants: &[(Option<u64>, Fen)],
         picking: Picking,
-    ) -> Result<Option<Vec<(LotKey, Day, Fen)>>, Error> {
+    ) -> Result<Option<Vec<Picked>>, Error> {
         let account_id = &self.account.account_id;
         let prefix = key::lots(account_id);
         let mut picked = Vec::new();
