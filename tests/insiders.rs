@@ -1108,3 +1108,69 @@ async fn one_address_holds_at_most_its_share_of_bytes_being_received() {
     drop(calls);
     server.stop().await;
 }
+
+/// A report computes only what its reader may read: a county's first page
+/// of anomalies holds its own finding, even when another county's findings
+/// come first in key order (they used to fill the page and be dropped,
+/// leaving the county an empty page and the cost of everyone's findings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_page_holds_what_its_reader_may_read() {
+    let (_dir, server, mut client, chain) = start_with_chain().await;
+    for (county, pool, household) in [
+        (&chain.dongxiang, "dx-xczx", "dx-hh-0001"),
+        (&chain.linxia, "lx-xczx", "lx-hh-0001"),
+    ] {
+        for _ in 0..2 {
+            ok(&mut client, county, disbursement(pool, household, 1_00)).await;
+        }
+    }
+    let everything = client
+        .query
+        .anomalies(pb::AnomaliesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let duplicates: Vec<&str> = everything
+        .findings
+        .iter()
+        .filter(|f| f.kind == "DUPLICATE_PAYMENT")
+        .map(|f| f.account_id.as_str())
+        .collect();
+    assert_eq!(
+        duplicates,
+        ["dx-hh-0001", "lx-hh-0001"],
+        "the root sees both, Dongxiang's first"
+    );
+    let mut linxia = server.client_as(&chain.linxia).await;
+    let page = linxia
+        .query
+        .anomalies(pb::AnomaliesRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let found: Vec<(&str, &str)> = page
+        .findings
+        .iter()
+        .map(|f| (f.kind.as_str(), f.account_id.as_str()))
+        .collect();
+    assert_eq!(found.first(), Some(&("DUPLICATE_PAYMENT", "lx-hh-0001")));
+    assert!(
+        found.iter().all(|(_, account)| *account == "lx-hh-0001"),
+        "{found:?}"
+    );
+    let breaches = linxia
+        .query
+        .compliance(pb::ComplianceRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .breaches;
+    assert!(
+        breaches.iter().all(|b| !format!("{b:?}").contains("dx-")),
+        "{breaches:?}"
+    );
+    server.stop().await;
+}

@@ -28,7 +28,7 @@ use crate::trace::{
     level_of, trace_forward,
 };
 use crate::types::TraceForwardRequest;
-use crate::LedgerView;
+use crate::{Audience, LedgerView, ROWS_PER_WANTED_CHECK};
 
 /// Records one breach lists; the detail says how many there were.
 pub const BREACH_SEQS_MAX: usize = 50;
@@ -224,6 +224,7 @@ impl Report<'_> {
 /// [`REPORT_SCAN_ROWS_MAX`] rows were examined.
 pub fn compliance(
     ledger: &dyn LedgerView,
+    audience: &mut dyn Audience,
     request: &ComplianceRequest,
     page_size: usize,
 ) -> Result<ComplianceResponse, Error> {
@@ -260,12 +261,30 @@ pub fn compliance(
             if full(&report, examined) {
                 break;
             }
+            if examined % ROWS_PER_WANTED_CHECK == 0 {
+                audience.still_wanted()?;
+            }
             examined += 1;
             last_key = Some(row.clone());
             match prefix {
-                key::HOLDER => idle_beyond_rule(&mut report, &String::from_utf8_lossy(&row[1..]))?,
-                key::HOUSEHOLD => above_standard(&mut report, &decode::<Household>(&value)?)?,
-                _ => project_breaches(&mut report, &decode::<Project>(&value)?)?,
+                key::HOLDER => {
+                    let account_id = String::from_utf8_lossy(&row[1..]);
+                    if audience.may_read(&account_id)? {
+                        idle_beyond_rule(&mut report, &account_id)?
+                    }
+                }
+                key::HOUSEHOLD => {
+                    let household = decode::<Household>(&value)?;
+                    if audience.may_read(&household.account_id)? {
+                        above_standard(&mut report, &household)?
+                    }
+                }
+                _ => {
+                    let project = decode::<Project>(&value)?;
+                    if audience.may_read(&project.account_id)? {
+                        project_breaches(&mut report, &project)?
+                    }
+                }
             }
         }
         if full(&report, examined) {
@@ -282,6 +301,7 @@ pub fn compliance(
         if !token.is_empty() && token >= row.as_slice() {
             continue;
         }
+        audience.still_wanted()?;
         examined += 1;
         last_key = Some(row);
         below_county_share(&mut report, &programme)?;

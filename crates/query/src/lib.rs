@@ -30,6 +30,37 @@ pub use trace::{
     trace_forward, AsOf,
 };
 
+/// Whom a report is for. A report computes nothing about an account its
+/// reader may not read whole (so a page fills with what the reader sees,
+/// and a county's report costs what its own accounts cost), and stops once
+/// the client has gone.
+pub trait Audience {
+    /// Whether the reader may read `account_id` whole. Deciding this must
+    /// not count as showing the account: the caller notes what it shows.
+    fn may_read(&mut self, account_id: &str) -> Result<bool, Error>;
+
+    /// An error once nobody waits for the answer any more.
+    fn still_wanted(&self) -> Result<(), Error>;
+}
+
+/// A reader who may read everything and always waits: offline tools and
+/// tests.
+pub struct Everyone;
+
+impl Audience for Everyone {
+    fn may_read(&mut self, _account_id: &str) -> Result<bool, Error> {
+        Ok(true)
+    }
+
+    fn still_wanted(&self) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// How many rows a report examines between checks that its client still
+/// waits.
+pub const ROWS_PER_WANTED_CHECK: usize = 64;
+
 /// What the queries read.
 pub trait LedgerView {
     /// Derived state as of the newest durable record.

@@ -20,7 +20,7 @@ use fundtrail_core::state::{decode, key, Kv, StateRead};
 use fundtrail_core::{Code, Error, Fault, Rejection};
 
 use crate::types::*;
-use crate::LedgerView;
+use crate::{Audience, LedgerView, ROWS_PER_WANTED_CHECK};
 
 fn too_big(what: &str) -> Rejection {
     Rejection::new(
@@ -733,6 +733,7 @@ fn idle_row(
 
 pub fn idle_funds(
     ledger: &dyn LedgerView,
+    audience: &mut dyn Audience,
     request: &IdleFundsRequest,
     page_size: usize,
 ) -> Result<IdleFundsResponse, Error> {
@@ -757,12 +758,18 @@ pub fn idle_funds(
     let mut out = Vec::new();
     let mut programmes = BTreeMap::new();
     let mut last = None;
-    for (row, _) in &rows {
+    for (examined, (row, _)) in rows.iter().enumerate() {
         if out.len() == page_size {
             break;
         }
+        if examined % ROWS_PER_WANTED_CHECK == 0 {
+            audience.still_wanted()?;
+        }
         let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
         last = Some(account_id.clone());
+        if !audience.may_read(&account_id)? {
+            continue;
+        }
         let account = indexed_account(state, &account_id)?;
         if !request.level.is_empty() && level_of(&account.division_code) != request.level {
             continue;
@@ -790,6 +797,7 @@ pub fn idle_funds(
 /// another county), projects (allocations before announcement) and idle money.
 pub fn anomalies(
     ledger: &dyn LedgerView,
+    audience: &mut dyn Audience,
     request: &AnomaliesRequest,
     page_size: usize,
 ) -> Result<AnomaliesResponse, Error> {
@@ -814,21 +822,32 @@ pub fn anomalies(
             if findings.len() >= page_size || examined >= REPORT_SCAN_ROWS_MAX {
                 break;
             }
+            if examined % ROWS_PER_WANTED_CHECK == 0 {
+                audience.still_wanted()?;
+            }
             examined += 1;
             last_key = Some(row.clone());
             match prefix {
-                key::HOUSEHOLD => household_findings(
-                    ledger,
-                    &decode::<Household>(&value)?,
-                    request.unconfirmed_after_days,
-                    &mut findings,
-                )?,
+                key::HOUSEHOLD => {
+                    let household = decode::<Household>(&value)?;
+                    if audience.may_read(&household.account_id)? {
+                        household_findings(
+                            ledger,
+                            &household,
+                            request.unconfirmed_after_days,
+                            &mut findings,
+                        )?
+                    }
+                }
                 key::PROJECT => {
-                    project_findings(ledger, &decode::<Project>(&value)?, &mut findings)?
+                    let project = decode::<Project>(&value)?;
+                    if audience.may_read(&project.account_id)? {
+                        project_findings(ledger, &project, &mut findings)?
+                    }
                 }
                 _ => {
                     let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
-                    {
+                    if audience.may_read(&account_id)? {
                         let account = indexed_account(state, &account_id)?;
                         let threshold = if request.idle_older_than_days == 0 {
                             365

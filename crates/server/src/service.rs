@@ -20,7 +20,7 @@ use crate::engine::{Committed, Engine};
 use crate::jurisdiction::{self, Facts};
 use crate::query;
 use crate::status::status;
-use fundtrail_core::access::{Answer, Call, Reader};
+use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
 
 /// Rows a filtered list may examine for one page, so that a sparse filter
 /// cannot turn one request into a scan of the whole ledger.
@@ -929,7 +929,12 @@ fn idle_funds(
     let limit = page_size(request.page_size)?;
     let mut request = query::idle_funds_request(request);
     request.page_token = engine.tokens().open(IDLE_FUNDS, &request.page_token)?;
-    let answer = fundtrail_query::idle_funds(engine, &request, limit)?;
+    let answer = fundtrail_query::idle_funds(
+        engine,
+        &mut Audience::new(reader, facts, Call::IdleFunds),
+        &request,
+        limit,
+    )?;
     let mut answer = query::idle_funds_response(answer);
     answer.next_page_token = engine.tokens().seal(IDLE_FUNDS, &answer.next_page_token);
     let mut rows = Vec::with_capacity(answer.rows.len());
@@ -943,6 +948,38 @@ fn idle_funds(
     Ok(answer)
 }
 
+/// A report's reader, as [`fundtrail_query::Audience`] asks: what it may
+/// read whole is decided as the answer will be, without noting anything
+/// shown (the answer notes what it shows).
+struct Audience<'r, 'f, 'e> {
+    reader: &'r Reader,
+    facts: &'f mut Facts<'e>,
+    call: Call,
+}
+
+impl<'r, 'f, 'e> Audience<'r, 'f, 'e> {
+    fn new(reader: &'r Reader, facts: &'f mut Facts<'e>, call: Call) -> Self {
+        Audience {
+            reader,
+            facts,
+            call,
+        }
+    }
+}
+
+impl fundtrail_query::Audience for Audience<'_, '_, '_> {
+    fn may_read(&mut self, account_id: &str) -> Result<bool, Error> {
+        Ok(match self.facts.party(account_id)? {
+            Some(party) => decide(self.reader, self.call, Data::Account(&party)) == Answer::Full,
+            None => false,
+        })
+    }
+
+    fn still_wanted(&self) -> Result<(), Error> {
+        Ok(self.facts.still_wanted()?)
+    }
+}
+
 fn anomalies(
     engine: &Engine,
     reader: &Reader,
@@ -952,7 +989,12 @@ fn anomalies(
     let limit = page_size(request.page_size)?;
     let mut request = query::anomalies_request(request);
     request.page_token = engine.tokens().open(ANOMALIES, &request.page_token)?;
-    let answer = fundtrail_query::anomalies(engine, &request, limit)?;
+    let answer = fundtrail_query::anomalies(
+        engine,
+        &mut Audience::new(reader, facts, Call::Anomalies),
+        &request,
+        limit,
+    )?;
     let mut answer = query::anomalies_response(answer);
     answer.next_page_token = engine.tokens().seal(ANOMALIES, &answer.next_page_token);
     let mut findings = Vec::with_capacity(answer.findings.len());
@@ -985,7 +1027,12 @@ fn compliance(
     };
     fundtrail_query::compliance::check_request(&request)?;
     request.page_token = engine.tokens().open(COMPLIANCE, &request.page_token)?;
-    let answer = fundtrail_query::compliance(engine, &request, limit)?;
+    let answer = fundtrail_query::compliance(
+        engine,
+        &mut Audience::new(reader, facts, Call::Anomalies),
+        &request,
+        limit,
+    )?;
     let mut breaches = Vec::with_capacity(answer.breaches.len());
     for breach in answer.breaches {
         let mut full = true;
