@@ -261,7 +261,7 @@ pub fn compliance(
             if full(&report, examined) {
                 break;
             }
-            if examined % ROWS_PER_WANTED_CHECK == 0 {
+            if examined.is_multiple_of(ROWS_PER_WANTED_CHECK) {
                 audience.still_wanted()?;
             }
             examined += 1;

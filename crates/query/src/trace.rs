@@ -762,7 +762,7 @@ pub fn idle_funds(
         if out.len() == page_size {
             break;
         }
-        if examined % ROWS_PER_WANTED_CHECK == 0 {
+        if examined.is_multiple_of(ROWS_PER_WANTED_CHECK) {
             audience.still_wanted()?;
         }
         let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
@@ -822,7 +822,7 @@ pub fn anomalies(
             if findings.len() >= page_size || examined >= REPORT_SCAN_ROWS_MAX {
                 break;
             }
-            if examined % ROWS_PER_WANTED_CHECK == 0 {
+            if examined.is_multiple_of(ROWS_PER_WANTED_CHECK) {
                 audience.still_wanted()?;
             }
             examined += 1;
