@@ -1174,3 +1174,89 @@ async fn a_report_page_holds_what_its_reader_may_read() {
     );
     server.stop().await;
 }
+
+/// Stream slots have per-org shares: an org posting on PostStreams from
+/// five addresses holds four; the fifth stream ends, with the record it
+/// carried answered (and durable), once that record shows whose it is.
+/// Another org still posts on a stream of its own, and a stream the org
+/// closes gives its place back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_holds_at_most_its_share_of_post_streams() {
+    let (_dir, server, client, chain) = start_with_chain().await;
+    let stream_from = |last_octet: u8| {
+        let url = server.url.clone();
+        async move {
+            let from = std::net::IpAddr::from([127, 0, 0, last_octet]);
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .local_address(Some(from))
+                .connect()
+                .await
+                .unwrap();
+            let mut ledger = pb::ledger_client::LedgerClient::new(channel);
+            let (tx, rx) = tokio::sync::mpsc::channel::<pb::SignedRequest>(4);
+            let answers = ledger
+                .post_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .unwrap()
+                .into_inner();
+            (tx, answers)
+        }
+    };
+    let new_account = |signer: &Signer, id: String| {
+        signer.sign(&client.request(open_account(&id, pb::AccountKind::Programme, "专户")))
+    };
+    let posted = |answer: Option<pb::PostResult>| match answer.and_then(|a| a.result) {
+        Some(pb::post_result::Result::Ok(ok)) => ok.seq,
+        other => panic!("not posted: {other:?}"),
+    };
+    let mut held = Vec::new();
+    for i in 0..4u8 {
+        let (tx, mut answers) = stream_from(20 + i).await;
+        tx.send(new_account(&chain.dongxiang, format!("dx-stream-{i}")))
+            .await
+            .unwrap();
+        posted(answers.message().await.unwrap());
+        held.push((tx, answers));
+    }
+    let (fifth_tx, mut fifth) = stream_from(24).await;
+    fifth_tx
+        .send(new_account(&chain.dongxiang, "dx-stream-4".into()))
+        .await
+        .unwrap();
+    let seq = posted(fifth.message().await.unwrap());
+    let ended = fifth.message().await.unwrap_err();
+    assert_eq!(ended.code(), Code::ResourceExhausted, "{ended:?}");
+    assert!(ended.message().contains("its share"), "{}", ended.message());
+    assert!(
+        seq < ledger_info(&mut client.clone()).await.record_count,
+        "the record is durable"
+    );
+    // Another org, from the same address as the fifth.
+    let (province_tx, mut province) = stream_from(24).await;
+    province_tx
+        .send(new_account(&chain.province, "gs-stream".into()))
+        .await
+        .unwrap();
+    posted(province.message().await.unwrap());
+    drop((fifth_tx, province_tx));
+    // Closing one of the four gives its place back.
+    let (tx, mut answers) = held.pop().unwrap();
+    drop(tx);
+    assert!(
+        answers.message().await.unwrap().is_none(),
+        "the closed stream ends"
+    );
+    let (tx, mut again) = stream_from(25).await;
+    tx.send(new_account(&chain.dongxiang, "dx-stream-5".into()))
+        .await
+        .unwrap();
+    posted(again.message().await.unwrap());
+    drop(tx);
+    assert!(
+        again.message().await.unwrap().is_none(),
+        "and keeps posting until closed"
+    );
+    drop(held);
+    server.stop().await;
+}

@@ -42,6 +42,10 @@ pub const POST_STREAMS_MAX: usize = 16;
 /// Of them, those opened from one client address.
 pub const POST_STREAMS_PER_ADDRESS_MAX: usize = 4;
 const _: () = assert!(POST_STREAMS_PER_ADDRESS_MAX * 4 <= POST_STREAMS_MAX);
+/// Of them, those of one org, counted from a stream's first new record
+/// (the org that signed it): one org on many addresses cannot take them all.
+pub const POST_STREAMS_PER_ORG_MAX: usize = 4;
+const _: () = assert!(POST_STREAMS_PER_ORG_MAX * 4 <= POST_STREAMS_MAX);
 /// A PostStream on which no request arrives for this long is ended
 /// (DEADLINE_EXCEEDED, after the answers already due).
 pub const POST_STREAM_IDLE_MS: u64 = 30_000;

@@ -37,6 +37,8 @@ pub struct LedgerService {
     pub streams: Arc<tokio::sync::Semaphore>,
     /// Of them, each client address's share.
     streams_of_address: crate::shares::Shares<Option<std::net::IpAddr>>,
+    /// And each org's, counted from a stream's first new record.
+    streams_of_org: Arc<crate::shares::Shares<String>>,
 }
 
 impl LedgerService {
@@ -47,6 +49,9 @@ impl LedgerService {
             streams_of_address: crate::shares::Shares::new(
                 fundtrail_core::limits::POST_STREAMS_PER_ADDRESS_MAX,
             ),
+            streams_of_org: Arc::new(crate::shares::Shares::new(
+                fundtrail_core::limits::POST_STREAMS_PER_ORG_MAX,
+            )),
         }
     }
 }
@@ -197,6 +202,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             self.engine.clone(),
             request.into_inner(),
             (permit, share),
+            self.streams_of_org.clone(),
         )))
     }
 }
@@ -232,6 +238,7 @@ fn post_stream(
         tokio::sync::OwnedSemaphorePermit,
         crate::shares::Share<Option<std::net::IpAddr>>,
     ),
+    streams_of_org: Arc<crate::shares::Shares<String>>,
 ) -> PostStream {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (checks_tx, mut checks_rx) = tokio::sync::mpsc::channel::<Inbound>(cores * 2);
@@ -284,14 +291,40 @@ fn post_stream(
         // stop the reader.
         let send_timeout =
             std::time::Duration::from_millis(fundtrail_core::limits::STREAM_SEND_TIMEOUT_MS);
+        let mut org_share = None;
         while let Some(item) = pending_rx.recv().await {
             let answer = match item {
-                Outbound::Answer(pending) => Ok(post_result(engine.answer(pending).await)),
-                Outbound::Broken(status) => Err(status),
+                Outbound::Answer(pending) => engine.answer(pending).await,
+                Outbound::Broken(status) => {
+                    let _ = tokio::time::timeout(send_timeout, out_tx.send(Err(status))).await;
+                    return;
+                }
             };
-            match tokio::time::timeout(send_timeout, out_tx.send(answer)).await {
+            let over_share = match (&org_share, &answer) {
+                (None, Ok(committed)) if !committed.duplicate => {
+                    org_share = streams_of_org.try_take(&committed.effects.signer_org_id);
+                    org_share
+                        .is_none()
+                        .then(|| committed.effects.signer_org_id.clone())
+                }
+                _ => None,
+            };
+            match tokio::time::timeout(send_timeout, out_tx.send(Ok(post_result(answer)))).await {
                 Ok(Ok(())) => {}
                 _ => return,
+            }
+            if let Some(org) = over_share {
+                // Only a new record binds a stream to an org: a retry of
+                // someone's old request could be replayed by anyone.
+                let _ = tokio::time::timeout(
+                    send_timeout,
+                    out_tx.send(Err(Status::resource_exhausted(format!(
+                        "{org} already posts on {} PostStreams, its share, so this stream ends here: the record answered above is durable; requests sent after it may or may not be, so send them again, with their idempotency keys, on one of the org's other streams",
+                        streams_of_org.max()
+                    )))),
+                )
+                .await;
+                return;
             }
         }
     });
