@@ -1260,3 +1260,52 @@ async fn an_org_holds_at_most_its_share_of_post_streams() {
     drop(held);
     server.stop().await;
 }
+
+/// Finding 7: a PostStream on which nothing arrives held its slot forever.
+/// Four idle streams from one address (its whole share) are ended after
+/// 30 s, `DEADLINE_EXCEEDED`, and then the address opens streams again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_post_streams_give_their_places_back() {
+    let (_dir, server, client, _chain) = start_with_chain().await;
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::SignedRequest>(1);
+        let answers = client
+            .ledger
+            .clone()
+            .post_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .unwrap()
+            .into_inner();
+        idle.push((tx, answers));
+    }
+    let (_tx, rx) = tokio::sync::mpsc::channel::<pb::SignedRequest>(1);
+    let full = client
+        .ledger
+        .clone()
+        .post_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+    for (_tx, answers) in &mut idle {
+        let ended = answers.message().await.unwrap_err();
+        assert_eq!(ended.code(), Code::DeadlineExceeded, "{ended:?}");
+        assert!(
+            ended.message().contains("no request arrived"),
+            "{}",
+            ended.message()
+        );
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::SignedRequest>(1);
+    let mut again = client
+        .ledger
+        .clone()
+        .post_stream(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("the address's places are free again")
+        .into_inner();
+    drop(tx);
+    assert!(again.message().await.unwrap().is_none());
+    drop(idle);
+    server.stop().await;
+}

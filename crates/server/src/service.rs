@@ -285,7 +285,9 @@ fn post_stream(
         }
     });
     tokio::spawn(async move {
-        let _permit = permit;
+        // Given back before a stream's final status is sent, so that a
+        // client which saw its stream end may open another at once.
+        let permit = permit;
         // A client that stops reading its answers gives its place back:
         // the idle timeout alone never fires once it has sent enough to
         // stop the reader.
@@ -296,6 +298,7 @@ fn post_stream(
             let answer = match item {
                 Outbound::Answer(pending) => engine.answer(pending).await,
                 Outbound::Broken(status) => {
+                    drop((permit, org_share));
                     let _ = tokio::time::timeout(send_timeout, out_tx.send(Err(status))).await;
                     return;
                 }
@@ -316,6 +319,7 @@ fn post_stream(
             if let Some(org) = over_share {
                 // Only a new record binds a stream to an org: a retry of
                 // someone's old request could be replayed by anyone.
+                drop(permit);
                 let _ = tokio::time::timeout(
                     send_timeout,
                     out_tx.send(Err(Status::resource_exhausted(format!(
@@ -327,6 +331,9 @@ fn post_stream(
                 return;
             }
         }
+        // The places go back before the client sees the stream end.
+        drop((permit, org_share));
+        drop(out_tx);
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
 }
