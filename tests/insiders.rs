@@ -1309,3 +1309,119 @@ async fn idle_post_streams_give_their_places_back() {
     drop(idle);
     server.stop().await;
 }
+
+/// One gRPC-web call, unsigned or with `signature_headers`, POSTed over
+/// HTTP/1.1 to the HTTP port at `addr` as if a proxy forwarded it for
+/// `client`: the answer's `grpc-status` (0 when the call succeeded) and
+/// `grpc-message`.
+async fn grpc_web(
+    addr: std::net::SocketAddr,
+    client: &str,
+    method: &str,
+    message: &[u8],
+    signature_headers: &str,
+) -> (u32, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut body = vec![0u8];
+    body.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    body.extend_from_slice(message);
+    let head = format!(
+        "POST {method} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\ncontent-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\nx-forwarded-for: {client}\r\n{signature_headers}content-length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let text = String::from_utf8_lossy(&answer).to_lowercase();
+    let field = |name: &str| {
+        // In the head, or in the trailer frame at the end of the body.
+        text.lines()
+            .find_map(|line| line.split_once(&format!("{name}:")).map(|(_, v)| v))
+            .map(|v| v.trim().to_string())
+    };
+    let status = field("grpc-status")
+        .map(|s| s.parse().unwrap())
+        .unwrap_or_else(|| panic!("no grpc-status in {text}"));
+    (status, field("grpc-message").unwrap_or_default())
+}
+
+/// Finding 7: public gRPC-web calls were all charged to one "unknown
+/// address", and failed signature checks to no one. Behind the proxy each
+/// client address now has its own allowance, and a call whose signature
+/// fails costs its address what the call would have cost a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_calls_and_failed_signatures_are_charged_to_the_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = fundtrail_server::ServeOptions {
+        boundary: fundtrail_server::boundary::BoundaryConfig {
+            read_cost_per_second: std::num::NonZeroU32::new(1).unwrap(),
+            read_cost_burst: std::num::NonZeroU32::new(20).unwrap(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let server = TestServer::start_serving(
+        dir.path(),
+        fast_checkpoints(),
+        std::sync::Arc::new(fundtrail_core::clock::SystemClock),
+        options.clone(),
+    )
+    .await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(fundtrail_server::http_view::serve_http(
+        server.engine.clone(),
+        fundtrail_server::boundary_layer(&server.engine, &options),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    const RESOURCE_EXHAUSTED: u32 = 8;
+    const UNAUTHENTICATED: u32 = 16;
+    let get_ledger = "/fundtrail.v1.Query/GetLedger";
+    let mut spent = None;
+    for _ in 0..200 {
+        let (code, message) = grpc_web(addr, "203.0.113.7", get_ledger, &[], "").await;
+        if code != 0 {
+            spent = Some((code, message));
+            break;
+        }
+    }
+    let (code, message) = spent.expect("the address's allowance never ran out");
+    assert_eq!(code, RESOURCE_EXHAUSTED, "{message}");
+    assert!(message.contains("203.0.113.7"), "{message}");
+    assert_eq!(
+        grpc_web(addr, "203.0.113.8", get_ledger, &[], "").await.0,
+        0,
+        "another address behind the same proxy reads on"
+    );
+    // Signatures that fail: refused, and charged to the address.
+    let forged = format!(
+        "fundtrail-key-id: 00000000000000aa\r\nfundtrail-signed-at-ms: {}\r\nfundtrail-nonce: 00112233445566778899aabbccddeeff\r\nfundtrail-signature-bin: {}\r\n",
+        fundtrail_core::clock::Clock::now_ms(&fundtrail_core::clock::SystemClock),
+        "A".repeat(86) + "=="
+    );
+    let get_entry = "/fundtrail.v1.Query/GetEntry";
+    let mut refusals = Vec::new();
+    for _ in 0..200 {
+        let (code, message) = grpc_web(addr, "203.0.113.9", get_entry, &[], &forged).await;
+        refusals.push(code);
+        if code != UNAUTHENTICATED {
+            assert_eq!(code, RESOURCE_EXHAUSTED, "{message}");
+            assert!(message.contains("203.0.113.9"), "{message}");
+            break;
+        }
+    }
+    assert_eq!(refusals.last(), Some(&RESOURCE_EXHAUSTED), "{refusals:?}");
+    assert!(
+        refusals.len() > 1 && refusals[0] == UNAUTHENTICATED,
+        "{refusals:?}"
+    );
+    let _ = stop.send(());
+    http.await.unwrap().unwrap();
+    server.stop().await;
+}
