@@ -360,6 +360,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         signers.insert(org.to_string(), s.clone());
         Ok(s)
     };
+    let today = fundtrail_core::dates::day_of_ms(engine.clock().now_ms());
     let mut seeder = Seeder {
         ledger_id: engine.meta().ledger_id.clone(),
         engine,
@@ -638,6 +639,25 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
         B::UpgradeRules(pb::UpgradeRules {
             rules_version: Rules::CURRENT.version(),
             document_no: "财办〔2026〕9号".into(),
+        }),
+    );
+    // Under them, money sent sideways needs a pairing (闽宁协作 was one
+    // before it had to be declared), and 昭觉县 still migrating its records
+    // needs an open import window.
+    seeder.add_today(
+        &root,
+        B::DeclarePairing(pb::DeclarePairing {
+            from_org_id: "fj-czt".into(),
+            to_org_id: "nx-czt".into(),
+            document_no: "国开办发〔2026〕3号".into(),
+        }),
+    );
+    seeder.add_today(
+        &root,
+        B::DeclareImportWindow(pb::DeclareImportWindow {
+            org_id: "zj-czj".into(),
+            until_date: fundtrail_core::dates::format_date(today + 30),
+            document_no: "财办〔2026〕10号".into(),
         }),
     );
     seeder.flush().await?;

@@ -226,4 +226,32 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         (again.ledger_id, again.record_count),
         (info.ledger_id, info.record_count)
     );
+    // The demo ends under the current rules: 昭觉县 has an import window
+    // open, and 西吉县 none.
+    let keys = dir.path().join("data").join("demo-keys");
+    for (org, accepted) in [("zj-czj", true), ("xj-czj", false)] {
+        let key =
+            fundtrail_client::Signer::from_key_file(&keys.join(format!("{org}.key"))).unwrap();
+        let mut request = client.request(pb::request::Body::OpenAccount(pb::OpenAccount {
+            account_id: format!("{org}-migrated"),
+            kind: pb::AccountKind::Programme as i32,
+            name: "迁移专户".into(),
+            ..Default::default()
+        }));
+        request.imported = true;
+        request.value_date = "2025-06-30".into();
+        let answer = client.post_signed(key.sign(&request)).await;
+        match (accepted, answer) {
+            (true, Ok(_)) => {}
+            (false, Err(status)) => {
+                assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+                assert!(
+                    status.message().contains("import window"),
+                    "{}",
+                    status.message()
+                );
+            }
+            (_, other) => panic!("{org}: {other:?}"),
+        }
+    }
 }
