@@ -390,6 +390,36 @@ async fn a_self_evaluation_never_clears_a_failed_external_one() {
         "{}",
         refusal.message()
     );
+    // Nor does a finance org whose division holds the county but which may
+    // not read it (outside its chain): a division is not enough. It gets
+    // the answer a project that does not exist gets.
+    let outsider = new_signer();
+    ok(
+        &mut client,
+        &chain.root,
+        register_org(
+            "gs-nyt",
+            "甘肃省农业农村厅",
+            pb::OrgRole::Finance,
+            "620000",
+            &outsider,
+        ),
+    )
+    .await;
+    let refusal = refused(&server, &mut client, &outsider, evaluate(95, true)).await;
+    let mut nowhere = evaluate(95, true);
+    if let B::EvaluateProject(e) = &mut nowhere {
+        e.account_id = "dx-nowhere".into();
+    }
+    let absent = refused(&server, &mut client, &outsider, nowhere).await;
+    assert_eq!(refusal.code(), Code::PermissionDenied, "{refusal:?}");
+    assert_eq!(
+        (
+            absent.code(),
+            absent.message().replace("dx-nowhere", "dx-road")
+        ),
+        (refusal.code(), refusal.message().to_string())
+    );
     server.stop().await;
 }
 
