@@ -649,15 +649,19 @@ async fn run(command: Command) -> Result<()> {
                 },
                 journal_url: data.journal.clone(),
                 journal_lease_ms: (lease_ms > 0).then_some(lease_ms),
-                follow: upstream,
                 pinned_log_vkey: pin_log_key,
                 ..EngineConfig::new(data.data_dir.clone())
             };
+            let role = match upstream {
+                Some(upstream) => fundtrail_server::Role::Replica(upstream),
+                None => fundtrail_server::Role::Writer {
+                    scrub_on_start: true,
+                },
+            };
             // Opening replays and checks the journal: off the async workers.
-            let engine =
-                tokio::task::spawn_blocking(move || fundtrail_server::engine::Engine::open(config))
-                    .await?
-                    .map_err(anyhow::Error::msg)?;
+            let engine = tokio::task::spawn_blocking(move || fundtrail_server::open(config, role))
+                .await?
+                .map_err(anyhow::Error::msg)?;
             if demo {
                 demo::prepare(engine.clone(), &data.data_dir, created, demo_scale).await?;
             }

@@ -17,7 +17,6 @@ use fundtrail_store::faulty::{Faults, FaultyJournal, FaultyState};
 
 fn config(dir: &Path) -> EngineConfig {
     EngineConfig {
-        scrub_on_start: false,
         checkpoints: fast_checkpoints(),
         ..EngineConfig::new(dir)
     }

@@ -52,16 +52,18 @@ fn open_replica(
     if !root_key.exists() {
         std::fs::copy(writer_dir.join("root.key"), root_key).unwrap();
     }
-    Engine::open(EngineConfig {
-        skew_ms_max: SKEW_MS_MAX,
-        follow: Some(Upstream::Node(Box::new(NodeUpstream {
+    fundtrail_server::open(
+        EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            pinned_log_vkey: pin.map(str::to_string),
+            ..EngineConfig::new(dir)
+        },
+        fundtrail_server::Role::Replica(Upstream::Node(Box::new(NodeUpstream {
             url: url.to_string(),
             tls: Default::default(),
             reader: mirror.clone(),
         }))),
-        pinned_log_vkey: pin.map(str::to_string),
-        ..EngineConfig::new(dir)
-    })
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +96,7 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     assert_eq!(replica_info.upstream, writer.url);
     assert_eq!(replica_info.upstream_checkpoint_size, newest.tree_size);
     assert!(!replica_info.stopped);
-    let metrics = first.engine.metrics().render(&first.engine);
+    let metrics = first.engine.metrics().render(&first.engine.gauges());
     for line in [
         format!(
             "fundtrail_replica_upstream_checkpoint_size {}",
@@ -273,7 +275,7 @@ async fn a_replica_of_a_node_stops_at_a_fork_or_a_forged_record_and_keeps_what_i
         "it serves what it verified"
     );
     assert!(info.replica.unwrap().stopped);
-    let metrics = honest.engine.metrics().render(&honest.engine);
+    let metrics = honest.engine.metrics().render(&honest.engine.gauges());
     assert!(
         metrics.lines().any(|l| l == "fundtrail_replica_stopped 1"),
         "{metrics}"

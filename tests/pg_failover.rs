@@ -55,13 +55,18 @@ fn replicated(data_dir: &Path) -> Replicated {
 }
 
 fn open(data_dir: &Path, cluster: &Cluster) -> Arc<Engine> {
-    Engine::open(EngineConfig {
-        skew_ms_max: SKEW_MS_MAX,
-        checkpoints: fast_checkpoints(),
-        journal_url: Some(cluster.url(APP_ROLE)),
-        journal_lease_ms: Some(LEASE_MS),
-        ..EngineConfig::new(data_dir)
-    })
+    fundtrail_server::open(
+        EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            checkpoints: fast_checkpoints(),
+            journal_url: Some(cluster.url(APP_ROLE)),
+            journal_lease_ms: Some(LEASE_MS),
+            ..EngineConfig::new(data_dir)
+        },
+        fundtrail_server::Role::Writer {
+            scrub_on_start: true,
+        },
+    )
     .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 

@@ -13,7 +13,7 @@ use fundtrail_api::pb;
 use fundtrail_core::clock::SystemClock;
 use fundtrail_core::rules::Rules;
 use fundtrail_pgtest::Cluster;
-use fundtrail_server::engine::{Engine, EngineConfig};
+use fundtrail_server::engine::EngineConfig;
 use fundtrail_server::follow::{Upstream, EVIDENCE_FILE_NAME};
 use fundtrail_server::genesis::{self, JournalAt, RootOrg};
 use prost::Message;
@@ -40,12 +40,17 @@ async fn writer(dir: &Path) -> (Cluster, Cluster, TestServer) {
         "CREATE ROLE {READER_ROLE} LOGIN;
          GRANT SELECT ON ALL TABLES IN SCHEMA public TO {READER_ROLE};"
     ));
-    let engine = Engine::open(EngineConfig {
-        skew_ms_max: SKEW_MS_MAX,
-        checkpoints: fast_checkpoints(),
-        journal_url: Some(primary.url(APP_ROLE)),
-        ..EngineConfig::new(dir)
-    })
+    let engine = fundtrail_server::open(
+        EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            checkpoints: fast_checkpoints(),
+            journal_url: Some(primary.url(APP_ROLE)),
+            ..EngineConfig::new(dir)
+        },
+        fundtrail_server::Role::Writer {
+            scrub_on_start: true,
+        },
+    )
     .unwrap_or_else(|e| panic!("writer did not open: {e}"));
     let server = TestServer::serve(engine, dir, unmetered()).await;
     (primary, standby, server)
@@ -56,11 +61,13 @@ async fn writer(dir: &Path) -> (Cluster, Cluster, TestServer) {
 async fn replica(dir: &Path, writer_dir: &Path, url: &str) -> TestServer {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::copy(writer_dir.join("root.key"), dir.join("root.key")).unwrap();
-    let engine = Engine::open(EngineConfig {
-        skew_ms_max: SKEW_MS_MAX,
-        follow: Some(Upstream::Database(url.to_string())),
-        ..EngineConfig::new(dir)
-    })
+    let engine = fundtrail_server::open(
+        EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            ..EngineConfig::new(dir)
+        },
+        fundtrail_server::Role::Replica(Upstream::Database(url.to_string())),
+    )
     .unwrap_or_else(|e| panic!("replica did not open: {e}"));
     TestServer::serve(engine, dir, unmetered()).await
 }

@@ -19,12 +19,17 @@ use prost::Message;
 const APP_ROLE: &str = "fundtrail_app";
 
 fn open(data_dir: &Path, url: &str) -> Arc<Engine> {
-    Engine::open(EngineConfig {
-        skew_ms_max: SKEW_MS_MAX,
-        checkpoints: fast_checkpoints(),
-        journal_url: Some(url.to_string()),
-        ..EngineConfig::new(data_dir)
-    })
+    fundtrail_server::open(
+        EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            checkpoints: fast_checkpoints(),
+            journal_url: Some(url.to_string()),
+            ..EngineConfig::new(data_dir)
+        },
+        fundtrail_server::Role::Writer {
+            scrub_on_start: true,
+        },
+    )
     .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 
@@ -121,10 +126,15 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
          DELETE FROM fundtrail_checkpoints WHERE tree_size > {lost};",
         lost = count - 3
     ));
-    let refused = Engine::open(EngineConfig {
-        journal_url: Some(url.clone()),
-        ..EngineConfig::new(dir.path())
-    })
+    let refused = fundtrail_server::open(
+        EngineConfig {
+            journal_url: Some(url.clone()),
+            ..EngineConfig::new(dir.path())
+        },
+        fundtrail_server::Role::Writer {
+            scrub_on_start: true,
+        },
+    )
     .err()
     .expect("a database without signed records is refused");
     assert!(
@@ -142,10 +152,15 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
         &SystemClock,
     )
     .unwrap();
-    let refused = Engine::open(EngineConfig {
-        journal_url: Some(url.clone()),
-        ..EngineConfig::new(other.path())
-    })
+    let refused = fundtrail_server::open(
+        EngineConfig {
+            journal_url: Some(url.clone()),
+            ..EngineConfig::new(other.path())
+        },
+        fundtrail_server::Role::Writer {
+            scrub_on_start: true,
+        },
+    )
     .err()
     .expect("refused");
     assert!(refused.contains("holds a file journal"), "{refused}");
@@ -192,13 +207,18 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
     cluster.admin(&fundtrail_pg::grants_sql(APP_ROLE));
     let url = cluster.url(APP_ROLE);
     let unleased = |dir: &Path| {
-        Engine::open(EngineConfig {
-            skew_ms_max: SKEW_MS_MAX,
-            checkpoints: fast_checkpoints(),
-            journal_url: Some(url.clone()),
-            journal_lease_ms: None,
-            ..EngineConfig::new(dir)
-        })
+        fundtrail_server::open(
+            EngineConfig {
+                skew_ms_max: SKEW_MS_MAX,
+                checkpoints: fast_checkpoints(),
+                journal_url: Some(url.clone()),
+                journal_lease_ms: None,
+                ..EngineConfig::new(dir)
+            },
+            fundtrail_server::Role::Writer {
+                scrub_on_start: true,
+            },
+        )
         .unwrap_or_else(|e| panic!("engine did not open: {e}"))
     };
     let a = TestServer::serve(unleased(a_dir.path()), a_dir.path(), unmetered()).await;

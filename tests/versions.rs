@@ -187,7 +187,6 @@ fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
     for dir in [&ours, &theirs] {
         fundtrail_server::genesis::init(dir.path(), &Default::default()).unwrap();
         let engine = Engine::open(EngineConfig {
-            scrub_on_start: false,
             ..EngineConfig::new(dir.path())
         })
         .unwrap();
@@ -195,7 +194,6 @@ fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
     }
     let open = |dir: &std::path::Path| {
         Engine::open(EngineConfig {
-            scrub_on_start: false,
             ..EngineConfig::new(dir)
         })
         .err()

@@ -45,12 +45,17 @@ pub fn open_engine(
     checkpoints: CheckpointPolicy,
     clock: Arc<dyn Clock>,
 ) -> Arc<Engine> {
-    Engine::open(EngineConfig {
-        skew_ms_max: SKEW_MS_MAX,
-        checkpoints,
-        clock,
-        ..EngineConfig::new(data_dir)
-    })
+    fundtrail_server::open(
+        EngineConfig {
+            skew_ms_max: SKEW_MS_MAX,
+            checkpoints,
+            clock,
+            ..EngineConfig::new(data_dir)
+        },
+        fundtrail_server::Role::Writer {
+            scrub_on_start: true,
+        },
+    )
     .unwrap_or_else(|e| panic!("engine did not open: {e}"))
 }
 

@@ -21,34 +21,30 @@ use std::thread::JoinHandle;
 use fundtrail_api::{decode_request, pb};
 use fundtrail_core::clock::{Clock, SystemClock};
 use fundtrail_core::limits::{
-    BATCH_BYTES_MAX, CHECK_CHUNK_REQUESTS, FRAME_HEADER_BYTES, REPLAY_COMMIT_RECORDS,
-    SEQUENCER_QUEUE_MAX, VERIFYING_KEYS_CACHED_MAX,
+    CHECK_CHUNK_REQUESTS, SEQUENCER_QUEUE_MAX, VERIFYING_KEYS_CACHED_MAX,
 };
 use fundtrail_core::model::{LedgerMeta, Request};
-use fundtrail_core::state::{StateRead, Txn};
+use fundtrail_core::state::StateRead;
 use fundtrail_core::{signing, Error, Fault, Rejection};
 use fundtrail_store::header::FileKind;
-use fundtrail_store::journal::{JournalError, JOURNAL_FILE_NAME};
+use fundtrail_store::journal::JOURNAL_FILE_NAME;
 use fundtrail_store::state::SCHEMA_VERSION;
-use fundtrail_store::{
-    Journal, JournalStore, PendingTree, RecordLocation, RecordReader, StateDb, StateStore,
-    Watermark,
-};
+use fundtrail_store::{Journal, JournalStore, RecordReader, StateDb, StateStore};
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::access_log::AccessLog;
 use crate::checkpoints::{self, CheckpointPolicy, CheckpointStore, Checkpoints};
 use crate::checkpool::CheckPool;
-use crate::follow::{NodeUpstream, ReplicaStatus, Upstream};
+use crate::gate::{not_writing, stopped_by_fault, WriteGate};
 use crate::genesis::LOG_KEY_FILE_NAME;
-use crate::pipeline::{self, Inbox, PipelineParts, Progress, SequencerState};
+use crate::pipeline::{
+    self, Committed, Inbox, PipelineParts, Progress, SequencerState, Submission,
+};
+use crate::recovery::{read_if_intact, recover};
+use crate::replica_status::ReplicaStatus;
 use crate::tokens::TokenSealer;
-use fundtrail_verify::{replay_record, ReplayError};
 use tracing::{info, warn};
-
-/// Records between progress lines while replaying the journal at start-up.
-const REPLAY_PROGRESS_RECORDS: u64 = 25 * REPLAY_COMMIT_RECORDS;
 
 #[derive(Clone)]
 pub struct EngineConfig {
@@ -56,9 +52,6 @@ pub struct EngineConfig {
     /// Largest allowed |commit time − signing time|.
     pub skew_ms_max: u64,
     pub checkpoints: CheckpointPolicy,
-    /// Replay the whole journal in the background after start-up and stop
-    /// writes if it disagrees with the tree, the checkpoints or the state.
-    pub scrub_on_start: bool,
     /// Where commit times and "today" come from.
     pub clock: Arc<dyn Clock>,
     /// A PostgreSQL connection string: the journal is kept there
@@ -67,9 +60,6 @@ pub struct EngineConfig {
     /// With `journal_url`: hold the database's writer lease this long at a
     /// time (renewed while the server runs); `None` writes without one.
     pub journal_lease_ms: Option<u64>,
-    /// Run as a verifying replica of this upstream (crate::follow), taking
-    /// no writes.
-    pub follow: Option<Upstream>,
     /// On a replica: the log's verifier key (`GetLogKey().vkey`) the
     /// genesis record it replays must name. Without it the first genesis
     /// seen is trusted.
@@ -82,7 +72,6 @@ impl std::fmt::Debug for EngineConfig {
             .field("data_dir", &self.data_dir)
             .field("skew_ms_max", &self.skew_ms_max)
             .field("checkpoints", &self.checkpoints)
-            .field("scrub_on_start", &self.scrub_on_start)
             .finish_non_exhaustive()
     }
 }
@@ -94,10 +83,8 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             skew_ms_max: fundtrail_core::limits::SIGNING_SKEW_MS_DEFAULT,
             checkpoints: CheckpointPolicy::default(),
-            scrub_on_start: true,
             journal_url: None,
             journal_lease_ms: Some(JOURNAL_LEASE_MS_DEFAULT),
-            follow: None,
             pinned_log_vkey: None,
             clock: Arc::new(SystemClock),
         }
@@ -115,66 +102,6 @@ pub struct Stores {
     /// Where checkpoints are kept besides the data directory: the database
     /// of a journal kept in PostgreSQL.
     pub shared_checkpoints: Option<Box<dyn CheckpointStore>>,
-}
-
-/// A request accepted into the log.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub seq: u64,
-    pub commit_time_ms: i64,
-    pub duplicate: bool,
-    pub effects: pb::Effects,
-}
-
-pub(crate) struct Submission {
-    pub signed: pb::SignedRequest,
-    pub request: Request,
-    pub verified_public_key: Option<[u8; 32]>,
-    pub reply: oneshot::Sender<Result<Committed, Rejection>>,
-}
-
-/// The one switch that stops writes, with the reason. Once stopped, writes
-/// stay stopped until the server restarts and recovery says otherwise.
-#[derive(Clone)]
-pub struct WriteGate {
-    reason: Arc<Mutex<Option<String>>>,
-    /// Whether writes are open, for those who watch (the health service).
-    open: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl WriteGate {
-    fn new(reason: Option<String>) -> WriteGate {
-        let (open, _) = tokio::sync::watch::channel(reason.is_none());
-        WriteGate {
-            reason: Arc::new(Mutex::new(reason)),
-            open: Arc::new(open),
-        }
-    }
-
-    /// Stops writes from now on, saying why; the first reason is kept.
-    pub fn stop(&self, reason: String) {
-        warn!(%reason, "refusing writes from now on");
-        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert(reason);
-        self.open.send_replace(false);
-    }
-
-    /// Follows whether writes are open.
-    pub fn watch(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.open.subscribe()
-    }
-
-    /// Why writes are refused, if they are.
-    pub fn reason(&self) -> Option<String> {
-        self.reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.reason().is_some()
-    }
 }
 
 /// Background threads the engine owns, joined at shutdown.
@@ -222,6 +149,8 @@ pub struct Engine {
     record_count: Arc<AtomicU64>,
     /// Records the derived store holds (queries read there).
     indexed: Arc<Progress>,
+    /// Counts the times another writer's records were replayed in.
+    resyncs: Arc<crate::pipeline::Resyncs>,
     gate: WriteGate,
     /// The sequencer's queue; `None` once shut down.
     tx: Mutex<Option<mpsc::Sender<Inbox>>>,
@@ -293,63 +222,6 @@ pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Resu
     let mut stores = open_stores(data_dir, Box::new(journal))?;
     stores.shared_checkpoints = Some(Box::new(shared));
     Ok(stores)
-}
-
-/// Opens the ledger kept in the PostgreSQL database at `url` to read, as a
-/// replica, and the derived state of `data_dir`. The journal reads only as
-/// far as the state replayed (at least the genesis record); the follower
-/// moves it on, a verified checkpoint at a time.
-pub fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
-    replica_data_dir(data_dir)?;
-    if data_dir.join(JOURNAL_FILE_NAME).exists() {
-        return Err(format!(
-            "{} holds a file journal; a replica needs a data directory of its own",
-            data_dir.display()
-        ));
-    }
-    let in_db = |e: fundtrail_pg::PgError| format!("the ledger in PostgreSQL: {e}");
-    let mut journal = fundtrail_pg::PgJournal::open(url, None).map_err(in_db)?;
-    let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
-    let replayed = state.watermark().map_err(|e| e.to_string())?.record_count;
-    if !journal.read_up_to(replayed.max(1)).map_err(in_db)? {
-        return Err(format!(
-            "the database holds fewer than the {replayed} records this replica replayed: it is an older copy of the ledger"
-        ));
-    }
-    Ok(Stores {
-        journal: Box::new(journal),
-        state: Arc::new(state),
-        shared_checkpoints: None,
-    })
-}
-
-/// Opens, as a replica of another fundtrail node, the replica's own
-/// journal file in `data_dir` (holding the records it verified; created
-/// with the upstream's genesis record at the first start) and its derived
-/// state.
-pub fn open_node_replica_stores(
-    data_dir: &Path,
-    upstream: &NodeUpstream,
-) -> Result<Stores, String> {
-    replica_data_dir(data_dir)?;
-    let path = data_dir.join(JOURNAL_FILE_NAME);
-    if !path.exists() {
-        crate::follow_node::fetch_genesis(upstream, &path)?;
-    }
-    open_file_stores(data_dir)
-}
-
-/// Refuses a writer's data directory (it holds the log's key) for a
-/// replica, and creates a new one.
-fn replica_data_dir(data_dir: &Path) -> Result<(), String> {
-    if data_dir.join(LOG_KEY_FILE_NAME).exists() {
-        return Err(format!(
-            "{} holds a ledger's log key; a replica needs a data directory of its own",
-            data_dir.display()
-        ));
-    }
-    std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))
 }
 
 /// A replica's own key (its access log, page tokens and household
@@ -457,7 +329,7 @@ fn stale_state(state: &StateDb, ledger_id: &str) -> Result<Option<String>, Strin
     })
 }
 
-fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
+pub(crate) fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
     let open = || {
         StateDb::open(dir, ledger_id)
             .map_err(|e| format!("cannot open state store {}: {e}", dir.display()))
@@ -484,24 +356,42 @@ impl Engine {
     /// state. Fails if there is no ledger there (see `genesis::init`).
     pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
         let lock = crate::dirlock::DataDirLock::take(&config.data_dir)?;
-        let stores = match (&config.follow, &config.journal_url) {
-            (Some(Upstream::Database(url)), _) => open_replica_stores(&config.data_dir, url)?,
-            (Some(Upstream::Node(node)), _) => open_node_replica_stores(&config.data_dir, node)?,
-            (None, Some(url)) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
-            (None, None) => open_file_stores(&config.data_dir)?,
+        let stores = match &config.journal_url {
+            Some(url) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
+            None => open_file_stores(&config.data_dir)?,
         };
         let engine = Engine::open_with(config, stores)?;
-        *engine
-            .data_dir_lock
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(lock);
+        engine.hold(lock);
         Ok(engine)
     }
 
-    /// Opens the ledger on `stores`: replays the journal past the state's
-    /// watermark, cuts a torn tail, checks the newest checkpoint, and starts
-    /// the sequencer, the checkpointer and (if asked) the scrub.
+    /// Keeps the data directory's lock until shutdown.
+    pub(crate) fn hold(&self, lock: crate::dirlock::DataDirLock) {
+        *self.data_dir_lock.lock().unwrap_or_else(|e| e.into_inner()) = Some(lock);
+    }
+
+    /// Opens a writer's ledger on `stores`: replays the journal past the
+    /// state's watermark, cuts a torn tail, checks the newest checkpoint,
+    /// and starts the write path and the checkpointer.
     pub fn open_with(config: EngineConfig, stores: Stores) -> Result<Arc<Engine>, String> {
+        Ok(Engine::open_on(config, stores, false)?.0)
+    }
+
+    /// Opens a verifying replica's ledger on `stores`, taking no writes;
+    /// also says whether it may follow (recovery found nothing wrong).
+    /// `crate::follow` starts the follower.
+    pub(crate) fn open_replica(
+        config: EngineConfig,
+        stores: Stores,
+    ) -> Result<(Arc<Engine>, bool), String> {
+        Engine::open_on(config, stores, true)
+    }
+
+    fn open_on(
+        config: EngineConfig,
+        stores: Stores,
+        replica: bool,
+    ) -> Result<(Arc<Engine>, bool), String> {
         let Stores {
             mut journal,
             state,
@@ -531,7 +421,6 @@ impl Engine {
                 meta.ledger_id
             ));
         }
-        let replica = config.follow.is_some();
         let (checkpoints, pseudonym_key, access_log, tokens) = if replica {
             open_replica_keys(&config.data_dir, &meta, config.pinned_log_vkey.as_deref())?
         } else {
@@ -563,11 +452,11 @@ impl Engine {
             None => watermark.record_count,
         };
         let replica_status = replica.then(|| Arc::new(ReplicaStatus::default()));
+        let following = replica && recovery.is_none();
         let recovery = match (recovery, replica) {
             (None, true) => Some("a replica: it takes no writes".to_string()),
             (recovery, _) => recovery,
         };
-        let following = replica && recovery.as_deref() == Some("a replica: it takes no writes");
         let record_count = Arc::new(AtomicU64::new(served));
         let gate = WriteGate::new(recovery);
         let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE_MAX);
@@ -625,6 +514,7 @@ impl Engine {
             )?,
             record_count,
             indexed,
+            resyncs,
             gate,
             tx: Mutex::new(Some(tx)),
             checkpoints,
@@ -640,51 +530,23 @@ impl Engine {
                 follower: None,
             }),
         });
-        if let (Some(upstream), Some(status), true) = (&config.follow, replica_status, following) {
-            let (followed, upstream) = (engine.clone(), upstream.clone());
-            let follower = std::thread::Builder::new()
-                .name("follower".into())
-                .spawn(move || crate::follow::run(followed, upstream, status))
-                .map_err(|e| format!("cannot start the follower: {e}"))?;
-            engine.lock_threads().follower = Some(follower);
-        }
-        if config.scrub_on_start && !replica {
-            let scrubbed = engine.clone();
-            let scrub = std::thread::Builder::new()
-                .name("scrub".into())
-                .spawn(move || {
-                    let stamp = resyncs.stamp();
-                    let report = crate::verify::scrub(&scrubbed);
-                    // Another writer's records replayed into the state while
-                    // the scrub compared it: a difference proves nothing.
-                    let overtaken = !resyncs.quiet_since(stamp);
-                    let metrics = scrubbed.metrics();
-                    match report.problem {
-                        Some(problem) if overtaken => {
-                            metrics.scrubbed("inconclusive");
-                            warn!(
-                                %problem,
-                                "scrub inconclusive: another writer's records were replayed during it"
-                            )
-                        }
-                        Some(problem) => {
-                            metrics.scrubbed("problem");
-                            scrubbed.gate.stop(format!("scrub: {problem}"))
-                        }
-                        None if report.stopped => metrics.scrubbed("stopped"),
-                        None => {
-                            metrics.scrubbed("intact");
-                            info!(
-                                records = report.records_checked,
-                                "scrub found the log intact"
-                            )
-                        }
-                    }
-                })
-                .map_err(|e| format!("cannot start the scrub: {e}"))?;
-            engine.lock_threads().scrub = Some(scrub);
-        }
-        Ok(engine)
+        Ok((engine, following))
+    }
+
+    /// Joins `scrub` at shutdown (and at [`Engine::join_scrub`]).
+    pub(crate) fn keep_scrub(&self, scrub: JoinHandle<()>) {
+        self.lock_threads().scrub = Some(scrub);
+    }
+
+    /// Joins `follower` at shutdown.
+    pub(crate) fn keep_follower(&self, follower: JoinHandle<()>) {
+        self.lock_threads().follower = Some(follower);
+    }
+
+    /// How often another writer's records were replayed in: a scrub that
+    /// saw them change compares nothing.
+    pub(crate) fn resyncs(&self) -> &crate::pipeline::Resyncs {
+        &self.resyncs
     }
 
     fn lock_threads(&self) -> std::sync::MutexGuard<'_, Threads> {
@@ -756,6 +618,26 @@ impl Engine {
         }
     }
 
+    /// The gauges' values now, for a metrics scrape.
+    pub fn gauges(&self) -> crate::metrics::Gauges {
+        crate::metrics::Gauges {
+            records: self.record_count(),
+            queue_depth: self.queue_depth(),
+            read_only: self.read_only_reason().is_some(),
+            checkpoint_size: self
+                .checkpoints
+                .latest()
+                .map_or(0, |signed| signed.checkpoint.tree_size),
+            replica: self.replica_status().map(|status| {
+                let report = status.get();
+                crate::metrics::ReplicaGauges {
+                    upstream_checkpoint_size: report.upstream_checkpoint_size,
+                    stopped: report.stopped,
+                }
+            }),
+        }
+    }
+
     /// The metrics `/metrics` serves.
     pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
         &self.metrics
@@ -769,6 +651,11 @@ impl Engine {
     }
 
     /// On a replica, what it says about its following.
+    /// On a replica, its status, for the follower to keep.
+    pub(crate) fn replica_status_handle(&self) -> Option<Arc<ReplicaStatus>> {
+        self.replica.clone()
+    }
+
     pub fn replica_status(&self) -> Option<&ReplicaStatus> {
         self.replica.as_deref()
     }
@@ -1125,155 +1012,6 @@ fn check_unfinished(count: usize, why: impl std::fmt::Display) -> Vec<Result<Che
             )))
         })
         .collect()
-}
-
-/// The refusal of a write while writes are stopped.
-pub(crate) fn not_writing(reason: &str) -> Rejection {
-    Rejection::unavailable(format!("the ledger is not accepting writes: {reason}"))
-}
-
-/// What a client hears when a storage fault stopped writes before its
-/// request was recorded.
-pub(crate) fn stopped_by_fault() -> Rejection {
-    Rejection::unavailable(
-        "the ledger's store failed and it stopped taking writes; the request was not recorded. Retry later with the same idempotency key",
-    )
-}
-
-/// Brings derived state up to the journal. Returns why writes must be
-/// refused, if they must; errors only when the stores fail.
-/// Whether the journal holds, where the state says, the last record the
-/// state applied (an empty state holds nothing to disagree with).
-fn state_holds_journal(
-    journal: &dyn JournalStore,
-    state: &dyn StateStore,
-    reader: &dyn RecordReader,
-) -> Result<bool, Fault> {
-    let watermark = state.watermark()?;
-    let Some(last) = watermark.record_count.checked_sub(1) else {
-        return Ok(true);
-    };
-    let held = match state.record_location(last)? {
-        Some(location) if journal.end() >= watermark.journal_end => {
-            read_if_intact(reader, location)?
-        }
-        _ => None,
-    };
-    Ok(held.is_some_and(|bytes| signing::sha256(&bytes) == watermark.last_record_sha256))
-}
-
-pub(crate) fn recover(
-    journal: &mut dyn JournalStore,
-    state: &dyn StateStore,
-    reader: &dyn RecordReader,
-) -> Result<Option<String>, Fault> {
-    let watermark = state.watermark()?;
-    if !state_holds_journal(journal, state, reader)? {
-        return Ok(Some(format!(
-            "journal and state disagree: the state has applied {} records, but the journal no longer holds record {} as applied (it was cut short or changed). Restore the journal; do not write until it is",
-            watermark.record_count,
-            watermark.record_count - 1
-        )));
-    }
-    let journal_len = journal.end();
-    let mut scan = journal
-        .scan(watermark.journal_end)
-        .map_err(|e| Fault::new(format!("cannot read the journal: {e}")))?;
-    let mut watermark = watermark;
-    let mut txn_writes = Txn::new(state);
-    let mut tree = PendingTree::new(state, watermark.record_count);
-    let mut locations = Vec::new();
-    let mut replayed: u64 = 0;
-    let mut problem = None;
-    let mut torn_at = None;
-    for frame in scan.by_ref() {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(JournalError::BadFrame { offset, reason }) => {
-                torn_at = Some((offset, reason));
-                break;
-            }
-            Err(JournalError::Io(e)) => {
-                return Err(Fault::new(format!("cannot read the journal: {e}")))
-            }
-        };
-        let seq = watermark.record_count;
-        match replay_record(&mut txn_writes, seq, &frame.record) {
-            Ok(()) => {}
-            Err(ReplayError::Fault(fault)) => return Err(fault),
-            Err(ReplayError::Record(reason)) => {
-                problem = Some(format!(
-                    "record {seq} (journal byte {}) cannot be replayed: {reason}",
-                    frame.offset
-                ));
-                break;
-            }
-        }
-        tree.append(&frame.record)
-            .map_err(|e| Fault::new(format!("cannot extend the Merkle tree: {e}")))?;
-        locations.push(RecordLocation {
-            seq,
-            offset: frame.offset,
-        });
-        watermark = Watermark {
-            record_count: seq + 1,
-            journal_end: frame.offset + FRAME_HEADER_BYTES as u64 + frame.record.len() as u64,
-            last_record_sha256: signing::sha256(&frame.record),
-        };
-        replayed += 1;
-        if replayed.is_multiple_of(REPLAY_COMMIT_RECORDS) {
-            let writes = std::mem::replace(&mut txn_writes, Txn::new(state)).into_writes();
-            let chunk =
-                std::mem::replace(&mut tree, PendingTree::new(state, watermark.record_count));
-            state.commit(writes, &std::mem::take(&mut locations), chunk, watermark)?;
-        }
-        if replayed.is_multiple_of(REPLAY_PROGRESS_RECORDS) {
-            info!(
-                replayed,
-                journal_bytes_done = watermark.journal_end,
-                journal_bytes = journal_len,
-                "replaying the journal into derived state"
-            );
-        }
-    }
-    drop(scan);
-    state.commit(txn_writes.into_writes(), &locations, tree, watermark)?;
-    if replayed > 0 {
-        info!(
-            replayed,
-            records = watermark.record_count,
-            "replayed journal into state"
-        );
-    }
-    if let Some(reason) = problem {
-        return Ok(Some(reason));
-    }
-    if let Some((offset, reason)) = torn_at {
-        let tail_bytes = journal_len - offset;
-        if tail_bytes > BATCH_BYTES_MAX {
-            return Ok(Some(format!(
-                "the journal is damaged at byte {offset} ({reason}), {tail_bytes} bytes before its end: more than one batch, so not a torn write. Record {} onwards cannot be read",
-                watermark.record_count
-            )));
-        }
-        warn!(offset, tail_bytes, %reason, "cutting torn journal tail (never acknowledged)");
-        journal
-            .truncate(offset)
-            .map_err(|e| Fault::new(format!("cannot cut the torn journal tail: {e}")))?;
-    }
-    Ok(None)
-}
-
-/// The record at `location` if its frame is intact; `None` if the frame is
-/// damaged (the journal was changed or cut there). An I/O error is a fault,
-/// not a verdict on the journal.
-fn read_if_intact(reader: &dyn RecordReader, location: u64) -> Result<Option<Vec<u8>>, Fault> {
-    match reader.read(location) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(JournalError::BadFrame { .. }) => Ok(None),
-        Err(JournalError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(JournalError::Io(e)) => Err(Fault::new(format!("cannot read the journal: {e}"))),
-    }
 }
 
 /// The origin line (and note key name) of this ledger's checkpoints.

@@ -21,7 +21,17 @@ use fundtrail_store::{JournalStore, RecordReader};
 use fundtrail_tlog::Checkpoint;
 use tracing::{info, warn};
 
-use crate::engine::{recover, Engine};
+use std::path::Path;
+
+use fundtrail_store::journal::JOURNAL_FILE_NAME;
+
+use crate::dirlock::DataDirLock;
+use crate::engine::{open_file_stores, open_state, state_dir, Engine, EngineConfig, Stores};
+use crate::genesis::LOG_KEY_FILE_NAME;
+use crate::recovery::recover;
+use crate::replica_status::{ReplicaReport, ReplicaStatus};
+use crate::upstream::{against_adopted, Source, Stop};
+pub use crate::upstream::{NodeUpstream, Upstream};
 
 /// Where a replica writes why it stopped following, in its data directory.
 pub const EVIDENCE_FILE_NAME: &str = "follow-evidence.txt";
@@ -29,102 +39,88 @@ pub const EVIDENCE_FILE_NAME: &str = "follow-evidence.txt";
 /// How long a replica waits before looking for a newer checkpoint.
 pub const FOLLOW_POLL_MS: u64 = 200;
 
-/// Where a replica stands, as `GetLedger` reports it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReplicaReport {
-    /// For people: what it verified and what it waits for, or why it
-    /// stopped. Its read-only reason.
-    pub reason: String,
-    /// The upstream, named without secrets.
-    pub upstream: String,
-    /// The size of the upstream's newest checkpoint seen (the lag is this
-    /// minus the records verified).
-    pub upstream_checkpoint_size: u64,
-    /// The upstream failed a check: the replica follows no more.
-    pub stopped: bool,
-}
-
-/// What a replica says about itself, as it changes.
-pub struct ReplicaStatus(tokio::sync::watch::Sender<ReplicaReport>);
-
-impl Default for ReplicaStatus {
-    fn default() -> Self {
-        ReplicaStatus(tokio::sync::watch::channel(ReplicaReport::default()).0)
+/// Opens the ledger in `config.data_dir` as a verifying replica of
+/// `upstream` (its own data directory, never a writer's) and starts the
+/// follower, unless recovery found the replica's own files wrong.
+pub fn open(config: EngineConfig, upstream: Upstream) -> Result<Arc<Engine>, String> {
+    let lock = DataDirLock::take(&config.data_dir)?;
+    let stores = match &upstream {
+        Upstream::Database(url) => open_replica_stores(&config.data_dir, url)?,
+        Upstream::Node(node) => open_node_replica_stores(&config.data_dir, node)?,
+    };
+    let (engine, following) = Engine::open_replica(config, stores)?;
+    engine.hold(lock);
+    if let (Some(status), true) = (engine.replica_status_handle(), following) {
+        let followed = engine.clone();
+        let follower = std::thread::Builder::new()
+            .name("follower".into())
+            .spawn(move || run(followed, upstream, status))
+            .map_err(|e| format!("cannot start the follower: {e}"))?;
+        engine.keep_follower(follower);
     }
+    Ok(engine)
 }
 
-impl ReplicaStatus {
-    pub fn get(&self) -> ReplicaReport {
-        self.0.borrow().clone()
+/// Opens the ledger kept in the PostgreSQL database at `url` to read, as a
+/// replica, and the derived state of `data_dir`. The journal reads only as
+/// far as the state replayed (at least the genesis record); the follower
+/// moves it on, a verified checkpoint at a time.
+fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
+    replica_data_dir(data_dir)?;
+    if data_dir.join(JOURNAL_FILE_NAME).exists() {
+        return Err(format!(
+            "{} holds a file journal; a replica needs a data directory of its own",
+            data_dir.display()
+        ));
     }
-
-    /// Changes to the status, as they happen.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<ReplicaReport> {
-        self.0.subscribe()
+    let in_db = |e: fundtrail_pg::PgError| format!("the ledger in PostgreSQL: {e}");
+    let mut journal = fundtrail_pg::PgJournal::open(url, None).map_err(in_db)?;
+    let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
+    let replayed = state.watermark().map_err(|e| e.to_string())?.record_count;
+    if !journal.read_up_to(replayed.max(1)).map_err(in_db)? {
+        return Err(format!(
+            "the database holds fewer than the {replayed} records this replica replayed: it is an older copy of the ledger"
+        ));
     }
+    Ok(Stores {
+        journal: Box::new(journal),
+        state: Arc::new(state),
+        shared_checkpoints: None,
+    })
+}
 
-    fn set(&self, report: ReplicaReport) {
-        self.0.send_replace(report);
+/// Opens, as a replica of another fundtrail node, the replica's own
+/// journal file in `data_dir` (holding the records it verified; created
+/// with the upstream's genesis record at the first start) and its derived
+/// state.
+fn open_node_replica_stores(data_dir: &Path, upstream: &NodeUpstream) -> Result<Stores, String> {
+    replica_data_dir(data_dir)?;
+    let path = data_dir.join(JOURNAL_FILE_NAME);
+    if !path.exists() {
+        crate::follow_node::fetch_genesis(upstream, &path)?;
     }
+    open_file_stores(data_dir)
 }
 
-/// What a verifying replica follows.
-#[derive(Clone)]
-pub enum Upstream {
-    /// The tables of a ledger kept in PostgreSQL (a standby's, usually), at
-    /// this connection string, read with a SELECT-only role.
-    Database(String),
-    /// Another fundtrail node (a writer or a replica), over gRPC.
-    Node(Box<NodeUpstream>),
-}
-
-/// A fundtrail node to follow over gRPC.
-#[derive(Clone)]
-pub struct NodeUpstream {
-    pub url: String,
-    pub tls: fundtrail_client::TlsFiles,
-    /// A key of an org that may export the whole log (a MIRROR org, the
-    /// root org, or an audit office at `000000`): it signs the reads.
-    pub reader: fundtrail_client::Signer,
-}
-
-impl Upstream {
-    /// The upstream as the status names it: no password or key.
-    fn name(&self) -> String {
-        match self {
-            Upstream::Database(url) => fundtrail_pg::target_of(url),
-            Upstream::Node(node) => node.url.clone(),
-        }
+/// Refuses a writer's data directory (it holds the log's key) for a
+/// replica, and creates a new one.
+fn replica_data_dir(data_dir: &Path) -> Result<(), String> {
+    if data_dir.join(LOG_KEY_FILE_NAME).exists() {
+        return Err(format!(
+            "{} holds a ledger's log key; a replica needs a data directory of its own",
+            data_dir.display()
+        ));
     }
-
-    fn connect(&self, engine: &Engine) -> Result<Box<dyn Source>, String> {
-        Ok(match self {
-            Upstream::Database(url) => Box::new(Tables::connect(url, engine)?),
-            Upstream::Node(node) => Box::new(crate::follow_node::Node::connect(node, engine)?),
-        })
-    }
+    std::fs::create_dir_all(data_dir)
+        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))
 }
 
-/// Where a replica reads the upstream's checkpoints and records.
-pub(crate) trait Source {
-    /// The upstream's newest signed checkpoint, with any cosignatures.
-    fn newest_note(&mut self) -> Result<Option<String>, Stop>;
-
-    /// Makes the records up to `checkpoint`'s size readable from
-    /// [`Source::journal`]; false when the upstream does not have them yet.
-    fn fetch(&mut self, engine: &Engine, checkpoint: &Checkpoint, note: &str)
-        -> Result<bool, Stop>;
-
-    /// The journal recovery replays the fetched records from.
-    fn journal(&mut self) -> (&mut dyn JournalStore, &dyn RecordReader);
-}
-
-/// Why one step of following did not advance.
-pub(crate) enum Stop {
-    /// The upstream is unreachable or behind: try again later.
-    Wait(String),
-    /// The upstream showed something that fails a check: stop for good.
-    Evidence(String),
+/// A source reading `upstream` for `engine`.
+fn connect(upstream: &Upstream, engine: &Engine) -> Result<Box<dyn Source>, String> {
+    Ok(match upstream {
+        Upstream::Database(url) => Box::new(Tables::connect(url, engine)?),
+        Upstream::Node(node) => Box::new(crate::follow_node::Node::connect(node, engine)?),
+    })
 }
 
 /// Follows `upstream` until the engine stops or the upstream fails a check.
@@ -135,7 +131,7 @@ pub(crate) fn run(engine: Arc<Engine>, upstream: Upstream, status: Arc<ReplicaSt
     while !engine.is_stopping() {
         let step = match &mut source {
             Some(source) => step(&engine, source.as_mut(), &mut upstream_newest),
-            None => match upstream.connect(&engine) {
+            None => match connect(&upstream, &engine) {
                 Ok(connected) => {
                     source = Some(connected);
                     continue;
@@ -299,17 +295,4 @@ fn step(engine: &Engine, source: &mut dyn Source, upstream_newest: &mut u64) -> 
         "verified up to a new checkpoint"
     );
     Ok(true)
-}
-
-/// The upstream's checkpoint `note` of `size` records next to the one this
-/// replica adopted at that size (or its newest): two signed checkpoints,
-/// the evidence of a fork.
-pub(crate) fn against_adopted(engine: &Engine, size: u64, note: &str) -> String {
-    let adopted = engine
-        .checkpoints()
-        .get(size)
-        .or_else(|| engine.checkpoints().latest())
-        .map(|signed| signed.note_with_cosignatures())
-        .unwrap_or_default();
-    format!("The upstream's checkpoint:\n{note}\nThe checkpoint this replica adopted:\n{adopted}")
 }

@@ -10,7 +10,7 @@
 //!    hashes, must have the checkpoint's root: the records are the ones
 //!    the log signed, and its tree extends the one the replica verified;
 //! 3. only then are they appended to the journal, and replayed and adopted
-//!    as any replica does (crate::follow).
+//!    as any replica does (crate::follow drives it).
 //!
 //! The first start fetches record 0, the genesis, and trusts it for the
 //! log key: every later checkpoint must be signed by that key.
@@ -27,8 +27,9 @@ use fundtrail_store::{JournalStore, RecordReader, StateStore};
 use fundtrail_tlog::{Checkpoint, Frontier};
 use std::sync::Arc;
 
-use crate::engine::{recover, Engine};
-use crate::follow::{against_adopted, NodeUpstream, Source, Stop};
+use crate::engine::Engine;
+use crate::recovery::recover;
+use crate::upstream::{against_adopted, NodeUpstream, Source, Stop};
 
 /// The staging file of one step, in the replica's data directory.
 const STAGING_FILE_NAME: &str = "follow-staging.log";

@@ -149,6 +149,6 @@ async fn asset(Path(name): Path<String>) -> Response {
 }
 
 async fn metrics(State(engine): State<Arc<Engine>>) -> impl IntoResponse {
-    let text = engine.metrics().render(&engine);
+    let text = engine.metrics().render(&engine.gauges());
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], text)
 }

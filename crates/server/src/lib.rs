@@ -24,6 +24,7 @@ pub mod dirlock;
 pub mod engine;
 pub mod follow;
 mod follow_node;
+pub mod gate;
 pub mod genesis;
 pub mod http_view;
 pub mod jurisdiction;
@@ -31,10 +32,13 @@ pub mod metrics;
 pub mod paced;
 pub mod pipeline;
 pub mod query;
+pub mod recovery;
+pub mod replica_status;
 pub mod service;
 pub mod shares;
 pub mod status;
 pub mod tokens;
+pub mod upstream;
 pub mod verify;
 pub mod watch;
 
@@ -59,6 +63,7 @@ use fundtrail_core::limits::{
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub engine: EngineConfig,
+    pub role: Role,
     pub listen: SocketAddr,
     pub options: ServeOptions,
 }
@@ -112,6 +117,44 @@ fn tls_config(files: &TlsFiles) -> Result<tonic::transport::ServerTlsConfig, Str
     Ok(config)
 }
 
+/// What a server is to its ledger.
+#[derive(Clone)]
+pub enum Role {
+    /// It writes; with `scrub_on_start` it replays the whole journal in the
+    /// background after start-up and stops writes if the journal disagrees
+    /// with the tree, the checkpoints or the derived state.
+    Writer { scrub_on_start: bool },
+    /// A verifying replica of this upstream, taking no writes.
+    Replica(follow::Upstream),
+}
+
+impl std::fmt::Debug for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Writer { scrub_on_start } => f
+                .debug_struct("Writer")
+                .field("scrub_on_start", scrub_on_start)
+                .finish(),
+            Role::Replica(upstream) => f.debug_tuple("Replica").field(&upstream.name()).finish(),
+        }
+    }
+}
+
+/// Opens the ledger `config` names and starts what runs beside its write
+/// path for `role`: a writer's start-up scrub, or a replica's follower.
+pub fn open(config: EngineConfig, role: Role) -> Result<Arc<Engine>, String> {
+    match role {
+        Role::Writer { scrub_on_start } => {
+            let engine = Engine::open(config)?;
+            if scrub_on_start {
+                verify::start_scrub(&engine)?;
+            }
+            Ok(engine)
+        }
+        Role::Replica(upstream) => follow::open(config, upstream),
+    }
+}
+
 /// Opens the ledger and serves it on `config.listen` until `shutdown` resolves.
 pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
     check_transport(config.listen, &config.options)?;
@@ -119,7 +162,8 @@ pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> R
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     // Opening replays and checks the journal: blocking work, off the runtime.
-    let engine = tokio::task::spawn_blocking(move || Engine::open(config.engine))
+    let (engine, role) = (config.engine, config.role);
+    let engine = tokio::task::spawn_blocking(move || open(engine, role))
         .await
         .map_err(|e| format!("opening the ledger failed: {e}"))??;
     serve_on(engine, listener, config.options, shutdown).await

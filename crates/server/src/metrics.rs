@@ -18,8 +18,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::engine::Engine;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     /// The gRPC method's path, or `other` for a path the server does not
@@ -205,33 +203,46 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// The metrics in the Prometheus text format, with the gauges read
-    /// from `engine` now.
-    pub fn render(&self, engine: &Engine) -> String {
-        let records = engine.record_count();
-        self.records.set(gauge_value(records));
-        self.queue_depth
-            .set(gauge_value(engine.queue_depth() as u64));
-        self.read_only
-            .set(i64::from(engine.read_only_reason().is_some()));
-        let checkpoint = engine.checkpoints().latest();
-        self.checkpoint_size.set(gauge_value(
-            checkpoint.map_or(0, |signed| signed.checkpoint.tree_size),
-        ));
-        if let Some(status) = engine.replica_status() {
-            let report = status.get();
+    /// The metrics in the Prometheus text format, with the gauges as
+    /// `now` shows them.
+    pub fn render(&self, now: &Gauges) -> String {
+        self.records.set(gauge_value(now.records));
+        self.queue_depth.set(gauge_value(now.queue_depth as u64));
+        self.read_only.set(i64::from(now.read_only));
+        self.checkpoint_size.set(gauge_value(now.checkpoint_size));
+        if let Some(replica) = &now.replica {
             self.replica_upstream_checkpoint_size
-                .set(gauge_value(report.upstream_checkpoint_size));
+                .set(gauge_value(replica.upstream_checkpoint_size));
             self.replica_lag_records.set(gauge_value(
-                report.upstream_checkpoint_size.saturating_sub(records),
+                replica.upstream_checkpoint_size.saturating_sub(now.records),
             ));
-            self.replica_stopped.set(i64::from(report.stopped));
+            self.replica_stopped.set(i64::from(replica.stopped));
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String does not fail");
         text
     }
+}
+
+/// What the gauges show, read from the engine when metrics are scraped.
+#[derive(Debug, Clone, Default)]
+pub struct Gauges {
+    /// Durable records.
+    pub records: u64,
+    /// Requests waiting for the sequencer.
+    pub queue_depth: usize,
+    pub read_only: bool,
+    /// The tree size of the newest signed checkpoint.
+    pub checkpoint_size: u64,
+    /// On a replica: what it knows of its upstream.
+    pub replica: Option<ReplicaGauges>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ReplicaGauges {
+    pub upstream_checkpoint_size: u64,
+    pub stopped: bool,
 }
 
 fn gauge_value(n: u64) -> i64 {

@@ -37,6 +37,7 @@ use fundtrail_core::limits::{
     BATCH_BYTES_MAX, COMMIT_BATCH_RECORDS_MAX, FRAME_HEADER_BYTES, INDEX_COMMIT_RECORDS_MAX,
     RECORD_BYTES_MAX,
 };
+use fundtrail_core::model::Request;
 use fundtrail_core::state::{key, Kv, MemoryKv, Row, Writes};
 use fundtrail_core::{signing, Code, Error, Fault, Rejection};
 use fundtrail_store::{JournalStore, PendingTree, RecordReader, StateStore, Superseded, Watermark};
@@ -45,7 +46,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::engine::{not_writing, stopped_by_fault, Committed, Submission, WriteGate};
+use crate::gate::{not_writing, stopped_by_fault, WriteGate};
 
 /// Key prefixes the sequencer holds whole in memory: everything the rules
 /// read on every request (registry, balances, lots, idempotency entries).
@@ -278,6 +279,22 @@ impl Progress {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// A request accepted into the log.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub seq: u64,
+    pub commit_time_ms: i64,
+    pub duplicate: bool,
+    pub effects: pb::Effects,
+}
+
+pub(crate) struct Submission {
+    pub signed: pb::SignedRequest,
+    pub request: Request,
+    pub verified_public_key: Option<[u8; 32]>,
+    pub reply: oneshot::Sender<Result<Committed, Rejection>>,
 }
 
 /// One request's result within a batch, before the batch is durable.
@@ -868,7 +885,7 @@ impl JournalWriter {
         if let Err(e) = self.journal.catch_up() {
             return refuse(format!("cannot catch up with another writer: {e}"), held);
         }
-        let recovered = crate::engine::recover(
+        let recovered = crate::recovery::recover(
             self.journal.as_mut(),
             self.derived.as_ref(),
             self.reader.as_ref(),

@@ -16,8 +16,9 @@ use tonic::{Request, Response, Status};
 
 use fundtrail_query::AsOf;
 
-use crate::engine::{Committed, Engine};
+use crate::engine::Engine;
 use crate::jurisdiction::{self, Facts};
+use crate::pipeline::Committed;
 use crate::query;
 use crate::status::status;
 use fundtrail_core::access::{decide, Answer, Call, Data, Reader};

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 use fundtrail_tlog::{record_hash, stored_hash_index};
 pub use fundtrail_verify::{replay_record, Replay, ReplayError, Summary};
 
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
 use crate::engine::Engine;
 
 /// Longest the scrub waits for derived state to reach the replayed records.
@@ -20,6 +24,46 @@ pub struct ScrubReport {
     pub problem: Option<String>,
     /// The engine began shutting down before the scrub finished.
     pub stopped: bool,
+}
+
+/// Starts the start-up scrub of a writer's `engine` on a thread of its
+/// own: a problem it finds stops writes; the engine joins it at shutdown.
+pub fn start_scrub(engine: &Arc<Engine>) -> Result<(), String> {
+    let scrubbed = engine.clone();
+    let scrub = std::thread::Builder::new()
+        .name("scrub".into())
+        .spawn(move || {
+            let stamp = scrubbed.resyncs().stamp();
+            let report = crate::verify::scrub(&scrubbed);
+            // Another writer's records replayed into the state while
+            // the scrub compared it: a difference proves nothing.
+            let overtaken = !scrubbed.resyncs().quiet_since(stamp);
+            let metrics = scrubbed.metrics();
+            match report.problem {
+                Some(problem) if overtaken => {
+                    metrics.scrubbed("inconclusive");
+                    warn!(
+                        %problem,
+                        "scrub inconclusive: another writer's records were replayed during it"
+                    )
+                }
+                Some(problem) => {
+                    metrics.scrubbed("problem");
+                    scrubbed.gate().stop(format!("scrub: {problem}"))
+                }
+                None if report.stopped => metrics.scrubbed("stopped"),
+                None => {
+                    metrics.scrubbed("intact");
+                    info!(
+                        records = report.records_checked,
+                        "scrub found the log intact"
+                    )
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the scrub: {e}"))?;
+    engine.keep_scrub(scrub);
+    Ok(())
 }
 
 /// Replays the whole journal of a running engine and checks (a) every record
