@@ -463,7 +463,7 @@ enum Command {
     /// Replay an export from genesis: check every signature and key's
     /// authority, recompute the Merkle root against a signed checkpoint and
     /// every balance, and print a summary or the first record that fails.
-    Audit(logcmd::AuditArgs),
+    Audit(fundtrail_audit::AuditArgs),
     /// Act as a witness: cosign the log's checkpoints, refusing any that is
     /// not consistent with the last one cosigned.
     Witness(logcmd::WitnessArgs),
@@ -859,7 +859,7 @@ async fn run(command: Command) -> Result<()> {
             start,
             end,
         } => logcmd::export(&server, &out, start, end).await?,
-        Command::Audit(args) => logcmd::audit(args)?,
+        Command::Audit(args) => fundtrail_audit::audit(args)?,
         Command::Witness(args) => logcmd::witness(args).await?,
         Command::Scrub { server } => logcmd::scrub(&server).await?,
         Command::AccessLog(args) => logcmd::access_log(args).await?,

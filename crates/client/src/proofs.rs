@@ -6,9 +6,7 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use fundtrail_api::pb;
-use fundtrail_tlog::{
-    check_record, check_tree, open_checkpoint, record_hash, Checkpoint, Hash, NoteVerifier,
-};
+use fundtrail_tlog::{check_record, check_tree, record_hash, Hash};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -54,20 +52,7 @@ fn decode_hashes(hashes: &[String]) -> Result<Vec<Hash>, String> {
         .collect()
 }
 
-/// Opens a checkpoint note with the pinned log verifier key
-/// (`name+hex+base64`); the origin must be the key's name.
-pub fn open_pinned(vkey: &str, note: &str) -> Result<Checkpoint, String> {
-    let verifier =
-        NoteVerifier::from_vkey(vkey.trim()).map_err(|e| format!("bad verifier key: {e}"))?;
-    let origin = vkey
-        .trim()
-        .split('+')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    open_checkpoint(note, &verifier, &origin)
-        .map_err(|e| format!("the checkpoint does not verify with the pinned key: {e}"))
-}
+pub use fundtrail_verify::open_pinned;
 
 /// Checks that `proof.record` is record `proof.index` of the log whose signed
 /// checkpoint is `note`; returns the decoded record.

@@ -44,6 +44,7 @@ use crate::pipeline::{
 use crate::recovery::{read_if_intact, recover};
 use crate::replica_status::ReplicaStatus;
 use crate::tokens::TokenSealer;
+pub use fundtrail_verify::{checkpoint_origin, ledger_of_origin};
 use tracing::{info, warn};
 
 #[derive(Clone)]
@@ -1012,21 +1013,6 @@ fn check_unfinished(count: usize, why: impl std::fmt::Display) -> Vec<Result<Che
             )))
         })
         .collect()
-}
-
-/// The origin line (and note key name) of this ledger's checkpoints.
-pub fn checkpoint_origin(ledger_id: &str) -> String {
-    format!("{CHECKPOINT_ORIGIN_PREFIX}{ledger_id}")
-}
-
-const CHECKPOINT_ORIGIN_PREFIX: &str = "fundtrail/";
-
-/// The ledger id a checkpoint origin (or a vkey, which begins with the
-/// origin and a `+`) names.
-pub fn ledger_of_origin(origin: &str) -> Option<&str> {
-    let name = origin.split('+').next()?;
-    name.strip_prefix(CHECKPOINT_ORIGIN_PREFIX)
-        .filter(|id| !id.is_empty())
 }
 
 /// Loads the log's signing key from the data directory, checks it is the key

@@ -25,8 +25,6 @@
 //! ```
 
 pub mod faulty;
-pub mod header;
-pub mod journal;
 pub mod secret;
 pub mod slots;
 pub mod state;
@@ -40,6 +38,9 @@ use fundtrail_core::state::{Kv, Writes};
 use fundtrail_core::Fault;
 use fundtrail_tlog::{Hash, HashReader};
 
+/// The file formats live in `fundtrail-format`; the store keeps them under
+/// their old paths, and adds the journal's place behind [`JournalStore`].
+pub use fundtrail_format::{header, journal};
 pub use journal::{Frame, Journal, JournalError, JournalReader};
 pub use state::{RecordLocation, StateDb, Watermark};
 pub use tree::PendingTree;

@@ -424,3 +424,33 @@ fn apply_chunk(
     }
     Ok(())
 }
+
+/// The origin line (and note key name) of this ledger's checkpoints.
+pub fn checkpoint_origin(ledger_id: &str) -> String {
+    format!("{CHECKPOINT_ORIGIN_PREFIX}{ledger_id}")
+}
+
+const CHECKPOINT_ORIGIN_PREFIX: &str = "fundtrail/";
+
+/// The ledger id a checkpoint origin (or a vkey, which begins with the
+/// origin and a `+`) names.
+pub fn ledger_of_origin(origin: &str) -> Option<&str> {
+    let name = origin.split('+').next()?;
+    name.strip_prefix(CHECKPOINT_ORIGIN_PREFIX)
+        .filter(|id| !id.is_empty())
+}
+
+/// Opens a checkpoint note with the pinned log verifier key
+/// (`name+hex+base64`); the origin must be the key's name.
+pub fn open_pinned(vkey: &str, note: &str) -> Result<fundtrail_tlog::Checkpoint, String> {
+    let verifier = fundtrail_tlog::NoteVerifier::from_vkey(vkey.trim())
+        .map_err(|e| format!("bad verifier key: {e}"))?;
+    let origin = vkey
+        .trim()
+        .split('+')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    fundtrail_tlog::open_checkpoint(note, &verifier, &origin)
+        .map_err(|e| format!("the checkpoint does not verify with the pinned key: {e}"))
+}

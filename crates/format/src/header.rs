@@ -24,7 +24,7 @@ const FIXED_BYTES: usize = 8 + 4 + 2 + 4;
 pub const HEADER_BYTES_MAX: usize = FIXED_BYTES + ID_BYTES_MAX;
 
 /// The kinds of fundtrail file: the framed-record files and the derived
-/// slot files ([`crate::slots`]).
+/// slot files (`fundtrail_store::slots`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// `journal.log`: the ledger's records.
