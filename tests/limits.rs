@@ -159,53 +159,13 @@ async fn send_lots(
 }
 
 async fn huge_movement_is_refused_alone(rules: Rules, says: &str) {
-    let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        rules,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
+    let (_dir, server, mut client) = start_under(rules).await;
     let root = server.root();
-    use pb::AccountKind as K;
-    ok(&mut client, &root, open_account(A, K::Treasury, "国库A")).await;
-    ok(&mut client, &root, open_account(B, K::Programme, "专项B")).await;
-    ok(
-        &mut client,
-        &root,
-        appropriation(A, 1_000_000_00, "财〔2026〕1号"),
-    )
-    .await;
     // Many small transfers make as many lots in mof-b.
     // Long account ids make a leg about 75 bytes: 5,000 legs are well past
     // the 256 KiB a record holds.
     const LOTS: usize = 5_000;
-    for chunk in 0..LOTS / 1_000 {
-        let requests = (0..1_000)
-            .map(|i| {
-                let request = client.request(transfer(
-                    A,
-                    B,
-                    1_00,
-                    &format!("财〔2026〕{}号", 2 + chunk * 1_000 + i),
-                ));
-                root.sign(&request)
-            })
-            .collect();
-        let results = client.post_batch(requests).await.unwrap();
-        assert!(
-            results
-                .iter()
-                .all(|r| matches!(r.result, Some(pb::post_result::Result::Ok(_)))),
-            "{:?}",
-            results
-                .iter()
-                .find(|r| !matches!(r.result, Some(pb::post_result::Result::Ok(_))))
-        );
-    }
+    send_lots(&mut client, &root, LOTS as u64, 1_00, 2).await;
     let count = ledger_info(&mut client).await.record_count;
     // Spending all of them at once, with no earmarks, takes one leg a lot:
     // a record larger than the journal takes.
