@@ -25,9 +25,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
-use crate::note::{
-    check_key_name, key_id, key_string, open_note, signature_line, split_key_string, Verifier,
-};
+use crate::note::NamedKey;
+use crate::note::{check_key_name, key_id, open_note, signature_line, Verifier};
 
 /// Signature type byte of Ed25519 cosignatures (cosignature/v1).
 pub const SIGNATURE_TYPE_COSIGNATURE_V1: u8 = 0x04;
@@ -104,11 +103,12 @@ impl CosignerKey {
 
     /// Returns the verifier for this key.
     pub fn verifier(&self) -> CosignatureVerifier {
-        CosignatureVerifier {
+        CosignatureVerifier(NamedKey {
             name: self.name.clone(),
             key_id: self.key_id,
+            signature_type: SIGNATURE_TYPE_COSIGNATURE_V1,
             verifying_key: self.signing_key.verifying_key(),
-        }
+        })
     }
 
     /// Returns the cosignature line `— <name> base64(key id || time || signature)\n`
@@ -144,63 +144,37 @@ pub fn cosign(
 
 /// An Ed25519 cosigner's public key (signature type 0x04) with its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CosignatureVerifier {
-    name: String,
-    key_id: u32,
-    verifying_key: VerifyingKey,
-}
+pub struct CosignatureVerifier(NamedKey);
 
 impl CosignatureVerifier {
     /// Returns a verifier for `name`, refusing invalid key names.
     pub fn new(name: &str, verifying_key: VerifyingKey) -> Result<Self> {
-        check_key_name(name)?;
-        Ok(Self {
-            name: name.to_string(),
-            key_id: key_id(
-                name,
-                SIGNATURE_TYPE_COSIGNATURE_V1,
-                verifying_key.as_bytes(),
-            ),
-            verifying_key,
-        })
+        NamedKey::new(name, SIGNATURE_TYPE_COSIGNATURE_V1, verifying_key).map(Self)
     }
 
     /// Parses a verifier key string `<name>+<hex8 key id>+<base64(0x04 || 32-byte public key)>`.
     pub fn from_vkey(vkey: &str) -> Result<Self> {
-        let (name, id, key) = split_key_string(vkey, SIGNATURE_TYPE_COSIGNATURE_V1)
-            .map_err(Error::MalformedVerifierKey)?;
-        let verifying_key = VerifyingKey::from_bytes(&key)
-            .map_err(|_| Error::MalformedVerifierKey("not an Ed25519 public key"))?;
-        let verifier = Self::new(name, verifying_key)?;
-        if verifier.key_id != id {
-            return Err(Error::MalformedVerifierKey("key id does not match the key"));
-        }
-        Ok(verifier)
+        NamedKey::from_vkey(vkey, SIGNATURE_TYPE_COSIGNATURE_V1).map(Self)
     }
 
     /// Returns the verifier key string; see [`CosignatureVerifier::from_vkey`].
     pub fn vkey(&self) -> String {
-        key_string(
-            &self.name,
-            self.key_id,
-            SIGNATURE_TYPE_COSIGNATURE_V1,
-            self.verifying_key.as_bytes(),
-        )
+        self.0.vkey()
     }
 
     /// Returns the Ed25519 public key.
     pub fn verifying_key(&self) -> &VerifyingKey {
-        &self.verifying_key
+        &self.0.verifying_key
     }
 }
 
 impl Verifier for CosignatureVerifier {
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     fn key_id(&self) -> u32 {
-        self.key_id
+        self.0.key_id
     }
 
     /// Checks a cosignature on the note text (the checkpoint body).
@@ -213,7 +187,8 @@ impl Verifier for CosignatureVerifier {
         };
         let mut message = format!("cosignature/v1\ntime {time}\n").into_bytes();
         message.extend_from_slice(text);
-        self.verifying_key
+        self.0
+            .verifying_key
             .verify_strict(&message, &ed_signature)
             .is_ok()
     }
@@ -230,8 +205,8 @@ impl Verifier for CosignatureVerifier {
 pub fn verify_cosignature(note: &str, cosigner: &CosignatureVerifier) -> Result<u64> {
     let opened = open_note(note, &[cosigner]).map_err(|err| match err {
         Error::NoVerifiedSignature => Error::MissingCosignature {
-            name: cosigner.name.clone(),
-            key_id: cosigner.key_id,
+            name: cosigner.0.name.clone(),
+            key_id: cosigner.0.key_id,
         },
         other => other,
     })?;
@@ -294,7 +269,7 @@ mod tests {
         // A type-0x04 verifier key in use by a public witness.
         let vkey = "remora.n621.de+da77ade7+BOvN63jn/bLvkieywe8R6UYAtVtNbZpXh34x7onlmtw2";
         let v = CosignatureVerifier::from_vkey(vkey).unwrap();
-        assert_eq!(v.key_id, 0xda77ade7);
+        assert_eq!(v.key_id(), 0xda77ade7);
         assert_eq!(v.vkey(), vkey);
         // The same bytes are not a plain Ed25519 note key.
         assert!(NoteVerifier::from_vkey(vkey).is_err());

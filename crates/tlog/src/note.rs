@@ -133,11 +133,12 @@ impl NoteSigner {
 
     /// Returns the verifier for this key.
     pub fn verifier(&self) -> NoteVerifier {
-        NoteVerifier {
+        NoteVerifier(NamedKey {
             name: self.name.clone(),
             key_id: self.key_id,
+            signature_type: SIGNATURE_TYPE_ED25519,
             verifying_key: self.signing_key.verifying_key(),
-        }
+        })
     }
 
     /// Returns the signature line for `text`: `— <name> base64(key id || signature)\n`.
@@ -147,23 +148,62 @@ impl NoteSigner {
     }
 }
 
+/// A named Ed25519 public key of one C2SP signature type, and its key id:
+/// what note verifiers and cosignature verifiers both are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct NamedKey {
+    pub(crate) name: String,
+    pub(crate) key_id: u32,
+    pub(crate) signature_type: u8,
+    pub(crate) verifying_key: VerifyingKey,
+}
+
+impl NamedKey {
+    /// The key `verifying_key` named `name`, refusing invalid names.
+    pub(crate) fn new(name: &str, signature_type: u8, verifying_key: VerifyingKey) -> Result<Self> {
+        check_key_name(name)?;
+        Ok(Self {
+            name: name.to_string(),
+            key_id: key_id(name, signature_type, verifying_key.as_bytes()),
+            signature_type,
+            verifying_key,
+        })
+    }
+
+    /// Parses `<name>+<hex8 key id>+<base64(type || 32-byte public key)>`,
+    /// refusing invalid names, another signature type, a key id that does
+    /// not match the key, and bytes that are not an Ed25519 public key.
+    pub(crate) fn from_vkey(vkey: &str, signature_type: u8) -> Result<Self> {
+        let (name, id, key) =
+            split_key_string(vkey, signature_type).map_err(Error::MalformedVerifierKey)?;
+        let verifying_key = VerifyingKey::from_bytes(&key)
+            .map_err(|_| Error::MalformedVerifierKey("not an Ed25519 public key"))?;
+        let named = Self::new(name, signature_type, verifying_key)?;
+        if named.key_id != id {
+            return Err(Error::MalformedVerifierKey("key id does not match the key"));
+        }
+        Ok(named)
+    }
+
+    /// The verifier key string [`NamedKey::from_vkey`] parses.
+    pub(crate) fn vkey(&self) -> String {
+        key_string(
+            &self.name,
+            self.key_id,
+            self.signature_type,
+            self.verifying_key.as_bytes(),
+        )
+    }
+}
+
 /// An Ed25519 note verifier key (signature type 0x01) with its name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NoteVerifier {
-    name: String,
-    key_id: u32,
-    verifying_key: VerifyingKey,
-}
+pub struct NoteVerifier(NamedKey);
 
 impl NoteVerifier {
     /// Returns a verifier for `name`, refusing invalid names.
     pub fn new(name: &str, verifying_key: VerifyingKey) -> Result<Self> {
-        check_key_name(name)?;
-        Ok(Self {
-            name: name.to_string(),
-            key_id: key_id(name, SIGNATURE_TYPE_ED25519, verifying_key.as_bytes()),
-            verifying_key,
-        })
+        NamedKey::new(name, SIGNATURE_TYPE_ED25519, verifying_key).map(Self)
     }
 
     /// Parses a verifier key string `<name>+<hex8 key id>+<base64(0x01 || 32-byte public key)>`.
@@ -171,47 +211,34 @@ impl NoteVerifier {
     /// Refuses invalid names, another signature type, a key id that does not
     /// match the key, and bytes that are not an Ed25519 public key.
     pub fn from_vkey(vkey: &str) -> Result<Self> {
-        let (name, id, key) =
-            split_key_string(vkey, SIGNATURE_TYPE_ED25519).map_err(Error::MalformedVerifierKey)?;
-        let verifying_key = VerifyingKey::from_bytes(&key)
-            .map_err(|_| Error::MalformedVerifierKey("not an Ed25519 public key"))?;
-        let verifier = Self::new(name, verifying_key)?;
-        if verifier.key_id != id {
-            return Err(Error::MalformedVerifierKey("key id does not match the key"));
-        }
-        Ok(verifier)
+        NamedKey::from_vkey(vkey, SIGNATURE_TYPE_ED25519).map(Self)
     }
 
     /// Returns the verifier key string; see [`NoteVerifier::from_vkey`].
     pub fn vkey(&self) -> String {
-        key_string(
-            &self.name,
-            self.key_id,
-            SIGNATURE_TYPE_ED25519,
-            self.verifying_key.as_bytes(),
-        )
+        self.0.vkey()
     }
 
     /// Returns the Ed25519 public key.
     pub fn verifying_key(&self) -> &VerifyingKey {
-        &self.verifying_key
+        &self.0.verifying_key
     }
 }
 
 impl Verifier for NoteVerifier {
     fn name(&self) -> &str {
-        &self.name
+        &self.0.name
     }
 
     fn key_id(&self) -> u32 {
-        self.key_id
+        self.0.key_id
     }
 
     fn verify(&self, text: &[u8], signature: &[u8]) -> bool {
         let Ok(signature) = Signature::from_slice(signature) else {
             return false;
         };
-        self.verifying_key.verify_strict(text, &signature).is_ok()
+        self.0.verifying_key.verify_strict(text, &signature).is_ok()
     }
 }
 
@@ -453,7 +480,7 @@ mod tests {
     #[test]
     fn go_vector_opens() {
         let v = NoteVerifier::from_vkey(PETER_VKEY).unwrap();
-        assert_eq!(v.key_id, 0xc74f20a3);
+        assert_eq!(v.key_id(), 0xc74f20a3);
         assert_eq!(v.vkey(), PETER_VKEY);
         let note = open_note(&peter_note(), &[&v]).unwrap();
         assert_eq!(note.text, PETER_TEXT);
