@@ -13,7 +13,8 @@
 //!   fsynced, so it never holds anything that is not also in the journal).
 //!
 //! The engine uses only the traits, so another journal and fault-injecting
-//! test doubles ([`faulty`]) can sit behind them.
+//! test doubles (`faulty`, with the `test-support` feature) can sit behind
+//! them.
 //!
 //! ```
 //! use fundtrail_store::{header::FileKind, Journal, JournalStore};
@@ -24,6 +25,7 @@
 //! assert_eq!(JournalStore::reader(&journal).unwrap().read(at[0]).unwrap(), b"record 0");
 //! ```
 
+#[cfg(any(test, feature = "test-support"))]
 pub mod faulty;
 pub mod secret;
 pub mod slots;
