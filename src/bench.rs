@@ -348,7 +348,7 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
                 .query
                 .watch(request)
                 .await
-                .map_err(crate::status)?
+                .map_err(crate::remote::status)?
                 .into_inner(),
         );
     }

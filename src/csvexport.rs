@@ -17,7 +17,7 @@ use fundtrail_core::apply::document_no;
 use fundtrail_core::dates::{format_cst_time, format_date};
 use fundtrail_core::money::plain_yuan;
 
-use crate::{connect, status, Server};
+use crate::remote::{connect, status, Server};
 
 /// Rows asked for per page.
 const PAGE_ROWS: u32 = 1_000;

@@ -20,7 +20,7 @@ use fundtrail_store::Journal;
 use fundtrail_verify::ledger_of_origin;
 use prost::Message;
 
-use crate::{connect, status, Server};
+use crate::remote::{connect, status, Server};
 
 #[derive(Subcommand)]
 pub enum ProveCommand {

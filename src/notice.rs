@@ -15,7 +15,7 @@ use fundtrail_core::dates::{day_of_ms, format_date};
 use fundtrail_core::money::{format_fen, plain_yuan};
 
 use crate::csvexport::{disbursements, registered_households, ProjectPages};
-use crate::{connect, status, Server};
+use crate::remote::{connect, status, Server};
 
 #[derive(Args)]
 pub struct NoticeArgs {

@@ -387,21 +387,24 @@ pub fn entry(entry: &pb::Entry, json: bool) {
 /// `fundtrail tail`: prints each event of Query.Watch as it comes, one line
 /// each (JSON Lines with --json), and resumes after a disconnect from the
 /// seq after the last entry printed. `from_seq` u64::MAX means "from now".
-pub async fn tail(server: &crate::Server, mut request: pb::WatchRequest) -> anyhow::Result<()> {
-    let mut client = crate::connect(server).await?;
+pub async fn tail(
+    server: &crate::remote::Server,
+    mut request: pb::WatchRequest,
+) -> anyhow::Result<()> {
+    let mut client = crate::remote::connect(server).await?;
     if request.from_seq == u64::MAX {
         request.from_seq = client
             .query
             .get_ledger(pb::GetLedgerRequest {})
             .await
-            .map_err(crate::status)?
+            .map_err(crate::remote::status)?
             .into_inner()
             .record_count;
     }
     loop {
         let mut stream = match client.query.watch(request.clone()).await {
             Ok(response) => response.into_inner(),
-            Err(status) => return Err(crate::status(status)),
+            Err(status) => return Err(crate::remote::status(status)),
         };
         loop {
             let event = match stream.message().await {
@@ -419,7 +422,7 @@ pub async fn tail(server: &crate::Server, mut request: pb::WatchRequest) -> anyh
                     );
                     break;
                 }
-                Err(status) => return Err(crate::status(status)),
+                Err(status) => return Err(crate::remote::status(status)),
             };
             match event.event {
                 Some(pb::watch_event::Event::Entry(entry)) => {

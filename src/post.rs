@@ -7,7 +7,8 @@ use fundtrail_client::{new_idempotency_key, Signer};
 use fundtrail_core::keyfile::KeyFile;
 use fundtrail_core::money::Fen;
 
-use crate::{output, status, Server};
+use crate::output;
+use crate::remote::{status, Server};
 
 #[derive(Args)]
 pub struct PostArgs {
@@ -787,7 +788,7 @@ pub async fn run(args: PostArgs) -> Result<()> {
     };
     let signer = Signer::from_key_file(args.server.key_file()?)?;
     let body = body(request)?;
-    let mut client = crate::connect(&args.server).await?;
+    let mut client = crate::remote::connect(&args.server).await?;
     let idempotency_key = args.idempotency_key.unwrap_or_else(new_idempotency_key);
     if idempotency_key.is_empty() {
         bail!("--idempotency-key may not be empty");
@@ -841,7 +842,7 @@ async fn post_file(args: &PostArgs, path: &std::path::Path) -> Result<()> {
         sent.lock().expect("line queue").push_back(line);
         signed
     });
-    let mut client = crate::connect(&args.server).await?;
+    let mut client = crate::remote::connect(&args.server).await?;
     let mut results = client.post_stream(requests).await.map_err(status)?;
     let (mut recorded, mut duplicates, mut refused) = (0u64, 0u64, 0u64);
     while let Some(result) = results.next().await {

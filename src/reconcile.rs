@@ -19,7 +19,7 @@ use fundtrail_core::reconcile::{
 use serde_json::json;
 
 use crate::csvexport::{body_of, disbursements, registered_households, EntryPages};
-use crate::{connect, Server};
+use crate::remote::{connect, Server};
 
 #[derive(Args)]
 pub struct ReconcileArgs {

@@ -10,7 +10,7 @@ use fundtrail_core::dates::format_date;
 use serde_json::{json, Value};
 
 use crate::output::{add_fen, total_fen, yuan};
-use crate::{connect, status, Server};
+use crate::remote::{connect, status, Server};
 use fundtrail_core::money::format_fen;
 
 #[derive(Subcommand)]
