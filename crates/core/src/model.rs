@@ -93,32 +93,142 @@ pub enum Body {
     DeclarePairing(DeclarePairing),
 }
 
-impl Body {
-    /// The record kind's name as the API spells it.
-    pub fn kind(&self) -> &'static str {
+/// What a record is: one kind a body. Stored and shown by its name, as the
+/// API spells it (`Disbursement`), so derived state keeps the bytes it had
+/// when the kind was a string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum RecordKind {
+    Genesis,
+    RegisterOrg,
+    AddKey,
+    RevokeKey,
+    OpenAccount,
+    Appropriation,
+    Transfer,
+    Disbursement,
+    Reversal,
+    Consolidation,
+    RegisterProject,
+    AnnounceProject,
+    Allocation,
+    RegisterHousehold,
+    SetHouseholdStatus,
+    Return,
+    UpgradeRules,
+    ConfirmCredit,
+    SetProgrammeRules,
+    EvaluateProject,
+    DeclareImportWindow,
+    DeclarePairing,
+}
+
+impl RecordKind {
+    /// Every kind, in body-tag order.
+    pub const ALL: [RecordKind; 22] = [
+        RecordKind::Genesis,
+        RecordKind::RegisterOrg,
+        RecordKind::AddKey,
+        RecordKind::RevokeKey,
+        RecordKind::OpenAccount,
+        RecordKind::Appropriation,
+        RecordKind::Transfer,
+        RecordKind::Disbursement,
+        RecordKind::Reversal,
+        RecordKind::Consolidation,
+        RecordKind::RegisterProject,
+        RecordKind::AnnounceProject,
+        RecordKind::Allocation,
+        RecordKind::RegisterHousehold,
+        RecordKind::SetHouseholdStatus,
+        RecordKind::Return,
+        RecordKind::UpgradeRules,
+        RecordKind::ConfirmCredit,
+        RecordKind::SetProgrammeRules,
+        RecordKind::EvaluateProject,
+        RecordKind::DeclareImportWindow,
+        RecordKind::DeclarePairing,
+    ];
+
+    /// The kind's name as the API spells it.
+    pub const fn name(self) -> &'static str {
         match self {
-            Body::Genesis(_) => "Genesis",
-            Body::RegisterOrg(_) => "RegisterOrg",
-            Body::AddKey(_) => "AddKey",
-            Body::RevokeKey(_) => "RevokeKey",
-            Body::OpenAccount(_) => "OpenAccount",
-            Body::Appropriation(_) => "Appropriation",
-            Body::Transfer(_) => "Transfer",
-            Body::Disbursement(_) => "Disbursement",
-            Body::Reversal(_) => "Reversal",
-            Body::Consolidation(_) => "Consolidation",
-            Body::RegisterProject(_) => "RegisterProject",
-            Body::AnnounceProject(_) => "AnnounceProject",
-            Body::Allocation(_) => "Allocation",
-            Body::RegisterHousehold(_) => "RegisterHousehold",
-            Body::SetHouseholdStatus(_) => "SetHouseholdStatus",
-            Body::Return(_) => "Return",
-            Body::UpgradeRules(_) => "UpgradeRules",
-            Body::ConfirmCredit(_) => "ConfirmCredit",
-            Body::SetProgrammeRules(_) => "SetProgrammeRules",
-            Body::EvaluateProject(_) => "EvaluateProject",
-            Body::DeclareImportWindow(_) => "DeclareImportWindow",
-            Body::DeclarePairing(_) => "DeclarePairing",
+            RecordKind::Genesis => "Genesis",
+            RecordKind::RegisterOrg => "RegisterOrg",
+            RecordKind::AddKey => "AddKey",
+            RecordKind::RevokeKey => "RevokeKey",
+            RecordKind::OpenAccount => "OpenAccount",
+            RecordKind::Appropriation => "Appropriation",
+            RecordKind::Transfer => "Transfer",
+            RecordKind::Disbursement => "Disbursement",
+            RecordKind::Reversal => "Reversal",
+            RecordKind::Consolidation => "Consolidation",
+            RecordKind::RegisterProject => "RegisterProject",
+            RecordKind::AnnounceProject => "AnnounceProject",
+            RecordKind::Allocation => "Allocation",
+            RecordKind::RegisterHousehold => "RegisterHousehold",
+            RecordKind::SetHouseholdStatus => "SetHouseholdStatus",
+            RecordKind::Return => "Return",
+            RecordKind::UpgradeRules => "UpgradeRules",
+            RecordKind::ConfirmCredit => "ConfirmCredit",
+            RecordKind::SetProgrammeRules => "SetProgrammeRules",
+            RecordKind::EvaluateProject => "EvaluateProject",
+            RecordKind::DeclareImportWindow => "DeclareImportWindow",
+            RecordKind::DeclarePairing => "DeclarePairing",
+        }
+    }
+
+    /// The kind named `name`, if there is one.
+    pub fn of_name(name: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+impl std::fmt::Display for RecordKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for RecordKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for RecordKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        RecordKind::of_name(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("no record kind is named {name:?}")))
+    }
+}
+
+impl Body {
+    /// The record's kind.
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Body::Genesis(_) => RecordKind::Genesis,
+            Body::RegisterOrg(_) => RecordKind::RegisterOrg,
+            Body::AddKey(_) => RecordKind::AddKey,
+            Body::RevokeKey(_) => RecordKind::RevokeKey,
+            Body::OpenAccount(_) => RecordKind::OpenAccount,
+            Body::Appropriation(_) => RecordKind::Appropriation,
+            Body::Transfer(_) => RecordKind::Transfer,
+            Body::Disbursement(_) => RecordKind::Disbursement,
+            Body::Reversal(_) => RecordKind::Reversal,
+            Body::Consolidation(_) => RecordKind::Consolidation,
+            Body::RegisterProject(_) => RecordKind::RegisterProject,
+            Body::AnnounceProject(_) => RecordKind::AnnounceProject,
+            Body::Allocation(_) => RecordKind::Allocation,
+            Body::RegisterHousehold(_) => RecordKind::RegisterHousehold,
+            Body::SetHouseholdStatus(_) => RecordKind::SetHouseholdStatus,
+            Body::Return(_) => RecordKind::Return,
+            Body::UpgradeRules(_) => RecordKind::UpgradeRules,
+            Body::ConfirmCredit(_) => RecordKind::ConfirmCredit,
+            Body::SetProgrammeRules(_) => RecordKind::SetProgrammeRules,
+            Body::EvaluateProject(_) => RecordKind::EvaluateProject,
+            Body::DeclareImportWindow(_) => RecordKind::DeclareImportWindow,
+            Body::DeclarePairing(_) => RecordKind::DeclarePairing,
         }
     }
 
@@ -673,7 +783,7 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Movement {
     pub seq: u64,
-    pub kind: String,
+    pub kind: RecordKind,
     pub value_day: Day,
     /// The org that signed the movement.
     pub signer_org_id: String,
@@ -687,4 +797,22 @@ pub struct Movement {
 pub struct IdempotencyEntry {
     pub seq: u64,
     pub payload_sha256: [u8; 32],
+}
+
+#[cfg(test)]
+mod record_kind_tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_is_stored_as_its_name_always_was() {
+        for kind in RecordKind::ALL {
+            let as_string = crate::state::encode(&kind.name().to_string());
+            assert_eq!(crate::state::encode(&kind), as_string, "{kind}");
+            let back: RecordKind = crate::state::decode(&as_string).unwrap();
+            assert_eq!(back, kind);
+            assert_eq!(RecordKind::of_name(kind.name()), Some(kind));
+        }
+        let unknown = crate::state::encode(&"Gift".to_string());
+        assert!(crate::state::decode::<RecordKind>(&unknown).is_err());
+    }
 }

@@ -656,7 +656,7 @@ fn check_movements(state: &MemoryKv) {
             let amount = i128::from(leg.amount.0);
             match (&leg.from_account_id, leg.from_arrival_seq) {
                 (None, _) => {
-                    assert_eq!(movement.kind, "Appropriation");
+                    assert_eq!(movement.kind.name(), "Appropriation");
                     assert_eq!(
                         leg.source_seq, movement.seq,
                         "an appropriation is its own source"
@@ -772,7 +772,9 @@ fn check_movements(state: &MemoryKv) {
     let live_into = |kind: &str, account: &str| -> Vec<(u64, u64, Day, bool)> {
         movements
             .iter()
-            .filter(|m| m.kind == kind && m.legs[0].to_account_id.as_deref() == Some(account))
+            .filter(|m| {
+                m.kind.name() == kind && m.legs[0].to_account_id.as_deref() == Some(account)
+            })
             .map(|m| {
                 (
                     m.seq,

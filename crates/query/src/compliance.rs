@@ -17,7 +17,7 @@ use fundtrail_core::limits::{
     TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Evaluation, Household, HouseholdPayment, ProgrammeRules, Project, SubsidyBasis,
+    Evaluation, Household, HouseholdPayment, ProgrammeRules, Project, RecordKind, SubsidyBasis,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, Kv, StateRead};
@@ -475,7 +475,7 @@ fn project_breaches(report: &mut Report, project: &Project) -> Result<(), Error>
     for (row, _) in state.scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
         let seq = indexed_seq(&row)?;
         let movement = indexed_movement(state, seq)?;
-        if movement.kind != "Allocation" || movement.reversed_by.is_some() {
+        if movement.kind != RecordKind::Allocation || movement.reversed_by.is_some() {
             continue;
         }
         if !report.day_in_period(movement.value_day) {

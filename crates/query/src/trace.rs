@@ -13,7 +13,7 @@ use fundtrail_core::limits::{
 };
 use fundtrail_core::model::{
     Account, AccountKind, Household, HouseholdPayment, HouseholdStatus, Lot, LotKey, Movement,
-    Project, Source,
+    Project, RecordKind, Source,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, Kv, StateRead};
@@ -161,8 +161,9 @@ impl Graph {
                 edge.amount_fen = fen(u128::from(edge.amount_fen) + u128::from(amount))?;
                 edge.records += 1;
                 edge.last_seq = movement.seq;
-                if !edge.kinds.contains(&movement.kind) {
-                    edge.kinds.push(movement.kind.clone());
+                let kind = movement.kind.name();
+                if !edge.kinds.iter().any(|k| k == kind) {
+                    edge.kinds.push(kind.to_string());
                 }
                 if edge.document_nos.len() < TRACE_EDGE_DOCUMENTS_MAX {
                     let document = document_and_key(ledger, movement.seq)?.0;
@@ -217,7 +218,7 @@ pub fn trace_forward(
     // reversals returned.
     let mut held_traced: BTreeMap<String, u128> = BTreeMap::new();
     let mut returned: BTreeMap<String, u128> = BTreeMap::new();
-    let is_appropriation = movement.kind == "Appropriation";
+    let is_appropriation = movement.kind == RecordKind::Appropriation;
     let source_seq = movement.legs.first().map(|l| l.source_seq).ok_or_else(|| {
         Fault::new(format!(
             "the movement of record {} has no legs",
@@ -492,7 +493,7 @@ pub fn trace_backward(
             let (document, key_id) = document_and_key(ledger, at_seq)?;
             hops.push(Hop {
                 seq: at_seq,
-                kind: movement.kind.clone(),
+                kind: movement.kind.name().to_string(),
                 from_account_id: leg.from_account_id.clone().unwrap_or_default(),
                 to_account_id: leg.to_account_id.clone().unwrap_or_default(),
                 amount_fen: leg.amount.0,
@@ -1032,7 +1033,7 @@ fn project_findings(
         }
         {
             let movement = indexed_movement(ledger.state(), seq)?;
-            if movement.kind == "Allocation" && movement.reversed_by.is_none() {
+            if movement.kind == RecordKind::Allocation && movement.reversed_by.is_none() {
                 early.push(seq);
                 amount += movement
                     .legs

@@ -342,7 +342,7 @@ fn check_skew(ctx: &Context, request: &Request) -> Result<(), Rejection> {
 /// Indexes every record by signer org, kind and document number.
 fn index_record<K: Kv + ?Sized>(txn: &mut Txn<K>, seq: u64, org_id: &str, body: &Body) {
     txn.put_raw(key::org_entry(org_id, seq), Vec::new());
-    txn.put_raw(key::kind_entry(body.kind(), seq), Vec::new());
+    txn.put_raw(key::kind_entry(body.kind().name(), seq), Vec::new());
     if let Some(document_no) = document_no(body) {
         txn.put_raw(key::document_entry(document_no, seq), Vec::new());
     }

@@ -452,7 +452,7 @@ pub(super) fn index_movement<K: Kv + ?Sized>(
 ) {
     let movement = Movement {
         seq,
-        kind: body.kind().to_string(),
+        kind: body.kind(),
         value_day: effects.value_day,
         signer_org_id: effects.signer_org_id.clone(),
         legs: effects.legs.clone(),
@@ -750,7 +750,7 @@ fn unsettled_payment<K: Kv + ?Sized>(
     let movement = m
         .txn
         .movement(seq)?
-        .filter(|movement| movement.kind == "Disbursement")
+        .filter(|movement| movement.kind == RecordKind::Disbursement)
         .filter(|movement| movement.signer_org_id == m.org.org_id)
         .ok_or_else(|| {
             Rejection::denied(
@@ -938,9 +938,9 @@ fn bank_failure<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result<(), Error>
 /// household comes back by a CLAWBACK return).
 fn settled<K: Kv + ?Sized>(m: &Act<K>, target: &Movement) -> Result<(), Error> {
     let field = "reversal.target_seq";
-    let paid = match target.kind.as_str() {
-        "Disbursement" => target.seq,
-        "Return" => match target.legs.first().and_then(|l| l.from_arrival_seq) {
+    let paid = match target.kind {
+        RecordKind::Disbursement => target.seq,
+        RecordKind::Return => match target.legs.first().and_then(|l| l.from_arrival_seq) {
             Some(lot) => lot,
             None => return Ok(()),
         },
@@ -1255,8 +1255,8 @@ fn undo_registry<K: Kv + ?Sized>(m: &mut Act<K>, target: &Movement) -> Result<()
     let Some(to_id) = target.legs.first().and_then(|l| l.to_account_id.clone()) else {
         return Ok(());
     };
-    match target.kind.as_str() {
-        "Allocation" => {
+    match target.kind {
+        RecordKind::Allocation => {
             let mut project = m.txn.project(&to_id)?.ok_or_else(|| lacks("project"))?;
             let amount: u128 = target.legs.iter().map(|l| u128::from(l.amount.0)).sum();
             project.allocated = u64::try_from(amount)
@@ -1270,7 +1270,7 @@ fn undo_registry<K: Kv + ?Sized>(m: &mut Act<K>, target: &Movement) -> Result<()
                 })?;
             m.txn.put(key::named(key::PROJECT, &to_id), &project);
         }
-        "Disbursement" => {
+        RecordKind::Disbursement => {
             let mut payment = m
                 .txn
                 .household_payment(&to_id, target.seq)?
