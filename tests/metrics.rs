@@ -156,7 +156,12 @@ async fn metrics_count_what_the_server_did() {
     );
 
     // Writes stopped show as read-only.
-    server.engine.gate().stop("a test stops writes".into());
+    server
+        .engine
+        .gate()
+        .stop(fundtrail_server::gate::Stop::Asked(
+            "a test stops writes".into(),
+        ));
     let metrics = samples(&get(addr, "/metrics").await.1);
     assert_eq!(metrics.get("fundtrail_read_only"), Some(&1.0));
 

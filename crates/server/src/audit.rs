@@ -214,9 +214,12 @@ fn add_cosignature(engine: &Engine, note: &str) -> Result<pb::AddCosignatureResp
     let state = engine.state();
     let mut accepted = Vec::new();
     let mut refused = Vec::new();
+    // Whether every refusal named an org that is no registered witness.
+    let mut only_unknown = true;
     for line in &opened.unverified {
         let Ok(name) = parse_signature_line(line).map(|signature| signature.name) else {
             refused.push(format!("{line:?} is not a signature line"));
+            only_unknown = false;
             continue;
         };
         let org = match state.org(&name).map_err(status)? {
@@ -255,18 +258,18 @@ fn add_cosignature(engine: &Engine, note: &str) -> Result<pb::AddCosignatureResp
         }
         match verified {
             Some(line) => accepted.push((name, line)),
-            None => refused.push(format!(
-                "the cosignature of witness {name} does not verify with its registered keys"
-            )),
+            None => {
+                refused.push(format!(
+                    "the cosignature of witness {name} does not verify with its registered keys"
+                ));
+                only_unknown = false;
+            }
         }
     }
     if accepted.is_empty() {
         return Err(if refused.is_empty() {
             Status::invalid_argument("the note carries no cosignature")
-        } else if refused
-            .iter()
-            .all(|r| r.contains("is not a registered witness"))
-        {
+        } else if only_unknown {
             Status::not_found(format!("unknown witness: {}", refused.join("; ")))
         } else {
             Status::unauthenticated(refused.join("; "))
@@ -531,7 +534,9 @@ impl pb::audit_server::Audit for AuditService {
             let report = crate::verify::scrub(&engine);
             if let Some(problem) = &report.problem {
                 engine.metrics().scrubbed("problem");
-                engine.gate().stop(format!("scrub: {problem}"));
+                engine
+                    .gate()
+                    .stop(crate::gate::Stop::Scrub(problem.clone()));
             } else if !report.stopped {
                 engine.metrics().scrubbed("intact");
             }

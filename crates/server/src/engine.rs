@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::access_log::AccessLog;
 use crate::checkpoints::{self, CheckpointPolicy, CheckpointStore, Checkpoints};
 use crate::checkpool::CheckPool;
-use crate::gate::{not_writing, stopped_by_fault, WriteGate};
+use crate::gate::{not_writing, stopped_by_fault, Stop, WriteGate};
 use crate::genesis::LOG_KEY_FILE_NAME;
 use crate::pipeline::{
     self, Committed, Inbox, PipelineParts, Progress, SequencerState, Submission,
@@ -454,12 +454,12 @@ impl Engine {
         };
         let replica_status = replica.then(|| Arc::new(ReplicaStatus::default()));
         let following = replica && recovery.is_none();
-        let recovery = match (recovery, replica) {
-            (None, true) => Some("a replica: it takes no writes".to_string()),
-            (recovery, _) => recovery,
+        let stopped = match (recovery, replica) {
+            (None, true) => Some(Stop::Replica),
+            (recovery, _) => recovery.map(Stop::Recovery),
         };
         let record_count = Arc::new(AtomicU64::new(served));
-        let gate = WriteGate::new(recovery);
+        let gate = WriteGate::new(stopped);
         let (tx, rx) = mpsc::channel(SEQUENCER_QUEUE_MAX);
         let (checkpoint_due, checkpoint_wait) = std::sync::mpsc::channel::<()>();
         let metrics = Arc::new(crate::metrics::Metrics::new());
@@ -888,7 +888,9 @@ impl Engine {
             return Ok(Some(found));
         }
         let key = self.state.key(key_id).map_err(|fault| {
-            self.gate.stop(format!("the state store failed: {fault}"));
+            self.gate.stop(Stop::StoreFailed(format!(
+                "the state store failed: {fault}"
+            )));
             stopped_by_fault()
         })?;
         let Some(key) = key else { return Ok(None) };
@@ -939,8 +941,9 @@ impl Engine {
             let record = self.record(committed.seq).map_err(|e| match e {
                 Error::Refused(rejection) => rejection,
                 Error::Fault(fault) => {
-                    self.gate
-                        .stop(format!("the journal cannot be read: {fault}"));
+                    self.gate.stop(Stop::StoreFailed(format!(
+                        "the journal cannot be read: {fault}"
+                    )));
                     stopped_by_fault()
                 }
             })?;
@@ -1130,7 +1133,9 @@ impl Checkpointer {
             match self.checkpoints.sign(tree_size, self.state.as_ref()) {
                 Ok(Some(_)) => self.metrics.checkpointed(self.clock.now_ms()),
                 Ok(None) => {}
-                Err(e) => self.gate.stop(format!("cannot sign a checkpoint: {e}")),
+                Err(e) => self
+                    .gate
+                    .stop(Stop::StoreFailed(format!("cannot sign a checkpoint: {e}"))),
             }
         }
     }

@@ -7,29 +7,65 @@ use std::sync::{Arc, Mutex};
 use fundtrail_core::Rejection;
 use tracing::warn;
 
+/// Why writes stopped. Each says, for people, what happened (its
+/// `Display`); the variant says what kind of thing it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// Recovery at start-up found the journal damaged, cut short or
+    /// disagreeing with the state or a signed checkpoint.
+    Recovery(String),
+    /// The ledger is a verifying replica: it takes no writes at all.
+    Replica,
+    /// A store failed (the state store, the journal, the tree, the
+    /// checkpoint log): the message names which and how.
+    StoreFailed(String),
+    /// A stage of the write path ended (the journal writer, the indexer).
+    StageEnded(&'static str),
+    /// Reading another writer's records into the state failed.
+    Resync(String),
+    /// The scrub found a record, a checkpoint or the state wrong.
+    Scrub(String),
+    /// Stopped by hand (an operator, a test).
+    Asked(String),
+}
+
+impl std::fmt::Display for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stop::Recovery(reason)
+            | Stop::StoreFailed(reason)
+            | Stop::Resync(reason)
+            | Stop::Asked(reason) => f.write_str(reason),
+            Stop::Replica => f.write_str("a replica: it takes no writes"),
+            Stop::StageEnded(stage) => write!(f, "the {stage} has stopped"),
+            Stop::Scrub(problem) => write!(f, "scrub: {problem}"),
+        }
+    }
+}
+
 /// The one switch that stops writes, with the reason. Once stopped, writes
 /// stay stopped until the server restarts and recovery says otherwise.
 #[derive(Clone)]
 pub struct WriteGate {
-    reason: Arc<Mutex<Option<String>>>,
+    stopped: Arc<Mutex<Option<Stop>>>,
     /// Whether writes are open, for those who watch (the health service).
     open: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl WriteGate {
-    pub(crate) fn new(reason: Option<String>) -> WriteGate {
-        let (open, _) = tokio::sync::watch::channel(reason.is_none());
+    pub(crate) fn new(stopped: Option<Stop>) -> WriteGate {
+        let (open, _) = tokio::sync::watch::channel(stopped.is_none());
         WriteGate {
-            reason: Arc::new(Mutex::new(reason)),
+            stopped: Arc::new(Mutex::new(stopped)),
             open: Arc::new(open),
         }
     }
 
     /// Stops writes from now on, saying why; the first reason is kept.
-    pub fn stop(&self, reason: String) {
-        warn!(%reason, "refusing writes from now on");
-        let mut slot = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        slot.get_or_insert(reason);
+    pub fn stop(&self, why: Stop) {
+        warn!(reason = %why, "refusing writes from now on");
+        let mut slot = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
+        slot.get_or_insert(why);
         self.open.send_replace(false);
     }
 
@@ -39,15 +75,20 @@ impl WriteGate {
     }
 
     /// Why writes are refused, if they are.
-    pub fn reason(&self) -> Option<String> {
-        self.reason
+    pub fn stopped(&self) -> Option<Stop> {
+        self.stopped
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
 
+    /// Why writes are refused, in words, if they are.
+    pub fn reason(&self) -> Option<String> {
+        self.stopped().map(|why| why.to_string())
+    }
+
     pub fn is_stopped(&self) -> bool {
-        self.reason().is_some()
+        self.stopped().is_some()
     }
 }
 

@@ -46,7 +46,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 use tracing::info;
 
-use crate::gate::{not_writing, stopped_by_fault, WriteGate};
+use crate::gate::{not_writing, stopped_by_fault, Stop, WriteGate};
 
 /// Key prefixes the sequencer holds whole in memory: everything the rules
 /// read on every request (registry, balances, lots, idempotency entries).
@@ -591,7 +591,7 @@ impl Sequencer {
             Err(reason) => {
                 // Whatever held the flag is gone; the gate answers from now on.
                 self.superseded.store(false, Ordering::Release);
-                self.gate.stop(reason);
+                self.gate.stop(Stop::Resync(reason));
             }
         }
     }
@@ -671,7 +671,9 @@ impl Sequencer {
                 self.derived
                     .write_slots(first_index, &hashes, first_seq, &applied.offsets)
             {
-                self.gate.stop(format!("the state store failed: {fault}"));
+                self.gate.stop(Stop::StoreFailed(format!(
+                    "the state store failed: {fault}"
+                )));
                 for (_, answer) in replies.iter_mut() {
                     *answer = Err(stopped_by_fault());
                 }
@@ -690,8 +692,9 @@ impl Sequencer {
         if let Err(std::sync::mpsc::SendError(ToJournal::Batch(unsent))) =
             self.to_journal.send(ToJournal::Batch(applied))
         {
-            let reason = "the journal writer has stopped".to_string();
-            self.gate.stop(reason.clone());
+            let why = Stop::StageEnded("journal writer");
+            let reason = why.to_string();
+            self.gate.stop(why);
             for (reply, _) in unsent.replies {
                 let _ = reply.send(Err(not_writing(&reason)));
             }
@@ -729,9 +732,9 @@ fn apply_one(
     let answer = match apply(&*state, &ctx, &submission.request) {
         Err(Error::Refused(rejection)) => Err(rejection),
         Err(Error::Fault(fault)) => {
-            gate.stop(format!(
+            gate.stop(Stop::StoreFailed(format!(
                 "the state store failed while applying a request for record {seq}: {fault}"
-            ));
+            )));
             Err(stopped_by_fault())
         }
         Ok(Outcome::Duplicate { seq }) => Ok(Committed {
@@ -755,7 +758,9 @@ fn apply_one(
             } else if batch.bytes + frame_bytes > BATCH_BYTES_MAX {
                 return Err(Full(Box::new(submission)));
             } else if let Err(e) = batch.tree.append(&record) {
-                gate.stop(format!("the Merkle tree cannot be extended: {e}"));
+                gate.stop(Stop::StoreFailed(format!(
+                    "the Merkle tree cannot be extended: {e}"
+                )));
                 Err(stopped_by_fault())
             } else {
                 batch.bytes += frame_bytes;
@@ -834,7 +839,7 @@ impl JournalWriter {
                 ToJournal::Resync(done) => {
                     let resynced = self.resync();
                     if let Err(reason) = &resynced {
-                        self.gate.stop(reason.clone());
+                        self.gate.stop(Stop::Resync(reason.clone()));
                     }
                     if let Err(std::sync::mpsc::SendError(unsent)) = done.send(resynced) {
                         for (reply, _) in unsent.map(|r| r.held).unwrap_or_default() {
@@ -1011,15 +1016,15 @@ impl JournalWriter {
                         watermark,
                     };
                     if self.to_indexer.send(durable).is_err() {
-                        self.gate.stop("the indexer has stopped".into());
+                        self.gate.stop(Stop::StageEnded("indexer"));
                     }
                 }
                 Err(e) => {
                     // The bytes may or may not be on disk: neither "recorded"
                     // nor "not recorded" is true. Restart decides, by replay.
-                    self.gate.stop(format!(
+                    self.gate.stop(Stop::StoreFailed(format!(
                         "the journal could not be made durable: {e}; restart the server to recover"
-                    ));
+                    )));
                     for (_, answer) in replies.iter_mut() {
                         if matches!(answer, Ok(c) if !c.duplicate) {
                             *answer = Err(outcome_unknown());
@@ -1069,7 +1074,9 @@ impl Indexer {
             match self.derived.commit_index(merged, &leaves, watermark) {
                 Ok(()) => self.indexed.advance(count),
                 Err(fault) => {
-                    self.gate.stop(format!("the state store failed: {fault}"));
+                    self.gate.stop(Stop::StoreFailed(format!(
+                        "the state store failed: {fault}"
+                    )));
                     break;
                 }
             }

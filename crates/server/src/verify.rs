@@ -49,7 +49,7 @@ pub fn start_scrub(engine: &Arc<Engine>) -> Result<(), String> {
                 }
                 Some(problem) => {
                     metrics.scrubbed("problem");
-                    scrubbed.gate().stop(format!("scrub: {problem}"))
+                    scrubbed.gate().stop(crate::gate::Stop::Scrub(problem))
                 }
                 None if report.stopped => metrics.scrubbed("stopped"),
                 None => {
