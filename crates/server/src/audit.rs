@@ -378,12 +378,9 @@ impl pb::audit_server::Audit for AuditService {
         };
         match caller {
             Some(caller) => {
-                jurisdiction::answer(
-                    self.engine.clone(),
-                    caller,
-                    "/fundtrail.v1.Audit/GetInclusionProof",
-                    move |engine, reader, facts| prove(engine, Some(reader), facts),
-                )
+                jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+                    prove(engine, Some(reader), facts)
+                })
                 .await
             }
             // Answered on the async worker: a public proof is a few reads of
@@ -512,22 +509,20 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::ScrubResponse>, Status> {
         // A scrub reads the whole journal and may stop writes.
         let caller = jurisdiction::caller(&request)?;
-        let allowed = jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Audit/Scrub",
-            |_, reader, _| match decide(reader, Call::Scrub, Data::Ledger) {
-                Answer::Full => Ok(()),
-                _ => Err(Rejection::denied(
-                    "",
-                    format!(
-                        "only an ADMINISTRATOR org may scrub the ledger; org {} is {:?}",
-                        reader.org_id, reader.role
-                    ),
-                )
-                .into()),
-            },
-        );
+        let allowed =
+            jurisdiction::answer(self.engine.clone(), caller, |_, reader, _| {
+                match decide(reader, Call::Scrub, Data::Ledger) {
+                    Answer::Full => Ok(()),
+                    _ => Err(Rejection::denied(
+                        "",
+                        format!(
+                            "only an ADMINISTRATOR org may scrub the ledger; org {} is {:?}",
+                            reader.org_id, reader.role
+                        ),
+                    )
+                    .into()),
+                }
+            });
         allowed.await?;
         let engine = self.engine.clone();
         let report = tokio::task::spawn_blocking(move || {
@@ -558,12 +553,9 @@ impl pb::audit_server::Audit for AuditService {
     ) -> Result<Response<pb::GetAccessLogResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Audit/GetAccessLog",
-            move |engine, reader, facts| access_log_page(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            access_log_page(engine, reader, facts, request)
+        })
         .await
     }
 

@@ -70,6 +70,9 @@ const HEALTH_PATH_PREFIX: &str = "/grpc.health.v1.Health/";
 pub struct Caller {
     pub key_id: String,
     pub reader: Reader,
+    /// The method called, as the boundary's table names it: what the
+    /// access log records.
+    pub method: &'static str,
 }
 
 /// How a method is authenticated.
@@ -927,6 +930,7 @@ async fn authenticate(
     let caller = Caller {
         key_id: signature.key_id.clone(),
         reader,
+        method: path,
     };
     Ok((caller, signature))
 }

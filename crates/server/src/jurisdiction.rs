@@ -52,7 +52,6 @@ pub async fn blocking<T: Send + 'static>(
 pub async fn answer<T: Send + 'static>(
     engine: Arc<Engine>,
     caller: Caller,
-    method: &'static str,
     read: impl FnOnce(&Engine, &Reader, &mut Facts<'_>) -> Result<T, Error> + Send + 'static,
 ) -> Result<tonic::Response<T>, Status> {
     // Dropped with this future when the client goes away.
@@ -75,7 +74,7 @@ pub async fn answer<T: Send + 'static>(
         log_read(
             &engine,
             &caller,
-            method,
+            caller.method,
             touched.accounts,
             touched.households,
             rows,

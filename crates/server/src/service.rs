@@ -1102,12 +1102,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::ReconcileResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/Reconcile",
-            move |engine, reader, facts| reconcile(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            reconcile(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1169,12 +1166,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::Entry>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let seq = request.into_inner().seq;
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/GetEntry",
-            move |engine, reader, facts| get_entry(engine, reader, facts, seq),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            get_entry(engine, reader, facts, seq)
+        })
         .await
     }
 
@@ -1184,12 +1178,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/ListEntries",
-            move |engine, reader, facts| list_entries(engine, reader, facts, &request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            list_entries(engine, reader, facts, &request)
+        })
         .await
     }
 
@@ -1199,12 +1190,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::Account>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/GetAccount",
-            move |engine, reader, facts| get_account(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            get_account(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1214,12 +1202,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::FlowGraph>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/TraceForward",
-            move |engine, reader, facts| trace_forward(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            trace_forward(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1229,12 +1214,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::TraceBackwardResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/TraceBackward",
-            move |engine, reader, facts| trace_backward(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            trace_backward(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1244,12 +1226,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::HouseholdStatementResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let account_id = request.into_inner().account_id;
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/HouseholdStatement",
-            move |engine, reader, facts| household_statement(engine, reader, facts, account_id),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            household_statement(engine, reader, facts, account_id)
+        })
         .await
     }
 
@@ -1259,12 +1238,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::IdleFundsResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            IDLE_FUNDS,
-            move |engine, reader, facts| idle_funds(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            idle_funds(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1274,12 +1250,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::AnomaliesResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            ANOMALIES,
-            move |engine, reader, facts| anomalies(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            anomalies(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1289,12 +1262,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::ComplianceResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            COMPLIANCE,
-            move |engine, reader, facts| compliance(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            compliance(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1304,12 +1274,9 @@ impl pb::query_server::Query for QueryService {
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            LIST_ACCOUNTS,
-            move |engine, reader, facts| list_accounts(engine, reader, facts, request),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
+            list_accounts(engine, reader, facts, request)
+        })
         .await
     }
 
@@ -1321,12 +1288,9 @@ impl pb::query_server::Query for QueryService {
         // registered reader may read them.
         let caller = jurisdiction::caller(&request)?;
         let org_id = request.into_inner().org_id;
-        jurisdiction::answer(
-            self.engine.clone(),
-            caller,
-            "/fundtrail.v1.Query/GetOrg",
-            move |engine, _, _| get_org(engine, org_id),
-        )
+        jurisdiction::answer(self.engine.clone(), caller, move |engine, _, _| {
+            get_org(engine, org_id)
+        })
         .await
     }
 }

@@ -29,8 +29,6 @@ use crate::boundary::Caller;
 use crate::engine::Engine;
 use crate::jurisdiction::{self, Facts};
 
-const WATCH_PATH: &str = "/fundtrail.v1.Query/Watch";
-
 type Event = Result<pb::WatchEvent, Status>;
 
 /// Which entries a stream sends.
@@ -205,14 +203,12 @@ async fn send_from(
             }
         }
         let (engine_, caller_, filter_) = (engine.clone(), caller.clone(), filter.clone());
-        let (entries, scanned) = jurisdiction::answer(
-            engine_,
-            caller_,
-            WATCH_PATH,
-            move |engine, reader, facts| page(engine, reader, facts, &filter_, next, head),
-        )
-        .await?
-        .into_inner();
+        let (entries, scanned) =
+            jurisdiction::answer(engine_, caller_, move |engine, reader, facts| {
+                page(engine, reader, facts, &filter_, next, head)
+            })
+            .await?
+            .into_inner();
         for entry in entries {
             let seq = entry.seq;
             send(engine, tx, pb::watch_event::Event::Entry(entry), seq).await?;
@@ -278,12 +274,9 @@ pub async fn start(
         )));
     };
     let checked = filter.clone();
-    jurisdiction::answer(
-        engine.clone(),
-        caller.clone(),
-        WATCH_PATH,
-        move |_, reader, facts| check_accounts(reader, facts, &checked),
-    )
+    jurisdiction::answer(engine.clone(), caller.clone(), move |_, reader, facts| {
+        check_accounts(reader, facts, &checked)
+    })
     .await?;
     let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER_EVENTS);
     let last = tx
