@@ -1,12 +1,15 @@
-//! The fundtrail server: the sequencer with group commit ([`engine`]), the
-//! gRPC services, and [`serve`], which runs them with the standard health
-//! and reflection services on one listener.
+//! The fundtrail server: the write path ([`engine`], [`pipeline`]), what
+//! runs beside it for a [`Role`] ([`open`]: a writer's scrub, a replica's
+//! follower), the gRPC services behind one boundary, and [`serve`], which
+//! runs them with the standard health and reflection services on one
+//! listener. `docs/architecture.md` maps the modules.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), String> {
-//! use fundtrail_server::{engine::EngineConfig, serve, ServeConfig};
+//! use fundtrail_server::{engine::EngineConfig, serve, Role, ServeConfig};
 //! let config = ServeConfig {
 //!     engine: EngineConfig::new("./fundtrail-data"),
+//!     role: Role::Writer { scrub_on_start: true },
 //!     listen: "127.0.0.1:50051".parse().unwrap(),
 //!     options: Default::default(),
 //! };
