@@ -360,6 +360,44 @@ pub struct Chain {
 
 pub const CENTRAL_FEN: u64 = 100_000_000_00; // ¥100,000,000.00
 
+/// 甘肃省财政厅 (`gs-czt`, division 620000), registered by the root org
+/// with `province` as its key: the province both test scenarios use.
+pub async fn register_gansu(client: &mut Client, root: &Signer, province: &Signer) {
+    ok(
+        client,
+        root,
+        register_org(
+            "gs-czt",
+            "甘肃省财政厅",
+            pb::OrgRole::Finance,
+            "620000",
+            province,
+        ),
+    )
+    .await;
+}
+
+/// Its two counties, registered by the province: 东乡 (`dx-czj`, 622926)
+/// and 临夏 (`lx-czj`, 622921).
+pub async fn register_gansu_counties(
+    client: &mut Client,
+    province: &Signer,
+    dongxiang: &Signer,
+    linxia: &Signer,
+) {
+    for (org, name, division, key) in [
+        ("dx-czj", "东乡族自治县财政局", "622926", dongxiang),
+        ("lx-czj", "临夏县财政局", "622921", linxia),
+    ] {
+        ok(
+            client,
+            province,
+            register_org(org, name, pb::OrgRole::Finance, division, key),
+        )
+        .await;
+    }
+}
+
 pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
     use pb::AccountKind as K;
     use pb::OrgRole as R;
@@ -381,36 +419,14 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
     )
     .await
     .seq;
-    ok(
-        client,
-        &root,
-        register_org("gs-czt", "甘肃省财政厅", R::Finance, "620000", &province),
-    )
-    .await;
+    register_gansu(client, &root, &province).await;
     ok(
         client,
         &root,
         register_org("cnao", "审计署", R::Auditor, "000000", &auditor),
     )
     .await;
-    ok(
-        client,
-        &province,
-        register_org(
-            "dx-czj",
-            "东乡族自治县财政局",
-            R::Finance,
-            "622926",
-            &dongxiang,
-        ),
-    )
-    .await;
-    ok(
-        client,
-        &province,
-        register_org("lx-czj", "临夏县财政局", R::Finance, "622921", &linxia),
-    )
-    .await;
+    register_gansu_counties(client, &province, &dongxiang, &linxia).await;
     ok(
         client,
         &province,

@@ -248,7 +248,6 @@ pub struct County {
 
 pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock) -> County {
     use pb::AccountKind as K;
-    use pb::OrgRole as R;
     let province = new_signer();
     let dongxiang = new_signer();
     let linxia = new_signer();
@@ -269,30 +268,8 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         appropriation_of("mof-xczx", CENTRAL, CENTRAL_PROGRAMME, S_DOC),
     )
     .await;
-    ok(
-        client,
-        &root,
-        register_org("gs-czt", "甘肃省财政厅", R::Finance, "620000", &province),
-    )
-    .await;
-    ok(
-        client,
-        &province,
-        register_org(
-            "dx-czj",
-            "东乡族自治县财政局",
-            R::Finance,
-            "622926",
-            &dongxiang,
-        ),
-    )
-    .await;
-    ok(
-        client,
-        &province,
-        register_org("lx-czj", "临夏县财政局", R::Finance, "622921", &linxia),
-    )
-    .await;
+    register_gansu(client, &root, &province).await;
+    register_gansu_counties(client, &province, &dongxiang, &linxia).await;
     for org in ["gs-czt", "dx-czj", "lx-czj"] {
         ok(client, &root, import_window(org, &until)).await;
     }

@@ -1,5 +1,5 @@
 //! What a verifying replica follows, and the one way it reads any
-//! upstream ([`Source`]): the follower (`crate::follow`) drives a source,
+//! upstream (`Source`): the follower (`crate::follow`) drives a source,
 //! the PostgreSQL tables or another node (`crate::follow_node`) implement it.
 
 use fundtrail_store::{JournalStore, RecordReader};
