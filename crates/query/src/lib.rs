@@ -1,6 +1,7 @@
-//! The questions auditors ask, answered from derived state: forward and
-//! backward traces, household statements, idle funds by age, anomalies,
-//! balances as of a record and the compliance report.
+//! The questions auditors ask, answered from derived state: accounts and
+//! their balances as of a record or a date, forward and backward traces,
+//! household statements, idle funds by age, anomalies and the compliance
+//! report.
 //!
 //! The queries read through [`LedgerView`] (derived state, the record count,
 //! today's date and the requests records carry) and answer in domain types
@@ -15,6 +16,7 @@
 //! assert_eq!(level_of("622926"), "county");
 //! ```
 
+pub mod accounts;
 pub mod compliance;
 pub mod trace;
 pub mod types;
@@ -24,6 +26,7 @@ use fundtrail_core::model::Request;
 use fundtrail_core::state::Kv;
 use fundtrail_core::Error;
 
+pub use accounts::{account, accounts, AccountRequest, AccountsPage};
 pub use compliance::{compliance, Breach, ComplianceRequest, ComplianceResponse};
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,

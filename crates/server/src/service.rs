@@ -4,17 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fundtrail_api::{account_to_pb, key_to_pb, org_to_pb, pb};
-use fundtrail_core::dates::parse_date;
 use fundtrail_core::limits::{
     CALL_TIMEOUT_MS, CHECK_CHUNK_REQUESTS, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX,
     POST_BATCH_REQUESTS_MAX, POST_STREAMS_MAX, POST_STREAM_IDLE_MS, POST_STREAM_IN_FLIGHT_MAX,
 };
 use fundtrail_core::model::Account;
-use fundtrail_core::state::{decode, key, StateRead};
+use fundtrail_core::state::{key, StateRead};
 use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 use tonic::{Request, Response, Status};
-
-use fundtrail_query::AsOf;
 
 use crate::engine::Engine;
 use crate::jurisdiction::{self, Facts};
@@ -746,66 +743,22 @@ fn get_account(
     facts: &mut Facts<'_>,
     request: pb::GetAccountRequest,
 ) -> Result<pb::Account, Error> {
-    let account_id = request.account_id;
-    validate::id("account_id", &account_id)?;
-    if facts.account_answer(reader, Call::GetAccount, &account_id)? != Answer::Full {
+    validate::id("account_id", &request.account_id)?;
+    if facts.account_answer(reader, Call::GetAccount, &request.account_id)? != Answer::Full {
         return Err(jurisdiction::denied(
-            format_args!("account {account_id}"),
+            format_args!("account {}", request.account_id),
             reader,
         ));
     }
-    let account = engine.state().account(&account_id)?.ok_or_else(|| {
-        Rejection::not_found(
-            "account_id",
-            format!("account {account_id:?} does not exist"),
-        )
-    })?;
-    let as_of = match (request.as_of_seq, request.as_of_date.as_str()) {
-        (None, "") => return account_pb(engine, &account),
-        (Some(_), date) if !date.is_empty() => {
-            return Err(
-                Rejection::invalid("as_of_date", "give as_of_seq or as_of_date, not both").into(),
-            )
-        }
-        (Some(as_of_seq), _) => as_of_record(engine, &account, as_of_seq)?,
-        (None, date) => AsOf::ValueDay(parse_date(date).ok_or_else(|| {
-            Rejection::invalid(
-                "as_of_date",
-                "as_of_date must be a date of the form YYYY-MM-DD",
-            )
-        })?),
-    };
-    let balances = fundtrail_query::balances_as_of(engine, &account, as_of)?;
-    account_pb(
+    let account = fundtrail_query::account(
         engine,
-        &Account {
-            balances,
-            ..account
+        &fundtrail_query::AccountRequest {
+            account_id: request.account_id,
+            as_of_seq: request.as_of_seq,
+            as_of_date: request.as_of_date,
         },
-    )
-}
-
-/// Checks `as_of_seq` names a record at or after the account's opening.
-fn as_of_record(engine: &Engine, account: &Account, as_of_seq: u64) -> Result<AsOf, Error> {
-    let count = engine.record_count();
-    if as_of_seq >= count {
-        return Err(Rejection::not_found(
-            "as_of_seq",
-            format!("record {as_of_seq} does not exist; the ledger holds {count} records"),
-        )
-        .into());
-    }
-    if as_of_seq < account.opened_seq {
-        return Err(Rejection::precondition(
-            "as_of_seq",
-            format!(
-                "account {} was opened by record {}, after record {as_of_seq}",
-                account.account_id, account.opened_seq
-            ),
-        )
-        .into());
-    }
-    Ok(AsOf::Seq(as_of_seq))
+    )?;
+    account_pb(engine, &account)
 }
 
 fn list_accounts(
@@ -815,43 +768,27 @@ fn list_accounts(
     request: pb::ListAccountsRequest,
 ) -> Result<pb::ListAccountsResponse, Error> {
     let limit = page_size(request.page_size)?;
-    let page_token = engine.tokens().open(LIST_ACCOUNTS, &request.page_token)?;
-    let prefix = [key::ACCOUNT];
-    let mut from = key::named(key::ACCOUNT, &page_token);
-    if !page_token.is_empty() {
-        // Start just after the last account of the previous page.
-        from.push(0);
+    let after = engine.tokens().open(LIST_ACCOUNTS, &request.page_token)?;
+    let page = fundtrail_query::accounts(
+        engine,
+        &mut Audience::new(reader, facts, Call::ListAccounts),
+        &request.owner_org_id,
+        &after,
+        limit,
+    )?;
+    let mut accounts = Vec::with_capacity(page.accounts.len());
+    for account in &page.accounts {
+        // Noted as shown (the audience decided without noting).
+        facts.account_answer(reader, Call::ListAccounts, &account.account_id)?;
+        accounts.push(account_pb(engine, account)?);
     }
-    let rows = engine.state().scan(&prefix, &from, LIST_SCAN_ROWS_MAX)?;
-    let mut accounts = Vec::new();
-    let mut last_examined = None;
-    let mut stopped_early = false;
-    for (row_key, value) in &rows {
-        if accounts.len() == limit {
-            stopped_early = true;
-            break;
-        }
-        last_examined = Some(String::from_utf8_lossy(&row_key[1..]).into_owned());
-        let account: Account = decode(value)?;
-        if !request.owner_org_id.is_empty() && account.owner_org_id != request.owner_org_id {
-            continue;
-        }
-        if facts.account_answer(reader, Call::ListAccounts, &account.account_id)? == Answer::Full {
-            accounts.push(account_pb(engine, &account)?);
-        }
-    }
-    let more = stopped_early || rows.len() == LIST_SCAN_ROWS_MAX;
-    let next_page_token = if more {
-        engine
-            .tokens()
-            .seal(LIST_ACCOUNTS, &last_examined.unwrap_or_default())
-    } else {
-        String::new()
-    };
     facts.rows(accounts.len());
     Ok(pb::ListAccountsResponse {
         accounts,
-        next_page_token,
+        next_page_token: match page.next_page_token.as_str() {
+            "" => String::new(),
+            last => engine.tokens().seal(LIST_ACCOUNTS, last),
+        },
     })
 }
 
