@@ -330,13 +330,7 @@ async fn list_services(addr: &str, reflection: &str) -> Vec<String> {
     let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
     let mut h2 = h2.ready().await.unwrap();
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}/{reflection}/ServerReflectionInfo"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+    let request = grpc_request(addr, &format!("/{reflection}/ServerReflectionInfo"));
     let (response, mut send) = h2.send_request(request, false).unwrap();
     // ServerReflectionRequest { list_services = "" } (field 7), in one frame.
     send.send_data(Bytes::from_static(&[0, 0, 0, 0, 2, 0x3a, 0x00]), true)

@@ -602,13 +602,7 @@ async fn hold_calls(
         let mut h2 = h2.ready().await.unwrap();
         let mut held = Vec::new();
         for _ in 0..(calls - chunk * 100).min(100) {
-            let request = http::Request::builder()
-                .method("POST")
-                .uri(format!("http://{addr}/fundtrail.v1.Ledger/Post"))
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .body(())
-                .unwrap();
+            let request = grpc_request(addr, "/fundtrail.v1.Ledger/Post");
             h2 = h2.ready().await.unwrap();
             held.push(h2.send_request(request, false).unwrap());
         }
@@ -620,13 +614,7 @@ async fn hold_calls(
 /// A health check on `h2`: once it is answered the server has taken in
 /// every call opened before it on that connection.
 async fn health_on(h2: &mut h2::client::SendRequest<bytes::Bytes>, addr: std::net::SocketAddr) {
-    let request = http::Request::builder()
-        .method("POST")
-        .uri(format!("http://{addr}/grpc.health.v1.Health/Check"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap();
+    let request = grpc_request(addr, "/grpc.health.v1.Health/Check");
     let mut ready = h2.clone().ready().await.unwrap();
     let (response, mut send) = ready.send_request(request, false).unwrap();
     // HealthCheckRequest { service: "" }: an empty message.
@@ -811,15 +799,7 @@ async fn stalled_proof_streams() {
     let mut h2 = h2.ready().await.unwrap();
     let mut responses = Vec::new();
     for _ in 0..24 {
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!(
-                "http://{addr}/fundtrail.v1.Audit/GetInclusionProofs"
-            ))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
+        let request = grpc_request(addr, "/fundtrail.v1.Audit/GetInclusionProofs");
         h2 = h2.ready().await.unwrap();
         let (response, mut send) = h2.send_request(request, false).unwrap();
         send.send_data(frame.clone(), true).unwrap();
@@ -1074,13 +1054,7 @@ async fn one_address_holds_at_most_its_share_of_bytes_being_received() {
     assert!(23 * chunk.len() < declared as usize);
     let mut calls = Vec::new();
     for _ in 0..3 {
-        let request = http::Request::builder()
-            .method("POST")
-            .uri(format!("http://{addr}/fundtrail.v1.Ledger/PostBatch"))
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .body(())
-            .unwrap();
+        let request = grpc_request(addr, "/fundtrail.v1.Ledger/PostBatch");
         h2 = h2.ready().await.unwrap();
         let (response, mut send) = h2.send_request(request, false).unwrap();
         send.send_data(bytes::Bytes::from(head.clone()), false)

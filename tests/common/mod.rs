@@ -679,3 +679,16 @@ pub async fn pay_one_fen_concurrently(
         load.await.unwrap();
     }
 }
+
+/// The head of a raw gRPC call to `path` (`/package.Service/Method`) on the
+/// server at `addr`, for tests that speak HTTP/2 themselves: the body
+/// (length-prefixed messages) is theirs to send, or to hold back.
+pub fn grpc_request(addr: impl std::fmt::Display, path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .expect("a request of fixed parts")
+}

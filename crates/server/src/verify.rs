@@ -34,7 +34,7 @@ pub fn start_scrub(engine: &Arc<Engine>) -> Result<(), String> {
         .name("scrub".into())
         .spawn(move || {
             let stamp = scrubbed.resyncs().stamp();
-            let report = crate::verify::scrub(&scrubbed);
+            let report = scrub(&scrubbed);
             // Another writer's records replayed into the state while
             // the scrub compared it: a difference proves nothing.
             let overtaken = !scrubbed.resyncs().quiet_since(stamp);
