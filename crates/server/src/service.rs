@@ -283,24 +283,23 @@ fn post_stream(
         }
     });
     tokio::spawn(async move {
-        // Given back before a stream's final status is sent, so that a
-        // client which saw its stream end may open another at once.
-        let permit = permit;
         // A client that stops reading its answers gives its place back:
         // the idle timeout alone never fires once it has sent enough to
         // stop the reader.
         let send_timeout =
             std::time::Duration::from_millis(fundtrail_core::limits::STREAM_SEND_TIMEOUT_MS);
         let mut org_share = None;
-        while let Some(item) = pending_rx.recv().await {
+        // How the stream ends: `None` when the client closed its side.
+        let ended = loop {
+            let Some(item) = pending_rx.recv().await else {
+                break None;
+            };
             let answer = match item {
                 Outbound::Answer(pending) => engine.answer(pending).await,
-                Outbound::Broken(status) => {
-                    drop((permit, org_share));
-                    let _ = tokio::time::timeout(send_timeout, out_tx.send(Err(status))).await;
-                    return;
-                }
+                Outbound::Broken(status) => break Some(status),
             };
+            // Only a new record binds a stream to an org: a retry of
+            // someone's old request could be replayed by anyone.
             let over_share = match (&org_share, &answer) {
                 (None, Ok(committed)) if !committed.duplicate => {
                     org_share = streams_of_org.try_take(&committed.effects.signer_org_id);
@@ -315,23 +314,18 @@ fn post_stream(
                 _ => return,
             }
             if let Some(org) = over_share {
-                // Only a new record binds a stream to an org: a retry of
-                // someone's old request could be replayed by anyone.
-                drop(permit);
-                let _ = tokio::time::timeout(
-                    send_timeout,
-                    out_tx.send(Err(Status::resource_exhausted(format!(
-                        "{org} already posts on {} PostStreams, its share, so this stream ends here: the record answered above is durable; requests sent after it may or may not be, so send them again, with their idempotency keys, on one of the org's other streams",
-                        streams_of_org.max()
-                    )))),
-                )
-                .await;
-                return;
+                break Some(Status::resource_exhausted(format!(
+                    "{org} already posts on {} PostStreams, its share, so this stream ends here: the record answered above is durable; requests sent after it may or may not be, so send them again, with their idempotency keys, on one of the org's other streams",
+                    streams_of_org.max()
+                )));
             }
-        }
-        // The places go back before the client sees the stream end.
+        };
+        // The places go back before the client sees the stream end, so a
+        // client that saw it end may open another at once.
         drop((permit, org_share));
-        drop(out_tx);
+        if let Some(status) = ended {
+            let _ = tokio::time::timeout(send_timeout, out_tx.send(Err(status))).await;
+        }
     });
     Box::pin(tokio_stream::wrappers::ReceiverStream::new(out_rx))
 }
