@@ -360,6 +360,29 @@ pub fn effects_to_pb(effects: &m::Effects) -> pb::Effects {
     }
 }
 
+/// The effects a stored record carries, as the domain reads them: an empty
+/// account id on the wire is no account.
+pub fn effects_to_core(effects: &pb::Effects) -> m::Effects {
+    let account = |id: &str| (!id.is_empty()).then(|| id.to_string());
+    m::Effects {
+        signer_org_id: effects.signer_org_id.clone(),
+        legs: effects
+            .legs
+            .iter()
+            .map(|leg| m::Leg {
+                from_account_id: account(&leg.from_account_id),
+                to_account_id: account(&leg.to_account_id),
+                source_seq: leg.source_seq,
+                amount: Fen(leg.amount_fen),
+                from_arrival_seq: leg.from_arrival_seq,
+            })
+            .collect(),
+        registered_key_id: (!effects.registered_key_id.is_empty())
+            .then(|| effects.registered_key_id.clone()),
+        value_day: effects.value_day,
+    }
+}
+
 /// The record kind of a decoded request body, as named in the API.
 pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
     use pb::request::Body as B;

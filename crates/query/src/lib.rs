@@ -18,9 +18,11 @@
 
 pub mod accounts;
 pub mod compliance;
+pub mod entries;
 pub mod trace;
 pub mod types;
 
+use fundtrail_core::access::Answer;
 use fundtrail_core::dates::Day;
 use fundtrail_core::model::Request;
 use fundtrail_core::state::Kv;
@@ -28,6 +30,9 @@ use fundtrail_core::Error;
 
 pub use accounts::{account, accounts, AccountRequest, AccountsPage};
 pub use compliance::{compliance, Breach, ComplianceRequest, ComplianceResponse};
+pub use entries::{
+    list_entries, reconcile, EntriesPage, EntriesRequest, Entry, Reconciled, Records,
+};
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,
     trace_forward, AsOf,
@@ -42,6 +47,14 @@ pub trait Audience {
     /// not count as showing the account: the caller notes what it shows.
     fn may_read(&mut self, account_id: &str) -> Result<bool, Error>;
 
+    /// What the reader gets of a record: whole, pseudonymised or left out.
+    /// This counts as showing what the answer names.
+    fn record(&mut self, entry: &Entry) -> Result<Answer, Error>;
+
+    /// Refuses, exactly as a read of it would, unless the reader may read
+    /// `account_id` whole: a filter naming an account asks about it.
+    fn named(&mut self, account_id: &str) -> Result<(), Error>;
+
     /// An error once nobody waits for the answer any more.
     fn still_wanted(&self) -> Result<(), Error>;
 }
@@ -53,6 +66,14 @@ pub struct Everyone;
 impl Audience for Everyone {
     fn may_read(&mut self, _account_id: &str) -> Result<bool, Error> {
         Ok(true)
+    }
+
+    fn record(&mut self, _entry: &Entry) -> Result<Answer, Error> {
+        Ok(Answer::Full)
+    }
+
+    fn named(&mut self, _account_id: &str) -> Result<(), Error> {
+        Ok(())
     }
 
     fn still_wanted(&self) -> Result<(), Error> {

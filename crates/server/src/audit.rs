@@ -21,6 +21,7 @@ use crate::jurisdiction::{self, Facts};
 use crate::status::status;
 use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
 use fundtrail_core::{Error, Fault, Rejection};
+use fundtrail_query::Records;
 
 use fundtrail_core::limits::{
     COSIGNED_NOTE_BYTES_MAX, EXPORT_BUFFER_RECORDS, INCLUSION_PROOFS_PER_CALL_MAX,
@@ -53,9 +54,10 @@ fn export_chunk(
     let mut items = Vec::with_capacity((end - start) as usize);
     let mut whole = 0;
     for index in start..end {
-        let entry = engine.entry(index).map_err(status)?;
+        let read = engine.read(index).map_err(status)?;
+        let entry = read.wire;
         let item = if facts
-            .entry_answer(&caller.reader, Call::ExportLog, &entry)
+            .entry_answer(&caller.reader, Call::ExportLog, &read.entry)
             .map_err(status)?
             == Answer::Full
         {
@@ -366,9 +368,9 @@ impl pb::audit_server::Audit for AuditService {
             // record whole.
             proof.record = match reader {
                 Some(reader) => {
-                    let entry = engine.entry(index)?;
-                    match facts.entry_answer(reader, Call::InclusionProofRecord, &entry)? {
-                        Answer::Full => entry.record,
+                    let read = engine.read(index)?;
+                    match facts.entry_answer(reader, Call::InclusionProofRecord, &read.entry)? {
+                        Answer::Full => read.wire.record,
                         _ => Vec::new(),
                     }
                 }

@@ -982,29 +982,6 @@ impl Engine {
         Ok(pb::Record::decode(bytes.as_slice())
             .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?)
     }
-
-    /// Record `seq` decoded for reading.
-    pub fn entry(&self, seq: u64) -> Result<pb::Entry, Error> {
-        let bytes = self.record_bytes(seq)?;
-        let record = pb::Record::decode(bytes.as_slice())
-            .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?;
-        let signed = record
-            .request
-            .ok_or_else(|| Fault::new(format!("record {seq} holds no request")))?;
-        let body = pb::Request::decode(signed.payload.as_slice())
-            .map_err(|e| Fault::new(format!("record {seq}'s payload does not decode: {e}")))?;
-        let body = Some(body);
-        let reversed_by_seq = self.state.movement(seq)?.and_then(|m| m.reversed_by);
-        Ok(pb::Entry {
-            seq: record.seq,
-            commit_time_ms: record.commit_time_ms,
-            request: Some(signed),
-            body,
-            effects: record.effects,
-            record: bytes,
-            reversed_by_seq,
-        })
-    }
 }
 
 /// The answers to `count` requests whose check was cut short by `why`.

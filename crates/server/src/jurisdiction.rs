@@ -12,6 +12,7 @@ use fundtrail_core::access::{decide, Answer, Call, Data, Owner, Party, Reader, R
 use fundtrail_core::model::AccountKind;
 use fundtrail_core::state::StateRead;
 use fundtrail_core::{Error, Fault, Rejection};
+use fundtrail_query::Entry;
 use tonic::{Request, Status};
 
 use crate::boundary::Caller;
@@ -239,32 +240,25 @@ impl<'e> Facts<'e> {
     #[allow(clippy::type_complexity)]
     fn record_parties(
         &mut self,
-        entry: &pb::Entry,
+        entry: &Entry,
     ) -> Result<Option<(Owner, Vec<(String, Party)>)>, Fault> {
-        let request = stored_request(entry)?;
-        if request.body.is_registry() {
+        if entry.request.body.is_registry() {
             return Ok(None);
         }
-        let effects = entry.effects.clone().unwrap_or_default();
-        let mut accounts: Vec<String> = request
-            .body
-            .accounts_named()
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        for leg in &effects.legs {
-            accounts.push(leg.from_account_id.clone());
-            accounts.push(leg.to_account_id.clone());
+        let mut accounts: Vec<&str> = entry.request.body.accounts_named();
+        for leg in &entry.effects.legs {
+            accounts.extend(leg.from_account_id.as_deref());
+            accounts.extend(leg.to_account_id.as_deref());
         }
         accounts.sort();
         accounts.dedup();
         let mut parties = Vec::new();
         for account in accounts.into_iter().filter(|a| !a.is_empty()) {
-            if let Some(party) = self.party(&account)? {
-                parties.push((account, party));
+            if let Some(party) = self.party(account)? {
+                parties.push((account.to_string(), party));
             }
         }
-        Ok(Some((self.owner(&effects.signer_org_id)?, parties)))
+        Ok(Some((self.owner(&entry.effects.signer_org_id)?, parties)))
     }
 
     /// What `reader` gets of `entry` from `call`; the accounts of an answer
@@ -273,7 +267,7 @@ impl<'e> Facts<'e> {
         &mut self,
         reader: &Reader,
         call: Call,
-        entry: &pb::Entry,
+        entry: &Entry,
     ) -> Result<Answer, Fault> {
         let Some((signer, named)) = self.record_parties(entry)? else {
             return Ok(decide(reader, call, Data::Record(&RecordScope::Registry)));
@@ -411,22 +405,6 @@ fn conceal<'f>(hidden: bool, with: &str, fields: impl IntoIterator<Item = &'f mu
             *field = with.to_string();
         }
     }
-}
-
-/// The request a stored record carries; every stored payload decoded when
-/// it was accepted.
-pub fn stored_request(entry: &pb::Entry) -> Result<fundtrail_core::model::Request, Fault> {
-    let payload = entry
-        .request
-        .as_ref()
-        .map(|r| r.payload.as_slice())
-        .unwrap_or_default();
-    fundtrail_api::decode_request(payload).map_err(|e| {
-        Fault::new(format!(
-            "record {}'s request does not decode: {e}",
-            entry.seq
-        ))
-    })
 }
 
 /// PERMISSION_DENIED for a call that names what the reader may not see.

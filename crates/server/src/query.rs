@@ -1,13 +1,18 @@
-//! The engine as the queries see it ([`LedgerView`]), and the one place
-//! their domain answers become `fundtrail.v1.Query` messages.
+//! The engine as the queries see it ([`LedgerView`], [`Records`]), and the
+//! one place their domain answers become `fundtrail.v1.Query` messages.
 
-use fundtrail_api::{account_kind_to_pb, decode_request, household_status_to_pb, pb};
+use std::borrow::Borrow;
+
+use fundtrail_api::{
+    account_kind_to_pb, effects_to_core, household_status_to_pb, pb, request_to_core,
+};
 use fundtrail_core::dates::{day_of_ms, Day};
 use fundtrail_core::model::{Request, SubsidyBasis};
-use fundtrail_core::state::Kv;
+use fundtrail_core::state::{Kv, StateRead};
 use fundtrail_core::{Error, Fault};
 use fundtrail_query::types as q;
-use fundtrail_query::LedgerView;
+use fundtrail_query::{Entry, LedgerView, Records};
+use prost::Message;
 
 use crate::engine::Engine;
 
@@ -25,14 +30,64 @@ impl LedgerView for Engine {
     }
 
     fn request(&self, seq: u64) -> Result<(Request, String), Error> {
-        let signed = self
-            .record(seq)?
+        let entry = self.read(seq)?.entry;
+        Ok((entry.request, entry.key_id))
+    }
+}
+
+/// A record as the server reads it for an answer: its wire form (bytes,
+/// signed request, decoded body, effects) and its domain form, from one
+/// decoding.
+pub struct ReadEntry {
+    pub wire: pb::Entry,
+    pub entry: Entry,
+}
+
+impl Borrow<Entry> for ReadEntry {
+    fn borrow(&self) -> &Entry {
+        &self.entry
+    }
+}
+
+impl Records for Engine {
+    type Read = ReadEntry;
+
+    fn read(&self, seq: u64) -> Result<ReadEntry, Error> {
+        let bytes = self.record_bytes(seq)?;
+        let record = pb::Record::decode(bytes.as_slice())
+            .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?;
+        let signed = record
             .request
             .ok_or_else(|| Fault::new(format!("record {seq} holds no request")))?;
         // Every stored payload passed this decoding when it was accepted.
-        let request = decode_request(&signed.payload)
+        let body = pb::Request::decode(signed.payload.as_slice())
+            .map_err(|e| Fault::new(format!("record {seq}'s payload does not decode: {e}")))?;
+        let request = request_to_core(body.clone())
             .map_err(|e| Fault::new(format!("record {seq}'s request does not decode: {e}")))?;
-        Ok((request, signed.key_id))
+        let effects = record.effects.unwrap_or_default();
+        let entry = Entry {
+            seq,
+            commit_time_ms: record.commit_time_ms,
+            key_id: signed.key_id.clone(),
+            request,
+            effects: effects_to_core(&effects),
+            reversed_by_seq: self.state().movement(seq)?.and_then(|m| m.reversed_by),
+            record_len: bytes.len(),
+        };
+        let wire = pb::Entry {
+            seq,
+            commit_time_ms: record.commit_time_ms,
+            request: Some(signed),
+            body: Some(body),
+            effects: Some(effects),
+            record: bytes,
+            reversed_by_seq: entry.reversed_by_seq,
+        };
+        Ok(ReadEntry { wire, entry })
+    }
+
+    fn commit_time_ms(&self, seq: u64) -> Result<i64, Error> {
+        Ok(self.record(seq)?.commit_time_ms)
     }
 }
 

@@ -9,7 +9,7 @@ use fundtrail_core::limits::{
     POST_BATCH_REQUESTS_MAX, POST_STREAMS_MAX, POST_STREAM_IDLE_MS, POST_STREAM_IN_FLIGHT_MAX,
 };
 use fundtrail_core::model::Account;
-use fundtrail_core::state::{key, StateRead};
+use fundtrail_core::state::StateRead;
 use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 use tonic::{Request, Response, Status};
 
@@ -19,11 +19,10 @@ use crate::pipeline::Committed;
 use crate::query;
 use crate::status::status;
 use fundtrail_core::access::{decide, Answer, Call, Data, Reader};
+use fundtrail_query::Records;
 
-/// Rows a filtered list may examine for one page, so that a sparse filter
-/// cannot turn one request into a scan of the whole ledger.
-use fundtrail_core::limits::{ENTRIES_PAGE_BYTES_MAX, LIST_SCAN_ROWS_MAX};
-
+/// The purposes page tokens are sealed for: a token opens only where it
+/// was issued.
 const LIST_ACCOUNTS: &str = "/fundtrail.v1.Query/ListAccounts";
 const IDLE_FUNDS: &str = "/fundtrail.v1.Query/IdleFunds";
 const ANOMALIES: &str = "/fundtrail.v1.Query/Anomalies";
@@ -401,158 +400,45 @@ pub(crate) fn page_size(requested: u32) -> Result<usize, Error> {
     }
 }
 
-/// The first seq whose commit time is at least `time_ms`: commit times never
-/// go backwards, so a binary search over O(log n) records finds it.
-fn first_seq_at(engine: &Engine, time_ms: i64, count: u64) -> Result<u64, Error> {
-    let (mut low, mut high) = (0u64, count);
-    while low < high {
-        let mid = low + (high - low) / 2;
-        if engine.record(mid)?.commit_time_ms < time_ms {
-            low = mid + 1;
-        } else {
-            high = mid;
-        }
-    }
-    Ok(low)
-}
-
-/// Whether an entry passes every filter of `request`.
-fn entry_matches(entry: &pb::Entry, request: &pb::ListEntriesRequest) -> Result<bool, Error> {
-    let effects = entry.effects.clone().unwrap_or_default();
-    let body = entry.body.clone().unwrap_or_default();
-    let touches = |account: &str| {
-        effects
-            .legs
-            .iter()
-            .any(|l| l.from_account_id == account || l.to_account_id == account)
-    };
-    let document_matches = || -> Result<bool, Error> {
-        let stored = jurisdiction::stored_request(entry)?;
-        Ok(fundtrail_core::apply::document_no(&stored.body) == Some(request.document_no.as_str()))
-    };
-    Ok(
-        (request.account_id.is_empty() || touches(&request.account_id))
-            && (request.org_id.is_empty() || effects.signer_org_id == request.org_id)
-            && (request.kind.is_empty() || fundtrail_api::body_kind(&body.body) == request.kind)
-            && request
-                .source_seq
-                .is_none_or(|s| effects.legs.iter().any(|l| l.source_seq == s))
-            && (request.document_no.is_empty() || document_matches()?),
-    )
-}
-
 fn list_entries(
     engine: &Engine,
     reader: &Reader,
     facts: &mut Facts<'_>,
-    request: &pb::ListEntriesRequest,
+    request: pb::ListEntriesRequest,
 ) -> Result<pb::ListEntriesResponse, Error> {
-    let limit = page_size(request.page_size)?;
-    let count = engine.record_count();
-    let mut start = seq_token(&request.page_token)?;
-    if request.from_time_ms > 0 {
-        start = start.max(first_seq_at(engine, request.from_time_ms, count)?);
-    }
-    let end = if request.to_time_ms > 0 {
-        first_seq_at(engine, request.to_time_ms, count)?
-    } else {
-        count
+    let request = fundtrail_query::EntriesRequest {
+        page_size: page_size(request.page_size)?,
+        start_seq: seq_token(&request.page_token)?,
+        account_id: request.account_id,
+        org_id: request.org_id,
+        kind: request.kind,
+        source_seq: request.source_seq,
+        document_no: request.document_no,
+        from_time_ms: request.from_time_ms,
+        to_time_ms: request.to_time_ms,
     };
-    let state = engine.state();
-    // The most selective index given, else the log itself.
-    let index: Option<(Vec<u8>, Vec<u8>)> = if !request.account_id.is_empty() {
-        validate::id("account_id", &request.account_id)?;
-        // Filtering by an account names it: the reader must see it whole.
-        if facts.account_answer(reader, Call::GetAccount, &request.account_id)? != Answer::Full {
-            return Err(jurisdiction::denied(
-                format_args!("account {}", request.account_id),
-                reader,
-            ));
+    let page = fundtrail_query::list_entries(
+        engine,
+        &mut Audience::new(reader, facts, Call::ListEntries),
+        &request,
+    )?;
+    let mut entries = Vec::with_capacity(page.entries.len());
+    for (read, answer) in page.entries {
+        let mut entry = read.wire;
+        if answer == Answer::Pseudonymised {
+            facts.pseudonymise_entry(reader, &mut entry)?;
         }
-        Some((
-            key::account_entries(&request.account_id),
-            key::account_entry(&request.account_id, start),
-        ))
-    } else if !request.document_no.is_empty() {
-        Some((
-            key::named_prefix(key::DOCUMENT_ENTRY, &request.document_no),
-            key::document_entry(&request.document_no, start),
-        ))
-    } else if let Some(source) = request.source_seq {
-        Some((
-            key::seq(key::SOURCE_ENTRY, source),
-            key::source_entry(source, start),
-        ))
-    } else if !request.org_id.is_empty() {
-        validate::id("org_id", &request.org_id)?;
-        Some((
-            key::named_prefix(key::ORG_ENTRY, &request.org_id),
-            key::org_entry(&request.org_id, start),
-        ))
-    } else if !request.kind.is_empty() {
-        validate::id("kind", &request.kind)?;
-        Some((
-            key::named_prefix(key::KIND_ENTRY, &request.kind),
-            key::kind_entry(&request.kind, start),
-        ))
-    } else {
-        None
-    };
-    let candidates: Vec<u64> = match &index {
-        Some((prefix, from)) => {
-            let mut seqs = Vec::new();
-            for (k, _) in state.scan(prefix, from, LIST_SCAN_ROWS_MAX)? {
-                let seq = key::seq_suffix(&k).ok_or_else(|| {
-                    Fault::new("an entry index key of derived state does not end with a seq")
-                })?;
-                if seq < end {
-                    seqs.push(seq);
-                }
-            }
-            seqs
-        }
-        None => (start..end).take(LIST_SCAN_ROWS_MAX).collect(),
-    };
-    let mut entries = Vec::new();
-    let mut page_bytes: usize = 0;
-    let mut next = None;
-    for (i, &seq) in candidates.iter().enumerate() {
-        if entries.len() == limit {
-            next = Some(seq);
-            break;
-        }
-        let mut entry = engine.entry(seq)?;
-        let answer = match entry_matches(&entry, request)? {
-            true => facts.entry_answer(reader, Call::ListEntries, &entry)?,
-            false => Answer::Omitted,
-        };
-        if answer != Answer::Omitted {
-            if answer == Answer::Pseudonymised {
-                facts.pseudonymise_entry(reader, &mut entry)?;
-            }
-            page_bytes += entry.record.len();
-            entries.push(entry);
-            // A page of large records ends early rather than pass the
-            // message limit; the token picks up after the last one.
-            if page_bytes > ENTRIES_PAGE_BYTES_MAX && seq + 1 < end {
-                next = Some(seq + 1);
-                break;
-            }
-        }
-        if i + 1 == LIST_SCAN_ROWS_MAX && seq + 1 < end {
-            next = Some(seq + 1);
-        }
+        entries.push(entry);
     }
     facts.rows(entries.len());
     Ok(pb::ListEntriesResponse {
         entries,
-        next_page_token: next.map(|s| s.to_string()).unwrap_or_default(),
+        next_page_token: page.next_seq.map(|s| s.to_string()).unwrap_or_default(),
     })
 }
 
-/// Query.Reconcile: the bank's lines against the county's payments, by the
-/// one matcher (`fundtrail_core::reconcile`) the CLI uses too. Payments are
-/// read a page at a time and only what matching needs is kept.
+/// Query.Reconcile: the bank's lines, checked, against the county's
+/// payments the reader may see (`fundtrail_query::reconcile`).
 fn reconcile(
     engine: &Engine,
     reader: &Reader,
@@ -560,7 +446,7 @@ fn reconcile(
     request: pb::ReconcileRequest,
 ) -> Result<pb::ReconcileResponse, Error> {
     use fundtrail_core::limits::RECONCILE_LINES_MAX;
-    use fundtrail_core::reconcile::{BankLine, BankStatus, Finding, Payment};
+    use fundtrail_core::reconcile::{BankLine, BankStatus, Finding};
     validate::id("county_org_id", &request.county_org_id)?;
     if request.lines.len() > RECONCILE_LINES_MAX {
         return Err(Rejection::new(
@@ -587,46 +473,13 @@ fn reconcile(
         .map_err(|reason| Rejection::invalid("lines", format!("line {}: {reason}", line.line)))?;
         lines.push(checked);
     }
-    let county = request.county_org_id.as_str();
-    let mut refs = std::collections::HashMap::new();
-    each_entry_of(
+    let reconciled = fundtrail_query::reconcile(
         engine,
-        reader,
-        facts,
-        county,
-        "RegisterHousehold",
-        |entry| {
-            if let Some(pb::request::Body::RegisterHousehold(h)) = entry_body(entry) {
-                refs.insert(h.account_id.clone(), h.household_ref.clone());
-            }
-        },
+        &mut Audience::new(reader, facts, Call::ListEntries),
+        &request.county_org_id,
+        &lines,
     )?;
-    let mut disbursements = Vec::new();
-    each_entry_of(engine, reader, facts, county, "Disbursement", |entry| {
-        let Some(pb::request::Body::Disbursement(d)) = entry_body(entry) else {
-            return;
-        };
-        let (Some(household_ref), None) =
-            (refs.get(&d.household_account_id), entry.reversed_by_seq)
-        else {
-            return;
-        };
-        let effects = entry.effects.clone().unwrap_or_default();
-        disbursements.push(Payment {
-            seq: entry.seq,
-            household_ref: household_ref.clone(),
-            amount: fundtrail_core::money::Fen(effects.legs.iter().map(|l| l.amount_fen).sum()),
-            value_day: effects.value_day,
-            returned_by_bank: false,
-        });
-    })?;
-    let mut payments = Vec::with_capacity(disbursements.len());
-    for mut payment in disbursements {
-        payment.returned_by_bank = engine.state().returned_by_bank(payment.seq)?;
-        payments.push(payment);
-    }
-    let findings = fundtrail_core::reconcile::reconcile(&lines, &payments);
-    facts.rows(findings.len());
+    facts.rows(reconciled.findings.len());
     let finding = |f: &Finding| {
         let mut out = pb::ReconcileFinding {
             kind: f.kind().to_string(),
@@ -657,43 +510,9 @@ fn reconcile(
         out
     };
     Ok(pb::ReconcileResponse {
-        findings: findings.iter().map(finding).collect(),
-        payments: payments.len() as u64,
+        findings: reconciled.findings.iter().map(finding).collect(),
+        payments: reconciled.payments as u64,
     })
-}
-
-fn entry_body(entry: &pb::Entry) -> Option<&pb::request::Body> {
-    entry
-        .body
-        .as_ref()
-        .and_then(|request| request.body.as_ref())
-}
-
-/// Calls `each` on every entry of `kind` that `org` signed, as ListEntries
-/// pages show them to `reader`.
-fn each_entry_of(
-    engine: &Engine,
-    reader: &Reader,
-    facts: &mut Facts<'_>,
-    org: &str,
-    kind: &str,
-    mut each: impl FnMut(&pb::Entry),
-) -> Result<(), Error> {
-    let mut request = pb::ListEntriesRequest {
-        page_size: PAGE_SIZE_MAX,
-        org_id: org.into(),
-        kind: kind.into(),
-        ..Default::default()
-    };
-    loop {
-        facts.still_wanted()?;
-        let page = list_entries(engine, reader, facts, &request)?;
-        page.entries.iter().for_each(&mut each);
-        if page.next_page_token.is_empty() {
-            return Ok(());
-        }
-        request.page_token = page.next_page_token;
-    }
 }
 
 /// The seq a page token names; empty means from the start.
@@ -724,9 +543,9 @@ fn get_entry(
     facts: &mut Facts<'_>,
     seq: u64,
 ) -> Result<pb::Entry, Error> {
-    let entry = engine.entry(seq)?;
-    match facts.entry_answer(reader, Call::GetEntry, &entry)? {
-        Answer::Full => Ok(entry),
+    let read = engine.read(seq)?;
+    match facts.entry_answer(reader, Call::GetEntry, &read.entry)? {
+        Answer::Full => Ok(read.wire),
         _ => Err(jurisdiction::denied(format_args!("record {seq}"), reader)),
     }
 }
@@ -808,7 +627,7 @@ fn trace_forward(
     facts: &mut Facts<'_>,
     request: pb::TraceForwardRequest,
 ) -> Result<pb::FlowGraph, Error> {
-    let origin = engine.entry(request.seq)?;
+    let origin = engine.read(request.seq)?.entry;
     if facts.entry_answer(reader, Call::TraceForward, &origin)? == Answer::Omitted {
         return Err(jurisdiction::denied(
             format_args!("record {}", request.seq),
@@ -850,7 +669,7 @@ fn trace_backward(
             facts.account_answer(reader, Call::TraceBackward, account_id)?
         }
         Some(pb::trace_backward_request::Target::Seq(seq)) => {
-            facts.entry_answer(reader, Call::TraceBackward, &engine.entry(*seq)?)?
+            facts.entry_answer(reader, Call::TraceBackward, &engine.read(*seq)?.entry)?
         }
         None => Answer::Full,
     };
@@ -945,6 +764,24 @@ impl fundtrail_query::Audience for Audience<'_, '_, '_> {
             Some(party) => decide(self.reader, self.call, Data::Account(&party)) == Answer::Full,
             None => false,
         })
+    }
+
+    fn record(&mut self, entry: &fundtrail_query::Entry) -> Result<Answer, Error> {
+        Ok(self.facts.entry_answer(self.reader, self.call, entry)?)
+    }
+
+    fn named(&mut self, account_id: &str) -> Result<(), Error> {
+        // Shown whole, as GetAccount would show it.
+        match self
+            .facts
+            .account_answer(self.reader, Call::GetAccount, account_id)?
+        {
+            Answer::Full => Ok(()),
+            _ => Err(jurisdiction::denied(
+                format_args!("account {account_id}"),
+                self.reader,
+            )),
+        }
     }
 
     fn still_wanted(&self) -> Result<(), Error> {
@@ -1110,7 +947,7 @@ impl pb::query_server::Query for QueryService {
         let caller = jurisdiction::caller(&request)?;
         let request = request.into_inner();
         jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            list_entries(engine, reader, facts, &request)
+            list_entries(engine, reader, facts, request)
         })
         .await
     }

@@ -28,6 +28,7 @@ use tonic::Status;
 use crate::boundary::Caller;
 use crate::engine::Engine;
 use crate::jurisdiction::{self, Facts};
+use fundtrail_query::{Entry, Records};
 
 type Event = Result<pb::WatchEvent, Status>;
 
@@ -70,16 +71,10 @@ impl Filter {
         })
     }
 
-    fn matches(&self, entry: &pb::Entry) -> bool {
-        let effects = entry.effects.clone().unwrap_or_default();
-        let kind = fundtrail_api::body_kind(&entry.body.clone().unwrap_or_default().body);
-        (self.accounts.is_empty()
-            || effects.legs.iter().any(|l| {
-                self.accounts.contains(&l.from_account_id)
-                    || self.accounts.contains(&l.to_account_id)
-            }))
-            && (self.org_id.is_empty() || effects.signer_org_id == self.org_id)
-            && (self.kinds.is_empty() || self.kinds.contains(kind))
+    fn matches(&self, entry: &Entry) -> bool {
+        (self.accounts.is_empty() || self.accounts.iter().any(|a| entry.touches(a)))
+            && (self.org_id.is_empty() || entry.effects.signer_org_id == self.org_id)
+            && (self.kinds.is_empty() || self.kinds.contains(entry.request.body.kind().name()))
     }
 }
 
@@ -121,11 +116,12 @@ fn page(
             facts.rows(entries.len());
             return Ok((entries, seq));
         }
-        let mut entry = engine.entry(seq)?;
-        if !filter.matches(&entry) {
+        let read = engine.read(seq)?;
+        if !filter.matches(&read.entry) {
             continue;
         }
-        match facts.entry_answer(reader, Call::ListEntries, &entry)? {
+        let mut entry = read.wire;
+        match facts.entry_answer(reader, Call::ListEntries, &read.entry)? {
             Answer::Omitted | Answer::Denied => continue,
             Answer::Pseudonymised => facts.pseudonymise_entry(reader, &mut entry)?,
             Answer::Full => {}
