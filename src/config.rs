@@ -25,7 +25,8 @@ pub fn with_config_file(command: Command, args: Vec<OsString>) -> Result<Vec<OsS
     let serve_command = command
         .find_subcommand("serve")
         .expect("the CLI has a serve command");
-    let settings = read_settings(path, serve_command, serve)?;
+    let settings = read_settings(path, serve_command, serve)
+        .map_err(|e| fundtrail_server::start::StartError::Config(format!("{e:#}")))?;
     // program, "serve", the file's flags, then the user's.
     let position = args
         .iter()

@@ -287,10 +287,8 @@ fn main() -> Result<()> {
     Cli::parse();
     let mut command = Cli::command();
     command.build();
-    let cli = Cli::parse_from(config::with_config_file(
-        command,
-        std::env::args_os().collect(),
-    )?);
+    let args = config::with_config_file(command, std::env::args_os().collect());
+    let cli = Cli::parse_from(args.unwrap_or_else(|error| fail(error)));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -304,10 +302,17 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     if let Err(error) = runtime.block_on(run(cli.command)) {
-        eprintln!("error: {error:#}");
-        std::process::exit(1);
+        fail(error);
     }
     Ok(())
+}
+
+/// Says what went wrong and exits; a server that did not start says who
+/// must act by its status (docs/operations.md §7).
+fn fail(error: anyhow::Error) -> ! {
+    eprintln!("error: {error:#}");
+    let start = error.downcast_ref::<fundtrail_server::start::StartError>();
+    std::process::exit(start.map_or(1, |e| e.exit_code()))
 }
 
 async fn run(command: Command) -> Result<()> {

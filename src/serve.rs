@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use clap::Args;
 use fundtrail_client::{Signer, TlsFiles};
 use fundtrail_core::limits::{
@@ -16,6 +16,7 @@ use fundtrail_core::rules::Rules;
 use fundtrail_server::engine::EngineConfig;
 use fundtrail_server::follow::{NodeUpstream, Upstream};
 use fundtrail_server::genesis::{self, RootOrg};
+use fundtrail_server::start::StartError;
 
 use crate::demo;
 
@@ -240,7 +241,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         NonZeroU32::new(read_units_per_second),
         NonZeroU32::new(read_units_burst).filter(|b| b.get() >= READ_COST_MAX),
     ) else {
-        bail!("--read-units-per-second must be above zero and --read-units-burst at least {READ_COST_MAX}");
+        return Err(StartError::Config(format!(
+            "--read-units-per-second must be above zero and --read-units-burst at least {READ_COST_MAX}"
+        ))
+        .into());
     };
     let options = fundtrail_server::ServeOptions {
         tls: tls_cert
@@ -257,21 +261,25 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             ..Default::default()
         },
     };
-    fundtrail_server::check_transport(listen, &options).map_err(anyhow::Error::msg)?;
+    fundtrail_server::check_transport(listen, &options)?;
     if let Some(addr) = http {
-        fundtrail_server::http_view::check_http_address(addr).map_err(anyhow::Error::msg)?;
+        fundtrail_server::http_view::check_http_address(addr)?;
     }
     if checkpoint_every_records == 0 || checkpoint_every_ms == 0 {
-        bail!("--checkpoint-every-records and --checkpoint-every-ms must be above zero");
+        return Err(StartError::Config(
+            "--checkpoint-every-records and --checkpoint-every-ms must be above zero".into(),
+        )
+        .into());
     }
     if max_skew_ms > fundtrail_core::limits::SIGNING_SKEW_MS_MAX {
-        bail!(
+        return Err(StartError::Config(format!(
             "--max-skew-ms may be at most {}",
             fundtrail_core::limits::SIGNING_SKEW_MS_MAX
-        );
+        ))
+        .into());
     }
     if !(1..=100).contains(&demo_scale) {
-        bail!("--demo-scale must be between 1 and 100");
+        return Err(StartError::Config("--demo-scale must be between 1 and 100".into()).into());
     }
     data.connect_securely()?;
     let upstream = match (follow_db, follow, follow_key) {
@@ -288,7 +296,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         _ => None,
     };
     if pin_log_key.is_some() && upstream.is_none() {
-        bail!("--pin-log-key is for a replica: give --follow or --follow-db");
+        return Err(StartError::Config(
+            "--pin-log-key is for a replica: give --follow or --follow-db".into(),
+        )
+        .into());
     }
     let created = upstream.is_none() && !genesis::exists_at(&data.data_dir, data.journal_at());
     if created {
@@ -320,15 +331,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         },
     };
     // Opening replays and checks the journal: off the async workers.
-    let engine = tokio::task::spawn_blocking(move || fundtrail_server::open(config, role))
-        .await?
-        .map_err(anyhow::Error::msg)?;
+    let engine =
+        tokio::task::spawn_blocking(move || fundtrail_server::open(config, role)).await??;
     if demo {
         demo::prepare(engine.clone(), &data.data_dir, created, demo_scale).await?;
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
+        .map_err(|e| StartError::Unavailable(format!("cannot listen on {listen}: {e}")))?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -342,7 +352,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("cannot listen on {addr}"))?;
+                .map_err(|e| StartError::Unavailable(format!("cannot listen on {addr}: {e}")))?;
             println!("fundtrail HTTP on http://{}", listener.local_addr()?);
             Some(tokio::spawn(fundtrail_server::http_view::serve_http(
                 engine.clone(),

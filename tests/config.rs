@@ -158,8 +158,12 @@ fn a_bad_config_file_is_refused_before_anything_starts() {
         )
         .output()
         .unwrap();
-        assert!(!output.status.success(), "{text}");
         let stderr = String::from_utf8_lossy(&output.stderr);
+        // EX_CONFIG, or the argument parser's own usage status for a value
+        // it refuses.
+        let usage = says.starts_with("invalid value");
+        let code = if usage { 2 } else { 78 };
+        assert_eq!(output.status.code(), Some(code), "{text}: {stderr}");
         assert!(stderr.contains(says), "{text}: {stderr}");
         assert!(
             !dir.path().join("data").exists(),
@@ -178,7 +182,8 @@ fn a_second_server_on_one_data_directory_is_refused() {
     let args = ["--data-dir", "data", "--listen", "127.0.0.1:0"];
     let (first, _) = start(dir.path(), serve(dir.path(), &args, &[]));
     let second = serve(dir.path(), &args, &[]).output().unwrap();
-    assert!(!second.status.success());
+    // EX_TEMPFAIL: the directory frees once the other server stops.
+    assert_eq!(second.status.code(), Some(75));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(
         stderr.contains("in use by another fundtrail server"),
@@ -187,4 +192,46 @@ fn a_second_server_on_one_data_directory_is_refused() {
     // Once the first is gone, the directory opens again.
     drop(first);
     let (_again, _) = start(dir.path(), serve(dir.path(), &args, &[]));
+}
+
+/// Runs `fundtrail serve` to its failure; returns its exit status and
+/// what it said.
+fn refused(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let output = serve(dir, args, &[]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn a_server_that_cannot_start_exits_saying_who_must_act() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--data-dir", "data", "--listen", "127.0.0.1:0"];
+    drop(start(dir.path(), serve(dir.path(), &args, &[])));
+    let data = dir.path().join("data");
+
+    // Plaintext where other hosts reach it: the configuration (EX_CONFIG).
+    let (code, stderr) = refused(dir.path(), &["--data-dir", "data", "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("refusing to serve plaintext"), "{stderr}");
+
+    // A log key that is not the one genesis named: the configuration too.
+    let log_key = std::fs::read(data.join("log.key")).unwrap();
+    std::fs::copy(data.join("root.key"), data.join("log.key")).unwrap();
+    let (code, stderr) = refused(dir.path(), &args);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("is not the log key"), "{stderr}");
+    std::fs::write(data.join("log.key"), log_key).unwrap();
+
+    // A journal whose header is damaged: a person must look (EX_DATAERR).
+    let journal = data.join("journal.log");
+    let mut bytes = std::fs::read(&journal).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&journal, &bytes).unwrap();
+    let (code, stderr) = refused(dir.path(), &args);
+    assert_eq!(code, Some(65), "{stderr}");
+    bytes[0] ^= 0xff;
+    std::fs::write(&journal, &bytes).unwrap();
+
+    // Mended, it starts again.
+    drop(start(dir.path(), serve(dir.path(), &args, &[])));
 }

@@ -147,6 +147,13 @@ async fn a_failed_state_commit_keeps_the_durable_record_and_stops_writes() {
     assert_eq!(committed.seq, count);
     let reason = stopped(&engine).await;
     assert!(reason.contains("state store failed"), "{reason}");
+    // What mends it is the disk's business, not the ledger's: an I/O fault.
+    match engine.gate().stopped() {
+        Some(fundtrail_server::gate::Stop::StoreFailed(fault)) => {
+            assert_eq!(fault.kind, fundtrail_core::FaultKind::Io, "{fault}")
+        }
+        other => panic!("writes stopped for another reason: {other:?}"),
+    }
     let refused = engine
         .submit(signed(&engine, &root(dir.path()), "open-b", "mof-b"))
         .await

@@ -176,5 +176,5 @@ fn the_http_port_listens_on_loopback_only() {
     assert!(check_http_address("127.0.0.1:8080".parse().unwrap()).is_ok());
     assert!(check_http_address("[::1]:8080".parse().unwrap()).is_ok());
     let refused = check_http_address("0.0.0.0:8080".parse().unwrap()).unwrap_err();
-    assert!(refused.contains("loopback"), "{refused}");
+    assert!(refused.to_string().contains("loopback"), "{refused}");
 }

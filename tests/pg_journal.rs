@@ -14,6 +14,7 @@ use fundtrail_core::rules::Rules;
 use fundtrail_pgtest::Cluster;
 use fundtrail_server::engine::{Engine, EngineConfig};
 use fundtrail_server::genesis::{self, JournalAt, RootOrg};
+use fundtrail_server::start::StartError;
 use prost::Message;
 
 const APP_ROLE: &str = "fundtrail_app";
@@ -137,10 +138,12 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     )
     .err()
     .expect("a database without signed records is refused");
+    let text = refused.to_string();
     assert!(
-        refused.contains(&format!("records {} to ", count - 3)) && refused.contains("are missing"),
+        text.contains(&format!("records {} to ", count - 3)) && text.contains("are missing"),
         "{refused}"
     );
+    assert!(matches!(refused, StartError::Refused(_)), "{refused:?}");
 
     // A data directory with a file journal is not opened on a database.
     let other = tempfile::tempdir().unwrap();
@@ -163,7 +166,11 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     )
     .err()
     .expect("refused");
-    assert!(refused.contains("holds a file journal"), "{refused}");
+    assert!(
+        refused.to_string().contains("holds a file journal"),
+        "{refused}"
+    );
+    assert!(matches!(refused, StartError::Config(_)), "{refused:?}");
 }
 
 const POSTS_PER_CLIENT: usize = 60;

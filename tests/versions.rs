@@ -11,6 +11,7 @@ use common::*;
 use fundtrail_api::pb;
 use fundtrail_api::pb::request::Body as B;
 use fundtrail_server::engine::{state_dir, Engine, EngineConfig};
+use fundtrail_server::start::StartError;
 use fundtrail_store::header::FileKind;
 use fundtrail_store::Journal;
 
@@ -197,7 +198,7 @@ fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
             ..EngineConfig::new(dir)
         })
         .err()
-        .unwrap_or_default()
+        .expect("refused")
     };
     // Their checkpoint log in our data directory.
     std::fs::copy(
@@ -206,6 +207,8 @@ fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
     )
     .unwrap();
     let refused = open(ours.path());
+    assert!(matches!(refused, StartError::Refused(_)), "{refused:?}");
+    let refused = refused.to_string();
     assert!(
         refused.contains("checkpoints.log") && refused.contains("belongs to ledger"),
         "{refused}"
@@ -218,6 +221,8 @@ fn files_of_another_ledger_or_without_a_header_are_refused_at_open() {
             .unwrap();
     std::fs::write(&journal_path, &bytes[header_len as usize..]).unwrap();
     let refused = open(theirs.path());
+    assert!(matches!(refused, StartError::Refused(_)), "{refused:?}");
+    let refused = refused.to_string();
     assert!(
         refused.contains("journal.log") && refused.contains("has no fundtrail file header"),
         "{refused}"

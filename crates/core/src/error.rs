@@ -87,14 +87,72 @@ impl Rejection {
 
 /// The store failed: I/O, corruption, or our own stored data that does not
 /// decode. Never the client's fault, so never answered as a refusal: a fault
-/// while applying a batch stops writes.
+/// while applying a batch stops writes. The kind says what an operator does
+/// about it; the message says where, for people.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct Fault(pub String);
+#[error("{message}")]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub message: String,
+}
+
+/// What kind of thing failed, and so what mends it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// The medium failed an operation: the disk, the file system, the
+    /// database or the connection to it. Mended where it failed; the ledger
+    /// itself is intact.
+    Io,
+    /// What a store holds does not decode or contradicts itself: damage, or
+    /// a bug that wrote it. Derived state is rebuilt from the journal; a
+    /// damaged journal is restored from a replica.
+    Corrupt,
+    /// The ledger was written under rules or formats newer than this build
+    /// knows. Mended by running a newer build.
+    TooNew,
+    /// The server broke a rule of its own (a stage asked for what it never
+    /// keeps). A bug to report; restarting recovers from the journal.
+    Bug,
+}
+
+impl FaultKind {
+    /// The kind as metrics and logs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Io => "io",
+            FaultKind::Corrupt => "corrupt",
+            FaultKind::TooNew => "too_new",
+            FaultKind::Bug => "bug",
+        }
+    }
+}
 
 impl Fault {
-    pub fn new(message: impl Into<String>) -> Self {
-        Fault(message.into())
+    pub fn new(kind: FaultKind, message: impl Into<String>) -> Self {
+        Fault {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    pub fn io(message: impl Into<String>) -> Self {
+        Self::new(FaultKind::Io, message)
+    }
+
+    pub fn corrupt(message: impl Into<String>) -> Self {
+        Self::new(FaultKind::Corrupt, message)
+    }
+
+    pub fn bug(message: impl Into<String>) -> Self {
+        Self::new(FaultKind::Bug, message)
+    }
+
+    /// The same fault, its message prefixed by where it happened.
+    pub fn during(self, what: impl std::fmt::Display) -> Self {
+        Fault {
+            kind: self.kind,
+            message: format!("{what}: {}", self.message),
+        }
     }
 }
 

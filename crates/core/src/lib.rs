@@ -29,4 +29,4 @@ pub mod signing;
 pub mod state;
 pub mod validate;
 
-pub use error::{Code, Error, Fault, Rejection};
+pub use error::{Code, Error, Fault, FaultKind, Rejection};

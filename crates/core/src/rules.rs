@@ -17,7 +17,7 @@
 //! | 7 | a payment that oldest-first would spread over more than 1,000 lots is picked again skipping every lot smaller than what is left to pay divided by the legs left, so many small lots sent to an account never stop it paying out of larger ones |
 
 use crate::model::LedgerMeta;
-use crate::Fault;
+use crate::{Fault, FaultKind};
 
 /// A rules version. Ordered: later versions compare greater.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -52,7 +52,7 @@ impl Rules {
     /// The rules a ledger runs now.
     pub fn of_ledger(ledger: &LedgerMeta) -> Result<Rules, Fault> {
         Rules::of_version(ledger.rules_version).ok_or_else(|| {
-            Fault::new(format!(
+            Fault::new(FaultKind::TooNew, format!(
                 "the ledger runs rules version {}, which this build does not know; run a newer fundtrail",
                 ledger.rules_version
             ))

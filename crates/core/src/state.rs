@@ -332,7 +332,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Fault> {
     postcard::from_bytes(bytes).map_err(|e| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state is corrupt ({e}); rebuild it from the journal"
         ))
     })
@@ -359,9 +359,9 @@ pub trait StateRead: Kv {
         while let Some(id) = next {
             let org = self
                 .org(&id)?
-                .ok_or_else(|| Fault::new(format!("derived state lacks org {id}")))?;
+                .ok_or_else(|| Fault::corrupt(format!("derived state lacks org {id}")))?;
             if chain.iter().any(|o| o.org_id == org.org_id) {
-                return Err(Fault::new(format!(
+                return Err(Fault::corrupt(format!(
                     "derived state is corrupt: org {id} is its own ancestor"
                 )));
             }
@@ -415,7 +415,7 @@ pub trait StateRead: Kv {
         for (k, v) in self.scan(&prefix, &prefix, limit)? {
             let (day, arrival_seq, source_seq) =
                 key::parse_lot(account_id, &k).ok_or_else(|| {
-                    Fault::new(format!("a lot key of account {account_id} is corrupt"))
+                    Fault::corrupt(format!("a lot key of account {account_id} is corrupt"))
                 })?;
             let amount: crate::money::Fen = decode(&v)?;
             out.push((

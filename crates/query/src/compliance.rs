@@ -187,7 +187,7 @@ impl Report<'_> {
             Some(d) => d.clone(),
             None => {
                 let org = self.ledger.state().org(org_id)?.ok_or_else(|| {
-                    Fault::new(format!(
+                    Fault::corrupt(format!(
                         "derived state lacks org {org_id}, which owns an account"
                     ))
                 })?;

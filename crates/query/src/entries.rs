@@ -50,7 +50,7 @@ impl Entry {
             .iter()
             .try_fold(0u64, |sum, leg| sum.checked_add(leg.amount.0))
             .map(Fen)
-            .ok_or_else(|| Fault::new(format!("record {}'s legs overflow u64", self.seq)))
+            .ok_or_else(|| Fault::corrupt(format!("record {}'s legs overflow u64", self.seq)))
     }
 }
 
@@ -201,7 +201,7 @@ fn candidates<V: Records + ?Sized>(
     let mut seqs = Vec::new();
     for (row_key, _) in view.state().scan(&prefix, &from, LIST_SCAN_ROWS_MAX)? {
         let seq = key::seq_suffix(&row_key).ok_or_else(|| {
-            Fault::new("an entry index key of derived state does not end with a seq")
+            Fault::corrupt("an entry index key of derived state does not end with a seq")
         })?;
         if seq < end {
             seqs.push(seq);

@@ -54,13 +54,13 @@ pub(crate) fn total_fen(amounts: impl IntoIterator<Item = Fen>) -> Result<u64, R
 /// end with a seq is corruption.
 pub(crate) fn indexed_seq(key_bytes: &[u8]) -> Result<u64, Fault> {
     key::seq_suffix(key_bytes)
-        .ok_or_else(|| Fault::new("an index key of derived state does not end with a seq"))
+        .ok_or_else(|| Fault::corrupt("an index key of derived state does not end with a seq"))
 }
 
 /// The movement of a record that an index or a leg names.
 pub(crate) fn indexed_movement<K: Kv + ?Sized>(state: &K, seq: u64) -> Result<Movement, Error> {
     Ok(state.movement(seq)?.ok_or_else(|| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state names record {seq} as a movement but holds none for it"
         ))
     })?)
@@ -72,7 +72,7 @@ pub(crate) fn indexed_account<K: Kv + ?Sized>(
     account_id: &str,
 ) -> Result<Account, Error> {
     Ok(state.account(account_id)?.ok_or_else(|| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state names account {account_id} but holds no such account"
         ))
     })?)
@@ -82,7 +82,7 @@ pub(crate) fn indexed_account<K: Kv + ?Sized>(
 pub(crate) fn indexed_source<K: Kv + ?Sized>(state: &K, source_seq: u64) -> Result<Source, Error> {
     Ok(state
         .source(source_seq)?
-        .ok_or_else(|| Fault::new(format!("derived state lacks source {source_seq}")))?)
+        .ok_or_else(|| Fault::corrupt(format!("derived state lacks source {source_seq}")))?)
 }
 
 /// Every lot of an account, oldest first; refused, never cut, past the limit.
@@ -220,7 +220,7 @@ pub fn trace_forward(
     let mut returned: BTreeMap<String, u128> = BTreeMap::new();
     let is_appropriation = movement.kind == RecordKind::Appropriation;
     let source_seq = movement.legs.first().map(|l| l.source_seq).ok_or_else(|| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "the movement of record {} has no legs",
             request.seq
         ))
@@ -477,7 +477,7 @@ pub fn trace_backward(
                 break;
             }
             let movement = state.movement(at_seq)?.ok_or_else(|| {
-                Fault::new(format!(
+                Fault::corrupt(format!(
                     "derived state lacks the movement of record {at_seq}"
                 ))
             })?;
@@ -486,7 +486,7 @@ pub fn trace_backward(
                 .iter()
                 .find(|l| l.source_seq == source && l.from_arrival_seq == from_arrival)
                 .ok_or_else(|| {
-                    Fault::new(format!(
+                    Fault::corrupt(format!(
                         "record {at_seq} has no leg of source {source} from lot {from_arrival:?}, which a later record names"
                     ))
                 })?;
@@ -516,7 +516,7 @@ pub fn trace_backward(
                             && l.to_account_id.as_deref() == Some(from_account.as_str())
                     })
                     .ok_or_else(|| {
-                        Fault::new(format!(
+                        Fault::corrupt(format!(
                             "lot {arrival}/{source} of account {from_account} has no arriving leg"
                         ))
                     })?;
@@ -962,7 +962,7 @@ fn household_findings(
         .state()
         .org(&household.owner_org_id)?
         .ok_or_else(|| {
-            Fault::new(format!(
+            Fault::corrupt(format!(
                 "derived state lacks org {}, which registered household {}",
                 household.owner_org_id, household.account_id
             ))
@@ -1097,7 +1097,7 @@ pub fn balances_as_of(
         return Err(too_big("this balance history").into());
     }
     let broken = |what: String| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "the entry index of account {} is inconsistent: {what}",
             account.account_id
         ))

@@ -14,6 +14,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::start::StartError;
 use fundtrail_api::pb;
 use fundtrail_core::limits::{ACCESS_LOG_GROUP_MAX, ACCESS_LOG_QUEUE_MAX, BATCH_BYTES_MAX};
 use fundtrail_core::Fault;
@@ -50,7 +51,7 @@ impl Entries {
         );
         self.tree
             .append(bytes)
-            .map_err(|e| Fault::new(format!("the access log's tree: {e}")))?;
+            .map_err(|e| Fault::bug(format!("the access log's tree: {e}")))?;
         self.offsets.push(offset);
         let mut named: Vec<&String> = record
             .household_account_ids
@@ -104,16 +105,16 @@ impl AccessLog {
         ledger_id: &str,
         origin: &str,
         key: ed25519_dalek::SigningKey,
-    ) -> Result<AccessLog, String> {
+    ) -> Result<AccessLog, StartError> {
         let path = data_dir.join(ACCESS_LOG_FILE_NAME);
-        let mut journal = Journal::open_or_create(&path, FileKind::AccessLog, ledger_id)
-            .map_err(|e| e.to_string())?;
+        let mut journal = Journal::open_or_create(&path, FileKind::AccessLog, ledger_id)?;
         let entries = read_entries(&mut journal)?;
         let origin = access_origin(origin);
-        let signer = NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
-        let reader = journal
-            .reader()
-            .map_err(|e| format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}"))?;
+        let signer = NoteSigner::new(&origin, key)
+            .map_err(|e| StartError::Config(format!("bad log key: {e}")))?;
+        let reader = journal.reader().map_err(|e| {
+            StartError::Unavailable(format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}"))
+        })?;
         let entries = Arc::new(Mutex::new(entries));
         let failed = Arc::new(Mutex::new(None));
         let (tx, rx) = mpsc::sync_channel(ACCESS_LOG_QUEUE_MAX);
@@ -125,7 +126,9 @@ impl AccessLog {
         let writer = std::thread::Builder::new()
             .name("access-log".into())
             .spawn(move || writer.run(rx))
-            .map_err(|e| format!("cannot start the access-log writer: {e}"))?;
+            .map_err(|e| {
+                StartError::Unavailable(format!("cannot start the access-log writer: {e}"))
+            })?;
         Ok(AccessLog {
             queue: Mutex::new(Some(tx)),
             entries,
@@ -146,7 +149,7 @@ impl AccessLog {
     /// answered.
     pub fn record(&self, record: pb::AccessRecord, durable: bool) -> Result<(), Fault> {
         if let Some(reason) = self.failed.lock().expect("poisoned").clone() {
-            return Err(Fault::new(format!(
+            return Err(Fault::io(format!(
                 "the access log cannot be written ({reason})"
             )));
         }
@@ -159,18 +162,18 @@ impl AccessLog {
         };
         let queue = self.queue.lock().expect("poisoned").clone();
         let Some(queue) = queue else {
-            return Err(Fault::new("the access log is shut down"));
+            return Err(Fault::io("the access log is shut down"));
         };
         queue
             .send(Pending {
                 record,
                 durable: reply,
             })
-            .map_err(|_| Fault::new("the access-log writer has stopped"))?;
+            .map_err(|_| Fault::io("the access-log writer has stopped"))?;
         match done {
             Some(done) => done
                 .recv()
-                .map_err(|_| Fault::new("the access-log writer stopped before writing"))?,
+                .map_err(|_| Fault::io("the access-log writer stopped before writing"))?,
             None => Ok(()),
         }
     }
@@ -180,14 +183,14 @@ impl AccessLog {
         let entries = self.entries.lock().expect("poisoned");
         let tree_size = entries.tree.tree_size();
         let root_hash = tree_hash(tree_size, &entries.tree)
-            .map_err(|e| Fault::new(format!("the access log's tree: {e}")))?;
+            .map_err(|e| Fault::bug(format!("the access log's tree: {e}")))?;
         let checkpoint = Checkpoint {
             origin: self.origin.clone(),
             tree_size,
             root_hash,
         };
         let note = sign_checkpoint(&checkpoint, &self.signer)
-            .map_err(|e| Fault::new(format!("cannot sign the access checkpoint: {e}")))?;
+            .map_err(|e| Fault::bug(format!("cannot sign the access checkpoint: {e}")))?;
         Ok((checkpoint, note))
     }
 
@@ -222,15 +225,15 @@ impl AccessLog {
             let offset = *entries
                 .offsets
                 .get(index as usize)
-                .ok_or_else(|| Fault::new(format!("no access-log entry {index}")))?;
+                .ok_or_else(|| Fault::corrupt(format!("no access-log entry {index}")))?;
             let proof = prove_record(tree_size, index, &entries.tree)
-                .map_err(|e| Fault::new(format!("the access log's tree: {e}")))?;
+                .map_err(|e| Fault::bug(format!("the access log's tree: {e}")))?;
             (offset, proof)
         };
         let bytes = self
             .reader
             .read(offset)
-            .map_err(|e| Fault::new(format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}")))?;
+            .map_err(|e| Fault::io(format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}")))?;
         Ok((bytes, proof))
     }
 
@@ -256,44 +259,48 @@ impl AccessLog {
 }
 
 /// Re-reads every entry of `access.log`.
-fn read_entries(journal: &mut Journal) -> Result<Entries, String> {
+fn read_entries(journal: &mut Journal) -> Result<Entries, StartError> {
     let mut entries = Entries::default();
     let scan = journal
         .scan(0)
-        .map_err(|e| format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}"))?;
+        .map_err(|e| StartError::Unavailable(format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}")))?;
     let mut torn = None;
     for frame in scan {
         match frame {
             Ok(frame) => {
                 let record = pb::AccessRecord::decode(frame.record.as_slice()).map_err(|e| {
-                    format!("{ACCESS_LOG_FILE_NAME} holds an entry that does not decode at byte {}: {e}", frame.offset)
+                    StartError::Refused(format!("{ACCESS_LOG_FILE_NAME} holds an entry that does not decode at byte {}: {e}", frame.offset))
                 })?;
                 if record.index != entries.tree.tree_size() {
-                    return Err(format!(
+                    return Err(StartError::Refused(format!(
                         "{ACCESS_LOG_FILE_NAME} holds entry {} where entry {} belongs",
                         record.index,
                         entries.tree.tree_size()
-                    ));
+                    )));
                 }
                 entries
                     .add(frame.offset, &record, &frame.record)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(StartError::from)?;
             }
             Err(JournalError::BadFrame { offset, reason }) => torn = Some((offset, reason)),
-            Err(e) => return Err(format!("cannot read {ACCESS_LOG_FILE_NAME}: {e}")),
+            Err(e) => {
+                return Err(StartError::Unavailable(format!(
+                    "cannot read {ACCESS_LOG_FILE_NAME}: {e}"
+                )))
+            }
         }
     }
     if let Some((offset, reason)) = torn {
         let tail_bytes = journal.end_offset() - offset;
         if tail_bytes > BATCH_BYTES_MAX {
-            return Err(format!(
+            return Err(StartError::Refused(format!(
                 "{ACCESS_LOG_FILE_NAME} is damaged at byte {offset} ({reason}), {tail_bytes} bytes before its end: not a torn write"
-            ));
+            )));
         }
         warn!(offset, tail_bytes, %reason, "cutting the access log's torn tail");
-        journal
-            .truncate(offset)
-            .map_err(|e| format!("cannot cut the access log's torn tail: {e}"))?;
+        journal.truncate(offset).map_err(|e| {
+            StartError::Unavailable(format!("cannot cut the access log's torn tail: {e}"))
+        })?;
     }
     Ok(entries)
 }
@@ -331,7 +338,7 @@ impl Writer {
     /// Numbers, writes and fsyncs one group, then adds it to the tree.
     fn append(&mut self, group: &mut [Pending]) -> Result<(), Fault> {
         if let Some(reason) = self.failed.lock().expect("poisoned").clone() {
-            return Err(Fault::new(format!(
+            return Err(Fault::io(format!(
                 "the access log cannot be written ({reason})"
             )));
         }
@@ -344,7 +351,7 @@ impl Writer {
         let offsets = self
             .journal
             .append(&bytes)
-            .map_err(|e| Fault::new(format!("cannot append to {ACCESS_LOG_FILE_NAME}: {e}")))?;
+            .map_err(|e| Fault::io(format!("cannot append to {ACCESS_LOG_FILE_NAME}: {e}")))?;
         let mut entries = self.entries.lock().expect("poisoned");
         for ((pending, bytes), offset) in group.iter().zip(&bytes).zip(offsets) {
             entries.add(offset, &pending.record, bytes)?;

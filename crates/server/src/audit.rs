@@ -154,8 +154,9 @@ fn access_log_page(
         let (record, proof) = log.entry(index, checkpoint.tree_size)?;
         // An entry naming accounts outside the reader's jurisdiction (an
         // export by a national office, say) is proved but not shown.
-        let decoded = pb::AccessRecord::decode(record.as_slice())
-            .map_err(|e| Fault::new(format!("access-log entry {index} does not decode: {e}")))?;
+        let decoded = pb::AccessRecord::decode(record.as_slice()).map_err(|e| {
+            Fault::corrupt(format!("access-log entry {index} does not decode: {e}"))
+        })?;
         let named: Vec<String> = decoded
             .account_ids
             .into_iter()
@@ -234,7 +235,7 @@ fn add_cosignature(engine: &Engine, note: &str) -> Result<pb::AddCosignatureResp
         let mut verified = None;
         for key_id in &org.key_ids {
             let key = state.key(key_id).map_err(status)?.ok_or_else(|| {
-                status(fundtrail_core::Fault::new(format!(
+                status(fundtrail_core::Fault::corrupt(format!(
                     "derived state lacks key {key_id} of witness {name}"
                 )))
             })?;
@@ -448,7 +449,7 @@ impl pb::audit_server::Audit for AuditService {
         }
         jurisdiction::blocking(self.engine.clone(), move |engine| {
             let proof = prove_tree(request.second_size, request.first_size, engine.state())
-                .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
+                .map_err(|e| Fault::io(format!("the tree cannot be read: {e}")))?;
             Ok(pb::GetConsistencyProofResponse {
                 hashes: hashes(proof),
             })
@@ -610,11 +611,11 @@ fn public_proof(
     index: u64,
 ) -> Result<pb::GetInclusionProofResponse, Error> {
     let proof = prove_record(tree_size, index, engine.state())
-        .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?;
+        .map_err(|e| Fault::io(format!("the tree cannot be read: {e}")))?;
     let leaf_hash = engine
         .state()
         .read_hashes(&[fundtrail_tlog::stored_hash_index(0, index)])
-        .map_err(|e| Fault::new(format!("the tree cannot be read: {e}")))?
+        .map_err(|e| Fault::io(format!("the tree cannot be read: {e}")))?
         .pop()
         .expect("one hash per index asked")
         .to_vec();

@@ -968,7 +968,7 @@ fn verify(
     claim.verify(&key.public_key, &signature.signature)?;
     let chain = state.org_chain(&key.org_id)?;
     if chain.is_empty() {
-        return Err(Fault::new(format!("derived state lacks org {}", key.org_id)).into());
+        return Err(Fault::corrupt(format!("derived state lacks org {}", key.org_id)).into());
     }
     Ok(Reader::of_chain(&chain))
 }

@@ -19,6 +19,7 @@ use fundtrail_tlog::{
 
 /// The checkpoint log's file name inside the data directory.
 pub const CHECKPOINTS_FILE_NAME: &str = "checkpoints.log";
+use crate::start::StartError;
 use fundtrail_core::limits::COSIGNATURES_MAX;
 
 /// How often checkpoints are signed.
@@ -128,23 +129,23 @@ impl CheckpointStore for fundtrail_pg::PgCheckpoints {
 /// The size and root of the newest checkpoint in `store`, read without
 /// checking its signature: for demanding more of a journal before the
 /// log's key is at hand. [`Checkpoints::open`] checks every signature.
-pub fn newest_unchecked(store: &dyn CheckpointStore) -> Result<Option<(u64, Hash)>, String> {
-    let Some(text) = store.notes()?.pop() else {
+pub fn newest_unchecked(store: &dyn CheckpointStore) -> Result<Option<(u64, Hash)>, StartError> {
+    let Some(text) = store.notes().map_err(StartError::Unavailable)?.pop() else {
         return Ok(None);
     };
-    let (body, _) = split_note(&text).map_err(|e| format!("a malformed checkpoint note: {e}"))?;
-    let checkpoint =
-        Checkpoint::parse(body).map_err(|e| format!("a malformed checkpoint note: {e}"))?;
+    let malformed = |e| StartError::Refused(format!("a malformed checkpoint note: {e}"));
+    let (body, _) = split_note(&text).map_err(malformed)?;
+    let checkpoint = Checkpoint::parse(body).map_err(malformed)?;
     Ok(Some((checkpoint.tree_size, checkpoint.root_hash)))
 }
 
 /// The local checkpoint log of `data_dir`, if it has one.
-pub fn local_store(data_dir: &Path) -> Result<Option<Box<dyn CheckpointStore>>, String> {
+pub fn local_store(data_dir: &Path) -> Result<Option<Box<dyn CheckpointStore>>, StartError> {
     let path = FileStore::path(data_dir);
     if !path.exists() {
         return Ok(None);
     }
-    let file = Journal::open(&path, FileKind::Checkpoints, None).map_err(|e| e.to_string())?;
+    let file = Journal::open(&path, FileKind::Checkpoints, None)?;
     Ok(Some(Box::new(FileStore(file))))
 }
 
@@ -174,7 +175,7 @@ impl Checkpoints {
         signer: NoteSigner,
         origin: String,
         shared: Option<Box<dyn CheckpointStore>>,
-    ) -> Result<Checkpoints, String> {
+    ) -> Result<Checkpoints, StartError> {
         let verifier = signer.verifier();
         Checkpoints::open_with(data_dir, ledger_id, Some(signer), verifier, origin, shared)
     }
@@ -186,7 +187,7 @@ impl Checkpoints {
         ledger_id: &str,
         verifier: NoteVerifier,
         origin: String,
-    ) -> Result<Checkpoints, String> {
+    ) -> Result<Checkpoints, StartError> {
         Checkpoints::open_with(data_dir, ledger_id, None, verifier, origin, None)
     }
 
@@ -197,22 +198,22 @@ impl Checkpoints {
         verifier: NoteVerifier,
         origin: String,
         shared: Option<Box<dyn CheckpointStore>>,
-    ) -> Result<Checkpoints, String> {
+    ) -> Result<Checkpoints, StartError> {
         let file =
-            Journal::open_or_create(&FileStore::path(data_dir), FileKind::Checkpoints, ledger_id)
-                .map_err(|e| e.to_string())?;
+            Journal::open_or_create(&FileStore::path(data_dir), FileKind::Checkpoints, ledger_id)?;
         let mut stores = Vec::from_iter(shared);
         stores.push(Box::new(FileStore(file)));
         let mut by_size: BTreeMap<u64, Signed> = BTreeMap::new();
         for store in &stores {
-            for text in store.notes()? {
-                let signed = parse_stored(&text, &verifier, &origin)?;
+            for text in store.notes().map_err(StartError::Unavailable)? {
+                let signed =
+                    parse_stored(&text, &verifier, &origin).map_err(StartError::Refused)?;
                 let size = signed.checkpoint.tree_size;
                 match by_size.get_mut(&size) {
                     Some(earlier) if earlier.checkpoint != signed.checkpoint => {
-                        return Err(format!(
+                        return Err(StartError::Refused(format!(
                             "two different checkpoints of {size} records were signed by this log"
-                        ));
+                        )));
                     }
                     Some(earlier) => earlier.cosignatures.extend(signed.cosignatures),
                     None => {
@@ -269,13 +270,13 @@ impl Checkpoints {
             return Ok(None);
         }
         let root_hash = tree_hash(tree_size, tree)
-            .map_err(|e| Fault::new(format!("cannot compute the tree root: {e}")))?;
+            .map_err(|e| Fault::io(format!("cannot compute the tree root: {e}")))?;
         if let Some(previous) = &previous {
             let old = &previous.checkpoint;
             let proof = prove_tree(tree_size, old.tree_size, tree)
-                .map_err(|e| Fault::new(format!("cannot prove consistency: {e}")))?;
+                .map_err(|e| Fault::io(format!("cannot prove consistency: {e}")))?;
             check_tree(&proof, tree_size, &root_hash, old.tree_size, &old.root_hash).map_err(|e| {
-                Fault::new(format!(
+                Fault::corrupt(format!(
                     "refusing to sign: the tree of {tree_size} records is not consistent with the signed checkpoint of {} records ({e})",
                     old.tree_size
                 ))
@@ -289,9 +290,9 @@ impl Checkpoints {
         let signer = self
             .signer
             .as_ref()
-            .ok_or_else(|| Fault::new("a replica signs no checkpoints"))?;
+            .ok_or_else(|| Fault::bug("a replica signs no checkpoints"))?;
         let note = sign_checkpoint(&checkpoint, signer)
-            .map_err(|e| Fault::new(format!("cannot sign: {e}")))?;
+            .map_err(|e| Fault::bug(format!("cannot sign: {e}")))?;
         let signed = Signed {
             checkpoint,
             note,
@@ -300,7 +301,7 @@ impl Checkpoints {
         for (i, store) in inner.stores.iter_mut().enumerate() {
             store
                 .add_checkpoint(&signed)
-                .map_err(|e| Fault::new(format!("cannot store the checkpoint: {e}")))?;
+                .map_err(|e| Fault::io(format!("cannot store the checkpoint: {e}")))?;
             if i == 0 {
                 crate::crash::point(crate::crash::AFTER_CHECKPOINT_STORED);
             }
@@ -390,7 +391,7 @@ impl Checkpoints {
         for store in inner.stores.iter_mut() {
             store
                 .add_cosignature(&signed, witness)
-                .map_err(|e| Fault::new(format!("cannot store the cosignature: {e}")))?;
+                .map_err(|e| Fault::io(format!("cannot store the cosignature: {e}")))?;
         }
         inner.by_size.insert(tree_size, signed);
         Ok(())

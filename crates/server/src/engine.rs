@@ -43,6 +43,7 @@ use crate::pipeline::{
 };
 use crate::recovery::{read_if_intact, recover};
 use crate::replica_status::ReplicaStatus;
+use crate::start::StartError;
 use crate::tokens::TokenSealer;
 pub use fundtrail_verify::{checkpoint_origin, ledger_of_origin};
 use tracing::{info, warn};
@@ -179,17 +180,17 @@ const LEGACY_STATE_DIR_NAME: &str = "state";
 /// Opens the file journal and the derived state of `data_dir`. A state of
 /// another schema version or another ledger, or one whose slot files fell
 /// short of its watermark, is thrown away, to be rebuilt from the journal.
-pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
+pub fn open_file_stores(data_dir: &Path) -> Result<Stores, StartError> {
     let path = data_dir.join(JOURNAL_FILE_NAME);
     if !path.exists() {
-        return Err(format!(
+        return Err(StartError::Config(format!(
             "{} holds no ledger; run `fundtrail init --data-dir {}` first",
             data_dir.display(),
             data_dir.display()
-        ));
+        )));
     }
     let journal = Journal::open(&path, FileKind::Journal, None)
-        .map_err(|e| format!("cannot open journal: {e}"))?;
+        .map_err(|e| StartError::from(e).during("cannot open journal"))?;
     open_stores(data_dir, Box::new(journal))
 }
 
@@ -204,22 +205,23 @@ pub fn open_file_stores(data_dir: &Path) -> Result<Stores, String> {
 /// database lacks is not thrown away: the writer answered their clients
 /// before indexing them, so the database lost acknowledged records, and
 /// recovery keeps the ledger read-only, naming them.
-pub fn open_pg_stores(data_dir: &Path, url: &str, lease_ms: Option<u64>) -> Result<Stores, String> {
+pub fn open_pg_stores(
+    data_dir: &Path,
+    url: &str,
+    lease_ms: Option<u64>,
+) -> Result<Stores, StartError> {
     if data_dir.join(JOURNAL_FILE_NAME).exists() {
-        return Err(format!(
+        return Err(StartError::Config(format!(
             "{} holds a file journal; a ledger kept in PostgreSQL needs a data directory of its own",
             data_dir.display()
-        ));
+        )));
     }
-    let in_db = |e: fundtrail_pg::PgError| format!("the journal in PostgreSQL: {e}");
     let lease = lease_ms
         .map(|ms| fundtrail_pg::Lease::acquire(url, &fundtrail_pg::holder_name(), ms))
-        .transpose()
-        .map_err(in_db)?;
-    let shared = fundtrail_pg::PgCheckpoints::open(url).map_err(in_db)?;
+        .transpose()?;
+    let shared = fundtrail_pg::PgCheckpoints::open(url)?;
     let checkpoint = newest_checkpoint(&shared, checkpoints::local_store(data_dir)?)?;
-    let (journal, _) =
-        fundtrail_pg::PgJournal::open_writer(url, None, lease, checkpoint).map_err(in_db)?;
+    let (journal, _) = fundtrail_pg::PgJournal::open_writer(url, None, lease, checkpoint)?;
     let mut stores = open_stores(data_dir, Box::new(journal))?;
     stores.shared_checkpoints = Some(Box::new(shared));
     Ok(stores)
@@ -232,18 +234,19 @@ fn open_replica_keys(
     data_dir: &Path,
     meta: &LedgerMeta,
     pinned_log_vkey: Option<&str>,
-) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
+) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), StartError> {
     // The pin is checked before the replica writes anything of its own.
     let origin = checkpoint_origin(&meta.ledger_id);
-    let log_key = ed25519_dalek::VerifyingKey::from_bytes(&meta.log_public_key)
-        .map_err(|e| format!("the genesis record's log key is not a key: {e}"))?;
+    let log_key = ed25519_dalek::VerifyingKey::from_bytes(&meta.log_public_key).map_err(|e| {
+        StartError::Refused(format!("the genesis record's log key is not a key: {e}"))
+    })?;
     let verifier = fundtrail_tlog::NoteVerifier::new(&origin, log_key)
-        .map_err(|e| format!("bad log key: {e}"))?;
+        .map_err(|e| StartError::Refused(format!("bad log key: {e}")))?;
     if let Some(pinned) = pinned_log_vkey.filter(|&pinned| pinned != verifier.vkey()) {
-        return Err(format!(
+        return Err(StartError::Refused(format!(
             "the genesis record names the log key {}, not the pinned {pinned}: the upstream serves another ledger, or a forged one",
             verifier.vkey()
-        ));
+        )));
     }
     let path = data_dir.join(REPLICA_KEY_FILE_NAME);
     if !path.exists() {
@@ -254,12 +257,9 @@ fn open_replica_keys(
                 .to_json()
                 .as_bytes(),
         )
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        .map_err(|e| StartError::Unavailable(format!("cannot write {}: {e}", path.display())))?;
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let (_, key) = fundtrail_core::keyfile::KeyFile::from_json(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, key) = read_key_file(&path)?;
     let pseudonym_key = fundtrail_core::access::pseudonym_key(&key.to_bytes());
     let tokens = TokenSealer::new(&fundtrail_core::access::derived_key(
         &key.to_bytes(),
@@ -279,28 +279,27 @@ pub const REPLICA_KEY_FILE_NAME: &str = "replica.key";
 fn newest_checkpoint(
     shared: &dyn CheckpointStore,
     local: Option<Box<dyn CheckpointStore>>,
-) -> Result<Option<(u64, fundtrail_tlog::Hash)>, String> {
+) -> Result<Option<(u64, fundtrail_tlog::Hash)>, StartError> {
     let in_db = checkpoints::newest_unchecked(shared)?;
     let here = local
         .map(|store| checkpoints::newest_unchecked(store.as_ref()))
         .transpose()?
         .flatten();
     match (in_db, here) {
-        (Some(a), Some(b)) if a.0 == b.0 && a.1 != b.1 => Err(format!(
+        (Some(a), Some(b)) if a.0 == b.0 && a.1 != b.1 => Err(StartError::Refused(format!(
             "the database and this node's checkpoint log hold different checkpoints of {} records: the log was forked; do not write",
             a.0
-        )),
+        ))),
         (a, b) => Ok(a.max(b)),
     }
 }
 
 /// The derived state of `data_dir` next to `journal`.
-fn open_stores(data_dir: &Path, journal: Box<dyn JournalStore>) -> Result<Stores, String> {
+fn open_stores(data_dir: &Path, journal: Box<dyn JournalStore>) -> Result<Stores, StartError> {
     let legacy = data_dir.join(LEGACY_STATE_DIR_NAME);
     if legacy.is_dir() {
         info!(state = %legacy.display(), "removing derived state of an older layout");
-        std::fs::remove_dir_all(&legacy)
-            .map_err(|e| format!("cannot remove the stale state {}: {e}", legacy.display()))?;
+        remove_stale_state(&legacy)?;
     }
     let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
     Ok(Stores {
@@ -311,15 +310,15 @@ fn open_stores(data_dir: &Path, journal: Box<dyn JournalStore>) -> Result<Stores
 }
 
 /// Why the derived state in `state` cannot be used, if it cannot.
-fn stale_state(state: &StateDb, ledger_id: &str) -> Result<Option<String>, String> {
-    Ok(match state.schema_version().map_err(|e| e.to_string())? {
+fn stale_state(state: &StateDb, ledger_id: &str) -> Result<Option<String>, Fault> {
+    Ok(match state.schema_version()? {
         None => None,
-        Some(SCHEMA_VERSION) => match state.ledger().map_err(|e| e.to_string())? {
+        Some(SCHEMA_VERSION) => match state.ledger()? {
             Some(meta) if meta.ledger_id != ledger_id => Some(format!(
                 "it holds ledger {:?}, the journal ledger {ledger_id:?}",
                 meta.ledger_id
             )),
-            _ if !state.slots_complete().map_err(|e| e.to_string())? => {
+            _ if !state.slots_complete()? => {
                 Some("its tree-hash or record-offset file lost slots below its watermark".into())
             }
             _ => None,
@@ -330,10 +329,11 @@ fn stale_state(state: &StateDb, ledger_id: &str) -> Result<Option<String>, Strin
     })
 }
 
-pub(crate) fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String> {
+pub(crate) fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, StartError> {
     let open = || {
-        StateDb::open(dir, ledger_id)
-            .map_err(|e| format!("cannot open state store {}: {e}", dir.display()))
+        StateDb::open(dir, ledger_id).map_err(|e| {
+            StartError::Unavailable(format!("cannot open state store {}: {e}", dir.display()))
+        })
     };
     let state = open()?;
     let state = match stale_state(&state, ledger_id)? {
@@ -341,21 +341,40 @@ pub(crate) fn open_state(dir: &Path, ledger_id: &str) -> Result<StateDb, String>
         Some(why) => {
             info!(state = %dir.display(), %why, "rebuilding derived state from the journal");
             drop(state);
-            std::fs::remove_dir_all(dir)
-                .map_err(|e| format!("cannot remove the stale state {}: {e}", dir.display()))?;
+            remove_stale_state(dir)?;
             open()?
         }
     };
-    if state.schema_version().map_err(|e| e.to_string())?.is_none() {
-        state.set_schema_version().map_err(|e| e.to_string())?;
+    if state.schema_version()?.is_none() {
+        state.set_schema_version()?;
     }
     Ok(state)
+}
+
+/// Removes derived state that is rebuilt from the journal.
+fn remove_stale_state(dir: &Path) -> Result<(), StartError> {
+    std::fs::remove_dir_all(dir).map_err(|e| {
+        StartError::Unavailable(format!(
+            "cannot remove the stale state {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// A key file's name and key.
+fn read_key_file(
+    path: &Path,
+) -> Result<(fundtrail_core::keyfile::KeyFile, ed25519_dalek::SigningKey), StartError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
+    fundtrail_core::keyfile::KeyFile::from_json(&text)
+        .map_err(|e| StartError::Config(format!("{}: {e}", path.display())))
 }
 
 impl Engine {
     /// Opens the ledger in `config.data_dir` on its file journal and derived
     /// state. Fails if there is no ledger there (see `genesis::init`).
-    pub fn open(config: EngineConfig) -> Result<Arc<Engine>, String> {
+    pub fn open(config: EngineConfig) -> Result<Arc<Engine>, StartError> {
         let lock = crate::dirlock::DataDirLock::take(&config.data_dir)?;
         let stores = match &config.journal_url {
             Some(url) => open_pg_stores(&config.data_dir, url, config.journal_lease_ms)?,
@@ -374,7 +393,7 @@ impl Engine {
     /// Opens a writer's ledger on `stores`: replays the journal past the
     /// state's watermark, cuts a torn tail, checks the newest checkpoint,
     /// and starts the write path and the checkpointer.
-    pub fn open_with(config: EngineConfig, stores: Stores) -> Result<Arc<Engine>, String> {
+    pub fn open_with(config: EngineConfig, stores: Stores) -> Result<Arc<Engine>, StartError> {
         Ok(Engine::open_on(config, stores, false)?.0)
     }
 
@@ -384,7 +403,7 @@ impl Engine {
     pub(crate) fn open_replica(
         config: EngineConfig,
         stores: Stores,
-    ) -> Result<(Arc<Engine>, bool), String> {
+    ) -> Result<(Arc<Engine>, bool), StartError> {
         Engine::open_on(config, stores, true)
     }
 
@@ -392,7 +411,7 @@ impl Engine {
         config: EngineConfig,
         stores: Stores,
         replica: bool,
-    ) -> Result<(Arc<Engine>, bool), String> {
+    ) -> Result<(Arc<Engine>, bool), StartError> {
         let Stores {
             mut journal,
             state,
@@ -400,27 +419,26 @@ impl Engine {
         } = stores;
         let reader = journal
             .reader()
-            .map_err(|e| format!("cannot open journal: {e}"))?;
+            .map_err(|e| StartError::Unavailable(format!("cannot open journal: {e}")))?;
         let recovery = recover(journal.as_mut(), state.as_ref(), reader.as_ref())
-            .map_err(|e| format!("cannot recover the ledger: {e}"))?;
-        let watermark = state.watermark().map_err(|e| e.to_string())?;
+            .map_err(|fault| StartError::from(fault).during("cannot recover the ledger"))?;
+        let watermark = state.watermark()?;
         if watermark.record_count == 0 {
-            return Err(format!(
+            return Err(StartError::Config(format!(
                 "{} holds no records; run `fundtrail init --data-dir {}`",
                 config.data_dir.display(),
                 config.data_dir.display()
-            ));
+            )));
         }
-        let meta = state
-            .ledger()
-            .map_err(|e| e.to_string())?
-            .ok_or("the state has records but no ledger identity")?;
+        let meta = state.ledger()?.ok_or_else(|| {
+            StartError::Refused("the state has records but no ledger identity".into())
+        })?;
         if meta.ledger_id != journal.ledger_id() {
-            return Err(format!(
+            return Err(StartError::Refused(format!(
                 "the journal's header names ledger {:?}, but its genesis record ledger {:?}",
                 journal.ledger_id(),
                 meta.ledger_id
-            ));
+            )));
         }
         let (checkpoints, pseudonym_key, access_log, tokens) = if replica {
             open_replica_keys(&config.data_dir, &meta, config.pinned_log_vkey.as_deref())?
@@ -435,12 +453,11 @@ impl Engine {
                 reader.as_ref(),
                 &checkpoints,
                 watermark.record_count,
-            )?,
+            )
+            .map_err(StartError::Unavailable)?,
         };
         if recovery.is_none() && !replica {
-            checkpoints
-                .sign(watermark.record_count, state.as_ref())
-                .map_err(|e| e.to_string())?;
+            checkpoints.sign(watermark.record_count, state.as_ref())?;
         }
         if let Some(reason) = &recovery {
             warn!(%reason, "serving read-only");
@@ -475,11 +492,11 @@ impl Engine {
         let checkpointer = std::thread::Builder::new()
             .name("checkpointer".into())
             .spawn(move || checkpointer.run(checkpoint_wait))
-            .map_err(|e| format!("cannot start the checkpointer: {e}"))?;
+            .map_err(|e| StartError::Unavailable(format!("cannot start the checkpointer: {e}")))?;
         let indexed = Arc::new(Progress::new(served));
         let resyncs = Arc::new(crate::pipeline::Resyncs::default());
         let sequencer_state = SequencerState::load(state.clone())
-            .map_err(|e| format!("cannot load the sequencer's state: {e}"))?;
+            .map_err(|e| StartError::from(e).during("cannot load the sequencer's state"))?;
         let pipeline = pipeline::start(
             PipelineParts {
                 state: sequencer_state,
@@ -499,7 +516,8 @@ impl Engine {
                 metrics: metrics.clone(),
             },
             rx,
-        )?;
+        )
+        .map_err(StartError::Unavailable)?;
         let engine = Arc::new(Engine {
             state,
             reader,
@@ -510,9 +528,8 @@ impl Engine {
             access_log,
             tokens,
             verifying_keys: Default::default(),
-            checkers: CheckPool::start(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
-            )?,
+            checkers: CheckPool::start(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .map_err(StartError::Unavailable)?,
             record_count,
             indexed,
             resyncs,
@@ -625,6 +642,7 @@ impl Engine {
             records: self.record_count(),
             queue_depth: self.queue_depth(),
             read_only: self.read_only_reason().is_some(),
+            writes_stopped: self.gate.stopped().map(|why| why.name()),
             checkpoint_size: self
                 .checkpoints
                 .latest()
@@ -888,9 +906,7 @@ impl Engine {
             return Ok(Some(found));
         }
         let key = self.state.key(key_id).map_err(|fault| {
-            self.gate.stop(Stop::StoreFailed(format!(
-                "the state store failed: {fault}"
-            )));
+            self.gate.stop(Stop::StoreFailed(fault.clone()));
             stopped_by_fault()
         })?;
         let Some(key) = key else { return Ok(None) };
@@ -941,9 +957,9 @@ impl Engine {
             let record = self.record(committed.seq).map_err(|e| match e {
                 Error::Refused(rejection) => rejection,
                 Error::Fault(fault) => {
-                    self.gate.stop(Stop::StoreFailed(format!(
-                        "the journal cannot be read: {fault}"
-                    )));
+                    self.gate.stop(Stop::StoreFailed(
+                        fault.during("the journal cannot be read"),
+                    ));
                     stopped_by_fault()
                 }
             })?;
@@ -967,20 +983,21 @@ impl Engine {
             .into());
         }
         let location = self.state.record_location(seq)?.ok_or_else(|| {
-            Fault::new(format!(
+            Fault::corrupt(format!(
                 "the state has no journal location for record {seq}"
             ))
         })?;
         Ok(self
             .reader
             .read(location)
-            .map_err(|e| Fault::new(format!("cannot read record {seq} from the journal: {e}")))?)
+            .map_err(|e| Fault::io(format!("cannot read record {seq} from the journal: {e}")))?)
     }
 
     pub fn record(&self, seq: u64) -> Result<pb::Record, Error> {
         let bytes = self.record_bytes(seq)?;
-        Ok(pb::Record::decode(bytes.as_slice())
-            .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?)
+        Ok(pb::Record::decode(bytes.as_slice()).map_err(|e| {
+            Fault::corrupt(format!("record {seq} in the journal does not decode: {e}"))
+        })?)
     }
 }
 
@@ -1001,17 +1018,14 @@ fn open_checkpoints(
     data_dir: &Path,
     meta: &LedgerMeta,
     shared: Option<Box<dyn CheckpointStore>>,
-) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), String> {
+) -> Result<(Checkpoints, [u8; 32], AccessLog, TokenSealer), StartError> {
     let path = data_dir.join(LOG_KEY_FILE_NAME);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("cannot read the log key {}: {e}", path.display()))?;
-    let (_, key) = fundtrail_core::keyfile::KeyFile::from_json(&text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let (_, key) = read_key_file(&path).map_err(|e| e.during("the log key"))?;
     if key.verifying_key().to_bytes() != meta.log_public_key {
-        return Err(format!(
+        return Err(StartError::Config(format!(
             "{} is not the log key named in this ledger's genesis record",
             path.display()
-        ));
+        )));
     }
     let pseudonym_key = fundtrail_core::access::pseudonym_key(&key.to_bytes());
     let tokens = TokenSealer::new(&fundtrail_core::access::derived_key(
@@ -1020,8 +1034,8 @@ fn open_checkpoints(
     ));
     let origin = checkpoint_origin(&meta.ledger_id);
     let access_log = AccessLog::open(data_dir, &meta.ledger_id, &origin, key.clone())?;
-    let signer =
-        fundtrail_tlog::NoteSigner::new(&origin, key).map_err(|e| format!("bad log key: {e}"))?;
+    let signer = fundtrail_tlog::NoteSigner::new(&origin, key)
+        .map_err(|e| StartError::Config(format!("bad log key: {e}")))?;
     Ok((
         Checkpoints::open(data_dir, &meta.ledger_id, signer, origin, shared)?,
         pseudonym_key,
@@ -1112,7 +1126,7 @@ impl Checkpointer {
                 Ok(None) => {}
                 Err(e) => self
                     .gate
-                    .stop(Stop::StoreFailed(format!("cannot sign a checkpoint: {e}"))),
+                    .stop(Stop::StoreFailed(e.during("cannot sign a checkpoint"))),
             }
         }
     }

@@ -30,6 +30,7 @@ use crate::engine::{open_file_stores, open_state, state_dir, Engine, EngineConfi
 use crate::genesis::LOG_KEY_FILE_NAME;
 use crate::recovery::recover;
 use crate::replica_status::{ReplicaReport, ReplicaStatus};
+use crate::start::StartError;
 use crate::upstream::{against_adopted, Source, Stop};
 pub use crate::upstream::{NodeUpstream, Upstream};
 
@@ -42,7 +43,7 @@ pub const FOLLOW_POLL_MS: u64 = 200;
 /// Opens the ledger in `config.data_dir` as a verifying replica of
 /// `upstream` (its own data directory, never a writer's) and starts the
 /// follower, unless recovery found the replica's own files wrong.
-pub fn open(config: EngineConfig, upstream: Upstream) -> Result<Arc<Engine>, String> {
+pub fn open(config: EngineConfig, upstream: Upstream) -> Result<Arc<Engine>, StartError> {
     let lock = DataDirLock::take(&config.data_dir)?;
     let stores = match &upstream {
         Upstream::Database(url) => open_replica_stores(&config.data_dir, url)?,
@@ -55,7 +56,7 @@ pub fn open(config: EngineConfig, upstream: Upstream) -> Result<Arc<Engine>, Str
         let follower = std::thread::Builder::new()
             .name("follower".into())
             .spawn(move || run(followed, upstream, status))
-            .map_err(|e| format!("cannot start the follower: {e}"))?;
+            .map_err(|e| StartError::Unavailable(format!("cannot start the follower: {e}")))?;
         engine.keep_follower(follower);
     }
     Ok(engine)
@@ -65,22 +66,21 @@ pub fn open(config: EngineConfig, upstream: Upstream) -> Result<Arc<Engine>, Str
 /// replica, and the derived state of `data_dir`. The journal reads only as
 /// far as the state replayed (at least the genesis record); the follower
 /// moves it on, a verified checkpoint at a time.
-fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
+fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, StartError> {
     replica_data_dir(data_dir)?;
     if data_dir.join(JOURNAL_FILE_NAME).exists() {
-        return Err(format!(
+        return Err(StartError::Config(format!(
             "{} holds a file journal; a replica needs a data directory of its own",
             data_dir.display()
-        ));
+        )));
     }
-    let in_db = |e: fundtrail_pg::PgError| format!("the ledger in PostgreSQL: {e}");
-    let mut journal = fundtrail_pg::PgJournal::open(url, None).map_err(in_db)?;
+    let mut journal = fundtrail_pg::PgJournal::open(url, None)?;
     let state = open_state(&state_dir(data_dir), journal.ledger_id())?;
-    let replayed = state.watermark().map_err(|e| e.to_string())?.record_count;
-    if !journal.read_up_to(replayed.max(1)).map_err(in_db)? {
-        return Err(format!(
+    let replayed = state.watermark()?.record_count;
+    if !journal.read_up_to(replayed.max(1))? {
+        return Err(StartError::Refused(format!(
             "the database holds fewer than the {replayed} records this replica replayed: it is an older copy of the ledger"
-        ));
+        )));
     }
     Ok(Stores {
         journal: Box::new(journal),
@@ -93,26 +93,29 @@ fn open_replica_stores(data_dir: &Path, url: &str) -> Result<Stores, String> {
 /// journal file in `data_dir` (holding the records it verified; created
 /// with the upstream's genesis record at the first start) and its derived
 /// state.
-fn open_node_replica_stores(data_dir: &Path, upstream: &NodeUpstream) -> Result<Stores, String> {
+fn open_node_replica_stores(
+    data_dir: &Path,
+    upstream: &NodeUpstream,
+) -> Result<Stores, StartError> {
     replica_data_dir(data_dir)?;
     let path = data_dir.join(JOURNAL_FILE_NAME);
     if !path.exists() {
-        crate::follow_node::fetch_genesis(upstream, &path)?;
+        crate::follow_node::fetch_genesis(upstream, &path).map_err(StartError::Unavailable)?;
     }
     open_file_stores(data_dir)
 }
 
 /// Refuses a writer's data directory (it holds the log's key) for a
 /// replica, and creates a new one.
-fn replica_data_dir(data_dir: &Path) -> Result<(), String> {
+fn replica_data_dir(data_dir: &Path) -> Result<(), StartError> {
     if data_dir.join(LOG_KEY_FILE_NAME).exists() {
-        return Err(format!(
+        return Err(StartError::Config(format!(
             "{} holds a ledger's log key; a replica needs a data directory of its own",
             data_dir.display()
-        ));
+        )));
     }
     std::fs::create_dir_all(data_dir)
-        .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))
+        .map_err(|e| StartError::Unavailable(format!("cannot create {}: {e}", data_dir.display())))
 }
 
 /// A source reading `upstream` for `engine`.

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use fundtrail_core::Rejection;
+use fundtrail_core::{Fault, FaultKind, Rejection};
 use tracing::warn;
 
 /// Why writes stopped. Each says, for people, what happened (its
@@ -17,8 +17,9 @@ pub enum Stop {
     /// The ledger is a verifying replica: it takes no writes at all.
     Replica,
     /// A store failed (the state store, the journal, the tree, the
-    /// checkpoint log): the message names which and how.
-    StoreFailed(String),
+    /// checkpoint log): the fault's kind says what mends it, its message
+    /// which store and how.
+    StoreFailed(Fault),
     /// A stage of the write path ended (the journal writer, the indexer).
     StageEnded(&'static str),
     /// Reading another writer's records into the state failed.
@@ -32,15 +33,50 @@ pub enum Stop {
 impl std::fmt::Display for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Stop::Recovery(reason)
-            | Stop::StoreFailed(reason)
-            | Stop::Resync(reason)
-            | Stop::Asked(reason) => f.write_str(reason),
+            Stop::StoreFailed(fault) => write!(f, "{fault}"),
+            Stop::Recovery(reason) | Stop::Resync(reason) | Stop::Asked(reason) => {
+                f.write_str(reason)
+            }
             Stop::Replica => f.write_str("a replica: it takes no writes"),
             Stop::StageEnded(stage) => write!(f, "the {stage} has stopped"),
             Stop::Scrub(problem) => write!(f, "scrub: {problem}"),
         }
     }
+}
+
+impl Stop {
+    /// What stopped writes, as the `fundtrail_writes_stopped` metric labels
+    /// it: what an operator's alert tells apart.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Stop::Recovery(_) => "recovery",
+            Stop::Replica => "replica",
+            Stop::StoreFailed(fault) => match fault.kind {
+                FaultKind::Io => "store_io",
+                FaultKind::Corrupt => "store_corrupt",
+                FaultKind::TooNew => "store_too_new",
+                FaultKind::Bug => "bug",
+            },
+            Stop::StageEnded(_) => "stage_ended",
+            Stop::Resync(_) => "resync",
+            Stop::Scrub(_) => "scrub",
+            Stop::Asked(_) => "asked",
+        }
+    }
+
+    /// Every name [`Stop::name`] gives, so the metric has a series for each.
+    pub const NAMES: [&'static str; 10] = [
+        "recovery",
+        "replica",
+        "store_io",
+        "store_corrupt",
+        "store_too_new",
+        "bug",
+        "stage_ended",
+        "resync",
+        "scrub",
+        "asked",
+    ];
 }
 
 /// The one switch that stops writes, with the reason. Once stopped, writes
@@ -103,4 +139,27 @@ pub(crate) fn stopped_by_fault() -> Rejection {
     Rejection::unavailable(
         "the ledger's store failed and it stopped taking writes; the request was not recorded. Retry later with the same idempotency key",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stop_has_a_metric_series() {
+        let stops = [
+            Stop::Recovery(String::new()),
+            Stop::Replica,
+            Stop::StoreFailed(Fault::io("")),
+            Stop::StoreFailed(Fault::corrupt("")),
+            Stop::StoreFailed(Fault::new(FaultKind::TooNew, "")),
+            Stop::StoreFailed(Fault::bug("")),
+            Stop::StageEnded("journal writer"),
+            Stop::Resync(String::new()),
+            Stop::Scrub(String::new()),
+            Stop::Asked(String::new()),
+        ];
+        let names: Vec<&str> = stops.iter().map(Stop::name).collect();
+        assert_eq!(names, Stop::NAMES);
+    }
 }

@@ -74,13 +74,13 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 const INDEX_HTML: &[u8] = include_bytes!("../web/index.html");
 
 /// Refuses an HTTP address that is not a loopback address.
-pub fn check_http_address(addr: SocketAddr) -> Result<(), String> {
+pub fn check_http_address(addr: SocketAddr) -> Result<(), crate::start::StartError> {
     if addr.ip().is_loopback() {
         Ok(())
     } else {
-        Err(format!(
+        Err(crate::start::StartError::Config(format!(
             "--http {addr}: the HTTP port listens on a loopback address only (127.0.0.1 or ::1); put a TLS proxy in front to reach it from elsewhere"
-        ))
+        )))
     }
 }
 
@@ -93,7 +93,7 @@ pub async fn serve_http(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    check_http_address(addr)?;
+    check_http_address(addr).map_err(|e| e.to_string())?;
     let grpc_web = tower::ServiceBuilder::new()
         .layer(tonic_web::GrpcWebLayer::new())
         .layer(boundary)

@@ -190,7 +190,7 @@ impl<'e> Facts<'e> {
         }
         let chain = self.engine.state().org_chain(org_id)?;
         if chain.is_empty() {
-            return Err(Fault::new(format!("derived state lacks org {org_id}")));
+            return Err(Fault::corrupt(format!("derived state lacks org {org_id}")));
         }
         let owner = Owner::of_chain(&chain);
         self.owners.insert(org_id.to_string(), owner.clone());

@@ -5,7 +5,7 @@
 //! listener. `docs/architecture.md` maps the modules.
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), String> {
+//! # async fn run() -> Result<(), fundtrail_server::start::StartError> {
 //! use fundtrail_server::{engine::EngineConfig, serve, Role, ServeConfig};
 //! let config = ServeConfig {
 //!     engine: EngineConfig::new("./fundtrail-data"),
@@ -39,9 +39,12 @@ pub mod recovery;
 pub mod replica_status;
 pub mod service;
 pub mod shares;
+pub mod start;
 pub mod status;
 pub mod tokens;
 pub mod upstream;
+
+use start::StartError;
 pub mod verify;
 pub mod watch;
 
@@ -93,11 +96,11 @@ pub struct TlsFiles {
 
 /// Refuses plaintext on an address other hosts can reach, unless the
 /// operator said `--insecure-plaintext`.
-pub fn check_transport(listen: SocketAddr, options: &ServeOptions) -> Result<(), String> {
+pub fn check_transport(listen: SocketAddr, options: &ServeOptions) -> Result<(), StartError> {
     if options.tls.is_none() && !listen.ip().is_loopback() && !options.insecure_plaintext {
-        return Err(format!(
+        return Err(StartError::Config(format!(
             "refusing to serve plaintext on {listen}, which other hosts can reach: give --tls-cert and --tls-key (and --client-ca to require client certificates), or --insecure-plaintext if a TLS proxy sits in front"
-        ));
+        )));
     }
     Ok(())
 }
@@ -145,12 +148,12 @@ impl std::fmt::Debug for Role {
 
 /// Opens the ledger `config` names and starts what runs beside its write
 /// path for `role`: a writer's start-up scrub, or a replica's follower.
-pub fn open(config: EngineConfig, role: Role) -> Result<Arc<Engine>, String> {
+pub fn open(config: EngineConfig, role: Role) -> Result<Arc<Engine>, StartError> {
     match role {
         Role::Writer { scrub_on_start } => {
             let engine = Engine::open(config)?;
             if scrub_on_start {
-                verify::start_scrub(&engine)?;
+                verify::start_scrub(&engine).map_err(StartError::Unavailable)?;
             }
             Ok(engine)
         }
@@ -159,17 +162,24 @@ pub fn open(config: EngineConfig, role: Role) -> Result<Arc<Engine>, String> {
 }
 
 /// Opens the ledger and serves it on `config.listen` until `shutdown` resolves.
-pub async fn serve(config: ServeConfig, shutdown: impl Future<Output = ()>) -> Result<(), String> {
+/// Errors before the server serves are [`StartError`]s; a transport that
+/// fails later is [`StartError::Unavailable`] too.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     check_transport(config.listen, &config.options)?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        .map_err(|e| StartError::Unavailable(format!("cannot listen on {}: {e}", config.listen)))?;
     // Opening replays and checks the journal: blocking work, off the runtime.
     let (engine, role) = (config.engine, config.role);
     let engine = tokio::task::spawn_blocking(move || open(engine, role))
         .await
-        .map_err(|e| format!("opening the ledger failed: {e}"))??;
-    serve_on(engine, listener, config.options, shutdown).await
+        .map_err(|e| StartError::Unavailable(format!("opening the ledger failed: {e}")))??;
+    serve_on(engine, listener, config.options, shutdown)
+        .await
+        .map_err(StartError::Unavailable)
 }
 
 /// The boundary every call of one server passes, on both of its ports.

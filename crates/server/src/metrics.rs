@@ -18,6 +18,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::gate::Stop;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     /// The gRPC method's path, or `other` for a path the server does not
@@ -37,6 +39,12 @@ struct ResultLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StopLabels {
+    /// `Stop::name`: what stopped writes.
+    reason: &'static str,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Every metric the server exports.
@@ -49,6 +57,7 @@ pub struct Metrics {
     commit_failures: Counter,
     queue_depth: Gauge,
     read_only: Gauge,
+    writes_stopped: Family<StopLabels, Gauge>,
     checkpoint_size: Gauge,
     checkpoint_signed_at_seconds: Gauge,
     scrubs: Family<ResultLabels, Counter>,
@@ -82,6 +91,7 @@ impl Metrics {
             commit_failures: Counter::default(),
             queue_depth: Gauge::default(),
             read_only: Gauge::default(),
+            writes_stopped: Family::default(),
             checkpoint_size: Gauge::default(),
             checkpoint_signed_at_seconds: Gauge::default(),
             scrubs: Family::default(),
@@ -131,6 +141,11 @@ impl Metrics {
             "read_only",
             "1 while the ledger refuses writes (see GetLedger's read_only_reason)",
             self.read_only.clone(),
+        );
+        r.register(
+            "writes_stopped",
+            "1 for what stopped writes (store_io: mend the disk or database; store_corrupt: rebuild or restore; replica: by design), 0 for the rest",
+            self.writes_stopped.clone(),
         );
         r.register(
             "checkpoint_tree_size",
@@ -209,6 +224,12 @@ impl Metrics {
         self.records.set(gauge_value(now.records));
         self.queue_depth.set(gauge_value(now.queue_depth as u64));
         self.read_only.set(i64::from(now.read_only));
+        for reason in Stop::NAMES {
+            let stopped = now.writes_stopped == Some(reason);
+            self.writes_stopped
+                .get_or_create(&StopLabels { reason })
+                .set(i64::from(stopped));
+        }
         self.checkpoint_size.set(gauge_value(now.checkpoint_size));
         if let Some(replica) = &now.replica {
             self.replica_upstream_checkpoint_size
@@ -233,6 +254,8 @@ pub struct Gauges {
     /// Requests waiting for the sequencer.
     pub queue_depth: usize,
     pub read_only: bool,
+    /// What stopped writes ([`Stop::name`]), if they are stopped.
+    pub writes_stopped: Option<&'static str>,
     /// The tree size of the newest signed checkpoint.
     pub checkpoint_size: u64,
     /// On a replica: what it knows of its upstream.

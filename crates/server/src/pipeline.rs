@@ -218,7 +218,7 @@ fn scanned(key: &[u8]) -> bool {
 /// The rules read a key the sequencer does not hold whole: a change to the
 /// rules that this module must follow (stops writes rather than misread).
 fn write_only_read(key: &[u8]) -> Fault {
-    Fault::new(format!(
+    Fault::bug(format!(
         "the rules read {}, which the sequencer does not hold in memory",
         fundtrail_core::state::describe_key(key)
     ))
@@ -671,9 +671,7 @@ impl Sequencer {
                 self.derived
                     .write_slots(first_index, &hashes, first_seq, &applied.offsets)
             {
-                self.gate.stop(Stop::StoreFailed(format!(
-                    "the state store failed: {fault}"
-                )));
+                self.gate.stop(Stop::StoreFailed(fault));
                 for (_, answer) in replies.iter_mut() {
                     *answer = Err(stopped_by_fault());
                 }
@@ -732,9 +730,9 @@ fn apply_one(
     let answer = match apply(&*state, &ctx, &submission.request) {
         Err(Error::Refused(rejection)) => Err(rejection),
         Err(Error::Fault(fault)) => {
-            gate.stop(Stop::StoreFailed(format!(
-                "the state store failed while applying a request for record {seq}: {fault}"
-            )));
+            gate.stop(Stop::StoreFailed(fault.during(format_args!(
+                "the state store failed while applying a request for record {seq}"
+            ))));
             Err(stopped_by_fault())
         }
         Ok(Outcome::Duplicate { seq }) => Ok(Committed {
@@ -758,9 +756,9 @@ fn apply_one(
             } else if batch.bytes + frame_bytes > BATCH_BYTES_MAX {
                 return Err(Full(Box::new(submission)));
             } else if let Err(e) = batch.tree.append(&record) {
-                gate.stop(Stop::StoreFailed(format!(
+                gate.stop(Stop::StoreFailed(Fault::io(format!(
                     "the Merkle tree cannot be extended: {e}"
-                )));
+                ))));
                 Err(stopped_by_fault())
             } else {
                 batch.bytes += frame_bytes;
@@ -1022,9 +1020,9 @@ impl JournalWriter {
                 Err(e) => {
                     // The bytes may or may not be on disk: neither "recorded"
                     // nor "not recorded" is true. Restart decides, by replay.
-                    self.gate.stop(Stop::StoreFailed(format!(
+                    self.gate.stop(Stop::StoreFailed(Fault::io(format!(
                         "the journal could not be made durable: {e}; restart the server to recover"
-                    )));
+                    ))));
                     for (_, answer) in replies.iter_mut() {
                         if matches!(answer, Ok(c) if !c.duplicate) {
                             *answer = Err(outcome_unknown());
@@ -1074,9 +1072,7 @@ impl Indexer {
             match self.derived.commit_index(merged, &leaves, watermark) {
                 Ok(()) => self.indexed.advance(count),
                 Err(fault) => {
-                    self.gate.stop(Stop::StoreFailed(format!(
-                        "the state store failed: {fault}"
-                    )));
+                    self.gate.stop(Stop::StoreFailed(fault));
                     break;
                 }
             }

@@ -54,16 +54,17 @@ impl Records for Engine {
 
     fn read(&self, seq: u64) -> Result<ReadEntry, Error> {
         let bytes = self.record_bytes(seq)?;
-        let record = pb::Record::decode(bytes.as_slice())
-            .map_err(|e| Fault::new(format!("record {seq} in the journal does not decode: {e}")))?;
+        let record = pb::Record::decode(bytes.as_slice()).map_err(|e| {
+            Fault::corrupt(format!("record {seq} in the journal does not decode: {e}"))
+        })?;
         let signed = record
             .request
-            .ok_or_else(|| Fault::new(format!("record {seq} holds no request")))?;
+            .ok_or_else(|| Fault::corrupt(format!("record {seq} holds no request")))?;
         // Every stored payload passed this decoding when it was accepted.
         let body = pb::Request::decode(signed.payload.as_slice())
-            .map_err(|e| Fault::new(format!("record {seq}'s payload does not decode: {e}")))?;
+            .map_err(|e| Fault::corrupt(format!("record {seq}'s payload does not decode: {e}")))?;
         let request = request_to_core(body.clone())
-            .map_err(|e| Fault::new(format!("record {seq}'s request does not decode: {e}")))?;
+            .map_err(|e| Fault::corrupt(format!("record {seq}'s request does not decode: {e}")))?;
         let effects = record.effects.unwrap_or_default();
         let entry = Entry {
             seq,

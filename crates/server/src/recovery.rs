@@ -52,7 +52,7 @@ pub fn recover(
     let journal_len = journal.end();
     let mut scan = journal
         .scan(watermark.journal_end)
-        .map_err(|e| Fault::new(format!("cannot read the journal: {e}")))?;
+        .map_err(|e| Fault::io(format!("cannot read the journal: {e}")))?;
     let mut watermark = watermark;
     let mut txn_writes = Txn::new(state);
     let mut tree = PendingTree::new(state, watermark.record_count);
@@ -68,7 +68,7 @@ pub fn recover(
                 break;
             }
             Err(JournalError::Io(e)) => {
-                return Err(Fault::new(format!("cannot read the journal: {e}")))
+                return Err(Fault::io(format!("cannot read the journal: {e}")))
             }
         };
         let seq = watermark.record_count;
@@ -84,7 +84,7 @@ pub fn recover(
             }
         }
         tree.append(&frame.record)
-            .map_err(|e| Fault::new(format!("cannot extend the Merkle tree: {e}")))?;
+            .map_err(|e| Fault::io(format!("cannot extend the Merkle tree: {e}")))?;
         locations.push(RecordLocation {
             seq,
             offset: frame.offset,
@@ -133,7 +133,7 @@ pub fn recover(
         warn!(offset, tail_bytes, %reason, "cutting torn journal tail (never acknowledged)");
         journal
             .truncate(offset)
-            .map_err(|e| Fault::new(format!("cannot cut the torn journal tail: {e}")))?;
+            .map_err(|e| Fault::io(format!("cannot cut the torn journal tail: {e}")))?;
     }
     Ok(None)
 }
@@ -149,6 +149,6 @@ pub(crate) fn read_if_intact(
         Ok(bytes) => Ok(Some(bytes)),
         Err(JournalError::BadFrame { .. }) => Ok(None),
         Err(JournalError::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(JournalError::Io(e)) => Err(Fault::new(format!("cannot read the journal: {e}"))),
+        Err(JournalError::Io(e)) => Err(Fault::io(format!("cannot read the journal: {e}"))),
     }
 }

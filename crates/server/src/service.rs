@@ -531,7 +531,7 @@ fn account_pb(engine: &Engine, account: &Account) -> Result<pb::Account, Error> 
     for &seq in account.balances.keys() {
         let source = state
             .source(seq)?
-            .ok_or_else(|| Fault::new(format!("derived state lacks source {seq}")))?;
+            .ok_or_else(|| Fault::corrupt(format!("derived state lacks source {seq}")))?;
         sources.insert(seq, source);
     }
     Ok(account_to_pb(account, |seq| sources.get(&seq).cloned())?)
@@ -614,7 +614,7 @@ fn get_org(engine: &Engine, org_id: String) -> Result<pb::Org, Error> {
     let mut keys = Vec::with_capacity(org.key_ids.len());
     for key_id in &org.key_ids {
         let key = state.key(key_id)?.ok_or_else(|| {
-            Fault::new(format!("derived state lacks key {key_id} of org {org_id}"))
+            Fault::corrupt(format!("derived state lacks key {key_id} of org {org_id}"))
         })?;
         keys.push(key_to_pb(&key));
     }
@@ -905,7 +905,7 @@ impl pb::query_server::Query for QueryService {
             let rules_version = engine
                 .state()
                 .ledger()?
-                .ok_or_else(|| Fault::new("derived state lacks the ledger identity"))?
+                .ok_or_else(|| Fault::corrupt("derived state lacks the ledger identity"))?
                 .rules_version;
             Ok(pb::LedgerInfo {
                 ledger_id: meta.ledger_id.clone(),

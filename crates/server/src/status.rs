@@ -24,7 +24,7 @@ pub fn status(error: impl Into<Error>) -> tonic::Status {
     match error.into() {
         Error::Refused(rejection) => refusal(rejection),
         Error::Fault(fault) => {
-            tracing::error!(%fault, "storage fault while answering a call");
+            tracing::error!(kind = fault.kind.name(), %fault, "storage fault while answering a call");
             tonic::Status::unavailable(format!(
                 "the ledger's store failed ({fault}); the operators have been told. Try again later"
             ))

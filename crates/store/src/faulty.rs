@@ -103,7 +103,7 @@ pub struct FaultyState {
 impl FaultyState {
     fn read_fault(&self, key: &[u8]) -> Result<(), Fault> {
         if self.faults.read_fails(key) {
-            return Err(Fault::new("injected: the state store cannot be read"));
+            return Err(Fault::io("the state store failed: an injected read fault"));
         }
         Ok(())
     }
@@ -150,7 +150,9 @@ impl StateStore for FaultyState {
         watermark: Watermark,
     ) -> Result<(), Fault> {
         if Faults::on(&self.faults.state_commit) {
-            return Err(Fault::new("injected: the state store cannot commit"));
+            return Err(Fault::io(
+                "the state store failed: an injected commit fault",
+            ));
         }
         self.inner.commit_index(writes, leaves, watermark)
     }

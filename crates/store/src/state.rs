@@ -108,7 +108,7 @@ pub struct StateDb {
 }
 
 fn unavailable(e: fjall::Error) -> Fault {
-    Fault::new(format!("the state store failed: {e}"))
+    Fault::io(format!("the state store failed: {e}"))
 }
 
 /// Where the key–value state keeps its files inside the derived-state
@@ -118,7 +118,7 @@ pub fn kv_dir(dir: &Path) -> std::path::PathBuf {
 }
 
 fn io_fault(what: &str, e: std::io::Error) -> Fault {
-    Fault::new(format!("the {what} file failed: {e}"))
+    Fault::io(format!("the {what} file failed: {e}"))
 }
 
 impl StateDb {
@@ -177,7 +177,7 @@ impl StateDb {
         let clean = self.clean_close_path();
         if clean.exists() {
             std::fs::remove_file(&clean)
-                .map_err(|e| Fault::new(format!("cannot remove {}: {e}", clean.display())))?;
+                .map_err(|e| Fault::io(format!("cannot remove {}: {e}", clean.display())))?;
             return Ok(true);
         }
         let zero_offset = self
@@ -201,7 +201,7 @@ impl StateDb {
         match self.db.get(SCHEMA_KEY).map_err(unavailable)? {
             Some(bytes) => {
                 let bytes: [u8; 4] = bytes.as_ref().try_into().map_err(|_| {
-                    Fault::new("the state's schema version is corrupt; rebuild the state")
+                    Fault::corrupt("the state's schema version is corrupt; rebuild the state")
                 })?;
                 Ok(Some(u32::from_be_bytes(bytes)))
             }
@@ -225,7 +225,7 @@ impl StateDb {
         match self.db.get(WATERMARK_KEY).map_err(unavailable)? {
             None => Ok(Watermark::default()),
             Some(bytes) => Watermark::decode(&bytes).ok_or_else(|| {
-                Fault::new("the state watermark is corrupt; rebuild the state from the journal")
+                Fault::corrupt("the state watermark is corrupt; rebuild the state from the journal")
             }),
         }
     }
@@ -296,7 +296,7 @@ impl StateDb {
         let bytes: [u8; 8] = bytes
             .as_ref()
             .try_into()
-            .map_err(|_| Fault::new("a stored leaf index is corrupt"))?;
+            .map_err(|_| Fault::corrupt("a stored leaf index is corrupt"))?;
         Ok(Some(u64::from_be_bytes(bytes)))
     }
 
@@ -342,7 +342,7 @@ impl StateDb {
         let clean = self.clean_close_path();
         std::fs::File::create(&clean)
             .and_then(|f| f.sync_all())
-            .map_err(|e| Fault::new(format!("cannot write {}: {e}", clean.display())))
+            .map_err(|e| Fault::io(format!("cannot write {}: {e}", clean.display())))
     }
 }
 

@@ -153,7 +153,7 @@ pub fn apply<K: Kv + ?Sized>(
 
     let ledger = state
         .ledger()?
-        .ok_or_else(|| Fault::new("this ledger has no genesis record yet"))?;
+        .ok_or_else(|| Fault::corrupt("this ledger has no genesis record yet"))?;
     let rules = Rules::of_ledger(&ledger)?;
     validate::request(request, rules)?;
     if request.ledger_id != ledger.ledger_id {
@@ -204,7 +204,7 @@ pub fn apply<K: Kv + ?Sized>(
     }
     check_skew(ctx, request)?;
     let org = state.org(&signer.org_id)?.ok_or_else(|| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state lacks org {} of key {}",
             signer.org_id, signer.key_id
         ))

@@ -74,7 +74,7 @@ fn existing_account<K: Kv + ?Sized>(
 /// An account the ledger itself named (in a leg): it must be there.
 fn named_account<K: Kv + ?Sized>(txn: &Txn<K>, account_id: &str) -> Result<Account, Fault> {
     txn.account(account_id)?
-        .ok_or_else(|| Fault::new(format!("derived state lacks account {account_id}")))
+        .ok_or_else(|| Fault::corrupt(format!("derived state lacks account {account_id}")))
 }
 
 fn too_many_legs(account_id: &str, field: &str) -> Error {
@@ -196,7 +196,7 @@ impl<K: Kv + ?Sized> LotScan<'_, K> {
                 for (row, value) in &rows {
                     let (lot_day, arrival_seq, source_seq) = key::parse_lot(account_id, row)
                         .ok_or_else(|| {
-                            Fault::new(format!("a lot key of account {account_id} is corrupt"))
+                            Fault::corrupt(format!("a lot key of account {account_id} is corrupt"))
                         })?;
                     if lot_day > self.day {
                         break 'scan;
@@ -795,7 +795,7 @@ fn unsettled_payment<K: Kv + ?Sized>(
         .into());
     }
     let payment = m.txn.household_payment(&paid, seq)?.ok_or_else(|| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state lacks the payment of record {seq} to {paid}"
         ))
     })?;
@@ -1188,7 +1188,7 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
                     .movement(arrival_seq)?
                     .map(|mv| mv.value_day)
                     .ok_or_else(|| {
-                        Fault::new(format!(
+                        Fault::corrupt(format!(
                             "derived state lacks the movement of record {arrival_seq}, where a lot of record {} arrived",
                             r.target_seq
                         ))
@@ -1208,14 +1208,14 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
             }
             _ => {
                 let mut source = m.txn.source(leg.source_seq)?.ok_or_else(|| {
-                    Fault::new(format!("derived state lacks source {}", leg.source_seq))
+                    Fault::corrupt(format!("derived state lacks source {}", leg.source_seq))
                 })?;
                 source.withdrawn = source
                     .withdrawn
                     .checked_add(leg.amount)
                     .filter(|w| *w <= source.amount)
                     .ok_or_else(|| {
-                        Fault::new(format!(
+                        Fault::corrupt(format!(
                             "source {} would be withdrawn beyond its amount",
                             leg.source_seq
                         ))
@@ -1247,7 +1247,7 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
 /// must exist and agree, or the derived state is broken.
 fn undo_registry<K: Kv + ?Sized>(m: &mut Act<K>, target: &Movement) -> Result<(), Error> {
     let lacks = |what: &str| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state lacks the {what} that record {} paid",
             target.seq
         ))
@@ -1263,7 +1263,7 @@ fn undo_registry<K: Kv + ?Sized>(m: &mut Act<K>, target: &Movement) -> Result<()
                 .ok()
                 .and_then(|amount| project.allocated.checked_sub(Fen(amount)))
                 .ok_or_else(|| {
-                    Fault::new(format!(
+                    Fault::corrupt(format!(
                         "project {to_id} records less allocated than record {} gave it",
                         target.seq
                     ))

@@ -303,7 +303,7 @@ pub(super) fn revoke_key<K: Kv + ?Sized>(act: &mut Act<K>, r: &RevokeKey) -> Res
     let owner = act
         .txn
         .org(&key.org_id)?
-        .ok_or_else(|| Fault::new(format!("derived state lacks org {}", key.org_id)))?;
+        .ok_or_else(|| Fault::corrupt(format!("derived state lacks org {}", key.org_id)))?;
     let managed = manages(act, &owner);
     let (txn, signer_org) = (&mut *act.txn, &act.org);
     if !managed {
@@ -534,7 +534,7 @@ pub(super) fn upgrade_rules<K: Kv + ?Sized>(
     let mut ledger = act
         .txn
         .ledger()?
-        .ok_or_else(|| Fault::new("this ledger has no genesis record yet"))?;
+        .ok_or_else(|| Fault::corrupt("this ledger has no genesis record yet"))?;
     if act.org.org_id != ledger.root_org_id || act.org.role != Role::Administrator {
         return Err(Rejection::denied(
             "key_id",
@@ -631,7 +631,7 @@ pub(super) fn evaluate_project<K: Kv + ?Sized>(
     let field = "evaluate_project.account_id";
     let project = library_project(act, field, &e.account_id)?;
     let owner = act.txn.org(&project.owner_org_id)?.ok_or_else(|| {
-        Fault::new(format!(
+        Fault::corrupt(format!(
             "derived state lacks org {}, which owns project {}",
             project.owner_org_id, project.account_id
         ))
