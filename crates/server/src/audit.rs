@@ -554,12 +554,7 @@ impl pb::audit_server::Audit for AuditService {
         &self,
         request: Request<pb::GetAccessLogRequest>,
     ) -> Result<Response<pb::GetAccessLogResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            access_log_page(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, access_log_page).await
     }
 
     async fn get_access_consistency_proof(

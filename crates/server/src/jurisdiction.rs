@@ -89,6 +89,21 @@ pub async fn answer<T: Send + 'static>(
     Ok(tonic::Response::new(answer))
 }
 
+/// A signed read's whole handler: the caller the boundary checked, then
+/// `read` on the request's message, run and logged by [`answer`].
+pub async fn signed<Q: Send + 'static, A: Send + 'static>(
+    engine: &Arc<Engine>,
+    request: Request<Q>,
+    read: fn(&Engine, &Reader, &mut Facts<'_>, Q) -> Result<A, Error>,
+) -> Result<tonic::Response<A>, Status> {
+    let caller = caller(&request)?;
+    let request = request.into_inner();
+    answer(engine.clone(), caller, move |engine, reader, facts| {
+        read(engine, reader, facts, request)
+    })
+    .await
+}
+
 /// Raises its flag when dropped: a call's answer future is dropped when
 /// its client goes away.
 struct GoneOnDrop(Arc<AtomicBool>);

@@ -541,8 +541,9 @@ fn get_entry(
     engine: &Engine,
     reader: &Reader,
     facts: &mut Facts<'_>,
-    seq: u64,
+    request: pb::GetEntryRequest,
 ) -> Result<pb::Entry, Error> {
+    let seq = request.seq;
     let read = engine.read(seq)?;
     match facts.entry_answer(reader, Call::GetEntry, &read.entry)? {
         Answer::Full => Ok(read.wire),
@@ -605,7 +606,15 @@ fn list_accounts(
     })
 }
 
-fn get_org(engine: &Engine, org_id: String) -> Result<pb::Org, Error> {
+/// Orgs and keys are what signatures are checked against: every
+/// registered reader may read them.
+fn get_org(
+    engine: &Engine,
+    _: &Reader,
+    _: &mut Facts<'_>,
+    request: pb::GetOrgRequest,
+) -> Result<pb::Org, Error> {
+    let org_id = request.org_id;
     validate::id("org_id", &org_id)?;
     let state = engine.state();
     let org = state.org(&org_id)?.ok_or_else(|| {
@@ -698,8 +707,9 @@ fn household_statement(
     engine: &Engine,
     reader: &Reader,
     facts: &mut Facts<'_>,
-    account_id: String,
+    request: pb::HouseholdStatementRequest,
 ) -> Result<pb::HouseholdStatementResponse, Error> {
+    let account_id = request.account_id;
     validate::id("account_id", &account_id)?;
     if facts.account_answer(reader, Call::HouseholdStatement, &account_id)? != Answer::Full {
         return Err(jurisdiction::denied(
@@ -868,12 +878,7 @@ impl pb::query_server::Query for QueryService {
         &self,
         request: Request<pb::ReconcileRequest>,
     ) -> Result<Response<pb::ReconcileResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            reconcile(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, reconcile).await
     }
 
     async fn watch(
@@ -932,134 +937,77 @@ impl pb::query_server::Query for QueryService {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let seq = request.into_inner().seq;
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            get_entry(engine, reader, facts, seq)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, get_entry).await
     }
 
     async fn list_entries(
         &self,
         request: Request<pb::ListEntriesRequest>,
     ) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            list_entries(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, list_entries).await
     }
 
     async fn get_account(
         &self,
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            get_account(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, get_account).await
     }
 
     async fn trace_forward(
         &self,
         request: Request<pb::TraceForwardRequest>,
     ) -> Result<Response<pb::FlowGraph>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            trace_forward(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, trace_forward).await
     }
 
     async fn trace_backward(
         &self,
         request: Request<pb::TraceBackwardRequest>,
     ) -> Result<Response<pb::TraceBackwardResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            trace_backward(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, trace_backward).await
     }
 
     async fn household_statement(
         &self,
         request: Request<pb::HouseholdStatementRequest>,
     ) -> Result<Response<pb::HouseholdStatementResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let account_id = request.into_inner().account_id;
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            household_statement(engine, reader, facts, account_id)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, household_statement).await
     }
 
     async fn idle_funds(
         &self,
         request: Request<pb::IdleFundsRequest>,
     ) -> Result<Response<pb::IdleFundsResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            idle_funds(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, idle_funds).await
     }
 
     async fn anomalies(
         &self,
         request: Request<pb::AnomaliesRequest>,
     ) -> Result<Response<pb::AnomaliesResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            anomalies(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, anomalies).await
     }
 
     async fn compliance(
         &self,
         request: Request<pb::ComplianceRequest>,
     ) -> Result<Response<pb::ComplianceResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            compliance(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, compliance).await
     }
 
     async fn list_accounts(
         &self,
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
-        let caller = jurisdiction::caller(&request)?;
-        let request = request.into_inner();
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, reader, facts| {
-            list_accounts(engine, reader, facts, request)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, list_accounts).await
     }
 
     async fn get_org(
         &self,
         request: Request<pb::GetOrgRequest>,
     ) -> Result<Response<pb::Org>, Status> {
-        // Orgs and keys are what signatures are checked against: every
-        // registered reader may read them.
-        let caller = jurisdiction::caller(&request)?;
-        let org_id = request.into_inner().org_id;
-        jurisdiction::answer(self.engine.clone(), caller, move |engine, _, _| {
-            get_org(engine, org_id)
-        })
-        .await
+        jurisdiction::signed(&self.engine, request, get_org).await
     }
 }
 
