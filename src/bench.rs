@@ -9,6 +9,8 @@
 //!    `PostStream`s, or single posts offered at a fixed rate), each answered
 //!    only after its
 //!    group-commit fdatasync; optionally with a reader timing queries;
+//!    with `--queries`, then the whole log read back a ListEntries page at
+//!    a time;
 //! 2. optionally, inclusion-proof requests, unary and streamed;
 //! 3. disk bytes per record, and the time a restart takes to serve again;
 //! 4. optionally, the audit's full replay of the journal.
@@ -53,7 +55,8 @@ pub struct BenchArgs {
     /// Post over one PostStream per client instead of Post or PostBatch.
     #[arg(long, conflicts_with_all = ["batch", "rate"])]
     stream: bool,
-    /// While writing, time signed queries (GetAccount) one after another.
+    /// While writing, time signed queries (GetAccount) one after another;
+    /// then read the whole log back a ListEntries page at a time.
     #[arg(long)]
     queries: bool,
     /// Then measure inclusion-proof requests for this many seconds each,
@@ -89,6 +92,38 @@ fn percentile(sorted: &[Duration], pct: usize) -> f64 {
 }
 
 /// Prints one measurement; returns its throughput per second.
+/// Reads every record back, signed, a ListEntries page of the largest
+/// size at a time, and reports records a second and the time per page.
+async fn list_everything(client: &Client) -> Result<()> {
+    let mut client = client.clone();
+    let mut request = pb::ListEntriesRequest {
+        page_size: fundtrail_core::limits::PAGE_SIZE_MAX,
+        ..Default::default()
+    };
+    let (started, mut records, mut latencies) = (Instant::now(), 0, Vec::new());
+    loop {
+        let t = Instant::now();
+        let page = client
+            .query
+            .list_entries(request.clone())
+            .await
+            .map_err(crate::remote::status)?
+            .into_inner();
+        latencies.push(t.elapsed());
+        records += page.entries.len();
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        request.page_token = page.next_page_token;
+    }
+    let what = format!(
+        "reads after writing: the whole log, signed ListEntries pages of {} (latency per page)",
+        request.page_size
+    );
+    report(&what, records, started.elapsed(), latencies, None);
+    Ok(())
+}
+
 fn report(
     what: &str,
     count: usize,
@@ -428,6 +463,7 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
             latencies,
             None,
         );
+        list_everything(&client).await?;
     }
 
     // 2. Inclusion proofs against a checkpoint of every record.
