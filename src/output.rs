@@ -163,6 +163,11 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
         Some(B::DeclarePairing(p)) => {
             json!({"from_org_id": p.from_org_id, "to_org_id": p.to_org_id, "document_no": p.document_no})
         }
+        Some(B::IssueQuota(q)) => {
+            json!({"to_org_id": q.to_org_id, "from_quota_seq": q.from_quota_seq, "amount_fen": q.amount_fen,
+            "programme_code": q.programme_code, "fiscal_year": q.fiscal_year, "document_no": q.document_no,
+            "direct": q.direct, "project_code": q.project_code})
+        }
     }
 }
 
@@ -347,6 +352,23 @@ fn entry_text(entry: &pb::Entry) -> String {
         Some(B::DeclarePairing(p)) => format!(
             "{} may send money to {} (对口帮扶)  文号 {}",
             p.from_org_id, p.to_org_id, p.document_no
+        ),
+        Some(B::IssueQuota(q)) => format!(
+            "quota {} to {}{}  programme {} FY{}{}{}  文号 {}",
+            yuan(q.amount_fen),
+            q.to_org_id,
+            q.from_quota_seq
+                .map(|s| format!(" from quota {s}"))
+                .unwrap_or_default(),
+            q.programme_code,
+            q.fiscal_year,
+            if q.direct { "  直达资金" } else { "" },
+            if q.project_code.is_empty() {
+                String::new()
+            } else {
+                format!("  项目代码 {}", q.project_code)
+            },
+            q.document_no
         ),
         None => String::new(),
     };

@@ -426,6 +426,34 @@ enum PostRequest {
         #[arg(long)]
         document: String,
     },
+    /// Issue budget quota (预算指标; rules 8): new quota for the signing
+    /// org itself (no --from), or split from a quota it holds to a child
+    /// org (分解下达), keeping that quota's programme, year, 直达 mark and
+    /// 项目代码.
+    IssueQuota {
+        /// The org that receives it: the signing org for new quota.
+        #[arg(long)]
+        to_org_id: String,
+        /// The seq of the quota it is split from.
+        #[arg(long)]
+        from: Option<u64>,
+        /// Amount in yuan, e.g. 1000000.00.
+        #[arg(long, value_parser = yuan)]
+        amount: u64,
+        #[arg(long)]
+        programme: String,
+        #[arg(long)]
+        fiscal_year: u32,
+        /// 文号 of the document that issues it.
+        #[arg(long)]
+        document: String,
+        /// 直达资金 (only the root org creates it).
+        #[arg(long)]
+        direct: bool,
+        /// 项目代码: required for 直达资金.
+        #[arg(long, default_value = "")]
+        project_code: String,
+    },
     /// Record a project's performance evaluation (绩效评价; rules 5).
     EvaluateProject {
         #[arg(long)]
@@ -718,6 +746,25 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             from_org_id,
             to_org_id,
             document_no: document,
+        }),
+        PostRequest::IssueQuota {
+            to_org_id,
+            from,
+            amount,
+            programme,
+            fiscal_year,
+            document,
+            direct,
+            project_code,
+        } => B::IssueQuota(pb::IssueQuota {
+            to_org_id,
+            from_quota_seq: from,
+            amount_fen: amount,
+            programme_code: programme,
+            fiscal_year,
+            document_no: document,
+            direct,
+            project_code,
         }),
         PostRequest::EvaluateProject {
             account_id,

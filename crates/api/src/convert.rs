@@ -289,6 +289,16 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             to_org_id: p.to_org_id,
             document_no: p.document_no,
         }),
+        Some(B::IssueQuota(q)) => m::Body::IssueQuota(m::IssueQuota {
+            to_org_id: q.to_org_id,
+            from_quota_seq: q.from_quota_seq,
+            amount: Fen(q.amount_fen),
+            programme_code: q.programme_code,
+            fiscal_year: q.fiscal_year,
+            document_no: q.document_no,
+            direct: q.direct,
+            project_code: q.project_code,
+        }),
         Some(B::ConfirmCredit(c)) => m::Body::ConfirmCredit(m::ConfirmCredit {
             disbursement_seq: c.disbursement_seq,
             household_account_id: c.household_account_id,
@@ -410,6 +420,7 @@ pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
         Some(B::EvaluateProject(_)) => "EvaluateProject",
         Some(B::DeclareImportWindow(_)) => "DeclareImportWindow",
         Some(B::DeclarePairing(_)) => "DeclarePairing",
+        Some(B::IssueQuota(_)) => "IssueQuota",
     }
 }
 

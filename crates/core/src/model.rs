@@ -91,6 +91,7 @@ pub enum Body {
     EvaluateProject(EvaluateProject),
     DeclareImportWindow(DeclareImportWindow),
     DeclarePairing(DeclarePairing),
+    IssueQuota(IssueQuota),
 }
 
 /// What a record is: one kind a body. Stored and shown by its name, as the
@@ -120,11 +121,12 @@ pub enum RecordKind {
     EvaluateProject,
     DeclareImportWindow,
     DeclarePairing,
+    IssueQuota,
 }
 
 impl RecordKind {
     /// Every kind, in body-tag order.
-    pub const ALL: [RecordKind; 22] = [
+    pub const ALL: [RecordKind; 23] = [
         RecordKind::Genesis,
         RecordKind::RegisterOrg,
         RecordKind::AddKey,
@@ -147,6 +149,7 @@ impl RecordKind {
         RecordKind::EvaluateProject,
         RecordKind::DeclareImportWindow,
         RecordKind::DeclarePairing,
+        RecordKind::IssueQuota,
     ];
 
     /// The kind's name as the API spells it.
@@ -174,6 +177,7 @@ impl RecordKind {
             RecordKind::EvaluateProject => "EvaluateProject",
             RecordKind::DeclareImportWindow => "DeclareImportWindow",
             RecordKind::DeclarePairing => "DeclarePairing",
+            RecordKind::IssueQuota => "IssueQuota",
         }
     }
 
@@ -229,6 +233,7 @@ impl Body {
             Body::EvaluateProject(_) => RecordKind::EvaluateProject,
             Body::DeclareImportWindow(_) => RecordKind::DeclareImportWindow,
             Body::DeclarePairing(_) => RecordKind::DeclarePairing,
+            Body::IssueQuota(_) => RecordKind::IssueQuota,
         }
     }
 
@@ -244,6 +249,7 @@ impl Body {
                 | Body::UpgradeRules(_)
                 | Body::DeclareImportWindow(_)
                 | Body::DeclarePairing(_)
+                | Body::IssueQuota(_)
         )
     }
 
@@ -259,7 +265,8 @@ impl Body {
             | Body::UpgradeRules(_)
             | Body::SetProgrammeRules(_)
             | Body::DeclareImportWindow(_)
-            | Body::DeclarePairing(_) => vec![],
+            | Body::DeclarePairing(_)
+            | Body::IssueQuota(_) => vec![],
             Body::OpenAccount(b) => vec![&b.account_id],
             Body::Appropriation(b) => vec![&b.account_id],
             Body::Transfer(b) => vec![&b.from_account_id, &b.to_account_id],
@@ -658,6 +665,61 @@ pub struct Key {
     pub revoked_seq: Option<u64>,
     /// A read key: it signs reads, never records (rules 6 on).
     pub read_only: bool,
+}
+
+/// Budget quota (预算指标) issued by a document (rules 8): new at the top
+/// (`from_quota_seq` is `None`, to the signer itself), else split from a
+/// quota the signer holds to a child org.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueQuota {
+    pub to_org_id: String,
+    pub from_quota_seq: Option<u64>,
+    pub amount: Fen,
+    pub programme_code: String,
+    pub fiscal_year: u32,
+    pub document_no: String,
+    /// The 直达资金 mark.
+    pub direct: bool,
+    /// 项目代码.
+    pub project_code: String,
+}
+
+/// A quota as stored, named by the seq of its record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quota {
+    pub seq: u64,
+    pub holder_org_id: String,
+    pub parent_seq: Option<u64>,
+    /// The quota at the top of its lineage (its own seq at the top).
+    pub root_seq: u64,
+    pub programme_code: String,
+    pub fiscal_year: u32,
+    pub document_no: String,
+    pub direct: bool,
+    pub project_code: String,
+    pub amount: Fen,
+    /// Split off to child orgs so far; never more than `amount`.
+    pub issued_down: Fen,
+    pub issued_day: Day,
+}
+
+impl Quota {
+    /// What the holder still holds: not yet issued down.
+    pub fn held(&self) -> Fen {
+        Fen(self
+            .amount
+            .0
+            .checked_sub(self.issued_down.0)
+            .expect("a quota never issues down more than its amount (issue_quota checks it)"))
+    }
+}
+
+/// What one document (文号) issued as quota: its first programme, and
+/// whether it issued 直达资金 (then it may issue nothing else).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaDocument {
+    pub programme_code: String,
+    pub direct: bool,
 }
 
 /// An account and its balance per source.

@@ -15,6 +15,7 @@
 //! | 5 | the bank's result for a household payment can be posted: `ConfirmCredit` (credited) and a `Return` of kind `BANK_FAILURE` (not credited: the payment's money goes back to the account that paid it); a payment with a bank result can no longer be reversed; programme rules (`SetProgrammeRules`) and performance evaluations (`EvaluateProject`) are recorded, for reports to judge |
 //! | 6 | separation of duties: who may register whom follows the org's role (the root org registers any role; an audit office registers audit offices only; every other org registers finance orgs only), and an org manages the keys only of itself and of children whose role it may register |
 //! | 7 | a payment that oldest-first would spread over more than 1,000 lots is picked again skipping every lot smaller than what is left to pay divided by the legs left, so many small lots sent to an account never stop it paying out of larger ones |
+//! | 8 | budget quota (预算指标) is recorded apart from cash (`IssueQuota`): new at the top, split down to child orgs, each split keeping its parent's programme, fiscal year, 直达 mark and 项目代码; a document issuing 直达资金 issues one programme only |
 
 use crate::model::LedgerMeta;
 use crate::{Fault, FaultKind};
@@ -29,11 +30,12 @@ pub enum Rules {
     V5,
     V6,
     V7,
+    V8,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V7;
+    pub const CURRENT: Rules = Rules::V8;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
@@ -45,6 +47,7 @@ impl Rules {
             5 => Some(Rules::V5),
             6 => Some(Rules::V6),
             7 => Some(Rules::V7),
+            8 => Some(Rules::V8),
             _ => None,
         }
     }
@@ -68,6 +71,7 @@ impl Rules {
             Rules::V5 => 5,
             Rules::V6 => 6,
             Rules::V7 => 7,
+            Rules::V8 => 8,
         }
     }
 
@@ -75,7 +79,7 @@ impl Rules {
     pub fn idempotency_scope_name(self) -> &'static str {
         match self {
             Rules::V1 => "this key",
-            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 => {
+            Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 | Rules::V8 => {
                 "a key of this org"
             }
         }

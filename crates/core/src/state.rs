@@ -112,10 +112,17 @@ pub mod key {
     /// From org ‖ 0x00 ‖ to org → the seq of the record that paired them
     /// (u64; rules 6).
     pub const PAIRING: u8 = b'u';
+    /// Quota seq → the quota its IssueQuota record issued (Quota; rules 8).
+    pub const QUOTA: u8 = b'Q';
+    /// 文号 → what quota the document issued (QuotaDocument; rules 8): a
+    /// document issuing 直达资金 issues one programme only.
+    pub const QUOTA_DOCUMENT: u8 = b'D';
+    /// Index: holder org ‖ 0x00 ‖ quota seq → empty (rules 8).
+    pub const QUOTA_HOLDER: u8 = b'H';
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
-    pub const INDEX_PREFIXES: [u8; 7] = [
+    pub const INDEX_PREFIXES: [u8; 8] = [
         ACCOUNT_ENTRY,
         SOURCE_ENTRY,
         LOT_SPEND,
@@ -123,6 +130,7 @@ pub mod key {
         KIND_ENTRY,
         DOCUMENT_ENTRY,
         HOLDER,
+        QUOTA_HOLDER,
     ];
 
     /// Whether `key` is under one of [`INDEX_PREFIXES`].
@@ -304,11 +312,14 @@ pub fn describe_key(key: &[u8]) -> String {
         key::HOUSEHOLD => format!("household {}", text()),
         key::HOUSEHOLD_PAYMENT => format!("a payment to household {}", text()),
         key::ACCOUNT_ENTRY => format!("the entry index of account {}", text()),
+        key::QUOTA => format!("quota {}", seq()),
+        key::QUOTA_DOCUMENT => format!("the quota issued by document {}", text()),
         key::SOURCE_ENTRY
         | key::LOT_SPEND
         | key::ORG_ENTRY
         | key::KIND_ENTRY
-        | key::DOCUMENT_ENTRY => {
+        | key::DOCUMENT_ENTRY
+        | key::QUOTA_HOLDER => {
             format!("an index entry ({})", text())
         }
         key::HOLDER => format!("the holder index of account {}", text()),
@@ -461,6 +472,14 @@ pub trait StateRead: Kv {
     }
     fn movement(&self, seq: u64) -> Result<Option<Movement>, Fault> {
         self.read(&key::seq(key::MOVEMENT, seq))
+    }
+    /// The quota record `seq` issued, if it issued one.
+    fn quota(&self, seq: u64) -> Result<Option<Quota>, Fault> {
+        self.read(&key::seq(key::QUOTA, seq))
+    }
+    /// What quota document `document_no` issued so far.
+    fn quota_document(&self, document_no: &str) -> Result<Option<QuotaDocument>, Fault> {
+        self.read(&key::named(key::QUOTA_DOCUMENT, document_no))
     }
     fn idempotency(
         &self,

@@ -185,6 +185,24 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             }
             document_no("declare_pairing.document_no", &p.document_no)
         }
+        Body::IssueQuota(q) => {
+            since(rules, Rules::V8, "issue_quota")?;
+            id("issue_quota.to_org_id", &q.to_org_id)?;
+            amount("issue_quota.amount_fen", q.amount)?;
+            code("issue_quota.programme_code", &q.programme_code)?;
+            fiscal_year("issue_quota.fiscal_year", q.fiscal_year)?;
+            document_no("issue_quota.document_no", &q.document_no)?;
+            if q.direct && q.project_code.is_empty() {
+                return Err(Rejection::invalid(
+                    "issue_quota.project_code",
+                    "直达资金 quota carries its 项目代码 (project_code)",
+                ));
+            }
+            if !q.project_code.is_empty() {
+                id("issue_quota.project_code", &q.project_code)?;
+            }
+            Ok(())
+        }
         Body::ConfirmCredit(c) => {
             since(rules, Rules::V5, "confirm_credit")?;
             if c.disbursement_seq == 0 {

@@ -1,7 +1,7 @@
 //! The questions auditors ask, answered from derived state: accounts and
 //! their balances as of a record or a date, forward and backward traces,
-//! household statements, idle funds by age, anomalies and the compliance
-//! report.
+//! household statements, idle funds by age, anomalies, the compliance
+//! report, and budget quota with its lineage.
 //!
 //! The queries read through [`LedgerView`] (derived state, the record count,
 //! today's date and the requests records carry) and answer in domain types
@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod compliance;
 pub mod entries;
+pub mod quotas;
 pub mod trace;
 pub mod types;
 
@@ -33,6 +34,7 @@ pub use compliance::{compliance, Breach, ComplianceRequest, ComplianceResponse};
 pub use entries::{
     list_entries, reconcile, EntriesPage, EntriesRequest, Entry, Reconciled, Records,
 };
+pub use quotas::{quota_lineage, quotas_held, QuotasPage};
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,
     trace_forward, AsOf,

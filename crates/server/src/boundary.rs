@@ -154,6 +154,8 @@ const METHODS: &[Method] = &[
         Q,
     ),
     method("/fundtrail.v1.Query/Watch", Access::Signed, 10, Q),
+    method("/fundtrail.v1.Query/GetQuota", Access::Signed, 1, Q),
+    method("/fundtrail.v1.Query/ListQuotas", Access::Signed, 10, Q),
     method(
         "/fundtrail.v1.Query/Reconcile",
         Access::Signed,

@@ -315,3 +315,22 @@ pub fn anomalies_response(r: q::AnomaliesResponse) -> pb::AnomaliesResponse {
         next_page_token: r.next_page_token,
     }
 }
+
+/// A quota as `fundtrail.v1.Query` shows it.
+pub fn quota(quota: &fundtrail_core::model::Quota) -> pb::Quota {
+    pb::Quota {
+        seq: quota.seq,
+        holder_org_id: quota.holder_org_id.clone(),
+        parent_seq: quota.parent_seq,
+        root_seq: quota.root_seq,
+        programme_code: quota.programme_code.clone(),
+        fiscal_year: quota.fiscal_year,
+        document_no: quota.document_no.clone(),
+        direct: quota.direct,
+        project_code: quota.project_code.clone(),
+        amount_fen: quota.amount.0,
+        issued_down_fen: quota.issued_down.0,
+        held_fen: quota.held().0,
+        issued_day: quota.issued_day,
+    }
+}

@@ -606,6 +606,41 @@ fn list_accounts(
     })
 }
 
+/// Budgets are public (预算公开): every registered reader may read every
+/// quota and its lineage.
+fn get_quota(
+    engine: &Engine,
+    _: &Reader,
+    facts: &mut Facts<'_>,
+    request: pb::GetQuotaRequest,
+) -> Result<pb::QuotaLineage, Error> {
+    let (quota, ancestors) = fundtrail_query::quota_lineage(engine, request.seq)?;
+    facts.rows(1 + ancestors.len());
+    Ok(pb::QuotaLineage {
+        quota: Some(query::quota(&quota)),
+        ancestors: ancestors.iter().map(query::quota).collect(),
+    })
+}
+
+fn list_quotas(
+    engine: &Engine,
+    _: &Reader,
+    facts: &mut Facts<'_>,
+    request: pb::ListQuotasRequest,
+) -> Result<pb::ListQuotasResponse, Error> {
+    let page = fundtrail_query::quotas_held(
+        engine,
+        &request.org_id,
+        seq_token(&request.page_token)?,
+        page_size(request.page_size)?,
+    )?;
+    facts.rows(page.quotas.len());
+    Ok(pb::ListQuotasResponse {
+        quotas: page.quotas.iter().map(query::quota).collect(),
+        next_page_token: page.next_seq.map(|s| s.to_string()).unwrap_or_default(),
+    })
+}
+
 /// Orgs and keys are what signatures are checked against: every
 /// registered reader may read them.
 fn get_org(
@@ -1001,6 +1036,20 @@ impl pb::query_server::Query for QueryService {
         request: Request<pb::ListAccountsRequest>,
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         jurisdiction::signed(&self.engine, request, list_accounts).await
+    }
+
+    async fn get_quota(
+        &self,
+        request: Request<pb::GetQuotaRequest>,
+    ) -> Result<Response<pb::QuotaLineage>, Status> {
+        jurisdiction::signed(&self.engine, request, get_quota).await
+    }
+
+    async fn list_quotas(
+        &self,
+        request: Request<pb::ListQuotasRequest>,
+    ) -> Result<Response<pb::ListQuotasResponse>, Status> {
+        jurisdiction::signed(&self.engine, request, list_quotas).await
     }
 
     async fn get_org(

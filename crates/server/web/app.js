@@ -31,6 +31,7 @@ const KIND_LABELS = {
   Return: "资金收回", UpgradeRules: "规则升级", ConfirmCredit: "到账确认",
   SetProgrammeRules: "资金管理规则", EvaluateProject: "绩效评价",
   DeclareImportWindow: "历史数据导入期", DeclarePairing: "对口帮扶结对",
+  IssueQuota: "预算指标下达",
 };
 const FIELD_LABELS = {
   account_id: "账户", from_account_id: "付出账户", to_account_id: "收入账户", household_account_id: "收款农户",
@@ -41,7 +42,8 @@ const FIELD_LABELS = {
   responsible_unit: "责任单位", household_ref: "户编号", village_code: "所在村", basis: "补助依据",
   members: "人数", status: "状态", org_id: "机构", role: "角色", division_code: "区划", public_key: "公钥",
   key_id: "密钥", root_org_id: "根机构", root_org_name: "根机构名称", root_public_key: "根机构公钥",
-  log_public_key: "日志公钥", rules_version: "规则版本",
+  log_public_key: "日志公钥", rules_version: "规则版本", to_org_id: "下达对象", from_quota_seq: "来源指标",
+  direct: "直达资金", project_code: "项目代码",
 };
 const HOUSEHOLD_STATUS = ["未指定", "在册", "已退出", "不符合条件"];
 const BASIS = ["未指定", "按户", "按人"];

@@ -91,6 +91,7 @@ msg("SetProgrammeRules", "1 programme_code s; 2 document_no s; 3 household_max_f
 msg("EvaluateProject", "1 account_id s; 2 document_no s; 3 score u32; 4 targets_met bool*");
 msg("DeclareImportWindow", "1 org_id s; 2 until_date s; 3 document_no s");
 msg("DeclarePairing", "1 from_org_id s; 2 to_org_id s; 3 document_no s");
+msg("IssueQuota", "1 to_org_id s; 2 from_quota_seq u64; 3 amount_fen u64; 4 programme_code s; 5 fiscal_year u32; 6 document_no s; 7 direct bool; 8 project_code s");
 
 // Request.body: the oneof's field number names the kind.
 export const BODY_KINDS = {
@@ -99,7 +100,7 @@ export const BODY_KINDS = {
   19: "Consolidation", 20: "RegisterProject", 21: "AnnounceProject", 22: "Allocation",
   23: "RegisterHousehold", 24: "SetHouseholdStatus", 25: "Return", 26: "UpgradeRules",
   27: "ConfirmCredit", 28: "SetProgrammeRules", 29: "EvaluateProject",
-  30: "DeclareImportWindow", 31: "DeclarePairing",
+  30: "DeclareImportWindow", 31: "DeclarePairing", 32: "IssueQuota",
 };
 msg("Request", "1 ledger_id s; 2 idempotency_key s; 3 signed_at_ms i64; 4 value_date s; 5 imported bool; " +
   Object.entries(BODY_KINDS).map(([no, kind]) => `${no} ${kind} ${kind}?`).join("; "));

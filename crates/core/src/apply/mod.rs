@@ -4,9 +4,11 @@
 //! [`apply`] authenticates, checks idempotency under the ledger's rules
 //! version, and hands the body to one function per record kind:
 //! [`registry`] for orgs, keys, accounts, projects and households,
-//! [`movement`] for everything that moves money.
+//! [`movement`] for everything that moves money, [`quota`] for budget
+//! quota.
 
 mod movement;
+mod quota;
 mod registry;
 
 use crate::dates::Day;
@@ -275,6 +277,7 @@ fn dispatch<K: Kv + ?Sized>(act: &mut Act<K>, body: &Body) -> Result<(), Error> 
         Body::EvaluateProject(e) => registry::evaluate_project(act, e),
         Body::DeclareImportWindow(w) => registry::declare_import_window(act, w),
         Body::DeclarePairing(p) => registry::declare_pairing(act, p),
+        Body::IssueQuota(q) => quota::issue_quota(act, q),
     }
 }
 
@@ -288,7 +291,7 @@ fn idempotency_entry<K: Kv + ?Sized>(
 ) -> Result<Option<IdempotencyEntry>, Fault> {
     match rules {
         Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
-        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 => {
+        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 | Rules::V8 => {
             state.org_idempotency(&signer.org_id, &request.idempotency_key)
         }
     }
@@ -366,6 +369,7 @@ pub fn document_no(body: &Body) -> Option<&str> {
         Body::EvaluateProject(e) => Some(&e.document_no),
         Body::DeclareImportWindow(w) => Some(&w.document_no),
         Body::DeclarePairing(p) => Some(&p.document_no),
+        Body::IssueQuota(q) => Some(&q.document_no),
         _ => None,
     }
 }

@@ -1,0 +1,442 @@
+//! Budget quota (预算指标, rules 8) over real gRPC against a real server:
+//! quota issued at the top and split down the levels, its lineage from any
+//! county back to the central document, what an org may not issue, and the
+//! quota surviving a rebuild of derived state from the journal.
+
+mod common;
+
+use common::*;
+use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
+use fundtrail_client::{Client, Signer};
+use fundtrail_core::rules::Rules;
+use tonic::Code;
+
+const PROGRAMME: &str = "2130599";
+const OTHER_PROGRAMME: &str = "2130504";
+const PROJECT_CODE: &str = "100000213059926000001";
+const CENTRAL_DOC: &str = "财农〔2026〕12号";
+const PROVINCE_DOC: &str = "甘财农〔2026〕5号";
+
+fn quota(to: &str, from: Option<u64>, amount_fen: u64, document: &str) -> B {
+    B::IssueQuota(pb::IssueQuota {
+        to_org_id: to.into(),
+        from_quota_seq: from,
+        amount_fen,
+        programme_code: PROGRAMME.into(),
+        fiscal_year: 2026,
+        document_no: document.into(),
+        direct: true,
+        project_code: PROJECT_CODE.into(),
+    })
+}
+
+/// Posts and expects a refusal with `code`, naming `field`; returns its
+/// message.
+async fn refused(client: &mut Client, signer: &Signer, body: B, code: Code, field: &str) -> String {
+    let status = client
+        .post(signer, body)
+        .await
+        .expect_err("the request is refused");
+    assert_eq!(status.code(), code, "{}", status.message());
+    let details = tonic_types::StatusExt::get_error_details(&status);
+    let named = details
+        .bad_request()
+        .map(|b| b.field_violations.iter().any(|v| v.field == field))
+        .unwrap_or(false);
+    assert!(
+        named,
+        "{field} named in {:?}: {}",
+        details,
+        status.message()
+    );
+    status.message().to_string()
+}
+
+async fn lineage(client: &mut Client, seq: u64) -> pb::QuotaLineage {
+    client
+        .query
+        .get_quota(pb::GetQuotaRequest { seq })
+        .await
+        .expect("GetQuota")
+        .into_inner()
+}
+
+async fn held_by(client: &mut Client, org_id: &str) -> Vec<pb::Quota> {
+    client
+        .query
+        .list_quotas(pb::ListQuotasRequest {
+            org_id: org_id.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ListQuotas")
+        .into_inner()
+        .quotas
+}
+
+/// The Gansu scenario's orgs, and quota issued down: ¥100m at the top,
+/// ¥40m to the province, ¥25m and ¥10m on to its counties.
+struct Issued {
+    province: Signer,
+    dongxiang: Signer,
+    linxia: Signer,
+    central: u64,
+    to_province: u64,
+    to_dongxiang: u64,
+    to_linxia: u64,
+}
+
+async fn issue_down(client: &mut Client, root: &Signer) -> Issued {
+    let (province, dongxiang, linxia) = (new_signer(), new_signer(), new_signer());
+    register_gansu(client, root, &province).await;
+    register_gansu_counties(client, &province, &dongxiang, &linxia).await;
+    let central = ok(
+        client,
+        root,
+        quota("mof", None, 100_000_000_00, CENTRAL_DOC),
+    )
+    .await
+    .seq;
+    let to_province = ok(
+        client,
+        root,
+        quota("gs-czt", Some(central), 40_000_000_00, CENTRAL_DOC),
+    )
+    .await
+    .seq;
+    let to_dongxiang = ok(
+        client,
+        &province,
+        quota("dx-czj", Some(to_province), 25_000_000_00, PROVINCE_DOC),
+    )
+    .await
+    .seq;
+    let to_linxia = ok(
+        client,
+        &province,
+        quota("lx-czj", Some(to_province), 10_000_000_00, PROVINCE_DOC),
+    )
+    .await
+    .seq;
+    Issued {
+        province,
+        dongxiang,
+        linxia,
+        central,
+        to_province,
+        to_dongxiang,
+        to_linxia,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_traces_from_any_county_back_to_the_central_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let issued = issue_down(&mut client, &server.root()).await;
+
+    for (county, seq, amount_fen) in [
+        ("dx-czj", issued.to_dongxiang, 25_000_000_00),
+        ("lx-czj", issued.to_linxia, 10_000_000_00),
+    ] {
+        let answer = lineage(&mut client, seq).await;
+        let quota = answer.quota.unwrap();
+        assert_eq!(quota.holder_org_id, county);
+        assert_eq!(quota.amount_fen, amount_fen);
+        assert_eq!(quota.held_fen, amount_fen, "nothing issued down yet");
+        let chain: Vec<(u64, &str, &str)> = answer
+            .ancestors
+            .iter()
+            .map(|q| (q.seq, q.holder_org_id.as_str(), q.document_no.as_str()))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                (issued.to_province, "gs-czt", CENTRAL_DOC),
+                (issued.central, "mof", CENTRAL_DOC),
+            ]
+        );
+        // What the 直达 system keeps unchanged, kept from the top down.
+        for q in std::iter::once(&quota).chain(&answer.ancestors) {
+            assert_eq!(q.root_seq, issued.central);
+            assert_eq!(
+                (q.programme_code.as_str(), q.fiscal_year, q.direct),
+                (PROGRAMME, 2026, true)
+            );
+            assert_eq!(q.project_code, PROJECT_CODE);
+        }
+    }
+
+    // Each quota's issued_down equals the splits the log holds, summed here
+    // from the records themselves.
+    let records = client
+        .query
+        .list_entries(pb::ListEntriesRequest {
+            kind: "IssueQuota".into(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(records.len(), 4);
+    for seq in [
+        issued.central,
+        issued.to_province,
+        issued.to_dongxiang,
+        issued.to_linxia,
+    ] {
+        let split_off: u64 = records
+            .iter()
+            .filter_map(|e| match e.body.as_ref()?.body.as_ref()? {
+                B::IssueQuota(q) if q.from_quota_seq == Some(seq) => Some(q.amount_fen),
+                _ => None,
+            })
+            .sum();
+        let quota = lineage(&mut client, seq).await.quota.unwrap();
+        assert_eq!(quota.issued_down_fen, split_off, "quota {seq}");
+        assert_eq!(quota.held_fen, quota.amount_fen - split_off);
+    }
+
+    // Each org lists what it was issued.
+    let seqs = |quotas: Vec<pb::Quota>| quotas.iter().map(|q| q.seq).collect::<Vec<_>>();
+    assert_eq!(
+        seqs(held_by(&mut client, "gs-czt").await),
+        [issued.to_province]
+    );
+    assert_eq!(
+        seqs(held_by(&mut client, "dx-czj").await),
+        [issued.to_dongxiang]
+    );
+    assert_eq!(seqs(held_by(&mut client, "mof").await), [issued.central]);
+
+    // Derived state rebuilt from the journal holds the same quota.
+    let before = lineage(&mut client, issued.to_dongxiang).await;
+    server.stop().await;
+    std::fs::remove_dir_all(dir.path().join("derived")).unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    assert_eq!(lineage(&mut client, issued.to_dongxiang).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_org_issues_only_quota_it_holds_to_its_own_children_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let issued = issue_down(&mut client, &root).await;
+    let province = &issued.province;
+    let count = ledger_info(&mut client).await.record_count;
+
+    // More than it still holds: ¥40m less ¥35m issued leaves ¥5m.
+    let message = refused(
+        &mut client,
+        province,
+        quota(
+            "dx-czj",
+            Some(issued.to_province),
+            5_000_000_01,
+            PROVINCE_DOC,
+        ),
+        Code::FailedPrecondition,
+        "issue_quota.amount_fen",
+    )
+    .await;
+    assert!(message.contains("500000000 fen"), "{message}");
+    // Quota it does not hold.
+    refused(
+        &mut client,
+        province,
+        quota("dx-czj", Some(issued.central), 1_00, PROVINCE_DOC),
+        Code::PermissionDenied,
+        "issue_quota.from_quota_seq",
+    )
+    .await;
+    // To an org that is not its child, and to itself.
+    for org in ["mof", "gs-czt"] {
+        refused(
+            &mut client,
+            province,
+            quota(org, Some(issued.to_province), 1_00, PROVINCE_DOC),
+            Code::PermissionDenied,
+            "issue_quota.to_org_id",
+        )
+        .await;
+    }
+    // A county splits to nobody: it has no children.
+    refused(
+        &mut client,
+        &issued.dongxiang,
+        quota(
+            "lx-czj",
+            Some(issued.to_dongxiang),
+            1_00,
+            "东财农〔2026〕1号",
+        ),
+        Code::PermissionDenied,
+        "issue_quota.to_org_id",
+    )
+    .await;
+    // What stays unchanged down the levels may not change.
+    let changed = |change: fn(&mut pb::IssueQuota)| {
+        let B::IssueQuota(mut q) = quota("dx-czj", Some(issued.to_province), 1_00, PROVINCE_DOC)
+        else {
+            unreachable!()
+        };
+        change(&mut q);
+        B::IssueQuota(q)
+    };
+    for (change, field) in [
+        (
+            (|q: &mut pb::IssueQuota| q.programme_code = OTHER_PROGRAMME.into())
+                as fn(&mut pb::IssueQuota),
+            "issue_quota.programme_code",
+        ),
+        (|q| q.fiscal_year = 2027, "issue_quota.fiscal_year"),
+        (
+            |q| q.project_code = "other-project".into(),
+            "issue_quota.project_code",
+        ),
+        (|q| q.direct = false, "issue_quota.direct"),
+    ] {
+        refused(
+            &mut client,
+            province,
+            changed(change),
+            Code::InvalidArgument,
+            field,
+        )
+        .await;
+    }
+    // Only the centre creates 直达资金.
+    refused(
+        &mut client,
+        province,
+        quota("gs-czt", None, 1_00, "甘财农〔2026〕9号"),
+        Code::PermissionDenied,
+        "issue_quota.direct",
+    )
+    .await;
+    // New quota goes to its creator only.
+    refused(
+        &mut client,
+        &root,
+        quota("gs-czt", None, 1_00, "财农〔2026〕20号"),
+        Code::InvalidArgument,
+        "issue_quota.to_org_id",
+    )
+    .await;
+    // 单独下达: a document that issued 直达资金 of one programme issues no
+    // other programme and no other money.
+    let mut other_programme = quota("mof", None, 1_00, CENTRAL_DOC);
+    if let B::IssueQuota(q) = &mut other_programme {
+        q.programme_code = OTHER_PROGRAMME.into();
+    }
+    refused(
+        &mut client,
+        &root,
+        other_programme,
+        Code::FailedPrecondition,
+        "issue_quota.document_no",
+    )
+    .await;
+    let mut not_direct = quota("mof", None, 1_00, CENTRAL_DOC);
+    if let B::IssueQuota(q) = &mut not_direct {
+        (q.direct, q.project_code) = (false, String::new());
+    }
+    refused(
+        &mut client,
+        &root,
+        not_direct,
+        Code::FailedPrecondition,
+        "issue_quota.document_no",
+    )
+    .await;
+    // 直达资金 without its 项目代码.
+    let mut no_code = quota("mof", None, 1_00, "财农〔2026〕21号");
+    if let B::IssueQuota(q) = &mut no_code {
+        q.project_code.clear();
+    }
+    refused(
+        &mut client,
+        &root,
+        no_code,
+        Code::InvalidArgument,
+        "issue_quota.project_code",
+    )
+    .await;
+
+    // Nothing was recorded, and the quota stands as it was.
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    let province_quota = lineage(&mut client, issued.to_province)
+        .await
+        .quota
+        .unwrap();
+    assert_eq!(province_quota.held_fen, 5_000_000_00);
+    // What is left can still be issued, to the last fen; then nothing.
+    ok(
+        &mut client,
+        province,
+        quota(
+            "lx-czj",
+            Some(issued.to_province),
+            5_000_000_00,
+            PROVINCE_DOC,
+        ),
+    )
+    .await;
+    refused(
+        &mut client,
+        province,
+        quota("lx-czj", Some(issued.to_province), 1, PROVINCE_DOC),
+        Code::FailedPrecondition,
+        "issue_quota.amount_fen",
+    )
+    .await;
+    let _ = &issued.linxia;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_rules_8_there_is_no_quota() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        Rules::V7,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let status = client
+        .post(&root, quota("mof", None, 1_00, CENTRAL_DOC))
+        .await
+        .expect_err("refused under rules 7");
+    assert_eq!(
+        status.code(),
+        Code::FailedPrecondition,
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("needs rules version 8"),
+        "{}",
+        status.message()
+    );
+    // After the upgrade it is recorded.
+    ok(
+        &mut client,
+        &root,
+        B::UpgradeRules(pb::UpgradeRules {
+            rules_version: 8,
+            document_no: "财办〔2026〕8号".into(),
+        }),
+    )
+    .await;
+    ok(&mut client, &root, quota("mof", None, 1_00, CENTRAL_DOC)).await;
+}
