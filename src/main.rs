@@ -137,6 +137,24 @@ enum Command {
         server: Server,
         org_id: String,
     },
+    /// Show a budget quota (rules 8) and its lineage up to the document
+    /// that created it.
+    Quota {
+        #[command(flatten)]
+        server: Server,
+        /// The seq of its IssueQuota record.
+        seq: u64,
+    },
+    /// List the budget quotas issued to an org.
+    Quotas {
+        #[command(flatten)]
+        server: Server,
+        org_id: String,
+        #[arg(long, default_value_t = 100)]
+        page_size: u32,
+        #[arg(long, default_value = "")]
+        page_token: String,
+    },
     /// Show the ledger's id and size.
     Ledger {
         #[command(flatten)]
@@ -408,6 +426,35 @@ async fn run(command: Command) -> Result<()> {
                 .map_err(status)?
                 .into_inner();
             output::org(&org, server.json);
+        }
+        Command::Quota { server, seq } => {
+            let mut client = connect(&server).await?;
+            let lineage = client
+                .query
+                .get_quota(pb::GetQuotaRequest { seq })
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::quota_lineage(&lineage, server.json);
+        }
+        Command::Quotas {
+            server,
+            org_id,
+            page_size,
+            page_token,
+        } => {
+            let mut client = connect(&server).await?;
+            let page = client
+                .query
+                .list_quotas(pb::ListQuotasRequest {
+                    org_id,
+                    page_size,
+                    page_token,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::quotas(&page, server.json);
         }
         Command::Ledger { server } => {
             let mut client = connect(&server).await?;

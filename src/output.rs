@@ -582,6 +582,64 @@ pub fn org(org: &pb::Org, json: bool) {
     }
 }
 
+fn quota_json(q: &pb::Quota) -> Value {
+    json!({"seq": q.seq, "holder_org_id": q.holder_org_id, "parent_seq": q.parent_seq, "root_seq": q.root_seq,
+        "programme_code": q.programme_code, "fiscal_year": q.fiscal_year, "document_no": q.document_no,
+        "direct": q.direct, "project_code": q.project_code, "amount_fen": q.amount_fen,
+        "issued_down_fen": q.issued_down_fen, "held_fen": q.held_fen,
+        "issued_date": fundtrail_core::dates::format_date(q.issued_day)})
+}
+
+fn quota_line(q: &pb::Quota) -> String {
+    format!(
+        "#{}  {}  {}  programme {} FY{}{}  issued down {}  held {}  文号 {}",
+        q.seq,
+        q.holder_org_id,
+        yuan(q.amount_fen),
+        q.programme_code,
+        q.fiscal_year,
+        if q.direct { "  直达资金" } else { "" },
+        yuan(q.issued_down_fen),
+        yuan(q.held_fen),
+        q.document_no
+    )
+}
+
+/// A quota, then each quota above it up to the top.
+pub fn quota_lineage(lineage: &pb::QuotaLineage, json: bool) {
+    let quota = lineage.quota.clone().unwrap_or_default();
+    if json {
+        print_json(&json!({
+            "quota": quota_json(&quota),
+            "ancestors": lineage.ancestors.iter().map(quota_json).collect::<Value>(),
+        }));
+        return;
+    }
+    println!("{}", quota_line(&quota));
+    if !quota.project_code.is_empty() {
+        println!("  项目代码 {}", quota.project_code);
+    }
+    for (depth, q) in lineage.ancestors.iter().enumerate() {
+        println!("{}↑ {}", "  ".repeat(depth + 1), quota_line(q));
+    }
+}
+
+pub fn quotas(page: &pb::ListQuotasResponse, json: bool) {
+    if json {
+        print_json(&json!({
+            "quotas": page.quotas.iter().map(quota_json).collect::<Value>(),
+            "next_page_token": page.next_page_token,
+        }));
+        return;
+    }
+    for q in &page.quotas {
+        println!("{}", quota_line(q));
+    }
+    if !page.next_page_token.is_empty() {
+        println!("(more: --page-token {})", page.next_page_token);
+    }
+}
+
 pub fn ledger(info: &pb::LedgerInfo, json: bool) {
     if json {
         print_json(&json!({

@@ -213,6 +213,29 @@ async fn quota_traces_from_any_county_back_to_the_central_document() {
     );
     assert_eq!(seqs(held_by(&mut client, "mof").await), [issued.central]);
 
+    // The CLI shows the same lineage.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+        .args(["quota", &issued.to_linxia.to_string(), "--json"])
+        .args(["--server", &server.url, "--key"])
+        .arg(dir.path().join("root.key"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(shown["quota"]["holder_org_id"], "lx-czj");
+    assert_eq!(shown["quota"]["amount_fen"], 10_000_000_00u64);
+    let ancestors: Vec<u64> = shown["ancestors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ancestors, [issued.to_province, issued.central]);
+
     // Derived state rebuilt from the journal holds the same quota.
     let before = lineage(&mut client, issued.to_dongxiang).await;
     server.stop().await;
