@@ -309,6 +309,7 @@ fn transfer(from: &str, to: &str, amount_fen: u64, document: &str, purpose: &str
         document_no: document.into(),
         purpose: purpose.into(),
         memo: String::new(),
+        quota_seq: None,
     })
 }
 
@@ -828,6 +829,7 @@ async fn seed_county(
                     period: (*period).into(),
                     document_no: format!("{short}奖补〔2025〕{}号", &period[5..]),
                     memo: String::new(),
+                    quota_seq: None,
                 }),
             );
         }
@@ -849,6 +851,7 @@ async fn seed_county(
                 period: "2025-11".into(),
                 document_no: format!("{short}奖补〔2025〕11号"),
                 memo: "重复发放".into(),
+                quota_seq: None,
             }),
         );
         let hh = format!("{}-hh-000005", county.code);

@@ -587,6 +587,7 @@ fn quota_json(q: &pb::Quota) -> Value {
         "programme_code": q.programme_code, "fiscal_year": q.fiscal_year, "document_no": q.document_no,
         "direct": q.direct, "project_code": q.project_code, "amount_fen": q.amount_fen,
         "issued_down_fen": q.issued_down_fen, "held_fen": q.held_fen,
+        "cash_received_fen": q.cash_received_fen, "paid_fen": q.paid_fen,
         "issued_date": fundtrail_core::dates::format_date(q.issued_day)})
 }
 

@@ -212,6 +212,10 @@ enum PostRequest {
         purpose: String,
         #[arg(long, default_value = "")]
         memo: String,
+        /// Rules 9: the quota this cash follows (the seq of its IssueQuota
+        /// record), issued to the org receiving it.
+        #[arg(long)]
+        quota: Option<u64>,
     },
     /// Pay a registered household.
     Disburse {
@@ -233,6 +237,9 @@ enum PostRequest {
         document: String,
         #[arg(long, default_value = "")]
         memo: String,
+        /// Rules 9: the quota this payment draws on, held by the paying org.
+        #[arg(long)]
+        quota: Option<u64>,
     },
     /// Move programme money into the county's consolidated pool (统筹整合).
     Consolidate {
@@ -573,6 +580,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             document,
             purpose,
             memo,
+            quota,
         } => B::Transfer(pb::Transfer {
             from_account_id: from,
             to_account_id: to,
@@ -581,6 +589,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             document_no: document,
             purpose,
             memo,
+            quota_seq: quota,
         }),
         PostRequest::Disburse {
             from,
@@ -591,6 +600,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             period,
             document,
             memo,
+            quota,
         } => B::Disbursement(pb::Disbursement {
             from_account_id: from,
             household_account_id: household,
@@ -600,6 +610,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             period,
             document_no: document,
             memo,
+            quota_seq: quota,
         }),
         PostRequest::Consolidate {
             from,

@@ -463,3 +463,263 @@ async fn before_rules_8_there_is_no_quota() {
     .await;
     ok(&mut client, &root, quota("mof", None, 1_00, CENTRAL_DOC)).await;
 }
+
+/// `body` (a Transfer or Disbursement) drawing on quota `seq`, and spending
+/// `sources` if given.
+fn against(seq: Option<u64>, sources: &[(u64, u64)], mut body: B) -> B {
+    let earmarks = sources
+        .iter()
+        .map(|&(source_seq, amount_fen)| pb::SourceAmount {
+            source_seq,
+            amount_fen,
+        })
+        .collect();
+    match &mut body {
+        B::Transfer(t) => (t.quota_seq, t.sources) = (seq, earmarks),
+        B::Disbursement(d) => (d.quota_seq, d.sources) = (seq, earmarks),
+        _ => unreachable!("only cash follows quota"),
+    }
+    body
+}
+
+async fn standing(client: &mut Client, seq: u64) -> pb::Quota {
+    lineage(client, seq).await.quota.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        Rules::V9,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let issued = issue_down(&mut client, &root).await;
+    let (province, dongxiang) = (&issued.province, &issued.dongxiang);
+    use pb::AccountKind as K;
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-xczx", K::Programme, "中央衔接资金"),
+    )
+    .await;
+    // Older money of another programme sits first in line in the same account.
+    let mut other = appropriation("mof-xczx", 1_000_000_00, "财农〔2026〕2号");
+    if let B::Appropriation(a) = &mut other {
+        a.programme_code = OTHER_PROGRAMME.into();
+    }
+    ok(&mut client, &root, other).await;
+    let source = ok(
+        &mut client,
+        &root,
+        appropriation("mof-xczx", 100_000_000_00, CENTRAL_DOC),
+    )
+    .await
+    .seq;
+    ok(
+        &mut client,
+        province,
+        open_account("gs-xczx", K::Programme, "甘肃省衔接资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        dongxiang,
+        open_account("dx-xczx", K::Programme, "东乡县衔接资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        dongxiang,
+        household("dx-hh-0001", "HH-622926-0001"),
+    )
+    .await;
+    let down = |amount_fen| transfer("mof-xczx", "gs-xczx", amount_fen, CENTRAL_DOC);
+
+    // Cash down without quota, against quota issued to another org, or of
+    // another programme's money (oldest first) is refused.
+    refused(
+        &mut client,
+        &root,
+        down(10_000_000_00),
+        Code::FailedPrecondition,
+        "transfer.quota_seq",
+    )
+    .await;
+    refused(
+        &mut client,
+        &root,
+        against(Some(issued.central), &[], down(10_000_000_00)),
+        Code::FailedPrecondition,
+        "transfer.quota_seq",
+    )
+    .await;
+    let message = refused(
+        &mut client,
+        &root,
+        against(Some(issued.to_province), &[], down(10_000_000_00)),
+        Code::FailedPrecondition,
+        "transfer.quota_seq",
+    )
+    .await;
+    assert!(message.contains(OTHER_PROGRAMME), "{message}");
+    // Named sources of its programme, within the quota: accepted.
+    ok(
+        &mut client,
+        &root,
+        against(
+            Some(issued.to_province),
+            &[(source, 10_000_000_00)],
+            down(10_000_000_00),
+        ),
+    )
+    .await;
+    // Cash never runs ahead of quota: ¥40m issued, ¥10m sent, ¥30m more is
+    // the most.
+    refused(
+        &mut client,
+        &root,
+        against(
+            Some(issued.to_province),
+            &[(source, 30_000_000_01)],
+            down(30_000_000_01),
+        ),
+        Code::FailedPrecondition,
+        "transfer.quota_seq",
+    )
+    .await;
+    // A transfer that does not go down follows no quota.
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-other", K::Programme, "中央其他"),
+    )
+    .await;
+    refused(
+        &mut client,
+        &root,
+        against(
+            Some(issued.central),
+            &[(source, 1_00)],
+            transfer("mof-xczx", "mof-other", 1_00, CENTRAL_DOC),
+        ),
+        Code::InvalidArgument,
+        "transfer.quota_seq",
+    )
+    .await;
+    ok(
+        &mut client,
+        province,
+        against(
+            Some(issued.to_dongxiang),
+            &[],
+            transfer("gs-xczx", "dx-xczx", 5_000_000_00, PROVINCE_DOC),
+        ),
+    )
+    .await;
+    assert_eq!(
+        standing(&mut client, issued.to_province)
+            .await
+            .cash_received_fen,
+        10_000_000_00
+    );
+    assert_eq!(
+        standing(&mut client, issued.to_dongxiang)
+            .await
+            .cash_received_fen,
+        5_000_000_00
+    );
+
+    // Payments: the county pays against a small quota of its own.
+    let small = ok(
+        &mut client,
+        province,
+        quota("dx-czj", Some(issued.to_province), 5_000_00, PROVINCE_DOC),
+    )
+    .await
+    .seq;
+    let pay = |amount_fen| disbursement("dx-xczx", "dx-hh-0001", amount_fen);
+    refused(
+        &mut client,
+        dongxiang,
+        pay(3_000_00),
+        Code::FailedPrecondition,
+        "disbursement.quota_seq",
+    )
+    .await;
+    refused(
+        &mut client,
+        dongxiang,
+        against(Some(issued.to_province), &[], pay(3_000_00)),
+        Code::PermissionDenied,
+        "disbursement.quota_seq",
+    )
+    .await;
+    let mut wrong_programme = against(Some(small), &[], pay(3_000_00));
+    if let B::Disbursement(d) = &mut wrong_programme {
+        d.programme_code = OTHER_PROGRAMME.into();
+    }
+    refused(
+        &mut client,
+        dongxiang,
+        wrong_programme,
+        Code::InvalidArgument,
+        "disbursement.programme_code",
+    )
+    .await;
+    let paid = ok(
+        &mut client,
+        dongxiang,
+        against(Some(small), &[], pay(3_000_00)),
+    )
+    .await
+    .seq;
+    refused(
+        &mut client,
+        dongxiang,
+        against(Some(small), &[], pay(2_000_01)),
+        Code::FailedPrecondition,
+        "disbursement.quota_seq",
+    )
+    .await;
+    let small_quota = standing(&mut client, small).await;
+    assert_eq!(
+        (small_quota.paid_fen, small_quota.held_fen),
+        (3_000_00, 2_000_00)
+    );
+
+    // A reversed payment gives its quota back.
+    ok(
+        &mut client,
+        dongxiang,
+        B::Reversal(pb::Reversal {
+            target_seq: paid,
+            document_no: "东财农〔2026〕4号".into(),
+            reason: "重复录入".into(),
+        }),
+    )
+    .await;
+    let small_quota = standing(&mut client, small).await;
+    assert_eq!((small_quota.paid_fen, small_quota.held_fen), (0, 5_000_00));
+    ok(
+        &mut client,
+        dongxiang,
+        against(Some(small), &[], pay(5_000_00)),
+    )
+    .await;
+    assert_eq!(standing(&mut client, small).await.held_fen, 0);
+    let _ = &issued.linxia;
+
+    // The same quota after derived state is rebuilt from the journal.
+    let before = lineage(&mut client, small).await;
+    server.stop().await;
+    std::fs::remove_dir_all(dir.path().join("derived")).unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    assert_eq!(lineage(&mut client, small).await, before);
+}

@@ -306,6 +306,7 @@ pub fn pairing(from: &str, to: &str) -> B {
 
 pub fn transfer(from: &str, to: &str, amount_fen: u64, document: &str) -> B {
     B::Transfer(pb::Transfer {
+        quota_seq: None,
         from_account_id: from.into(),
         to_account_id: to.into(),
         amount_fen,
@@ -318,6 +319,7 @@ pub fn transfer(from: &str, to: &str, amount_fen: u64, document: &str) -> B {
 
 pub fn disbursement(from: &str, household: &str, amount_fen: u64) -> B {
     B::Disbursement(pb::Disbursement {
+        quota_seq: None,
         from_account_id: from.into(),
         household_account_id: household.into(),
         amount_fen,

@@ -138,6 +138,7 @@ pub fn household_in(id: &str, registry_ref: &str, village: &str) -> B {
 
 pub fn pay(from: &str, household: &str, amount_fen: u64, period: &str, document: &str) -> B {
     B::Disbursement(pb::Disbursement {
+        quota_seq: None,
         from_account_id: from.into(),
         household_account_id: household.into(),
         amount_fen,

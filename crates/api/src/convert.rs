@@ -165,6 +165,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             document_no: t.document_no,
             purpose: t.purpose,
             memo: t.memo,
+            quota_seq: t.quota_seq,
         }),
         Some(B::Disbursement(d)) => m::Body::Disbursement(m::Disbursement {
             from_account_id: d.from_account_id,
@@ -175,6 +176,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             period: d.period,
             document_no: d.document_no,
             memo: d.memo,
+            quota_seq: d.quota_seq,
         }),
         Some(B::Reversal(r)) => m::Body::Reversal(m::Reversal {
             target_seq: r.target_seq,

@@ -379,6 +379,8 @@ pub struct Transfer {
     pub document_no: String,
     pub purpose: String,
     pub memo: String,
+    /// The quota this cash follows (rules 9).
+    pub quota_seq: Option<u64>,
 }
 
 /// Payment to a registered household (直接拨付到户).
@@ -392,6 +394,8 @@ pub struct Disbursement {
     pub period: String,
     pub document_no: String,
     pub memo: String,
+    /// The quota this payment draws on (rules 9).
+    pub quota_seq: Option<u64>,
 }
 
 /// Compensating record for an earlier movement (冲销).
@@ -704,14 +708,37 @@ pub struct Quota {
 }
 
 impl Quota {
-    /// What the holder still holds: not yet issued down.
-    pub fn held(&self) -> Fen {
+    /// What the holder may still issue down or pay out: the amount less
+    /// what was issued down and what it paid against it.
+    pub fn held(&self, used: &QuotaUse) -> Fen {
+        let spent = self
+            .issued_down
+            .checked_add(used.paid)
+            .expect("issued down and paid never pass the amount (checked as drawn)");
         Fen(self
             .amount
             .0
-            .checked_sub(self.issued_down.0)
-            .expect("a quota never issues down more than its amount (issue_quota checks it)"))
+            .checked_sub(spent.0)
+            .expect("a quota never issues down and pays more than its amount (checked as drawn)"))
     }
+}
+
+/// What has been drawn on a quota (rules 9): cash sent down against it to
+/// its holder, and payments its holder made against it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaUse {
+    pub cash_received: Fen,
+    pub paid: Fen,
+}
+
+/// Which quota a movement drew on, and how (rules 9): kept so that a
+/// reversal or a bank failure gives the quota back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaDraw {
+    pub quota_seq: u64,
+    /// Cash sent down to the quota's holder; else a payment by it.
+    pub cash: bool,
+    pub amount: Fen,
 }
 
 /// What one document (文号) issued as quota: its first programme, and

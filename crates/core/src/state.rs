@@ -119,6 +119,10 @@ pub mod key {
     pub const QUOTA_DOCUMENT: u8 = b'D';
     /// Index: holder org ‖ 0x00 ‖ quota seq → empty (rules 8).
     pub const QUOTA_HOLDER: u8 = b'H';
+    /// Quota seq → what was drawn on it (QuotaUse; rules 9).
+    pub const QUOTA_USE: u8 = b'U';
+    /// Movement seq → the quota it drew on (QuotaDraw; rules 9).
+    pub const QUOTA_DRAW: u8 = b'W';
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
@@ -313,6 +317,8 @@ pub fn describe_key(key: &[u8]) -> String {
         key::HOUSEHOLD_PAYMENT => format!("a payment to household {}", text()),
         key::ACCOUNT_ENTRY => format!("the entry index of account {}", text()),
         key::QUOTA => format!("quota {}", seq()),
+        key::QUOTA_USE => format!("what was drawn on quota {}", seq()),
+        key::QUOTA_DRAW => format!("the quota record {} drew on", seq()),
         key::QUOTA_DOCUMENT => format!("the quota issued by document {}", text()),
         key::SOURCE_ENTRY
         | key::LOT_SPEND
@@ -476,6 +482,16 @@ pub trait StateRead: Kv {
     /// The quota record `seq` issued, if it issued one.
     fn quota(&self, seq: u64) -> Result<Option<Quota>, Fault> {
         self.read(&key::seq(key::QUOTA, seq))
+    }
+    /// What was drawn on quota `seq` (nothing, before rules 9).
+    fn quota_use(&self, seq: u64) -> Result<QuotaUse, Fault> {
+        Ok(self
+            .read(&key::seq(key::QUOTA_USE, seq))?
+            .unwrap_or_default())
+    }
+    /// The quota movement `seq` drew on, if it drew on one.
+    fn quota_draw(&self, seq: u64) -> Result<Option<QuotaDraw>, Fault> {
+        self.read(&key::seq(key::QUOTA_DRAW, seq))
     }
     /// What quota document `document_no` issued so far.
     fn quota_document(&self, document_no: &str) -> Result<Option<QuotaDocument>, Fault> {

@@ -238,6 +238,9 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             }
             amount("transfer.amount_fen", t.amount)?;
             earmarks("transfer.sources", &t.sources, t.amount)?;
+            if t.quota_seq.is_some() {
+                since(rules, Rules::V9, "transfer.quota_seq")?;
+            }
             document_no("transfer.document_no", &t.document_no)?;
             text("transfer.purpose", &t.purpose, TEXT_CHARS_MAX)?;
             text("transfer.memo", &t.memo, TEXT_CHARS_MAX)
@@ -250,6 +253,9 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             code("disbursement.programme_code", &d.programme_code)?;
             period("disbursement.period", &d.period)?;
             document_no("disbursement.document_no", &d.document_no)?;
+            if d.quota_seq.is_some() {
+                since(rules, Rules::V9, "disbursement.quota_seq")?;
+            }
             text("disbursement.memo", &d.memo, TEXT_CHARS_MAX)
         }
         Body::Reversal(r) => {

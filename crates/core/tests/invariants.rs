@@ -452,6 +452,7 @@ fn body(op: &Op) -> (usize, Body) {
         } => (
             signer_for(signer, from),
             Body::Transfer(Transfer {
+                quota_seq: None,
                 from_account_id: ACCOUNTS[from].0.into(),
                 to_account_id: ACCOUNTS[to].0.into(),
                 amount: Fen(amount),
@@ -475,6 +476,7 @@ fn body(op: &Op) -> (usize, Body) {
         } => (
             signer_for(signer, from),
             Body::Disbursement(Disbursement {
+                quota_seq: None,
                 from_account_id: ACCOUNTS[from].0.into(),
                 household_account_id: "dx-hh-1".into(),
                 amount: Fen(amount),

@@ -34,7 +34,7 @@ pub use compliance::{compliance, Breach, ComplianceRequest, ComplianceResponse};
 pub use entries::{
     list_entries, reconcile, EntriesPage, EntriesRequest, Entry, Reconciled, Records,
 };
-pub use quotas::{quota_lineage, quotas_held, QuotasPage};
+pub use quotas::{quota_lineage, quotas_held, QuotasPage, Standing};
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,
     trace_forward, AsOf,

@@ -4,15 +4,30 @@
 //! quota, so these take no audience.
 
 use fundtrail_core::limits::LIST_SCAN_ROWS_MAX;
-use fundtrail_core::model::Quota;
+use fundtrail_core::model::{Quota, QuotaUse};
 use fundtrail_core::state::{key, StateRead};
 use fundtrail_core::{validate, Error, Fault, Rejection};
 
 use crate::LedgerView;
 
+/// A quota and what has been drawn on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Standing {
+    pub quota: Quota,
+    pub used: QuotaUse,
+}
+
+fn standing(ledger: &dyn LedgerView, quota: Quota) -> Result<Standing, Error> {
+    let used = ledger.state().quota_use(quota.seq)?;
+    Ok(Standing { quota, used })
+}
+
 /// Quota `seq`, and its ancestors from its parent up to the quota at the
 /// top.
-pub fn quota_lineage(ledger: &dyn LedgerView, seq: u64) -> Result<(Quota, Vec<Quota>), Error> {
+pub fn quota_lineage(
+    ledger: &dyn LedgerView,
+    seq: u64,
+) -> Result<(Standing, Vec<Standing>), Error> {
     let state = ledger.state();
     let quota = state
         .quota(seq)?
@@ -37,16 +52,16 @@ pub fn quota_lineage(ledger: &dyn LedgerView, seq: u64) -> Result<(Quota, Vec<Qu
             ))
         })?;
         next = parent.parent_seq;
-        ancestors.push(parent);
+        ancestors.push(standing(ledger, parent)?);
     }
-    Ok((quota, ancestors))
+    Ok((standing(ledger, quota)?, ancestors))
 }
 
 /// A page of the quotas an org holds, and the seq the next page starts
 /// from.
 #[derive(Debug, Clone, Default)]
 pub struct QuotasPage {
-    pub quotas: Vec<Quota>,
+    pub quotas: Vec<Standing>,
     pub next_seq: Option<u64>,
 }
 
@@ -82,7 +97,7 @@ pub fn quotas_held(
         let quota = state
             .quota(seq)?
             .ok_or_else(|| Fault::corrupt(format!("the quota index names {seq}, no quota")))?;
-        page.quotas.push(quota);
+        page.quotas.push(standing(ledger, quota)?);
     }
     Ok(page)
 }

@@ -317,7 +317,8 @@ pub fn anomalies_response(r: q::AnomaliesResponse) -> pb::AnomaliesResponse {
 }
 
 /// A quota as `fundtrail.v1.Query` shows it.
-pub fn quota(quota: &fundtrail_core::model::Quota) -> pb::Quota {
+pub fn quota(standing: &fundtrail_query::Standing) -> pb::Quota {
+    let (quota, used) = (&standing.quota, &standing.used);
     pb::Quota {
         seq: quota.seq,
         holder_org_id: quota.holder_org_id.clone(),
@@ -330,7 +331,9 @@ pub fn quota(quota: &fundtrail_core::model::Quota) -> pb::Quota {
         project_code: quota.project_code.clone(),
         amount_fen: quota.amount.0,
         issued_down_fen: quota.issued_down.0,
-        held_fen: quota.held().0,
+        held_fen: quota.held(used).0,
         issued_day: quota.issued_day,
+        cash_received_fen: used.cash_received.0,
+        paid_fen: used.paid.0,
     }
 }

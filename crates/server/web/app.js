@@ -43,7 +43,7 @@ const FIELD_LABELS = {
   members: "人数", status: "状态", org_id: "机构", role: "角色", division_code: "区划", public_key: "公钥",
   key_id: "密钥", root_org_id: "根机构", root_org_name: "根机构名称", root_public_key: "根机构公钥",
   log_public_key: "日志公钥", rules_version: "规则版本", to_org_id: "下达对象", from_quota_seq: "来源指标",
-  direct: "直达资金", project_code: "项目代码",
+  direct: "直达资金", project_code: "项目代码", quota_seq: "所用指标",
 };
 const HOUSEHOLD_STATUS = ["未指定", "在册", "已退出", "不符合条件"];
 const BASIS = ["未指定", "按户", "按人"];

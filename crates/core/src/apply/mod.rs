@@ -60,6 +60,8 @@ pub(crate) struct Act<'t, 'a, K: Kv + ?Sized> {
     pub root_org_id: &'t str,
     pub org: Org,
     pub effects: Effects,
+    /// The request was carried over from an earlier system.
+    pub imported: bool,
 }
 
 impl<K: Kv + ?Sized> Act<'_, '_, K> {
@@ -230,6 +232,7 @@ pub fn apply<K: Kv + ?Sized>(
             ..Effects::default()
         },
         org,
+        imported: request.imported,
     };
     dispatch(&mut act, &request.body)?;
     let Act { org, effects, .. } = act;
@@ -291,9 +294,7 @@ fn idempotency_entry<K: Kv + ?Sized>(
 ) -> Result<Option<IdempotencyEntry>, Fault> {
     match rules {
         Rules::V1 => state.idempotency(&signer.key_id, &request.idempotency_key),
-        Rules::V2 | Rules::V3 | Rules::V4 | Rules::V5 | Rules::V6 | Rules::V7 | Rules::V8 => {
-            state.org_idempotency(&signer.org_id, &request.idempotency_key)
-        }
+        _ => state.org_idempotency(&signer.org_id, &request.idempotency_key),
     }
 }
 

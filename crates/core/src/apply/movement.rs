@@ -509,7 +509,12 @@ pub(super) fn transfer<K: Kv + ?Sized>(m: &mut Act<K>, t: &Transfer) -> Result<(
         }
         _ => {}
     }
-    m.move_money(from, to, t.amount, &t.sources, "transfer.sources")
+    let down =
+        m.rules >= Rules::V9 && super::quota::is_below(m, &to.owner_org_id, &from.owner_org_id)?;
+    let to_org_id = to.owner_org_id.clone();
+    let legs_from = m.effects.legs.len();
+    m.move_money(from, to, t.amount, &t.sources, "transfer.sources")?;
+    super::quota::follow_cash(m, t.quota_seq, down, &to_org_id, t.amount, legs_from)
 }
 
 /// Rules 6: the signer may credit (by Transfer or Return) only accounts of
@@ -709,7 +714,9 @@ pub(super) fn disbursement<K: Kv + ?Sized>(m: &mut Act<K>, d: &Disbursement) -> 
         key::household_payment(&household.account_id, m.seq),
         &payment,
     );
-    m.move_money(from, to, d.amount, &d.sources, "disbursement.sources")
+    let legs_from = m.effects.legs.len();
+    m.move_money(from, to, d.amount, &d.sources, "disbursement.sources")?;
+    super::quota::pay(m, d.quota_seq, &d.programme_code, d.amount, legs_from)
 }
 
 /// Money sent back up from any of the signer's accounts, households' too.
@@ -924,6 +931,7 @@ fn bank_failure<K: Kv + ?Sized>(m: &mut Act<K>, r: &Return) -> Result<(), Error>
         .put(key::named(key::ACCOUNT, &household.account_id), &household);
     m.txn.put(key::named(key::ACCOUNT, &paying), &to);
     m.txn.put_raw(key::named(key::HOLDER, &paying), Vec::new());
+    super::quota::give_back(m, r.disbursement_seq)?;
     settle(
         m,
         r.disbursement_seq,
@@ -1237,6 +1245,7 @@ pub(super) fn reversal<K: Kv + ?Sized>(m: &mut Act<K>, r: &Reversal) -> Result<(
             .put(key::named(key::ACCOUNT, &account.account_id), account);
     }
     undo_registry(m, &target)?;
+    super::quota::give_back(m, target.seq)?;
     target.reversed_by = Some(m.seq);
     m.txn.put(key::seq(key::MOVEMENT, target.seq), &target);
     Ok(())

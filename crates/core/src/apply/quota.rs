@@ -4,12 +4,17 @@
 //! 直达资金 quota); every other quota is split from one its signer holds, to
 //! a child org, and keeps what the 直达 system keeps unchanged down the
 //! levels: programme, fiscal year, the 直达 mark and the 项目代码.
+//!
+//! From rules 9 cash follows quota: a transfer down the levels names the
+//! quota issued to the org it pays, a household payment the quota its payer
+//! holds, and neither may pass it or move money of another programme.
 
 use super::Act;
-use crate::model::{IssueQuota, Quota, QuotaDocument};
+use crate::model::{IssueQuota, Quota, QuotaDocument, QuotaDraw};
 use crate::money::Fen;
+use crate::rules::Rules;
 use crate::state::{key, Kv, StateRead};
-use crate::{Error, Rejection};
+use crate::{Error, Fault, Rejection};
 
 pub(super) fn issue_quota<K: Kv + ?Sized>(act: &mut Act<K>, q: &IssueQuota) -> Result<(), Error> {
     let (parent_seq, root_seq) = match q.from_quota_seq {
@@ -149,12 +154,12 @@ fn check_split<K: Kv + ?Sized>(act: &Act<K>, q: &IssueQuota, parent: &Quota) -> 
         )
         .into());
     }
-    let held = parent.held();
+    let held = parent.held(&act.txn.quota_use(parent.seq)?);
     if q.amount > held {
         return Err(Rejection::precondition(
             "issue_quota.amount_fen",
             format!(
-                "quota {} holds {} fen not yet issued down; {} fen cannot be split from it",
+                "quota {} holds {} fen not yet issued down or paid; {} fen cannot be split from it",
                 parent.seq, held.0, q.amount.0
             ),
         )
@@ -190,4 +195,223 @@ fn check_document<K: Kv + ?Sized>(act: &mut Act<K>, q: &IssueQuota) -> Result<()
         .into());
     }
     Ok(())
+}
+
+/// Rules 9: a transfer to an account of `to_org_id`, an org below the
+/// paying account's owner when `down`, follows quota issued to `to_org_id`;
+/// any other transfer draws on none. Called once the transfer's legs (from
+/// `legs_from` on) are in the effects.
+pub(super) fn follow_cash<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    quota_seq: Option<u64>,
+    down: bool,
+    to_org_id: &str,
+    amount: Fen,
+    legs_from: usize,
+) -> Result<(), Error> {
+    let field = "transfer.quota_seq";
+    if act.rules < Rules::V9 {
+        return Ok(());
+    }
+    match (down, quota_seq) {
+        (true, Some(seq)) => draw(act, field, seq, Drawn::Cash { to_org_id }, amount, legs_from),
+        (true, None) if act.imported => Ok(()),
+        (true, None) => Err(Rejection::precondition(
+            field,
+            format!(
+                "cash goes down to {to_org_id} only against quota issued to it: name that quota (quota_seq)"
+            ),
+        )
+        .into()),
+        (false, Some(_)) => Err(Rejection::invalid(
+            field,
+            "only a transfer down the levels (to an account of an org below the payer's) follows quota",
+        )
+        .into()),
+        (false, None) => Ok(()),
+    }
+}
+
+/// Rules 9: a household payment of `programme_code` draws on quota its
+/// payer (the signer) holds. Called once the payment's legs are in the
+/// effects.
+pub(super) fn pay<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    quota_seq: Option<u64>,
+    programme_code: &str,
+    amount: Fen,
+    legs_from: usize,
+) -> Result<(), Error> {
+    let field = "disbursement.quota_seq";
+    if act.rules < Rules::V9 {
+        return Ok(());
+    }
+    match quota_seq {
+        Some(seq) => draw(
+            act,
+            field,
+            seq,
+            Drawn::Payment { programme_code },
+            amount,
+            legs_from,
+        ),
+        None if act.imported => Ok(()),
+        None => Err(Rejection::precondition(
+            field,
+            "a payment draws on quota its payer holds: name that quota (quota_seq)",
+        )
+        .into()),
+    }
+}
+
+enum Drawn<'a> {
+    /// Cash sent down to an account of this org.
+    Cash { to_org_id: &'a str },
+    /// A payment, of this programme, by the signer.
+    Payment { programme_code: &'a str },
+}
+
+/// Draws `amount` of this record on quota `seq`, after checking whose it
+/// is, that the record's legs (from `legs_from` on) move only money of its
+/// programme, and that it holds enough.
+fn draw<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    field: &str,
+    seq: u64,
+    drawn: Drawn,
+    amount: Fen,
+    legs_from: usize,
+) -> Result<(), Error> {
+    let quota = act
+        .txn
+        .quota(seq)?
+        .ok_or_else(|| Rejection::not_found(field, format!("record {seq} issued no quota")))?;
+    let mut used = act.txn.quota_use(seq)?;
+    match drawn {
+        Drawn::Cash { to_org_id } if quota.holder_org_id != to_org_id => {
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "quota {seq} was issued to {}; cash to an account of {to_org_id} follows quota issued to {to_org_id}",
+                    quota.holder_org_id
+                ),
+            )
+            .into());
+        }
+        Drawn::Payment { .. } if quota.holder_org_id != act.org.org_id => {
+            return Err(Rejection::denied(
+                field,
+                format!(
+                    "quota {seq} is held by {}; {} pays only against quota it holds",
+                    quota.holder_org_id, act.org.org_id
+                ),
+            )
+            .into());
+        }
+        Drawn::Payment { programme_code } if programme_code != quota.programme_code => {
+            return Err(Rejection::invalid(
+                "disbursement.programme_code",
+                format!(
+                    "the payment is of programme {programme_code}, quota {seq} of programme {}",
+                    quota.programme_code
+                ),
+            )
+            .into());
+        }
+        _ => {}
+    }
+    same_programme(act, field, &quota, legs_from)?;
+    // Cash received may reach the amount; payments what was not issued on.
+    let not_issued = quota
+        .amount
+        .checked_sub(quota.issued_down)
+        .expect("a quota never issues down more than its amount");
+    let (drawn_so_far, room, cash) = match drawn {
+        Drawn::Cash { .. } => (&mut used.cash_received, quota.amount, true),
+        Drawn::Payment { .. } => (&mut used.paid, not_issued, false),
+    };
+    let total = drawn_so_far.checked_add(amount).filter(|t| *t <= room);
+    let Some(total) = total else {
+        let what = if cash {
+            "cash received against"
+        } else {
+            "paid against"
+        };
+        return Err(Rejection::precondition(
+            field,
+            format!(
+                "quota {seq} allows {} fen and {} fen was already {what} it; {} fen more would pass it",
+                room.0, drawn_so_far.0, amount.0
+            ),
+        )
+        .into());
+    };
+    *drawn_so_far = total;
+    act.txn.put(key::seq(key::QUOTA_USE, seq), &used);
+    let draw = QuotaDraw {
+        quota_seq: seq,
+        cash,
+        amount,
+    };
+    act.txn.put(key::seq(key::QUOTA_DRAW, act.seq), &draw);
+    Ok(())
+}
+
+/// Refuses a record whose legs (from `legs_from` on) move money of another
+/// programme than `quota`'s: quota of one programme never carries another's
+/// money (挤占挪用).
+fn same_programme<K: Kv + ?Sized>(
+    act: &Act<K>,
+    field: &str,
+    quota: &Quota,
+    legs_from: usize,
+) -> Result<(), Error> {
+    for leg in &act.effects.legs[legs_from..] {
+        let source = act.txn.source(leg.source_seq)?.ok_or_else(|| {
+            Fault::corrupt(format!("derived state lacks source {}", leg.source_seq))
+        })?;
+        if source.programme_code != quota.programme_code {
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "the money moved includes source {} of programme {}; quota {} is for programme {}: pay it with money of that programme (name its sources)",
+                    source.source_seq, source.programme_code, quota.seq, quota.programme_code
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Gives back to its quota what movement `seq` drew, when the movement is
+/// reversed or the bank did not credit it.
+pub(super) fn give_back<K: Kv + ?Sized>(act: &mut Act<K>, seq: u64) -> Result<(), Error> {
+    let Some(draw) = act.txn.quota_draw(seq)? else {
+        return Ok(());
+    };
+    let mut used = act.txn.quota_use(draw.quota_seq)?;
+    let drawn = match draw.cash {
+        true => &mut used.cash_received,
+        false => &mut used.paid,
+    };
+    *drawn = drawn.checked_sub(draw.amount).ok_or_else(|| {
+        Fault::corrupt(format!(
+            "quota {} records less drawn than record {seq} drew on it",
+            draw.quota_seq
+        ))
+    })?;
+    act.txn.put(key::seq(key::QUOTA_USE, draw.quota_seq), &used);
+    act.txn.delete(key::seq(key::QUOTA_DRAW, seq));
+    Ok(())
+}
+
+/// Whether `org_id` lies below `above_org_id` (a descendant, not itself).
+pub(super) fn is_below<K: Kv + ?Sized>(
+    act: &Act<K>,
+    org_id: &str,
+    above_org_id: &str,
+) -> Result<bool, Fault> {
+    let chain = act.txn.org_chain(org_id)?;
+    Ok(chain.iter().skip(1).any(|o| o.org_id == above_org_id))
 }

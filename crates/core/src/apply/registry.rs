@@ -552,7 +552,7 @@ pub(super) fn upgrade_rules<K: Kv + ?Sized>(
             format!(
                 "rules version {} is not known to this server (it knows 1 to {})",
                 u.rules_version,
-                Rules::CURRENT.version()
+                Rules::NEWEST.version()
             ),
         )
     })?;
