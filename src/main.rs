@@ -155,6 +155,18 @@ enum Command {
         #[arg(long, default_value = "")]
         page_token: String,
     },
+    /// Spending progress (支出进度) of an org and the orgs below it: quota
+    /// received and issued down, cash received, paid, and paid ÷ quota, by
+    /// programme and month.
+    Progress {
+        #[command(flatten)]
+        server: Server,
+        org_id: String,
+        #[arg(long, default_value = "")]
+        programme: String,
+        #[arg(long, default_value_t = 0)]
+        fiscal_year: u32,
+    },
     /// Show the ledger's id and size.
     Ledger {
         #[command(flatten)]
@@ -455,6 +467,25 @@ async fn run(command: Command) -> Result<()> {
                 .map_err(status)?
                 .into_inner();
             output::quotas(&page, server.json);
+        }
+        Command::Progress {
+            server,
+            org_id,
+            programme,
+            fiscal_year,
+        } => {
+            let mut client = connect(&server).await?;
+            let progress = client
+                .query
+                .spending_progress(pb::SpendingProgressRequest {
+                    org_id,
+                    programme_code: programme,
+                    fiscal_year,
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            output::progress(&progress, server.json);
         }
         Command::Ledger { server } => {
             let mut client = connect(&server).await?;

@@ -641,6 +641,32 @@ pub fn quotas(page: &pb::ListQuotasResponse, json: bool) {
     }
 }
 
+pub fn progress(progress: &pb::SpendingProgressResponse, json: bool) {
+    if json {
+        print_json(&json!({"rows": progress.rows.iter().map(|r| json!({
+            "programme_code": r.programme_code, "month": r.month,
+            "quota_received_fen": r.quota_received_fen, "quota_issued_down_fen": r.quota_issued_down_fen,
+            "cash_received_fen": r.cash_received_fen, "paid_fen": r.paid_fen,
+            "paid_basis_points": r.paid_basis_points,
+        })).collect::<Value>()}));
+        return;
+    }
+    println!("programme  month    quota received  issued down  cash received  paid  progress");
+    for r in &progress.rows {
+        println!(
+            "{}  {}  {}  {}  {}  {}  {}.{:02}%",
+            r.programme_code,
+            r.month,
+            yuan(r.quota_received_fen),
+            yuan(r.quota_issued_down_fen),
+            yuan(r.cash_received_fen),
+            yuan(r.paid_fen),
+            r.paid_basis_points / 100,
+            r.paid_basis_points % 100
+        );
+    }
+}
+
 pub fn ledger(info: &pb::LedgerInfo, json: bool) {
     if json {
         print_json(&json!({

@@ -715,6 +715,45 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     assert_eq!(standing(&mut client, small).await.held_fen, 0);
     let _ = &issued.linxia;
 
+    // Spending progress equals what the records themselves add up to.
+    for org in ["gs-czt", "dx-czj", "mof"] {
+        let expected = progress_from_records(&mut client, org).await;
+        let rows = client
+            .query
+            .spending_progress(pb::SpendingProgressRequest {
+                org_id: org.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rows;
+        let last = rows.last().expect("a row for the programme");
+        assert!(rows.iter().all(|r| r.programme_code == PROGRAMME));
+        assert_eq!(
+            (
+                last.quota_received_fen,
+                last.quota_issued_down_fen,
+                last.cash_received_fen,
+                last.paid_fen,
+                last.paid_basis_points
+            ),
+            expected,
+            "{org}"
+        );
+    }
+    let province = progress_from_records(&mut client, "gs-czt").await;
+    assert_eq!(
+        province,
+        (
+            40_000_000_00,
+            35_000_000_00 + 5_000_00,
+            10_000_000_00,
+            5_000_00,
+            1
+        )
+    );
+
     // The same quota after derived state is rebuilt from the journal.
     let before = lineage(&mut client, small).await;
     server.stop().await;
@@ -722,4 +761,82 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
     assert_eq!(lineage(&mut client, small).await, before);
+}
+
+/// (quota received, issued down, cash received, paid by the org and those
+/// below it, paid in basis points of quota received) for `org`, summed from
+/// the records a ListEntries reads, not from the server's counters.
+async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64, u64, u64) {
+    let entries = client
+        .query
+        .list_entries(pb::ListEntriesRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let body = |e: &pb::Entry| e.body.clone().and_then(|b| b.body);
+    let mut holder = std::collections::HashMap::new();
+    let mut parent_org = std::collections::HashMap::new();
+    for e in &entries {
+        match body(e) {
+            Some(B::IssueQuota(q)) => {
+                holder.insert(e.seq, (q.to_org_id, q.amount_fen, q.from_quota_seq));
+            }
+            Some(B::RegisterOrg(r)) => {
+                let signer = e.effects.clone().unwrap().signer_org_id;
+                parent_org.insert(r.org_id, signer);
+            }
+            _ => {}
+        }
+    }
+    let parent_org: std::collections::HashMap<String, String> = parent_org;
+    let below = |start: &str| {
+        let mut o = start.to_string();
+        loop {
+            if o == org {
+                return true;
+            }
+            match parent_org.get(&o) {
+                Some(p) => o = p.clone(),
+                None => return false,
+            }
+        }
+    };
+    let held_by_org = |seq: &u64| holder.get(seq).is_some_and(|(h, _, _)| h == org);
+    let received: u64 = holder
+        .values()
+        .filter(|(h, _, _)| h == org)
+        .map(|(_, a, _)| a)
+        .sum();
+    let issued_down: u64 = holder
+        .values()
+        .filter(|(_, _, from)| from.as_ref().is_some_and(held_by_org))
+        .map(|(_, a, _)| a)
+        .sum();
+    let (mut cash, mut paid) = (0, 0);
+    for e in entries.iter().filter(|e| e.reversed_by_seq.is_none()) {
+        match body(e) {
+            Some(B::Transfer(t)) if t.quota_seq.as_ref().is_some_and(held_by_org) => {
+                cash += t.amount_fen
+            }
+            Some(B::Disbursement(d)) => {
+                let in_subtree = d
+                    .quota_seq
+                    .and_then(|q| holder.get(&q))
+                    .is_some_and(|(h, _, _)| below(h));
+                if in_subtree {
+                    paid += d.amount_fen;
+                }
+            }
+            _ => {}
+        }
+    }
+    let basis_points = match received {
+        0 => 0,
+        r => (u128::from(paid) * 10_000 / u128::from(r)) as u64,
+    };
+    (received, issued_down, cash, paid, basis_points)
 }

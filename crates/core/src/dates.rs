@@ -58,6 +58,18 @@ pub fn parse_date(text: &str) -> Option<Day> {
     Day::try_from(days).ok()
 }
 
+/// The month a day falls in, as the number YYYYMM (so months sort as
+/// numbers do).
+pub fn month_of(day: Day) -> u32 {
+    let (y, m, _) = civil_from_days(i64::from(day));
+    u32::try_from(y).expect("days since 1970 fall in positive years") * 100 + m
+}
+
+/// A month number (YYYYMM) as "YYYY-MM".
+pub fn format_month(month: u32) -> String {
+    format!("{:04}-{:02}", month / 100, month % 100)
+}
+
 /// "YYYY-MM-DD".
 pub fn format_date(day: Day) -> String {
     let (y, m, d) = civil_from_days(i64::from(day));

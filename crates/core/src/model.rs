@@ -739,6 +739,8 @@ pub struct QuotaDraw {
     /// Cash sent down to the quota's holder; else a payment by it.
     pub cash: bool,
     pub amount: Fen,
+    /// The movement's business date: the month it counts in.
+    pub day: Day,
 }
 
 /// What one document (文号) issued as quota: its first programme, and

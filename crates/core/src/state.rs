@@ -123,6 +123,16 @@ pub mod key {
     pub const QUOTA_USE: u8 = b'U';
     /// Movement seq → the quota it drew on (QuotaDraw; rules 9).
     pub const QUOTA_DRAW: u8 = b'W';
+    /// Quota seq ‖ month (YYYYMM, u32 big-endian) → what was drawn on the
+    /// quota by movements dated in that month (QuotaUse; rules 9).
+    pub const QUOTA_MONTH: u8 = b'M';
+
+    /// What was drawn on quota `seq` in `month` (YYYYMM).
+    pub fn quota_month(seq: u64, month: u32) -> Vec<u8> {
+        let mut key = self::seq(QUOTA_MONTH, seq);
+        key.extend_from_slice(&month.to_be_bytes());
+        key
+    }
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
@@ -319,6 +329,7 @@ pub fn describe_key(key: &[u8]) -> String {
         key::QUOTA => format!("quota {}", seq()),
         key::QUOTA_USE => format!("what was drawn on quota {}", seq()),
         key::QUOTA_DRAW => format!("the quota record {} drew on", seq()),
+        key::QUOTA_MONTH => "a month of what was drawn on a quota".into(),
         key::QUOTA_DOCUMENT => format!("the quota issued by document {}", text()),
         key::SOURCE_ENTRY
         | key::LOT_SPEND
@@ -488,6 +499,21 @@ pub trait StateRead: Kv {
         Ok(self
             .read(&key::seq(key::QUOTA_USE, seq))?
             .unwrap_or_default())
+    }
+    /// What was drawn on quota `seq`, month by month (YYYYMM), oldest first.
+    fn quota_months(&self, seq: u64) -> Result<Vec<(u32, QuotaUse)>, Fault> {
+        let prefix = key::seq(key::QUOTA_MONTH, seq);
+        // One row a month: a quota drawn on for a century holds 1,200.
+        self.scan(&prefix, &prefix, 1_200)?
+            .iter()
+            .map(|(k, v)| {
+                let month = k[prefix.len()..]
+                    .try_into()
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| Fault::corrupt("a quota month key is corrupt"))?;
+                Ok((month, decode(v)?))
+            })
+            .collect()
     }
     /// The quota movement `seq` drew on, if it drew on one.
     fn quota_draw(&self, seq: u64) -> Result<Option<QuotaDraw>, Fault> {

@@ -19,6 +19,7 @@
 pub mod accounts;
 pub mod compliance;
 pub mod entries;
+pub mod progress;
 pub mod quotas;
 pub mod trace;
 pub mod types;
@@ -34,6 +35,7 @@ pub use compliance::{compliance, Breach, ComplianceRequest, ComplianceResponse};
 pub use entries::{
     list_entries, reconcile, EntriesPage, EntriesRequest, Entry, Reconciled, Records,
 };
+pub use progress::{spending_progress, ProgressRequest, ProgressRow};
 pub use quotas::{quota_lineage, quotas_held, QuotasPage, Standing};
 pub use trace::{
     anomalies, balances_as_of, household_statement, idle_funds, level_of, trace_backward,

@@ -157,6 +157,12 @@ const METHODS: &[Method] = &[
     method("/fundtrail.v1.Query/GetQuota", Access::Signed, 1, Q),
     method("/fundtrail.v1.Query/ListQuotas", Access::Signed, 10, Q),
     method(
+        "/fundtrail.v1.Query/SpendingProgress",
+        Access::Signed,
+        50,
+        Q,
+    ),
+    method(
         "/fundtrail.v1.Query/Reconcile",
         Access::Signed,
         READ_COST_MAX,

@@ -337,3 +337,15 @@ pub fn quota(standing: &fundtrail_query::Standing) -> pb::Quota {
         paid_fen: used.paid.0,
     }
 }
+
+pub fn progress_row(row: fundtrail_query::ProgressRow) -> pb::ProgressRow {
+    pb::ProgressRow {
+        programme_code: row.programme_code,
+        month: fundtrail_core::dates::format_month(row.month),
+        quota_received_fen: row.quota_received_fen,
+        quota_issued_down_fen: row.quota_issued_down_fen,
+        cash_received_fen: row.cash_received_fen,
+        paid_fen: row.paid_fen,
+        paid_basis_points: row.paid_basis_points,
+    }
+}

@@ -622,6 +622,28 @@ fn get_quota(
     })
 }
 
+/// 支出进度 is published for every county: every registered reader may
+/// read it, as quota.
+fn spending_progress(
+    engine: &Engine,
+    _: &Reader,
+    facts: &mut Facts<'_>,
+    request: pb::SpendingProgressRequest,
+) -> Result<pb::SpendingProgressResponse, Error> {
+    let rows = fundtrail_query::spending_progress(
+        engine,
+        &fundtrail_query::ProgressRequest {
+            org_id: request.org_id,
+            programme_code: request.programme_code,
+            fiscal_year: request.fiscal_year,
+        },
+    )?;
+    facts.rows(rows.len());
+    Ok(pb::SpendingProgressResponse {
+        rows: rows.into_iter().map(query::progress_row).collect(),
+    })
+}
+
 fn list_quotas(
     engine: &Engine,
     _: &Reader,
@@ -1043,6 +1065,13 @@ impl pb::query_server::Query for QueryService {
         request: Request<pb::GetQuotaRequest>,
     ) -> Result<Response<pb::QuotaLineage>, Status> {
         jurisdiction::signed(&self.engine, request, get_quota).await
+    }
+
+    async fn spending_progress(
+        &self,
+        request: Request<pb::SpendingProgressRequest>,
+    ) -> Result<Response<pb::SpendingProgressResponse>, Status> {
+        jurisdiction::signed(&self.engine, request, spending_progress).await
     }
 
     async fn list_quotas(

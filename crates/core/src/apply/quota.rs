@@ -10,7 +10,7 @@
 //! holds, and neither may pass it or move money of another programme.
 
 use super::Act;
-use crate::model::{IssueQuota, Quota, QuotaDocument, QuotaDraw};
+use crate::model::{IssueQuota, Quota, QuotaDocument, QuotaDraw, QuotaUse};
 use crate::money::Fen;
 use crate::rules::Rules;
 use crate::state::{key, Kv, StateRead};
@@ -352,8 +352,41 @@ fn draw<K: Kv + ?Sized>(
         quota_seq: seq,
         cash,
         amount,
+        day: act.day,
     };
+    count_in_month(act, &draw, true)?;
     act.txn.put(key::seq(key::QUOTA_DRAW, act.seq), &draw);
+    Ok(())
+}
+
+/// Adds `draw` to (or, undoing it, takes it from) what its quota had drawn
+/// in the draw's month, for the spending-progress report.
+fn count_in_month<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    draw: &QuotaDraw,
+    add: bool,
+) -> Result<(), Error> {
+    let month_key = key::quota_month(draw.quota_seq, crate::dates::month_of(draw.day));
+    let mut month: QuotaUse = act.txn.read(&month_key)?.unwrap_or_default();
+    let drawn = match draw.cash {
+        true => &mut month.cash_received,
+        false => &mut month.paid,
+    };
+    *drawn = match add {
+        true => drawn.checked_add(draw.amount).ok_or_else(|| {
+            Fault::corrupt(format!(
+                "quota {} drew more than fits in a u64",
+                draw.quota_seq
+            ))
+        })?,
+        false => drawn.checked_sub(draw.amount).ok_or_else(|| {
+            Fault::corrupt(format!(
+                "quota {} records less drawn in a month than one record drew",
+                draw.quota_seq
+            ))
+        })?,
+    };
+    act.txn.put(month_key, &month);
     Ok(())
 }
 
@@ -402,6 +435,7 @@ pub(super) fn give_back<K: Kv + ?Sized>(act: &mut Act<K>, seq: u64) -> Result<()
         ))
     })?;
     act.txn.put(key::seq(key::QUOTA_USE, draw.quota_seq), &used);
+    count_in_month(act, &draw, false)?;
     act.txn.delete(key::seq(key::QUOTA_DRAW, seq));
     Ok(())
 }
