@@ -861,3 +861,127 @@ async fn the_compliance_report_names_each_breach_of_the_rules_in_force() {
     )
     .await;
 }
+
+/// A library project of `category`, as `register_project` makes one.
+fn project_of(id: &str, category: &str) -> B {
+    let mut body = register_project(id, "622926100", 50_000_00, &["受益户增收"]);
+    if let B::RegisterProject(p) = &mut body {
+        p.category = category.into();
+    }
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn industry_money_split_evenly_and_payments_before_the_notice_are_found() {
+    let (_dir, _server, mut client, county) = start().await;
+    let dx = county.dongxiang.clone();
+    for (project, category) in [("dx-cy-1", "产业发展"), ("dx-jc-1", "基础设施")] {
+        ok(&mut client, &dx, project_of(project, category)).await;
+    }
+    // dx-cy-1 pays a household before its notice; dx-jc-1 after its own.
+    ok(&mut client, &dx, announce("dx-jc-1", "东乡公示〔2026〕8号")).await;
+    for project in ["dx-cy-1", "dx-jc-1"] {
+        ok(
+            &mut client,
+            &dx,
+            allocation("dx-pool", project, 30_000_00, A_DOC),
+        )
+        .await;
+    }
+    // Three villages of 12 households each.
+    let villages = ["622926100201", "622926100202", "622926100203"];
+    for (v, village) in villages.iter().enumerate() {
+        for h in 0..12 {
+            let id = format!("dx-v{v}-{h:02}");
+            ok(
+                &mut client,
+                &dx,
+                household_in(&id, &format!("HH-V{v}-{h:02}"), village),
+            )
+            .await;
+        }
+    }
+    let early = ok(
+        &mut client,
+        &dx,
+        pay(
+            "dx-cy-1",
+            "dx-v0-00",
+            800_00,
+            "2026-03",
+            "东财农〔2026〕70号",
+        ),
+    )
+    .await
+    .seq;
+    ok(&mut client, &dx, announce("dx-cy-1", "东乡公示〔2026〕9号")).await;
+    let mut evenly = vec![early];
+    for h in 1..12 {
+        // Village 0: all twelve the same ¥800 (the first before the notice).
+        let seq = ok(
+            &mut client,
+            &dx,
+            pay(
+                "dx-cy-1",
+                &format!("dx-v0-{h:02}"),
+                800_00,
+                "2026-03",
+                "东财农〔2026〕71号",
+            ),
+        )
+        .await
+        .seq;
+        evenly.push(seq);
+    }
+    for h in 0..12 {
+        // Village 1: ten the same, two by their production (10 of 12 is
+        // below 90%).
+        let amount = if h < 10 { 800_00 } else { 1_250_00 };
+        ok(
+            &mut client,
+            &dx,
+            pay(
+                "dx-cy-1",
+                &format!("dx-v1-{h:02}"),
+                amount,
+                "2026-03",
+                "东财农〔2026〕71号",
+            ),
+        )
+        .await;
+        // Village 2: the same to all, but from infrastructure money (公益岗位
+        // wages, say): not industry money split evenly.
+        ok(
+            &mut client,
+            &dx,
+            pay(
+                "dx-jc-1",
+                &format!("dx-v2-{h:02}"),
+                800_00,
+                "2026-03",
+                "东财农〔2026〕72号",
+            ),
+        )
+        .await;
+    }
+
+    let answer = anomalies(&mut client, pb::AnomaliesRequest::default()).await;
+    let split = findings_of(&answer.findings, "EQUAL_SPLIT");
+    assert_eq!(split.len(), 1, "{split:?}");
+    assert_eq!(split[0].account_id, "dx-cy-1");
+    assert_eq!(split[0].seqs, evenly);
+    assert_eq!(split[0].amount_fen, 12 * 800_00);
+    assert!(split[0].detail.contains(villages[0]), "{}", split[0].detail);
+    assert!(split[0].detail.contains("2026-03"), "{}", split[0].detail);
+
+    let before = findings_of(&answer.findings, "PAID_BEFORE_NOTICE");
+    assert_eq!(before.len(), 1, "{before:?}");
+    assert_eq!(
+        (
+            before[0].account_id.as_str(),
+            before[0].seqs.clone(),
+            before[0].amount_fen
+        ),
+        ("dx-cy-1", vec![early], 800_00)
+    );
+}

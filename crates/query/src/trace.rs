@@ -1017,49 +1017,146 @@ fn unconfirmed_findings(
     Ok(())
 }
 
+/// What a library project's record shows, in one pass over its account's
+/// records: money allocated to it before its announcement (公告公示), and
+/// households paid from it before it (PAID_BEFORE_NOTICE); for an industry
+/// project, payments split evenly over a village (EQUAL_SPLIT).
 fn project_findings(
     ledger: &dyn LedgerView,
     project: &Project,
     findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
+    let state = ledger.state();
     let announced = project.announced_seq.unwrap_or(u64::MAX);
     let prefix = key::account_entries(&project.account_id);
-    let mut early = Vec::new();
-    let mut amount: u128 = 0;
-    for (row, _) in ledger.state().scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
+    let (mut early, mut early_fen) = (Vec::new(), 0u128);
+    let (mut paid_early, mut paid_early_fen) = (Vec::new(), 0u128);
+    let mut payments = Vec::new();
+    for (row, _) in state.scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
         let seq = indexed_seq(&row)?;
-        if seq >= announced {
-            break;
+        let movement = indexed_movement(state, seq)?;
+        if movement.reversed_by.is_some() {
+            continue;
         }
-        {
-            let movement = indexed_movement(ledger.state(), seq)?;
-            if movement.kind == RecordKind::Allocation && movement.reversed_by.is_none() {
+        let amount: u128 = movement.legs.iter().map(|l| u128::from(l.amount.0)).sum();
+        let paid_out = movement.kind == RecordKind::Disbursement
+            && movement
+                .legs
+                .first()
+                .and_then(|l| l.from_account_id.as_deref())
+                == Some(project.account_id.as_str());
+        match movement.kind {
+            RecordKind::Allocation if seq < announced => {
                 early.push(seq);
-                amount += movement
-                    .legs
-                    .iter()
-                    .map(|l| u128::from(l.amount.0))
-                    .sum::<u128>();
+                early_fen += amount;
             }
+            // A payment the bank sent back did not reach the household.
+            RecordKind::Disbursement if paid_out && !state.returned_by_bank(seq)? => {
+                if seq < announced {
+                    paid_early.push(seq);
+                    paid_early_fen += amount;
+                }
+                let household = movement.legs[0].to_account_id.clone().unwrap_or_default();
+                payments.push((seq, household, amount));
+            }
+            _ => {}
         }
     }
+    let before = |what: &str| match project.announced_seq {
+        Some(seq) => format!(
+            "project {} {what} before its announcement (record {seq})",
+            project.account_id
+        ),
+        None => format!(
+            "project {} {what} but was never publicly announced (公告公示)",
+            project.account_id
+        ),
+    };
     if !early.is_empty() {
         findings.push(Finding {
             kind: "UNANNOUNCED_ALLOCATION".into(),
             account_id: project.account_id.clone(),
             seqs: early,
-            amount_fen: fen(amount)?,
-            detail: match project.announced_seq {
-                Some(seq) => format!(
-                    "project {} received money before its announcement (record {seq})",
-                    project.account_id
-                ),
-                None => format!(
-                    "project {} received money but was never publicly announced (公告公示)",
-                    project.account_id
-                ),
-            },
+            amount_fen: fen(early_fen)?,
+            detail: before("received money"),
         });
+    }
+    if !paid_early.is_empty() {
+        let count = paid_early.len();
+        findings.push(Finding {
+            kind: "PAID_BEFORE_NOTICE".into(),
+            account_id: project.account_id.clone(),
+            seqs: paid_early.into_iter().take(FINDING_SEQS_MAX).collect(),
+            amount_fen: fen(paid_early_fen)?,
+            detail: before(&format!("paid {count} household payments")),
+        });
+    }
+    if project.category.contains("产业") {
+        equal_splits(ledger, project, payments, findings)?;
+    }
+    Ok(())
+}
+
+/// Record seqs a finding names at most; its amount covers them all.
+const FINDING_SEQS_MAX: usize = 20;
+
+/// Households of one village paid the same by an industry project for one
+/// period make an EQUAL_SPLIT (平均主义) finding when at least this many …
+pub const EQUAL_SPLIT_HOUSEHOLDS_MIN: usize = 10;
+/// … and they are at least this share, in percent, of the village's
+/// payments from the project for the period.
+pub const EQUAL_SPLIT_PERCENT_MIN: usize = 90;
+
+/// Industry money shared out evenly instead of by each household's
+/// production: for each village and period, the amount most households
+/// were paid from the project.
+fn equal_splits(
+    ledger: &dyn LedgerView,
+    project: &Project,
+    payments: Vec<(u64, String, u128)>,
+    findings: &mut Vec<Finding>,
+) -> Result<(), Error> {
+    let state = ledger.state();
+    let mut villages: BTreeMap<String, String> = BTreeMap::new();
+    // (village, period) → amount → the seqs that paid it.
+    let mut groups: BTreeMap<(String, String), BTreeMap<u128, Vec<u64>>> = BTreeMap::new();
+    for (seq, household, amount) in payments {
+        if !villages.contains_key(&household) {
+            let village = state
+                .household(&household)?
+                .map(|h| h.village_code)
+                .unwrap_or_default();
+            villages.insert(household.clone(), village);
+        }
+        let period = state
+            .household_payment(&household, seq)?
+            .map(|p| p.period)
+            .unwrap_or_default();
+        groups
+            .entry((villages[&household].clone(), period))
+            .or_default()
+            .entry(amount)
+            .or_default()
+            .push(seq);
+    }
+    for ((village, period), by_amount) in groups {
+        let total: usize = by_amount.values().map(Vec::len).sum();
+        let Some((&amount, seqs)) = by_amount.iter().max_by_key(|(_, seqs)| seqs.len()) else {
+            continue;
+        };
+        let same = seqs.len();
+        if same >= EQUAL_SPLIT_HOUSEHOLDS_MIN && same * 100 >= EQUAL_SPLIT_PERCENT_MIN * total {
+            findings.push(Finding {
+                kind: "EQUAL_SPLIT".into(),
+                account_id: project.account_id.clone(),
+                seqs: seqs.iter().copied().take(FINDING_SEQS_MAX).collect(),
+                amount_fen: fen(amount * same as u128)?,
+                detail: format!(
+                    "industry project {} paid {same} of the {total} payments to village {village} for {period} the same {} fen each (平均主义)",
+                    project.account_id, amount
+                ),
+            });
+        }
     }
     Ok(())
 }
