@@ -840,3 +840,130 @@ async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64
     };
     (received, issued_down, cash, paid, basis_points)
 }
+
+/// `body` signed by `signer`, imported from an earlier system and dated
+/// `days_ago`.
+async fn imported(client: &mut Client, signer: &Signer, days_ago: i32, body: B) -> u64 {
+    let today = fundtrail_core::dates::day_of_ms(fundtrail_client::now_ms());
+    let mut request = client.request(body);
+    request.value_date = fundtrail_core::dates::format_date(today - days_ago);
+    request.imported = true;
+    client
+        .post_signed(signer.sign(&request))
+        .await
+        .expect("imported")
+        .seq
+}
+
+async fn quota_breaches(client: &mut Client) -> Vec<pb::Breach> {
+    client
+        .query
+        .compliance(pb::ComplianceRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .breaches
+        .into_iter()
+        .filter(|b| b.kind == "QUOTA_IDLE")
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_left_unissued_and_unpaid_past_the_idle_rule_is_a_breach() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let (province, dongxiang, linxia) = (new_signer(), new_signer(), new_signer());
+    register_gansu(&mut client, &root, &province).await;
+    register_gansu_counties(&mut client, &province, &dongxiang, &linxia).await;
+    let until = fundtrail_core::dates::format_date(
+        fundtrail_core::dates::day_of_ms(fundtrail_client::now_ms()) + 30,
+    );
+    for org in ["mof", "gs-czt"] {
+        ok(&mut client, &root, import_window(org, &until)).await;
+    }
+    // Issued 60 days ago: ¥40m to the province, all of which it passed on
+    // within days; ¥10m of the top quota still sits at the centre.
+    let central = imported(
+        &mut client,
+        &root,
+        60,
+        quota("mof", None, 50_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    let to_province = imported(
+        &mut client,
+        &root,
+        60,
+        quota("gs-czt", Some(central), 40_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    for (county, amount_fen) in [("dx-czj", 30_000_000_00), ("lx-czj", 10_000_000_00)] {
+        imported(
+            &mut client,
+            &province,
+            55,
+            quota(county, Some(to_province), amount_fen, PROVINCE_DOC),
+        )
+        .await;
+    }
+    // No idle rule yet: no breach.
+    assert_eq!(quota_breaches(&mut client).await, []);
+    let rules = |idle_days_max| {
+        B::SetProgrammeRules(pb::SetProgrammeRules {
+            programme_code: PROGRAMME.into(),
+            document_no: "财农〔2026〕30号".into(),
+            idle_days_max,
+            ..Default::default()
+        })
+    };
+    // Money may sit 90 days: nothing is idle yet.
+    ok(&mut client, &root, rules(90)).await;
+    assert_eq!(quota_breaches(&mut client).await, []);
+    // 45 days: the centre's ¥10m and each county's whole quota are idle;
+    // the province passed all of its own on.
+    let rule_seq = ok(&mut client, &root, rules(45)).await.seq;
+    let breaches = quota_breaches(&mut client).await;
+    let found: Vec<(u64, u64)> = breaches.iter().map(|b| (b.seqs[0], b.amount_fen)).collect();
+    assert_eq!(found.len(), 3, "{breaches:?}");
+    assert!(found.contains(&(central, 10_000_000_00)), "{found:?}");
+    assert!(
+        !found.iter().any(|(seq, _)| *seq == to_province),
+        "{found:?}"
+    );
+    for b in &breaches {
+        assert_eq!(
+            (b.rule_seq, b.programme_code.as_str()),
+            (rule_seq, PROGRAMME)
+        );
+    }
+    // A page at a time, the same breaches (the page token crosses quota
+    // keys, which are not text).
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .query
+            .compliance(pb::ComplianceRequest {
+                page_size: 1,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(page.breaches.into_iter().filter(|b| b.kind == "QUOTA_IDLE"));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(paged, breaches);
+    // A county reads the same breaches: budgets are public.
+    let mut county_client = server.client_as(&dongxiang).await;
+    assert_eq!(quota_breaches(&mut county_client).await, breaches);
+}

@@ -4,10 +4,11 @@
 //! when a report is asked for, never when money moves: the ledger records
 //! what happened and auditors judge it.
 //!
-//! The report is paged like the anomalies: passes over the holders of
-//! money (idle time), households (subsidy standards), projects
-//! (announcement, evaluations) and programmes (share at county level and
-//! below), in key order, the page token being the last key examined.
+//! The report is paged like the anomalies: passes over budget quota (idle
+//! quota), the holders of money (idle time), households (subsidy
+//! standards), projects (announcement, evaluations) and programmes (share
+//! at county level and below), in key order, the page token being the last
+//! key examined.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -17,7 +18,8 @@ use fundtrail_core::limits::{
     TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Evaluation, Household, HouseholdPayment, ProgrammeRules, Project, RecordKind, SubsidyBasis,
+    Evaluation, Household, HouseholdPayment, ProgrammeRules, Project, Quota, RecordKind,
+    SubsidyBasis,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, Kv, StateRead};
@@ -245,7 +247,7 @@ pub fn compliance(
     let full = |report: &Report, examined: usize| {
         report.breaches.len() >= page_size || examined >= REPORT_SCAN_ROWS_MAX
     };
-    for prefix in [key::HOLDER, key::HOUSEHOLD, key::PROJECT] {
+    for prefix in [key::QUOTA, key::HOLDER, key::HOUSEHOLD, key::PROJECT] {
         if report.rules.0.is_empty() && prefix != key::PROJECT {
             continue;
         }
@@ -254,8 +256,7 @@ pub fn compliance(
         }
         let mut from = vec![prefix];
         if !token.is_empty() && token[0] == prefix {
-            from = token.to_vec();
-            from.push(0);
+            from = resume_after(token)?;
         }
         for (row, value) in state.scan(&[prefix], &from, REPORT_SCAN_ROWS_MAX)? {
             if full(&report, examined) {
@@ -267,6 +268,8 @@ pub fn compliance(
             examined += 1;
             last_key = Some(row.clone());
             match prefix {
+                // Budgets are public: every reader is shown quota breaches.
+                key::QUOTA => quota_idle(&mut report, &decode::<Quota>(&value)?)?,
                 key::HOLDER => {
                     let account_id = String::from_utf8_lossy(&row[1..]);
                     if audience.may_read(&account_id)? {
@@ -309,12 +312,39 @@ pub fn compliance(
     let done = !full(&report, examined);
     Ok(ComplianceResponse {
         next_page_token: match (done, last_key) {
-            (false, Some(k)) => String::from_utf8_lossy(&k).into_owned(),
+            (false, Some(k)) => token_of(&k),
             _ => String::new(),
         },
         breaches: report.breaches,
         as_of_day: report.today,
     })
+}
+
+/// The page token naming `row`, the last key examined: the key itself for
+/// the passes keyed by name, and "Q" and the seq in hex for quota, whose
+/// keys are not text.
+fn token_of(row: &[u8]) -> String {
+    match row.first() {
+        Some(&key::QUOTA) => format!("Q{}", hex_seq(row)),
+        _ => String::from_utf8_lossy(row).into_owned(),
+    }
+}
+
+fn hex_seq(row: &[u8]) -> String {
+    row[1..].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key a page resumes from: just after the one its token names.
+fn resume_after(token: &[u8]) -> Result<Vec<u8>, Error> {
+    if token[0] != key::QUOTA {
+        let mut from = token.to_vec();
+        from.push(0);
+        return Ok(from);
+    }
+    let bad = || Rejection::invalid("page_token", "the page token is not one this server issued");
+    let text = std::str::from_utf8(&token[1..]).map_err(|_| bad())?;
+    let seq = u64::from_str_radix(text, 16).map_err(|_| bad())?;
+    Ok(key::seq(key::QUOTA, seq.checked_add(1).ok_or_else(bad)?))
 }
 
 /// Money of a programme older in `account_id` than its rule allows.
@@ -366,6 +396,48 @@ fn idle_beyond_rule(report: &mut Report, account_id: &str) -> Result<(), Error> 
             count,
         );
     }
+    Ok(())
+}
+
+/// Quota (rules 8) its holder has neither issued down nor paid out longer
+/// than its programme's rules allow money to sit idle (`idle_days_max`),
+/// counted from the quota's business date to today.
+fn quota_idle(report: &mut Report, quota: &Quota) -> Result<(), Error> {
+    if quota.seq >= report.ledger.record_count()
+        || !report.wants_programme(&quota.programme_code)
+        || !report.day_in_period(quota.issued_day)
+        || !report.org_passes(&quota.holder_org_id)?
+    {
+        return Ok(());
+    }
+    let Some(rule) = report.rules.in_force(&quota.programme_code, report.today) else {
+        return Ok(());
+    };
+    let days = i64::from(report.today) - i64::from(quota.issued_day);
+    if rule.idle_days_max == 0 || days <= i64::from(rule.idle_days_max) {
+        return Ok(());
+    }
+    let held = quota.held(&report.ledger.state().quota_use(quota.seq)?);
+    if held == Fen::ZERO {
+        return Ok(());
+    }
+    let (rule_seq, rule_days) = (rule.seq, rule.idle_days_max);
+    report.push(
+        Breach {
+            kind: "QUOTA_IDLE",
+            programme_code: quota.programme_code.clone(),
+            account_id: String::new(),
+            scope_accounts: Vec::new(),
+            seqs: vec![quota.seq],
+            rule_seq,
+            amount_fen: held.0,
+            detail: format!(
+                "{} has neither issued down nor paid {held} of quota {} (文号 {}) in the {days} days since it was issued; the programme's rules allow money {rule_days} days",
+                quota.holder_org_id, quota.seq, quota.document_no
+            ),
+        },
+        1,
+    );
     Ok(())
 }
 
