@@ -169,6 +169,9 @@ pub enum Report {
     Anomalies,
     /// Registered projects: budget, 绩效目标, responsible unit, money received.
     Projects,
+    /// Spending progress (支出进度) of `--org`, by programme and month (as
+    /// `fundtrail progress`).
+    Progress,
 }
 
 #[derive(Args)]
@@ -203,9 +206,12 @@ pub struct ExportCsvArgs {
     /// idle: only accounts of orgs whose division code starts with this.
     #[arg(long, default_value = "")]
     division: String,
-    /// idle: only money of this programme.
+    /// idle, progress: only money (or quota) of this programme.
     #[arg(long, default_value = "")]
     programme: String,
+    /// progress: only quota of this fiscal year (0: every year).
+    #[arg(long, default_value_t = 0)]
+    fiscal_year: u32,
 }
 
 pub async fn run(args: ExportCsvArgs) -> Result<()> {
@@ -229,6 +235,7 @@ pub async fn run(args: ExportCsvArgs) -> Result<()> {
         Report::Idle => idle(&mut client, &args, &mut csv).await?,
         Report::Anomalies => anomalies(&mut client, &args, &mut csv).await?,
         Report::Projects => projects(&mut client, &args, &mut csv).await?,
+        Report::Progress => progress(&mut client, &args, &mut csv).await?,
     };
     csv.flush()?;
     if let Some(path) = &args.out {
@@ -471,6 +478,48 @@ async fn anomalies(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> 
         }
         page_token = page.next_page_token;
     }
+}
+
+/// The 支出进度 of `--org`, a row per programme and month.
+async fn progress(client: &mut Client, args: &ExportCsvArgs, csv: &mut Csv) -> Result<u64> {
+    if args.org.is_empty() {
+        anyhow::bail!("progress: give the org with --org");
+    }
+    let progress = client
+        .query
+        .spending_progress(pb::SpendingProgressRequest {
+            org_id: args.org.clone(),
+            programme_code: args.programme.clone(),
+            fiscal_year: args.fiscal_year,
+        })
+        .await
+        .map_err(status)?
+        .into_inner();
+    csv.write_record([
+        "科目",
+        "月份",
+        "收到指标（元）",
+        "下达指标（元）",
+        "到位资金（元）",
+        "支出（元）",
+        "支出进度（%）",
+    ])?;
+    for row in &progress.rows {
+        csv.write_record([
+            row.programme_code.clone(),
+            row.month.clone(),
+            plain_yuan(u128::from(row.quota_received_fen)),
+            plain_yuan(u128::from(row.quota_issued_down_fen)),
+            plain_yuan(u128::from(row.cash_received_fen)),
+            plain_yuan(u128::from(row.paid_fen)),
+            format!(
+                "{}.{:02}",
+                row.paid_basis_points / 100,
+                row.paid_basis_points % 100
+            ),
+        ])?;
+    }
+    Ok(progress.rows.len() as u64)
 }
 
 /// Registered projects, with what each received (Allocation records into

@@ -742,6 +742,39 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
             "{org}"
         );
     }
+    // The CSV export says the same, in yuan and percent.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_fundtrail"))
+        .args([
+            "export-csv",
+            "progress",
+            "--org",
+            "gs-czt",
+            "--server",
+            &server.url,
+        ])
+        .arg("--key")
+        .arg(dir.path().join("root.key"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let last_line = text.trim_end().lines().last().unwrap().to_string();
+    let cells: Vec<&str> = last_line.split(',').collect();
+    assert_eq!(
+        cells[2..],
+        [
+            "40000000.00",
+            "35005000.00",
+            "10000000.00",
+            "5000.00",
+            "0.01"
+        ],
+        "{text}"
+    );
     let province = progress_from_records(&mut client, "gs-czt").await;
     assert_eq!(
         province,
