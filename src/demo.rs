@@ -630,6 +630,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
                 county_share_min_percent: 80,
                 idle_days_max,
                 announcement_required,
+                quota_issue_days_max: 0,
             }),
         );
     }

@@ -407,6 +407,10 @@ enum PostRequest {
         /// Projects must be announced (公告公示) before money is allocated.
         #[arg(long)]
         announcement_required: bool,
+        /// Rules 8: longest time (days) an org above county level may hold
+        /// quota before issuing it on.
+        #[arg(long, default_value_t = 0)]
+        quota_issue_days_max: u32,
     },
     /// Open, move or close an org's import window (rules 6): while open it
     /// may post records marked --imported. Signed by the root org or the
@@ -731,6 +735,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             county_share_min,
             idle_days_max,
             announcement_required,
+            quota_issue_days_max,
         } => B::SetProgrammeRules(pb::SetProgrammeRules {
             programme_code: programme,
             document_no: document,
@@ -739,6 +744,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             county_share_min_percent: county_share_min,
             idle_days_max,
             announcement_required,
+            quota_issue_days_max,
         }),
         PostRequest::DeclareImportWindow {
             org_id,

@@ -554,6 +554,7 @@ async fn anomaly_pages_add_up_to_the_whole_answer() {
 
 fn programme_rules(household_max_fen: u64, share: u32, idle_days: u32, announce: bool) -> B {
     B::SetProgrammeRules(pb::SetProgrammeRules {
+        quota_issue_days_max: 0,
         programme_code: CENTRAL_PROGRAMME.into(),
         document_no: "财农〔2024〕3号".into(),
         household_max_fen,

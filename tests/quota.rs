@@ -451,6 +451,20 @@ async fn before_rules_8_there_is_no_quota() {
         "{}",
         status.message()
     );
+    let deadline = B::SetProgrammeRules(pb::SetProgrammeRules {
+        programme_code: PROGRAMME.into(),
+        document_no: "财农〔2026〕31号".into(),
+        quota_issue_days_max: 30,
+        ..Default::default()
+    });
+    refused(
+        &mut client,
+        &root,
+        deadline,
+        Code::FailedPrecondition,
+        "set_programme_rules.quota_issue_days_max",
+    )
+    .await;
     // After the upgrade it is recorded.
     ok(
         &mut client,
@@ -999,4 +1013,50 @@ async fn quota_left_unissued_and_unpaid_past_the_idle_rule_is_a_breach() {
     // A county reads the same breaches: budgets are public.
     let mut county_client = server.client_as(&dongxiang).await;
     assert_eq!(quota_breaches(&mut county_client).await, breaches);
+
+    // Issue deadlines: above county level, quota is issued on within the
+    // days the rules allow. The centre split ¥40m the day it created ¥50m;
+    // the province passed its ¥40m on five days after it received it.
+    let late = |breaches: Vec<pb::Breach>| -> Vec<(u64, u64, usize)> {
+        let mut found: Vec<_> = breaches
+            .iter()
+            .filter(|b| b.kind == "QUOTA_NOT_ISSUED_IN_TIME")
+            .map(|b| (b.seqs[0], b.amount_fen, b.seqs.len()))
+            .collect();
+        found.sort();
+        found
+    };
+    let deadline = |days| {
+        B::SetProgrammeRules(pb::SetProgrammeRules {
+            programme_code: PROGRAMME.into(),
+            document_no: "财农〔2026〕31号".into(),
+            idle_days_max: 45,
+            quota_issue_days_max: days,
+            ..Default::default()
+        })
+    };
+    ok(&mut client, &root, deadline(10)).await;
+    assert_eq!(
+        late(all_breaches(&mut client).await),
+        [(central, 10_000_000_00, 1)]
+    );
+    ok(&mut client, &root, deadline(3)).await;
+    assert_eq!(
+        late(all_breaches(&mut client).await),
+        [(central, 10_000_000_00, 1), (to_province, 40_000_000_00, 3)],
+        "the province's two late splits are named"
+    );
+}
+
+async fn all_breaches(client: &mut Client) -> Vec<pb::Breach> {
+    client
+        .query
+        .compliance(pb::ComplianceRequest {
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .breaches
 }

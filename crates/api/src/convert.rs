@@ -266,6 +266,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             county_share_min_percent: r.county_share_min_percent,
             idle_days_max: r.idle_days_max,
             announcement_required: r.announcement_required,
+            quota_issue_days_max: r.quota_issue_days_max,
         }),
         Some(B::EvaluateProject(e)) => m::Body::EvaluateProject(m::EvaluateProject {
             account_id: e.account_id,

@@ -530,6 +530,9 @@ pub struct SetProgrammeRules {
     pub county_share_min_percent: u32,
     pub idle_days_max: u32,
     pub announcement_required: bool,
+    /// Rules 8: days quota may be held above county level before it is
+    /// issued on; 0 is no such rule.
+    pub quota_issue_days_max: u32,
 }
 
 /// The rules of a programme as stored: what was set, by which record, from
@@ -544,6 +547,7 @@ pub struct ProgrammeRules {
     pub county_share_min_percent: u32,
     pub idle_days_max: u32,
     pub announcement_required: bool,
+    pub quota_issue_days_max: u32,
 }
 
 /// A project's performance evaluation (绩效评价, rules 5).

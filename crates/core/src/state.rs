@@ -119,6 +119,9 @@ pub mod key {
     pub const QUOTA_DOCUMENT: u8 = b'D';
     /// Index: holder org ‖ 0x00 ‖ quota seq → empty (rules 8).
     pub const QUOTA_HOLDER: u8 = b'H';
+    /// Index: parent quota seq ‖ split seq → empty, for each quota split
+    /// from another (rules 8).
+    pub const QUOTA_SPLIT: u8 = b'S';
     /// Quota seq → what was drawn on it (QuotaUse; rules 9).
     pub const QUOTA_USE: u8 = b'U';
     /// Movement seq → the quota it drew on (QuotaDraw; rules 9).
@@ -136,7 +139,7 @@ pub mod key {
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
-    pub const INDEX_PREFIXES: [u8; 8] = [
+    pub const INDEX_PREFIXES: [u8; 9] = [
         ACCOUNT_ENTRY,
         SOURCE_ENTRY,
         LOT_SPEND,
@@ -145,6 +148,7 @@ pub mod key {
         DOCUMENT_ENTRY,
         HOLDER,
         QUOTA_HOLDER,
+        QUOTA_SPLIT,
     ];
 
     /// Whether `key` is under one of [`INDEX_PREFIXES`].
@@ -336,7 +340,8 @@ pub fn describe_key(key: &[u8]) -> String {
         | key::ORG_ENTRY
         | key::KIND_ENTRY
         | key::DOCUMENT_ENTRY
-        | key::QUOTA_HOLDER => {
+        | key::QUOTA_HOLDER
+        | key::QUOTA_SPLIT => {
             format!("an index entry ({})", text())
         }
         key::HOLDER => format!("the holder index of account {}", text()),

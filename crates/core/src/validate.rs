@@ -148,6 +148,9 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
                     "a share is a percentage, 0 to 100",
                 ));
             }
+            if r.quota_issue_days_max > 0 {
+                since(rules, Rules::V8, "set_programme_rules.quota_issue_days_max")?;
+            }
             Ok(())
         }
         Body::EvaluateProject(e) => {

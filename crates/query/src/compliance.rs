@@ -269,7 +269,11 @@ pub fn compliance(
             last_key = Some(row.clone());
             match prefix {
                 // Budgets are public: every reader is shown quota breaches.
-                key::QUOTA => quota_idle(&mut report, &decode::<Quota>(&value)?)?,
+                key::QUOTA => {
+                    let quota = decode::<Quota>(&value)?;
+                    quota_idle(&mut report, &quota)?;
+                    quota_not_issued_in_time(&mut report, &quota)?;
+                }
                 key::HOLDER => {
                     let account_id = String::from_utf8_lossy(&row[1..]);
                     if audience.may_read(&account_id)? {
@@ -437,6 +441,93 @@ fn quota_idle(report: &mut Report, quota: &Quota) -> Result<(), Error> {
             ),
         },
         1,
+    );
+    Ok(())
+}
+
+/// Quota held above county level that was not issued on within the days
+/// its programme's rules allow (rules in force today): what was neither
+/// split to a child org by the deadline nor paid out, whether it was split
+/// later or is still held.
+fn quota_not_issued_in_time(report: &mut Report, quota: &Quota) -> Result<(), Error> {
+    if quota.seq >= report.ledger.record_count()
+        || !report.wants_programme(&quota.programme_code)
+        || !report.day_in_period(quota.issued_day)
+        || !report.org_passes(&quota.holder_org_id)?
+    {
+        return Ok(());
+    }
+    let Some(rule) = report.rules.in_force(&quota.programme_code, report.today) else {
+        return Ok(());
+    };
+    let (rule_seq, days_max) = (rule.seq, rule.quota_issue_days_max);
+    let deadline = i64::from(quota.issued_day) + i64::from(days_max);
+    if days_max == 0 || i64::from(report.today) <= deadline {
+        return Ok(());
+    }
+    let state = report.ledger.state();
+    let holder = state.org(&quota.holder_org_id)?.ok_or_else(|| {
+        Fault::corrupt(format!(
+            "derived state lacks org {}, which holds quota",
+            quota.holder_org_id
+        ))
+    })?;
+    if !matches!(
+        level_of(&holder.division_code),
+        "central" | "province" | "prefecture"
+    ) {
+        return Ok(());
+    }
+    let prefix = key::seq(key::QUOTA_SPLIT, quota.seq);
+    let (mut in_time, mut late) = (0u128, Vec::new());
+    for (row, _) in state.scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
+        let split_seq = indexed_seq(&row)?;
+        if split_seq >= report.ledger.record_count() {
+            continue;
+        }
+        let split = state.quota(split_seq)?.ok_or_else(|| {
+            Fault::corrupt(format!(
+                "the split index names quota {split_seq}, which is absent"
+            ))
+        })?;
+        match i64::from(split.issued_day) <= deadline {
+            true => in_time += u128::from(split.amount.0),
+            false => late.push(split_seq),
+        }
+    }
+    let paid = u128::from(state.quota_use(quota.seq)?.paid.0);
+    let not_in_time = u128::from(quota.amount.0)
+        .checked_sub(in_time + paid)
+        .ok_or_else(|| {
+            Fault::corrupt(format!(
+                "quota {} issued and paid more than it holds",
+                quota.seq
+            ))
+        })?;
+    if not_in_time == 0 {
+        return Ok(());
+    }
+    let count = 1 + late.len();
+    let seqs = std::iter::once(quota.seq).chain(late).collect();
+    report.push(
+        Breach {
+            kind: "QUOTA_NOT_ISSUED_IN_TIME",
+            programme_code: quota.programme_code.clone(),
+            account_id: String::new(),
+            scope_accounts: Vec::new(),
+            seqs,
+            rule_seq,
+            amount_fen: fen(not_in_time)?,
+            detail: format!(
+                "{} did not issue on {} of quota {} (文号 {}) within the {days_max} days its programme's rules allow, by {}",
+                quota.holder_org_id,
+                Fen(fen(not_in_time)?),
+                quota.seq,
+                quota.document_no,
+                format_date(Day::try_from(deadline).unwrap_or(Day::MAX))
+            ),
+        },
+        count,
     );
     Ok(())
 }

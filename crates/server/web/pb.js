@@ -87,7 +87,7 @@ msg("SetHouseholdStatus", "1 account_id s; 2 status e; 3 document_no s; 4 reason
 msg("Return", "1 from_account_id s; 2 to_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 kind e; 6 document_no s; 7 reason s; 8 disbursement_seq u64; 9 bank_reference s");
 msg("UpgradeRules", "1 rules_version u32; 2 document_no s");
 msg("ConfirmCredit", "1 disbursement_seq u64; 2 household_account_id s; 3 bank_reference s; 4 document_no s");
-msg("SetProgrammeRules", "1 programme_code s; 2 document_no s; 3 household_max_fen u64; 4 person_max_fen u64; 5 county_share_min_percent u32; 6 idle_days_max u32; 7 announcement_required bool");
+msg("SetProgrammeRules", "1 programme_code s; 2 document_no s; 3 household_max_fen u64; 4 person_max_fen u64; 5 county_share_min_percent u32; 6 idle_days_max u32; 7 announcement_required bool; 8 quota_issue_days_max u32");
 msg("EvaluateProject", "1 account_id s; 2 document_no s; 3 score u32; 4 targets_met bool*");
 msg("DeclareImportWindow", "1 org_id s; 2 until_date s; 3 document_no s");
 msg("DeclarePairing", "1 from_org_id s; 2 to_org_id s; 3 document_no s");

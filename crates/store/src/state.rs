@@ -87,8 +87,9 @@ fn leaf_key(leaf_hash: &Hash) -> Vec<u8> {
 /// offsets in slot files, the key–value state in fjall under `kv/`.
 /// 5: a household's payments one key each, no longer inside the household.
 /// 6: an evaluation says whether the project's owner signed it; a key
-/// whether it is a read key; import windows.
-pub const SCHEMA_VERSION: u32 = 6;
+/// whether it is a read key; import windows. 7: programme rules say how
+/// long quota may be held before it is issued on; budget quota (rules 8, 9).
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The one fjall partition holding the key–value state.
 pub const KV_PARTITION: &str = "state";
