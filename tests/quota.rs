@@ -727,6 +727,66 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     )
     .await;
     assert_eq!(standing(&mut client, small).await.held_fen, 0);
+    let repaid = ledger_info(&mut client).await.record_count - 1;
+    // A payment the bank could not credit gives its quota back too.
+    ok(
+        &mut client,
+        dongxiang,
+        B::Return(pb::Return {
+            from_account_id: "dx-hh-0001".into(),
+            to_account_id: "dx-xczx".into(),
+            amount_fen: 5_000_00,
+            kind: pb::ReturnKind::BankFailure as i32,
+            document_no: "东财农〔2026〕5号".into(),
+            reason: "账户已销户".into(),
+            disbursement_seq: repaid,
+            bank_reference: "BANK-2026-0001".into(),
+            ..Default::default()
+        }),
+    )
+    .await;
+    let small_quota = standing(&mut client, small).await;
+    assert_eq!((small_quota.paid_fen, small_quota.held_fen), (0, 5_000_00));
+    ok(
+        &mut client,
+        dongxiang,
+        against(Some(small), &[], pay(5_000_00)),
+    )
+    .await;
+    // And a reversed transfer down gives back the cash it counted.
+    let sent = ok(
+        &mut client,
+        &root,
+        against(
+            Some(issued.to_province),
+            &[(source, 1_000_00)],
+            down(1_000_00),
+        ),
+    )
+    .await
+    .seq;
+    assert_eq!(
+        standing(&mut client, issued.to_province)
+            .await
+            .cash_received_fen,
+        10_001_000_00
+    );
+    ok(
+        &mut client,
+        province,
+        B::Reversal(pb::Reversal {
+            target_seq: sent,
+            document_no: "甘财农〔2026〕6号".into(),
+            reason: "误拨".into(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        standing(&mut client, issued.to_province)
+            .await
+            .cash_received_fen,
+        10_000_000_00
+    );
     let _ = &issued.linxia;
 
     // Spending progress equals what the records themselves add up to.
@@ -863,8 +923,21 @@ async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64
         .filter(|(_, _, from)| from.as_ref().is_some_and(held_by_org))
         .map(|(_, a, _)| a)
         .sum();
+    // Payments the bank sent back did not reach anyone.
+    let bounced: Vec<u64> = entries
+        .iter()
+        .filter_map(|e| match body(e) {
+            Some(B::Return(r)) if r.kind == pb::ReturnKind::BankFailure as i32 => {
+                Some(r.disbursement_seq)
+            }
+            _ => None,
+        })
+        .collect();
     let (mut cash, mut paid) = (0, 0);
-    for e in entries.iter().filter(|e| e.reversed_by_seq.is_none()) {
+    for e in entries
+        .iter()
+        .filter(|e| e.reversed_by_seq.is_none() && !bounced.contains(&e.seq))
+    {
         match body(e) {
             Some(B::Transfer(t)) if t.quota_seq.as_ref().is_some_and(held_by_org) => {
                 cash += t.amount_fen
