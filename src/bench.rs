@@ -169,7 +169,9 @@ fn household_id(h: u64) -> String {
     format!("bench-hh-{h:06}")
 }
 
-fn disbursement(h: u64) -> B {
+/// A payment to household `h`, drawing on budget quota `quota_seq` (rules
+/// 9: every payment names the quota it draws on).
+fn disbursement(h: u64, quota_seq: u64) -> B {
     B::Disbursement(pb::Disbursement {
         from_account_id: "bench-county".into(),
         household_account_id: household_id(h),
@@ -177,6 +179,7 @@ fn disbursement(h: u64) -> B {
         programme_code: "2130599".into(),
         period: "2026-03".into(),
         document_no: "东财农〔2026〕3号".into(),
+        quota_seq: Some(quota_seq),
         ..Default::default()
     })
 }
@@ -340,7 +343,9 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         &data_dir,
         at,
         &RootOrg::default(),
-        fundtrail_core::rules::Rules::CURRENT,
+        // The newest rules: what a ledger upgraded to them costs, measured
+        // before new ledgers start under them.
+        fundtrail_core::rules::Rules::NEWEST,
         &fundtrail_core::clock::SystemClock,
     )
     .map_err(anyhow::Error::msg)?;
@@ -355,12 +360,12 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
     let (server, _) = ServerProcess::start(data_dir, args.journal.as_deref()).await?;
     let root = Arc::new(Signer::from_key_file(root_key)?);
     let mut client = Client::connect_as(&server.url, &root).await?;
-    setup(&mut client, &root, args.records).await?;
+    let quota_seq = setup(&mut client, &root, args.records).await?;
 
     let bodies: Vec<B> = (0..args.records)
         .map(|i| match i % 2 {
             0 => transfer(BENCH_AMOUNT_FEN),
-            _ => disbursement(i / 2 % BENCH_HOUSEHOLDS),
+            _ => disbursement(i / 2 % BENCH_HOUSEHOLDS, quota_seq),
         })
         .collect();
     let requests = sign_all(&client, &root, bodies);
@@ -538,10 +543,11 @@ async fn bench(args: &BenchArgs, data_dir: &Path, root_key: &Path) -> Result<()>
     Ok(())
 }
 
-/// Accounts, money and households for the benched movements: the treasury
-/// holds enough for every transfer, the county enough for every
-/// disbursement before the first transfer arrives.
-async fn setup(client: &mut Client, root: &Signer, records: u64) -> Result<()> {
+/// Accounts, money, budget quota and households for the benched movements:
+/// the treasury holds enough for every transfer, the county enough for
+/// every disbursement before the first transfer arrives, and the quota
+/// covers every disbursement. Returns the quota's seq.
+async fn setup(client: &mut Client, root: &Signer, records: u64) -> Result<u64> {
     let enough = records
         .checked_mul(BENCH_AMOUNT_FEN)
         .ok_or_else(|| anyhow::anyhow!("--records is too large"))?;
@@ -575,11 +581,27 @@ async fn setup(client: &mut Client, root: &Signer, records: u64) -> Result<()> {
             members: 4,
         }));
     }
+    let quota = client
+        .post(
+            root,
+            B::IssueQuota(pb::IssueQuota {
+                to_org_id: "mof".into(),
+                amount_fen: enough,
+                programme_code: "2130599".into(),
+                fiscal_year: 2026,
+                document_no: "财农〔2026〕12号".into(),
+                direct: true,
+                project_code: "100000213059926000001".into(),
+                ..Default::default()
+            }),
+        )
+        .await?
+        .seq;
     let requests = sign_all(client, root, bodies);
     for chunk in requests.chunks(fundtrail_core::limits::POST_BATCH_REQUESTS_MAX) {
         check_results(&client.post_batch(chunk.to_vec()).await?)?;
     }
-    Ok(())
+    Ok(quota)
 }
 
 fn check_results(results: &[pb::PostResult]) -> Result<(), tonic::Status> {
