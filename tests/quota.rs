@@ -1133,3 +1133,90 @@ async fn all_breaches(client: &mut Client) -> Vec<pb::Breach> {
         .into_inner()
         .breaches
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_cash_without_quota_is_accepted_and_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        Rules::V9,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let issued = issue_down(&mut client, &root).await;
+    use pb::AccountKind as K;
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-xczx", K::Programme, "中央衔接资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &issued.province,
+        open_account("gs-xczx", K::Programme, "甘肃省衔接资金"),
+    )
+    .await;
+    let until = fundtrail_core::dates::format_date(
+        fundtrail_core::dates::day_of_ms(fundtrail_client::now_ms()) + 30,
+    );
+    ok(&mut client, &root, import_window("mof", &until)).await;
+    imported(
+        &mut client,
+        &root,
+        120,
+        appropriation("mof-xczx", 100_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    // History from an earlier system: cash sent down with no quota named.
+    let history = imported(
+        &mut client,
+        &root,
+        100,
+        transfer("mof-xczx", "gs-xczx", 2_000_000_00, "财农〔2025〕40号"),
+    )
+    .await;
+    // And imported cash that names its quota is no finding.
+    imported(
+        &mut client,
+        &root,
+        90,
+        against(
+            Some(issued.to_province),
+            &[],
+            transfer("mof-xczx", "gs-xczx", 1_000_000_00, CENTRAL_DOC),
+        ),
+    )
+    .await;
+    let found: Vec<pb::Breach> = all_breaches(&mut client)
+        .await
+        .into_iter()
+        .filter(|b| b.kind == "CASH_WITHOUT_QUOTA")
+        .collect();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(
+        (
+            found[0].seqs.clone(),
+            found[0].amount_fen,
+            found[0].account_id.as_str(),
+            found[0].rule_seq,
+            found[0].programme_code.as_str()
+        ),
+        (vec![history], 2_000_000_00, "mof-xczx", 0, PROGRAMME)
+    );
+    // Without the import mark it is refused, and nothing is recorded.
+    let count = ledger_info(&mut client).await.record_count;
+    refused(
+        &mut client,
+        &root,
+        transfer("mof-xczx", "gs-xczx", 1_00, "财农〔2026〕40号"),
+        Code::FailedPrecondition,
+        "transfer.quota_seq",
+    )
+    .await;
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+}

@@ -122,6 +122,9 @@ pub mod key {
     /// Index: parent quota seq ‖ split seq → empty, for each quota split
     /// from another (rules 8).
     pub const QUOTA_SPLIT: u8 = b'S';
+    /// Index: seq → empty, for each imported record that moved cash down
+    /// or paid out naming no quota (rules 9).
+    pub const CASH_WITHOUT_QUOTA: u8 = b'C';
     /// Quota seq → what was drawn on it (QuotaUse; rules 9).
     pub const QUOTA_USE: u8 = b'U';
     /// Movement seq → the quota it drew on (QuotaDraw; rules 9).
@@ -139,7 +142,7 @@ pub mod key {
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
-    pub const INDEX_PREFIXES: [u8; 9] = [
+    pub const INDEX_PREFIXES: [u8; 10] = [
         ACCOUNT_ENTRY,
         SOURCE_ENTRY,
         LOT_SPEND,
@@ -149,6 +152,7 @@ pub mod key {
         HOLDER,
         QUOTA_HOLDER,
         QUOTA_SPLIT,
+        CASH_WITHOUT_QUOTA,
     ];
 
     /// Whether `key` is under one of [`INDEX_PREFIXES`].
@@ -341,7 +345,8 @@ pub fn describe_key(key: &[u8]) -> String {
         | key::KIND_ENTRY
         | key::DOCUMENT_ENTRY
         | key::QUOTA_HOLDER
-        | key::QUOTA_SPLIT => {
+        | key::QUOTA_SPLIT
+        | key::CASH_WITHOUT_QUOTA => {
             format!("an index entry ({})", text())
         }
         key::HOLDER => format!("the holder index of account {}", text()),

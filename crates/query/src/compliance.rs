@@ -247,8 +247,16 @@ pub fn compliance(
     let full = |report: &Report, examined: usize| {
         report.breaches.len() >= page_size || examined >= REPORT_SCAN_ROWS_MAX
     };
-    for prefix in [key::QUOTA, key::HOLDER, key::HOUSEHOLD, key::PROJECT] {
-        if report.rules.0.is_empty() && prefix != key::PROJECT {
+    for prefix in [
+        key::CASH_WITHOUT_QUOTA,
+        key::QUOTA,
+        key::HOLDER,
+        key::HOUSEHOLD,
+        key::PROJECT,
+    ] {
+        // Only these breaches need no programme rules.
+        let ruleless = matches!(prefix, key::PROJECT | key::CASH_WITHOUT_QUOTA);
+        if report.rules.0.is_empty() && !ruleless {
             continue;
         }
         if !token.is_empty() && token[0] > prefix {
@@ -268,6 +276,10 @@ pub fn compliance(
             examined += 1;
             last_key = Some(row.clone());
             match prefix {
+                key::CASH_WITHOUT_QUOTA => {
+                    let seq = indexed_seq(&row)?;
+                    cash_without_quota(&mut report, audience, seq)?;
+                }
                 // Budgets are public: every reader is shown quota breaches.
                 key::QUOTA => {
                     let quota = decode::<Quota>(&value)?;
@@ -329,7 +341,9 @@ pub fn compliance(
 /// keys are not text.
 fn token_of(row: &[u8]) -> String {
     match row.first() {
-        Some(&key::QUOTA) => format!("Q{}", hex_seq(row)),
+        Some(&prefix @ (key::QUOTA | key::CASH_WITHOUT_QUOTA)) => {
+            format!("{}{}", char::from(prefix), hex_seq(row))
+        }
         _ => String::from_utf8_lossy(row).into_owned(),
     }
 }
@@ -340,7 +354,7 @@ fn hex_seq(row: &[u8]) -> String {
 
 /// The key a page resumes from: just after the one its token names.
 fn resume_after(token: &[u8]) -> Result<Vec<u8>, Error> {
-    if token[0] != key::QUOTA {
+    if !matches!(token[0], key::QUOTA | key::CASH_WITHOUT_QUOTA) {
         let mut from = token.to_vec();
         from.push(0);
         return Ok(from);
@@ -348,7 +362,7 @@ fn resume_after(token: &[u8]) -> Result<Vec<u8>, Error> {
     let bad = || Rejection::invalid("page_token", "the page token is not one this server issued");
     let text = std::str::from_utf8(&token[1..]).map_err(|_| bad())?;
     let seq = u64::from_str_radix(text, 16).map_err(|_| bad())?;
-    Ok(key::seq(key::QUOTA, seq.checked_add(1).ok_or_else(bad)?))
+    Ok(key::seq(token[0], seq.checked_add(1).ok_or_else(bad)?))
 }
 
 /// Money of a programme older in `account_id` than its rule allows.
@@ -438,6 +452,56 @@ fn quota_idle(report: &mut Report, quota: &Quota) -> Result<(), Error> {
             detail: format!(
                 "{} has neither issued down nor paid {held} of quota {} (文号 {}) in the {days} days since it was issued; the programme's rules allow money {rule_days} days",
                 quota.holder_org_id, quota.seq, quota.document_no
+            ),
+        },
+        1,
+    );
+    Ok(())
+}
+
+/// An imported record (rules 9) that moved cash down, or paid a household,
+/// naming no quota: history from before quota was kept, for an auditor to
+/// match with its budget documents. Not a programme rule: `rule_seq` is 0.
+fn cash_without_quota(
+    report: &mut Report,
+    audience: &mut dyn Audience,
+    seq: u64,
+) -> Result<(), Error> {
+    if seq >= report.ledger.record_count() {
+        return Ok(());
+    }
+    let movement = indexed_movement(report.ledger.state(), seq)?;
+    let Some(first) = movement.legs.first() else {
+        return Ok(());
+    };
+    let (Some(from), Some(to)) = (first.from_account_id.clone(), first.to_account_id.clone())
+    else {
+        return Ok(());
+    };
+    let programme = report.programme_of(first.source_seq)?;
+    let owner = indexed_account(report.ledger.state(), &from)?.owner_org_id;
+    if movement.reversed_by.is_some()
+        || !report.wants_programme(&programme)
+        || !report.day_in_period(movement.value_day)
+        || !report.org_passes(&owner)?
+        || !audience.may_read(&from)?
+        || !audience.may_read(&to)?
+    {
+        return Ok(());
+    }
+    let amount: u128 = movement.legs.iter().map(|l| u128::from(l.amount.0)).sum();
+    report.push(
+        Breach {
+            kind: "CASH_WITHOUT_QUOTA",
+            programme_code: programme.clone(),
+            account_id: from.clone(),
+            scope_accounts: vec![from.clone(), to.clone()],
+            seqs: vec![seq],
+            rule_seq: 0,
+            amount_fen: fen(amount)?,
+            detail: format!(
+                "record {seq} (imported) moved {} of programme {programme} from {from} to {to} naming no budget quota",
+                Fen(fen(amount)?)
             ),
         },
         1,

@@ -218,7 +218,10 @@ pub(super) fn follow_cash<K: Kv + ?Sized>(
     }
     match (down, quota_seq) {
         (true, Some(seq)) => draw(act, field, seq, Drawn::Cash { to_org_id }, amount, legs_from),
-        (true, None) if act.imported => Ok(()),
+        (true, None) if act.imported => {
+            without_quota(act);
+            Ok(())
+        }
         (true, None) => Err(Rejection::precondition(
             field,
             format!(
@@ -258,13 +261,24 @@ pub(super) fn pay<K: Kv + ?Sized>(
             amount,
             legs_from,
         ),
-        None if act.imported => Ok(()),
+        None if act.imported => {
+            without_quota(act);
+            Ok(())
+        }
         None => Err(Rejection::precondition(
             field,
             "a payment draws on quota its payer holds: name that quota (quota_seq)",
         )
         .into()),
     }
+}
+
+/// Notes an imported record that moved cash down or paid out naming no
+/// quota (rules 9 accept it from history), for the compliance report's
+/// CASH_WITHOUT_QUOTA.
+fn without_quota<K: Kv + ?Sized>(act: &mut Act<K>) {
+    act.txn
+        .put_raw(key::seq(key::CASH_WITHOUT_QUOTA, act.seq), Vec::new());
 }
 
 enum Drawn<'a> {
