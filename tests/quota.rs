@@ -500,8 +500,8 @@ async fn standing(client: &mut Client, seq: u64) -> pb::Quota {
     lineage(client, seq).await.quota.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
+/// A server on a ledger started under rules 9, with [`issue_down`] posted.
+async fn start_under_rules_9() -> (tempfile::TempDir, TestServer, Client, Issued) {
     let dir = tempfile::tempdir().unwrap();
     fundtrail_server::genesis::init_with(
         dir.path(),
@@ -514,6 +514,13 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     let mut client = server.client().await;
     let root = server.root();
     let issued = issue_down(&mut client, &root).await;
+    (dir, server, client, issued)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
+    let (dir, server, mut client, issued) = start_under_rules_9().await;
+    let root = server.root();
     let (province, dongxiang) = (&issued.province, &issued.dongxiang);
     use pb::AccountKind as K;
     ok(
@@ -1136,18 +1143,8 @@ async fn all_breaches(client: &mut Client) -> Vec<pb::Breach> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imported_cash_without_quota_is_accepted_and_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V9,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
+    let (_dir, server, mut client, issued) = start_under_rules_9().await;
     let root = server.root();
-    let issued = issue_down(&mut client, &root).await;
     use pb::AccountKind as K;
     ok(
         &mut client,

@@ -282,9 +282,7 @@ pub fn compliance(
                 }
                 // Budgets are public: every reader is shown quota breaches.
                 key::QUOTA => {
-                    let quota = decode::<Quota>(&value)?;
-                    quota_idle(&mut report, &quota)?;
-                    quota_not_issued_in_time(&mut report, &quota)?;
+                    quota_breaches(&mut report, &decode::<Quota>(&value)?)?;
                 }
                 key::HOLDER => {
                     let account_id = String::from_utf8_lossy(&row[1..]);
@@ -417,10 +415,9 @@ fn idle_beyond_rule(report: &mut Report, account_id: &str) -> Result<(), Error> 
     Ok(())
 }
 
-/// Quota (rules 8) its holder has neither issued down nor paid out longer
-/// than its programme's rules allow money to sit idle (`idle_days_max`),
-/// counted from the quota's business date to today.
-fn quota_idle(report: &mut Report, quota: &Quota) -> Result<(), Error> {
+/// The breaches of one budget quota (rules 8) that passes the filters,
+/// judged by its programme's rules in force today.
+fn quota_breaches(report: &mut Report, quota: &Quota) -> Result<(), Error> {
     if quota.seq >= report.ledger.record_count()
         || !report.wants_programme(&quota.programme_code)
         || !report.day_in_period(quota.issued_day)
@@ -431,6 +428,15 @@ fn quota_idle(report: &mut Report, quota: &Quota) -> Result<(), Error> {
     let Some(rule) = report.rules.in_force(&quota.programme_code, report.today) else {
         return Ok(());
     };
+    let rule = rule.clone();
+    quota_idle(report, quota, &rule)?;
+    quota_not_issued_in_time(report, quota, &rule)
+}
+
+/// Quota (rules 8) its holder has neither issued down nor paid out longer
+/// than its programme's rules allow money to sit idle (`idle_days_max`),
+/// counted from the quota's business date to today.
+fn quota_idle(report: &mut Report, quota: &Quota, rule: &ProgrammeRules) -> Result<(), Error> {
     let days = i64::from(report.today) - i64::from(quota.issued_day);
     if rule.idle_days_max == 0 || days <= i64::from(rule.idle_days_max) {
         return Ok(());
@@ -513,17 +519,11 @@ fn cash_without_quota(
 /// its programme's rules allow (rules in force today): what was neither
 /// split to a child org by the deadline nor paid out, whether it was split
 /// later or is still held.
-fn quota_not_issued_in_time(report: &mut Report, quota: &Quota) -> Result<(), Error> {
-    if quota.seq >= report.ledger.record_count()
-        || !report.wants_programme(&quota.programme_code)
-        || !report.day_in_period(quota.issued_day)
-        || !report.org_passes(&quota.holder_org_id)?
-    {
-        return Ok(());
-    }
-    let Some(rule) = report.rules.in_force(&quota.programme_code, report.today) else {
-        return Ok(());
-    };
+fn quota_not_issued_in_time(
+    report: &mut Report,
+    quota: &Quota,
+    rule: &ProgrammeRules,
+) -> Result<(), Error> {
     let (rule_seq, days_max) = (rule.seq, rule.quota_issue_days_max);
     let deadline = i64::from(quota.issued_day) + i64::from(days_max);
     if days_max == 0 || i64::from(report.today) <= deadline {
