@@ -986,3 +986,55 @@ async fn industry_money_split_evenly_and_payments_before_the_notice_are_found() 
         ("dx-cy-1", vec![early], 800_00)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programme_money_sent_into_another_programme_is_found_diverted() {
+    let (_dir, _server, mut client, county) = start().await;
+    let dx = county.dongxiang.clone();
+    let mut other = open_account("dx-cyfz", pb::AccountKind::Programme, "东乡县产业发展资金");
+    if let B::OpenAccount(o) = &mut other {
+        o.programme_code = COUNTY_PROGRAMME.into();
+    }
+    ok(&mut client, &dx, other).await;
+    let own = ok(
+        &mut client,
+        &dx,
+        appropriation_of("dx-xczx", 2_000_00, COUNTY_PROGRAMME, "东财预〔2026〕6号"),
+    )
+    .await
+    .seq;
+    let earmarked = |source_seq, amount_fen| {
+        let mut body = transfer("dx-xczx", "dx-cyfz", amount_fen, "东财农〔2026〕80号");
+        if let B::Transfer(t) = &mut body {
+            t.sources = vec![pb::SourceAmount {
+                source_seq,
+                amount_fen,
+            }];
+        }
+        body
+    };
+    // The county's own money of that programme: no finding.
+    ok(&mut client, &dx, earmarked(own, 2_000_00)).await;
+    let clean = anomalies(&mut client, pb::AnomaliesRequest::default()).await;
+    assert!(findings_of(&clean.findings, "DIVERTED").is_empty());
+    // Central 衔接资金 (programme 2130599) moved into it: diverted.
+    let moved = ok(&mut client, &dx, earmarked(county.s, 1_000_00))
+        .await
+        .seq;
+    let answer = anomalies(&mut client, pb::AnomaliesRequest::default()).await;
+    let diverted = findings_of(&answer.findings, "DIVERTED");
+    assert_eq!(diverted.len(), 1, "{diverted:?}");
+    assert_eq!(
+        (
+            diverted[0].account_id.as_str(),
+            diverted[0].seqs.clone(),
+            diverted[0].amount_fen
+        ),
+        ("dx-cyfz", vec![moved], 1_000_00)
+    );
+    assert!(
+        diverted[0].detail.contains(CENTRAL_PROGRAMME),
+        "{}",
+        diverted[0].detail
+    );
+}

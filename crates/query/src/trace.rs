@@ -886,6 +886,7 @@ pub fn anomalies(
                                 ),
                             });
                         }
+                        diverted(ledger, &account, &mut findings)?;
                     }
                 }
             }
@@ -1014,6 +1015,51 @@ fn unconfirmed_findings(
             ),
         });
     }
+    Ok(())
+}
+
+/// Money of one programme held by a programme account of another, sent to
+/// it by a Transfer (挤占挪用): its lots whose source's programme is not the
+/// account's. Pools (统筹整合 merges programmes by plan), projects and
+/// accounts without a programme are not judged.
+fn diverted(
+    ledger: &dyn LedgerView,
+    account: &Account,
+    findings: &mut Vec<Finding>,
+) -> Result<(), Error> {
+    if account.kind != AccountKind::Programme || account.programme_code.is_empty() {
+        return Ok(());
+    }
+    let state = ledger.state();
+    let (mut amount, mut seqs, mut programmes) = (0u128, BTreeSet::new(), BTreeSet::new());
+    for (lot, held) in all_lots(state, &account.account_id)? {
+        let source = indexed_source(state, lot.source_seq)?;
+        if source.programme_code == account.programme_code {
+            continue;
+        }
+        if indexed_movement(state, lot.arrival_seq)?.kind != RecordKind::Transfer {
+            continue;
+        }
+        amount += u128::from(held.amount.0);
+        seqs.insert(lot.arrival_seq);
+        programmes.insert(source.programme_code);
+    }
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    findings.push(Finding {
+        kind: "DIVERTED".into(),
+        account_id: account.account_id.clone(),
+        seqs: seqs.into_iter().take(FINDING_SEQS_MAX).collect(),
+        amount_fen: fen(amount)?,
+        detail: format!(
+            "{} (programme {}) holds {} of programme {} sent to it by transfer (挤占挪用)",
+            account.account_id,
+            account.programme_code,
+            fundtrail_core::money::Fen(fen(amount)?),
+            programmes.into_iter().collect::<Vec<_>>().join(", ")
+        ),
+    });
     Ok(())
 }
 
