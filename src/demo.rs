@@ -809,14 +809,20 @@ async fn seed_county(
         );
     }
     seeder.flush().await?;
-    // Monthly 产业到户奖补 payments from the project account.
+    // Monthly 产业到户奖补 payments from the project account, tied to each
+    // household's production: they differ within a village (households
+    // h, h + 60, h + 120, … share one). Planted: one village of 美姑县 paid
+    // the same to every household for October (平均主义, EQUAL_SPLIT).
     let project = format!("{}-cydh", county.org);
     for (period, date) in PAYMENT_MONTHS {
         for h in 0..households {
-            let amount = if h % 3 == 0 {
-                300 * u64::from(1 + h % 6)
-            } else {
+            let step = u64::from(h / 60);
+            let amount = if county.org == "mg-czj" && *period == "2025-10" && h % 60 == 1 {
                 800
+            } else if h % 3 == 0 {
+                300 * u64::from(1 + h % 6) - 20 * (step % 4)
+            } else {
+                800 - 50 * (step % 5)
             };
             seeder.add(
                 &c,

@@ -142,6 +142,7 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         .iter()
         .any(|r| r.account_id == "bt-czj-ygdz" && r.idle_fen > 0));
     let mut kinds = std::collections::BTreeSet::new();
+    let mut equal_splits = 0;
     let mut page_token = String::new();
     loop {
         let page = client
@@ -155,6 +156,13 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
             .await
             .unwrap()
             .into_inner();
+        // One planted equal split, no more: the other villages are paid by
+        // production.
+        equal_splits += page
+            .findings
+            .iter()
+            .filter(|f| f.kind == "EQUAL_SPLIT")
+            .count();
         kinds.extend(page.findings.into_iter().map(|f| f.kind));
         if page.next_page_token.is_empty() {
             break;
@@ -167,9 +175,11 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         "OTHER_COUNTY_HOUSEHOLD",
         "UNANNOUNCED_ALLOCATION",
         "IDLE_FUNDS",
+        "EQUAL_SPLIT",
     ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
+    assert_eq!(equal_splits, 1);
     // The programmes' rules are breached in each way the report knows.
     let mut breaches = Vec::new();
     let mut request = pb::ComplianceRequest {

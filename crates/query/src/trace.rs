@@ -1198,8 +1198,9 @@ fn equal_splits(
                 seqs: seqs.iter().copied().take(FINDING_SEQS_MAX).collect(),
                 amount_fen: fen(amount * same as u128)?,
                 detail: format!(
-                    "industry project {} paid {same} of the {total} payments to village {village} for {period} the same {} fen each (平均主义)",
-                    project.account_id, amount
+                    "industry project {} paid {same} of the {total} payments to village {village} for {period} the same {} each (平均主义)",
+                    project.account_id,
+                    Fen(fen(amount)?)
                 ),
             });
         }
