@@ -713,6 +713,22 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
         (small_quota.paid_fen, small_quota.held_fen),
         (3_000_00, 2_000_00)
     );
+    // A county cannot mint quota of its own to pay out the centre's money:
+    // quota carries only money appropriated by the org that created it.
+    let mut own = quota("dx-czj", None, 10_000_00, "东财农〔2026〕9号");
+    if let B::IssueQuota(q) = &mut own {
+        (q.direct, q.project_code) = (false, String::new());
+    }
+    let own = ok(&mut client, dongxiang, own).await.seq;
+    let message = refused(
+        &mut client,
+        dongxiang,
+        against(Some(own), &[], pay(1_000_00)),
+        Code::FailedPrecondition,
+        "disbursement.quota_seq",
+    )
+    .await;
+    assert!(message.contains("appropriated by mof"), "{message}");
 
     // A reversed payment gives its quota back.
     ok(

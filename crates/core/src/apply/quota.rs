@@ -408,14 +408,30 @@ fn count_in_month<K: Kv + ?Sized>(
 }
 
 /// Refuses a record whose legs (from `legs_from` on) move money of another
-/// programme than `quota`'s: quota of one programme never carries another's
-/// money (挤占挪用).
+/// programme than `quota`'s (挤占挪用), or money its lineage did not create
+/// the authority for: quota carries only money appropriated by the org that
+/// created it at the top, so no org can mint quota of its own to pay out
+/// money the centre sent it.
 fn same_programme<K: Kv + ?Sized>(
     act: &Act<K>,
     field: &str,
     quota: &Quota,
     legs_from: usize,
 ) -> Result<(), Error> {
+    let creator = match quota.parent_seq {
+        None => quota.holder_org_id.clone(),
+        Some(_) => {
+            act.txn
+                .quota(quota.root_seq)?
+                .ok_or_else(|| {
+                    Fault::corrupt(format!(
+                        "quota {}, at the top of quota {}, is not in derived state",
+                        quota.root_seq, quota.seq
+                    ))
+                })?
+                .holder_org_id
+        }
+    };
     for leg in &act.effects.legs[legs_from..] {
         let source = act.txn.source(leg.source_seq)?.ok_or_else(|| {
             Fault::corrupt(format!("derived state lacks source {}", leg.source_seq))
@@ -426,6 +442,26 @@ fn same_programme<K: Kv + ?Sized>(
                 format!(
                     "the money moved includes source {} of programme {}; quota {} is for programme {}: pay it with money of that programme (name its sources)",
                     source.source_seq, source.programme_code, quota.seq, quota.programme_code
+                ),
+            )
+            .into());
+        }
+        let appropriated_by = act
+            .txn
+            .account(&source.account_id)?
+            .ok_or_else(|| {
+                Fault::corrupt(format!(
+                    "derived state lacks account {}, which source {} was appropriated into",
+                    source.account_id, source.source_seq
+                ))
+            })?
+            .owner_org_id;
+        if appropriated_by != creator {
+            return Err(Rejection::precondition(
+                field,
+                format!(
+                    "the money moved includes source {}, appropriated by {appropriated_by}; quota {} descends from budget authority {creator} created: it carries only money {creator} appropriated",
+                    source.source_seq, quota.seq
                 ),
             )
             .into());
