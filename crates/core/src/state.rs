@@ -133,6 +133,13 @@ pub mod key {
     /// quota by movements dated in that month (QuotaUse; rules 9).
     pub const QUOTA_MONTH: u8 = b'M';
 
+    /// The split index entry of quota `split` under its parent `parent`.
+    pub fn quota_split(parent: u64, split: u64) -> Vec<u8> {
+        let mut key = self::seq(QUOTA_SPLIT, parent);
+        key.extend_from_slice(&split.to_be_bytes());
+        key
+    }
+
     /// What was drawn on quota `seq` in `month` (YYYYMM).
     pub fn quota_month(seq: u64, month: u32) -> Vec<u8> {
         let mut key = self::seq(QUOTA_MONTH, seq);

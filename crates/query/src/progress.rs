@@ -73,25 +73,28 @@ pub fn spending_progress(
         (request.programme_code.is_empty() || quota.programme_code == request.programme_code)
             && (request.fiscal_year == 0 || quota.fiscal_year == request.fiscal_year)
     };
-    let own: Vec<Quota> = quotas_of(ledger, &request.org_id)?
-        .into_iter()
-        .filter(wanted)
-        .collect();
-    let own_seqs: BTreeSet<u64> = own.iter().map(|q| q.seq).collect();
+    // One pass over the org and those below it, the org first (so its
+    // quotas are known before its children's splits of them): what it
+    // received and the cash it got, what was split from its quotas, and
+    // what everyone paid.
+    let mut own_seqs = BTreeSet::new();
     let mut flows: BTreeMap<(String, u32), Flows> = BTreeMap::new();
-    for quota in &own {
-        at(&mut flows, quota, month_of(quota.issued_day)).received += u128::from(quota.amount.0);
-        for (month, used) in state.quota_months(quota.seq)? {
-            at(&mut flows, quota, month).cash += u128::from(used.cash_received.0);
-        }
-    }
     for org_id in subtree(ledger, &request.org_id)? {
         for quota in quotas_of(ledger, &org_id)?.into_iter().filter(wanted) {
+            let months = state.quota_months(quota.seq)?;
+            if org_id == request.org_id {
+                own_seqs.insert(quota.seq);
+                let month = month_of(quota.issued_day);
+                at(&mut flows, &quota, month).received += u128::from(quota.amount.0);
+                for (month, used) in &months {
+                    at(&mut flows, &quota, *month).cash += u128::from(used.cash_received.0);
+                }
+            }
             if quota.parent_seq.is_some_and(|p| own_seqs.contains(&p)) {
                 let month = month_of(quota.issued_day);
                 at(&mut flows, &quota, month).issued_down += u128::from(quota.amount.0);
             }
-            for (month, used) in state.quota_months(quota.seq)? {
+            for (month, used) in months {
                 at(&mut flows, &quota, month).paid += u128::from(used.paid.0);
             }
         }

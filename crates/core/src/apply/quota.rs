@@ -31,9 +31,7 @@ pub(super) fn issue_quota<K: Kv + ?Sized>(act: &mut Act<K>, q: &IssueQuota) -> R
                 .checked_add(q.amount.0)
                 .expect("issued_down + amount <= parent amount, checked by check_split"));
             act.txn.put(key::seq(key::QUOTA, from), &parent);
-            let mut split = key::seq(key::QUOTA_SPLIT, from);
-            split.extend_from_slice(&act.seq.to_be_bytes());
-            act.txn.put_raw(split, Vec::new());
+            act.txn.put_raw(key::quota_split(from, act.seq), Vec::new());
             (Some(from), parent.root_seq)
         }
     };
