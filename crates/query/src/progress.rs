@@ -17,7 +17,7 @@ use fundtrail_core::model::{Org, Quota};
 use fundtrail_core::state::{decode, key, StateRead};
 use fundtrail_core::{validate, Code, Error, Fault, Rejection};
 
-use crate::LedgerView;
+use crate::{Audience, LedgerView};
 
 /// Which progress to show.
 #[derive(Debug, Clone, Default)]
@@ -58,6 +58,7 @@ struct Flows {
 /// changed, programmes in code order and months oldest first.
 pub fn spending_progress(
     ledger: &dyn LedgerView,
+    audience: &mut dyn Audience,
     request: &ProgressRequest,
 ) -> Result<Vec<ProgressRow>, Error> {
     validate::id("org_id", &request.org_id)?;
@@ -79,8 +80,19 @@ pub fn spending_progress(
     // what everyone paid.
     let mut own_seqs = BTreeSet::new();
     let mut flows: BTreeMap<(String, u32), Flows> = BTreeMap::new();
+    // The whole report reads at most this many quotas, and stops once its
+    // client has gone.
+    let mut quotas_left = LIST_SCAN_ROWS_MAX;
     for org_id in subtree(ledger, &request.org_id)? {
-        for quota in quotas_of(ledger, &org_id)?.into_iter().filter(wanted) {
+        audience.still_wanted()?;
+        let quotas = quotas_of(ledger, &org_id)?;
+        quotas_left = quotas_left.checked_sub(quotas.len()).ok_or_else(|| {
+            too_much(format!(
+                "{} and the orgs below it hold more than {LIST_SCAN_ROWS_MAX} quotas",
+                request.org_id
+            ))
+        })?;
+        for quota in quotas.into_iter().filter(wanted) {
             let months = state.quota_months(quota.seq)?;
             if org_id == request.org_id {
                 own_seqs.insert(quota.seq);

@@ -623,15 +623,17 @@ fn get_quota(
 }
 
 /// 支出进度 is published for every county: every registered reader may
-/// read it, as quota.
+/// read it, as quota. (The audience only tells the report when its client
+/// has gone; it looks into no account.)
 fn spending_progress(
     engine: &Engine,
-    _: &Reader,
+    reader: &Reader,
     facts: &mut Facts<'_>,
     request: pb::SpendingProgressRequest,
 ) -> Result<pb::SpendingProgressResponse, Error> {
     let rows = fundtrail_query::spending_progress(
         engine,
+        &mut Audience::new(reader, facts, Call::Anomalies),
         &fundtrail_query::ProgressRequest {
             org_id: request.org_id,
             programme_code: request.programme_code,
