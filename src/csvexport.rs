@@ -197,7 +197,8 @@ pub struct ExportCsvArgs {
     #[arg(long, default_value = "")]
     document: String,
     /// idle: only money at least this many days old; anomalies: money idle
-    /// this long is a finding (0: 365 days).
+    /// this long is an IDLE_FUNDS finding (0: one finding for money idle one
+    /// to two years, one for two years or more).
     #[arg(long, default_value_t = 0)]
     days: u32,
     /// idle: central, province, prefecture or county.

@@ -631,6 +631,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
                 idle_days_max,
                 announcement_required,
                 quota_issue_days_max: 0,
+                cash_follow_days_max: 0,
             }),
         );
     }

@@ -193,8 +193,9 @@ enum Command {
     Anomalies {
         #[command(flatten)]
         server: Server,
-        /// Money idle at least this many days is a finding.
-        #[arg(long, default_value_t = 365)]
+        /// Money idle at least this many days is an IDLE_FUNDS finding. 0:
+        /// findings for money idle one to two years and two years or more.
+        #[arg(long, default_value_t = 0)]
         idle_days: u32,
         /// A household payment the bank has not confirmed (or refused) this
         /// many days after it was made is a finding. 0: not checked.

@@ -411,6 +411,10 @@ enum PostRequest {
         /// quota before issuing it on.
         #[arg(long, default_value_t = 0)]
         quota_issue_days_max: u32,
+        /// Rules 9: longest time (days) from quota's split to an org until
+        /// cash for all of it has been sent to that org.
+        #[arg(long, default_value_t = 0)]
+        cash_follow_days_max: u32,
     },
     /// Open, move or close an org's import window (rules 6): while open it
     /// may post records marked --imported. Signed by the root org or the
@@ -736,6 +740,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             idle_days_max,
             announcement_required,
             quota_issue_days_max,
+            cash_follow_days_max,
         } => B::SetProgrammeRules(pb::SetProgrammeRules {
             programme_code: programme,
             document_no: document,
@@ -745,6 +750,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             idle_days_max,
             announcement_required,
             quota_issue_days_max,
+            cash_follow_days_max,
         }),
         PostRequest::DeclareImportWindow {
             org_id,

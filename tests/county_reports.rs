@@ -449,26 +449,34 @@ async fn anomalies_name_the_records_behind_each_finding() {
         "dx-proj-1 was announced before it was funded"
     );
 
-    // Idle a year or more (the default): the central and provincial money.
-    let idle_365 = findings_of(all, "IDLE_FUNDS");
-    assert_eq!(
-        idle_365
+    // By default the two buckets audit reports state apart: the province
+    // has held money 400 days (one to two years), the centre 800 (two
+    // years or more); each named by the record that brought the money.
+    let idle_of = |kind| {
+        findings_of(all, kind)
             .iter()
-            .map(|i| (i.account_id.as_str(), i.amount_fen))
-            .collect::<BTreeSet<_>>(),
-        BTreeSet::from([
-            ("gs-xczx", TO_PROVINCE - TO_DONGXIANG - TO_LINXIA),
-            ("mof-xczx", CENTRAL - TO_PROVINCE)
-        ])
-    );
-    let mof = idle_365
-        .iter()
-        .find(|i| i.account_id == "mof-xczx")
-        .unwrap();
+            .map(|i| (i.account_id.clone(), i.seqs.clone(), i.amount_fen))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
-        mof.seqs,
-        vec![county.s],
-        "named by the record that brought the money"
+        idle_of("IDLE_OVER_1_YEAR"),
+        vec![(
+            "gs-xczx".to_string(),
+            vec![county.t1],
+            TO_PROVINCE - TO_DONGXIANG - TO_LINXIA
+        )]
+    );
+    assert_eq!(
+        idle_of("IDLE_OVER_2_YEARS"),
+        vec![(
+            "mof-xczx".to_string(),
+            vec![county.s],
+            CENTRAL - TO_PROVINCE
+        )]
+    );
+    assert!(
+        findings_of(all, "IDLE_FUNDS").is_empty(),
+        "asked for no threshold"
     );
     let idle_100 = anomalies(
         &mut client,
@@ -555,6 +563,7 @@ async fn anomaly_pages_add_up_to_the_whole_answer() {
 fn programme_rules(household_max_fen: u64, share: u32, idle_days: u32, announce: bool) -> B {
     B::SetProgrammeRules(pb::SetProgrammeRules {
         quota_issue_days_max: 0,
+        cash_follow_days_max: 0,
         programme_code: CENTRAL_PROGRAMME.into(),
         document_no: "财农〔2024〕3号".into(),
         household_max_fen,

@@ -148,7 +148,6 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         let page = client
             .query
             .anomalies(pb::AnomaliesRequest {
-                idle_older_than_days: 365,
                 page_size: 1_000,
                 page_token,
                 ..Default::default()
@@ -174,7 +173,7 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         "INELIGIBLE_PAYMENT",
         "OTHER_COUNTY_HOUSEHOLD",
         "UNANNOUNCED_ALLOCATION",
-        "IDLE_FUNDS",
+        "IDLE_OVER_1_YEAR",
         "EQUAL_SPLIT",
     ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");

@@ -476,6 +476,22 @@ async fn before_rules_8_there_is_no_quota() {
     )
     .await;
     ok(&mut client, &root, quota("mof", None, 1_00, CENTRAL_DOC)).await;
+    // Cash is counted against quota from rules 9 on: before, no rule can
+    // say how soon it must follow.
+    let cash_deadline = B::SetProgrammeRules(pb::SetProgrammeRules {
+        programme_code: PROGRAMME.into(),
+        document_no: "财农〔2026〕32号".into(),
+        cash_follow_days_max: 30,
+        ..Default::default()
+    });
+    refused(
+        &mut client,
+        &root,
+        cash_deadline,
+        Code::FailedPrecondition,
+        "set_programme_rules.cash_follow_days_max",
+    )
+    .await;
 }
 
 /// `body` (a Transfer or Disbursement) drawing on quota `seq`, and spending
@@ -1232,4 +1248,151 @@ async fn imported_cash_without_quota_is_accepted_and_reported() {
     )
     .await;
     assert_eq!(ledger_info(&mut client).await.record_count, count);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cash_not_sent_within_the_days_after_its_quota_is_a_breach() {
+    let dir = tempfile::tempdir().unwrap();
+    fundtrail_server::genesis::init_with(
+        dir.path(),
+        &Default::default(),
+        Rules::V9,
+        &fundtrail_core::clock::SystemClock,
+    )
+    .unwrap();
+    let server = TestServer::start(dir.path()).await;
+    let mut client = server.client().await;
+    let root = server.root();
+    let (province, dongxiang, linxia) = (new_signer(), new_signer(), new_signer());
+    register_gansu(&mut client, &root, &province).await;
+    register_gansu_counties(&mut client, &province, &dongxiang, &linxia).await;
+    let until = fundtrail_core::dates::format_date(
+        fundtrail_core::dates::day_of_ms(fundtrail_client::now_ms()) + 30,
+    );
+    for org in ["mof", "gs-czt"] {
+        ok(&mut client, &root, import_window(org, &until)).await;
+    }
+    use pb::AccountKind as K;
+    ok(
+        &mut client,
+        &root,
+        open_account("mof-xczx", K::Programme, "中央衔接资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &province,
+        open_account("gs-xczx", K::Programme, "甘肃省衔接资金"),
+    )
+    .await;
+    imported(
+        &mut client,
+        &root,
+        70,
+        appropriation("mof-xczx", 50_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    // Quota 60 days ago: ¥40m to the province, which split ¥25m to 东乡 55
+    // days ago. Cash: ¥30m to the province 5 days after its quota, ¥10m 40
+    // days after; none to 东乡.
+    let central = imported(
+        &mut client,
+        &root,
+        60,
+        quota("mof", None, 50_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    let to_province = imported(
+        &mut client,
+        &root,
+        60,
+        quota("gs-czt", Some(central), 40_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    let to_dongxiang = imported(
+        &mut client,
+        &province,
+        55,
+        quota("dx-czj", Some(to_province), 25_000_000_00, PROVINCE_DOC),
+    )
+    .await;
+    let mut cash = Vec::new();
+    for (days_ago, amount_fen) in [(55, 30_000_000_00), (20, 10_000_000_00)] {
+        let seq = imported(
+            &mut client,
+            &root,
+            days_ago,
+            against(
+                Some(to_province),
+                &[],
+                transfer("mof-xczx", "gs-xczx", amount_fen, CENTRAL_DOC),
+            ),
+        )
+        .await;
+        cash.push(seq);
+    }
+    let late = |breaches: Vec<pb::Breach>| -> Vec<(Vec<u64>, u64, u64)> {
+        let mut found: Vec<_> = breaches
+            .into_iter()
+            .filter(|b| b.kind == "CASH_NOT_SENT_IN_TIME")
+            .map(|b| (b.seqs, b.amount_fen, b.rule_seq))
+            .collect();
+        found.sort();
+        found
+    };
+    assert_eq!(late(all_breaches(&mut client).await), [], "no rule yet");
+    let deadline = |days| {
+        B::SetProgrammeRules(pb::SetProgrammeRules {
+            programme_code: PROGRAMME.into(),
+            document_no: "财农〔2026〕33号".into(),
+            cash_follow_days_max: days,
+            ..Default::default()
+        })
+    };
+    // 30 days: the province's last ¥10m came late, 东乡 got none. The top
+    // quota follows no cash (it is the centre's own appropriation).
+    let rule_30 = ok(&mut client, &root, deadline(30)).await.seq;
+    assert_eq!(
+        late(all_breaches(&mut client).await),
+        [
+            (vec![to_province], 10_000_000_00, rule_30),
+            (vec![to_dongxiang], 25_000_000_00, rule_30)
+        ]
+    );
+    // 45 days: the province's cash came in time; 东乡's deadline passed
+    // ten days ago without any.
+    let rule_45 = ok(&mut client, &root, deadline(45)).await.seq;
+    assert_eq!(
+        late(all_breaches(&mut client).await),
+        [(vec![to_dongxiang], 25_000_000_00, rule_45)]
+    );
+    // 60 days: 东乡's deadline has not come yet.
+    ok(&mut client, &root, deadline(60)).await;
+    assert_eq!(late(all_breaches(&mut client).await), []);
+    // Cash sent and then reversed was not sent: the first ¥30m goes back.
+    let rule_45 = ok(&mut client, &root, deadline(45)).await.seq;
+    ok(
+        &mut client,
+        &province,
+        B::Reversal(pb::Reversal {
+            target_seq: cash[0],
+            document_no: "财农〔2026〕34号".into(),
+            reason: "重复拨付".into(),
+        }),
+    )
+    .await;
+    assert_eq!(
+        late(all_breaches(&mut client).await),
+        [
+            (vec![to_province], 30_000_000_00, rule_45),
+            (vec![to_dongxiang], 25_000_000_00, rule_45)
+        ]
+    );
+    // A county reads the same breaches: budgets are public.
+    let mut county_client = server.client_as(&dongxiang).await;
+    assert_eq!(
+        late(all_breaches(&mut county_client).await).len(),
+        2,
+        "a county sees every org's quota"
+    );
 }

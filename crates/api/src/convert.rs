@@ -267,6 +267,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             idle_days_max: r.idle_days_max,
             announcement_required: r.announcement_required,
             quota_issue_days_max: r.quota_issue_days_max,
+            cash_follow_days_max: r.cash_follow_days_max,
         }),
         Some(B::EvaluateProject(e)) => m::Body::EvaluateProject(m::EvaluateProject {
             account_id: e.account_id,

@@ -533,6 +533,9 @@ pub struct SetProgrammeRules {
     /// Rules 8: days quota may be held above county level before it is
     /// issued on; 0 is no such rule.
     pub quota_issue_days_max: u32,
+    /// Rules 9: days from a quota's split until cash for all of it was
+    /// sent to its holder; 0 is no such rule.
+    pub cash_follow_days_max: u32,
 }
 
 /// The rules of a programme as stored: what was set, by which record, from
@@ -548,6 +551,7 @@ pub struct ProgrammeRules {
     pub idle_days_max: u32,
     pub announcement_required: bool,
     pub quota_issue_days_max: u32,
+    pub cash_follow_days_max: u32,
 }
 
 /// A project's performance evaluation (绩效评价, rules 5).
@@ -709,6 +713,9 @@ pub struct Quota {
     /// Split off to child orgs so far; never more than `amount`.
     pub issued_down: Fen,
     pub issued_day: Day,
+    /// Issued under rules 9 or later, when cash sent against quota is
+    /// counted: whether cash following it late can be judged at all.
+    pub cash_followed: bool,
 }
 
 impl Quota {

@@ -132,11 +132,22 @@ pub mod key {
     /// Quota seq ‖ month (YYYYMM, u32 big-endian) → what was drawn on the
     /// quota by movements dated in that month (QuotaUse; rules 9).
     pub const QUOTA_MONTH: u8 = b'M';
+    /// Index: quota seq ‖ movement seq → empty, for each movement that sent
+    /// cash down against the quota (rules 9; its QuotaDraw says when and
+    /// how much): whether cash followed quota in time.
+    pub const QUOTA_CASH: u8 = b'K';
 
     /// The split index entry of quota `split` under its parent `parent`.
     pub fn quota_split(parent: u64, split: u64) -> Vec<u8> {
         let mut key = self::seq(QUOTA_SPLIT, parent);
         key.extend_from_slice(&split.to_be_bytes());
+        key
+    }
+
+    /// The cash index entry of movement `movement` under quota `quota`.
+    pub fn quota_cash(quota: u64, movement: u64) -> Vec<u8> {
+        let mut key = self::seq(QUOTA_CASH, quota);
+        key.extend_from_slice(&movement.to_be_bytes());
         key
     }
 
@@ -149,7 +160,7 @@ pub mod key {
 
     /// Index prefixes: the rules write them for queries but never read
     /// them, so whatever only applies requests may leave them out.
-    pub const INDEX_PREFIXES: [u8; 10] = [
+    pub const INDEX_PREFIXES: [u8; 11] = [
         ACCOUNT_ENTRY,
         SOURCE_ENTRY,
         LOT_SPEND,
@@ -160,6 +171,7 @@ pub mod key {
         QUOTA_HOLDER,
         QUOTA_SPLIT,
         CASH_WITHOUT_QUOTA,
+        QUOTA_CASH,
     ];
 
     /// Whether `key` is under one of [`INDEX_PREFIXES`].
@@ -353,7 +365,8 @@ pub fn describe_key(key: &[u8]) -> String {
         | key::DOCUMENT_ENTRY
         | key::QUOTA_HOLDER
         | key::QUOTA_SPLIT
-        | key::CASH_WITHOUT_QUOTA => {
+        | key::CASH_WITHOUT_QUOTA
+        | key::QUOTA_CASH => {
             format!("an index entry ({})", text())
         }
         key::HOLDER => format!("the holder index of account {}", text()),

@@ -151,6 +151,9 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             if r.quota_issue_days_max > 0 {
                 since(rules, Rules::V8, "set_programme_rules.quota_issue_days_max")?;
             }
+            if r.cash_follow_days_max > 0 {
+                since(rules, Rules::V9, "set_programme_rules.cash_follow_days_max")?;
+            }
             Ok(())
         }
         Body::EvaluateProject(e) => {

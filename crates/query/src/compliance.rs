@@ -430,7 +430,79 @@ fn quota_breaches(report: &mut Report, quota: &Quota) -> Result<(), Error> {
     };
     let rule = rule.clone();
     quota_idle(report, quota, &rule)?;
-    quota_not_issued_in_time(report, quota, &rule)
+    quota_not_issued_in_time(report, quota, &rule)?;
+    cash_not_sent_in_time(report, quota, &rule)
+}
+
+/// Quota split to an org (rules 9) for which, within the days its
+/// programme's rules allow (`cash_follow_days_max`, rules in force today),
+/// less cash was sent to that org against it than its amount: what was
+/// missing on the deadline, whether it came later or not at all. Only the
+/// quota is named: budgets are public, the cash records are not.
+fn cash_not_sent_in_time(
+    report: &mut Report,
+    quota: &Quota,
+    rule: &ProgrammeRules,
+) -> Result<(), Error> {
+    let days_max = rule.cash_follow_days_max;
+    let deadline = i64::from(quota.issued_day) + i64::from(days_max);
+    if days_max == 0
+        || quota.parent_seq.is_none()
+        || !quota.cash_followed
+        || i64::from(report.today) <= deadline
+    {
+        return Ok(());
+    }
+    let state = report.ledger.state();
+    let prefix = key::seq(key::QUOTA_CASH, quota.seq);
+    let mut in_time = 0u128;
+    for (row, _) in state.scan(&prefix, &prefix, TRACE_RECORDS_MAX)? {
+        let movement_seq = indexed_seq(&row)?;
+        if movement_seq >= report.ledger.record_count() {
+            continue;
+        }
+        let draw = state.quota_draw(movement_seq)?.ok_or_else(|| {
+            Fault::corrupt(format!(
+                "the cash index of quota {} names record {movement_seq}, which drew nothing",
+                quota.seq
+            ))
+        })?;
+        if i64::from(draw.day) <= deadline {
+            in_time += u128::from(draw.amount.0);
+        }
+    }
+    let missing = u128::from(quota.amount.0)
+        .checked_sub(in_time)
+        .ok_or_else(|| {
+            Fault::corrupt(format!(
+                "quota {} received more cash than its amount",
+                quota.seq
+            ))
+        })?;
+    if missing == 0 {
+        return Ok(());
+    }
+    report.push(
+        Breach {
+            kind: "CASH_NOT_SENT_IN_TIME",
+            programme_code: quota.programme_code.clone(),
+            account_id: String::new(),
+            scope_accounts: Vec::new(),
+            seqs: vec![quota.seq],
+            rule_seq: rule.seq,
+            amount_fen: fen(missing)?,
+            detail: format!(
+                "{} of quota {} (文号 {}) issued to {} had not been sent to it as cash within the {days_max} days its programme's rules allow, by {}",
+                Fen(fen(missing)?),
+                quota.seq,
+                quota.document_no,
+                quota.holder_org_id,
+                format_date(Day::try_from(deadline).unwrap_or(Day::MAX))
+            ),
+        },
+        1,
+    );
+    Ok(())
 }
 
 /// Quota (rules 8) its holder has neither issued down nor paid out longer

@@ -850,42 +850,12 @@ pub fn anomalies(
                     let account_id = String::from_utf8_lossy(&row[1..]).into_owned();
                     if audience.may_read(&account_id)? {
                         let account = indexed_account(state, &account_id)?;
-                        let threshold = if request.idle_older_than_days == 0 {
-                            365
-                        } else {
-                            request.idle_older_than_days
-                        };
-                        let idle_request = IdleFundsRequest {
-                            older_than_days: threshold,
-                            ..Default::default()
-                        };
-                        if let Some(row) = idle_row(
+                        idle_findings(
                             ledger,
                             &account,
-                            &idle_request,
-                            ledger.today(),
-                            &mut BTreeMap::new(),
-                        )? {
-                            findings.push(Finding {
-                                kind: "IDLE_FUNDS".into(),
-                                account_id: account.account_id.clone(),
-                                seqs: all_lots(state, &account.account_id)?
-                                    .iter()
-                                    .map(|(l, _)| l.arrival_seq)
-                                    .collect::<BTreeSet<_>>()
-                                    .into_iter()
-                                    .take(20)
-                                    .collect(),
-                                amount_fen: row.idle_fen,
-                                detail: format!(
-                                    "{} has held {} for {} days or more (since {})",
-                                    account.account_id,
-                                    fundtrail_core::money::Fen(row.idle_fen),
-                                    threshold,
-                                    fundtrail_core::dates::format_date(row.oldest_day)
-                                ),
-                            });
-                        }
+                            request.idle_older_than_days,
+                            &mut findings,
+                        )?;
                         diverted(ledger, &account, &mut findings)?;
                     }
                 }
@@ -1022,6 +992,95 @@ fn unconfirmed_findings(
 /// it by a Transfer (挤占挪用): its lots whose source's programme is not the
 /// account's. Pools (统筹整合 merges programmes by plan), projects and
 /// accounts without a programme are not judged.
+/// Money an account has held a long time. Asked for a threshold, one
+/// IDLE_FUNDS finding with all money at least that old; by default the two
+/// buckets audit reports state apart: held one to two years
+/// (IDLE_OVER_1_YEAR) and two years or more (IDLE_OVER_2_YEARS).
+fn idle_findings(
+    ledger: &dyn LedgerView,
+    account: &Account,
+    older_than_days: u32,
+    findings: &mut Vec<Finding>,
+) -> Result<(), Error> {
+    let threshold = match older_than_days {
+        0 => AGE_BUCKET_DAYS[2],
+        days => i32::try_from(days).unwrap_or(i32::MAX),
+    };
+    let idle_request = IdleFundsRequest {
+        older_than_days: u32::try_from(threshold).expect("a positive i32 fits in u32"),
+        ..Default::default()
+    };
+    let Some(row) = idle_row(
+        ledger,
+        account,
+        &idle_request,
+        ledger.today(),
+        &mut BTreeMap::new(),
+    )?
+    else {
+        return Ok(());
+    };
+    let today = ledger.today();
+    let arrived = all_lots(ledger.state(), &account.account_id)?;
+    let seqs_aged = |from_days: i32, until_days: i32| -> Vec<u64> {
+        arrived
+            .iter()
+            .filter(|(_, lot)| (from_days..until_days).contains(&(today - lot.arrival_day)))
+            .map(|(at, _)| at.arrival_seq)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .take(20)
+            .collect()
+    };
+    let id = &account.account_id;
+    let mut push = |kind: &str, amount_fen: u64, seqs: Vec<u64>, detail: String| {
+        if amount_fen > 0 {
+            findings.push(Finding {
+                kind: kind.into(),
+                account_id: id.clone(),
+                seqs,
+                amount_fen,
+                detail,
+            });
+        }
+    };
+    if older_than_days != 0 {
+        push(
+            "IDLE_FUNDS",
+            row.idle_fen,
+            seqs_aged(threshold, i32::MAX),
+            format!(
+                "{id} has held {} for {threshold} days or more (since {})",
+                Fen(row.idle_fen),
+                format_date(row.oldest_day)
+            ),
+        );
+        return Ok(());
+    }
+    let (one_year, two_years) = (AGE_BUCKET_DAYS[2], AGE_BUCKET_DAYS[3]);
+    push(
+        "IDLE_OVER_1_YEAR",
+        row.age_365_730_fen,
+        seqs_aged(one_year, two_years),
+        format!(
+            "{id} has held {} for one to two years ({one_year} to {} days)",
+            Fen(row.age_365_730_fen),
+            two_years - 1
+        ),
+    );
+    push(
+        "IDLE_OVER_2_YEARS",
+        row.age_730_plus_fen,
+        seqs_aged(two_years, i32::MAX),
+        format!(
+            "{id} has held {} for two years or more ({two_years} days or more, since {})",
+            Fen(row.age_730_plus_fen),
+            format_date(row.oldest_day)
+        ),
+    );
+    Ok(())
+}
+
 fn diverted(
     ledger: &dyn LedgerView,
     account: &Account,

@@ -49,6 +49,7 @@ pub(super) fn issue_quota<K: Kv + ?Sized>(act: &mut Act<K>, q: &IssueQuota) -> R
         amount: q.amount,
         issued_down: Fen(0),
         issued_day: act.day,
+        cash_followed: act.rules >= Rules::V9,
     };
     act.txn.put(key::seq(key::QUOTA, act.seq), &quota);
     act.txn.put_raw(
@@ -370,6 +371,9 @@ fn draw<K: Kv + ?Sized>(
         day: act.day,
     };
     count_in_month(act, &draw, true)?;
+    if cash {
+        act.txn.put_raw(key::quota_cash(seq, act.seq), Vec::new());
+    }
     act.txn.put(key::seq(key::QUOTA_DRAW, act.seq), &draw);
     Ok(())
 }
@@ -487,6 +491,9 @@ pub(super) fn give_back<K: Kv + ?Sized>(act: &mut Act<K>, seq: u64) -> Result<()
     })?;
     act.txn.put(key::seq(key::QUOTA_USE, draw.quota_seq), &used);
     count_in_month(act, &draw, false)?;
+    if draw.cash {
+        act.txn.delete(key::quota_cash(draw.quota_seq, seq));
+    }
     act.txn.delete(key::seq(key::QUOTA_DRAW, seq));
     Ok(())
 }

@@ -614,6 +614,7 @@ pub(super) fn set_programme_rules<K: Kv + ?Sized>(
         idle_days_max: r.idle_days_max,
         announcement_required: r.announcement_required,
         quota_issue_days_max: r.quota_issue_days_max,
+        cash_follow_days_max: r.cash_follow_days_max,
     };
     act.txn.put(
         key::named_seq(key::PROGRAMME_RULES, &r.programme_code, act.seq),
