@@ -277,6 +277,14 @@ impl Seeder {
         self.pending.push(signer.sign(&request));
     }
 
+    /// Posts everything pending and then `body`, dated `date` and imported;
+    /// returns the seq of `body`'s record (a quota the next records name).
+    async fn post_now(&mut self, signer: &Signer, date: &str, body: B) -> Result<u64> {
+        self.add(signer, date, body);
+        self.flush().await?;
+        Ok(self.engine.record_count() - 1)
+    }
+
     async fn flush(&mut self) -> Result<()> {
         for chunk in std::mem::take(&mut self.pending).chunks(SEED_BATCH) {
             for (i, result) in self
@@ -655,6 +663,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
             document_no: "国开办发〔2026〕3号".into(),
         }),
     );
+    seed_quota_2026(&mut seeder, &mut signer, &root, today, scale).await?;
     seeder.add_today(
         &root,
         B::DeclareImportWindow(pb::DeclareImportWindow {
@@ -915,6 +924,198 @@ async fn seed_county(
         seeder.flush().await?;
     }
     Ok(())
+}
+
+/// FY2026 衔接资金 as 直达资金 (rules 9), migrated from the 直达资金 system:
+/// its 2130599 rules gain deadlines (quota passed on within 30 days above
+/// county level, cash following quota within 30 days); the centre
+/// appropriates and issues quota for each county's households, split down
+/// province → prefecture → county with the cash following it; counties pay
+/// households in June against their quota. Planted: 四川 passes its quota
+/// on 69 days late (QUOTA_NOT_ISSUED_IN_TIME), 固原市 sends 西吉县's cash
+/// 104 days after its quota (CASH_NOT_SENT_IN_TIME), 美姑县 pays only a third
+/// of its households (支出进度 below 50%), and 布拖县 moves 以工代赈 money
+/// into its 衔接资金 account (DIVERTED).
+async fn seed_quota_2026(
+    seeder: &mut Seeder,
+    signer: &mut impl FnMut(&str) -> Result<Signer>,
+    root: &Signer,
+    today: fundtrail_core::dates::Day,
+    scale: u32,
+) -> Result<()> {
+    const PROGRAMME: &str = "2130599";
+    const DOCUMENT: &str = "财农〔2026〕3号";
+    const PROJECT_CODE: &str = "100000213059926000003";
+    const PER_HOUSEHOLD_YUAN: u64 = 1_000;
+    let window = |org: &str, until: fundtrail_core::dates::Day| {
+        B::DeclareImportWindow(pb::DeclareImportWindow {
+            org_id: org.into(),
+            until_date: fundtrail_core::dates::format_date(until),
+            document_no: "财办〔2026〕11号 直达资金系统数据迁移".into(),
+        })
+    };
+    let mut orgs = vec!["mof"];
+    for province in PROVINCES {
+        orgs.push(province.org);
+        for prefecture in province.prefectures {
+            orgs.push(prefecture.org);
+            orgs.extend(prefecture.counties.iter().map(|c| c.org));
+        }
+    }
+    for org in &orgs {
+        seeder.add_today(root, window(org, today));
+    }
+    let (household_max, person_max, idle_days_max, announcement_required) = PROGRAMME_RULES
+        .iter()
+        .find(|r| r.0 == PROGRAMME)
+        .map(|r| (r.1, r.2, r.3, r.4))
+        .expect("衔接资金 has rules");
+    seeder.add(
+        root,
+        "2026-01-01",
+        B::SetProgrammeRules(pb::SetProgrammeRules {
+            programme_code: PROGRAMME.into(),
+            document_no: "财农〔2026〕1号".into(),
+            household_max_fen: fen_of_yuan(household_max),
+            person_max_fen: fen_of_yuan(person_max),
+            county_share_min_percent: 80,
+            idle_days_max,
+            announcement_required,
+            quota_issue_days_max: 30,
+            cash_follow_days_max: 30,
+        }),
+    );
+    let quota_of = |households: u32| fen_of_yuan(PER_HOUSEHOLD_YUAN * u64::from(households * scale));
+    let households_of = |p: &Prefecture| p.counties.iter().map(|c| c.households).sum::<u32>();
+    let total: u32 = PROVINCES.iter().flat_map(|p| p.prefectures).map(households_of).sum();
+    let issue = |to: &str, from: Option<u64>, amount_fen: u64, document: &str| {
+        B::IssueQuota(pb::IssueQuota {
+            to_org_id: to.into(),
+            from_quota_seq: from,
+            amount_fen,
+            programme_code: PROGRAMME.into(),
+            fiscal_year: 2026,
+            document_no: document.into(),
+            direct: true,
+            project_code: PROJECT_CODE.into(),
+        })
+    };
+    let cash = |from: &str, to: &str, amount_fen: u64, document: &str, quota: u64| {
+        let mut body = transfer(from, to, amount_fen, document, "直达资金拨付");
+        if let B::Transfer(t) = &mut body {
+            t.quota_seq = Some(quota);
+        }
+        body
+    };
+    seeder.add(
+        root,
+        "2026-01-05",
+        B::Appropriation(pb::Appropriation {
+            account_id: "mof-xczx".into(),
+            amount_fen: quota_of(total),
+            programme_code: PROGRAMME.into(),
+            fiscal_year: 2026,
+            document_no: DOCUMENT.into(),
+            purpose: "下达2026年中央财政衔接推进乡村振兴补助资金".into(),
+            memo: String::new(),
+        }),
+    );
+    let top = seeder
+        .post_now(root, "2026-01-10", issue("mof", None, quota_of(total), DOCUMENT))
+        .await?;
+    for province in PROVINCES {
+        let p = signer(province.org)?;
+        let amount = quota_of(province.prefectures.iter().map(households_of).sum());
+        let to_province = seeder
+            .post_now(root, "2026-01-10", issue(province.org, Some(top), amount, DOCUMENT))
+            .await?;
+        let account = format!("{}-xczx", province.org);
+        seeder.add(root, "2026-01-20", cash("mof-xczx", &account, amount, DOCUMENT, to_province));
+        // 四川 passes its quota on 69 days after it was issued, past the 30
+        // days its rules allow.
+        let passed_on = if province.org == "sc-czt" { "2026-03-20" } else { "2026-01-25" };
+        let document = format!("{}财农〔2026〕5号", &province.name[..3]);
+        for prefecture in province.prefectures {
+            let f = signer(prefecture.org)?;
+            let amount = quota_of(households_of(prefecture));
+            let to_prefecture = seeder
+                .post_now(&p, passed_on, issue(prefecture.org, Some(to_province), amount, &document))
+                .await?;
+            let prefecture_account = format!("{}-xczx", prefecture.org);
+            seeder.add(&p, passed_on, cash(&account, &prefecture_account, amount, &document, to_prefecture));
+            let document = format!("{}财农〔2026〕8号", &prefecture.name[..3]);
+            for county in prefecture.counties {
+                let amount = quota_of(county.households);
+                let issued = if province.org == "sc-czt" { "2026-03-30" } else { "2026-02-05" };
+                let to_county = seeder
+                    .post_now(&f, issued, issue(county.org, Some(to_prefecture), amount, &document))
+                    .await?;
+                // 固原市 sends 西吉县's cash 104 days after its quota.
+                let sent = if county.org == "xj-czj" { "2026-05-20" } else { issued };
+                let county_account = format!("{}-xczx", county.org);
+                seeder.add(&f, sent, cash(&prefecture_account, &county_account, amount, &document, to_county));
+                seeder.flush().await?;
+                pay_2026(seeder, &signer(county.org)?, county, to_county, scale).await?;
+            }
+        }
+    }
+    // 布拖县 moves 以工代赈 money into its 衔接资金 account (挤占挪用).
+    seeder.add(
+        &signer("bt-czj")?,
+        "2026-07-01",
+        transfer(
+            "bt-czj-ygdz",
+            "bt-czj-xczx",
+            fen_of_yuan(1_000_000),
+            "布财〔2026〕12号",
+            "调剂用于衔接资金项目",
+        ),
+    );
+    // The migration is done: the windows close (昭觉县's reopens below).
+    for org in &orgs {
+        seeder.add_today(root, window(org, today - 1));
+    }
+    seeder.flush().await
+}
+
+/// A county's June 2026 household payments against its quota: ¥700.00 a
+/// household (¥300.00 a member for households paid per person, up to
+/// that), skipping the household found ineligible; 美姑县 pays only every
+/// third household.
+async fn pay_2026(
+    seeder: &mut Seeder,
+    county_key: &Signer,
+    county: &County,
+    quota_seq: u64,
+    scale: u32,
+) -> Result<()> {
+    let short = county.name.trim_end_matches("财政局");
+    for h in 0..county.households * scale {
+        let ineligible = county.org == "dx-czj" && h == 4;
+        if ineligible || (county.org == "mg-czj" && h % 3 != 1) {
+            continue;
+        }
+        let amount_yuan = match h % 3 {
+            0 => (300 * u64::from(1 + h % 6)).min(700),
+            _ => 700,
+        };
+        seeder.add(
+            county_key,
+            "2026-06-20",
+            B::Disbursement(pb::Disbursement {
+                from_account_id: format!("{}-xczx", county.org),
+                household_account_id: format!("{}-hh-{:06}", county.code, h + 1),
+                amount_fen: fen_of_yuan(amount_yuan),
+                sources: Vec::new(),
+                programme_code: "2130599".into(),
+                period: "2026-06".into(),
+                document_no: format!("{short}直达〔2026〕6号"),
+                memo: String::new(),
+                quota_seq: Some(quota_seq),
+            }),
+        );
+    }
+    seeder.flush().await
 }
 
 /// `serve --demo` start-up: seed an empty data directory, or say the ledger

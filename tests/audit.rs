@@ -94,7 +94,7 @@ async fn every_record_is_proven_in_the_signed_tree_and_the_tree_only_grows() {
         ok(
             &mut client,
             &chain.dongxiang,
-            disbursement("dx-xczx", "dx-hh-0001", 10_00),
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", 10_00)),
         )
         .await;
     }
@@ -522,13 +522,13 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     ok(
         &mut client,
         &chain.province,
-        transfer("gs-xczx", "lx-xczx", 2_000_00, "甘财农〔2026〕30号"),
+        chain.quota(transfer("gs-xczx", "lx-xczx", 2_000_00, "甘财农〔2026〕30号")),
     )
     .await;
     ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 500_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 500_00)),
     )
     .await;
     let second = checkpoint_of_all(&server, &mut client).await;
@@ -803,7 +803,7 @@ async fn start_up_checks_the_journal_against_the_newest_checkpoint() {
     let after = ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 1_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1_00)),
     )
     .await
     .seq;

@@ -48,13 +48,13 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
 
     let valid = signed(
         root,
-        transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕30号"),
+        chain.quota(transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕30号")),
     );
     let mut tampered = valid.clone();
     tampered.payload[5] ^= 0x01;
     let mut wrong_key_signature = signed(
         &stranger,
-        transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕30号"),
+        chain.quota(transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕30号")),
     );
     wrong_key_signature.key_id = root.key_id().into();
     let mut short_signature = valid.clone();
@@ -64,21 +64,21 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     let mut no_signature = valid.clone();
     no_signature.signature.clear();
     let raw = |signer: &Signer, request: pb::Request| signer.sign(&request);
-    let mut other_ledger = client.request(transfer("mof-xczx", "gs-xczx", 100, "x"));
+    let mut other_ledger = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     other_ledger.ledger_id = "fundtrail-someone-else".into();
-    let mut stale = client.request(transfer("mof-xczx", "gs-xczx", 100, "x"));
+    let mut stale = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     stale.signed_at_ms -= 3_600_000;
-    let mut future = client.request(transfer("mof-xczx", "gs-xczx", 100, "x"));
+    let mut future = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     future.signed_at_ms += 3_600_000;
-    let mut no_idempotency_key = client.request(transfer("mof-xczx", "gs-xczx", 100, "x"));
+    let mut no_idempotency_key = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     no_idempotency_key.idempotency_key.clear();
-    let mut no_body = client.request(transfer("mof-xczx", "gs-xczx", 100, "x"));
+    let mut no_body = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     no_body.body = None;
     // An idempotency key already used for another request.
-    let used = client.request(transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕31号"));
+    let used = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕31号")));
     ok_signed(&mut client, root.sign(&used)).await;
     let reused = client.request_with_key(
-        transfer("mof-xczx", "gs-xczx", 200, "财农〔2026〕31号"),
+        chain.quota(transfer("mof-xczx", "gs-xczx", 200, "财农〔2026〕31号")),
         used.idempotency_key.clone(),
     );
 
@@ -160,13 +160,13 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "unknown key",
-            signed(&stranger, transfer("mof-xczx", "gs-xczx", 100, "x")),
+            signed(&stranger, chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x"))),
             Code::Unauthenticated,
             Some("key_id"),
         ),
         case(
             "revoked key",
-            signed(&chain.revoked, transfer("gs-xczx", "dx-xczx", 100, "x")),
+            signed(&chain.revoked, chain.quota(transfer("gs-xczx", "dx-xczx", 100, "x"))),
             Code::Unauthenticated,
             Some("key_id"),
         ),
@@ -208,13 +208,13 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "zero amount",
-            signed(root, transfer("mof-xczx", "gs-xczx", 0, "x")),
+            signed(root, chain.quota(transfer("mof-xczx", "gs-xczx", 0, "x"))),
             Code::InvalidArgument,
             Some("transfer.amount_fen"),
         ),
         case(
             "amount above the limit",
-            signed(root, transfer("mof-xczx", "gs-xczx", u64::MAX, "x")),
+            signed(root, chain.quota(transfer("mof-xczx", "gs-xczx", u64::MAX, "x"))),
             Code::InvalidArgument,
             Some("transfer.amount_fen"),
         ),
@@ -286,7 +286,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "county pays from the province's account",
-            signed(county, transfer("gs-xczx", "dx-xczx", 100, "x")),
+            signed(county, chain.quota(transfer("gs-xczx", "dx-xczx", 100, "x"))),
             Code::PermissionDenied,
             Some("transfer.from_account_id"),
         ),
@@ -340,7 +340,7 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "missing 文号",
-            signed(root, transfer("mof-xczx", "gs-xczx", 100, " ")),
+            signed(root, chain.quota(transfer("mof-xczx", "gs-xczx", 100, " "))),
             Code::InvalidArgument,
             Some("transfer.document_no"),
         ),
@@ -505,13 +505,13 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "reverse money that has moved on",
-            signed(province, reversal(chain.central_source + 12)),
+            signed(province, reversal(chain.province_cash)),
             Code::FailedPrecondition,
             Some("reversal.target_seq"),
         ),
         case(
             "reverse a movement into another org's account",
-            signed(root, reversal(chain.central_source + 12)),
+            signed(root, reversal(chain.province_cash)),
             Code::PermissionDenied,
             Some("reversal.target_seq"),
         ),

@@ -14,22 +14,8 @@ use tonic::Code;
 
 const PROGRAMME: &str = "2130599";
 const OTHER_PROGRAMME: &str = "2130504";
-const PROJECT_CODE: &str = "100000213059926000001";
 const CENTRAL_DOC: &str = "财农〔2026〕12号";
 const PROVINCE_DOC: &str = "甘财农〔2026〕5号";
-
-fn quota(to: &str, from: Option<u64>, amount_fen: u64, document: &str) -> B {
-    B::IssueQuota(pb::IssueQuota {
-        to_org_id: to.into(),
-        from_quota_seq: from,
-        amount_fen,
-        programme_code: PROGRAMME.into(),
-        fiscal_year: 2026,
-        document_no: document.into(),
-        direct: true,
-        project_code: PROJECT_CODE.into(),
-    })
-}
 
 /// Posts and expects a refusal with `code`, naming `field`; returns its
 /// message.
@@ -165,7 +151,7 @@ async fn quota_traces_from_any_county_back_to_the_central_document() {
                 (q.programme_code.as_str(), q.fiscal_year, q.direct),
                 (PROGRAMME, 2026, true)
             );
-            assert_eq!(q.project_code, PROJECT_CODE);
+            assert_eq!(q.project_code, "100000213059926000001");
         }
     }
 
@@ -492,24 +478,6 @@ async fn before_rules_8_there_is_no_quota() {
         "set_programme_rules.cash_follow_days_max",
     )
     .await;
-}
-
-/// `body` (a Transfer or Disbursement) drawing on quota `seq`, and spending
-/// `sources` if given.
-fn against(seq: Option<u64>, sources: &[(u64, u64)], mut body: B) -> B {
-    let earmarks = sources
-        .iter()
-        .map(|&(source_seq, amount_fen)| pb::SourceAmount {
-            source_seq,
-            amount_fen,
-        })
-        .collect();
-    match &mut body {
-        B::Transfer(t) => (t.quota_seq, t.sources) = (seq, earmarks),
-        B::Disbursement(d) => (d.quota_seq, d.sources) = (seq, earmarks),
-        _ => unreachable!("only cash follows quota"),
-    }
-    body
 }
 
 async fn standing(client: &mut Client, seq: u64) -> pb::Quota {

@@ -317,6 +317,41 @@ pub fn transfer(from: &str, to: &str, amount_fen: u64, document: &str) -> B {
     })
 }
 
+/// Budget quota (rules 8) of 衔接资金 (2130599) for 2026, 直达资金 with one
+/// 项目代码: new at the top for the signer's own org when `from` is None,
+/// else split from quota `from` to `to`.
+pub fn quota(to: &str, from: Option<u64>, amount_fen: u64, document: &str) -> B {
+    B::IssueQuota(pb::IssueQuota {
+        to_org_id: to.into(),
+        from_quota_seq: from,
+        amount_fen,
+        programme_code: "2130599".into(),
+        fiscal_year: 2026,
+        document_no: document.into(),
+        direct: true,
+        project_code: "100000213059926000001".into(),
+    })
+}
+
+/// `body` (a Transfer or Disbursement) drawing on quota `seq` (rules 9:
+/// cash down the levels and household payments follow quota), and
+/// spending `sources` (source seq, fen) if any are given.
+pub fn against(seq: Option<u64>, sources: &[(u64, u64)], mut body: B) -> B {
+    let earmarks = sources
+        .iter()
+        .map(|&(source_seq, amount_fen)| pb::SourceAmount {
+            source_seq,
+            amount_fen,
+        })
+        .collect();
+    match &mut body {
+        B::Transfer(t) => (t.quota_seq, t.sources) = (seq, earmarks),
+        B::Disbursement(d) => (d.quota_seq, d.sources) = (seq, earmarks),
+        _ => unreachable!("only cash follows quota"),
+    }
+    body
+}
+
 pub fn disbursement(from: &str, household: &str, amount_fen: u64) -> B {
     B::Disbursement(pb::Disbursement {
         quota_seq: None,
@@ -358,7 +393,42 @@ pub struct Chain {
     pub central_source: u64,
     /// Seq of a transfer that has been reversed.
     pub reversed_transfer: u64,
+    /// Seq of the centre's ¥40m transfer to the province, most of which
+    /// the province has sent on.
+    pub province_cash: u64,
+    /// Budget quota (rules 8), issued by the documents the cash cites: the
+    /// centre's own, split to the province and by it to each county. Cash
+    /// down the levels and household payments name them (rules 9).
+    pub quota_central: u64,
+    pub quota_province: u64,
+    pub quota_dongxiang: u64,
+    pub quota_linxia: u64,
 }
+
+impl Chain {
+    /// `body` naming the chain's quota it draws on (rules 9): a transfer
+    /// down, the quota of the org receiving it; a household payment, the
+    /// payer's. The org is told by the account's prefix (gs-, dx-, lx-).
+    pub fn quota(&self, body: B) -> B {
+        let account = match &body {
+            B::Transfer(t) => &t.to_account_id,
+            B::Disbursement(d) => &d.from_account_id,
+            _ => panic!("only cash follows quota"),
+        };
+        let seq = match account.split('-').next() {
+            Some("gs") => self.quota_province,
+            Some("dx") => self.quota_dongxiang,
+            Some("lx") => self.quota_linxia,
+            _ => panic!("{account} is not an account of the chain's quota holders"),
+        };
+        against(Some(seq), &[], body)
+    }
+}
+
+/// Quota issued to the province and to each county in [`build_chain`]:
+/// more than the cash sent there, so that tests may send and pay more.
+pub const PROVINCE_QUOTA_FEN: u64 = 50_000_000_00;
+pub const COUNTY_QUOTA_FEN: u64 = 15_000_000_00;
 
 pub const CENTRAL_FEN: u64 = 100_000_000_00; // ¥100,000,000.00
 
@@ -473,34 +543,80 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
     )
     .await;
     ok(client, &linxia, household("lx-hh-0001", "HH-622921-0001")).await;
-    ok(
+    let quota_central = ok(
         client,
         &root,
-        transfer("mof-xczx", "gs-xczx", 40_000_000_00, "财农〔2026〕20号"),
+        quota("mof", None, CENTRAL_FEN, "财农〔2026〕12号"),
+    )
+    .await
+    .seq;
+    let quota_province = ok(
+        client,
+        &root,
+        quota(
+            "gs-czt",
+            Some(quota_central),
+            PROVINCE_QUOTA_FEN,
+            "财农〔2026〕20号",
+        ),
+    )
+    .await
+    .seq;
+    let mut county_quota = Vec::new();
+    for (county, document) in [("dx-czj", "甘财农〔2026〕7号"), ("lx-czj", "甘财农〔2026〕8号")] {
+        let split = quota(county, Some(quota_province), COUNTY_QUOTA_FEN, document);
+        county_quota.push(ok(client, &province, split).await.seq);
+    }
+    let (quota_dongxiang, quota_linxia) = (county_quota[0], county_quota[1]);
+    let province_cash = ok(
+        client,
+        &root,
+        against(
+            Some(quota_province),
+            &[],
+            transfer("mof-xczx", "gs-xczx", 40_000_000_00, "财农〔2026〕20号"),
+        ),
+    )
+    .await
+    .seq;
+    ok(
+        client,
+        &province,
+        against(
+            Some(quota_dongxiang),
+            &[],
+            transfer("gs-xczx", "dx-xczx", 10_000_000_00, "甘财农〔2026〕7号"),
+        ),
     )
     .await;
     ok(
         client,
         &province,
-        transfer("gs-xczx", "dx-xczx", 10_000_000_00, "甘财农〔2026〕7号"),
-    )
-    .await;
-    ok(
-        client,
-        &province,
-        transfer("gs-xczx", "lx-xczx", 5_000_000_00, "甘财农〔2026〕8号"),
+        against(
+            Some(quota_linxia),
+            &[],
+            transfer("gs-xczx", "lx-xczx", 5_000_000_00, "甘财农〔2026〕8号"),
+        ),
     )
     .await;
     ok(
         client,
         &dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 3_000_00),
+        against(
+            Some(quota_dongxiang),
+            &[],
+            disbursement("dx-xczx", "dx-hh-0001", 3_000_00),
+        ),
     )
     .await;
     let reversed_transfer = ok(
         client,
         &province,
-        transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号"),
+        against(
+            Some(quota_linxia),
+            &[],
+            transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号"),
+        ),
     )
     .await
     .seq;
@@ -523,6 +639,11 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
         revoked,
         central_source,
         reversed_transfer,
+        province_cash,
+        quota_central,
+        quota_province,
+        quota_dongxiang,
+        quota_linxia,
     }
 }
 

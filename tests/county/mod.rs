@@ -245,6 +245,13 @@ pub struct County {
     pub d_commit_ms: [i64; 3],
     /// The record that opened dx-xczx.
     pub dx_xczx_opened: u64,
+    /// Budget quota, issued on the days the cash then followed: the
+    /// centre's own (800 days ago), the province's (400), each county's
+    /// (200). Transfers down and payments name them (rules 9).
+    pub quota_central: u64,
+    pub quota_province: u64,
+    pub quota_dongxiang: u64,
+    pub quota_linxia: u64,
 }
 
 pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock) -> County {
@@ -274,6 +281,28 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
     for org in ["gs-czt", "dx-czj", "lx-czj"] {
         ok(client, &root, import_window(org, &until)).await;
     }
+    let quota_central = imported(client, &root, 800, quota("mof", None, CENTRAL, S_DOC)).await;
+    let quota_province = imported(
+        client,
+        &root,
+        400,
+        quota("gs-czt", Some(quota_central), TO_PROVINCE, T1_DOC),
+    )
+    .await;
+    let quota_dongxiang = imported(
+        client,
+        &province,
+        200,
+        quota("dx-czj", Some(quota_province), TO_DONGXIANG, T2_DOC),
+    )
+    .await;
+    let quota_linxia = imported(
+        client,
+        &province,
+        200,
+        quota("lx-czj", Some(quota_province), TO_LINXIA, T3_DOC),
+    )
+    .await;
     ok(
         client,
         &province,
@@ -309,7 +338,11 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         client,
         &root,
         400,
-        transfer("mof-xczx", "gs-xczx", TO_PROVINCE, T1_DOC),
+        against(
+            Some(quota_province),
+            &[],
+            transfer("mof-xczx", "gs-xczx", TO_PROVINCE, T1_DOC),
+        ),
     )
     .await;
     let s2 = imported(
@@ -323,14 +356,22 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         client,
         &province,
         200,
-        transfer("gs-xczx", "dx-xczx", TO_DONGXIANG, T2_DOC),
+        against(
+            Some(quota_dongxiang),
+            &[],
+            transfer("gs-xczx", "dx-xczx", TO_DONGXIANG, T2_DOC),
+        ),
     )
     .await;
     let t3 = imported(
         client,
         &province,
         200,
-        transfer("gs-xczx", "lx-xczx", TO_LINXIA, T3_DOC),
+        against(
+            Some(quota_linxia),
+            &[],
+            transfer("gs-xczx", "lx-xczx", TO_LINXIA, T3_DOC),
+        ),
     )
     .await;
     let lc = ok(
@@ -401,7 +442,11 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
             &dongxiang,
             &date(5),
             true,
-            pay("dx-proj-1", household, PAID[i], PERIOD, D_DOCS[i]),
+            against(
+                Some(quota_dongxiang),
+                &[],
+                pay("dx-proj-1", household, PAID[i], PERIOD, D_DOCS[i]),
+            ),
         )
         .await;
         d[i] = posted.seq;
@@ -424,6 +469,10 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         d,
         d_commit_ms,
         dx_xczx_opened,
+        quota_central,
+        quota_province,
+        quota_dongxiang,
+        quota_linxia,
     }
 }
 

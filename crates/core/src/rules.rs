@@ -37,10 +37,9 @@ pub enum Rules {
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V8;
+    pub const CURRENT: Rules = Rules::V9;
 
-    /// The newest version this build knows: a ledger may be upgraded to it
-    /// (rules 9, cash following quota, is not yet where new ledgers start).
+    /// The newest version this build knows: a ledger may be upgraded to it.
     pub const NEWEST: Rules = Rules::V9;
 
     /// The rules of version `version`, if this build knows them.
