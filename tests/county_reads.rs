@@ -250,7 +250,8 @@ async fn balances_as_of_a_record_and_filtered_entries() {
         },
     )
     .await;
-    assert_eq!(seqs(&cited), vec![county.t2]);
+    // The province's document issued 东乡's quota and sent its cash.
+    assert_eq!(seqs(&cited), vec![county.quota_dongxiang, county.t2]);
     let plan = list_all(
         &mut client,
         pb::ListEntriesRequest {

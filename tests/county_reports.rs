@@ -292,13 +292,13 @@ async fn make_findings(client: &mut Client, county: &County) -> Findings {
     let duplicate = ok(
         client,
         &dongxiang,
-        pay(
+        county.quota(pay(
             "dx-proj-1",
             "dx-hh-1",
             PAID[0],
             PERIOD,
             "东财农〔2026〕50号",
-        ),
+        )),
     )
     .await
     .seq;
@@ -306,13 +306,13 @@ async fn make_findings(client: &mut Client, county: &County) -> Findings {
     ok(
         client,
         &dongxiang,
-        pay(
+        county.quota(pay(
             "dx-proj-1",
             "dx-hh-1",
             1_000_00,
             "2026-01",
             "东财农〔2026〕51号",
-        ),
+        )),
     )
     .await;
     // Found ineligible from ten days ago: the payment five days ago was wrong.
@@ -339,13 +339,13 @@ async fn make_findings(client: &mut Client, county: &County) -> Findings {
     let other_county_payment = ok(
         client,
         &dongxiang,
-        pay(
+        county.quota(pay(
             "dx-proj-1",
             "dx-hh-9",
             1_000_00,
             PERIOD,
             "东财农〔2026〕52号",
-        ),
+        )),
     )
     .await
     .seq;
@@ -720,6 +720,37 @@ async fn the_compliance_report_names_each_breach_of_the_rules_in_force() {
         idle("gs-xczx", county.t1),
         idle("dx-xczx", county.t2),
         idle("lx-xczx", county.t3),
+        // Quota neither issued down nor paid longer than the idle rule:
+        // what the centre and the province kept, what the counties have
+        // not paid (东乡 paid the three households).
+        row(
+            "QUOTA_IDLE",
+            "",
+            vec![county.quota_central],
+            rules,
+            CENTRAL - QUOTA_PROVINCE,
+        ),
+        row(
+            "QUOTA_IDLE",
+            "",
+            vec![county.quota_province],
+            rules,
+            QUOTA_PROVINCE - QUOTA_DONGXIANG - QUOTA_LINXIA,
+        ),
+        row(
+            "QUOTA_IDLE",
+            "",
+            vec![county.quota_dongxiang],
+            rules,
+            QUOTA_DONGXIANG - PAID_TOTAL,
+        ),
+        row(
+            "QUOTA_IDLE",
+            "",
+            vec![county.quota_linxia],
+            rules,
+            QUOTA_LINXIA,
+        ),
     ];
     want.sort();
     assert_eq!(breach_rows(&all), want);
@@ -752,7 +783,10 @@ async fn the_compliance_report_names_each_breach_of_the_rules_in_force() {
             })
             .await
         ),
-        vec![("IDLE_BEYOND_RULE".to_string(), "lx-xczx".to_string())]
+        vec![
+            ("IDLE_BEYOND_RULE".to_string(), "lx-xczx".to_string()),
+            ("QUOTA_IDLE".to_string(), String::new())
+        ]
     );
     assert_eq!(
         kinds_at(
@@ -762,7 +796,10 @@ async fn the_compliance_report_names_each_breach_of_the_rules_in_force() {
             })
             .await
         ),
-        vec![("IDLE_BEYOND_RULE".to_string(), "gs-xczx".to_string())]
+        vec![
+            ("IDLE_BEYOND_RULE".to_string(), "gs-xczx".to_string()),
+            ("QUOTA_IDLE".to_string(), String::new())
+        ]
     );
     assert!(only(pb::ComplianceRequest {
         programme_code: COUNTY_PROGRAMME.into(),
@@ -798,13 +835,16 @@ async fn the_compliance_report_names_each_breach_of_the_rules_in_force() {
         .unwrap_err();
     assert_eq!(bad.code(), Code::InvalidArgument);
 
-    // A county reads the breaches at its own accounts only.
+    // A county reads the breaches at its own accounts only, and every
+    // quota breach (budgets are public).
     let mut linxia = server.client_as(&county.linxia).await;
+    let mut quota_idle = vec![("QUOTA_IDLE".to_string(), String::new()); 4];
+    quota_idle.insert(0, ("IDLE_BEYOND_RULE".to_string(), "lx-xczx".to_string()));
     assert_eq!(
         kinds_at(breach_rows(
             &compliance_of(&mut linxia, pb::ComplianceRequest::default()).await
         )),
-        vec![("IDLE_BEYOND_RULE".to_string(), "lx-xczx".to_string())]
+        quota_idle
     );
 
     // New rules from today: payments are judged by the rules in force on
@@ -914,13 +954,13 @@ async fn industry_money_split_evenly_and_payments_before_the_notice_are_found() 
     let early = ok(
         &mut client,
         &dx,
-        pay(
+        county.quota(pay(
             "dx-cy-1",
             "dx-v0-00",
             800_00,
             "2026-03",
             "东财农〔2026〕70号",
-        ),
+        )),
     )
     .await
     .seq;
@@ -931,13 +971,13 @@ async fn industry_money_split_evenly_and_payments_before_the_notice_are_found() 
         let seq = ok(
             &mut client,
             &dx,
-            pay(
+            county.quota(pay(
                 "dx-cy-1",
                 &format!("dx-v0-{h:02}"),
                 800_00,
                 "2026-03",
                 "东财农〔2026〕71号",
-            ),
+            )),
         )
         .await
         .seq;
@@ -950,27 +990,32 @@ async fn industry_money_split_evenly_and_payments_before_the_notice_are_found() 
         ok(
             &mut client,
             &dx,
-            pay(
+            county.quota(pay(
                 "dx-cy-1",
                 &format!("dx-v1-{h:02}"),
                 amount,
                 "2026-03",
                 "东财农〔2026〕71号",
-            ),
+            )),
         )
         .await;
         // Village 2: the same to all, but from infrastructure money (公益岗位
-        // wages, say): not industry money split evenly.
+        // wages, say): not industry money split evenly. The pool gave the
+        // project 东乡's own money, paid against 东乡's own quota.
+        let mut wages = pay(
+            "dx-jc-1",
+            &format!("dx-v2-{h:02}"),
+            800_00,
+            "2026-03",
+            "东财农〔2026〕72号",
+        );
+        if let B::Disbursement(d) = &mut wages {
+            d.programme_code = COUNTY_PROGRAMME.into();
+        }
         ok(
             &mut client,
             &dx,
-            pay(
-                "dx-jc-1",
-                &format!("dx-v2-{h:02}"),
-                800_00,
-                "2026-03",
-                "东财农〔2026〕72号",
-            ),
+            against(Some(county.quota_county_own), &[], wages),
         )
         .await;
     }

@@ -108,7 +108,7 @@ async fn new_rules_refuse_and_change_nothing() {
             "disbursement to an account that is not a registered household",
             signed(
                 &dongxiang,
-                pay("dx-proj-1", "dx-pool", 100_00, PERIOD, "东财农〔2026〕75号"),
+                county.quota(pay("dx-proj-1", "dx-pool", 100_00, PERIOD, "东财农〔2026〕75号")),
             ),
             fp,
             "disbursement.household_account_id",
@@ -118,7 +118,7 @@ async fn new_rules_refuse_and_change_nothing() {
             "disbursement to an ineligible household",
             signed(
                 &dongxiang,
-                pay("dx-proj-1", "dx-hh-x", 100_00, PERIOD, "东财农〔2026〕76号"),
+                county.quota(pay("dx-proj-1", "dx-hh-x", 100_00, PERIOD, "东财农〔2026〕76号")),
             ),
             fp,
             "disbursement.household_account_id",
@@ -128,7 +128,7 @@ async fn new_rules_refuse_and_change_nothing() {
             "disbursement to another county's household",
             signed(
                 &dongxiang,
-                pay("dx-proj-1", "lx-hh-1", 100_00, PERIOD, "东财农〔2026〕77号"),
+                county.quota(pay("dx-proj-1", "lx-hh-1", 100_00, PERIOD, "东财农〔2026〕77号")),
             ),
             Code::PermissionDenied,
             "disbursement.household_account_id",
@@ -180,7 +180,7 @@ async fn new_rules_refuse_and_change_nothing() {
                 &province,
                 &date(-1),
                 true,
-                transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕82号"),
+                county.quota(transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕82号")),
             ),
             ia,
             "value_date",
@@ -192,7 +192,7 @@ async fn new_rules_refuse_and_change_nothing() {
                 &province,
                 &date(10),
                 false,
-                transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕83号"),
+                county.quota(transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕83号")),
             ),
             ia,
             "value_date",
@@ -204,7 +204,7 @@ async fn new_rules_refuse_and_change_nothing() {
                 &province,
                 "2025-02-30",
                 true,
-                transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕84号"),
+                county.quota(transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕84号")),
             ),
             ia,
             "value_date",
@@ -216,7 +216,7 @@ async fn new_rules_refuse_and_change_nothing() {
                 &province,
                 "2025/03/01",
                 true,
-                transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕85号"),
+                county.quota(transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕85号")),
             ),
             ia,
             "value_date",
@@ -228,7 +228,7 @@ async fn new_rules_refuse_and_change_nothing() {
                 &province,
                 &date(500),
                 true,
-                transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕86号"),
+                county.quota(transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕86号")),
             ),
             fp,
             "transfer.sources",
@@ -240,7 +240,7 @@ async fn new_rules_refuse_and_change_nothing() {
                 &dongxiang,
                 &date(25),
                 true,
-                pay("dx-proj-1", "dx-hh-3", 100_00, PERIOD, "东财农〔2026〕87号"),
+                county.quota(pay("dx-proj-1", "dx-hh-3", 100_00, PERIOD, "东财农〔2026〕87号")),
             ),
             fp,
             "disbursement.sources",
@@ -336,7 +336,7 @@ async fn new_rules_refuse_and_change_nothing() {
     ok(
         &mut client,
         &dongxiang,
-        pay("dx-proj-1", "dx-hh-3", 100_00, PERIOD, "东财农〔2026〕91号"),
+        county.quota(pay("dx-proj-1", "dx-hh-3", 100_00, PERIOD, "东财农〔2026〕91号")),
     )
     .await;
     post_dated(
@@ -344,7 +344,7 @@ async fn new_rules_refuse_and_change_nothing() {
         &province,
         &date(150),
         true,
-        transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕92号"),
+        county.quota(transfer("gs-xczx", "dx-xczx", 100_00, "甘财农〔2026〕92号")),
     )
     .await;
     ok(

@@ -319,7 +319,7 @@ async fn trace_forward_from_a_reversed_transfer_ends_where_the_money_came_back()
     let t4 = ok(
         &mut client,
         &province,
-        transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号"),
+        county.quota(transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号")),
     )
     .await
     .seq;
@@ -361,7 +361,7 @@ async fn trace_forward_from_a_record_counts_only_its_money_once_pooled_with_more
     let t2b = ok(
         &mut client,
         &province,
-        transfer("gs-xczx", "dx-xczx", 10_000_00, "甘财农〔2026〕10号"),
+        county.quota(transfer("gs-xczx", "dx-xczx", 10_000_00, "甘财农〔2026〕10号")),
     )
     .await
     .seq;
@@ -636,13 +636,13 @@ async fn household_statement_shows_payments_statuses_and_what_is_left() {
     let extra = ok(
         &mut client,
         &dongxiang,
-        pay(
+        county.quota(pay(
             "dx-proj-1",
             "dx-hh-3",
             5_000_00,
             "2026-01",
             "东财农〔2026〕41号",
-        ),
+        )),
     )
     .await
     .seq;

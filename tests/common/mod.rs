@@ -406,23 +406,34 @@ pub struct Chain {
 }
 
 impl Chain {
-    /// `body` naming the chain's quota it draws on (rules 9): a transfer
-    /// down, the quota of the org receiving it; a household payment, the
-    /// payer's. The org is told by the account's prefix (gs-, dx-, lx-).
+    /// `body` naming the chain's quota it draws on: see [`quota_of_gansu`].
     pub fn quota(&self, body: B) -> B {
-        let account = match &body {
-            B::Transfer(t) => &t.to_account_id,
-            B::Disbursement(d) => &d.from_account_id,
-            _ => panic!("only cash follows quota"),
-        };
-        let seq = match account.split('-').next() {
-            Some("gs") => self.quota_province,
-            Some("dx") => self.quota_dongxiang,
-            Some("lx") => self.quota_linxia,
-            _ => panic!("{account} is not an account of the chain's quota holders"),
-        };
-        against(Some(seq), &[], body)
+        quota_of_gansu(
+            body,
+            self.quota_province,
+            self.quota_dongxiang,
+            self.quota_linxia,
+        )
     }
+}
+
+/// `body` naming the quota it draws on (rules 9), of the province or a
+/// county of the two test scenarios: a transfer down, the quota of the org
+/// receiving it; a household payment, the payer's. The org is told by the
+/// account's prefix (gs-, dx-, lx-).
+pub fn quota_of_gansu(body: B, province: u64, dongxiang: u64, linxia: u64) -> B {
+    let account = match &body {
+        B::Transfer(t) => &t.to_account_id,
+        B::Disbursement(d) => &d.from_account_id,
+        _ => panic!("only cash follows quota"),
+    };
+    let seq = match account.split('-').next() {
+        Some("gs") => province,
+        Some("dx") => dongxiang,
+        Some("lx") => linxia,
+        _ => panic!("{account} is not an account of a quota holder of Gansu"),
+    };
+    against(Some(seq), &[], body)
 }
 
 /// Quota issued to the province and to each county in [`build_chain`]:

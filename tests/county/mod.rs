@@ -29,6 +29,11 @@ pub const CENTRAL: u64 = 1_000_000_00;
 pub const TO_PROVINCE: u64 = 600_000_00;
 pub const TO_DONGXIANG: u64 = 300_000_00;
 pub const TO_LINXIA: u64 = 100_000_00;
+/// Budget quota issued to the province and the counties: the province's
+/// and the counties more than the cash sent them, so tests may send more.
+pub const QUOTA_PROVINCE: u64 = TO_PROVINCE + 100_000_00;
+pub const QUOTA_DONGXIANG: u64 = TO_DONGXIANG + 50_000_00;
+pub const QUOTA_LINXIA: u64 = TO_LINXIA + 50_000_00;
 /// Dongxiang's own budget money, appropriated into its programme account.
 pub const COUNTY_OWN: u64 = 50_000_00;
 pub const CONSOLIDATED: u64 = 200_000_00;
@@ -252,6 +257,21 @@ pub struct County {
     pub quota_province: u64,
     pub quota_dongxiang: u64,
     pub quota_linxia: u64,
+    /// 东乡's own budget authority for its own money (S2, programme
+    /// 2130504): quota it created for itself, not 直达资金.
+    pub quota_county_own: u64,
+}
+
+impl County {
+    /// `body` naming the scenario's quota it draws on (rules 9).
+    pub fn quota(&self, body: B) -> B {
+        quota_of_gansu(
+            body,
+            self.quota_province,
+            self.quota_dongxiang,
+            self.quota_linxia,
+        )
+    }
 }
 
 pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock) -> County {
@@ -286,21 +306,21 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         client,
         &root,
         400,
-        quota("gs-czt", Some(quota_central), TO_PROVINCE, T1_DOC),
+        quota("gs-czt", Some(quota_central), QUOTA_PROVINCE, T1_DOC),
     )
     .await;
     let quota_dongxiang = imported(
         client,
         &province,
         200,
-        quota("dx-czj", Some(quota_province), TO_DONGXIANG, T2_DOC),
+        quota("dx-czj", Some(quota_province), QUOTA_DONGXIANG, T2_DOC),
     )
     .await;
     let quota_linxia = imported(
         client,
         &province,
         200,
-        quota("lx-czj", Some(quota_province), TO_LINXIA, T3_DOC),
+        quota("lx-czj", Some(quota_province), QUOTA_LINXIA, T3_DOC),
     )
     .await;
     ok(
@@ -352,6 +372,12 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         appropriation_of("dx-xczx", COUNTY_OWN, COUNTY_PROGRAMME, S2_DOC),
     )
     .await;
+    let mut own = quota("dx-czj", None, COUNTY_OWN, S2_DOC);
+    if let B::IssueQuota(q) = &mut own {
+        (q.programme_code, q.direct, q.project_code) =
+            (COUNTY_PROGRAMME.into(), false, String::new());
+    }
+    let quota_county_own = imported(client, &dongxiang, 300, own).await;
     let t2 = imported(
         client,
         &province,
@@ -473,6 +499,7 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         quota_province,
         quota_dongxiang,
         quota_linxia,
+        quota_county_own,
     }
 }
 
