@@ -147,7 +147,7 @@ async fn transfer_chain_to_a_household_survives_restart() {
     let next = ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 500_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 500_00)),
     )
     .await;
     assert_eq!(next.seq, count);
@@ -250,8 +250,20 @@ async fn a_batch_answers_each_request_in_order() {
             pb::AccountKind::Programme,
             "昭觉县衔接资金",
         ))),
-        root.sign(&client.request(transfer("mof-xczx", "zj-xczx", 600_00, "财农〔2026〕41号"))),
-        root.sign(&client.request(transfer("mof-xczx", "zj-xczx", 200_00, "财农〔2026〕42号"))),
+        // Quota created (record 5) and split to the county (record 6) in
+        // the same batch can be drawn on by later requests.
+        root.sign(&client.request(quota("mof", None, 1_000_00, "财农〔2026〕12号"))),
+        root.sign(&client.request(quota("zj-czj", Some(5), 1_000_00, "财农〔2026〕12号"))),
+        root.sign(&client.request(against(
+            Some(6),
+            &[],
+            transfer("mof-xczx", "zj-xczx", 600_00, "财农〔2026〕41号"),
+        ))),
+        root.sign(&client.request(against(
+            Some(6),
+            &[],
+            transfer("mof-xczx", "zj-xczx", 200_00, "财农〔2026〕42号"),
+        ))),
     ];
     let results = client.post_batch(requests).await.unwrap();
     let seqs: Vec<Option<u64>> = results
@@ -263,9 +275,18 @@ async fn a_batch_answers_each_request_in_order() {
         .collect();
     assert_eq!(
         seqs,
-        vec![Some(1), Some(2), Some(3), Some(4), None, Some(5)]
+        vec![
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(4),
+            Some(5),
+            Some(6),
+            None,
+            Some(7)
+        ]
     );
-    match &results[4].result {
+    match &results[6].result {
         Some(pb::post_result::Result::Error(e)) => {
             assert_eq!(e.code, tonic::Code::FailedPrecondition as i32);
             assert!(e.message.contains("insufficient funds"), "{}", e.message);

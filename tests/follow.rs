@@ -77,7 +77,7 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     let first = replica(&first_dir, &writer_dir, &writer.url, &mirror).await;
 
     // The writer keeps posting while the replica follows.
-    pay_one_fen_concurrently(&writer, &chain.dongxiang, 3, 80).await;
+    pay_one_fen_concurrently(&writer, &chain, 3, 80).await;
     let newest = checkpoint_of_all(&writer, &mut client).await;
     verified(&first, newest.tree_size).await;
     // Caught up: the lag GetLedger reports is zero.
@@ -134,7 +134,7 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
         .into_inner();
     assert_eq!(served.note, newest.note, "it serves the log's checkpoint");
     let refused = first_client
-        .post(&chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 1))
+        .post(&chain.dongxiang, chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);
@@ -163,7 +163,7 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
     ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 5),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 5)),
     )
     .await;
     let later = checkpoint_of_all(&writer, &mut client).await;
@@ -249,7 +249,7 @@ async fn a_replica_of_a_node_stops_at_a_fork_or_a_forged_record_and_keeps_what_i
         ok(
             &mut server.client().await,
             &chain.dongxiang,
-            disbursement("dx-xczx", "dx-hh-0001", amount_fen),
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", amount_fen)),
         )
         .await;
     }

@@ -177,6 +177,8 @@ async fn imported_records_need_an_open_window_and_pass_todays_rules() {
     )
     .await;
     let yesterday = today() - 1;
+    // History from before quota was kept names none (rules 9 accept that
+    // from imported records, and report it).
     let backdated = |client: &Client, household: &str| {
         dated(
             client,
@@ -247,7 +249,7 @@ async fn imported_records_need_an_open_window_and_pass_todays_rules() {
         &dongxiang,
         yesterday,
         false,
-        disbursement("dx-xczx", "dx-hh-0002", 1),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0002", 1)),
     );
     let refusal = post(plain).await.unwrap_err();
     assert_eq!(refusal.code(), Code::InvalidArgument, "{refusal:?}");
@@ -434,7 +436,7 @@ async fn writes_reveal_no_more_than_reads() {
     let payment = ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 1_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1_00)),
     )
     .await
     .seq;
@@ -473,8 +475,8 @@ async fn writes_reveal_no_more_than_reads() {
         ),
         (
             "payment to a household",
-            disbursement("lx-xczx", "dx-hh-0001", 1),
-            disbursement("lx-xczx", "dx-hh-9999", 1),
+            chain.quota(disbursement("lx-xczx", "dx-hh-0001", 1)),
+            chain.quota(disbursement("lx-xczx", "dx-hh-9999", 1)),
         ),
         (
             "paying from an account",
@@ -857,10 +859,26 @@ async fn money_goes_sideways_only_between_paired_orgs() {
         open_account("fj-xczx", pb::AccountKind::Programme, "闽宁协作资金"),
     )
     .await;
+    let fujian_quota = ok(
+        &mut client,
+        &chain.root,
+        quota(
+            "fj-czt",
+            Some(chain.quota_central),
+            1_000_000_00,
+            "财农〔2026〕30号",
+        ),
+    )
+    .await
+    .seq;
     ok(
         &mut client,
         &chain.root,
-        transfer("mof-xczx", "fj-xczx", 1_000_000_00, "财农〔2026〕30号"),
+        against(
+            Some(fujian_quota),
+            &[],
+            transfer("mof-xczx", "fj-xczx", 1_000_000_00, "财农〔2026〕30号"),
+        ),
     )
     .await;
     // Unpaired: a stranger's account and no account at all answer alike.
@@ -904,14 +922,30 @@ async fn money_goes_sideways_only_between_paired_orgs() {
         }];
     }
     ok(&mut client, &fujian, sent).await;
-    let mut paid = disbursement("dx-xczx", "dx-hh-0001", 2_000_00);
-    if let B::Disbursement(d) = &mut paid {
-        d.sources = vec![pb::SourceAmount {
-            source_seq: fujian_money,
-            amount_fen: 2_000_00,
-        }];
+    // 东乡 pays its partner's money against budget authority of its own
+    // (纳入县级预算), not the centre's: quota created by an org carries
+    // money of orgs outside its line, and never the centre's.
+    let mut own = quota("dx-czj", None, 2_000_00, "东财预〔2026〕8号");
+    if let B::IssueQuota(q) = &mut own {
+        (q.direct, q.project_code) = (false, String::new());
     }
-    let payment = ok(&mut client, &chain.dongxiang, paid).await.seq;
+    let own = ok(&mut client, &chain.dongxiang, own).await.seq;
+    let paying = |quota_seq| {
+        against(
+            Some(quota_seq),
+            &[(fujian_money, 2_000_00)],
+            disbursement("dx-xczx", "dx-hh-0001", 2_000_00),
+        )
+    };
+    let refusal = refused(
+        &server,
+        &mut client,
+        &chain.dongxiang,
+        paying(chain.quota_dongxiang),
+    )
+    .await;
+    assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+    let payment = ok(&mut client, &chain.dongxiang, paying(own)).await.seq;
     // 福建 follows its money to the household, under a pseudonym: the
     // amount is exact, but which record paid it, under which document, is
     // the household's data (finding 4).
@@ -1125,7 +1159,7 @@ async fn a_report_page_holds_what_its_reader_may_read() {
         (&chain.linxia, "lx-xczx", "lx-hh-0001"),
     ] {
         for _ in 0..2 {
-            ok(&mut client, county, disbursement(pool, household, 1_00)).await;
+            ok(&mut client, county, chain.quota(disbursement(pool, household, 1_00))).await;
         }
     }
     let everything = client

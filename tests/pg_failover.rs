@@ -92,7 +92,7 @@ async fn load(
     progress: tokio::sync::watch::Sender<usize>,
 ) -> tonic::Status {
     loop {
-        let signed = county.sign(&client.request(disbursement("dx-xczx", "dx-hh-0001", 1)));
+        let signed = county.sign(&client.request(chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1))));
         match client.post_signed(signed.clone()).await {
             Ok(answer) => {
                 let count = {
@@ -238,7 +238,7 @@ async fn a_failover_to_the_most_advanced_standby_keeps_every_acknowledged_record
     let answer = ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 1),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
     )
     .await;
     assert_eq!(answer.seq, stored.len() as u64);
@@ -259,7 +259,7 @@ async fn with_both_standbys_gone_nothing_is_acknowledged_until_one_returns() {
     }
     let signed = chain
         .dongxiang
-        .sign(&client.request(disbursement("dx-xczx", "dx-hh-0001", 1)));
+        .sign(&client.request(chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1))));
     let mut call = tonic::Request::new(signed.clone());
     call.set_timeout(std::time::Duration::from_millis(2_000));
     let refused = client.ledger.post(call).await.unwrap_err();
@@ -291,7 +291,7 @@ async fn with_both_standbys_gone_nothing_is_acknowledged_until_one_returns() {
     let next = ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 1),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
     )
     .await;
     assert_eq!(next.seq, count + 1, "the request was recorded once");

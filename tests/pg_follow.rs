@@ -89,7 +89,7 @@ async fn a_replica_of_a_standby_catches_up_under_load_and_agrees_with_the_writer
     let mut replica_client = replica.client().await;
 
     // The writer keeps posting while the replica follows.
-    pay_one_fen_concurrently(&writer, &chain.dongxiang, 3, 80).await;
+    pay_one_fen_concurrently(&writer, &chain, 3, 80).await;
     let newest = checkpoint_of_all(&writer, &mut client).await;
     verified(&replica, newest.tree_size).await;
 
@@ -131,7 +131,7 @@ async fn a_replica_of_a_standby_catches_up_under_load_and_agrees_with_the_writer
     assert_eq!(served.note, newest.note);
     // And takes no writes.
     let refused = replica_client
-        .post(&chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 1))
+        .post(&chain.dongxiang, chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);

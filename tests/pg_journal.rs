@@ -109,7 +109,7 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
     ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 500_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 500_00)),
     )
     .await;
     assert_eq!(balance(&mut client, "dx-hh-0001").await, 3_500_00);
@@ -184,7 +184,7 @@ async fn post_payments(
 ) -> Vec<(pb::SignedRequest, pb::PostResponse)> {
     let mut acked = Vec::new();
     for _ in 0..POSTS_PER_CLIENT {
-        let signed = county.sign(&client.request(disbursement("dx-xczx", "dx-hh-0001", 1)));
+        let signed = county.sign(&client.request(chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1))));
         let answer = client
             .post_signed(signed.clone())
             .await
@@ -284,7 +284,7 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
         ok(
             client,
             &chain.dongxiang,
-            disbursement("dx-xczx", "dx-hh-0001", 1),
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
         )
         .await;
     }

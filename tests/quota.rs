@@ -697,8 +697,9 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
         (small_quota.paid_fen, small_quota.held_fen),
         (3_000_00, 2_000_00)
     );
-    // A county cannot mint quota of its own to pay out the centre's money:
-    // quota carries only money appropriated by the org that created it.
+    // A county cannot mint quota of its own to pay out the centre's money,
+    // nor pay its own money against the centre's quota: quota carries money
+    // appropriated by the org that created it (or by one outside its line).
     let mut own = quota("dx-czj", None, 10_000_00, "东财农〔2026〕9号");
     if let B::IssueQuota(q) = &mut own {
         (q.direct, q.project_code) = (false, String::new());
@@ -713,6 +714,28 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     )
     .await;
     assert!(message.contains("appropriated by mof"), "{message}");
+    let own_money = ok(
+        &mut client,
+        dongxiang,
+        appropriation("dx-xczx", 1_000_00, "东财预〔2026〕2号"),
+    )
+    .await
+    .seq;
+    let message = refused(
+        &mut client,
+        dongxiang,
+        against(Some(small), &[(own_money, 1_000_00)], pay(1_000_00)),
+        Code::FailedPrecondition,
+        "disbursement.quota_seq",
+    )
+    .await;
+    assert!(message.contains("appropriated by dx-czj"), "{message}");
+    ok(
+        &mut client,
+        dongxiang,
+        against(Some(own), &[(own_money, 1_000_00)], pay(1_000_00)),
+    )
+    .await;
 
     // A reversed payment gives its quota back.
     ok(
@@ -893,31 +916,22 @@ async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64
         .entries;
     let body = |e: &pb::Entry| e.body.clone().and_then(|b| b.body);
     let mut holder = std::collections::HashMap::new();
-    let mut parent_org = std::collections::HashMap::new();
     for e in &entries {
-        match body(e) {
-            Some(B::IssueQuota(q)) => {
-                holder.insert(e.seq, (q.to_org_id, q.amount_fen, q.from_quota_seq));
-            }
-            Some(B::RegisterOrg(r)) => {
-                let signer = e.effects.clone().unwrap().signer_org_id;
-                parent_org.insert(r.org_id, signer);
-            }
-            _ => {}
+        if let Some(B::IssueQuota(q)) = body(e) {
+            holder.insert(e.seq, (q.to_org_id, q.amount_fen, q.from_quota_seq));
         }
     }
-    let parent_org: std::collections::HashMap<String, String> = parent_org;
-    let below = |start: &str| {
-        let mut o = start.to_string();
-        loop {
-            if o == org {
+    // A payment counts when its quota is the org's or was split from one
+    // of the org's, however far down.
+    let descends = |seq: u64| {
+        let mut q = Some(seq);
+        while let Some((h, _, from)) = q.and_then(|s| holder.get(&s)) {
+            if h == org {
                 return true;
             }
-            match parent_org.get(&o) {
-                Some(p) => o = p.clone(),
-                None => return false,
-            }
+            q = *from;
         }
+        false
     };
     let held_by_org = |seq: &u64| holder.get(seq).is_some_and(|(h, _, _)| h == org);
     let received: u64 = holder
@@ -949,14 +963,8 @@ async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64
             Some(B::Transfer(t)) if t.quota_seq.as_ref().is_some_and(held_by_org) => {
                 cash += t.amount_fen
             }
-            Some(B::Disbursement(d)) => {
-                let in_subtree = d
-                    .quota_seq
-                    .and_then(|q| holder.get(&q))
-                    .is_some_and(|(h, _, _)| below(h));
-                if in_subtree {
-                    paid += d.amount_fen;
-                }
+            Some(B::Disbursement(d)) if d.quota_seq.is_some_and(descends) => {
+                paid += d.amount_fen;
             }
             _ => {}
         }

@@ -28,7 +28,7 @@ async fn county_with_payments(server: &TestServer) -> Chain {
         ok(
             &mut client,
             &chain.dongxiang,
-            disbursement("dx-xczx", &id, 300_00),
+            chain.quota(disbursement("dx-xczx", &id, 300_00)),
         )
         .await;
     }

@@ -56,7 +56,7 @@ async fn a_torn_tail_is_cut_and_writing_goes_on() {
     let next = ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 100_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 100_00)),
     )
     .await;
     assert_eq!(next.seq, count, "no gap after the cut");
@@ -164,7 +164,7 @@ async fn a_journal_missing_acknowledged_records_stops_writes() {
         info.read_only_reason
     );
     let refused = client
-        .post(&chain.dongxiang, disbursement("dx-xczx", "dx-hh-0001", 100))
+        .post(&chain.dongxiang, chain.quota(disbursement("dx-xczx", "dx-hh-0001", 100)))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);

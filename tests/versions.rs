@@ -175,7 +175,7 @@ async fn derived_state_of_another_schema_is_rebuilt_from_the_journal() {
     ok(
         &mut client,
         &chain.dongxiang,
-        disbursement("dx-xczx", "dx-hh-0001", 1_00),
+        chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1_00)),
     )
     .await;
     server.stop().await;

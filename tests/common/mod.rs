@@ -788,24 +788,21 @@ pub async fn stopped(replica: &TestServer) -> String {
 }
 
 /// `clients` clients of `server` each pay dx-hh-0001 one fen `each` times
-/// from dx-xczx as `county`, all at once; returns when all were accepted.
+/// from dx-xczx as the chain's 东乡, all at once; returns when all were
+/// accepted.
 pub async fn pay_one_fen_concurrently(
     server: &TestServer,
-    county: &Signer,
+    chain: &Chain,
     clients: usize,
     each: usize,
 ) {
     let mut loads = Vec::new();
     for _ in 0..clients {
-        let (mut client, county) = (server.client().await, county.clone());
+        let (mut client, county) = (server.client().await, chain.dongxiang.clone());
+        let payment = chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1));
         loads.push(tokio::spawn(async move {
             for _ in 0..each {
-                ok(
-                    &mut client,
-                    &county,
-                    disbursement("dx-xczx", "dx-hh-0001", 1),
-                )
-                .await;
+                ok(&mut client, &county, payment.clone()).await;
             }
         }));
     }

@@ -74,11 +74,14 @@ pub fn spending_progress(
         (request.programme_code.is_empty() || quota.programme_code == request.programme_code)
             && (request.fiscal_year == 0 || quota.fiscal_year == request.fiscal_year)
     };
-    // One pass over the org and those below it, the org first (so its
-    // quotas are known before its children's splits of them): what it
-    // received and the cash it got, what was split from its quotas, and
-    // what everyone paid.
+    // One pass over the org and those below it, parents first (so a quota
+    // is known before the splits of it): what the org received and the
+    // cash it got, what was split from its quotas, and what was paid
+    // against its quotas and every quota split from them down the levels.
+    // Quota an org below created for itself (its own budget) is not the
+    // org's: neither it nor what was paid against it counts.
     let mut own_seqs = BTreeSet::new();
+    let mut lineage = BTreeSet::new();
     let mut flows: BTreeMap<(String, u32), Flows> = BTreeMap::new();
     // The whole report reads at most this many quotas, and stops once its
     // client has gone.
@@ -93,6 +96,11 @@ pub fn spending_progress(
             ))
         })?;
         for quota in quotas.into_iter().filter(wanted) {
+            let split_from_lineage = quota.parent_seq.is_some_and(|p| lineage.contains(&p));
+            if org_id != request.org_id && !split_from_lineage {
+                continue;
+            }
+            lineage.insert(quota.seq);
             let months = state.quota_months(quota.seq)?;
             if org_id == request.org_id {
                 own_seqs.insert(quota.seq);

@@ -411,9 +411,11 @@ fn count_in_month<K: Kv + ?Sized>(
 
 /// Refuses a record whose legs (from `legs_from` on) move money of another
 /// programme than `quota`'s (挤占挪用), or money its lineage did not create
-/// the authority for: quota carries only money appropriated by the org that
-/// created it at the top, so no org can mint quota of its own to pay out
-/// money the centre sent it.
+/// the authority for. Quota created at the top by org X carries money X
+/// appropriated, and money appropriated by an org outside X's line (neither
+/// above nor below it: a paired org's, sent sideways), never money of an
+/// org above or below X: no org can mint quota of its own to pay out money
+/// the centre sent it, nor spend its own money against the centre's quota.
 fn same_programme<K: Kv + ?Sized>(
     act: &Act<K>,
     field: &str,
@@ -458,11 +460,14 @@ fn same_programme<K: Kv + ?Sized>(
                 ))
             })?
             .owner_org_id;
-        if appropriated_by != creator {
+        let in_line = appropriated_by != creator
+            && (is_below(act, &appropriated_by, &creator)?
+                || is_below(act, &creator, &appropriated_by)?);
+        if in_line {
             return Err(Rejection::precondition(
                 field,
                 format!(
-                    "the money moved includes source {}, appropriated by {appropriated_by}; quota {} descends from budget authority {creator} created: it carries only money {creator} appropriated",
+                    "the money moved includes source {}, appropriated by {appropriated_by}; quota {} descends from budget authority {creator} created: it carries money {creator} appropriated, or money of an org outside its line (a paired org's), never money of an org above or below {creator}",
                     source.source_seq, quota.seq
                 ),
             )
