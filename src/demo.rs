@@ -985,9 +985,14 @@ async fn seed_quota_2026(
             cash_follow_days_max: 30,
         }),
     );
-    let quota_of = |households: u32| fen_of_yuan(PER_HOUSEHOLD_YUAN * u64::from(households * scale));
+    let quota_of =
+        |households: u32| fen_of_yuan(PER_HOUSEHOLD_YUAN * u64::from(households * scale));
     let households_of = |p: &Prefecture| p.counties.iter().map(|c| c.households).sum::<u32>();
-    let total: u32 = PROVINCES.iter().flat_map(|p| p.prefectures).map(households_of).sum();
+    let total: u32 = PROVINCES
+        .iter()
+        .flat_map(|p| p.prefectures)
+        .map(households_of)
+        .sum();
     let issue = |to: &str, from: Option<u64>, amount_fen: u64, document: &str| {
         B::IssueQuota(pb::IssueQuota {
             to_org_id: to.into(),
@@ -1021,39 +1026,91 @@ async fn seed_quota_2026(
         }),
     );
     let top = seeder
-        .post_now(root, "2026-01-10", issue("mof", None, quota_of(total), DOCUMENT))
+        .post_now(
+            root,
+            "2026-01-10",
+            issue("mof", None, quota_of(total), DOCUMENT),
+        )
         .await?;
     for province in PROVINCES {
         let p = signer(province.org)?;
         let amount = quota_of(province.prefectures.iter().map(households_of).sum());
         let to_province = seeder
-            .post_now(root, "2026-01-10", issue(province.org, Some(top), amount, DOCUMENT))
+            .post_now(
+                root,
+                "2026-01-10",
+                issue(province.org, Some(top), amount, DOCUMENT),
+            )
             .await?;
         let account = format!("{}-xczx", province.org);
-        seeder.add(root, "2026-01-20", cash("mof-xczx", &account, amount, DOCUMENT, to_province));
+        seeder.add(
+            root,
+            "2026-01-20",
+            cash("mof-xczx", &account, amount, DOCUMENT, to_province),
+        );
         // 四川 passes its quota on 69 days after it was issued, past the 30
         // days its rules allow.
-        let passed_on = if province.org == "sc-czt" { "2026-03-20" } else { "2026-01-25" };
+        let passed_on = if province.org == "sc-czt" {
+            "2026-03-20"
+        } else {
+            "2026-01-25"
+        };
         let document = format!("{}财农〔2026〕5号", &province.name[..3]);
         for prefecture in province.prefectures {
             let f = signer(prefecture.org)?;
             let amount = quota_of(households_of(prefecture));
             let to_prefecture = seeder
-                .post_now(&p, passed_on, issue(prefecture.org, Some(to_province), amount, &document))
+                .post_now(
+                    &p,
+                    passed_on,
+                    issue(prefecture.org, Some(to_province), amount, &document),
+                )
                 .await?;
             let prefecture_account = format!("{}-xczx", prefecture.org);
-            seeder.add(&p, passed_on, cash(&account, &prefecture_account, amount, &document, to_prefecture));
+            seeder.add(
+                &p,
+                passed_on,
+                cash(
+                    &account,
+                    &prefecture_account,
+                    amount,
+                    &document,
+                    to_prefecture,
+                ),
+            );
             let document = format!("{}财农〔2026〕8号", &prefecture.name[..3]);
             for county in prefecture.counties {
                 let amount = quota_of(county.households);
-                let issued = if province.org == "sc-czt" { "2026-03-30" } else { "2026-02-05" };
+                let issued = if province.org == "sc-czt" {
+                    "2026-03-30"
+                } else {
+                    "2026-02-05"
+                };
                 let to_county = seeder
-                    .post_now(&f, issued, issue(county.org, Some(to_prefecture), amount, &document))
+                    .post_now(
+                        &f,
+                        issued,
+                        issue(county.org, Some(to_prefecture), amount, &document),
+                    )
                     .await?;
                 // 固原市 sends 西吉县's cash 104 days after its quota.
-                let sent = if county.org == "xj-czj" { "2026-05-20" } else { issued };
+                let sent = if county.org == "xj-czj" {
+                    "2026-05-20"
+                } else {
+                    issued
+                };
                 let county_account = format!("{}-xczx", county.org);
-                seeder.add(&f, sent, cash(&prefecture_account, &county_account, amount, &document, to_county));
+                seeder.add(
+                    &f,
+                    sent,
+                    cash(
+                        &prefecture_account,
+                        &county_account,
+                        amount,
+                        &document,
+                        to_county,
+                    ),
+                );
                 seeder.flush().await?;
                 pay_2026(seeder, &signer(county.org)?, county, to_county, scale).await?;
             }

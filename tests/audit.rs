@@ -522,7 +522,12 @@ async fn an_audit_resumes_from_the_checkpoint_it_saved_and_checks_what_it_skips(
     ok(
         &mut client,
         &chain.province,
-        chain.quota(transfer("gs-xczx", "lx-xczx", 2_000_00, "甘财农〔2026〕30号")),
+        chain.quota(transfer(
+            "gs-xczx",
+            "lx-xczx",
+            2_000_00,
+            "甘财农〔2026〕30号",
+        )),
     )
     .await;
     ok(

@@ -70,12 +70,14 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
     stale.signed_at_ms -= 3_600_000;
     let mut future = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     future.signed_at_ms += 3_600_000;
-    let mut no_idempotency_key = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
+    let mut no_idempotency_key =
+        client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     no_idempotency_key.idempotency_key.clear();
     let mut no_body = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")));
     no_body.body = None;
     // An idempotency key already used for another request.
-    let used = client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕31号")));
+    let used =
+        client.request(chain.quota(transfer("mof-xczx", "gs-xczx", 100, "财农〔2026〕31号")));
     ok_signed(&mut client, root.sign(&used)).await;
     let reused = client.request_with_key(
         chain.quota(transfer("mof-xczx", "gs-xczx", 200, "财农〔2026〕31号")),
@@ -160,13 +162,19 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "unknown key",
-            signed(&stranger, chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x"))),
+            signed(
+                &stranger,
+                chain.quota(transfer("mof-xczx", "gs-xczx", 100, "x")),
+            ),
             Code::Unauthenticated,
             Some("key_id"),
         ),
         case(
             "revoked key",
-            signed(&chain.revoked, chain.quota(transfer("gs-xczx", "dx-xczx", 100, "x"))),
+            signed(
+                &chain.revoked,
+                chain.quota(transfer("gs-xczx", "dx-xczx", 100, "x")),
+            ),
             Code::Unauthenticated,
             Some("key_id"),
         ),
@@ -214,7 +222,10 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "amount above the limit",
-            signed(root, chain.quota(transfer("mof-xczx", "gs-xczx", u64::MAX, "x"))),
+            signed(
+                root,
+                chain.quota(transfer("mof-xczx", "gs-xczx", u64::MAX, "x")),
+            ),
             Code::InvalidArgument,
             Some("transfer.amount_fen"),
         ),
@@ -286,7 +297,10 @@ async fn bad_input_is_refused_with_the_right_code_and_changes_nothing() {
         ),
         case(
             "county pays from the province's account",
-            signed(county, chain.quota(transfer("gs-xczx", "dx-xczx", 100, "x"))),
+            signed(
+                county,
+                chain.quota(transfer("gs-xczx", "dx-xczx", 100, "x")),
+            ),
             Code::PermissionDenied,
             Some("transfer.from_account_id"),
         ),

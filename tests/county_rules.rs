@@ -108,7 +108,13 @@ async fn new_rules_refuse_and_change_nothing() {
             "disbursement to an account that is not a registered household",
             signed(
                 &dongxiang,
-                county.quota(pay("dx-proj-1", "dx-pool", 100_00, PERIOD, "东财农〔2026〕75号")),
+                county.quota(pay(
+                    "dx-proj-1",
+                    "dx-pool",
+                    100_00,
+                    PERIOD,
+                    "东财农〔2026〕75号",
+                )),
             ),
             fp,
             "disbursement.household_account_id",
@@ -118,7 +124,13 @@ async fn new_rules_refuse_and_change_nothing() {
             "disbursement to an ineligible household",
             signed(
                 &dongxiang,
-                county.quota(pay("dx-proj-1", "dx-hh-x", 100_00, PERIOD, "东财农〔2026〕76号")),
+                county.quota(pay(
+                    "dx-proj-1",
+                    "dx-hh-x",
+                    100_00,
+                    PERIOD,
+                    "东财农〔2026〕76号",
+                )),
             ),
             fp,
             "disbursement.household_account_id",
@@ -128,7 +140,13 @@ async fn new_rules_refuse_and_change_nothing() {
             "disbursement to another county's household",
             signed(
                 &dongxiang,
-                county.quota(pay("dx-proj-1", "lx-hh-1", 100_00, PERIOD, "东财农〔2026〕77号")),
+                county.quota(pay(
+                    "dx-proj-1",
+                    "lx-hh-1",
+                    100_00,
+                    PERIOD,
+                    "东财农〔2026〕77号",
+                )),
             ),
             Code::PermissionDenied,
             "disbursement.household_account_id",
@@ -240,7 +258,13 @@ async fn new_rules_refuse_and_change_nothing() {
                 &dongxiang,
                 &date(25),
                 true,
-                county.quota(pay("dx-proj-1", "dx-hh-3", 100_00, PERIOD, "东财农〔2026〕87号")),
+                county.quota(pay(
+                    "dx-proj-1",
+                    "dx-hh-3",
+                    100_00,
+                    PERIOD,
+                    "东财农〔2026〕87号",
+                )),
             ),
             fp,
             "disbursement.sources",
@@ -336,7 +360,13 @@ async fn new_rules_refuse_and_change_nothing() {
     ok(
         &mut client,
         &dongxiang,
-        county.quota(pay("dx-proj-1", "dx-hh-3", 100_00, PERIOD, "东财农〔2026〕91号")),
+        county.quota(pay(
+            "dx-proj-1",
+            "dx-hh-3",
+            100_00,
+            PERIOD,
+            "东财农〔2026〕91号",
+        )),
     )
     .await;
     post_dated(

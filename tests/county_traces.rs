@@ -319,7 +319,12 @@ async fn trace_forward_from_a_reversed_transfer_ends_where_the_money_came_back()
     let t4 = ok(
         &mut client,
         &province,
-        county.quota(transfer("gs-xczx", "lx-xczx", 1_000_00, "甘财农〔2026〕9号")),
+        county.quota(transfer(
+            "gs-xczx",
+            "lx-xczx",
+            1_000_00,
+            "甘财农〔2026〕9号",
+        )),
     )
     .await
     .seq;
@@ -361,7 +366,12 @@ async fn trace_forward_from_a_record_counts_only_its_money_once_pooled_with_more
     let t2b = ok(
         &mut client,
         &province,
-        county.quota(transfer("gs-xczx", "dx-xczx", 10_000_00, "甘财农〔2026〕10号")),
+        county.quota(transfer(
+            "gs-xczx",
+            "dx-xczx",
+            10_000_00,
+            "甘财农〔2026〕10号",
+        )),
     )
     .await
     .seq;

@@ -134,7 +134,10 @@ async fn a_replica_follows_a_node_under_load_restarts_and_is_followed_in_turn() 
         .into_inner();
     assert_eq!(served.note, newest.note, "it serves the log's checkpoint");
     let refused = first_client
-        .post(&chain.dongxiang, chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)))
+        .post(
+            &chain.dongxiang,
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);

@@ -925,10 +925,7 @@ async fn money_goes_sideways_only_between_paired_orgs() {
     // 东乡 pays its partner's money against budget authority of its own
     // (纳入县级预算), not the centre's: quota created by an org carries
     // money of orgs outside its line, and never the centre's.
-    let mut own = quota("dx-czj", None, 2_000_00, "东财预〔2026〕8号");
-    if let B::IssueQuota(q) = &mut own {
-        (q.direct, q.project_code) = (false, String::new());
-    }
+    let own = own_quota("dx-czj", 2_000_00, "东财预〔2026〕8号");
     let own = ok(&mut client, &chain.dongxiang, own).await.seq;
     let paying = |quota_seq| {
         against(
@@ -1159,7 +1156,12 @@ async fn a_report_page_holds_what_its_reader_may_read() {
         (&chain.linxia, "lx-xczx", "lx-hh-0001"),
     ] {
         for _ in 0..2 {
-            ok(&mut client, county, chain.quota(disbursement(pool, household, 1_00))).await;
+            ok(
+                &mut client,
+                county,
+                chain.quota(disbursement(pool, household, 1_00)),
+            )
+            .await;
         }
     }
     let everything = client

@@ -175,7 +175,7 @@ fn parse_record(bytes: &[u8]) -> Result<Record<'_>, String> {
     })
 }
 
-const BODY_KINDS: [(u64, &str); 16] = [
+const BODY_KINDS: [(u64, &str); 23] = [
     (10, "genesis"),
     (11, "register_org"),
     (12, "add_key"),
@@ -192,6 +192,13 @@ const BODY_KINDS: [(u64, &str); 16] = [
     (23, "register_household"),
     (24, "set_household_status"),
     (25, "return"),
+    (26, "upgrade_rules"),
+    (27, "confirm_credit"),
+    (28, "set_programme_rules"),
+    (29, "evaluate_project"),
+    (30, "declare_import_window"),
+    (31, "declare_pairing"),
+    (32, "issue_quota"),
 ];
 
 struct Request<'a> {
@@ -207,7 +214,7 @@ fn parse_request(payload: &[u8]) -> Result<Request<'_>, String> {
         .fields
         .iter()
         .filter_map(|(n, v)| match v {
-            Value::Len(b) if (10..=25).contains(n) => Some((*n, *b)),
+            Value::Len(b) if (10..=32).contains(n) => Some((*n, *b)),
             _ => None,
         })
         .collect();

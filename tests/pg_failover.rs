@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use common::*;
 use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::Signer;
 use fundtrail_core::clock::SystemClock;
 use fundtrail_core::rules::Rules;
@@ -88,11 +89,12 @@ type Acked = Arc<Mutex<Vec<(pb::SignedRequest, pb::PostResponse)>>>;
 async fn load(
     mut client: fundtrail_client::Client,
     county: Signer,
+    payment: B,
     acked: Acked,
     progress: tokio::sync::watch::Sender<usize>,
 ) -> tonic::Status {
     loop {
-        let signed = county.sign(&client.request(chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1))));
+        let signed = county.sign(&client.request(payment.clone()));
         match client.post_signed(signed.clone()).await {
             Ok(answer) => {
                 let count = {
@@ -141,6 +143,7 @@ async fn a_failover_to_the_most_advanced_standby_keeps_every_acknowledged_record
         loaders.push(tokio::spawn(load(
             server.client().await,
             chain.dongxiang.clone(),
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
             acked.clone(),
             progress.clone(),
         )));

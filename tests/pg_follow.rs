@@ -131,7 +131,10 @@ async fn a_replica_of_a_standby_catches_up_under_load_and_agrees_with_the_writer
     assert_eq!(served.note, newest.note);
     // And takes no writes.
     let refused = replica_client
-        .post(&chain.dongxiang, chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)))
+        .post(
+            &chain.dongxiang,
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);

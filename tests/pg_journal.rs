@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use common::*;
 use fundtrail_api::pb;
+use fundtrail_api::pb::request::Body as B;
 use fundtrail_core::clock::SystemClock;
 use fundtrail_core::rules::Rules;
 use fundtrail_pgtest::Cluster;
@@ -176,15 +177,16 @@ async fn a_ledger_kept_in_postgres_serves_and_is_rebuilt_from_the_database_alone
 const POSTS_PER_CLIENT: usize = 60;
 const CLIENTS_PER_NODE: usize = 3;
 
-/// Posts `POSTS_PER_CLIENT` one-fen payments, each expected to be recorded,
-/// and returns every request with its answer.
+/// Posts `POSTS_PER_CLIENT` one-fen payments of the chain's 东乡, each
+/// expected to be recorded, and returns every request with its answer.
 async fn post_payments(
     mut client: fundtrail_client::Client,
     county: fundtrail_client::Signer,
+    payment: B,
 ) -> Vec<(pb::SignedRequest, pb::PostResponse)> {
     let mut acked = Vec::new();
     for _ in 0..POSTS_PER_CLIENT {
-        let signed = county.sign(&client.request(chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1))));
+        let signed = county.sign(&client.request(payment.clone()));
         let answer = client
             .post_signed(signed.clone())
             .await
@@ -239,7 +241,11 @@ async fn two_writers_without_the_lease_catch_up_never_give_a_seq_twice_and_lose_
     let mut loads = Vec::new();
     for server in [&a, &b] {
         for _ in 0..CLIENTS_PER_NODE {
-            let load = post_payments(server.client().await, chain.dongxiang.clone());
+            let load = post_payments(
+                server.client().await,
+                chain.dongxiang.clone(),
+                chain.quota(disbursement("dx-xczx", "dx-hh-0001", 1)),
+            );
             loads.push(tokio::spawn(load));
         }
     }

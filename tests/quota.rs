@@ -700,10 +700,7 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     // A county cannot mint quota of its own to pay out the centre's money,
     // nor pay its own money against the centre's quota: quota carries money
     // appropriated by the org that created it (or by one outside its line).
-    let mut own = quota("dx-czj", None, 10_000_00, "东财农〔2026〕9号");
-    if let B::IssueQuota(q) = &mut own {
-        (q.direct, q.project_code) = (false, String::new());
-    }
+    let own = own_quota("dx-czj", 10_000_00, "东财农〔2026〕9号");
     let own = ok(&mut client, dongxiang, own).await.seq;
     let message = refused(
         &mut client,

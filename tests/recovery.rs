@@ -164,7 +164,10 @@ async fn a_journal_missing_acknowledged_records_stops_writes() {
         info.read_only_reason
     );
     let refused = client
-        .post(&chain.dongxiang, chain.quota(disbursement("dx-xczx", "dx-hh-0001", 100)))
+        .post(
+            &chain.dongxiang,
+            chain.quota(disbursement("dx-xczx", "dx-hh-0001", 100)),
+        )
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable);

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 
 use common::*;
 use fundtrail_api::pb;
-use fundtrail_api::pb::request::Body as B;
 use fundtrail_client::{Client, Signer};
 use prost::Message;
 use tonic::Code;
@@ -373,13 +372,19 @@ async fn build_world(client: &mut Client, root: Signer) -> World {
         transfer("sc-xczx", "lx-xczx", 500_000_00, "川财农〔2026〕2号"),
     )
     .await;
-    let mut paid = disbursement("lx-xczx", "lx-hh-0001", 2_000_00);
-    if let B::Disbursement(d) = &mut paid {
-        d.sources = vec![pb::SourceAmount {
-            source_seq: sc_source,
-            amount_fen: 2_000_00,
-        }];
-    }
+    // Linxia pays its partner's money against budget authority of its own.
+    let own = ok(
+        client,
+        &chain.linxia,
+        own_quota("lx-czj", 2_000_00, "临财预〔2026〕1号"),
+    )
+    .await
+    .seq;
+    let paid = against(
+        Some(own),
+        &[(sc_source, 2_000_00)],
+        disbursement("lx-xczx", "lx-hh-0001", 2_000_00),
+    );
     ok(client, &chain.linxia, paid).await;
     readers.insert("mof", chain.root.clone());
     readers.insert("gs-czt", chain.province.clone());

@@ -333,6 +333,18 @@ pub fn quota(to: &str, from: Option<u64>, amount_fen: u64, document: &str) -> B 
     })
 }
 
+/// New quota of 衔接资金 (2130599) for 2026 at the top that `org` creates
+/// for its own budget (not 直达资金, which only the root creates): it
+/// carries `org`'s own money and money of orgs outside its line, such as a
+/// paired org's (rules 9).
+pub fn own_quota(org: &str, amount_fen: u64, document: &str) -> B {
+    let mut body = quota(org, None, amount_fen, document);
+    if let B::IssueQuota(q) = &mut body {
+        (q.direct, q.project_code) = (false, String::new());
+    }
+    body
+}
+
 /// `body` (a Transfer or Disbursement) drawing on quota `seq` (rules 9:
 /// cash down the levels and household payments follow quota), and
 /// spending `sources` (source seq, fen) if any are given.
@@ -574,7 +586,10 @@ pub async fn build_chain(client: &mut Client, root: Signer) -> Chain {
     .await
     .seq;
     let mut county_quota = Vec::new();
-    for (county, document) in [("dx-czj", "甘财农〔2026〕7号"), ("lx-czj", "甘财农〔2026〕8号")] {
+    for (county, document) in [
+        ("dx-czj", "甘财农〔2026〕7号"),
+        ("lx-czj", "甘财农〔2026〕8号"),
+    ] {
         let split = quota(county, Some(quota_province), COUNTY_QUOTA_FEN, document);
         county_quota.push(ok(client, &province, split).await.seq);
     }

@@ -372,10 +372,9 @@ pub async fn build_county(client: &mut Client, root: Signer, clock: &ManualClock
         appropriation_of("dx-xczx", COUNTY_OWN, COUNTY_PROGRAMME, S2_DOC),
     )
     .await;
-    let mut own = quota("dx-czj", None, COUNTY_OWN, S2_DOC);
+    let mut own = own_quota("dx-czj", COUNTY_OWN, S2_DOC);
     if let B::IssueQuota(q) = &mut own {
-        (q.programme_code, q.direct, q.project_code) =
-            (COUNTY_PROGRAMME.into(), false, String::new());
+        q.programme_code = COUNTY_PROGRAMME.into();
     }
     let quota_county_own = imported(client, &dongxiang, 300, own).await;
     let t2 = imported(
