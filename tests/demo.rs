@@ -143,6 +143,7 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         .any(|r| r.account_id == "bt-czj-ygdz" && r.idle_fen > 0));
     let mut kinds = std::collections::BTreeSet::new();
     let mut equal_splits = 0;
+    let mut diverted = Vec::new();
     let mut page_token = String::new();
     loop {
         let page = client
@@ -162,6 +163,12 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
             .iter()
             .filter(|f| f.kind == "EQUAL_SPLIT")
             .count();
+        diverted.extend(
+            page.findings
+                .iter()
+                .filter(|f| f.kind == "DIVERTED")
+                .map(|f| (f.account_id.clone(), f.amount_fen)),
+        );
         kinds.extend(page.findings.into_iter().map(|f| f.kind));
         if page.next_page_token.is_empty() {
             break;
@@ -179,6 +186,8 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
     }
     assert_eq!(equal_splits, 1);
+    // 布拖县's ¥1,000,000.00 of 以工代赈 money in its 衔接资金 account.
+    assert_eq!(diverted, [("bt-czj-xczx".to_string(), 1_000_000_00)]);
     // The programmes' rules are breached in each way the report knows.
     let mut breaches = Vec::new();
     let mut request = pb::ComplianceRequest {
@@ -208,6 +217,73 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         "FAILED_EVALUATION_FUNDED",
     ] {
         assert!(kinds.contains(kind), "{kind} missing from {kinds:?}");
+    }
+    // The 2026 直达资金: 四川 passed its quota on late, 固原市 sent 西吉县's
+    // cash late; nothing else is late, idle or without quota.
+    let about = |kind: &str| -> Vec<String> {
+        breaches
+            .iter()
+            .filter(|b| b.kind == kind)
+            .map(|b| b.detail.clone())
+            .collect()
+    };
+    let late = about("QUOTA_NOT_ISSUED_IN_TIME");
+    assert!(late.len() == 1 && late[0].starts_with("sc-czt "), "{late:?}");
+    let cash_late = about("CASH_NOT_SENT_IN_TIME");
+    assert!(
+        cash_late.len() == 1 && cash_late[0].contains("issued to xj-czj"),
+        "{cash_late:?}"
+    );
+    assert_eq!(about("CASH_WITHOUT_QUOTA"), Vec::<String>::new());
+    assert_eq!(about("QUOTA_IDLE"), Vec::<String>::new());
+    // 支出进度: 美姑县 paid less than half its quota, every other county
+    // more; each county's quota goes back to the central document.
+    let counties = [
+        "zj-czj", "bt-czj", "mg-czj", "fg-czj", "lp-czj", "dx-czj", "jss-czj", "htx-czj", "xj-czj",
+    ];
+    for county in counties {
+        let rows = client
+            .query
+            .spending_progress(pb::SpendingProgressRequest {
+                org_id: county.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .rows;
+        let last = rows.last().expect("the county has quota");
+        assert_eq!(
+            last.paid_basis_points < 5_000,
+            county == "mg-czj",
+            "{county}: {last:?}"
+        );
+        let quotas = client
+            .query
+            .list_quotas(pb::ListQuotasRequest {
+                org_id: county.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .quotas;
+        assert_eq!(quotas.len(), 1, "{county}");
+        let lineage = client
+            .query
+            .get_quota(pb::GetQuotaRequest {
+                seq: quotas[0].seq,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let top = lineage.ancestors.last().expect("split from above");
+        assert_eq!(
+            (top.holder_org_id.as_str(), top.document_no.as_str()),
+            ("mof", "财农〔2026〕3号"),
+            "{county}"
+        );
+        assert_eq!(lineage.ancestors.len(), 3, "prefecture, province, centre");
     }
     // The duplicate payment is the one above the standard.
     let above: Vec<_> = breaches

@@ -514,6 +514,47 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
     }
     screenshot(&browser, "account").await;
 
+    // 支出进度: 美姑县's page sets its progress beside 四川's, each as
+    // SpendingProgress answers it (tests/quota.rs checks those figures
+    // against the log): the county below half, the province above it.
+    let progress_of = |org: &str| {
+        let (mut client, org) = (client.clone(), org.to_string());
+        async move {
+            let rows = client
+                .query
+                .spending_progress(pb::SpendingProgressRequest {
+                    org_id: org,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .rows;
+            rows.last().expect("quota was issued").paid_basis_points
+        }
+    };
+    let (county_bp, province_bp) = (progress_of("mg-czj").await, progress_of("sc-czt").await);
+    assert!(county_bp < 5_000 && province_bp > county_bp, "{county_bp} {province_bp}");
+    view(&browser, "#/progress/mg-czj").await;
+    let shown = |key: &str| {
+        format!("#progress-compare tr[data-programme='2130599'] [data-key={key}]")
+    };
+    assert_eq!(
+        attr(&browser, &shown("org-bp"), "data-bp").await,
+        county_bp.to_string()
+    );
+    assert_eq!(
+        attr(&browser, &shown("province-bp"), "data-bp").await,
+        province_bp.to_string()
+    );
+    let said = text(&browser, &shown("org-bp")).await;
+    assert_eq!(
+        said,
+        format!("{}.{:02}%", county_bp / 100, county_bp % 100),
+        "shown as a percentage"
+    );
+    screenshot(&browser, "progress").await;
+
     // The page's exports are the CLI's, byte for byte.
     view(&browser, "#/idle").await;
     screenshot(&browser, "idle").await;

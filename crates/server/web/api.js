@@ -182,6 +182,7 @@ const QUERY_TYPES = {
   HouseholdStatement: ["HouseholdStatementRequest", "HouseholdStatementResponse"],
   IdleFunds: ["IdleFundsRequest", "IdleFundsResponse"],
   Anomalies: ["AnomaliesRequest", "AnomaliesResponse"],
+  SpendingProgress: ["SpendingProgressRequest", "SpendingProgressResponse"],
 };
 
 const AUDIT_TYPES = {

@@ -616,6 +616,77 @@ async function anomalies() {
   );
 }
 
+/// Basis points (1/10,000, a BigInt) as a percentage with two decimals.
+function percent(basisPoints) {
+  return `${basisPoints / 100n}.${String(basisPoints % 100n).padStart(2, "0")}%`;
+}
+
+function progressCell(basisPoints, key) {
+  const shown = percent(basisPoints);
+  const width = basisPoints > 10000n ? "100.00%" : shown;
+  return el("span", { "data-key": key, "data-bp": String(basisPoints) },
+    el("span", { class: "bar" }, el("span", { style: `width:${width}` })), shown);
+}
+
+/// The province above `org` (or `org` itself): division codes of provinces
+/// end in 0000; at most a few levels up.
+async function provinceOf(found) {
+  let at = found;
+  for (let level = 0; at && level < 6; level++) {
+    if (/^(?!00)\d\d0000$/.test(at.division_code) || !at.parent_org_id) return at;
+    at = await org(at.parent_org_id);
+  }
+  return null;
+}
+
+/// The latest cumulative row of each programme: progress as it stands.
+function latest(rows) {
+  const by = new Map();
+  for (const r of rows) by.set(r.programme_code, r);
+  return by;
+}
+
+/// 支出进度 (docs/quota.md): an org's quota and what was paid against it,
+/// by programme and month; a county's page sets its progress beside its
+/// province's.
+async function progress(orgId) {
+  const input = el("input", { id: "progress-org", value: orgId || "", placeholder: "机构，如 mg-czj" });
+  const form = el("form", { class: "buttons", id: "progress-form" }, el("label", {}, "机构 ", input), el("button", { type: "submit" }, "查看"));
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    location.hash = `#/progress/${encodeURIComponent(input.value.trim())}`;
+  });
+  if (!orgId) {
+    show(el("h2", {}, "支出进度"), form);
+    return;
+  }
+  const self = await state.api.query("GetOrg", { org_id: orgId });
+  const province = await provinceOf(self);
+  const mine = (await state.api.query("SpendingProgress", { org_id: orgId })).rows;
+  const above = province && province.org_id !== self.org_id
+    ? latest((await state.api.query("SpendingProgress", { org_id: province.org_id })).rows)
+    : new Map();
+  const headers = ["科目", `${self.name} 收到指标`, "支出", "支出进度"];
+  if (above.size) headers.push(`${province.name} 收到指标`, "支出", "支出进度");
+  const compare = [...latest(mine).values()].map((r) => {
+    const theirs = above.get(r.programme_code);
+    const cells = [r.programme_code, money(r.quota_received_fen), money(r.paid_fen), progressCell(r.paid_basis_points, "org-bp")];
+    if (above.size) cells.push(...(theirs ? [money(theirs.quota_received_fen), money(theirs.paid_fen), progressCell(theirs.paid_basis_points, "province-bp")] : ["—", "—", "—"]));
+    return el("tr", { "data-programme": r.programme_code }, cells.map((c) => el("td", {}, c)));
+  });
+  show(
+    form,
+    el("h2", {}, `${self.name} 支出进度`),
+    el("p", { class: "note" }, "支出进度 = 对本级指标及其逐级分解下达的指标的支出 ÷ 本级收到的指标；各月为截至该月末的累计数。"),
+    mine.length === 0 ? el("p", { id: "progress-empty" }, "该机构没有收到预算指标。") : "",
+    table(headers, compare, { id: "progress-compare" }),
+    el("h3", {}, "按月累计"),
+    table(["科目", "月份", "收到指标", "下达指标", "到位资金", "支出", "支出进度"],
+      mine.map((r) => row(r.programme_code, r.month, money(r.quota_received_fen), money(r.quota_issued_down_fen), money(r.cash_received_fen), money(r.paid_fen), progressCell(r.paid_basis_points, "month-bp"))),
+      { id: "progress-months" }),
+  );
+}
+
 async function record(seq) {
   const entry = await state.api.query("GetEntry", { seq: BigInt(seq) });
   const status = el("div", { id: "verify-status", "data-state": "running" }, "正在验证…");
@@ -758,6 +829,7 @@ export async function route() {
     else if (parts[0] === "back") await back(parts[1]);
     else if (parts[0] === "idle") await idle(params);
     else if (parts[0] === "anomalies") await anomalies();
+    else if (parts[0] === "progress") await progress(parts[1]);
     else if (parts[0] === "record") await record(parts[1]);
     else if (parts[0] === "accounts") await accounts(params);
     else if (parts[0] === "notice") await noticeView(parts[1], params);

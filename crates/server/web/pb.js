@@ -32,6 +32,7 @@ msg("TraceBackwardRequest", "1 account_id s?; 2 seq u64?");
 msg("HouseholdStatementRequest", "1 account_id s");
 msg("IdleFundsRequest", "1 older_than_days u32; 2 level s; 3 division_prefix s; 4 programme_code s; 5 page_size u32; 6 page_token s");
 msg("AnomaliesRequest", "1 idle_older_than_days u32; 2 page_size u32; 3 page_token s");
+msg("SpendingProgressRequest", "1 org_id s; 2 programme_code s; 3 fiscal_year u32");
 msg("GetLogKeyRequest", "");
 msg("GetCheckpointRequest", "1 tree_size u64");
 msg("GetInclusionProofRequest", "1 index u64; 2 tree_size u64; 3 leaf_hash b");
@@ -60,6 +61,8 @@ msg("IdleFundsRow", "1 account_id s; 2 owner_org_id s; 3 division_code s; 4 leve
 msg("IdleFundsResponse", "1 rows IdleFundsRow*; 2 next_page_token s; 3 as_of_day i32");
 msg("Finding", "1 kind s; 2 account_id s; 3 seqs u64*; 4 amount_fen u64; 5 detail s");
 msg("AnomaliesResponse", "1 findings Finding*; 2 next_page_token s");
+msg("ProgressRow", "1 programme_code s; 2 month s; 3 quota_received_fen u64; 4 quota_issued_down_fen u64; 5 cash_received_fen u64; 6 paid_fen u64; 7 paid_basis_points u64");
+msg("SpendingProgressResponse", "1 rows ProgressRow*");
 msg("GetLogKeyResponse", "1 vkey s; 2 access_log_vkey s");
 msg("GetCheckpointResponse", "1 note s; 2 tree_size u64; 3 root_hash b");
 msg("GetInclusionProofResponse", "1 index u64; 2 tree_size u64; 3 record b; 4 hashes b*; 5 leaf_hash b");
