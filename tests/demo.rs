@@ -228,7 +228,10 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
             .collect()
     };
     let late = about("QUOTA_NOT_ISSUED_IN_TIME");
-    assert!(late.len() == 1 && late[0].starts_with("sc-czt "), "{late:?}");
+    assert!(
+        late.len() == 1 && late[0].starts_with("sc-czt "),
+        "{late:?}"
+    );
     let cash_late = about("CASH_NOT_SENT_IN_TIME");
     assert!(
         cash_late.len() == 1 && cash_late[0].contains("issued to xj-czj"),
@@ -271,9 +274,7 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
         assert_eq!(quotas.len(), 1, "{county}");
         let lineage = client
             .query
-            .get_quota(pb::GetQuotaRequest {
-                seq: quotas[0].seq,
-            })
+            .get_quota(pb::GetQuotaRequest { seq: quotas[0].seq })
             .await
             .unwrap()
             .into_inner();

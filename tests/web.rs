@@ -534,11 +534,13 @@ async fn the_web_view_shows_the_ledger_and_verifies_it_in_the_browser() {
         }
     };
     let (county_bp, province_bp) = (progress_of("mg-czj").await, progress_of("sc-czt").await);
-    assert!(county_bp < 5_000 && province_bp > county_bp, "{county_bp} {province_bp}");
+    assert!(
+        county_bp < 5_000 && province_bp > county_bp,
+        "{county_bp} {province_bp}"
+    );
     view(&browser, "#/progress/mg-czj").await;
-    let shown = |key: &str| {
-        format!("#progress-compare tr[data-programme='2130599'] [data-key={key}]")
-    };
+    let shown =
+        |key: &str| format!("#progress-compare tr[data-programme='2130599'] [data-key={key}]");
     assert_eq!(
         attr(&browser, &shown("org-bp"), "data-bp").await,
         county_bp.to_string()
