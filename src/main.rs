@@ -155,9 +155,9 @@ enum Command {
         #[arg(long, default_value = "")]
         page_token: String,
     },
-    /// Spending progress (支出进度) of an org and the orgs below it: quota
-    /// received and issued down, cash received, paid, and paid ÷ quota, by
-    /// programme and month.
+    /// Spending progress (支出进度) of an org: quota received and issued
+    /// down, cash received, paid against its quota and all split from it,
+    /// and paid ÷ quota, by programme and month.
     Progress {
         #[command(flatten)]
         server: Server,

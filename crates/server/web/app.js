@@ -621,11 +621,10 @@ function percent(basisPoints) {
   return `${basisPoints / 100n}.${String(basisPoints % 100n).padStart(2, "0")}%`;
 }
 
+// A <meter>, not a styled bar: the page's CSP allows no inline styles.
 function progressCell(basisPoints, key) {
-  const shown = percent(basisPoints);
-  const width = basisPoints > 10000n ? "100.00%" : shown;
   return el("span", { "data-key": key, "data-bp": String(basisPoints) },
-    el("span", { class: "bar" }, el("span", { style: `width:${width}` })), shown);
+    el("meter", { min: 0, max: 10000, value: String(basisPoints) }), " ", percent(basisPoints));
 }
 
 /// The province above `org` (or `org` itself): division codes of provinces
@@ -672,7 +671,9 @@ async function progress(orgId) {
     const theirs = above.get(r.programme_code);
     const cells = [r.programme_code, money(r.quota_received_fen), money(r.paid_fen), progressCell(r.paid_basis_points, "org-bp")];
     if (above.size) cells.push(...(theirs ? [money(theirs.quota_received_fen), money(theirs.paid_fen), progressCell(theirs.paid_basis_points, "province-bp")] : ["—", "—", "—"]));
-    return el("tr", { "data-programme": r.programme_code }, cells.map((c) => el("td", {}, c)));
+    const tr = row(...cells);
+    tr.dataset.programme = r.programme_code;
+    return tr;
   });
   show(
     form,
