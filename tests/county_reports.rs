@@ -1091,4 +1091,33 @@ async fn programme_money_sent_into_another_programme_is_found_diverted() {
         "{}",
         diverted[0].detail
     );
+    // The county's own programme money moved out of its programme account
+    // into an account kept for no programme: diverted too.
+    ok(
+        &mut client,
+        &dx,
+        open_account("dx-general", pb::AccountKind::Programme, "东乡县其他资金"),
+    )
+    .await;
+    let mut out = transfer("dx-cyfz", "dx-general", 500_00, "东财〔2026〕81号");
+    if let B::Transfer(t) = &mut out {
+        t.sources = vec![pb::SourceAmount {
+            source_seq: own,
+            amount_fen: 500_00,
+        }];
+    }
+    let out = ok(&mut client, &dx, out).await.seq;
+    let answer = anomalies(&mut client, pb::AnomaliesRequest::default()).await;
+    let mut diverted: Vec<_> = findings_of(&answer.findings, "DIVERTED")
+        .iter()
+        .map(|f| (f.account_id.clone(), f.seqs.clone(), f.amount_fen))
+        .collect();
+    diverted.sort();
+    assert_eq!(
+        diverted,
+        [
+            ("dx-cyfz".to_string(), vec![moved], 1_000_00),
+            ("dx-general".to_string(), vec![out], 500_00)
+        ]
+    );
 }

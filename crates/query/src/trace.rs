@@ -1086,7 +1086,7 @@ fn diverted(
     account: &Account,
     findings: &mut Vec<Finding>,
 ) -> Result<(), Error> {
-    if account.kind != AccountKind::Programme || account.programme_code.is_empty() {
+    if account.kind != AccountKind::Programme {
         return Ok(());
     }
     let state = ledger.state();
@@ -1096,7 +1096,16 @@ fn diverted(
         if source.programme_code == account.programme_code {
             continue;
         }
-        if indexed_movement(state, lot.arrival_seq)?.kind != RecordKind::Transfer {
+        let arrival = indexed_movement(state, lot.arrival_seq)?;
+        if arrival.kind != RecordKind::Transfer {
+            continue;
+        }
+        // Into an account of no programme: diverted when it left an
+        // account kept for a programme (money of no programme's account,
+        // such as a treasury's, may go anywhere).
+        if account.programme_code.is_empty()
+            && !left_a_programme_account(state, &arrival, account, lot.source_seq)?
+        {
             continue;
         }
         amount += u128::from(held.amount.0);
@@ -1114,12 +1123,34 @@ fn diverted(
         detail: format!(
             "{} (programme {}) holds {} of programme {} sent to it by transfer (挤占挪用)",
             account.account_id,
-            account.programme_code,
+            match account.programme_code.as_str() {
+                "" => "none",
+                code => code,
+            },
             fundtrail_core::money::Fen(fen(amount)?),
             programmes.into_iter().collect::<Vec<_>>().join(", ")
         ),
     });
     Ok(())
+}
+
+/// Whether `transfer` brought money of source `source_seq` into `account`
+/// out of an account kept for a programme.
+fn left_a_programme_account<K: Kv + ?Sized>(
+    state: &K,
+    transfer: &Movement,
+    account: &Account,
+    source_seq: u64,
+) -> Result<bool, Error> {
+    for leg in &transfer.legs {
+        let into = leg.to_account_id.as_deref() == Some(account.account_id.as_str());
+        if let (true, true, Some(from)) = (into, leg.source_seq == source_seq, &leg.from_account_id) {
+            if !indexed_account(state, from)?.programme_code.is_empty() {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
 }
 
 /// What a library project's record shows, in one pass over its account's
