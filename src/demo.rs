@@ -781,6 +781,7 @@ async fn seed_county(
                 &c,
                 "2025-06-15",
                 B::Allocation(pb::Allocation {
+                    quota_seq: None,
                     pool_account_id: pool.clone(),
                     project_account_id: account,
                     amount_fen: fen_of_yuan(amount),
@@ -913,6 +914,7 @@ async fn seed_county(
             &c,
             "2025-12-10",
             B::Allocation(pb::Allocation {
+                quota_seq: None,
                 pool_account_id: format!("{}-pool", county.org),
                 project_account_id: format!("{}-nclu", county.org),
                 amount_fen: fen_of_yuan(1_000_000),

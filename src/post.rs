@@ -301,6 +301,9 @@ enum PostRequest {
         document: String,
         #[arg(long, default_value = "")]
         memo: String,
+        /// Rules 9: the quota (its record's seq) the spending draws on.
+        #[arg(long)]
+        quota: Option<u64>,
     },
     /// Register a household (registry id only: never a name or ID number).
     RegisterHousehold {
@@ -670,6 +673,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             sources,
             document,
             memo,
+            quota,
         } => B::Allocation(pb::Allocation {
             pool_account_id: pool,
             project_account_id: project,
@@ -677,6 +681,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             sources,
             document_no: document,
             memo,
+            quota_seq: quota,
         }),
         PostRequest::RegisterHousehold {
             account_id,

@@ -349,6 +349,7 @@ async fn a_self_evaluation_never_clears_a_failed_external_one() {
         &mut client,
         &dongxiang,
         B::Allocation(pb::Allocation {
+            quota_seq: None,
             pool_account_id: "dx-pool".into(),
             project_account_id: "dx-road".into(),
             amount_fen: 300_000_00,
@@ -459,6 +460,7 @@ async fn writes_reveal_no_more_than_reads() {
     };
     let allocate = |from: &str, to: &str| {
         B::Allocation(pb::Allocation {
+            quota_seq: None,
             pool_account_id: from.into(),
             project_account_id: to.into(),
             amount_fen: 1,

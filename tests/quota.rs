@@ -963,6 +963,9 @@ async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64
             Some(B::Disbursement(d)) if d.quota_seq.is_some_and(descends) => {
                 paid += d.amount_fen;
             }
+            Some(B::Allocation(a)) if a.quota_seq.is_some_and(descends) => {
+                paid += a.amount_fen;
+            }
             _ => {}
         }
     }
@@ -1367,5 +1370,181 @@ async fn cash_not_sent_within_the_days_after_its_quota_is_a_breach() {
         late(all_breaches(&mut county_client).await).len(),
         2,
         "a county sees every org's quota"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_allocated_to_a_project_may_draw_on_quota_and_counts_as_paid() {
+    let (_dir, server, mut client, issued) = start_under_rules_9().await;
+    let root = server.root();
+    let (province, dongxiang) = (&issued.province, &issued.dongxiang);
+    use pb::AccountKind as K;
+    for (signer, account, name) in [
+        (&root, "mof-xczx", "中央衔接资金"),
+        (province, "gs-xczx", "甘肃省衔接资金"),
+        (dongxiang, "dx-xczx", "东乡县衔接资金"),
+    ] {
+        ok(
+            &mut client,
+            signer,
+            open_account(account, K::Programme, name),
+        )
+        .await;
+    }
+    ok(
+        &mut client,
+        dongxiang,
+        open_account("dx-pool", K::Pool, "东乡县统筹整合资金"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &root,
+        appropriation("mof-xczx", 100_000_000_00, CENTRAL_DOC),
+    )
+    .await;
+    for (signer, body) in [
+        (
+            &root,
+            against(
+                Some(issued.to_province),
+                &[],
+                transfer("mof-xczx", "gs-xczx", 30_000_000_00, CENTRAL_DOC),
+            ),
+        ),
+        (
+            province,
+            against(
+                Some(issued.to_dongxiang),
+                &[],
+                transfer("gs-xczx", "dx-xczx", 25_000_000_00, PROVINCE_DOC),
+            ),
+        ),
+        (
+            dongxiang,
+            B::Consolidation(pb::Consolidation {
+                from_account_id: "dx-xczx".into(),
+                pool_account_id: "dx-pool".into(),
+                amount_fen: 25_000_000_00,
+                plan_document_no: "东政办〔2026〕9号".into(),
+                ..Default::default()
+            }),
+        ),
+        (
+            dongxiang,
+            B::RegisterProject(pb::RegisterProject {
+                account_id: "dx-road".into(),
+                name: "村组道路硬化".into(),
+                category: "基础设施".into(),
+                location_code: "622926100".into(),
+                budget_fen: 30_000_000_00,
+                performance_targets: vec!["新建硬化道路15公里".into()],
+                responsible_unit: "东乡县交通运输局".into(),
+                fiscal_year: 2026,
+            }),
+        ),
+    ] {
+        ok(&mut client, signer, body).await;
+    }
+    let allocate = |amount_fen, quota_seq| {
+        B::Allocation(pb::Allocation {
+            pool_account_id: "dx-pool".into(),
+            project_account_id: "dx-road".into(),
+            amount_fen,
+            document_no: "东财整〔2026〕3号".into(),
+            quota_seq,
+            ..Default::default()
+        })
+    };
+    // Spending on a project against the county's quota counts as paid.
+    let funded = ok(
+        &mut client,
+        dongxiang,
+        allocate(20_000_000_00, Some(issued.to_dongxiang)),
+    )
+    .await
+    .seq;
+    let county = standing(&mut client, issued.to_dongxiang).await;
+    assert_eq!(
+        (county.paid_fen, county.held_fen),
+        (20_000_000_00, 5_000_000_00)
+    );
+    // Not beyond it, not against another county's quota; naming none, the
+    // pool's money goes to the project drawing on no quota.
+    let small = ok(
+        &mut client,
+        province,
+        quota("dx-czj", Some(issued.to_province), 1_000_00, PROVINCE_DOC),
+    )
+    .await
+    .seq;
+    refused(
+        &mut client,
+        dongxiang,
+        allocate(1_000_01, Some(small)),
+        Code::FailedPrecondition,
+        "allocation.quota_seq",
+    )
+    .await;
+    refused(
+        &mut client,
+        dongxiang,
+        allocate(1_00, Some(issued.to_linxia)),
+        Code::PermissionDenied,
+        "allocation.quota_seq",
+    )
+    .await;
+    ok(&mut client, dongxiang, allocate(1_000_000_00, None)).await;
+    assert_eq!(
+        standing(&mut client, issued.to_dongxiang).await.paid_fen,
+        20_000_000_00
+    );
+    let progress = |client: &mut Client, org: &str| {
+        let (mut client, org) = (client.clone(), org.to_string());
+        async move {
+            let row = client
+                .query
+                .spending_progress(pb::SpendingProgressRequest {
+                    org_id: org,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .rows
+                .pop()
+                .expect("a row");
+            (
+                row.quota_received_fen,
+                row.quota_issued_down_fen,
+                row.cash_received_fen,
+                row.paid_fen,
+                row.paid_basis_points,
+            )
+        }
+    };
+    for org in ["dx-czj", "gs-czt", "mof"] {
+        assert_eq!(
+            progress(&mut client, org).await,
+            progress_from_records(&mut client, org).await,
+            "{org}"
+        );
+    }
+    assert_eq!(progress(&mut client, "dx-czj").await.3, 20_000_000_00);
+    // Reversed, the allocation gives its quota back.
+    ok(
+        &mut client,
+        dongxiang,
+        B::Reversal(pb::Reversal {
+            target_seq: funded,
+            document_no: "东财整〔2026〕4号".into(),
+            reason: "项目调整".into(),
+        }),
+    )
+    .await;
+    assert_eq!(standing(&mut client, issued.to_dongxiang).await.paid_fen, 0);
+    assert_eq!(
+        progress(&mut client, "dx-czj").await,
+        progress_from_records(&mut client, "dx-czj").await
     );
 }

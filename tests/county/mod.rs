@@ -122,6 +122,7 @@ pub fn announce(id: &str, document: &str) -> B {
 
 pub fn allocation(pool: &str, project: &str, amount_fen: u64, document: &str) -> B {
     B::Allocation(pb::Allocation {
+        quota_seq: None,
         pool_account_id: pool.into(),
         project_account_id: project.into(),
         amount_fen,

@@ -213,6 +213,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             sources: earmarks(a.sources),
             document_no: a.document_no,
             memo: a.memo,
+            quota_seq: a.quota_seq,
         }),
         Some(B::RegisterHousehold(r)) => m::Body::RegisterHousehold(m::RegisterHousehold {
             basis: match pb::SubsidyBasis::try_from(r.basis) {

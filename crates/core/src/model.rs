@@ -448,6 +448,8 @@ pub struct Allocation {
     pub sources: Vec<Earmark>,
     pub document_no: String,
     pub memo: String,
+    /// Rules 9: the quota the spending draws on, if any.
+    pub quota_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

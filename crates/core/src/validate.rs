@@ -90,6 +90,9 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             entity("allocation.project_account_id", &a.project_account_id)?;
             amount("allocation.amount_fen", a.amount)?;
             earmarks("allocation.sources", &a.sources, a.amount)?;
+            if a.quota_seq.is_some() {
+                since(rules, Rules::V9, "allocation.quota_seq")?;
+            }
             document_no("allocation.document_no", &a.document_no)?;
             text("allocation.memo", &a.memo, TEXT_CHARS_MAX)
         }

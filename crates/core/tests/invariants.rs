@@ -525,6 +525,7 @@ fn body(op: &Op) -> (usize, Body) {
                 sources: Vec::new(),
                 document_no: "东财农〔2026〕30号".into(),
                 memo: String::new(),
+                quota_seq: None,
             }),
         ),
         Op::Return {

@@ -1144,7 +1144,8 @@ fn left_a_programme_account<K: Kv + ?Sized>(
 ) -> Result<bool, Error> {
     for leg in &transfer.legs {
         let into = leg.to_account_id.as_deref() == Some(account.account_id.as_str());
-        if let (true, true, Some(from)) = (into, leg.source_seq == source_seq, &leg.from_account_id) {
+        if let (true, true, Some(from)) = (into, leg.source_seq == source_seq, &leg.from_account_id)
+        {
             if !indexed_account(state, from)?.programme_code.is_empty() {
                 return Ok(true);
             }

@@ -705,7 +705,7 @@ async function record(seq) {
     return;
   }
   const { record: r, kind, body, request } = decoded;
-  const fields = Object.entries(body).map(([name, value]) =>
+  const fields = Object.entries(body).filter(([, value]) => value !== undefined).map(([name, value]) =>
     row(FIELD_LABELS[name] ? `${FIELD_LABELS[name]}（${name}）` : name, name.endsWith("_fen") ? money(value) : showValue(value)));
   content.append(
     el("dl", { class: "summary" },

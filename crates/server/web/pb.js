@@ -78,13 +78,13 @@ msg("AddKey", "1 org_id s; 2 public_key b; 3 read_only bool");
 msg("RevokeKey", "1 key_id s; 2 reason s");
 msg("OpenAccount", "1 account_id s; 2 kind e; 3 name s; 4 programme_code s; 5 household_ref s");
 msg("Appropriation", "1 account_id s; 2 amount_fen u64; 3 programme_code s; 4 fiscal_year u32; 5 document_no s; 6 purpose s; 7 memo s");
-msg("Transfer", "1 from_account_id s; 2 to_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 document_no s; 6 purpose s; 7 memo s; 8 quota_seq u64");
-msg("Disbursement", "1 from_account_id s; 2 household_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 programme_code s; 6 period s; 7 document_no s; 8 memo s; 9 quota_seq u64");
+msg("Transfer", "1 from_account_id s; 2 to_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 document_no s; 6 purpose s; 7 memo s; 8 quota_seq u64?");
+msg("Disbursement", "1 from_account_id s; 2 household_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 programme_code s; 6 period s; 7 document_no s; 8 memo s; 9 quota_seq u64?");
 msg("Reversal", "1 target_seq u64; 2 document_no s; 3 reason s");
 msg("Consolidation", "1 from_account_id s; 2 pool_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 plan_document_no s; 6 memo s");
 msg("RegisterProject", "1 account_id s; 2 name s; 3 category s; 4 location_code s; 5 budget_fen u64; 6 performance_targets s*; 7 responsible_unit s; 8 fiscal_year u32");
 msg("AnnounceProject", "1 account_id s; 2 document_no s; 3 memo s");
-msg("Allocation", "1 pool_account_id s; 2 project_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 document_no s; 6 memo s");
+msg("Allocation", "1 pool_account_id s; 2 project_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 document_no s; 6 memo s; 7 quota_seq u64?");
 msg("RegisterHousehold", "1 account_id s; 2 household_ref s; 3 village_code s; 4 basis e; 5 members u32");
 msg("SetHouseholdStatus", "1 account_id s; 2 status e; 3 document_no s; 4 reason s");
 msg("Return", "1 from_account_id s; 2 to_account_id s; 3 amount_fen u64; 4 sources SourceAmount*; 5 kind e; 6 document_no s; 7 reason s; 8 disbursement_seq u64; 9 bank_reference s");
@@ -94,7 +94,7 @@ msg("SetProgrammeRules", "1 programme_code s; 2 document_no s; 3 household_max_f
 msg("EvaluateProject", "1 account_id s; 2 document_no s; 3 score u32; 4 targets_met bool*");
 msg("DeclareImportWindow", "1 org_id s; 2 until_date s; 3 document_no s");
 msg("DeclarePairing", "1 from_org_id s; 2 to_org_id s; 3 document_no s");
-msg("IssueQuota", "1 to_org_id s; 2 from_quota_seq u64; 3 amount_fen u64; 4 programme_code s; 5 fiscal_year u32; 6 document_no s; 7 direct bool; 8 project_code s");
+msg("IssueQuota", "1 to_org_id s; 2 from_quota_seq u64?; 3 amount_fen u64; 4 programme_code s; 5 fiscal_year u32; 6 document_no s; 7 direct bool; 8 project_code s");
 
 // Request.body: the oneof's field number names the kind.
 export const BODY_KINDS = {

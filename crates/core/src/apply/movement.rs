@@ -662,7 +662,9 @@ pub(super) fn allocation<K: Kv + ?Sized>(m: &mut Act<K>, a: &Allocation) -> Resu
     project.allocated = allocated;
     m.txn
         .put(key::named(key::PROJECT, &project.account_id), &project);
-    m.move_money(from, to, a.amount, &a.sources, "allocation.sources")
+    let legs_from = m.effects.legs.len();
+    m.move_money(from, to, a.amount, &a.sources, "allocation.sources")?;
+    super::quota::fund_project(m, a.quota_seq, a.amount, legs_from)
 }
 
 /// Payment to a household the signer registered, eligible on the value date.

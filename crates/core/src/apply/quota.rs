@@ -272,6 +272,29 @@ pub(super) fn pay<K: Kv + ?Sized>(
     }
 }
 
+/// Rules 9: an allocation to a project may draw on quota its signer holds,
+/// counted as paid against it (spending on a project); naming none, it
+/// draws on no quota. Called once the allocation's legs are in the
+/// effects.
+pub(super) fn fund_project<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    quota_seq: Option<u64>,
+    amount: Fen,
+    legs_from: usize,
+) -> Result<(), Error> {
+    match quota_seq {
+        Some(seq) if act.rules >= Rules::V9 => draw(
+            act,
+            "allocation.quota_seq",
+            seq,
+            Drawn::Project,
+            amount,
+            legs_from,
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Notes an imported record that moved cash down or paid out naming no
 /// quota (rules 9 accept it from history), for the compliance report's
 /// CASH_WITHOUT_QUOTA.
@@ -285,6 +308,8 @@ enum Drawn<'a> {
     Cash { to_org_id: &'a str },
     /// A payment, of this programme, by the signer.
     Payment { programme_code: &'a str },
+    /// Money the signer allocated to one of its projects.
+    Project,
 }
 
 /// Draws `amount` of this record on quota `seq`, after checking whose it
@@ -314,7 +339,7 @@ fn draw<K: Kv + ?Sized>(
             )
             .into());
         }
-        Drawn::Payment { .. } if quota.holder_org_id != act.org.org_id => {
+        Drawn::Payment { .. } | Drawn::Project if quota.holder_org_id != act.org.org_id => {
             return Err(Rejection::denied(
                 field,
                 format!(
@@ -344,7 +369,7 @@ fn draw<K: Kv + ?Sized>(
         .expect("a quota never issues down more than its amount");
     let (drawn_so_far, room, cash) = match drawn {
         Drawn::Cash { .. } => (&mut used.cash_received, quota.amount, true),
-        Drawn::Payment { .. } => (&mut used.paid, not_issued, false),
+        Drawn::Payment { .. } | Drawn::Project => (&mut used.paid, not_issued, false),
     };
     let total = drawn_so_far.checked_add(amount).filter(|t| *t <= room);
     let Some(total) = total else {
