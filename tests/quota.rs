@@ -897,25 +897,40 @@ async fn from_rules_9_cash_follows_quota_and_payments_stay_within_it() {
     assert_eq!(lineage(&mut client, small).await, before);
 }
 
-/// (quota received, issued down, cash received, paid by the org and those
-/// below it, paid in basis points of quota received) for `org`, summed from
-/// the records a ListEntries reads, not from the server's counters.
+/// The progress figures of `org` (latest cumulative row: quota received,
+/// issued down, cash received, paid, basis points), summed by hand from the
+/// records as ExportLog gives them: every record's request decoded here
+/// from its signed bytes, nothing taken from the server's indexes.
 async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64, u64, u64) {
-    let entries = client
-        .query
-        .list_entries(pb::ListEntriesRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
+    use prost::Message;
+    let mut stream = client
+        .audit
+        .export_log(pb::ExportLogRequest { start: 0, end: 0 })
         .await
         .unwrap()
-        .into_inner()
-        .entries;
-    let body = |e: &pb::Entry| e.body.clone().and_then(|b| b.body);
+        .into_inner();
+    let mut bodies = Vec::new();
+    while let Some(item) = stream.message().await.unwrap() {
+        let record = pb::Record::decode(item.record.as_slice()).unwrap();
+        let payload = record.request.unwrap().payload;
+        let body = pb::Request::decode(payload.as_slice()).unwrap().body;
+        bodies.push((record.seq, body));
+    }
     let mut holder = std::collections::HashMap::new();
-    for e in &entries {
-        if let Some(B::IssueQuota(q)) = body(e) {
-            holder.insert(e.seq, (q.to_org_id, q.amount_fen, q.from_quota_seq));
+    // Reversed movements, and payments the bank sent back, moved nothing.
+    let mut undone = std::collections::HashSet::new();
+    for (seq, body) in &bodies {
+        match body {
+            Some(B::IssueQuota(q)) => {
+                holder.insert(*seq, (q.to_org_id.clone(), q.amount_fen, q.from_quota_seq));
+            }
+            Some(B::Reversal(r)) => {
+                undone.insert(r.target_seq);
+            }
+            Some(B::Return(r)) if r.kind == pb::ReturnKind::BankFailure as i32 => {
+                undone.insert(r.disbursement_seq);
+            }
+            _ => {}
         }
     }
     // A payment counts when its quota is the org's or was split from one
@@ -941,22 +956,9 @@ async fn progress_from_records(client: &mut Client, org: &str) -> (u64, u64, u64
         .filter(|(_, _, from)| from.as_ref().is_some_and(held_by_org))
         .map(|(_, a, _)| a)
         .sum();
-    // Payments the bank sent back did not reach anyone.
-    let bounced: Vec<u64> = entries
-        .iter()
-        .filter_map(|e| match body(e) {
-            Some(B::Return(r)) if r.kind == pb::ReturnKind::BankFailure as i32 => {
-                Some(r.disbursement_seq)
-            }
-            _ => None,
-        })
-        .collect();
     let (mut cash, mut paid) = (0, 0);
-    for e in entries
-        .iter()
-        .filter(|e| e.reversed_by_seq.is_none() && !bounced.contains(&e.seq))
-    {
-        match body(e) {
+    for (_, body) in bodies.iter().filter(|(seq, _)| !undone.contains(seq)) {
+        match body {
             Some(B::Transfer(t)) if t.quota_seq.as_ref().is_some_and(held_by_org) => {
                 cash += t.amount_fen
             }
