@@ -1008,8 +1008,21 @@ async fn quota_breaches(client: &mut Client) -> Vec<pb::Breach> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quota_left_unissued_and_unpaid_past_the_idle_rule_is_a_breach() {
+/// A ledger with 甘肃 and its counties registered, the centre and the
+/// province allowed to import, and quota imported as of 60 days ago: ¥50m
+/// new at the centre, ¥40m of it split to the province.
+struct Sixty {
+    dir: tempfile::TempDir,
+    server: TestServer,
+    client: Client,
+    root: Signer,
+    province: Signer,
+    dongxiang: Signer,
+    central: u64,
+    to_province: u64,
+}
+
+async fn quota_sixty_days_ago() -> Sixty {
     let dir = tempfile::tempdir().unwrap();
     let server = TestServer::start(dir.path()).await;
     let mut client = server.client().await;
@@ -1023,8 +1036,6 @@ async fn quota_left_unissued_and_unpaid_past_the_idle_rule_is_a_breach() {
     for org in ["mof", "gs-czt"] {
         ok(&mut client, &root, import_window(org, &until)).await;
     }
-    // Issued 60 days ago: ¥40m to the province, all of which it passed on
-    // within days; ¥10m of the top quota still sits at the centre.
     let central = imported(
         &mut client,
         &root,
@@ -1039,6 +1050,32 @@ async fn quota_left_unissued_and_unpaid_past_the_idle_rule_is_a_breach() {
         quota("gs-czt", Some(central), 40_000_000_00, CENTRAL_DOC),
     )
     .await;
+    Sixty {
+        dir,
+        server,
+        client,
+        root,
+        province,
+        dongxiang,
+        central,
+        to_province,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_left_unissued_and_unpaid_past_the_idle_rule_is_a_breach() {
+    let Sixty {
+        dir: _dir,
+        server,
+        mut client,
+        root,
+        province,
+        dongxiang,
+        central,
+        to_province,
+    } = quota_sixty_days_ago().await;
+    // ¥40m went to the province, all of which it passed on within days;
+    // ¥10m of the top quota still sits at the centre.
     for (county, amount_fen) in [("dx-czj", 30_000_000_00), ("lx-czj", 10_000_000_00)] {
         imported(
             &mut client,
@@ -1230,26 +1267,16 @@ async fn imported_cash_without_quota_is_accepted_and_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cash_not_sent_within_the_days_after_its_quota_is_a_breach() {
-    let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V9,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
-    let mut client = server.client().await;
-    let root = server.root();
-    let (province, dongxiang, linxia) = (new_signer(), new_signer(), new_signer());
-    register_gansu(&mut client, &root, &province).await;
-    register_gansu_counties(&mut client, &province, &dongxiang, &linxia).await;
-    let until = fundtrail_core::dates::format_date(
-        fundtrail_core::dates::day_of_ms(fundtrail_client::now_ms()) + 30,
-    );
-    for org in ["mof", "gs-czt"] {
-        ok(&mut client, &root, import_window(org, &until)).await;
-    }
+    let Sixty {
+        dir: _dir,
+        server,
+        mut client,
+        root,
+        province,
+        dongxiang,
+        central: _,
+        to_province,
+    } = quota_sixty_days_ago().await;
     use pb::AccountKind as K;
     ok(
         &mut client,
@@ -1270,23 +1297,8 @@ async fn cash_not_sent_within_the_days_after_its_quota_is_a_breach() {
         appropriation("mof-xczx", 50_000_000_00, CENTRAL_DOC),
     )
     .await;
-    // Quota 60 days ago: ¥40m to the province, which split ¥25m to 东乡 55
-    // days ago. Cash: ¥30m to the province 5 days after its quota, ¥10m 40
-    // days after; none to 东乡.
-    let central = imported(
-        &mut client,
-        &root,
-        60,
-        quota("mof", None, 50_000_000_00, CENTRAL_DOC),
-    )
-    .await;
-    let to_province = imported(
-        &mut client,
-        &root,
-        60,
-        quota("gs-czt", Some(central), 40_000_000_00, CENTRAL_DOC),
-    )
-    .await;
+    // The province split ¥25m to 东乡 55 days ago. Cash: ¥30m to the
+    // province 5 days after its quota, ¥10m 40 days after; none to 东乡.
     let to_dongxiang = imported(
         &mut client,
         &province,
