@@ -1114,7 +1114,9 @@ async fn seed_quota_2026(
                     ),
                 );
                 seeder.flush().await?;
-                pay_2026(seeder, &signer(county.org)?, county, to_county, scale).await?;
+                let county_key = signer(county.org)?;
+                monitor_2026(seeder, &county_key, county);
+                pay_2026(seeder, &county_key, county, to_county, scale).await?;
             }
         }
     }
@@ -1135,6 +1137,33 @@ async fn seed_quota_2026(
         seeder.add_today(root, window(org, today - 1));
     }
     seeder.flush().await
+}
+
+/// Households a county came to monitor in April 2026 (防止返贫动态监测,
+/// rules 10): its third and sixth. June's payments support them, except
+/// in 美姑县, which pays every third household only (the second, fifth, …)
+/// and so leaves its third unpaid (MONITORED_UNPAID); its sixth's risk is
+/// cleared in May.
+fn monitor_2026(seeder: &mut Seeder, county_key: &Signer, county: &County) {
+    use pb::MonitoringCategory as M;
+    let short = county.name.trim_end_matches("财政局");
+    let mut monitor = |date: &str, h: u32, category: M| {
+        seeder.add(
+            county_key,
+            date,
+            B::SetMonitoring(pb::SetMonitoring {
+                account_id: format!("{}-hh-{:06}", county.code, h + 1),
+                category: category as i32,
+                document_no: format!("{short}监测〔2026〕{}号", &date[5..7]),
+                reason: "防止返贫动态监测".into(),
+            }),
+        );
+    };
+    monitor("2026-04-01", 2, M::Marginal);
+    monitor("2026-04-01", 5, M::Unstable);
+    if county.org == "mg-czj" {
+        monitor("2026-05-15", 5, M::NotMonitored);
+    }
 }
 
 /// A county's June 2026 household payments against its quota: ¥700.00 a

@@ -134,6 +134,10 @@ fn body_json(body: &Option<pb::request::Body>) -> Value {
             json!({"account_id": h.account_id, "status": h.status().as_str_name(),
             "document_no": h.document_no, "reason": h.reason})
         }
+        Some(B::SetMonitoring(m)) => {
+            json!({"account_id": m.account_id, "category": m.category().as_str_name(),
+            "document_no": m.document_no, "reason": m.reason})
+        }
         Some(B::Return(r)) => {
             json!({"from_account_id": r.from_account_id, "to_account_id": r.to_account_id,
             "amount_fen": r.amount_fen, "sources": sources_json(&r.sources), "kind": r.kind().as_str_name(),
@@ -309,6 +313,15 @@ fn entry_text(entry: &pb::Entry) -> String {
                 .trim_start_matches("HOUSEHOLD_STATUS_"),
             h.document_no,
             h.reason
+        ),
+        Some(B::SetMonitoring(m)) => format!(
+            "household {} monitored as {}  文号 {}  {}",
+            m.account_id,
+            m.category()
+                .as_str_name()
+                .trim_start_matches("MONITORING_CATEGORY_"),
+            m.document_no,
+            m.reason
         ),
         Some(B::Return(r)) => format!(
             "{} {} → {} returned ({})  文号 {}  {}",

@@ -96,6 +96,15 @@ enum Status {
     Ineligible,
 }
 
+/// 防止返贫动态监测 categories; `cleared`: risk cleared (风险消除).
+#[derive(Clone, Copy, ValueEnum)]
+enum Monitoring {
+    Cleared,
+    Unstable,
+    Marginal,
+    SuddenHardship,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ReturnKind {
     IdleRecovery,
@@ -325,6 +334,18 @@ enum PostRequest {
         account_id: String,
         #[arg(long, value_enum)]
         status: Status,
+        #[arg(long)]
+        document: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Rules 10: a household's monitoring category (防止返贫动态监测) from
+    /// --value-date on: the day it was identified, or its risk cleared.
+    SetMonitoring {
+        #[arg(long)]
+        account_id: String,
+        #[arg(long, value_enum)]
+        category: Monitoring,
         #[arg(long)]
         document: String,
         #[arg(long, default_value = "")]
@@ -710,6 +731,22 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
                 Status::Registered => pb::HouseholdStatus::Registered,
                 Status::Exited => pb::HouseholdStatus::Exited,
                 Status::Ineligible => pb::HouseholdStatus::Ineligible,
+            } as i32,
+            document_no: document,
+            reason,
+        }),
+        PostRequest::SetMonitoring {
+            account_id,
+            category,
+            document,
+            reason,
+        } => B::SetMonitoring(pb::SetMonitoring {
+            account_id,
+            category: match category {
+                Monitoring::Cleared => pb::MonitoringCategory::NotMonitored,
+                Monitoring::Unstable => pb::MonitoringCategory::Unstable,
+                Monitoring::Marginal => pb::MonitoringCategory::Marginal,
+                Monitoring::SuddenHardship => pb::MonitoringCategory::SuddenHardship,
             } as i32,
             document_no: document,
             reason,

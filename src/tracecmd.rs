@@ -359,11 +359,18 @@ pub async fn statement(server: &Server, household: String) -> Result<()> {
             .map(|s| s.as_str_name().trim_start_matches("HOUSEHOLD_STATUS_"))
             .unwrap_or("?")
     };
+    let category_name = |v: i32| {
+        pb::MonitoringCategory::try_from(v)
+            .map(|c| c.as_str_name().trim_start_matches("MONITORING_CATEGORY_"))
+            .unwrap_or("?")
+    };
     if server.json {
         return print_json(&json!({
             "account_id": s.account_id, "owner_org_id": s.owner_org_id, "household_ref": s.household_ref,
             "village_code": s.village_code, "members": s.members, "status_today": status_name(s.status_today),
             "statuses": s.statuses.iter().map(|c| json!({"effective": format_date(c.effective_day), "status": status_name(c.status), "seq": c.seq})).collect::<Value>(),
+            "monitoring_today": category_name(s.monitoring_today),
+            "monitoring": s.monitoring.iter().map(|c| json!({"effective": format_date(c.effective_day), "category": category_name(c.category), "seq": c.seq})).collect::<Value>(),
             "payments": s.payments.iter().map(|p| json!({"seq": p.seq, "value_date": format_date(p.value_day), "amount_fen": p.amount_fen,
                 "programme_code": p.programme_code, "period": p.period, "document_no": p.document_no,
                 "from_account_id": p.from_account_id, "reversed": p.reversed,
@@ -386,6 +393,14 @@ pub async fn statement(server: &Server, household: String) -> Result<()> {
         println!(
             "  status {} from {} (#{})",
             status_name(change.status),
+            format_date(change.effective_day),
+            change.seq
+        );
+    }
+    for change in &s.monitoring {
+        println!(
+            "  monitoring {} from {} (#{})",
+            category_name(change.category),
             format_date(change.effective_day),
             change.seq
         );

@@ -144,6 +144,7 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
     let mut kinds = std::collections::BTreeSet::new();
     let mut equal_splits = 0;
     let mut diverted = Vec::new();
+    let mut monitored_unpaid = Vec::new();
     let mut page_token = String::new();
     loop {
         let page = client
@@ -169,6 +170,12 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
                 .filter(|f| f.kind == "DIVERTED")
                 .map(|f| (f.account_id.clone(), f.amount_fen)),
         );
+        monitored_unpaid.extend(
+            page.findings
+                .iter()
+                .filter(|f| f.kind == "MONITORED_UNPAID")
+                .map(|f| f.account_id.clone()),
+        );
         kinds.extend(page.findings.into_iter().map(|f| f.kind));
         if page.next_page_token.is_empty() {
             break;
@@ -188,6 +195,8 @@ async fn the_demo_ledger_answers_the_auditors_questions() {
     assert_eq!(equal_splits, 1);
     // 布拖县's ¥1,000,000.00 of 以工代赈 money in its 衔接资金 account.
     assert_eq!(diverted, [("bt-czj-xczx".to_string(), 1_000_000_00)]);
+    // 美姑县's third household, monitored from April and never paid.
+    assert_eq!(monitored_unpaid, ["513436-hh-000003".to_string()]);
     // The programmes' rules are breached in each way the report knows.
     let mut breaches = Vec::new();
     let mut request = pb::ComplianceRequest {

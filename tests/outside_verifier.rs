@@ -175,7 +175,7 @@ fn parse_record(bytes: &[u8]) -> Result<Record<'_>, String> {
     })
 }
 
-const BODY_KINDS: [(u64, &str); 23] = [
+const BODY_KINDS: [(u64, &str); 24] = [
     (10, "genesis"),
     (11, "register_org"),
     (12, "add_key"),
@@ -199,6 +199,7 @@ const BODY_KINDS: [(u64, &str); 23] = [
     (30, "declare_import_window"),
     (31, "declare_pairing"),
     (32, "issue_quota"),
+    (33, "set_monitoring"),
 ];
 
 struct Request<'a> {
@@ -214,7 +215,7 @@ fn parse_request(payload: &[u8]) -> Result<Request<'_>, String> {
         .fields
         .iter()
         .filter_map(|(n, v)| match v {
-            Value::Len(b) if (10..=32).contains(n) => Some((*n, *b)),
+            Value::Len(b) if (10..=33).contains(n) => Some((*n, *b)),
             _ => None,
         })
         .collect();

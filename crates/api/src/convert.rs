@@ -237,6 +237,12 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             document_no: s.document_no,
             reason: s.reason,
         }),
+        Some(B::SetMonitoring(s)) => m::Body::SetMonitoring(m::SetMonitoring {
+            category: monitoring_category("set_monitoring.category", s.category)?,
+            account_id: s.account_id,
+            document_no: s.document_no,
+            reason: s.reason,
+        }),
         Some(B::Return(r)) => {
             m::Body::Return(m::Return {
                 kind: match pb::ReturnKind::try_from(r.kind) {
@@ -348,6 +354,30 @@ fn household_status(field: &str, value: i32) -> Result<m::HouseholdStatus, Rejec
     }
 }
 
+fn monitoring_category(field: &str, value: i32) -> Result<m::MonitoringCategory, Rejection> {
+    use pb::MonitoringCategory as P;
+    match P::try_from(value) {
+        Ok(P::NotMonitored) => Ok(m::MonitoringCategory::NotMonitored),
+        Ok(P::Unstable) => Ok(m::MonitoringCategory::Unstable),
+        Ok(P::Marginal) => Ok(m::MonitoringCategory::Marginal),
+        Ok(P::SuddenHardship) => Ok(m::MonitoringCategory::SuddenHardship),
+        _ => Err(Rejection::invalid(
+            field,
+            "the category must be NOT_MONITORED, UNSTABLE, MARGINAL or SUDDEN_HARDSHIP",
+        )),
+    }
+}
+
+pub fn monitoring_category_to_pb(category: m::MonitoringCategory) -> pb::MonitoringCategory {
+    use pb::MonitoringCategory as P;
+    match category {
+        m::MonitoringCategory::NotMonitored => P::NotMonitored,
+        m::MonitoringCategory::Unstable => P::Unstable,
+        m::MonitoringCategory::Marginal => P::Marginal,
+        m::MonitoringCategory::SuddenHardship => P::SuddenHardship,
+    }
+}
+
 pub fn household_status_to_pb(status: m::HouseholdStatus) -> pb::HouseholdStatus {
     match status {
         m::HouseholdStatus::Registered => pb::HouseholdStatus::Registered,
@@ -426,6 +456,7 @@ pub fn body_kind(body: &Option<pb::request::Body>) -> &'static str {
         Some(B::DeclareImportWindow(_)) => "DeclareImportWindow",
         Some(B::DeclarePairing(_)) => "DeclarePairing",
         Some(B::IssueQuota(_)) => "IssueQuota",
+        Some(B::SetMonitoring(_)) => "SetMonitoring",
     }
 }
 

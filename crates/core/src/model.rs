@@ -92,6 +92,7 @@ pub enum Body {
     DeclareImportWindow(DeclareImportWindow),
     DeclarePairing(DeclarePairing),
     IssueQuota(IssueQuota),
+    SetMonitoring(SetMonitoring),
 }
 
 /// What a record is: one kind a body. Stored and shown by its name, as the
@@ -122,11 +123,12 @@ pub enum RecordKind {
     DeclareImportWindow,
     DeclarePairing,
     IssueQuota,
+    SetMonitoring,
 }
 
 impl RecordKind {
     /// Every kind, in body-tag order.
-    pub const ALL: [RecordKind; 23] = [
+    pub const ALL: [RecordKind; 24] = [
         RecordKind::Genesis,
         RecordKind::RegisterOrg,
         RecordKind::AddKey,
@@ -150,6 +152,7 @@ impl RecordKind {
         RecordKind::DeclareImportWindow,
         RecordKind::DeclarePairing,
         RecordKind::IssueQuota,
+        RecordKind::SetMonitoring,
     ];
 
     /// The kind's name as the API spells it.
@@ -178,6 +181,7 @@ impl RecordKind {
             RecordKind::DeclareImportWindow => "DeclareImportWindow",
             RecordKind::DeclarePairing => "DeclarePairing",
             RecordKind::IssueQuota => "IssueQuota",
+            RecordKind::SetMonitoring => "SetMonitoring",
         }
     }
 
@@ -234,6 +238,7 @@ impl Body {
             Body::DeclareImportWindow(_) => RecordKind::DeclareImportWindow,
             Body::DeclarePairing(_) => RecordKind::DeclarePairing,
             Body::IssueQuota(_) => RecordKind::IssueQuota,
+            Body::SetMonitoring(_) => RecordKind::SetMonitoring,
         }
     }
 
@@ -277,6 +282,7 @@ impl Body {
             Body::Allocation(b) => vec![&b.pool_account_id, &b.project_account_id],
             Body::RegisterHousehold(b) => vec![&b.account_id],
             Body::SetHouseholdStatus(b) => vec![&b.account_id],
+            Body::SetMonitoring(b) => vec![&b.account_id],
             Body::Return(b) => vec![&b.from_account_id, &b.to_account_id],
             Body::ConfirmCredit(b) => vec![&b.household_account_id],
             Body::EvaluateProject(b) => vec![&b.account_id],
@@ -482,6 +488,28 @@ pub struct SetHouseholdStatus {
     pub status: HouseholdStatus,
     pub document_no: String,
     pub reason: String,
+}
+
+/// Rules 10: a household's monitoring category from a day on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetMonitoring {
+    pub account_id: String,
+    pub category: MonitoringCategory,
+    pub document_no: String,
+    pub reason: String,
+}
+
+/// 防止返贫动态监测 categories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MonitoringCategory {
+    /// Not (or no longer) monitored: risk cleared.
+    NotMonitored,
+    /// 脱贫不稳定户.
+    Unstable,
+    /// 边缘易致贫户.
+    Marginal,
+    /// 突发严重困难户.
+    SuddenHardship,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -844,9 +872,22 @@ pub struct Household {
     /// Status changes in record order: (effective day, status, record seq).
     /// Payments are kept apart, one key each (`key::HOUSEHOLD_PAYMENT`).
     pub statuses: Vec<(Day, HouseholdStatus, u64)>,
+    /// Monitoring changes in record order (rules 10): (effective day,
+    /// category, record seq).
+    pub monitoring: Vec<(Day, MonitoringCategory, u64)>,
 }
 
 impl Household {
+    /// The monitoring category in force on `day`.
+    pub fn monitoring_on(&self, day: Day) -> MonitoringCategory {
+        self.monitoring
+            .iter()
+            .filter(|(effective, _, _)| *effective <= day)
+            .max_by_key(|(effective, _, seq)| (*effective, *seq))
+            .map(|(_, category, _)| *category)
+            .unwrap_or(MonitoringCategory::NotMonitored)
+    }
+
     /// The status in force on `day`: the latest change effective by then.
     pub fn status_on(&self, day: Day) -> HouseholdStatus {
         self.statuses

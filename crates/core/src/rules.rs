@@ -17,6 +17,7 @@
 //! | 7 | a payment that oldest-first would spread over more than 1,000 lots is picked again skipping every lot smaller than what is left to pay divided by the legs left, so many small lots sent to an account never stop it paying out of larger ones |
 //! | 8 | budget quota (预算指标) is recorded apart from cash (`IssueQuota`): new at the top, split down to child orgs, each split keeping its parent's programme, fiscal year, 直达 mark and 项目代码; a document issuing 直达资金 issues one programme only |
 //! | 9 | cash follows quota: a transfer down the levels names the quota issued to the receiver, a household payment the quota its payer holds; neither may pass the quota, and both move only money of the quota's programme (imported records may lack a quota) |
+//! | 10 | households under monitoring (防止返贫动态监测): a county records a household's monitoring category (`SetMonitoring`) from a date, and when its risk is cleared |
 
 use crate::model::LedgerMeta;
 use crate::{Fault, FaultKind};
@@ -33,14 +34,15 @@ pub enum Rules {
     V7,
     V8,
     V9,
+    V10,
 }
 
 impl Rules {
     /// The version new ledgers start with.
-    pub const CURRENT: Rules = Rules::V9;
+    pub const CURRENT: Rules = Rules::V10;
 
     /// The newest version this build knows: a ledger may be upgraded to it.
-    pub const NEWEST: Rules = Rules::V9;
+    pub const NEWEST: Rules = Rules::V10;
 
     /// The rules of version `version`, if this build knows them.
     pub fn of_version(version: u32) -> Option<Rules> {
@@ -54,6 +56,7 @@ impl Rules {
             7 => Some(Rules::V7),
             8 => Some(Rules::V8),
             9 => Some(Rules::V9),
+            10 => Some(Rules::V10),
             _ => None,
         }
     }
@@ -79,6 +82,7 @@ impl Rules {
             Rules::V7 => 7,
             Rules::V8 => 8,
             Rules::V9 => 9,
+            Rules::V10 => 10,
         }
     }
 

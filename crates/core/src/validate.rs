@@ -115,6 +115,12 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             }
             Ok(())
         }
+        Body::SetMonitoring(m) => {
+            since(rules, Rules::V10, "set_monitoring")?;
+            entity("set_monitoring.account_id", &m.account_id)?;
+            document_no("set_monitoring.document_no", &m.document_no)?;
+            text("set_monitoring.reason", &m.reason, TEXT_CHARS_MAX)
+        }
         Body::SetHouseholdStatus(s) => {
             entity("set_household_status.account_id", &s.account_id)?;
             document_no("set_household_status.document_no", &s.document_no)?;

@@ -12,8 +12,8 @@ use fundtrail_core::limits::{
     TRACE_LOTS_READ_MAX, TRACE_PAGE_RECORDS_DEFAULT, TRACE_PAGE_RECORDS_MAX, TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Account, AccountKind, Household, HouseholdPayment, HouseholdStatus, Lot, LotKey, Movement,
-    Project, RecordKind, Source,
+    Account, AccountKind, Household, HouseholdPayment, HouseholdStatus, Lot, LotKey,
+    MonitoringCategory, Movement, Project, RecordKind, Source,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, Kv, StateRead};
@@ -643,6 +643,8 @@ pub fn household_statement(
         basis: household.basis,
         members: household.members,
         status_today: household.status_on(today),
+        monitoring_today: household.monitoring_on(today),
+        monitoring: household.monitoring.clone(),
         statuses: household
             .statuses
             .iter()
@@ -878,6 +880,65 @@ pub fn anomalies(
     })
 }
 
+/// Days within which a household identified for monitoring must have been
+/// supported (paid), or it is a MONITORED_UNPAID finding (应享未享).
+pub const MONITORED_SUPPORT_DAYS: Day = 90;
+
+/// Each time `household` came under monitoring (from no category to one)
+/// and received no payment in the [`MONITORED_SUPPORT_DAYS`] days from that
+/// day on, while its risk was not cleared in them: one finding, once the
+/// days have passed.
+fn monitored_unpaid(
+    household: &Household,
+    live: &[&fundtrail_core::model::HouseholdPayment],
+    today: Day,
+    findings: &mut Vec<Finding>,
+) {
+    let mut changes = household.monitoring.clone();
+    changes.sort_by_key(|(day, _, seq)| (*day, *seq));
+    let monitored = |c: MonitoringCategory| c != MonitoringCategory::NotMonitored;
+    let mut before = MonitoringCategory::NotMonitored;
+    for (i, &(identified, category, seq)) in changes.iter().enumerate() {
+        let starts = monitored(category) && !monitored(before);
+        before = category;
+        let last_day = identified.saturating_add(MONITORED_SUPPORT_DAYS);
+        if !starts || today <= last_day {
+            continue;
+        }
+        let cleared = changes[i + 1..]
+            .iter()
+            .any(|(day, c, _)| *day <= last_day && !monitored(*c));
+        let supported = live
+            .iter()
+            .any(|p| (identified..=last_day).contains(&p.day));
+        if cleared || supported {
+            continue;
+        }
+        findings.push(Finding {
+            kind: "MONITORED_UNPAID".into(),
+            account_id: household.account_id.clone(),
+            seqs: vec![seq],
+            amount_fen: 0,
+            detail: format!(
+                "household {} came under monitoring ({}) on {} and received no payment in the {MONITORED_SUPPORT_DAYS} days after (应享未享)",
+                household.account_id,
+                monitoring_name(category),
+                format_date(identified)
+            ),
+        });
+    }
+}
+
+/// A monitoring category in the words of the policy.
+fn monitoring_name(category: MonitoringCategory) -> &'static str {
+    match category {
+        MonitoringCategory::NotMonitored => "未纳入监测",
+        MonitoringCategory::Unstable => "脱贫不稳定户",
+        MonitoringCategory::Marginal => "边缘易致贫户",
+        MonitoringCategory::SuddenHardship => "突发严重困难户",
+    }
+}
+
 fn household_findings(
     ledger: &dyn LedgerView,
     household: &Household,
@@ -929,6 +990,7 @@ fn household_findings(
     if unconfirmed_after_days > 0 {
         unconfirmed_findings(ledger, household, &live, unconfirmed_after_days, findings)?;
     }
+    monitored_unpaid(household, &live, ledger.today(), findings);
     let county = ledger
         .state()
         .org(&household.owner_org_id)?

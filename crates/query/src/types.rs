@@ -4,7 +4,7 @@
 //! one onto the `fundtrail.v1.Query` messages of the same names.
 
 use fundtrail_core::dates::Day;
-use fundtrail_core::model::{AccountKind, HouseholdStatus, SubsidyBasis};
+use fundtrail_core::model::{AccountKind, HouseholdStatus, MonitoringCategory, SubsidyBasis};
 
 /// Forward trace from record `seq` (an appropriation: paged by its records).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,6 +140,9 @@ pub struct HouseholdStatementResponse {
     pub payments: Vec<HouseholdPaymentLine>,
     pub received_fen: u64,
     pub balance_fen: u64,
+    pub monitoring_today: MonitoringCategory,
+    /// (effective day, category, record seq), in record order.
+    pub monitoring: Vec<(Day, MonitoringCategory, u64)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

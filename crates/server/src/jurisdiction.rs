@@ -379,6 +379,13 @@ impl<'e> Facts<'e> {
                 let hidden = self.mask(reader, &mut b.account_id)?;
                 conceal(hidden, "", [&mut b.reason, &mut b.document_no]);
             }
+            B::SetMonitoring(b) => {
+                let hidden = self.mask(reader, &mut b.account_id)?;
+                conceal(hidden, "", [&mut b.reason, &mut b.document_no]);
+                if hidden {
+                    b.category = 0;
+                }
+            }
             B::Return(b) => {
                 let hidden = self.mask(reader, &mut b.from_account_id)?
                     | self.mask(reader, &mut b.to_account_id)?;

@@ -4,7 +4,8 @@
 use std::borrow::Borrow;
 
 use fundtrail_api::{
-    account_kind_to_pb, effects_to_core, household_status_to_pb, pb, request_to_core,
+    account_kind_to_pb, effects_to_core, household_status_to_pb, monitoring_category_to_pb, pb,
+    request_to_core,
 };
 use fundtrail_core::dates::{day_of_ms, Day};
 use fundtrail_core::model::{Request, SubsidyBasis};
@@ -212,6 +213,16 @@ pub fn household_statement(s: q::HouseholdStatementResponse) -> pb::HouseholdSta
         } as i32,
         members: s.members,
         status_today: household_status_to_pb(s.status_today) as i32,
+        monitoring_today: monitoring_category_to_pb(s.monitoring_today) as i32,
+        monitoring: s
+            .monitoring
+            .into_iter()
+            .map(|(effective_day, category, seq)| pb::MonitoringChange {
+                effective_day,
+                category: monitoring_category_to_pb(category) as i32,
+                seq,
+            })
+            .collect(),
         statuses: s
             .statuses
             .into_iter()

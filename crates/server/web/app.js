@@ -31,7 +31,7 @@ const KIND_LABELS = {
   Return: "资金收回", UpgradeRules: "规则升级", ConfirmCredit: "到账确认",
   SetProgrammeRules: "资金管理规则", EvaluateProject: "绩效评价",
   DeclareImportWindow: "历史数据导入期", DeclarePairing: "对口帮扶结对",
-  IssueQuota: "预算指标下达",
+  IssueQuota: "预算指标下达", SetMonitoring: "防返贫监测",
 };
 const FIELD_LABELS = {
   account_id: "账户", from_account_id: "付出账户", to_account_id: "收入账户", household_account_id: "收款农户",
@@ -46,6 +46,7 @@ const FIELD_LABELS = {
   direct: "直达资金", project_code: "项目代码", quota_seq: "所用指标",
 };
 const HOUSEHOLD_STATUS = ["未指定", "在册", "已退出", "不符合条件"];
+const MONITORING = ["未指定", "未纳入监测", "脱贫不稳定户", "边缘易致贫户", "突发严重困难户"];
 const BASIS = ["未指定", "按户", "按人"];
 const LEVELS = { central: "中央", province: "省级", prefecture: "市级", county: "县级" };
 
@@ -560,6 +561,7 @@ async function household(id) {
       el("dt", {}, "所属机构"), el("dd", {}, s.owner_org_id),
       el("dt", {}, "补助依据"), el("dd", {}, `${BASIS[s.basis]}，${s.members} 人`),
       el("dt", {}, "当前状态"), el("dd", {}, HOUSEHOLD_STATUS[s.status_today]),
+      el("dt", {}, "防返贫监测"), el("dd", { "data-key": "monitoring" }, MONITORING[s.monitoring_today] || "—"),
       el("dt", {}, "累计收到"), el("dd", { "data-key": "received" }, money(s.received_fen)),
       el("dt", {}, "余额"), el("dd", {}, money(s.balance_fen)),
     ),

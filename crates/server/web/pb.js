@@ -56,7 +56,8 @@ msg("TraceBackwardResponse", "1 lineages Lineage*; 2 truncated bool");
 msg("HouseholdStatusChange", "1 effective_day i32; 2 status e; 3 seq u64");
 msg("SourceAmount", "1 source_seq u64; 2 amount_fen u64");
 msg("HouseholdPaymentLine", "1 seq u64; 2 value_day i32; 3 amount_fen u64; 4 programme_code s; 5 period s; 6 document_no s; 7 from_account_id s; 8 reversed bool; 9 sources SourceAmount*; 10 bank_status e; 11 bank_result_seq u64; 12 bank_reference s; 13 bank_day i32");
-msg("HouseholdStatementResponse", "1 account_id s; 2 owner_org_id s; 3 household_ref s; 4 village_code s; 5 basis e; 6 members u32; 7 status_today e; 8 statuses HouseholdStatusChange*; 9 payments HouseholdPaymentLine*; 10 received_fen u64; 11 balance_fen u64");
+msg("MonitoringChange", "1 effective_day i32; 2 category e; 3 seq u64");
+msg("HouseholdStatementResponse", "1 account_id s; 2 owner_org_id s; 3 household_ref s; 4 village_code s; 5 basis e; 6 members u32; 7 status_today e; 8 statuses HouseholdStatusChange*; 9 payments HouseholdPaymentLine*; 10 received_fen u64; 11 balance_fen u64; 12 monitoring_today e; 13 monitoring MonitoringChange*");
 msg("IdleFundsRow", "1 account_id s; 2 owner_org_id s; 3 division_code s; 4 level s; 5 kind e; 6 name s; 7 balance_fen u64; 8 idle_fen u64; 9 age_0_30_fen u64; 10 age_30_90_fen u64; 11 age_90_365_fen u64; 12 age_365_730_fen u64; 13 age_730_plus_fen u64; 14 oldest_day i32");
 msg("IdleFundsResponse", "1 rows IdleFundsRow*; 2 next_page_token s; 3 as_of_day i32");
 msg("Finding", "1 kind s; 2 account_id s; 3 seqs u64*; 4 amount_fen u64; 5 detail s");
@@ -95,6 +96,7 @@ msg("EvaluateProject", "1 account_id s; 2 document_no s; 3 score u32; 4 targets_
 msg("DeclareImportWindow", "1 org_id s; 2 until_date s; 3 document_no s");
 msg("DeclarePairing", "1 from_org_id s; 2 to_org_id s; 3 document_no s");
 msg("IssueQuota", "1 to_org_id s; 2 from_quota_seq u64?; 3 amount_fen u64; 4 programme_code s; 5 fiscal_year u32; 6 document_no s; 7 direct bool; 8 project_code s");
+msg("SetMonitoring", "1 account_id s; 2 category e; 3 document_no s; 4 reason s");
 
 // Request.body: the oneof's field number names the kind.
 export const BODY_KINDS = {
@@ -103,7 +105,7 @@ export const BODY_KINDS = {
   19: "Consolidation", 20: "RegisterProject", 21: "AnnounceProject", 22: "Allocation",
   23: "RegisterHousehold", 24: "SetHouseholdStatus", 25: "Return", 26: "UpgradeRules",
   27: "ConfirmCredit", 28: "SetProgrammeRules", 29: "EvaluateProject",
-  30: "DeclareImportWindow", 31: "DeclarePairing", 32: "IssueQuota",
+  30: "DeclareImportWindow", 31: "DeclarePairing", 32: "IssueQuota", 33: "SetMonitoring",
 };
 msg("Request", "1 ledger_id s; 2 idempotency_key s; 3 signed_at_ms i64; 4 value_date s; 5 imported bool; " +
   Object.entries(BODY_KINDS).map(([no, kind]) => `${no} ${kind} ${kind}?`).join("; "));

@@ -90,7 +90,8 @@ fn leaf_key(leaf_hash: &Hash) -> Vec<u8> {
 /// whether it is a read key; import windows. 7: programme rules say how
 /// long quota may be held before it is issued on; budget quota (rules 8, 9).
 /// 8: whether cash followed quota in time (a quota's cash index, the rule).
-pub const SCHEMA_VERSION: u32 = 8;
+/// 9: a household's monitoring history (rules 10).
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// The one fjall partition holding the key–value state.
 pub const KV_PARTITION: &str = "state";

@@ -267,6 +267,7 @@ fn dispatch<K: Kv + ?Sized>(act: &mut Act<K>, body: &Body) -> Result<(), Error> 
         Body::AnnounceProject(a) => registry::announce_project(act, a),
         Body::RegisterHousehold(r) => registry::register_household(act, r),
         Body::SetHouseholdStatus(s) => registry::set_household_status(act, s),
+        Body::SetMonitoring(m) => registry::set_monitoring(act, m),
         Body::UpgradeRules(u) => registry::upgrade_rules(act, u),
         Body::Appropriation(a) => movement::appropriation(act, a),
         Body::Transfer(t) => movement::transfer(act, t),
@@ -363,6 +364,7 @@ pub fn document_no(body: &Body) -> Option<&str> {
         Body::AnnounceProject(a) => Some(&a.document_no),
         Body::Allocation(a) => Some(&a.document_no),
         Body::SetHouseholdStatus(s) => Some(&s.document_no),
+        Body::SetMonitoring(m) => Some(&m.document_no),
         Body::Return(r) => Some(&r.document_no),
         Body::UpgradeRules(u) => Some(&u.document_no),
         Body::ConfirmCredit(c) => Some(&c.document_no),
@@ -398,7 +400,10 @@ fn value_day(ctx: &Context, request: &Request) -> Result<Day, Rejection> {
     let backdating_allowed = request.imported
         || matches!(
             request.body,
-            Body::SetHouseholdStatus(_) | Body::ConfirmCredit(_) | Body::SetProgrammeRules(_)
+            Body::SetHouseholdStatus(_)
+                | Body::SetMonitoring(_)
+                | Body::ConfirmCredit(_)
+                | Body::SetProgrammeRules(_)
         );
     if day < commit_day && !backdating_allowed {
         return Err(Rejection::invalid(

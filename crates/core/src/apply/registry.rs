@@ -472,6 +472,7 @@ pub(super) fn register_household<K: Kv + ?Sized>(
         members: r.members,
         registered_seq: act.seq,
         statuses: Vec::new(),
+        monitoring: Vec::new(),
     };
     act.txn
         .put(key::named(key::ACCOUNT, &account.account_id), &account);
@@ -482,13 +483,51 @@ pub(super) fn register_household<K: Kv + ?Sized>(
     Ok(())
 }
 
+/// A household's status from the record's value date on. Signed by the
+/// county that registered it; another org is answered as a reader would be.
 pub(super) fn set_household_status<K: Kv + ?Sized>(
     act: &mut Act<K>,
     s: &SetHouseholdStatus,
 ) -> Result<(), Error> {
-    let field = "set_household_status.account_id";
-    let Some(mut household) = act.txn.household(&s.account_id)? else {
-        let why = format!("{:?} is not a registered household", s.account_id);
+    let (day, seq) = (act.day, act.seq);
+    change_household(
+        act,
+        "set_household_status.account_id",
+        &s.account_id,
+        |h| &mut h.statuses,
+        (day, s.status, seq),
+    )
+}
+
+/// Rules 10: a household's monitoring category (防止返贫动态监测) from the
+/// record's value date on, by the same county, under the same bound.
+pub(super) fn set_monitoring<K: Kv + ?Sized>(
+    act: &mut Act<K>,
+    m: &SetMonitoring,
+) -> Result<(), Error> {
+    let (day, seq) = (act.day, act.seq);
+    change_household(
+        act,
+        "set_monitoring.account_id",
+        &m.account_id,
+        |h| &mut h.monitoring,
+        (day, m.category, seq),
+    )
+}
+
+/// Appends `change` to the history `history` picks out of household
+/// `account_id`, which the signer must have registered (another org is
+/// answered as a reader would be); a history holds at most
+/// [`HOUSEHOLD_STATUS_CHANGES_MAX`] changes.
+fn change_household<K: Kv + ?Sized, T>(
+    act: &mut Act<K>,
+    field: &str,
+    account_id: &str,
+    history: impl FnOnce(&mut Household) -> &mut Vec<T>,
+    change: T,
+) -> Result<(), Error> {
+    let Some(mut household) = act.txn.household(account_id)? else {
+        let why = format!("{account_id:?} is not a registered household");
         return Err(act.absent(field, why)?.into());
     };
     if household.owner_org_id != act.org.org_id {
@@ -504,20 +543,19 @@ pub(super) fn set_household_status<K: Kv + ?Sized>(
             })?
             .into());
     }
-    let (txn, day) = (&mut *act.txn, act.day);
-    if household.statuses.len() >= HOUSEHOLD_STATUS_CHANGES_MAX {
+    let changes = history(&mut household);
+    if changes.len() >= HOUSEHOLD_STATUS_CHANGES_MAX {
         return Err(Rejection::new(
             Code::ResourceExhausted,
             field,
             format!(
-                "household {} already has {HOUSEHOLD_STATUS_CHANGES_MAX} status changes",
-                household.account_id
+                "household {account_id} already has {HOUSEHOLD_STATUS_CHANGES_MAX} changes of this kind"
             ),
         )
         .into());
     }
-    household.statuses.push((day, s.status, act.seq));
-    txn.put(
+    changes.push(change);
+    act.txn.put(
         key::named(key::HOUSEHOLD, &household.account_id),
         &household,
     );
