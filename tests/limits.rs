@@ -99,14 +99,7 @@ async fn from_rules_7_small_lots_sent_ahead_do_not_block_a_payment() {
 
 async fn start_under(rules: Rules) -> (tempfile::TempDir, TestServer, Client) {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        rules,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), rules).await;
     let mut client = server.client().await;
     let root = server.root();
     use pb::AccountKind as K;

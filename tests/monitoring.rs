@@ -186,14 +186,7 @@ async fn monitoring_is_refused_as_reads_would_be_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_rules_10_there_is_no_monitoring() {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V9,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), Rules::V9).await;
     let mut client = server.client().await;
     let body = monitor(
         "dx-hh-0001",

@@ -412,14 +412,7 @@ async fn an_org_issues_only_quota_it_holds_to_its_own_children_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn before_rules_8_there_is_no_quota() {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V7,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), Rules::V7).await;
     let mut client = server.client().await;
     let root = server.root();
     let status = client
@@ -487,14 +480,7 @@ async fn standing(client: &mut Client, seq: u64) -> pb::Quota {
 /// A server on a ledger started under rules 9, with [`issue_down`] posted.
 async fn start_under_rules_9() -> (tempfile::TempDir, TestServer, Client, Issued) {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V9,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), Rules::V9).await;
     let mut client = server.client().await;
     let root = server.root();
     let issued = issue_down(&mut client, &root).await;

@@ -246,14 +246,7 @@ const ID_NUMBER: &str = "110101199003071234";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_3_keep_id_numbers_out_of_identifiers_from_the_upgrade_on() {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        fundtrail_core::rules::Rules::V2,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), fundtrail_core::rules::Rules::V2).await;
     let mut client = server.client().await;
     let root = server.root();
     // Under rules 2 an ID number slipped into the log as a household ref.
@@ -298,14 +291,7 @@ async fn rules_3_keep_id_numbers_out_of_identifiers_from_the_upgrade_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_banks_results_come_with_rules_5() {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V4,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), Rules::V4).await;
     let mut client = server.client().await;
     let root = server.root();
     let confirm = B::ConfirmCredit(pb::ConfirmCredit {
@@ -362,14 +348,7 @@ async fn the_banks_results_come_with_rules_5() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separation_of_duties_comes_with_rules_6() {
     let dir = tempfile::tempdir().unwrap();
-    fundtrail_server::genesis::init_with(
-        dir.path(),
-        &Default::default(),
-        Rules::V5,
-        &fundtrail_core::clock::SystemClock,
-    )
-    .unwrap();
-    let server = TestServer::start(dir.path()).await;
+    let server = TestServer::start_under(dir.path(), Rules::V5).await;
     let mut client = server.client().await;
     let root = server.root();
     let county = new_signer();

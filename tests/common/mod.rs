@@ -78,6 +78,13 @@ impl TestServer {
         TestServer::start_with(data_dir, fast_checkpoints()).await
     }
 
+    /// Starts a server on a new ledger in `data_dir` that begins under
+    /// `rules` (an older version, for tests of what changed since).
+    pub async fn start_under(data_dir: &Path, rules: Rules) -> TestServer {
+        genesis::init_with(data_dir, &RootOrg::default(), rules, &SystemClock).expect("init");
+        TestServer::start(data_dir).await
+    }
+
     pub async fn start_with(data_dir: &Path, checkpoints: CheckpointPolicy) -> TestServer {
         TestServer::start_clocked(data_dir, checkpoints, Arc::new(SystemClock)).await
     }
