@@ -69,8 +69,10 @@ async fn a_household_monitored_and_not_paid_within_90_days_is_found() {
         let posted = post_dated(&mut client, &dx, &value_date, false, body).await;
         seqs.insert(household, posted.seq);
     }
+    // A cleared risk is recorded on the day, or imported from an earlier
+    // system (see the refusal below).
     let (value_date, cleared) = identified("dx-hh-m3", 60, M::NotMonitored);
-    let cleared = post_dated(&mut client, &dx, &value_date, false, cleared)
+    let cleared = post_dated(&mut client, &dx, &value_date, true, cleared)
         .await
         .seq;
     let support = against(
@@ -175,10 +177,40 @@ async fn monitoring_is_refused_as_reads_would_be_and_changes_nothing() {
         "{}",
         unspecified.message()
     );
+    // Identified 120 days ago and never paid; clearing its risk "as of"
+    // 100 days ago, recorded today, would hide that: refused.
+    let identified = dated(
+        &client,
+        &county.dongxiang,
+        &date(120),
+        false,
+        monitor("dx-hh-1", M::Unstable, "东监测〔2026〕1号"),
+    );
+    client.post_signed(identified).await.expect("identified");
+    let dx = county.dongxiang.clone();
+    let signed = dated(
+        &client,
+        &dx,
+        &date(100),
+        false,
+        monitor("dx-hh-1", M::NotMonitored, "东监测〔2026〕2号"),
+    );
+    let count = ledger_info(&mut client).await.record_count;
+    let state = server.dump();
+    let refusal = client.post_signed(signed).await.unwrap_err();
+    assert_eq!(refusal.code(), Code::InvalidArgument, "{refusal:?}");
+    assert!(
+        refusal.message().contains("risk is cleared on the day"),
+        "{}",
+        refusal.message()
+    );
+    assert_eq!(ledger_info(&mut client).await.record_count, count);
+    assert!(server.dump() == state, "a refusal changed derived state");
+    // Cleared today, it is recorded.
     ok(
         &mut client,
-        &county.dongxiang,
-        monitor("dx-hh-1", M::Unstable, "东监测〔2026〕1号"),
+        &dx,
+        monitor("dx-hh-1", M::NotMonitored, "东监测〔2026〕2号"),
     )
     .await;
 }

@@ -500,11 +500,22 @@ pub(super) fn set_household_status<K: Kv + ?Sized>(
 }
 
 /// Rules 10: a household's monitoring category (防止返贫动态监测) from the
-/// record's value date on, by the same county, under the same bound.
+/// record's value date on, by the same county, under the same bound. The
+/// day a household was identified may be recorded after it; the day its
+/// risk was cleared may not (unless imported from an earlier system):
+/// clearing it after the fact would clear a MONITORED_UNPAID finding.
 pub(super) fn set_monitoring<K: Kv + ?Sized>(
     act: &mut Act<K>,
     m: &SetMonitoring,
 ) -> Result<(), Error> {
+    let backdated = act.day < act.commit_day && !act.imported;
+    if backdated && m.category == MonitoringCategory::NotMonitored {
+        return Err(Rejection::invalid(
+            "value_date",
+            "a household's risk is cleared on the day it is recorded: only the day it came under monitoring may be recorded after it",
+        )
+        .into());
+    }
     let (day, seq) = (act.day, act.seq);
     change_household(
         act,
