@@ -690,6 +690,43 @@ async fn queries_refuse_bad_input() {
         ),
         Some(Code::ResourceExhausted)
     );
+    // Budget quota and spending progress: a quota no record issued, an org
+    // that is not registered or no id at all, too large a page.
+    assert_eq!(
+        code(q.get_quota(pb::GetQuotaRequest { seq: 99 }).await),
+        Some(Code::NotFound)
+    );
+    for (org_id, want) in [
+        ("nope", Code::NotFound),
+        ("bad id!", Code::InvalidArgument),
+        ("", Code::InvalidArgument),
+    ] {
+        let progress = q
+            .spending_progress(pb::SpendingProgressRequest {
+                org_id: org_id.into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(progress), Some(want), "progress of {org_id:?}");
+        let quotas = q
+            .list_quotas(pb::ListQuotasRequest {
+                org_id: org_id.into(),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(code(quotas), Some(want), "quotas of {org_id:?}");
+    }
+    assert_eq!(
+        code(
+            q.list_quotas(pb::ListQuotasRequest {
+                org_id: "mof".into(),
+                page_size: 1_001,
+                ..Default::default()
+            })
+            .await
+        ),
+        Some(Code::ResourceExhausted)
+    );
     let too_many = vec![pb::SignedRequest::default(); 1_001];
     assert_eq!(
         client.post_batch(too_many).await.err().map(|s| s.code()),
