@@ -640,6 +640,7 @@ pub async fn seed(engine: Arc<Engine>, data_dir: &Path, scale: u32) -> Result<u6
                 announcement_required,
                 quota_issue_days_max: 0,
                 cash_follow_days_max: 0,
+                monitored_only: false,
             }),
         );
     }
@@ -985,6 +986,7 @@ async fn seed_quota_2026(
             announcement_required,
             quota_issue_days_max: 30,
             cash_follow_days_max: 30,
+            monitored_only: false,
         }),
     );
     let quota_of =

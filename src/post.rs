@@ -439,6 +439,9 @@ enum PostRequest {
         /// cash for all of it has been sent to that org.
         #[arg(long, default_value_t = 0)]
         cash_follow_days_max: u32,
+        /// Rules 10: the programme pays only households under monitoring.
+        #[arg(long)]
+        monitored_only: bool,
     },
     /// Open, move or close an org's import window (rules 6): while open it
     /// may post records marked --imported. Signed by the root org or the
@@ -783,6 +786,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             announcement_required,
             quota_issue_days_max,
             cash_follow_days_max,
+            monitored_only,
         } => B::SetProgrammeRules(pb::SetProgrammeRules {
             programme_code: programme,
             document_no: document,
@@ -793,6 +797,7 @@ fn body(request: PostRequest) -> Result<pb::request::Body> {
             announcement_required,
             quota_issue_days_max,
             cash_follow_days_max,
+            monitored_only,
         }),
         PostRequest::DeclareImportWindow {
             org_id,

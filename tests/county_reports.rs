@@ -564,6 +564,7 @@ fn programme_rules(household_max_fen: u64, share: u32, idle_days: u32, announce:
     B::SetProgrammeRules(pb::SetProgrammeRules {
         quota_issue_days_max: 0,
         cash_follow_days_max: 0,
+        monitored_only: false,
         programme_code: CENTRAL_PROGRAMME.into(),
         document_no: "财农〔2024〕3号".into(),
         household_max_fen,

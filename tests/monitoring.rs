@@ -232,4 +232,75 @@ async fn before_rules_10_there_is_no_monitoring() {
         "{}",
         refusal.message()
     );
+    let rule = B::SetProgrammeRules(pb::SetProgrammeRules {
+        programme_code: "2130599".into(),
+        document_no: "财农〔2026〕40号".into(),
+        monitored_only: true,
+        ..Default::default()
+    });
+    let refusal = client.post(&server.root(), rule).await.unwrap_err();
+    assert_eq!(refusal.code(), Code::FailedPrecondition, "{refusal:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_programme_kept_for_monitored_households_finds_payments_to_others() {
+    use pb::MonitoringCategory as M;
+    let (_dir, _server, mut client, county) = start().await;
+    let dx = county.dongxiang.clone();
+    ok(
+        &mut client,
+        &dx,
+        household_in("dx-hh-m1", "HH-622926-100", "622926100201"),
+    )
+    .await;
+    ok(
+        &mut client,
+        &dx,
+        monitor("dx-hh-m1", M::SuddenHardship, "东监测〔2026〕3号"),
+    )
+    .await;
+    let rule = ok(
+        &mut client,
+        &county.root,
+        B::SetProgrammeRules(pb::SetProgrammeRules {
+            programme_code: CENTRAL_PROGRAMME.into(),
+            document_no: "财农〔2026〕40号".into(),
+            monitored_only: true,
+            ..Default::default()
+        }),
+    )
+    .await
+    .seq;
+    let pay_today = |household: &str, document: &str| {
+        against(
+            Some(county.quota_dongxiang),
+            &[(county.s, 300_00)],
+            pay("dx-xczx", household, 300_00, "2026-12", document),
+        )
+    };
+    ok(
+        &mut client,
+        &dx,
+        pay_today("dx-hh-m1", "东财农〔2026〕95号"),
+    )
+    .await;
+    let outside = ok(&mut client, &dx, pay_today("dx-hh-2", "东财农〔2026〕96号"))
+        .await
+        .seq;
+    let breaches: Vec<_> = client
+        .query
+        .compliance(pb::ComplianceRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .breaches
+        .into_iter()
+        .filter(|b| b.kind == "OUTSIDE_MONITORING")
+        .map(|b| (b.account_id, b.seqs, b.rule_seq, b.amount_fen))
+        .collect();
+    // The payments before the rule took effect are not judged by it.
+    assert_eq!(
+        breaches,
+        [("dx-hh-2".to_string(), vec![outside], rule, 300_00)]
+    );
 }

@@ -275,6 +275,7 @@ pub fn request_to_core(request: pb::Request) -> Result<m::Request, Rejection> {
             announcement_required: r.announcement_required,
             quota_issue_days_max: r.quota_issue_days_max,
             cash_follow_days_max: r.cash_follow_days_max,
+            monitored_only: r.monitored_only,
         }),
         Some(B::EvaluateProject(e)) => m::Body::EvaluateProject(m::EvaluateProject {
             account_id: e.account_id,

@@ -566,6 +566,8 @@ pub struct SetProgrammeRules {
     /// Rules 9: days from a quota's split until cash for all of it was
     /// sent to its holder; 0 is no such rule.
     pub cash_follow_days_max: u32,
+    /// Rules 10: the programme pays only households under monitoring.
+    pub monitored_only: bool,
 }
 
 /// The rules of a programme as stored: what was set, by which record, from
@@ -582,6 +584,7 @@ pub struct ProgrammeRules {
     pub announcement_required: bool,
     pub quota_issue_days_max: u32,
     pub cash_follow_days_max: u32,
+    pub monitored_only: bool,
 }
 
 /// A project's performance evaluation (绩效评价, rules 5).

@@ -163,6 +163,9 @@ pub fn request(request: &Request, rules: Rules) -> Result<(), Rejection> {
             if r.cash_follow_days_max > 0 {
                 since(rules, Rules::V9, "set_programme_rules.cash_follow_days_max")?;
             }
+            if r.monitored_only {
+                since(rules, Rules::V10, "set_programme_rules.monitored_only")?;
+            }
             Ok(())
         }
         Body::EvaluateProject(e) => {

@@ -18,8 +18,8 @@ use fundtrail_core::limits::{
     TRACE_RECORDS_MAX,
 };
 use fundtrail_core::model::{
-    Evaluation, Household, HouseholdPayment, ProgrammeRules, Project, Quota, RecordKind,
-    SubsidyBasis,
+    Evaluation, Household, HouseholdPayment, MonitoringCategory, ProgrammeRules, Project, Quota,
+    RecordKind, SubsidyBasis,
 };
 use fundtrail_core::money::Fen;
 use fundtrail_core::state::{decode, key, Kv, StateRead};
@@ -293,7 +293,7 @@ pub fn compliance(
                 key::HOUSEHOLD => {
                     let household = decode::<Household>(&value)?;
                     if audience.may_read(&household.account_id)? {
-                        above_standard(&mut report, &household)?
+                        household_breaches(&mut report, &household)?
                     }
                 }
                 _ => {
@@ -678,8 +678,9 @@ fn standard(rule: &ProgrammeRules, household: &Household) -> Option<u128> {
     (limit > 0).then_some(limit)
 }
 
-/// Payments to a household above its programme's standard for a period.
-fn above_standard(report: &mut Report, household: &Household) -> Result<(), Error> {
+/// A household's payments that pass the filters, by programme and period,
+/// judged against the standards and against the monitoring rule.
+fn household_breaches(report: &mut Report, household: &Household) -> Result<(), Error> {
     if !report.org_passes(&household.owner_org_id)? {
         return Ok(());
     }
@@ -698,6 +699,64 @@ fn above_standard(report: &mut Report, household: &Household) -> Result<(), Erro
             .or_default()
             .push(payment);
     }
+    outside_monitoring(report, household, &by_period)?;
+    above_standard(report, household, by_period)
+}
+
+/// Rules 10: payments of a programme whose rules in force on the payment's
+/// day require it (`monitored_only`) to a household not under monitoring
+/// that day; one breach per programme.
+fn outside_monitoring(
+    report: &mut Report,
+    household: &Household,
+    by_period: &BTreeMap<(String, String), Vec<HouseholdPayment>>,
+) -> Result<(), Error> {
+    let mut by_programme: BTreeMap<&str, (Vec<u64>, u128, u64)> = BTreeMap::new();
+    for ((programme, _), payments) in by_period {
+        for payment in payments {
+            let Some(rule) = report.rules.in_force(programme, payment.day) else {
+                continue;
+            };
+            if !rule.monitored_only
+                || household.monitoring_on(payment.day) != MonitoringCategory::NotMonitored
+            {
+                continue;
+            }
+            let entry = by_programme.entry(programme).or_default();
+            entry.0.push(payment.seq);
+            entry.1 += u128::from(payment.amount.0);
+            entry.2 = entry.2.max(rule.seq);
+        }
+    }
+    for (programme, (seqs, amount, rule_seq)) in by_programme {
+        let count = seqs.len();
+        report.push(
+            Breach {
+                kind: "OUTSIDE_MONITORING",
+                programme_code: programme.to_string(),
+                account_id: household.account_id.clone(),
+                scope_accounts: vec![household.account_id.clone()],
+                seqs,
+                rule_seq,
+                amount_fen: fen(amount)?,
+                detail: format!(
+                    "household {} was paid {} of programme {programme}, which its rules keep for households under monitoring (防止返贫动态监测), while it was not under monitoring",
+                    household.account_id,
+                    Fen(fen(amount)?)
+                ),
+            },
+            count,
+        );
+    }
+    Ok(())
+}
+
+/// Payments to a household above its programme's standard for a period.
+fn above_standard(
+    report: &mut Report,
+    household: &Household,
+    by_period: BTreeMap<(String, String), Vec<HouseholdPayment>>,
+) -> Result<(), Error> {
     for ((programme, period), payments) in by_period {
         let last_day = payments
             .iter()

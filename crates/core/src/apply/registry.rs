@@ -664,6 +664,7 @@ pub(super) fn set_programme_rules<K: Kv + ?Sized>(
         announcement_required: r.announcement_required,
         quota_issue_days_max: r.quota_issue_days_max,
         cash_follow_days_max: r.cash_follow_days_max,
+        monitored_only: r.monitored_only,
     };
     act.txn.put(
         key::named_seq(key::PROGRAMME_RULES, &r.programme_code, act.seq),
