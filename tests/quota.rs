@@ -979,16 +979,8 @@ async fn imported(client: &mut Client, signer: &Signer, days_ago: i32, body: B) 
 }
 
 async fn quota_breaches(client: &mut Client) -> Vec<pb::Breach> {
-    client
-        .query
-        .compliance(pb::ComplianceRequest {
-            page_size: 1000,
-            ..Default::default()
-        })
+    all_breaches(client)
         .await
-        .unwrap()
-        .into_inner()
-        .breaches
         .into_iter()
         .filter(|b| b.kind == "QUOTA_IDLE")
         .collect()
